@@ -1,0 +1,93 @@
+"""Argument parsing for `sweep.py` and `report.py`: no heavy imports until the arguments are valid.
+
+Exit codes: 0 success, 1 the sweep stopped on repeated failures, 2 bad input (one line, no
+traceback), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+
+def _quiet_backends() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO/WARNING chatter
+
+
+def sweep_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sweep.py",
+        description="Run (or resume) an augmentation sweep: Optuna trials that train Keras convnets, "
+                    "logged to MLflow. Rerunning the same command continues the study until TRIALS "
+                    "trials have finished in total.",
+    )
+    p.add_argument("experiment", help="experiment YAML file, e.g. experiments/default.yaml")
+    p.add_argument("--trials", type=int, help="total finished trials wanted (default: the file's `trials`)")
+    p.add_argument("--mlruns", default="mlruns", help="root of the embedded stores (default: ./mlruns)")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///MLRUNS/optuna.db)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///MLRUNS/mlflow.db)")
+    p.add_argument("--study-name", help="Optuna study name (default: the experiment's `name`)")
+    return p
+
+
+def report_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="report.py",
+        description="Rank which augmentations changed validation loss, from the stores (never retrains).",
+    )
+    p.add_argument("experiment", help="experiment YAML file the sweep ran")
+    p.add_argument("--mlruns", default="mlruns", help="root of the embedded stores (default: ./mlruns)")
+    p.add_argument("--out", help="output folder (default: reports/<study>/)")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///MLRUNS/optuna.db)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///MLRUNS/mlflow.db)")
+    p.add_argument("--study-name", help="Optuna study name (default: the experiment's `name`)")
+    return p
+
+
+def _terminate(signum, frame):
+    raise SystemExit(143)
+
+
+def _run(main, args) -> int:
+    from .config import ConfigError
+
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return main(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the current trial was marked failed; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+def sweep_main(argv=None) -> int:
+    args = sweep_parser().parse_args(argv)
+    _quiet_backends()
+
+    def main(a):
+        from .sweep import SweepAborted, main_sweep
+
+        try:
+            return main_sweep(a)
+        except SweepAborted as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+
+    return _run(main, args)
+
+
+def report_main(argv=None) -> int:
+    args = report_parser().parse_args(argv)
+    _quiet_backends()
+
+    def main(a):
+        from .report import main_report
+
+        return main_report(a)
+
+    return _run(main, args)

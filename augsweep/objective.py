@@ -1,0 +1,200 @@
+"""Optuna objective: trial -> configuration -> `repeats` paired trainings -> mean best val_loss.
+
+The only module that wires Optuna (pruning reports) and MLflow (tracking) into training, both
+as Keras callbacks; `train` itself knows neither.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import augment, plots, space, train
+from .config import Experiment
+from .data import Dataset
+from .model import accuracy_name
+from .seeding import repeat_seeds
+from .tracking import FAILED, FINISHED, KILLED, Tracker, scratch_dir
+
+
+class NonFiniteLoss(RuntimeError):
+    """Training diverged (Keras `TerminateOnNaN` stopped it)."""
+
+
+def _callbacks_module():
+    import keras
+
+    return keras.callbacks
+
+
+def pruning_callback(trial, repeat: int, epochs: int):
+    """Keras callback: `trial.report(val_loss, step)` each epoch, stop training when Optuna prunes.
+
+    Steps run across repeats (`repeat * epochs + epoch`): every trial's repeat r uses the same
+    seeds, so the pruner compares trials at equal steps under common random numbers.
+    """
+    callbacks = _callbacks_module()
+
+    class OptunaPruning(callbacks.Callback):
+        pruned_at: int | None = None
+
+        def on_epoch_end(self, epoch, logs=None):
+            value = float((logs or {}).get("val_loss", float("nan")))
+            if not math.isfinite(value):
+                return  # TerminateOnNaN handles divergence; a NaN report would poison the pruner
+            trial.report(value, repeat * epochs + epoch)
+            if trial.should_prune():
+                self.pruned_at = epoch
+                self.model.stop_training = True
+
+    return OptunaPruning()
+
+
+def first_non_finite_epoch(history: pd.DataFrame) -> int | None:
+    """First epoch whose loss or val_loss is NaN/inf, if any."""
+    cols = [c for c in ("loss", "val_loss") if c in history.columns]
+    bad = ~np.isfinite(history[cols].to_numpy(dtype=float)).all(axis=1)
+    return int(history.index[bad][0]) if bad.any() else None
+
+
+def summarize_repeat(history: pd.DataFrame, acc: str) -> dict[str, float]:
+    """Per-repeat numbers the report needs (best and final values, generalization gap)."""
+    val = history["val_loss"].to_numpy(dtype=float)
+    finite = np.isfinite(val)
+    best_epoch = int(np.nanargmin(np.where(finite, val, np.nan))) if finite.any() else -1
+    last = history.iloc[-1]
+    out = {
+        "best_val_loss": float(val[best_epoch]) if best_epoch >= 0 else float("nan"),
+        "best_epoch": best_epoch,
+        "epochs_run": int(len(history)),
+        "final_loss": float(last["loss"]),
+        "final_val_loss": float(last["val_loss"]),
+        "gap": float(last["val_loss"] - last["loss"]),
+    }
+    if f"val_{acc}" in history.columns:
+        out["best_val_accuracy"] = float(np.nanmax(history[f"val_{acc}"].to_numpy(dtype=float)))
+    return out
+
+
+@dataclass
+class Objective:
+    """Callable for `study.optimize`: trains one configuration `repeats` times and logs it."""
+
+    experiment: Experiment
+    dataset: Dataset
+    tracker: Tracker
+    grid: bool = False
+    device: str = "CPU"
+    extra_tags: dict = field(default_factory=dict)
+
+    def __call__(self, trial) -> float:
+        import optuna
+
+        exp = self.experiment
+        config = space.sample(trial, exp.search_space, exp.train.learning_rate, grid=self.grid)
+        flat = config.flat(exp.search_space.augmentation_names)
+        trial.set_user_attr("config", flat)
+        seeds = [repeat_seeds(exp.seed, r) for r in range(exp.repeats)]
+        params = {**flat, "seed": exp.seed, "repeats": exp.repeats,
+                  **{f"seeds_r{s.repeat}": f"init={s.init},aug={s.aug},order={s.order}" for s in seeds}}
+        run_name = f"t{trial.number:02d} {config.label()}"
+        run_id = self.tracker.start_trial(
+            run_name, params,
+            {"trial": trial.number, "study": trial.study.study_name, "device": self.device,
+             "kind": "trial", **self.extra_tags},
+        )
+        trial.set_user_attr("mlflow_run_id", run_id)
+        acc = accuracy_name(self.dataset.num_classes)
+        histories: list[pd.DataFrame] = []
+        summaries: list[dict] = []
+        started = time.perf_counter()
+        with scratch_dir() as tmp:
+            tmp = Path(tmp)
+            try:
+                for s in seeds:
+                    prune = pruning_callback(trial, s.repeat, exp.train.epochs)
+                    result = train.run(
+                        config, self.dataset, exp.train, s,
+                        callbacks=[_callbacks_module().TerminateOnNaN(), prune,
+                                   self.tracker.epoch_logger(run_id, s.repeat)],
+                    )
+                    h = result.history.reset_index().assign(repeat=s.repeat)
+                    histories.append(h)
+                    del result
+                    bad = first_non_finite_epoch(h.set_index("epoch"))
+                    if bad is not None:
+                        raise NonFiniteLoss(f"non-finite loss at epoch {bad} (repeat {s.repeat})")
+                    summaries.append(summarize_repeat(h.set_index("epoch"), acc))
+                    if prune.pruned_at is not None:
+                        raise optuna.TrialPruned(f"pruned at repeat {s.repeat}, epoch {prune.pruned_at}")
+                value = float(np.mean([r["best_val_loss"] for r in summaries]))
+                trial.set_user_attr("repeats", summaries)
+                self._finish(run_id, FINISHED, "COMPLETE", config, histories, summaries, tmp, started, value)
+                return value
+            except optuna.TrialPruned as e:
+                trial.set_user_attr("repeats", summaries)
+                self._finish(run_id, KILLED, "PRUNED", config, histories, summaries, tmp, started,
+                             reason=str(e))
+                raise
+            except BaseException as e:  # noqa: BLE001 - every failure must close the MLflow run
+                reason = failure_reason(e)
+                trial.set_user_attr("failure_reason", reason)
+                trial.set_user_attr("repeats", summaries)
+                tb = "".join(traceback.format_exception(e))
+                status = KILLED if isinstance(e, (KeyboardInterrupt, SystemExit)) else FAILED
+                try:
+                    self._finish(run_id, status, "FAIL", config, histories, summaries, tmp, started,
+                                 reason=reason, traceback_text=tb)
+                except Exception:  # the store itself failing must not hide the original error
+                    pass
+                raise
+            finally:
+                gc.collect()
+
+    def _finish(self, run_id, status, state, config, histories, summaries, tmp: Path, started,
+                value: float | None = None, reason: str = "", traceback_text: str = "") -> None:
+        history = pd.concat(histories, ignore_index=True) if histories else None
+        artifacts = []
+        if history is not None and len(history):
+            cols = ["repeat", "epoch", *[c for c in history.columns if c not in ("repeat", "epoch")]]
+            history = history[cols]
+            history.to_csv(tmp / "history.csv", index=False)
+            artifacts.append(tmp / "history.csv")
+            artifacts.append(plots.learning_curves(history, tmp / "learning_curves.png", config.label()))
+        if config.enabled and state != "FAIL":
+            images = augment.preview(config.enabled, repeat_seeds(self.experiment.seed, 0).aug,
+                                     self.dataset.x_train[0])
+            artifacts.append(plots.image_grid(images, tmp / "augmentation_preview.png",
+                                              f"16 augmentations: {config.label()}"))
+        metrics = {"trial_seconds": time.perf_counter() - started}
+        if value is not None:
+            metrics["best_val_loss"] = value
+        for r, s in enumerate(summaries):
+            metrics[f"best_val_loss/r{r}"] = s["best_val_loss"]
+        tags = {"state": state}
+        if reason:
+            tags["failure_reason" if state == "FAIL" else "prune_reason"] = reason
+        texts = {"traceback.txt": traceback_text} if traceback_text else {}
+        self.tracker.finish_trial(run_id, status, history, metrics, tags, artifacts, texts)
+
+
+def failure_reason(e: BaseException) -> str:
+    """One line saying why a trial failed (divergence, out of memory, interruption, other)."""
+    if isinstance(e, KeyboardInterrupt):
+        return "interrupted (KeyboardInterrupt)"
+    if isinstance(e, SystemExit):
+        return f"interrupted (exit {e.code})"
+    name = type(e).__name__
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    if "ResourceExhausted" in name or "out of memory" in text.lower() or "OOM" in text:
+        return f"out of memory: {text[:200]}"
+    if isinstance(e, NonFiniteLoss):
+        return text
+    return f"{name}: {text[:300]}"

@@ -1,0 +1,96 @@
+"""The machine a run happens on: device set-up, precision, and what provenance records."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import subprocess
+from importlib import metadata
+
+PACKAGES = ("augsweep", "keras", "tensorflow", "jax", "optuna", "mlflow", "pandas", "numpy",
+            "scikit-learn", "scipy", "statsmodels", "matplotlib")
+
+
+def backend() -> str:
+    """The Keras backend in use (`tensorflow`, `jax`, `torch`)."""
+    import keras
+
+    return keras.backend.backend()
+
+
+@functools.cache
+def configure_device() -> str:
+    """Turn on GPU memory growth (TensorFlow) and return the device's name: GPU model or CPU."""
+    name = backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        for gpu in gpus:
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError:  # already initialised in this process: growth is fixed by then
+                pass
+        if gpus:
+            details = tf.config.experimental.get_device_details(gpus[0])
+            return f"GPU: {details.get('device_name', gpus[0].name)} (x{len(gpus)})"
+    elif name == "jax":
+        import jax
+
+        devices = jax.devices()
+        if devices and devices[0].platform != "cpu":
+            return f"GPU: {devices[0].device_kind} (x{len(devices)})"
+    elif name == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return f"GPU: {torch.cuda.get_device_name(0)} (x{torch.cuda.device_count()})"
+    return f"CPU: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def is_gpu(device: str) -> bool:
+    return device.startswith("GPU")
+
+
+def set_precision(mixed: bool) -> str:
+    """Global Keras dtype policy: bf16 mixed precision on request (fp16 where bf16 is unsupported)."""
+    import keras
+
+    policy = "float32"
+    if mixed:
+        policy = "mixed_bfloat16"
+        if backend() == "tensorflow":
+            import tensorflow as tf
+
+            gpus = tf.config.list_physical_devices("GPU")
+            if gpus:
+                cc = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (8, 0))
+                policy = "mixed_bfloat16" if cc >= (8, 0) else "mixed_float16"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that decide the numbers."""
+    out = {"python": platform.python_version()}
+    for p in PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+@functools.cache
+def git_commit() -> str:
+    """HEAD of the repository this code runs from, with `-dirty` when it has local changes."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (sha + ("-dirty" if dirty else "")) if sha else "unknown"

@@ -1,0 +1,39 @@
+"""Explicit, paired randomness: repeat r of every trial gets the same seeds.
+
+Seeds depend only on the experiment seed and the repeat index, never on the trial, so two
+configurations are compared under common random numbers (same initial weights where the
+shapes match, same augmentation draws, same batch order) and their difference is paired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RepeatSeeds:
+    """The independent streams of one repeat (airbench's separate aug_seed / order_seed)."""
+
+    repeat: int
+    init: int  # weight initialisers
+    aug: int  # augmentation layers
+    order: int  # batch order (shuffle) and any other global randomness
+
+    def as_params(self) -> dict[str, int]:
+        return {f"seed_{k}": v for k, v in asdict(self).items() if k != "repeat"}
+
+
+def repeat_seeds(experiment_seed: int, repeat: int) -> RepeatSeeds:
+    """Seeds of repeat `repeat`, derived with NumPy's SeedSequence (independent streams)."""
+    init, aug, order = np.random.SeedSequence([experiment_seed, repeat]).generate_state(3)
+    mask = 2**31 - 1
+    return RepeatSeeds(repeat, int(init) & mask, int(aug) & mask, int(order) & mask)
+
+
+def set_global_seed(seed: int) -> None:
+    """Seed Python, NumPy and the backend (Keras `set_random_seed`)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
