@@ -178,6 +178,15 @@ def space_to_dict(space: SearchSpace) -> dict[str, Any]:
     return out
 
 
+def max_depth(image_size) -> int:
+    """Deepest stack of 2x2 max-pools that leaves at least a 1x1 feature map."""
+    side, depth = min(image_size), 0
+    while side >= 2:
+        side //= 2
+        depth += 1
+    return depth
+
+
 # ----------------------------------------------------------------------------- validation helpers
 
 
@@ -221,8 +230,8 @@ class _Ctx:
         too_high = high is not None and value > high
         if too_low or too_high:
             lo = "(" if low_open else "["
-            raise self.fail(key, f"must be in {lo}{low}, {high}]" if high is not None
-                            else f"must be {'>' if low_open else '>='} {low}", value)
+            raise self.fail(key, f"must be in {lo}{low:g}, {high:g}]" if high is not None
+                            else f"must be {'>' if low_open else '>='} {low:g}", value)
         return float(value)
 
     def choice(self, value: Any, key: str, allowed) -> str:
@@ -464,6 +473,14 @@ def load_experiment(path: str | Path) -> Experiment:
     else:
         raise ctx.fail("search_space", "must be a path to a YAML file or a mapping", space_raw)
 
+    deepest = max_depth(dataset.image_size)
+    top = space.depth.high if isinstance(space.depth, IntRange) else max(space.depth.values)
+    if top > deepest:
+        key = "depth.high" if isinstance(space.depth, IntRange) else "depth"
+        raise ConfigError(
+            f"{key} must be in [1, {deepest}] for {dataset.image_size[0]}x{dataset.image_size[1]} images "
+            f"(each block halves the size). Received: {key.split('.')[-1]}={top} ({space_path or file})"
+        )
     train = _train(ctx, data.get("train", {}) or {})
     sampler = ctx.choice(data.get("sampler", "random"), "sampler", SAMPLERS)
     pruner = data.get("pruner", "median")

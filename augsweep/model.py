@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-
-def max_depth(image_size: Sequence[int]) -> int:
-    """Deepest stack of 2x2 max-pools that leaves at least a 1x1 feature map."""
-    side, depth = min(image_size), 0
-    while side >= 2:
-        side //= 2
-        depth += 1
-    return depth
+from .config import max_depth
 
 
 def build_convnet(
