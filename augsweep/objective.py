@@ -171,8 +171,7 @@ class Objective:
         if config.enabled and state != "FAIL":
             images = augment.preview(config.enabled, repeat_seeds(self.experiment.seed, 0).aug,
                                      self.dataset.x_train[0])
-            artifacts.append(plots.image_grid(images, tmp / "augmentation_preview.png",
-                                              f"16 augmentations: {config.label()}"))
+            artifacts.append(plots.image_grid(images, tmp / "augmentation_preview.png"))
         metrics = {"trial_seconds": time.perf_counter() - started}
         if value is not None:
             metrics["best_val_loss"] = value

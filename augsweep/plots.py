@@ -10,28 +10,25 @@ import pandas as pd
 PNG_METADATA = {"Software": None}
 
 
-def _plt():
-    import matplotlib
+def figure(cols: int = 1, rows: int = 1, size=(5, 3.6)):
+    """A matplotlib Figure and its axes grid, without pyplot (no global state, thread-safe)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=size)
+    return fig, fig.subplots(rows, cols, squeeze=False)
 
 
 def save(fig, path: str | Path) -> Path:
-    """Write a figure as PNG and close it."""
+    """Write a figure as PNG."""
     path = Path(path)
     fig.savefig(path, dpi=100, metadata=PNG_METADATA)
-    _plt().close(fig)
     return path
 
 
 def learning_curves(history: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     """The course's two plots: loss/val_loss and accuracy/val_accuracy by epoch (one line per repeat)."""
-    plt = _plt()
     acc = next((c for c in ("binary_accuracy", "accuracy") if c in history.columns), None)
-    fig, axes = plt.subplots(1, 2 if acc else 1, figsize=(10 if acc else 5, 3.6), squeeze=False)
+    fig, axes = figure(2 if acc else 1, 1, size=(10 if acc else 5, 3.6))
     groups = history.groupby("repeat") if "repeat" in history.columns else [(0, history)]
     for ax, (train_col, val_col) in zip(axes[0], [("loss", "val_loss"), (acc, f"val_{acc}")]):
         for i, (repeat, h) in enumerate(groups):
@@ -45,22 +42,117 @@ def learning_curves(history: pd.DataFrame, path: str | Path, title: str = "") ->
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.14, top=0.88, wspace=0.25)
     return save(fig, path)
 
 
-def image_grid(images: np.ndarray, path: str | Path, title: str = "", cols: int = 4) -> Path:
-    """A grid of images in [0, 1] (the course's "Sixteen transformations of a single image")."""
-    plt = _plt()
+def image_grid(images: np.ndarray, path: str | Path, cols: int = 4, cell: int = 96, pad: int = 4) -> Path:
+    """A grid of images in [0, 1] as one PNG (the course's "Sixteen transformations of a single image").
+
+    Tiled with PIL rather than matplotlib: it is written for every trial, so it must cost milliseconds.
+    """
+    from PIL import Image
+
+    images = np.clip(np.asarray(images, np.float32), 0, 1)
+    if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
     rows = int(np.ceil(len(images) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.6 + (0.4 if title else 0)), squeeze=False)
-    for ax, img in zip(axes.flat, images):
-        img = np.clip(np.asarray(img, np.float32), 0, 1)
-        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
-                  vmin=0, vmax=1)
-    for ax in axes.flat:
+    h, w = images.shape[1:3]
+    scale = max(1, cell // max(h, w))
+    sheet = Image.new("RGB", (cols * (w * scale + pad) + pad, rows * (h * scale + pad) + pad), "white")
+    for i, img in enumerate(images):
+        tile = Image.fromarray((img * 255).round().astype(np.uint8)).resize((w * scale, h * scale), Image.NEAREST)
+        r, c = divmod(i, cols)
+        sheet.paste(tile, (pad + c * (w * scale + pad), pad + r * (h * scale + pad)))
+    sheet.save(path, "PNG")
+    return Path(path)
+
+
+def forest(effects: pd.DataFrame, path: str | Path, title: str = "Effect on validation loss") -> Path:
+    """Effect of each augmentation with its 95% CI; left of zero = it lowered validation loss."""
+    rows = effects.iloc[::-1]
+    fig, axes = figure(1, 1, size=(6.5, 0.55 * len(rows) + 1.4))
+    ax = axes[0, 0]
+    colours = {"helps": "C2", "hurts": "C3"}
+    for i, (_, r) in enumerate(rows.iterrows()):
+        colour = colours.get(r["verdict"], "0.4")
+        if np.isfinite(r["effect"]):
+            ax.errorbar(r["effect"], i, xerr=[[r["effect"] - r["ci_low"]], [r["ci_high"] - r["effect"]]],
+                        fmt="o", color=colour, capsize=3)
+        ax.text(1.01, i, r["verdict"], transform=ax.get_yaxis_transform(), va="center", fontsize=8, color=colour)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([f"{r['augmentation']}" + (f" ({r['source']})" if r.get("source", "sweep") != "sweep" else "")
+                        for _, r in rows.iterrows()])
+    ax.axvline(0, color="0.3", lw=0.8)
+    ax.set_xlabel("change in validation loss when turned on (95% CI; negative = helps)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    fig.subplots_adjust(left=0.25, right=0.82, bottom=0.9 / (0.55 * len(rows) + 1.4) + 0.1, top=0.9)
+    return save(fig, path)
+
+
+def curves_by_augmentation(curves: pd.DataFrame, augmentations: list[str], path: str | Path) -> Path:
+    """Mean val_loss by epoch with vs without each augmentation (shaded: spread over trials)."""
+    n = max(1, len(augmentations))
+    cols = min(3, n)
+    rows = int(np.ceil(n / cols))
+    fig, axes = figure(cols, rows, size=(4 * cols, 3 * rows))
+    for ax, aug in zip(axes.flat, augmentations):
+        for on, colour in ((False, "C0"), (True, "C1")):
+            sub = curves[curves[f"aug_{aug}"] == on]
+            if sub.empty:
+                continue
+            per_trial = sub.groupby(["trial", "epoch"])["val_loss"].mean().unstack("trial")
+            mean, lo, hi = per_trial.mean(axis=1), per_trial.quantile(0.25, axis=1), per_trial.quantile(0.75, axis=1)
+            ax.plot(mean.index, mean, color=colour, label=f"{'with' if on else 'without'} ({per_trial.shape[1]} trials)")
+            ax.fill_between(mean.index, lo, hi, color=colour, alpha=0.2)
+        ax.set_title(aug, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("val_loss")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.9, hspace=0.45, wspace=0.3)
+    return save(fig, path)
+
+
+def train_vs_val(histories: dict[str, pd.DataFrame], path: str | Path) -> Path:
+    """The course's comparison: train and validation loss of named trials (mean over repeats)."""
+    fig, axes = figure(len(histories), 1, size=(5 * max(1, len(histories)), 3.4))
+    for ax, (name, h) in zip(axes[0], histories.items()):
+        mean = h.groupby("epoch")[["loss", "val_loss"]].mean()
+        ax.plot(mean.index, mean["loss"], label="loss (train)")
+        ax.plot(mean.index, mean["val_loss"], label="val_loss")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.88, wspace=0.25)
+    return save(fig, path)
+
+
+def optimization_history(trials: pd.DataFrame, curves: pd.DataFrame, path: str | Path) -> Path:
+    """Left: each trial's value and the running best. Right: every trial's val_loss curve, pruned dashed."""
+    fig, axes = figure(2, 1, size=(10, 3.4))
+    ax = axes[0, 0]
+    done = trials[trials["state"] == "COMPLETE"].sort_values("trial")
+    ax.plot(done["trial"], done["value"], "o", color="C0", ms=4, label="trial value")
+    ax.plot(done["trial"], done["value"].cummin(), color="C3", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel("mean best val_loss")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    ax = axes[0, 1]
+    state = trials.set_index("trial")["state"]
+    for trial, h in curves.groupby("trial"):
+        mean = h.groupby("epoch")["val_loss"].mean()
+        pruned = state.get(trial) == "PRUNED"
+        ax.plot(mean.index, mean, color="0.5" if pruned else "C0", ls="--" if pruned else "-", lw=0.8,
+                alpha=0.8 if pruned else 0.5)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("val_loss (mean over repeats)")
+    ax.set_title("all trials (pruned: dashed grey)", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.9, wspace=0.25)
     return save(fig, path)

@@ -1,0 +1,213 @@
+"""Which augmentation changed validation loss: adjusted effects, matched pairs and per-depth means.
+
+Pure functions over the tidy table (one row per trial x repeat); no I/O, no randomness.
+The trial is the unit of evidence: repeats of one trial share its configuration (and whatever the
+sweep did not model, such as its learning rate), so they are averaged before any inference.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+from scipy import stats as sps
+from statsmodels.stats.multitest import multipletests
+
+_EFFECT_COLUMNS = ["augmentation", "effect", "ci_low", "ci_high", "p_value", "p_raw",
+                   "n_with", "n_without", "verdict", "method", "note"]
+_PAIR_COLUMNS = ["augmentation", "n_pairs", "mean_diff", "ci_low", "ci_high", "p_value", "verdict"]
+_DEPTH_COLUMNS = ["augmentation", "depth", "mean_with", "mean_without", "difference", "n_with", "n_without"]
+METHOD = "OLS on trial means, HC3, t"
+
+
+class InsufficientData(ValueError):
+    """Too few finished trials to fit the model (residual df < 1)."""
+
+
+def verdict(ci_low: float, ci_high: float) -> str:
+    """'helps' if the whole CI is below 0 (lower loss), 'hurts' if above 0, else 'no clear effect'."""
+    if ci_high < 0:
+        return "helps"
+    if ci_low > 0:
+        return "hurts"
+    return "no clear effect"  # also when either bound is NaN
+
+
+def holm(pvalues: Sequence[float]) -> np.ndarray:
+    """Holm-corrected p-values; NaNs stay NaN and are not counted as tests."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method="holm")[1]
+    return out
+
+
+def _prepare(table: pd.DataFrame, augmentations: Sequence[str], outcome: str) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """The columns we use, aug indicators as bool, rows without an outcome dropped."""
+    names = list(dict.fromkeys(augmentations))
+    cols = [f"aug_{a}" for a in names]
+    missing = [c for c in ["trial", "repeat", outcome, *cols] if c not in table.columns]
+    if missing:
+        raise KeyError(f"table lacks column(s) {missing}")
+    df = table[["trial", "repeat", outcome, *cols] + (["depth"] if "depth" in table.columns else [])].copy()
+    if "depth" not in df:
+        df["depth"] = 0
+    df[cols] = df[cols].fillna(False).astype(bool)
+    df = df[df[outcome].notna()].sort_values(["trial", "repeat"], kind="stable").reset_index(drop=True)
+    return df, names, cols
+
+
+def _sort(frame: pd.DataFrame, by: str) -> pd.DataFrame:
+    """Best (most negative) first, NaN last, ties by name so the order is stable."""
+    return frame.sort_values([by, "augmentation"], na_position="last", kind="stable").reset_index(drop=True)
+
+
+def _design(trials: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """Intercept + aug indicators + depth fixed effects (when depth varies), one row per trial."""
+    parts = [pd.Series(1.0, index=trials.index, name="const"), trials[cols].astype(float)]
+    if trials["depth"].nunique() > 1:
+        parts.append(pd.get_dummies(trials["depth"], prefix="depth", drop_first=True, dtype=float))
+    return pd.concat(parts, axis=1)
+
+
+def _lstsq(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Minimum-norm LS coefficients, which of them the design identifies, and a null-space basis."""
+    u, s, vt = np.linalg.svd(X, full_matrices=False)
+    rank = int((s > s[0] * max(X.shape) * np.finfo(float).eps).sum())
+    v = vt[:rank].T
+    beta = v @ ((u[:, :rank].T @ y) / s[:rank])
+    # coefficient k is estimable iff e_k lies in the row space, i.e. its projection keeps norm 1
+    identified = (v**2).sum(axis=1) > 1 - 1e-6
+    return beta, identified, vt[rank:]
+
+
+def _hc3_t(X: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """HC3 p-values and CIs with t inference (residual df), plus which coefficients still have a standard error."""
+    keep = np.ones(len(y), dtype=bool)
+    while True:
+        # a row with leverage 1 has residual 0 and makes HC3 divide 0 by 0 (NaN everywhere);
+        # it fits its own parameter exactly, so dropping it leaves the other estimates (and the
+        # residual df: n and the rank both drop by one) unchanged
+        h = np.einsum("ij,ji->i", X[keep], np.linalg.pinv(X[keep]))
+        exact = h > 1 - 1e-8
+        if not exact.any():
+            break
+        keep[np.flatnonzero(keep)[exact]] = False
+    nan = np.full(X.shape[1], np.nan)
+    if not keep.any():
+        return nan, nan, nan, np.zeros(X.shape[1], dtype=bool)
+    has_se = _lstsq(X[keep], y[keep])[1]
+    with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
+        warnings.simplefilter("ignore")
+        res = sm.OLS(y[keep], X[keep]).fit(cov_type="HC3", use_t=True)
+        ci = np.asarray(res.conf_int(alpha))
+        p = np.asarray(res.pvalues, dtype=float)
+    return p, ci[:, 0], ci[:, 1], has_se
+
+
+def _confounders(null: np.ndarray, k: int, labels: list[str]) -> list[str]:
+    """Names of the factors that column k is collinear with (from the design's null space)."""
+    tol = 1e-8
+    involved = (np.abs(null[:, [k]]) > tol) & (np.abs(null) > tol)
+    names = [labels[j] for j in np.flatnonzero(involved.any(axis=0)) if j != k]
+    return list(dict.fromkeys(n for n in names if n != "const"))
+
+
+def adjusted_effects(table: pd.DataFrame, augmentations: Sequence[str], outcome: str = "value",
+                     alpha: float = 0.05) -> pd.DataFrame:
+    """Effect of turning each augmentation on, adjusted for the others and depth.
+
+    OLS of each trial's mean outcome (over its repeats) on the 0/1 augmentation indicators plus depth
+    fixed effects, HC3 standard errors, t inference on the residual df; p-values Holm-corrected.
+    """
+    df, names, cols = _prepare(table, augmentations, outcome)
+    trials = df.groupby("trial").agg(y=(outcome, "mean"), depth=("depth", "first"),
+                                     **{c: (c, "first") for c in cols})
+    n_with, n_trials = trials[cols].sum(), len(trials)
+    notes = {c: "" for c in cols}
+    for c in cols:
+        if n_with[c] == n_trials:
+            notes[c] = "always on in this sweep: no trials without it"
+        elif n_with[c] == 0:
+            notes[c] = "never on in this sweep: no trials with it"
+    varying = [c for c in cols if not notes[c]]
+
+    design = _design(trials, varying)
+    X, y = design.to_numpy(), trials["y"].to_numpy(dtype=float)
+    # no trials at all: treat every parameter as needing one (rank = columns), which raises below
+    beta, identified, null = _lstsq(X, y) if n_trials else (None, None, np.empty((0, X.shape[1])))
+    rank = X.shape[1] - len(null)  # residual df = trials - rank
+    if n_trials - rank < 1:
+        raise InsufficientData(
+            f"{n_trials} finished trials for {rank} estimable model parameters "
+            f"({design.shape[1]} in the design); need at least {rank + 1} trials: run more trials")
+    labels = ["const", *(c[4:] for c in varying)] + ["depth"] * (design.shape[1] - 1 - len(varying))
+
+    p_raw, lo, hi, has_se = _hc3_t(X, y, alpha)
+    pos = {c: i for i, c in enumerate(design.columns)}
+    for c in varying:
+        k = pos[c]
+        if not identified[k]:
+            others = _confounders(null, k, labels)
+            with_ = f"collinear with {', '.join(others)}" if others else "collinear with other factors"
+            notes[c] = f"{with_} in this sweep: effect cannot be separated"
+        elif not has_se[k]:
+            notes[c] = "rests on a single trial: no standard error"
+
+    rows = []
+    for a, c in zip(names, cols):
+        k = pos.get(c)
+        est = k is not None and bool(identified[k])
+        ci = (lo[k], hi[k]) if est and has_se[k] else (np.nan, np.nan)
+        rows.append(dict(augmentation=a, effect=beta[k] if est else np.nan, ci_low=ci[0], ci_high=ci[1],
+                         p_raw=p_raw[k] if est and has_se[k] else np.nan,
+                         n_with=int(n_with[c]), n_without=int(n_trials - n_with[c]),
+                         verdict=verdict(*ci), method=METHOD, note=notes[c]))
+    out = pd.DataFrame(rows, columns=[c for c in _EFFECT_COLUMNS if c != "p_value"])
+    out.insert(4, "p_value", holm(out["p_raw"]))
+    return _sort(out, "effect")[_EFFECT_COLUMNS]
+
+
+def matched_pairs(table: pd.DataFrame, augmentations: Sequence[str], outcome: str = "value",
+                  alpha: float = 0.05) -> pd.DataFrame:
+    """Mean outcome(with) - outcome(without) over trial pairs that differ only in that augmentation.
+
+    CI: t-interval over the per-pair differences (each averaged over repeats); p: Wilcoxon signed-rank.
+    """
+    df, names, cols = _prepare(table, augmentations, outcome)
+    keys = ["depth", *cols]
+    # identical configurations (TPE repeats them) are averaged into one cell per repeat
+    cells = df.groupby(keys + ["repeat"])[outcome].mean().rename("y").reset_index()
+    rows = []
+    for a, c in zip(names, cols):
+        others = [k for k in keys if k != c]
+        m = cells[cells[c]].drop(columns=c).merge(
+            cells[~cells[c]].drop(columns=c), on=others + ["repeat"], suffixes=("_with", "_without"))
+        d = (m["y_with"] - m["y_without"]).groupby([m[k] for k in others]).mean().to_numpy()
+        ci, p = (np.nan, np.nan), np.nan
+        if len(d) >= 2:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # identical differences: scipy warns about precision loss
+                ci = tuple(sps.ttest_1samp(d, 0.0).confidence_interval(1 - alpha))
+            if np.any(d != 0):
+                p = float(sps.wilcoxon(d).pvalue)
+        rows.append(dict(augmentation=a, n_pairs=len(d), mean_diff=d.mean() if len(d) else np.nan,
+                         ci_low=ci[0], ci_high=ci[1], p_value=p, verdict=verdict(*ci)))
+    return _sort(pd.DataFrame(rows, columns=_PAIR_COLUMNS), "mean_diff")
+
+
+def effects_by_depth(table: pd.DataFrame, augmentations: Sequence[str], outcome: str = "value") -> pd.DataFrame:
+    """Per augmentation and depth: mean outcome (trial means) with vs without, their difference and trial counts."""
+    df, names, cols = _prepare(table, augmentations, outcome)
+    per_trial = df.groupby("trial").agg({outcome: "mean", "depth": "first", **{c: "first" for c in cols}})
+    rows = []
+    for a, c in zip(names, cols):
+        for depth, g in per_trial.groupby("depth"):
+            w, wo = g.loc[g[c], outcome], g.loc[~g[c], outcome]
+            rows.append(dict(augmentation=a, depth=depth, mean_with=w.mean(), mean_without=wo.mean(),
+                             difference=w.mean() - wo.mean(), n_with=len(w), n_without=len(wo)))
+    return pd.DataFrame(rows, columns=_DEPTH_COLUMNS)

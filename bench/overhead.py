@@ -1,0 +1,124 @@
+"""Per-trial overhead of augsweep against a plain Keras script, measured side by side in one run.
+
+Both train the course's convnet (depth 2, flip + contrast inside the model) on the same digits
+arrays for the same epochs and batch size. augsweep's side is one full trial through the real
+objective: Optuna study on SQLite, MLflow parent + nested run on SQLite, per-epoch logging,
+artifacts (history.csv, curves, augmentation preview). The two alternate, round after round, so
+drift of the machine hits both; the ratio of medians is the figure.
+
+    python bench/overhead.py                 # ~2-3 minutes on 2 CPU cores
+    python bench/overhead.py --tiny          # smoke setting used by the tests
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def plain_keras(x_train, y_train, x_val, y_val, num_classes, epochs, batch_size, seed):
+    """What a user would write by hand: the course's model, fit, nothing else."""
+    import keras
+    from keras import layers
+
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.Input(shape=x_train.shape[1:]),
+        layers.RandomFlip("horizontal", seed=seed),
+        layers.RandomContrast(0.3, value_range=(0, 1), seed=seed),
+        layers.Conv2D(32, 5, padding="same", activation="relu"),
+        layers.MaxPool2D(),
+        layers.Conv2D(64, 3, padding="same", activation="relu"),
+        layers.MaxPool2D(),
+        layers.Flatten(),
+        layers.Dense(6, activation="relu"),
+        layers.Dense(num_classes, activation="softmax"),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(0.003, epsilon=0.01),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs, batch_size=batch_size,
+              verbose=0)
+
+
+def experiment_yaml(epochs: int, batch_size: int, image_size: int) -> dict:
+    return {
+        "name": "bench-overhead",
+        "dataset": {"source": "digits", "image_size": [image_size, image_size]},
+        "search_space": {"depth": 2, "augmentations": {"flip": {"mode": "horizontal"}, "contrast": {"factor": 0.3}}},
+        "train": {"epochs": epochs, "batch_size": batch_size, "learning_rate": 0.003},
+        "trials": 1000, "repeats": 1, "sampler": "random", "pruner": "none", "seed": 0,
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--tiny", action="store_true", help="seconds-long smoke run (tests)")
+    args = p.parse_args(argv)
+    if args.tiny:
+        args.epochs, args.rounds, args.image_size = 1, 1, 8
+
+    import optuna
+    import yaml
+
+    from augsweep.config import load_experiment
+    from augsweep.data import load_dataset
+    from augsweep.objective import Objective
+    from augsweep.sweep import make_storage, resolve_stores
+    from augsweep.tracking import Tracker
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "exp.yaml"
+        path.write_text(yaml.safe_dump(experiment_yaml(args.epochs, args.batch_size, args.image_size)))
+        exp = load_experiment(path)
+        ds = load_dataset(exp.dataset, exp.seed)
+        stores = resolve_stores(exp, Path(tmp) / "mlruns")
+        stores.mlruns.mkdir()
+        tracker = Tracker(stores.tracking_uri, exp.name, stores.artifact_location)
+        tracker.start_parent("bench", {"kind": "sweep"}, {}, {})
+        study = optuna.create_study(study_name=exp.name, storage=make_storage(stores.storage_url),
+                                    sampler=optuna.samplers.RandomSampler(seed=0))
+        objective = Objective(exp, ds, tracker)
+
+        def ours():
+            study.optimize(objective, n_trials=1)
+
+        def plain():
+            plain_keras(ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.num_classes, args.epochs,
+                        args.batch_size, 0)
+
+        plain(), ours()  # warm-up: first graph builds and store creation are not per-trial costs
+        times = {"plain Keras": [], "augsweep trial": []}
+        for _ in range(args.rounds):
+            for name, fn in (("plain Keras", plain), ("augsweep trial", ours)):
+                t = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t)
+        tracker.end_parent()
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ratio = med["augsweep trial"] / med["plain Keras"]
+    print(f"per-trial overhead: digits {args.image_size}x{args.image_size}, depth 2, flip+contrast, "
+          f"{args.epochs} epochs, batch {args.batch_size}, {args.rounds} alternating rounds")
+    print(f"{'':16} {'median s':>9}  rounds")
+    for k, v in times.items():
+        print(f"{k:16} {med[k]:9.2f}  " + " ".join(f"{t:.2f}" for t in v))
+    print(f"ratio augsweep / plain Keras: {ratio:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
