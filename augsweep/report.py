@@ -75,7 +75,7 @@ def tidy_table(study, augmentations: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def load_curves(tracking_uri: str, trials: pd.DataFrame) -> pd.DataFrame:
+def load_curves(tracking_uri: str, trials: pd.DataFrame, augmentations: list[str]) -> pd.DataFrame:
     """Per-epoch histories (`history.csv` artifacts) of complete and pruned trials, with their factors."""
     import os
 
@@ -91,10 +91,10 @@ def load_curves(tracking_uri: str, trials: pd.DataFrame) -> pd.DataFrame:
                                                         tracking_uri=tracking_uri)
         except Exception:  # a trial pruned before its first epoch has no history
             continue
-        h = pd.read_csv(local).assign(trial=t["trial"])
-        for col in trials.columns:
-            if col.startswith("aug_") and trials[col].dtype == bool or col == "depth":
-                h[col] = t[col]
+        h = pd.read_csv(local).assign(trial=t["trial"], depth=t.get("depth"))
+        for a in augmentations:
+            on = t.get(f"aug_{a}", False)
+            h[f"aug_{a}"] = bool(on) if isinstance(on, (bool, np.bool_)) else False
         frames.append(h)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -398,7 +398,7 @@ def write_report(exp: Experiment, mlruns: str = "mlruns", out: str | None = None
     analysis = analyse(table, trials, exp)
     out_dir = Path(out) if out else Path("reports") / stores.study_name
     out_dir.mkdir(parents=True, exist_ok=True)
-    curves = load_curves(stores.tracking_uri, trials)
+    curves = load_curves(stores.tracking_uri, trials, exp.search_space.augmentation_names)
     tags, versions = load_parent(stores.tracking_uri, study.user_attrs.get(ATTR_PARENT_RUN))
 
     figures = {"forest": plots.forest(analysis.effects, out_dir / "effects_forest.png")}

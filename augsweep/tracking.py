@@ -133,8 +133,9 @@ class Tracker:
             def on_epoch_end(self, epoch, logs=None):
                 values = {f"{k}/r{repeat}": v for k, v in (logs or {}).items() if _is_number(v)}
                 if values:
-                    # Asynchronous: the write overlaps the next epoch instead of stalling it.
-                    client.log_batch(run_id, metrics=_metrics(values, step=epoch), synchronous=False)
+                    # Synchronous on purpose: one SQLite write is ~3 ms, while MLflow's async mode costs
+                    # ~0.6 s per run when its queue is shut down at set_terminated (bench/overhead.py).
+                    client.log_batch(run_id, metrics=_metrics(values, step=epoch))
 
         return EpochLogger()
 
@@ -142,8 +143,6 @@ class Tracker:
                      metrics: Mapping[str, float] | None = None, tags: Mapping[str, Any] | None = None,
                      artifacts: Sequence[str | Path] = (), texts: Mapping[str, str] | None = None) -> None:
         """Log the mean-over-repeats curves under Keras's names, summary metrics, artifacts; end the run."""
-        import mlflow
-
         batch = []
         if history is not None and len(history):
             mean = history.drop(columns=["repeat"], errors="ignore").groupby("epoch").mean()
@@ -151,7 +150,6 @@ class Tracker:
             for epoch, row in mean.iterrows():
                 batch += _metrics({k: v for k, v in row.items() if _is_number(v)}, step=int(epoch), timestamp=ts)
         batch += _metrics({k: v for k, v in (metrics or {}).items() if _is_number(v)})
-        mlflow.flush_async_logging()  # per-epoch writes land before the run is closed
         for i in range(0, len(batch), 1000):  # MLflow's log_batch limit is 1000 metrics
             self.client.log_batch(run_id, metrics=batch[i:i + 1000])
         if tags:
