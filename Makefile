@@ -4,13 +4,12 @@ VENV     ?= .venv
 PY       := $(VENV)/bin/python
 EXP      ?= experiments/default.yaml
 MLRUNS   ?= mlruns
-WORKERS  ?= 1
 PORT     ?= 5000
 PYTEST_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install sweep report ablate ui dashboard test bench clean
+.PHONY: help install sweep report ui test bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,21 +23,14 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed  ## create .venv and install the project (once; again when pyproject.toml changes)
 
 sweep: install  ## run the experiment EXP (default: digits) into MLRUNS, then write its report
-	$(PY) sweep.py $(EXP) --mlruns $(MLRUNS) --workers $(WORKERS)
+	$(PY) sweep.py $(EXP) --mlruns $(MLRUNS)
 	$(PY) report.py $(EXP) --mlruns $(MLRUNS)
 
 report: install  ## write reports/<study>/ from the stores (never retrains)
 	$(PY) report.py $(EXP) --mlruns $(MLRUNS)
 
-ablate: install  ## paired-seed ablation around the best configuration of EXP, then the report
-	$(PY) sweep.py $(EXP) --mlruns $(MLRUNS) --ablation
-	$(PY) report.py $(EXP) --mlruns $(MLRUNS)
-
 ui: install  ## MLflow UI on http://127.0.0.1:$(PORT) over MLRUNS
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(MLRUNS)/mlflow.db --default-artifact-root $(MLRUNS)/artifacts --host 127.0.0.1 --port $(PORT)
-
-dashboard: install  ## Optuna dashboard is not bundled: print how to open the study instead
-	@echo "Study storage: sqlite:///$(MLRUNS)/optuna.db  (pip install optuna-dashboard; optuna-dashboard sqlite:///$(MLRUNS)/optuna.db)"
 
 test: install  ## the whole test suite (fast tests and the slow end-to-end runs)
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)

@@ -99,3 +99,23 @@ def test_cli_missing_experiment_and_bad_trials(tmp_path, write_experiment):
     result = run_cli("sweep.py", write_experiment(tiny_experiment()), "--trials", "0", "--mlruns", tmp_path / "m")
     assert result.returncode == 2 and "--trials must be >= 1. Received: trials=0" in result.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_makefile_commands_use_only_options_the_clis_accept():
+    """`make sweep` / `make report` must not pass a flag the parsers reject."""
+    import shlex
+    import subprocess
+
+    from augsweep.cli import report_parser, sweep_parser
+
+    out = subprocess.run(["make", "-n", "-B", "sweep", "report", "VENV=.venv"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    parsers = {"sweep.py": sweep_parser(), "report.py": report_parser()}
+    seen = set()
+    for line in out.splitlines():
+        words = shlex.split(line)
+        for script, parser in parsers.items():
+            if script in words:
+                parser.parse_args(words[words.index(script) + 1:])  # exits 2 on an unknown flag
+                seen.add(script)
+    assert seen == {"sweep.py", "report.py"}
