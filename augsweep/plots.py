@@ -87,7 +87,7 @@ def forest(effects: pd.DataFrame, path: str | Path, title: str = "Effect on vali
     ax.set_xlabel("change in validation loss when turned on (95% CI; negative = helps)")
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
-    fig.subplots_adjust(left=0.25, right=0.82, bottom=0.9 / (0.55 * len(rows) + 1.4) + 0.1, top=0.9)
+    fig.subplots_adjust(left=0.25, right=0.82, bottom=min(0.4, 0.6 / (0.55 * len(rows) + 1.4)), top=0.9)
     return save(fig, path)
 
 
