@@ -9,7 +9,7 @@ in training: every Keras random preprocessing layer is the identity when `traini
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 # Images inside augsweep are float32 in [0, 1]; Keras defaults several layers to 0-255.
@@ -37,7 +37,6 @@ class AugmentationSpec:
     build: Callable[[Mapping[str, Any], int], Any]
     doc: str = ""
     geometric: bool = False  # resamples pixel positions (XLA-incompatible in Keras, see bench/)
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _keras():

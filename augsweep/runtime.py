@@ -49,10 +49,6 @@ def configure_device() -> str:
     return f"CPU: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
-def is_gpu(device: str) -> bool:
-    return device.startswith("GPU")
-
-
 def set_precision(mixed: bool) -> str:
     """Global Keras dtype policy: bf16 mixed precision on request (fp16 where bf16 is unsupported)."""
     import keras

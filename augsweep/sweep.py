@@ -239,7 +239,6 @@ def run_sweep(exp: Experiment, trials: int | None = None, mlruns: str | Path = "
          f"{already}/{budget} trials finished, {max(0, budget - already)} to go")
     progress = _Progress(budget, exp.max_consecutive_failures, echo)
     objective = Objective(exp, dataset, tracker, grid=exp.sampler == "grid", device=device)
-    status = FINISHED
     try:
         if already < budget:
             study.optimize(objective, callbacks=[progress], catch=(Exception,), gc_after_trial=False)
@@ -252,7 +251,7 @@ def run_sweep(exp: Experiment, trials: int | None = None, mlruns: str | Path = "
             f"{progress.streak} consecutive trials failed; last reason: {progress.last_reason}. "
             f"Stopping: something is systematically wrong (see the failed runs in MLflow)."
         )
-    tracker.end_parent(status)
+    tracker.end_parent(FINISHED)
     done = count_finished(study)
     complete = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
     best = sorted(complete, key=lambda t: t.value)[:5]
