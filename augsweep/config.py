@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -130,13 +130,11 @@ class Experiment:
     max_consecutive_failures: int = 5
     path: str = ""
     search_space_path: str | None = None
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def resolved(self) -> dict[str, Any]:
         """Everything that defines the experiment, with defaults filled in (for the MLflow artifact)."""
         d = asdict(self)
-        for key in ("raw", "path"):
-            d.pop(key)
+        d.pop("path")
         d["search_space"] = space_to_dict(self.search_space)
         return _plain(d)
 
@@ -501,5 +499,4 @@ def load_experiment(path: str | Path) -> Experiment:
         ),
         path=file,
         search_space_path=space_path,
-        raw=data,
     )

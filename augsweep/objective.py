@@ -128,10 +128,11 @@ class Objective:
                     h = result.history.reset_index().assign(repeat=s.repeat)
                     histories.append(h)
                     del result
-                    bad = first_non_finite_epoch(h.set_index("epoch"))
+                    by_epoch = h.set_index("epoch")
+                    bad = first_non_finite_epoch(by_epoch)
                     if bad is not None:
                         raise NonFiniteLoss(f"non-finite loss at epoch {bad} (repeat {s.repeat})")
-                    summaries.append(summarize_repeat(h.set_index("epoch"), acc))
+                    summaries.append(summarize_repeat(by_epoch, acc))
                     if prune.pruned_at is not None:
                         raise optuna.TrialPruned(f"pruned at repeat {s.repeat}, epoch {prune.pruned_at}")
                 value = float(np.mean([r["best_val_loss"] for r in summaries]))
