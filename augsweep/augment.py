@@ -210,3 +210,8 @@ def preview(augmentations: Mapping[str, Mapping[str, Any]], aug_seed: int, image
     for layer in build_layers(augmentations, aug_seed):
         batch = layer(batch, training=True)
     return np.clip(keras.ops.convert_to_numpy(batch), 0.0, 1.0)
+
+
+# The literature's policies (RandAugment, TrivialAugment) are registry entries built from the
+# entries above; imported last so that they can use this module's helpers.
+from . import policies  # noqa: E402,F401
