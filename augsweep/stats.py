@@ -1,6 +1,7 @@
 """Which augmentation changed validation loss: adjusted effects, matched pairs and per-depth means.
 
-Pure functions over the tidy table (one row per trial x repeat); no I/O, no randomness.
+Pure functions over tidy tables (one row per trial x repeat, or per ablation variant x seed); no I/O,
+and no randomness beyond the bootstrap's fixed seed, so a report regenerates byte for byte.
 The trial is the unit of evidence: repeats of one trial share its configuration (and whatever the
 sweep did not model, such as its learning rate), so they are averaged before any inference.
 """
@@ -211,3 +212,131 @@ def effects_by_depth(table: pd.DataFrame, augmentations: Sequence[str], outcome:
             rows.append(dict(augmentation=a, depth=depth, mean_with=w.mean(), mean_without=wo.mean(),
                              difference=w.mean() - wo.mean(), n_with=len(w), n_without=len(wo)))
     return pd.DataFrame(rows, columns=_DEPTH_COLUMNS)
+
+
+# ----------------------------------------------------------------------------- paired ablation
+
+_ABLATION_COLUMNS = ["augmentation", "comparison", "n_pairs", "effect", "ci_low", "ci_high", "p_value",
+                     "p_raw", "p_wilcoxon", "verdict", "with_variant", "without_variant"]
+ABLATION_METHOD = ("paired by seed: mean difference, 95% percentile bootstrap CI, paired t-test and Wilcoxon "
+                   "signed-rank p, Holm-corrected")
+BOOTSTRAP_RESAMPLES = 9999
+
+
+def bootstrap_ci(d: np.ndarray, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of `d` (seeded, so reports are reproducible)."""
+    d = np.asarray(d, dtype=float)
+    if len(d) < 2:
+        return (np.nan, np.nan)
+    if np.all(d == d[0]):
+        return (float(d[0]), float(d[0]))
+    res = sps.bootstrap((d,), np.mean, confidence_level=1 - alpha, n_resamples=BOOTSTRAP_RESAMPLES,
+                        method="percentile", rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def wilcoxon_p(d: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p of `d` (exact for small n); 1 when every difference is 0."""
+    d = np.asarray(d, dtype=float)
+    if len(d) < 2:
+        return np.nan
+    if not np.any(d != 0):
+        return 1.0
+    return float(sps.wilcoxon(d).pvalue)
+
+
+def paired_t_p(d: np.ndarray) -> float:
+    """Two-sided one-sample t-test p of the mean of `d` against 0 (NaN below 2 pairs or with no spread)."""
+    d = np.asarray(d, dtype=float)
+    if len(d) < 2 or np.all(d == d[0]):
+        return 0.0 if len(d) >= 2 and d[0] != 0 else np.nan
+    return float(sps.ttest_1samp(d, 0.0).pvalue)
+
+
+def paired_effects(runs: pd.DataFrame, comparisons: pd.DataFrame, outcome: str = "best_val_loss",
+                   alpha: float = 0.05) -> pd.DataFrame:
+    """Per augmentation and comparison: outcome(with) - outcome(without), paired by seed.
+
+    `runs`: one row per variant x seed (columns `variant`, `seed`, `outcome`). `comparisons`: one row
+    per augmentation x comparison naming the variant `with` it and the one `without` it (e.g.
+    leave-one-out: with=base, without=base-flip). Negative effect = the augmentation lowered the outcome.
+
+    The CI is a percentile bootstrap of the mean difference. A bootstrap never reaches beyond the
+    observed differences, so with few seeds it excludes 0 whenever they share a sign (2 seeds: half the
+    time under no effect); the verdict therefore also needs the Holm-corrected paired t-test (`p_value`)
+    below `alpha`. The Wilcoxon p (`p_wilcoxon`, Holm-corrected) is the distribution-free check; it cannot
+    fall below 0.05 with fewer than 6 seeds. Holm runs across augmentations within each comparison.
+    """
+    values = runs.dropna(subset=[outcome]).set_index(["variant", "seed"])[outcome]
+    present = set(values.index.get_level_values(0))
+    rows = []
+    for c in comparisons.itertuples(index=False):
+        if c.with_variant in present and c.without_variant in present:
+            w, wo = values.xs(c.with_variant, level="variant"), values.xs(c.without_variant, level="variant")
+            both = w.index.intersection(wo.index).sort_values()
+            d = (w.loc[both] - wo.loc[both]).to_numpy(dtype=float)
+        else:
+            d = np.array([])
+        ci = bootstrap_ci(d, alpha)
+        rows.append(dict(augmentation=c.augmentation, comparison=c.comparison, n_pairs=len(d),
+                         effect=float(d.mean()) if len(d) else np.nan, ci_low=ci[0], ci_high=ci[1],
+                         p_raw=paired_t_p(d), p_wilcoxon=wilcoxon_p(d), with_variant=c.with_variant,
+                         without_variant=c.without_variant))
+    out = pd.DataFrame(rows, columns=[c for c in _ABLATION_COLUMNS if c not in ("p_value", "verdict")])
+    out.insert(6, "p_value", np.nan)
+    for _, idx in out.groupby("comparison").groups.items():
+        out.loc[idx, "p_value"] = holm(out.loc[idx, "p_raw"])
+        out.loc[idx, "p_wilcoxon"] = holm(out.loc[idx, "p_wilcoxon"])
+    out["verdict"] = [verdict(lo, hi) if p < alpha else "no clear effect"
+                      for lo, hi, p in zip(out["ci_low"], out["ci_high"], out["p_value"].fillna(1.0))]
+    return out.sort_values(["comparison", "effect", "augmentation"], na_position="last",
+                           kind="stable").reset_index(drop=True)[_ABLATION_COLUMNS]
+
+
+def per_class_effects(per_class: pd.DataFrame, comparisons: pd.DataFrame) -> pd.DataFrame:
+    """Per augmentation and class: mean paired change (with - without) in class loss and accuracy.
+
+    `per_class`: one row per variant x seed x class with `val_loss` and `val_accuracy`. Adds
+    `worst` = True on the class whose loss the augmentation raises most (or lowers least).
+    """
+    keyed = per_class.set_index(["variant", "seed", "class"])[["val_loss", "val_accuracy"]]
+    rows = []
+    for c in comparisons.itertuples(index=False):
+        if c.with_variant not in keyed.index.get_level_values(0) or c.without_variant not in keyed.index.get_level_values(0):
+            continue
+        w, wo = keyed.xs(c.with_variant, level="variant"), keyed.xs(c.without_variant, level="variant")
+        both = w.index.intersection(wo.index)
+        diff = (w.loc[both] - wo.loc[both]).groupby(level="class", sort=False).agg(["mean", "count"])
+        for cls, r in diff.iterrows():
+            rows.append(dict(augmentation=c.augmentation, comparison=c.comparison, **{"class": cls},
+                             n_pairs=int(r[("val_loss", "count")]), loss_change=float(r[("val_loss", "mean")]),
+                             accuracy_change=float(r[("val_accuracy", "mean")])))
+    out = pd.DataFrame(rows, columns=["augmentation", "comparison", "class", "n_pairs", "loss_change",
+                                      "accuracy_change"])
+    out["worst"] = False
+    if len(out):
+        worst = out.groupby(["augmentation", "comparison"])["loss_change"].idxmax().dropna()
+        out.loc[worst.astype(int), "worst"] = True
+    return out
+
+
+def affinity_diversity(runs: pd.DataFrame, affinity: pd.DataFrame, additions: pd.DataFrame) -> pd.DataFrame:
+    """Affinity and diversity per augmentation (Gontijo-Lopes et al., 2020).
+
+    `affinity`: per seed x augmentation, `affinity` of the no-augmentation model (clean / augmented
+    validation loss). Diversity = final training loss with the augmentation alone / without any,
+    paired by seed (from `runs`' `final_loss`; `additions` maps augmentation -> with/without variant).
+    """
+    final = runs.set_index(["variant", "seed"])["final_loss"]
+    rows = []
+    for c in additions.itertuples(index=False):
+        aff = affinity.loc[affinity["augmentation"] == c.augmentation, "affinity"]
+        div = np.nan
+        if c.with_variant in final.index.get_level_values(0) and c.without_variant in final.index.get_level_values(0):
+            w, wo = final.xs(c.with_variant, level="variant"), final.xs(c.without_variant, level="variant")
+            both = w.index.intersection(wo.index)
+            if len(both):
+                div = float((w.loc[both] / wo.loc[both]).mean())
+        rows.append(dict(augmentation=c.augmentation, affinity=float(aff.mean()) if len(aff) else np.nan,
+                         diversity=div))
+    return pd.DataFrame(rows, columns=["augmentation", "affinity", "diversity"])
