@@ -5,11 +5,12 @@ PY       := $(VENV)/bin/python
 EXP      ?= experiments/default.yaml
 MLRUNS   ?= mlruns
 PORT     ?= 5000
+REPEATS  ?=
 PYTEST_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install sweep report ui test bench clean
+.PHONY: help install sweep ablate report ui test bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,6 +25,10 @@ install: $(VENV)/.installed  ## create .venv and install the project (once; agai
 
 sweep: install  ## run the experiment EXP (default: digits) into MLRUNS, then write its report
 	$(PY) sweep.py $(EXP) --mlruns $(MLRUNS)
+	$(PY) report.py $(EXP) --mlruns $(MLRUNS)
+
+ablate: install  ## paired-seed ablation of EXP around its best trial or ablation.base (REPEATS=R seeds), then the report
+	$(PY) sweep.py $(EXP) --mlruns $(MLRUNS) --ablation $(if $(REPEATS),--repeats $(REPEATS))
 	$(PY) report.py $(EXP) --mlruns $(MLRUNS)
 
 report: install  ## write reports/<study>/ from the stores (never retrains)

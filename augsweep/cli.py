@@ -29,6 +29,14 @@ def sweep_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///MLRUNS/optuna.db)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///MLRUNS/mlflow.db)")
     p.add_argument("--study-name", help="Optuna study name (default: the experiment's `name`)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--ablation", action="store_true",
+                      help="instead of sampling, ablate around a base configuration (the sweep's best trial or "
+                           "the file's ablation.base): leave-one-out, add-one-in and baselines, paired seeds")
+    mode.add_argument("--reproduce", metavar="TRIAL|VARIANT",
+                      help="retrain a logged trial (number) or ablation variant (name) with its logged seeds "
+                           "and compare per-epoch val_loss with the logged one (exit 1 if they differ)")
+    p.add_argument("--repeats", type=int, help="with --ablation: seeds per variant (default: ablation.repeats, 5)")
     return p
 
 
@@ -66,10 +74,23 @@ def _run(main, args) -> int:
 
 
 def sweep_main(argv=None) -> int:
-    args = sweep_parser().parse_args(argv)
+    parser = sweep_parser()
+    args = parser.parse_args(argv)
+    if args.repeats is not None and not args.ablation:
+        parser.error("--repeats is only used with --ablation (a sweep's repeats are the file's `repeats`)")
+    if args.trials is not None and (args.ablation or args.reproduce):
+        parser.error("--trials is only used by a sweep (an ablation trains its variants x --repeats)")
     _quiet_backends()
 
     def main(a):
+        if a.reproduce:
+            from .ablation import main_reproduce
+
+            return main_reproduce(a)
+        if a.ablation:
+            from .ablation import main_ablation
+
+            return main_ablation(a)
         from .sweep import SweepAborted, main_sweep
 
         try:

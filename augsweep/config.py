@@ -115,6 +115,26 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class BaseConfig:
+    """A fixed configuration to ablate around (`ablation.base`): one value per parameter."""
+
+    depth: int
+    filters: int | None = None  # None: the search space's (midpoint) value
+    dense_units: int | None = None
+    learning_rate: float | None = None  # None: train.learning_rate
+    augmentations: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    """How `sweep.py --ablation` runs: seeds per variant, and the base (None: the sweep's best trial)."""
+
+    repeats: int = 5
+    base: BaseConfig | None = None
+    baselines: bool = True  # also train RandAugment and TrivialAugment-style on the base's network
+
+
+@dataclass(frozen=True)
 class Experiment:
     """A validated experiment file."""
 
@@ -128,6 +148,7 @@ class Experiment:
     pruner: str = "median"
     seed: int = 0
     max_consecutive_failures: int = 5
+    ablation: AblationConfig = AblationConfig()
     path: str = ""
     search_space_path: str | None = None
 
@@ -419,8 +440,60 @@ def _train(ctx: _Ctx, data: Any) -> TrainConfig:
 
 EXPERIMENT_KEYS = {
     "name", "dataset", "search_space", "train", "trials", "repeats", "sampler", "pruner", "seed",
-    "max_consecutive_failures", "description",
+    "max_consecutive_failures", "ablation", "description",
 }
+
+
+def _base(ctx: _Ctx, data: Any, deepest: int) -> BaseConfig | None:
+    """`ablation.base`: `best` (the sweep's best finished trial) or one fixed configuration."""
+    if data is None or data == "best":
+        return None
+    if isinstance(data, str):
+        raise ctx.fail("ablation.base", "must be `best` or a mapping with depth and augmentations", data)
+    data = ctx.mapping(data, "ablation.base")
+    ctx.no_unknown(data, {"depth", "filters", "dense_units", "learning_rate", "augmentations"}, "ablation.base")
+    if "depth" not in data:
+        raise ctx.fail("ablation.base.depth", "is required", None)
+    depth = ctx.integer(data["depth"], "ablation.base.depth", 1, deepest)
+    filters = ctx.integer(data["filters"], "ablation.base.filters", 1, 1024) if "filters" in data else None
+    dense = ctx.integer(data["dense_units"], "ablation.base.dense_units", 1, 4096) if "dense_units" in data else None
+    lr = (ctx.number(data["learning_rate"], "ablation.base.learning_rate", 0.0, None, low_open=True)
+          if "learning_rate" in data else None)
+    augs_raw = data.get("augmentations") or {}
+    augs_raw = ctx.mapping(augs_raw, "ablation.base.augmentations")
+    augs = []
+    for name, params in augs_raw.items():
+        if name not in REGISTRY:
+            raise ConfigError(
+                f"ablation.base.augmentations.{name} is not a known augmentation; expected one of "
+                f"{sorted(REGISTRY)}. Received: {name!r} ({ctx.file})"
+            )
+        spec = REGISTRY[name]
+        params = {} if params is None else ctx.mapping(params, f"ablation.base.{name}")
+        ctx.no_unknown(params, set(spec.params), f"ablation.base.{name}")
+        values = []
+        for pname, pspec in spec.params.items():
+            key = f"ablation.base.{name}.{pname}"
+            if pname in params:
+                raw = params[pname]
+                if isinstance(raw, list):
+                    raise ctx.fail(key, "must be a single value (an ablation trains fixed configurations)", raw)
+                v = _aug_param(ctx, pspec, raw, key).values[0]
+            else:
+                v = _default_param(pspec).midpoint()
+            values.append((pname, v))
+        augs.append((name, tuple(values)))
+    return BaseConfig(depth, filters, dense, lr, tuple(augs))
+
+
+def _ablation(ctx: _Ctx, data: Any, deepest: int) -> AblationConfig:
+    data = ctx.mapping(data, "ablation")
+    ctx.no_unknown(data, {"repeats", "base", "baselines"}, "ablation")
+    return AblationConfig(
+        repeats=ctx.integer(data.get("repeats", 5), "ablation.repeats", 1, 100),
+        base=_base(ctx, data.get("base"), deepest),
+        baselines=ctx.boolean(data.get("baselines", True), "ablation.baselines"),
+    )
 
 
 def _read_yaml(path: Path, what: str, shown: str) -> Any:
@@ -497,6 +570,7 @@ def load_experiment(path: str | Path) -> Experiment:
         max_consecutive_failures=ctx.integer(
             data.get("max_consecutive_failures", 5), "max_consecutive_failures", 1, 10_000
         ),
+        ablation=_ablation(ctx, data.get("ablation") or {}, deepest),
         path=file,
         search_space_path=space_path,
     )

@@ -37,3 +37,15 @@ def set_global_seed(seed: int) -> None:
     import keras
 
     keras.utils.set_random_seed(seed)
+
+
+def enable_determinism() -> bool:
+    """Make the backend's ops deterministic (TensorFlow: `enable_op_determinism`); True if it did."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return False  # JAX is deterministic on CPU by construction; nothing to switch on
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+    return True

@@ -113,7 +113,7 @@ def identity(exp: Experiment) -> str:
     import hashlib
 
     resolved = exp.resolved()
-    for key in ("trials", "max_consecutive_failures"):
+    for key in ("trials", "max_consecutive_failures", "ablation"):
         resolved.pop(key, None)
     return hashlib.sha256(yaml.safe_dump(resolved, sort_keys=True).encode()).hexdigest()
 

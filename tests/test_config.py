@@ -108,14 +108,17 @@ def test_makefile_commands_use_only_options_the_clis_accept():
 
     from augsweep.cli import report_parser, sweep_parser
 
-    out = subprocess.run(["make", "-n", "-B", "sweep", "report", "VENV=.venv"], cwd=ROOT, capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(["make", "-n", "-B", "sweep", "report", "ablate", "REPEATS=3", "VENV=.venv"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
     parsers = {"sweep.py": sweep_parser(), "report.py": report_parser()}
     seen = set()
     for line in out.splitlines():
         words = shlex.split(line)
         for script, parser in parsers.items():
             if script in words:
-                parser.parse_args(words[words.index(script) + 1:])  # exits 2 on an unknown flag
+                args = parser.parse_args(words[words.index(script) + 1:])  # exits 2 on an unknown flag
                 seen.add(script)
-    assert seen == {"sweep.py", "report.py"}
+                if script == "sweep.py" and args.ablation:
+                    assert args.repeats == 3
+                    seen.add("ablate")
+    assert seen == {"sweep.py", "report.py", "ablate"}
