@@ -156,3 +156,45 @@ def optimization_history(trials: pd.DataFrame, curves: pd.DataFrame, path: str |
     ax.grid(alpha=0.3)
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.9, wspace=0.25)
     return save(fig, path)
+
+
+def variant_curves(curves: pd.DataFrame, order: list[str], path: str | Path) -> Path:
+    """Validation loss by epoch for each ablation variant: mean over seeds, shaded min-max over seeds."""
+    fig, axes = figure(1, 1, size=(7, 4.2))
+    ax = axes[0][0]
+    for i, name in enumerate([n for n in order if n in set(curves["variant"])]):
+        g = curves[curves["variant"] == name].groupby("epoch")["val_loss"]
+        mean, lo, hi = g.mean(), g.min(), g.max()
+        style = "-" if name in ("base", "none") else ("--" if name.startswith(("base-", "none+")) else ":")
+        ax.plot(mean.index, mean.to_numpy(), style, color=f"C{i % 10}", lw=2 if name in ("base", "none") else 1.2,
+                label=name)
+        ax.fill_between(mean.index, lo.to_numpy(), hi.to_numpy(), color=f"C{i % 10}", alpha=0.12)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("val_loss (mean over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.subplots_adjust(left=0.11, right=0.98, bottom=0.12, top=0.97)
+    return save(fig, path)
+
+
+def affinity_scatter(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Affinity (x) vs diversity (y) per augmentation, coloured by its add-one-in effect on val_loss."""
+    fig, axes = figure(1, 1, size=(6, 4.4))
+    ax = axes[0][0]
+    ok = frame.dropna(subset=["affinity", "diversity"])
+    if len(ok):
+        lim = float(np.nanmax(np.abs(ok["effect"]))) if ok["effect"].notna().any() else 1.0
+        lim = lim if lim > 0 else 1.0
+        sc = ax.scatter(ok["affinity"], ok["diversity"], c=ok["effect"].fillna(0.0), cmap="coolwarm",
+                        vmin=-lim, vmax=lim, s=70, edgecolors="k")
+        for r in ok.itertuples(index=False):
+            ax.annotate(r.augmentation, (r.affinity, r.diversity), xytext=(5, 4), textcoords="offset points",
+                        fontsize=8)
+        fig.colorbar(sc, ax=ax, label="effect on val_loss (blue = helps)")
+    ax.axhline(1.0, color="0.6", lw=0.8)
+    ax.axvline(1.0, color="0.6", lw=0.8)
+    ax.set_xlabel("affinity (clean / augmented val_loss of the no-aug model)")
+    ax.set_ylabel("diversity (final train loss with / without)")
+    ax.grid(alpha=0.3)
+    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.12, top=0.97)
+    return save(fig, path)

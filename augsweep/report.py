@@ -21,7 +21,8 @@ from . import plots, stats
 from .config import ConfigError, Experiment, load_experiment
 from .sweep import ATTR_PARENT_RUN, resolve_stores
 
-EFFECT_COLUMNS = ["augmentation", "effect", "ci_low", "ci_high", "p_value", "n_with", "n_without", "verdict", "source"]
+EFFECT_COLUMNS = ["augmentation", "effect", "ci_low", "ci_high", "p_value", "n_with", "n_without", "verdict", "source",
+                  "comparison"]
 FLOAT = "%.6f"
 
 
@@ -125,7 +126,7 @@ def load_parent(tracking_uri: str, run_id: str | None) -> tuple[dict, dict]:
 
 def effects_table(adjusted: pd.DataFrame, source: str = "sweep") -> pd.DataFrame:
     """The `effects.csv` contract from `stats.adjusted_effects` output, best first, ties by name."""
-    out = adjusted.assign(source=source)[EFFECT_COLUMNS].copy()
+    out = adjusted.assign(source=source, comparison="adjusted (all trials)")[EFFECT_COLUMNS].copy()
     out["_nan"] = out["effect"].isna()
     out = out.sort_values(["_nan", "effect", "augmentation"], kind="mergesort").drop(columns="_nan")
     return out.reset_index(drop=True)
@@ -339,9 +340,9 @@ def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, cu
     extra = []
     if a.gap is not None:
         extra += ["Generalization gap (final `val_loss − loss`): augmentation that keeps the curves together "
-                  "lowers it.", effects_table(a.gap)[EFFECT_COLUMNS[:-1]]]
+                  "lowers it.", effects_table(a.gap)[EFFECT_COLUMNS[:-2]]]
     if a.accuracy is not None:
-        acc = effects_table(a.accuracy)[EFFECT_COLUMNS[:-1]]
+        acc = effects_table(a.accuracy)[EFFECT_COLUMNS[:-2]]
         acc["verdict"] = acc["verdict"].map({"helps": "hurts", "hurts": "helps"}).fillna(acc["verdict"])
         extra += ["Best validation accuracy (positive = higher accuracy, so here `helps` means the CI is "
                   "entirely above 0).", acc.sort_values(["effect", "augmentation"], ascending=[False, True], na_position="last")]
@@ -385,19 +386,17 @@ def file_sha256(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def write_report(exp: Experiment, mlruns: str = "mlruns", out: str | None = None, storage: str | None = None,
-                 tracking_uri: str | None = None, study_name: str | None = None) -> tuple[Path, Analysis]:
-    """Read the stores, analyse, and write report.md, report.html, effects.csv and PNGs into `out`."""
-    stores = resolve_stores(exp, mlruns, storage, tracking_uri, study_name)
-    if storage is None and not (Path(mlruns) / "optuna.db").exists():
-        raise ConfigError(f"--mlruns has no study store. Received: mlruns={str(mlruns)!r} "
-                          f"(expected {Path(mlruns) / 'optuna.db'}); run sweep.py first")
-    study = load_study(stores.storage_url, stores.study_name)
+def _sweep_part(exp: Experiment, stores, mlruns: str, out_dir: Path, study, ablation_too: bool):
+    """Sections, effects rows and the analysis of the sweep (None when it has nothing to report and an
+    ablation does)."""
     trials = trials_frame(study)
     table = tidy_table(study, exp.search_space.augmentation_names)
-    analysis = analyse(table, trials, exp)
-    out_dir = Path(out) if out else Path("reports") / stores.study_name
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        analysis = analyse(table, trials, exp)
+    except ConfigError as e:
+        if ablation_too:
+            return [Section("Sweep: effects across all trials", [f"Not estimated: {e}"])], None, None
+        raise
     curves = load_curves(stores.tracking_uri, trials, exp.search_space.augmentation_names)
     tags, versions = load_parent(stores.tracking_uri, study.user_attrs.get(ATTR_PARENT_RUN))
 
@@ -434,14 +433,57 @@ def write_report(exp: Experiment, mlruns: str = "mlruns", out: str | None = None
         "rerun_report": f"python report.py {exp.path} --mlruns {mlruns}",
     }
     sections = build_sections(exp, analysis, trials, curves, importance(study), provenance, figures, str(mlruns))
+    if ablation_too:  # the ablation's paired verdicts are the answer; the sweep's become the wider view
+        sections[0].title = "Sweep: effects across all trials"
+    return sections, analysis.effects, analysis
+
+
+def write_report(exp: Experiment, mlruns: str = "mlruns", out: str | None = None, storage: str | None = None,
+                 tracking_uri: str | None = None, study_name: str | None = None) -> tuple[Path, Analysis | None]:
+    """Read the stores, analyse the sweep and/or the latest ablation, and write report.md, report.html,
+    effects.csv and PNGs into `out`. Returns the folder and the sweep's analysis (None without a sweep)."""
+    from .report_ablation import ablation_sections, analyse_ablation, effects_rows, figures, load_ablation
+
+    stores = resolve_stores(exp, mlruns, storage, tracking_uri, study_name)
+    ablation = None
+    if tracking_uri is not None or (Path(mlruns) / "mlflow.db").exists():
+        ablation = load_ablation(stores.tracking_uri, exp.name)
+    study = None
+    if storage is not None or (Path(mlruns) / "optuna.db").exists():
+        try:
+            study = load_study(stores.storage_url, stores.study_name)
+        except ConfigError:
+            if ablation is None:
+                raise
+    elif ablation is None:
+        raise ConfigError(f"--mlruns has no study store. Received: mlruns={str(mlruns)!r} "
+                          f"(expected {Path(mlruns) / 'optuna.db'}); run sweep.py (or sweep.py --ablation) first")
+    out_dir = Path(out) if out else Path("reports") / stores.study_name
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    sections, effects, parents = [], [], []
+    if ablation is not None:
+        ab = analyse_ablation(ablation)
+        sections += ablation_sections(ablation, ab, figures(ablation, ab, out_dir), Section, str(mlruns), exp.path)
+        effects.append(effects_rows(ab))
+        parents.append(ablation.parent_run_id)
+    analysis = None
+    if study is not None:
+        sweep_sections, sweep_effects, analysis = _sweep_part(exp, stores, str(mlruns), out_dir, study,
+                                                              ablation is not None)
+        sections += sweep_sections
+        if sweep_effects is not None:
+            effects.insert(0, sweep_effects)
+        if study.user_attrs.get(ATTR_PARENT_RUN):
+            parents.append(study.user_attrs[ATTR_PARENT_RUN])
     title = f"augsweep report: {stores.study_name}"
     (out_dir / "report.md").write_text(to_markdown(title, sections))
     (out_dir / "report.html").write_text(to_html(title, sections))
-    analysis.effects.to_csv(out_dir / "effects.csv", index=False, float_format=FLOAT)
-    parent = study.user_attrs.get(ATTR_PARENT_RUN)
-    if parent:
-        from .tracking import client_for
+    pd.concat(effects, ignore_index=True)[EFFECT_COLUMNS].to_csv(out_dir / "effects.csv", index=False,
+                                                                  float_format=FLOAT)
+    from .tracking import client_for
 
+    for parent in parents:
         try:
             client_for(stores.tracking_uri).log_artifacts(parent, str(out_dir), "report")
         except Exception as e:  # the files on disk are the report; the artifact copy is a convenience
@@ -457,8 +499,8 @@ def main_report(args) -> int:
     """Entry point behind `report.py` after argument parsing."""
     exp = load_experiment(args.experiment)
     out_dir, analysis = write_report(exp, args.mlruns, args.out, args.storage, args.tracking_uri, args.study_name)
-    print(terminal_table(analysis.effects))
-    for w in analysis.warnings:
+    print(terminal_table(pd.read_csv(out_dir / "effects.csv")))
+    for w in analysis.warnings if analysis is not None else []:
         print(f"note: {w}")
     print(f"\nreport: {out_dir / 'report.html'}  ({out_dir / 'report.md'}, {out_dir / 'effects.csv'})")
     return 0
