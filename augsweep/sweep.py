@@ -273,6 +273,7 @@ def summary_lines(outcome: SweepOutcome, exp: Experiment, mlruns: str | Path) ->
         "Look further:",
         f"  make ui                                  # MLflow UI over {mlruns}/ (http://127.0.0.1:5000)",
         f"  python report.py {exp.path} --mlruns {mlruns}   # effects, CIs and verdicts",
+        f"  python sweep.py {exp.path} --mlruns {mlruns} --ablation   # why the best trial wins (paired seeds)",
     ]
     return lines
 
