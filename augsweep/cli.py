@@ -1,7 +1,8 @@
 """Argument parsing for `sweep.py` and `report.py`: no heavy imports until the arguments are valid.
 
 Exit codes: 0 success, 1 the sweep stopped on repeated failures, 2 bad input (one line, no
-traceback), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
+traceback), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Interruptions fail the current trial
+in both stores (SIGTERM is raised as `runtime.Terminated`, a KeyboardInterrupt, for that).
 """
 
 from __future__ import annotations
@@ -29,7 +30,22 @@ def sweep_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///MLRUNS/optuna.db)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///MLRUNS/mlflow.db)")
     p.add_argument("--study-name", help="Optuna study name (default: the experiment's `name`)")
+    p.add_argument("--workers", type=_positive_int, default=1,
+                   help="worker processes on the study (default 1; one GPU each when several are visible)")
+    p.add_argument("--repair", action="store_true",
+                   help="without training: fail trials of dead workers (queued again once) and close "
+                        "MLflow runs left RUNNING, then exit")
     return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1. Received: {text!r}")
+    return value
 
 
 def report_parser() -> argparse.ArgumentParser:
@@ -47,7 +63,9 @@ def report_parser() -> argparse.ArgumentParser:
 
 
 def _terminate(signum, frame):
-    raise SystemExit(143)
+    from .runtime import Terminated
+
+    raise Terminated()
 
 
 def _run(main, args) -> int:
@@ -59,7 +77,11 @@ def _run(main, args) -> int:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        if getattr(e, "exit_code", None) == 143:
+            print("terminated: the current trial was marked failed; rerun the same command to resume",
+                  file=sys.stderr)
+            return 143
         print("interrupted: the current trial was marked failed; rerun the same command to resume",
               file=sys.stderr)
         return 130

@@ -155,6 +155,8 @@ class Objective:
                                  reason=reason, traceback_text=tb)
                 except Exception:  # the store itself failing must not hide the original error
                     pass
+                if reason.startswith("out of memory"):
+                    release_memory()
                 raise
             finally:
                 gc.collect()
@@ -185,10 +187,18 @@ class Objective:
         self.tracker.finish_trial(run_id, status, history, metrics, tags, artifacts, texts)
 
 
+def release_memory() -> None:
+    """Drop the failed trial's graph and buffers (Keras session) so the next trial starts clean."""
+    import keras
+
+    keras.backend.clear_session(free_memory=True)
+    gc.collect()
+
+
 def failure_reason(e: BaseException) -> str:
     """One line saying why a trial failed (divergence, out of memory, interruption, other)."""
     if isinstance(e, KeyboardInterrupt):
-        return "interrupted (KeyboardInterrupt)"
+        return "interrupted (SIGTERM)" if getattr(e, "exit_code", None) == 143 else "interrupted (Ctrl-C)"
     if isinstance(e, SystemExit):
         return f"interrupted (exit {e.code})"
     name = type(e).__name__

@@ -12,6 +12,13 @@ PACKAGES = ("augsweep", "keras", "tensorflow", "jax", "optuna", "mlflow", "panda
             "scikit-learn", "scipy", "statsmodels", "matplotlib")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the current trial is failed in Optuna and MLflow
+    (Optuna fails a trial on KeyboardInterrupt but leaves it RUNNING on SystemExit)."""
+
+    exit_code = 143
+
+
 def backend() -> str:
     """The Keras backend in use (`tensorflow`, `jax`, `torch`)."""
     import keras
