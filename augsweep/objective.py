@@ -154,7 +154,10 @@ class Objective:
                     self._finish(run_id, status, "FAIL", config, histories, summaries, tmp, started,
                                  reason=reason, traceback_text=tb)
                 except Exception:  # the store itself failing must not hide the original error
-                    pass
+                    try:  # an interruption may have broken the batch above: at least end the run
+                        self.tracker.client.set_terminated(run_id, status)
+                    except Exception:
+                        pass  # left RUNNING: the next resume or --repair closes it (recovery.close_orphan_runs)
                 if reason.startswith("out of memory"):
                     release_memory()
                 raise

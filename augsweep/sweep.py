@@ -385,6 +385,20 @@ def outcome(study, study_name: str, parent_run_id: str, budget: int, ran_now: in
     return SweepOutcome(study_name, parent_run_id, budget, count_finished(study), ran_now, best)
 
 
+def _running_runs(tracking_uri: str | None, experiment_name: str) -> set[str]:
+    """Ids of the experiment's MLflow runs whose status is RUNNING."""
+    if not tracking_uri:
+        return set()
+    from .tracking import client_for
+
+    client = client_for(tracking_uri)
+    exp = client.get_experiment_by_name(experiment_name)
+    if exp is None:
+        return set()
+    runs = client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'", max_results=50000)
+    return {r.info.run_id for r in runs}
+
+
 def repair(exp: Experiment, mlruns: str | Path = "mlruns", storage: str | None = None,
            tracking_uri: str | None = None, study_name: str | None = None,
            echo: Callable[[str], None] = print) -> tuple[int, int]:
@@ -398,7 +412,7 @@ def repair(exp: Experiment, mlruns: str | Path = "mlruns", storage: str | None =
     import optuna
 
     from .recovery import close_orphan_runs, reap_dead_trials
-    from .tracking import KILLED, RUNNING, client_for
+    from .tracking import KILLED, client_for
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -408,25 +422,20 @@ def repair(exp: Experiment, mlruns: str | Path = "mlruns", storage: str | None =
                           f"Received: {exp.path}") from None
     start_lock, alive = study_locks(stores, storage)
     nobody_alive = alive.acquire(blocking=False)  # exclusive: no sweep process on this machine
+    uri = study.user_attrs.get(ATTR_TRACKING_URI)
+    before = _running_runs(uri, exp.name)
     try:
         with start_lock:
             failed = reap_dead_trials(study, echo, no_local_workers=nobody_alive)
-            closed = close_orphan_runs(study, echo)
+            close_orphan_runs(study, echo)
             parent = study.user_attrs.get(ATTR_PARENT_RUN)
-            uri = study.user_attrs.get(ATTR_TRACKING_URI)
-            if nobody_alive and parent and uri and count_running(study) == 0:
-                client = client_for(uri)
-                try:
-                    run = client.get_run(parent)
-                except Exception:  # the tracking store was replaced
-                    run = None
-                if run is not None and run.info.status == RUNNING:
-                    client.set_terminated(parent, KILLED)
-                    echo(f"closed the sweep's parent run {parent} as KILLED (no sweep process is alive)")
-                    closed += 1
+            if nobody_alive and parent and parent in _running_runs(uri, exp.name) and count_running(study) == 0:
+                client_for(uri).set_terminated(parent, KILLED)
+                echo(f"closed the sweep's parent run {parent} as KILLED (no sweep process is alive)")
     finally:
         if nobody_alive:
             alive.release()
+    closed = len(before - _running_runs(uri, exp.name))
     waiting = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
     echo(f"repair: {failed} dead trial(s) failed, {closed} MLflow run(s) closed; "
          f"{count_finished(study)} trials finished, {waiting} queued for retry, {count_running(study)} running"
