@@ -158,10 +158,12 @@ def retry_once(study, trial) -> int | None:
 
     if trial.system_attrs.get("failed_trial") is not None:
         return None  # a retry that failed too: the configuration has had its second chance
+    # System attrs carry over (GridSampler's grid_id: the retry is the same grid point), as in
+    # Optuna's RetryHeartbeatStaleTrialCallback; user attrs belong to the dead run and do not.
     study.add_trial(optuna.trial.create_trial(
         state=optuna.trial.TrialState.WAITING, params=trial.params, distributions=trial.distributions,
         user_attrs={"retry_of": trial.number},
-        system_attrs={"failed_trial": trial.number, "retry_history": [trial.number]},
+        system_attrs={**trial.system_attrs, "failed_trial": trial.number, "retry_history": [trial.number]},
     ))
     return study.get_trials(deepcopy=False)[-1].number
 

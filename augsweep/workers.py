@@ -18,10 +18,14 @@ import os
 import signal
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable
 
 from .config import Experiment
+
+
+CRASHED = 70  # a worker's exit code for an unexpected error (BSD's EX_SOFTWARE); 1 means "too many failed trials"
 
 
 def visible_gpus() -> list[str]:
@@ -67,6 +71,9 @@ def _worker_entry(experiment_path: str, options: dict, index: int, cuda: str | N
         except SweepAborted as e:
             print(f"error: [w{index}] {e}", file=sys.stderr, flush=True)
             return 1
+        except Exception:  # a bug, not a bad trial: say so, and let the other workers finish the budget
+            traceback.print_exc()
+            return CRASHED
         return 0
 
     code = cli._run(main, None)
