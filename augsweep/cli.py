@@ -62,16 +62,13 @@ def report_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _terminate(signum, frame):
-    from .runtime import Terminated
-
-    raise Terminated()
-
-
 def _run(main, args) -> int:
     from .config import ConfigError
+    from .runtime import interrupt_handler
 
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, interrupt_handler)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when SIGINT is ignored
+        signal.signal(signal.SIGINT, interrupt_handler)
     try:
         return main(args)
     except ConfigError as e:

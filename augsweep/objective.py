@@ -20,6 +20,7 @@ from . import augment, plots, space, train
 from .config import Experiment
 from .data import Dataset
 from .model import accuracy_name
+from .runtime import store_write
 from .seeding import repeat_seeds
 from .tracking import FAILED, FINISHED, KILLED, Tracker, scratch_dir
 
@@ -49,7 +50,8 @@ def pruning_callback(trial, repeat: int, epochs: int):
             value = float((logs or {}).get("val_loss", float("nan")))
             if not math.isfinite(value):
                 return  # TerminateOnNaN handles divergence; a NaN report would poison the pruner
-            trial.report(value, repeat * epochs + epoch)
+            with store_write():
+                trial.report(value, repeat * epochs + epoch)
             if trial.should_prune():
                 self.pruned_at = epoch
                 self.model.stop_training = True

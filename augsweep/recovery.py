@@ -16,6 +16,7 @@ by the kernel when a process dies, even by `kill -9`):
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import os
 import socket
@@ -225,9 +226,15 @@ def reap_dead_trials(study, echo: Callable[[str], None], no_local_workers: bool 
     import optuna
 
     n = 0
+    _, grace = heartbeat_settings()
+    now = datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         w = t.user_attrs.get("worker")
-        if not w or w.get("host") != HOST:
+        if not w:  # killed between Optuna's ask and our first write: no heartbeat may exist either
+            if t.datetime_start and (now - t.datetime_start).total_seconds() > grace:
+                n += fail_dead_trial(study, t, "worker gone before the trial recorded its process", echo)
+            continue
+        if w.get("host") != HOST:
             continue
         if no_local_workers or not process_alive(int(w["pid"]), w.get("start")):
             reason = f"worker process {w['pid']} on {w['host']} is gone (killed or crashed)"

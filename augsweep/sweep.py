@@ -282,7 +282,7 @@ def _optimize(study, exp: Experiment, objective, progress: "_Progress", budget: 
     from .recovery import close_orphan_runs, reap_dead_trials, retry_once, worker_identity
 
     me = worker_identity()
-    first = True
+    first, told = True, False
     while not progress.aborted:
         start_lock.acquire()
         state = {"released": False, "number": None}
@@ -315,7 +315,10 @@ def _optimize(study, exp: Experiment, objective, progress: "_Progress", budget: 
         finally:
             if not state["released"]:
                 start_lock.release()
-        time.sleep(POLL_SECONDS)  # the rest of the budget is running in other workers
+        if not told:
+            echo(f"waiting: the rest of the budget is running in other processes ({finished}/{budget} finished)")
+            told = True
+        time.sleep(POLL_SECONDS)  # one of those trials may still fail and leave a slot
 
 
 def run_sweep(exp: Experiment, trials: int | None = None, mlruns: str | Path = "mlruns",
