@@ -96,7 +96,9 @@ def make_sampler(exp: Experiment, trial_index: int | None = None):
     import optuna
 
     seed = exp.seed
-    if trial_index is not None:
+    # Not for the grid: GridSampler maps trial numbers to points through an order shuffled by its
+    # seed, so every trial and worker must share one seed for the grid to be covered exactly once.
+    if trial_index is not None and exp.sampler != "grid":
         seed = int(np.random.SeedSequence([exp.seed, trial_index]).generate_state(1)[0] & (2**31 - 1))
     if exp.sampler == "tpe":
         return optuna.samplers.TPESampler(seed=seed)
