@@ -5,6 +5,7 @@ PY       := $(VENV)/bin/python
 EXP      ?= experiments/default.yaml
 MLRUNS   ?= mlruns
 PORT     ?= 5000
+WORKERS  ?= 1
 REPEATS  ?=
 PYTEST_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
@@ -23,8 +24,8 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed  ## create .venv and install the project (once; again when pyproject.toml changes)
 
-sweep: install  ## run the experiment EXP (default: digits) into MLRUNS, then write its report
-	$(PY) sweep.py $(EXP) --mlruns $(MLRUNS)
+sweep: install  ## run the experiment EXP (default: digits) into MLRUNS with WORKERS processes, then write its report
+	$(PY) sweep.py $(EXP) --mlruns $(MLRUNS) --workers $(WORKERS)
 	$(PY) report.py $(EXP) --mlruns $(MLRUNS)
 
 ablate: install  ## paired-seed ablation of EXP around its best trial or ablation.base (REPEATS=R seeds), then the report

@@ -20,6 +20,7 @@ from . import augment, plots, space, train
 from .config import Experiment
 from .data import Dataset
 from .model import accuracy_name
+from .runtime import store_write
 from .seeding import repeat_seeds
 from .tracking import FAILED, FINISHED, KILLED, Tracker, scratch_dir
 
@@ -49,7 +50,8 @@ def pruning_callback(trial, repeat: int, epochs: int):
             value = float((logs or {}).get("val_loss", float("nan")))
             if not math.isfinite(value):
                 return  # TerminateOnNaN handles divergence; a NaN report would poison the pruner
-            trial.report(value, repeat * epochs + epoch)
+            with store_write():
+                trial.report(value, repeat * epochs + epoch)
             if trial.should_prune():
                 self.pruned_at = epoch
                 self.model.stop_training = True
@@ -154,7 +156,12 @@ class Objective:
                     self._finish(run_id, status, "FAIL", config, histories, summaries, tmp, started,
                                  reason=reason, traceback_text=tb)
                 except Exception:  # the store itself failing must not hide the original error
-                    pass
+                    try:  # an interruption may have broken the batch above: at least end the run
+                        self.tracker.client.set_terminated(run_id, status)
+                    except Exception:
+                        pass  # left RUNNING: the next resume or --repair closes it (recovery.close_orphan_runs)
+                if reason.startswith("out of memory"):
+                    release_memory()
                 raise
             finally:
                 gc.collect()
@@ -185,10 +192,18 @@ class Objective:
         self.tracker.finish_trial(run_id, status, history, metrics, tags, artifacts, texts)
 
 
+def release_memory() -> None:
+    """Drop the failed trial's graph and buffers (Keras session) so the next trial starts clean."""
+    import keras
+
+    keras.backend.clear_session(free_memory=True)
+    gc.collect()
+
+
 def failure_reason(e: BaseException) -> str:
     """One line saying why a trial failed (divergence, out of memory, interruption, other)."""
     if isinstance(e, KeyboardInterrupt):
-        return "interrupted (KeyboardInterrupt)"
+        return "interrupted (SIGTERM)" if getattr(e, "exit_code", None) == 143 else "interrupted (Ctrl-C)"
     if isinstance(e, SystemExit):
         return f"interrupted (exit {e.code})"
     name = type(e).__name__

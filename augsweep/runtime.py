@@ -2,14 +2,50 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import platform
+import signal
 import subprocess
 from importlib import metadata
 
 PACKAGES = ("augsweep", "keras", "tensorflow", "jax", "optuna", "mlflow", "pandas", "numpy",
             "scikit-learn", "scipy", "statsmodels", "matplotlib")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the current trial is failed in Optuna and MLflow
+    (Optuna fails a trial on KeyboardInterrupt but leaves it RUNNING on SystemExit)."""
+
+    exit_code = 143
+
+
+_HOLD = {"depth": 0, "pending": None}
+
+
+def interrupt_handler(signum, frame) -> None:
+    """SIGINT/SIGTERM handler: raise KeyboardInterrupt/Terminated now, or, inside `store_write()`,
+    when the write is done (an interruption in the middle of a SQLite write can leave the
+    database locked for the clean-up that follows)."""
+    exc = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    if _HOLD["depth"]:
+        _HOLD["pending"] = exc
+        return
+    raise exc
+
+
+@contextlib.contextmanager
+def store_write():
+    """Hold Ctrl-C/SIGTERM (with `interrupt_handler` installed) until this block of store writes ends."""
+    _HOLD["depth"] += 1
+    try:
+        yield
+    finally:
+        _HOLD["depth"] -= 1
+        if _HOLD["depth"] == 0 and _HOLD["pending"] is not None:
+            exc, _HOLD["pending"] = _HOLD["pending"], None
+            raise exc
 
 
 def backend() -> str:

@@ -15,6 +15,8 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from .runtime import store_write
+
 # MLflow's SQLite store runs Alembic migrations on first use and logs each step at INFO.
 for _name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent", "mlflow.store.sql"):
     logging.getLogger(_name).setLevel(logging.WARNING)
@@ -91,6 +93,10 @@ class Tracker:
     def start_parent(self, run_name: str, tags: Mapping[str, Any], params: Mapping[str, Any],
                      files: Mapping[str, str], resume_run_id: str | None = None) -> str:
         """Create the sweep's parent run, or reopen it when resuming (same run, status RUNNING)."""
+        with store_write():
+            return self._start_parent(run_name, tags, params, files, resume_run_id)
+
+    def _start_parent(self, run_name, tags, params, files, resume_run_id) -> str:
         run_id = None
         if resume_run_id:
             try:
@@ -112,15 +118,17 @@ class Tracker:
 
     def end_parent(self, status: str = FINISHED) -> None:
         if self.parent_run_id:
-            self.client.set_terminated(self.parent_run_id, status)
+            with store_write():
+                self.client.set_terminated(self.parent_run_id, status)
 
     # -- trial runs ------------------------------------------------------------------------------
 
     def start_trial(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, Any]) -> str:
         """Nested run for one trial, with its flat params and seeds."""
         all_tags = {"mlflow.parentRunId": self.parent_run_id, **tags} if self.parent_run_id else dict(tags)
-        run_id = self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name).info.run_id
-        self.client.log_batch(run_id, params=_params(params))
+        with store_write():
+            run_id = self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name).info.run_id
+            self.client.log_batch(run_id, params=_params(params))
         return run_id
 
     def epoch_logger(self, run_id: str, repeat: int):
@@ -135,7 +143,8 @@ class Tracker:
                 if values:
                     # Synchronous on purpose: one SQLite write is ~3 ms, while MLflow's async mode costs
                     # ~0.6 s per run when its queue is shut down at set_terminated (bench/overhead.py).
-                    client.log_batch(run_id, metrics=_metrics(values, step=epoch))
+                    with store_write():
+                        client.log_batch(run_id, metrics=_metrics(values, step=epoch))
 
         return EpochLogger()
 
@@ -143,6 +152,10 @@ class Tracker:
                      metrics: Mapping[str, float] | None = None, tags: Mapping[str, Any] | None = None,
                      artifacts: Sequence[str | Path] = (), texts: Mapping[str, str] | None = None) -> None:
         """Log the mean-over-repeats curves under Keras's names, summary metrics, artifacts; end the run."""
+        with store_write():
+            self._finish_trial(run_id, status, history, metrics, tags, artifacts, texts)
+
+    def _finish_trial(self, run_id, status, history, metrics, tags, artifacts, texts) -> None:
         batch = []
         if history is not None and len(history):
             mean = history.drop(columns=["repeat"], errors="ignore").groupby("epoch").mean()

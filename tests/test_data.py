@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +79,139 @@ def test_folder_problems_are_config_errors(tmp_path):
     (empty / "train" / "y").mkdir()
     with pytest.raises(ConfigError, match="class folder 'y' is empty"):
         load_dataset(DatasetConfig("folder", (8, 8), path=str(empty)), 0)
+
+
+# ----------------------------------------------------------------------------- bad folders, bad files
+
+
+def _two_classes(root: Path, n: int = 6, size=(20, 30)) -> Path:
+    write_images(root / "train" / "car", n, (200, 30, 30), size=size)
+    write_images(root / "train" / "truck", n, (30, 30, 200), size=size, fmt="JPEG")
+    return root
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_missing_train_folder_and_no_class_folders(tmp_path):
+    write_images(tmp_path / "only-valid" / "valid" / "car", 2, (1, 2, 3))
+    with pytest.raises(ConfigError, match="has valid/ but no train/ folder.*only-valid"):
+        load_dataset(DatasetConfig("folder", (8, 8), path=str(tmp_path / "only-valid")), 0)
+    (tmp_path / "flat-files").mkdir()
+    (tmp_path / "flat-files" / "a.png").write_bytes(b"")
+    with pytest.raises(ConfigError, match="has no class folders"):
+        load_dataset(DatasetConfig("folder", (8, 8), path=str(tmp_path / "flat-files")), 0)
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(ConfigError, match="must be a folder"):
+        load_dataset(DatasetConfig("folder", (8, 8), path=str(tmp_path / "a-file")), 0)
+
+
+def test_bad_files_are_listed_by_name_with_the_count(tmp_path):
+    root = _two_classes(tmp_path / "bad")
+    _truncate(root / "train" / "truck" / "img0.jpg")  # a truncated JPEG
+    (root / "train" / "car" / "notes.png").write_text("not a picture")  # text named .png
+    (root / "train" / "car" / "labels.csv").write_text("a,b\n")  # not an image at all
+    (root / "train" / "car" / ".DS_Store").write_bytes(b"\0")  # hidden: ignored
+    with pytest.raises(ConfigError) as e:
+        load_dataset(DatasetConfig("folder", (8, 8), path=str(root)), 0)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith("dataset.path: 3 bad image file(s)")
+    assert "train/truck/img0.jpg: corrupt image" in msg
+    assert "train/car/notes.png: not a readable image" in msg
+    assert "train/car/labels.csv: not an image file" in msg
+    assert ".DS_Store" not in msg and "on_bad_file: skip" in msg
+
+
+def test_more_than_ten_bad_files_are_counted_not_all_listed(tmp_path):
+    root = _two_classes(tmp_path / "many")
+    for i in range(13):
+        (root / "train" / "car" / f"bad{i:02d}.png").write_text("?")
+    with pytest.raises(ConfigError, match=r"13 bad image file\(s\).*bad09.png.*\(and 3 more\)") as e:
+        load_dataset(DatasetConfig("folder", (8, 8), path=str(root)), 0)
+    assert "bad10.png" not in str(e.value)
+
+
+def test_skip_mode_warns_with_the_list_and_keeps_the_rest(tmp_path):
+    root = _two_classes(tmp_path / "skip")
+    _truncate(root / "train" / "truck" / "img1.jpg")
+    ds = load_dataset(DatasetConfig("folder", (8, 8), path=str(root), validation_split=0.25,
+                                    on_bad_file="skip"), 0)
+    assert len(ds.x_train) + len(ds.x_val) == 11
+    assert any("skipped 1 bad image file(s)" in w and "train/truck/img1.jpg" in w for w in ds.warnings)
+
+
+def test_modes_are_converted_and_small_images_upscaled_with_a_warning(tmp_path):
+    root = tmp_path / "modes"
+    write_images(root / "gray", 3, (120, 120, 120), mode="L")
+    write_images(root / "rgba", 3, (10, 200, 10), mode="RGBA")
+    write_images(root / "palette", 3, (10, 10, 200), mode="P")
+    write_images(root / "palette", 1, (10, 10, 200), size=(4, 4))  # overwrites img0 with a 4x4 image
+    ds = load_dataset(DatasetConfig("folder", (8, 8), path=str(root), validation_split=0.3), 0)
+    assert ds.x_train.shape[1:] == (8, 8, 3) and ds.num_classes == 3  # all RGB, none rejected
+    assert any("1 image(s) smaller than 8x8 were upscaled: palette/img0.png" in w for w in ds.warnings)
+
+
+def test_scan_is_cached_by_file_list_and_mtimes(tmp_path):
+    root = _two_classes(tmp_path / "cache")
+    cfg = DatasetConfig("folder", (8, 8), path=str(root), validation_split=0.25)
+    first = load_dataset(cfg, 0)
+    assert load_dataset(cfg, 0) is first  # scanned once
+    img = root / "train" / "car" / "img0.png"
+    os.utime(img, ns=(img.stat().st_atime_ns, img.stat().st_mtime_ns + 10**9))
+    second = load_dataset(cfg, 0)
+    assert second is not first  # an edited file is rescanned
+    write_images(root / "train" / "car" / "more", 1, (200, 30, 30))
+    third = load_dataset(cfg, 0)
+    assert third is not second and len(third.x_train) + len(third.x_val) == 13  # a new file too
+
+
+def _folder_experiment(root: Path, **dataset) -> dict:
+    from tests.conftest import tiny_experiment
+
+    return tiny_experiment(name="folder", trials=1, train={"epochs": 1},
+                           dataset={"source": "folder", "path": str(root), "image_size": [16, 16],
+                                    "validation_split": 0.25, **dataset},
+                           search_space={"depth": 1, "augmentations": {"flip": None}})
+
+
+@pytest.mark.parametrize("case", ["truncated-jpeg", "text-as-png", "empty-class"])
+def test_cli_bad_data_exits_2_naming_the_file_before_any_store(tmp_path, write_experiment, case):
+    from tests.conftest import run_cli
+
+    root = _two_classes(tmp_path / "data")
+    if case == "truncated-jpeg":
+        _truncate(root / "train" / "truck" / "img2.jpg")
+        expected = "train/truck/img2.jpg: corrupt image"
+    elif case == "text-as-png":
+        (root / "train" / "car" / "readme.png").write_text("hello")
+        expected = "train/car/readme.png: not a readable image"
+    else:
+        (root / "train" / "bus").mkdir()
+        expected = "class folder 'bus' is empty"
+    mlruns = tmp_path / "mlruns"
+    result = run_cli("sweep.py", write_experiment(_folder_experiment(root)), "--mlruns", mlruns)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: dataset.path") and expected in lines[0]
+    assert not mlruns.exists()  # stores untouched
+
+
+def test_skip_mode_sweep_trains_on_the_rest(tmp_path, write_experiment):
+    import optuna
+
+    from augsweep.config import load_experiment
+    from augsweep.sweep import resolve_stores, run_sweep
+
+    root = _two_classes(tmp_path / "data")
+    _truncate(root / "train" / "car" / "img3.png")
+    exp = load_experiment(write_experiment(_folder_experiment(root, on_bad_file="skip")))
+    lines: list[str] = []
+    outcome = run_sweep(exp, mlruns=tmp_path / "m", echo=lines.append)
+    assert outcome.finished == 1
+    assert any(line.startswith("warning: skipped 1 bad image file(s)") and "train/car/img3.png" in line
+               for line in lines)
+    assert "8 train / 3 validation images" in "\n".join(lines)  # 12 files, 1 skipped
+    study = optuna.load_study(study_name="folder", storage=resolve_stores(exp, tmp_path / "m").storage_url)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"]

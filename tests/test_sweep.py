@@ -100,3 +100,18 @@ def test_changed_experiment_is_refused_on_resume(tmp_path, write_experiment):
     write_experiment(tiny_experiment(trials=1, search_space={"depth": 2}))
     with pytest.raises(ConfigError, match="was created from a different experiment.*--study-name"):
         _sweep(path, mlruns)
+
+
+def test_sequential_sweep_is_deterministic(tmp_path, write_experiment):
+    """Same file, same seed, same machine: the same trial parameters and values (1e-6 on CPU)."""
+    path = write_experiment(tiny_experiment(trials=3, search_space={
+        "depth": {"low": 1, "high": 2}, "learning_rate": {"low": 0.001, "high": 0.01},
+        "augmentations": {"flip": None, "contrast": {"factor": [0.1, 0.5]}}}))
+    _sweep(path, tmp_path / "a")
+    _sweep(path, tmp_path / "b")
+    (a, _, _), (b, _, _) = _stores(path, tmp_path / "a"), _stores(path, tmp_path / "b")
+    assert [t.params for t in a.trials] == [t.params for t in b.trials]
+    assert len({tuple(sorted(t.params.items())) for t in a.trials}) == 3  # three different draws
+    for x, y in zip(a.trials, b.trials):
+        assert x.state.name == y.state.name == "COMPLETE"
+        assert abs(x.value - y.value) <= 1e-6, (x.number, x.value, y.value)
