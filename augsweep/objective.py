@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import augment, plots, space, train
+from . import augment, plots, runtime, space, train
 from .config import Experiment
 from .data import Dataset
 from .model import accuracy_name
@@ -25,13 +25,30 @@ from .tracking import FAILED, FINISHED, KILLED, Tracker, scratch_dir
 
 
 class NonFiniteLoss(RuntimeError):
-    """Training diverged (Keras `TerminateOnNaN` stopped it)."""
+    """Training diverged (the epoch-end non-finite check stopped it)."""
 
 
 def _callbacks_module():
     import keras
 
     return keras.callbacks
+
+
+def stop_on_non_finite():
+    """Keras callback: stop training at the end of an epoch whose loss or val_loss is NaN/inf.
+
+    Checked per epoch, not per batch like Keras's `TerminateOnNaN`: a batch-end callback makes
+    Keras fetch the loss after every step and turns off its asynchronous callback dispatch.
+    """
+    callbacks = _callbacks_module()
+
+    class StopOnNonFinite(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            values = [(logs or {}).get(k) for k in ("loss", "val_loss")]
+            if any(v is not None and not math.isfinite(float(v)) for v in values):
+                self.model.stop_training = True
+
+    return StopOnNonFinite()
 
 
 def pruning_callback(trial, repeat: int, epochs: int):
@@ -48,7 +65,7 @@ def pruning_callback(trial, repeat: int, epochs: int):
         def on_epoch_end(self, epoch, logs=None):
             value = float((logs or {}).get("val_loss", float("nan")))
             if not math.isfinite(value):
-                return  # TerminateOnNaN handles divergence; a NaN report would poison the pruner
+                return  # stop_on_non_finite handles divergence; a NaN report would poison the pruner
             trial.report(value, repeat * epochs + epoch)
             if trial.should_prune():
                 self.pruned_at = epoch
@@ -105,16 +122,19 @@ class Objective:
         params = {**flat, "seed": exp.seed, "repeats": exp.repeats,
                   **{f"seeds_r{s.repeat}": f"init={s.init},aug={s.aug},order={s.order}" for s in seeds}}
         run_name = f"t{trial.number:02d} {config.label()}"
+        where = train.plan_placement(config, exp.train)
         run_id = self.tracker.start_trial(
             run_name, params,
             {"trial": trial.number, "study": trial.study.study_name, "device": self.device,
-             "kind": "trial", **self.extra_tags},
+             "kind": "trial", "aug_placement": where.label, "dtype_policy": runtime.dtype_policy(),
+             **self.extra_tags},
         )
         trial.set_user_attr("mlflow_run_id", run_id)
         acc = accuracy_name(self.dataset.num_classes)
         histories: list[pd.DataFrame] = []
         summaries: list[dict] = []
         started = time.perf_counter()
+        self._run_tags: dict = {}
         with scratch_dir() as tmp:
             tmp = Path(tmp)
             try:
@@ -122,9 +142,10 @@ class Objective:
                     prune = pruning_callback(trial, s.repeat, exp.train.epochs)
                     result = train.run(
                         config, self.dataset, exp.train, s,
-                        callbacks=[_callbacks_module().TerminateOnNaN(), prune,
-                                   self.tracker.epoch_logger(run_id, s.repeat)],
+                        callbacks=[stop_on_non_finite(), prune, self.tracker.epoch_logger(run_id, s.repeat)],
                     )
+                    # What Keras resolved `jit_compile` to (false on CPU for "auto").
+                    self._run_tags["jit_compile"] = str(bool(result.model.jit_compile)).lower()
                     h = result.history.reset_index().assign(repeat=s.repeat)
                     histories.append(h)
                     del result
@@ -178,7 +199,7 @@ class Objective:
             metrics["best_val_loss"] = value
         for r, s in enumerate(summaries):
             metrics[f"best_val_loss/r{r}"] = s["best_val_loss"]
-        tags = {"state": state}
+        tags = {"state": state, **getattr(self, "_run_tags", {})}
         if reason:
             tags["failure_reason" if state == "FAIL" else "prune_reason"] = reason
         texts = {"traceback.txt": traceback_text} if traceback_text else {}

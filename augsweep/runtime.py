@@ -49,6 +49,19 @@ def configure_device() -> str:
     return f"CPU: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
+@functools.cache
+def has_accelerator() -> bool:
+    """Whether training runs on a GPU (or another non-CPU device) in this process."""
+    return not configure_device().startswith("CPU")
+
+
+def dtype_policy() -> str:
+    """The global Keras dtype policy's name (`float32`, `mixed_bfloat16`, ...)."""
+    import keras
+
+    return keras.config.dtype_policy().name
+
+
 def set_precision(mixed: bool) -> str:
     """Global Keras dtype policy: bf16 mixed precision on request (fp16 where bf16 is unsupported)."""
     import keras
