@@ -114,6 +114,7 @@ class Objective:
     def __call__(self, trial) -> float:
         import optuna
 
+        runtime.freeze_long_lived_objects()
         exp = self.experiment
         config = space.sample(trial, exp.search_space, exp.train.learning_rate, grid=self.grid)
         flat = config.flat(exp.search_space.augmentation_names)

@@ -124,18 +124,30 @@ class Tracker:
         return run_id
 
     def epoch_logger(self, run_id: str, repeat: int):
-        """Keras callback logging each epoch's metrics as `<keras name>/r<repeat>` in one batch."""
+        """Keras callback logging each epoch's metrics as `<keras name>/r<repeat>` (step=epoch).
+
+        Buffered: the repeat's epochs go to the store in one `log_batch` when training ends
+        (stopped, pruned or diverged alike), not one SQLite write per epoch.
+        """
         import keras
 
         client = self.client
 
         class EpochLogger(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.buffer: list = []
+
             def on_epoch_end(self, epoch, logs=None):
                 values = {f"{k}/r{repeat}": v for k, v in (logs or {}).items() if _is_number(v)}
-                if values:
-                    # Synchronous on purpose: one SQLite write is ~3 ms, while MLflow's async mode costs
-                    # ~0.6 s per run when its queue is shut down at set_terminated (bench/overhead.py).
-                    client.log_batch(run_id, metrics=_metrics(values, step=epoch))
+                self.buffer += _metrics(values, step=epoch)
+
+            def on_train_end(self, logs=None):
+                # Synchronous on purpose: MLflow's async mode costs ~0.6 s per run when its queue is
+                # shut down at set_terminated (bench/overhead.py); one batched write is a few ms.
+                for i in range(0, len(self.buffer), 1000):  # MLflow's log_batch limit
+                    client.log_batch(run_id, metrics=self.buffer[i:i + 1000])
+                self.buffer = []
 
         return EpochLogger()
 
