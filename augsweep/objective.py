@@ -55,21 +55,38 @@ def pruning_callback(trial, repeat: int, epochs: int):
     """Keras callback: `trial.report(val_loss, step)` each epoch, stop training when Optuna prunes.
 
     Steps run across repeats (`repeat * epochs + epoch`): every trial's repeat r uses the same
-    seeds, so the pruner compares trials at equal steps under common random numbers.
+    seeds, so the pruner compares trials at equal steps under common random numbers. Without a
+    pruner (`NopPruner`) nobody reads the values during training, so the repeat's reports are
+    written when training ends rather than one storage round trip per epoch.
     """
+    import optuna
+
     callbacks = _callbacks_module()
+    batched = isinstance(getattr(getattr(trial, "study", None), "pruner", None), optuna.pruners.NopPruner)
 
     class OptunaPruning(callbacks.Callback):
         pruned_at: int | None = None
+
+        def __init__(self):
+            super().__init__()
+            self.pending: list[tuple[float, int]] = []
 
         def on_epoch_end(self, epoch, logs=None):
             value = float((logs or {}).get("val_loss", float("nan")))
             if not math.isfinite(value):
                 return  # stop_on_non_finite handles divergence; a NaN report would poison the pruner
+            if batched:
+                self.pending.append((value, repeat * epochs + epoch))
+                return
             trial.report(value, repeat * epochs + epoch)
             if trial.should_prune():
                 self.pruned_at = epoch
                 self.model.stop_training = True
+
+        def on_train_end(self, logs=None):
+            for value, step in self.pending:
+                trial.report(value, step)
+            self.pending = []
 
     return OptunaPruning()
 
@@ -159,12 +176,13 @@ class Objective:
                         raise optuna.TrialPruned(f"pruned at repeat {s.repeat}, epoch {prune.pruned_at}")
                 value = float(np.mean([r["best_val_loss"] for r in summaries]))
                 trial.set_user_attr("repeats", summaries)
-                self._finish(run_id, FINISHED, "COMPLETE", config, histories, summaries, tmp, started, value)
+                self._finish(run_id, FINISHED, "COMPLETE", config, histories, summaries, tmp, started, value,
+                             defer=True)
                 return value
             except optuna.TrialPruned as e:
                 trial.set_user_attr("repeats", summaries)
                 self._finish(run_id, KILLED, "PRUNED", config, histories, summaries, tmp, started,
-                             reason=str(e))
+                             reason=str(e), defer=True)
                 raise
             except BaseException as e:  # noqa: BLE001 - every failure must close the MLflow run
                 reason = failure_reason(e)
@@ -182,19 +200,22 @@ class Objective:
                 gc.collect()
 
     def _finish(self, run_id, status, state, config, histories, summaries, tmp: Path, started,
-                value: float | None = None, reason: str = "", traceback_text: str = "") -> None:
+                value: float | None = None, reason: str = "", traceback_text: str = "",
+                defer: bool = False) -> None:
+        """Close the trial's MLflow run with its curves, summary metrics, tags and artifacts.
+
+        `defer`: plots, artifact copies and the store writes run on the tracker's background
+        thread (overlapping the next trial's training); failures are always finished here.
+        """
         history = pd.concat(histories, ignore_index=True) if histories else None
-        artifacts = []
         if history is not None and len(history):
             cols = ["repeat", "epoch", *[c for c in history.columns if c not in ("repeat", "epoch")]]
             history = history[cols]
-            history.to_csv(tmp / "history.csv", index=False)
-            artifacts.append(tmp / "history.csv")
-            artifacts.append(plots.learning_curves(history, tmp / "learning_curves.png", config.label()))
+        images = None
         if config.enabled and state != "FAIL":
+            # Keras layers stay on this thread; only the PNG is written in the background.
             images = augment.preview(config.enabled, repeat_seeds(self.experiment.seed, 0).aug,
                                      self.dataset.x_train[0])
-            artifacts.append(plots.image_grid(images, tmp / "augmentation_preview.png"))
         metrics = {"trial_seconds": time.perf_counter() - started}
         if value is not None:
             metrics["best_val_loss"] = value
@@ -204,7 +225,23 @@ class Objective:
         if reason:
             tags["failure_reason" if state == "FAIL" else "prune_reason"] = reason
         texts = {"traceback.txt": traceback_text} if traceback_text else {}
-        self.tracker.finish_trial(run_id, status, history, metrics, tags, artifacts, texts)
+        title = config.label()
+        tracker = self.tracker
+
+        def write(folder: Path) -> None:
+            artifacts = []
+            if history is not None and len(history):
+                history.to_csv(folder / "history.csv", index=False)
+                artifacts.append(folder / "history.csv")
+                artifacts.append(plots.learning_curves(history, folder / "learning_curves.png", title))
+            if images is not None:
+                artifacts.append(plots.image_grid(images, folder / "augmentation_preview.png"))
+            tracker.finish_trial(run_id, status, history, metrics, tags, artifacts, texts)
+
+        if defer:
+            tracker.defer(write)
+        else:
+            write(tmp)
 
 
 def failure_reason(e: BaseException) -> str:

@@ -16,19 +16,32 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def alternate(fns: Mapping[str, Callable[[], float | None]], rounds: int) -> dict[str, list[float]]:
-    """Run every function once per round, in the same order each round; seconds per call.
+def alternate(fns: Mapping[str, Callable[[], tuple[float, float] | None]], rounds: int):
+    """Run every function once per round, in the same order each round.
 
-    A function may return its own figure (e.g. seconds of the timed part only) instead of None.
-    Alternating makes drift of a shared machine hit every side alike.
+    Returns (wall, cpu): name -> seconds per call, by the wall clock and by this process's CPU
+    time (all threads). A function may return its own (wall, cpu) for the part it times.
+    Alternating makes drift of a shared machine hit every side alike; CPU time is far less
+    sensitive than wall time to other people's processes on the same cores.
     """
-    out: dict[str, list[float]] = {k: [] for k in fns}
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            t = time.perf_counter()
+            w, c = time.perf_counter(), time.process_time()
             value = fn()
-            out[name].append(time.perf_counter() - t if value is None else float(value))
-    return out
+            if value is None:
+                value = (time.perf_counter() - w, time.process_time() - c)
+            wall[name].append(float(value[0]))
+            cpu[name].append(float(value[1]))
+    return wall, cpu
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, float]:
+    """(wall, cpu) seconds of one call."""
+    w, c = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - w, time.process_time() - c
 
 
 def median(values) -> float:

@@ -47,18 +47,20 @@ def main(argv=None) -> int:
     from augsweep.sweep import make_pruner, make_sampler, make_storage, resolve_stores
     from augsweep.tracking import Tracker
 
-    clock = {"train": 0.0, "callbacks": 0.0, "train_end": 0.0, "epochs": 0}
+    keys = ("train", "callbacks", "train_end", "train_cpu", "callbacks_cpu", "train_end_cpu")
+    clock = dict.fromkeys(keys, 0.0) | {"epochs": 0}
 
     def timed_callback(cb):
         for hook in ("on_epoch_end", "on_train_end"):
             inner = getattr(cb, hook)
 
             def timed(*a, _inner=inner, _key="callbacks" if hook == "on_epoch_end" else "train_end", **k):
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 try:
                     return _inner(*a, **k)
                 finally:
                     clock[_key] += time.perf_counter() - t
+                    clock[_key + "_cpu"] += time.process_time() - c
 
             setattr(cb, hook, timed)
         return cb
@@ -66,13 +68,14 @@ def main(argv=None) -> int:
     real_run, real_prune, real_nonfinite = train.run, objective_mod.pruning_callback, objective_mod.stop_on_non_finite
 
     def run(*a, **k):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         try:
             result = real_run(*a, **k)
             clock["epochs"] += len(result.history)
             return result
         finally:
             clock["train"] += time.perf_counter() - t
+            clock["train_cpu"] += time.process_time() - c
 
     train.run = run
     objective_mod.pruning_callback = lambda *a, **k: timed_callback(real_prune(*a, **k))
@@ -94,7 +97,7 @@ def main(argv=None) -> int:
         "trials": 1000, "repeats": 1, "sampler": "random", "pruner": "median", "seed": 0,
     }
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    rows, per_epoch = [], []
+    rows, per_epoch, per_epoch_cpu = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "exp.yaml"
         path.write_text(yaml.safe_dump(exp_dict))
@@ -109,29 +112,35 @@ def main(argv=None) -> int:
         objective = Objective(exp, ds, tracker)
         study.optimize(objective, n_trials=1)  # warm-up: store creation, first imports and graphs
         for _ in range(args.trials):
-            clock.update(train=0.0, callbacks=0.0, train_end=0.0, epochs=0)
-            t = time.perf_counter()
+            clock.update(dict.fromkeys(keys, 0.0), epochs=0)
+            t, c = time.perf_counter(), time.process_time()
             study.optimize(objective, n_trials=1)
-            wall = time.perf_counter() - t
+            wall, cpu = time.perf_counter() - t, time.process_time() - c
             fit = clock["train"] - clock["callbacks"] - clock["train_end"]
-            rows.append((wall, fit, wall - fit - clock["callbacks"], clock["callbacks"], clock["epochs"]))
+            fit_cpu = clock["train_cpu"] - clock["callbacks_cpu"] - clock["train_end_cpu"]
+            rows.append((wall, fit, wall - fit - clock["callbacks"], clock["callbacks"], clock["epochs"],
+                         cpu, fit_cpu, cpu - fit_cpu - clock["callbacks_cpu"]))
             per_epoch.append(clock["callbacks"] / max(1, clock["epochs"]))
+            per_epoch_cpu.append(clock["callbacks_cpu"] / max(1, clock["epochs"]))
         tracker.end_parent()
 
-    walls, fits, fixed, cbs, epochs = zip(*rows)
-    e = median(per_epoch)
+    walls, fits, fixed, cbs, epochs, cpus, fit_cpus, fixed_cpu = zip(*rows)
+    e, e_cpu = median(per_epoch), median(per_epoch_cpu)
     share = (median(fixed) + args.epochs * e) / 10.0
+    share_cpu = (median(fixed_cpu) + args.epochs * e_cpu) / 10.0
     print(f"bookkeeping inside {args.trials} real trials ({ds.describe()}, {args.epochs} epochs, Optuna + "
           f"MLflow on SQLite, median pruner); {machine()}")
-    print(table(["figure", "median", "per trial"], [
-        ["trial wall s", f"{median(walls):.3f}", rounds_text(walls)],
-        ["model.fit s (callbacks excluded)", f"{median(fits):.3f}", rounds_text(fits)],
-        ["bookkeeping per trial s (outside fit)", f"{median(fixed):.3f}", rounds_text(fixed, "{:.3f}")],
-        ["bookkeeping per epoch ms (callbacks)", f"{1000 * e:.1f}", rounds_text([1000 * x for x in per_epoch], "{:.1f}")],
-        ["bookkeeping share of the trial", f"{median([(w - f) / w for w, f in zip(walls, fits)]):.3f}",
-         rounds_text([(w - f) / w for w, f in zip(walls, fits)], "{:.3f}")],
+    print(table(["figure", "wall (median)", "wall per trial", "CPU (median)", "CPU per trial"], [
+        ["trial s", f"{median(walls):.3f}", rounds_text(walls), f"{median(cpus):.3f}", rounds_text(cpus)],
+        ["model.fit s (callbacks excluded)", f"{median(fits):.3f}", rounds_text(fits),
+         f"{median(fit_cpus):.3f}", rounds_text(fit_cpus)],
+        ["bookkeeping per trial s (outside fit)", f"{median(fixed):.3f}", rounds_text(fixed, "{:.3f}"),
+         f"{median(fixed_cpu):.3f}", rounds_text(fixed_cpu, "{:.3f}")],
+        ["bookkeeping per epoch ms (callbacks)", f"{1000 * e:.1f}", rounds_text([1000 * x for x in per_epoch], "{:.1f}"),
+         f"{1000 * e_cpu:.1f}", rounds_text([1000 * x for x in per_epoch_cpu], "{:.1f}")],
     ]))
-    print(f"share of a 10 s trial with {args.epochs} epochs: {100 * share:.1f}% (target < 2%)")
+    print(f"share of a 10 s trial with {args.epochs} epochs: {100 * share:.1f}% wall, {100 * share_cpu:.1f}% CPU "
+          f"(target < 2%)")
     return 0
 
 

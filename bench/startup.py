@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
+import time
 
 import _common
 from _common import alternate, machine, median, rounds_text, table
@@ -26,8 +28,13 @@ def main(argv=None) -> int:
 
     def process(*cmd):
         def run():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t = time.perf_counter()
             subprocess.run([sys.executable, *cmd], cwd=_common.ROOT, env=env, check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wall = time.perf_counter() - t
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            return wall, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         return run
 
     fns = {
@@ -36,12 +43,13 @@ def main(argv=None) -> int:
         "report.py --help": process("report.py", "--help"),
         "python -c 'import keras' (TF backend)": process("-c", "import keras"),
     }
-    times = alternate(fns, rounds)
-    base = median(times["python -c pass"])
-    rows = [[k, f"{median(v):.3f}", f"{median(v) / base:.2f}", rounds_text(v, "{:.3f}")] for k, v in times.items()]
+    wall, cpu = alternate(fns, rounds)
+    base = median(wall["python -c pass"])
+    rows = [[k, f"{median(v):.3f}", f"{median(v) / base:.2f}", f"{median(cpu[k]):.3f}", rounds_text(v, "{:.3f}")]
+            for k, v in wall.items()]
     print(f"start-up, fresh process each, {rounds} alternating rounds; {machine()}")
-    print(table(["command", "median s", "ratio to python -c pass", "rounds (s)"], rows))
-    print(f"sweep.py --help median: {median(times['sweep.py --help']):.3f} s (target < 1.5 s)")
+    print(table(["command", "wall s (median)", "ratio to python -c pass", "CPU s (median)", "wall s per round"], rows))
+    print(f"sweep.py --help median: {median(wall['sweep.py --help']):.3f} s wall (target < 1.5 s)")
     return 0
 
 
