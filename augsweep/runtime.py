@@ -80,6 +80,43 @@ def set_precision(mixed: bool) -> str:
     return policy
 
 
+_SQLITE_TUNED = False
+
+
+def tune_sqlite() -> None:
+    """Every SQLite connection SQLAlchemy opens in this process (Optuna's and MLflow's stores) uses
+    write-ahead logging with `synchronous=NORMAL`.
+
+    In SQLite's default rollback mode every commit waits for an fsync (2.7 ms each on this
+    machine, against 0.01 ms in WAL+NORMAL), and a trial commits a few dozen times (Optuna
+    suggestions, reports, user attributes; MLflow run, params, metrics, tags). WAL+NORMAL stays
+    consistent after a crash of the process; only a power loss can drop the last commits. WAL
+    also lets readers (the MLflow UI, other workers) proceed while a worker writes.
+    """
+    global _SQLITE_TUNED
+    if _SQLITE_TUNED:
+        return
+    import sqlite3
+
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    @event.listens_for(Engine, "connect")
+    def _pragmas(dbapi_connection, connection_record):  # noqa: ARG001 - SQLAlchemy's signature
+        if not isinstance(dbapi_connection, sqlite3.Connection):
+            return
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error:  # read-only or in-memory database: keep SQLite's defaults
+            pass
+        finally:
+            cursor.close()
+
+    _SQLITE_TUNED = True
+
+
 _FREEZES = 0
 
 

@@ -15,11 +15,16 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from . import runtime
+
 # MLflow's SQLite store runs Alembic migrations on first use and logs each step at INFO.
 for _name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent", "mlflow.store.sql"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
+
+# Before any store is opened (sweep imports this module before creating the Optuna storage).
+runtime.tune_sqlite()
 
 
 def tracking_uri_for(mlruns: str | Path) -> str:
