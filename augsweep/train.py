@@ -15,7 +15,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import augment, placement as placement_mod
+from . import augment, runtime
+from . import placement as placement_mod
 from .config import TrainConfig
 from .data import Dataset
 from .model import build_convnet, compile_model
@@ -53,11 +54,9 @@ def _backend() -> str:
 
 def plan_placement(config: TrialConfig, train: TrainConfig, placement: str = "auto"):
     """Where this configuration's augmentations run on this backend and device."""
-    from .runtime import has_accelerator
-
     backend = _backend()
     return placement_mod.plan(list(augment.build_order(config.enabled)), backend=backend,
-                              accelerator=has_accelerator(), jit_compile=train.jit_compile,
+                              accelerator=runtime.has_accelerator(), jit_compile=train.jit_compile,
                               placement=placement)
 
 
@@ -70,6 +69,7 @@ def build(config: TrialConfig, dataset: Dataset, train: TrainConfig, seeds: Repe
     import keras
 
     keras.backend.clear_session()
+    runtime.release_traced_gradients()  # TensorFlow's registry would keep every earlier model's graphs
     set_global_seed(seeds.order)
     enabled = config.enabled
     chosen = enabled if in_model is None else {n: enabled[n] for n in in_model}
