@@ -5,7 +5,7 @@ interleaved trial by trial in one process: configurations per hour and best valu
 The "noise" column is the seed-to-seed difference of the best unpruned configuration (trained
 once more with the next repeat's seeds), the scale against which best values are compared.
 
-    python bench/pruning.py            # ~3 minutes on 2 CPU cores (digits 32x32, 16 trials each)
+    python bench/pruning.py            # ~4 minutes on 2 shared CPU cores (digits 32x32, 12 trials each)
     python bench/pruning.py --tiny     # smoke setting used by the tests
 """
 
@@ -23,7 +23,7 @@ from _common import machine, table
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--trials", type=int, default=16)
+    p.add_argument("--trials", type=int, default=12)
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--tiny", action="store_true", help="seconds-long smoke run (tests)")
     args = p.parse_args(argv)
