@@ -7,9 +7,10 @@ layers into the `tf.data` pipeline (applied per batch, before prefetch) keeps th
 compiled. `plan` decides; the decision is a pure function of its inputs (no timing at run time),
 so a trial retrained on the same machine gets the same placement and the same numbers.
 
-The rule follows bench/placement.py's figures (bench/RESULTS.md): on a CPU with XLA off (Keras's
-"auto" on CPU) the in-model placement is as fast and is kept; when XLA is wanted (an accelerator
-with `jit_compile: auto`, or `jit_compile: true`) geometric layers go to `tf.data`.
+The rule follows bench/throughput.py's figures (bench/RESULTS.md): on a CPU with XLA off (Keras's
+"auto" on CPU) the in-model placement measured as fast as or faster than `tf.data`, so everything
+stays in the model; when XLA is wanted (an accelerator with `jit_compile: auto`, or
+`jit_compile: true`) geometric layers go to `tf.data`. bench/gpu.py measures the GPU side.
 Under JAX the geometric layers are written in `jax.numpy` and trace fine, so instead of moving
 them they are marked jit-capable (`jit_capable`), keeping the whole step compiled.
 """

@@ -114,7 +114,7 @@ class Tracker:
         self._pending.append(self._worker.submit(run))
 
     def flush(self) -> None:
-        """Wait for deferred jobs to finish (every reader of the store calls this first)."""
+        """Wait for deferred jobs to finish (`end_parent` does; so should anything reading the runs)."""
         pending, self._pending = self._pending, []
         for future in pending:
             try:
