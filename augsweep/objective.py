@@ -6,7 +6,6 @@ as Keras callbacks; `train` itself knows neither.
 
 from __future__ import annotations
 
-import gc
 import math
 import time
 import traceback
@@ -196,8 +195,7 @@ class Objective:
                 except Exception:  # the store itself failing must not hide the original error
                     pass
                 raise
-            finally:
-                gc.collect()
+            # No gc.collect() here: the next build's keras.backend.clear_session() runs one anyway.
 
     def _finish(self, run_id, status, state, config, histories, summaries, tmp: Path, started,
                 value: float | None = None, reason: str = "", traceback_text: str = "",
