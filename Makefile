@@ -11,10 +11,10 @@ PYTEST_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install sweep ablate report ui test bench clean
+.PHONY: help install sweep ablate report ui test bench bench-gpu clean
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,8 +41,13 @@ ui: install  ## MLflow UI on http://127.0.0.1:$(PORT) over MLRUNS
 test: install  ## the whole test suite (fast tests and the slow end-to-end runs)
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
-bench: install  ## benchmarks: ratios against plain Keras measured side by side (see bench/RESULTS.md)
-	$(PY) bench/overhead.py
+BENCH ?= overhead throughput bookkeeping memory startup pruning
+
+bench: install  ## benchmarks (CPU, ~3 min each): ratios measured side by side; BENCH=... picks; see bench/RESULTS.md
+	@for b in $(BENCH); do echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; done
+
+bench-gpu: install  ## images/s of the course convnet at 128x128 on a GPU (bench/gpu.py, under 5 min)
+	$(PY) bench/gpu.py
 
 clean:  ## remove stores and reports (keeps .venv)
 	rm -rf $(MLRUNS) reports

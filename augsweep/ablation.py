@@ -14,7 +14,6 @@ finished runs are kept, runs left RUNNING by a killed process are marked KILLED 
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import re
@@ -33,7 +32,7 @@ from . import augment, evaluate, plots, runtime, train
 from .config import Choice, ConfigError, Experiment, FloatRange, IntRange
 from .data import Dataset, load_dataset
 from .model import accuracy_name
-from .objective import NonFiniteLoss, failure_reason, first_non_finite_epoch, summarize_repeat
+from .objective import NonFiniteLoss, failure_reason, first_non_finite_epoch, stop_on_non_finite, summarize_repeat
 from .policies import POLICIES
 from .seeding import RepeatSeeds, enable_determinism, repeat_seeds
 from .space import TrialConfig
@@ -299,8 +298,6 @@ def run_ablation(exp: Experiment, repeats: int | None = None, mlruns: str | Path
 def _train_variant(tracker, exp: Experiment, dataset: Dataset, v: Variant, names: str, s: RepeatSeeds,
                    aid: str, device: str, affinity_augs: Mapping | None) -> tuple[bool, str]:
     """Train one variant with one seed into its own nested MLflow run; never raises for a failed training."""
-    import keras
-
     from .tracking import FAILED, FINISHED, KILLED, scratch_dir
 
     flat = v.config.flat()
@@ -318,9 +315,11 @@ def _train_variant(tracker, exp: Experiment, dataset: Dataset, v: Variant, names
         tmp = Path(tmp)
         artifacts = []
         try:
+            runtime.freeze_long_lived_objects()
             result = train.run(v.config, dataset, exp.train, s,
-                               callbacks=[keras.callbacks.TerminateOnNaN(), tracker.epoch_logger(run_id, s.repeat)])
+                               callbacks=[stop_on_non_finite(), tracker.epoch_logger(run_id, s.repeat)])
             history = result.history.reset_index().assign(repeat=s.repeat)
+            placement = result.placement
             by_epoch = history.set_index("epoch")
             bad = first_non_finite_epoch(by_epoch)
             if bad is not None:
@@ -354,7 +353,7 @@ def _train_variant(tracker, exp: Experiment, dataset: Dataset, v: Variant, names
                 artifacts.append(plots.image_grid(images, tmp / "augmentation_preview.png"))
             metrics["trial_seconds"] = time.perf_counter() - started
             tracker.finish_trial(run_id, FINISHED, history.drop(columns="repeat"), metrics,
-                                 {"state": "COMPLETE"}, artifacts)
+                                 {"state": "COMPLETE", "aug_placement": placement}, artifacts)
             return True, f"best_val_loss {summary['best_val_loss']:.4f}  {metrics['trial_seconds']:5.1f}s"
         except BaseException as e:  # noqa: BLE001 - every failure must close the MLflow run
             reason = failure_reason(e)
@@ -368,8 +367,6 @@ def _train_variant(tracker, exp: Experiment, dataset: Dataset, v: Variant, names
             if status == KILLED:
                 raise
             return False, f"FAILED ({reason})"
-        finally:
-            gc.collect()
 
 
 def summary_lines(outcome: AblationOutcome, exp: Experiment, mlruns: str | Path) -> list[str]:

@@ -148,11 +148,15 @@ def layer_seed(aug_seed: int, name: str) -> int:
     return (aug_seed * 1_000_003 + zlib.crc32(name.encode())) % (2**31 - 1)
 
 
+def build_order(augmentations) -> list[str]:
+    """Names of the augmentations in the order their layers are applied (registry order)."""
+    order = list(REGISTRY)
+    return sorted(augmentations, key=lambda n: order.index(n) if n in order else len(order))
+
+
 def build_layers(augmentations: Mapping[str, Mapping[str, Any]], aug_seed: int) -> list:
     """Seeded Keras layers for the augmentations that are on, in registry order."""
-    order = list(REGISTRY)
-    chosen = sorted(augmentations, key=lambda n: order.index(n) if n in order else len(order))
-    return [REGISTRY[n].build(augmentations[n], layer_seed(aug_seed, n)) for n in chosen]
+    return [REGISTRY[n].build(augmentations[n], layer_seed(aug_seed, n)) for n in build_order(augmentations)]
 
 
 def _define_crop_layer():

@@ -6,7 +6,6 @@ as Keras callbacks; `train` itself knows neither.
 
 from __future__ import annotations
 
-import gc
 import math
 import time
 import traceback
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import augment, plots, space, train
+from . import augment, plots, runtime, space, train
 from .config import Experiment
 from .data import Dataset
 from .model import accuracy_name
@@ -26,7 +25,7 @@ from .tracking import FAILED, FINISHED, KILLED, Tracker, scratch_dir
 
 
 class NonFiniteLoss(RuntimeError):
-    """Training diverged (Keras `TerminateOnNaN` stopped it)."""
+    """Training diverged (the epoch-end non-finite check stopped it)."""
 
 
 def _callbacks_module():
@@ -35,26 +34,61 @@ def _callbacks_module():
     return keras.callbacks
 
 
+def stop_on_non_finite():
+    """Keras callback: stop training at the end of an epoch whose loss or val_loss is NaN/inf.
+
+    Checked per epoch, not per batch like Keras's `TerminateOnNaN`: a batch-end callback makes
+    Keras fetch the loss after every step and turns off its asynchronous callback dispatch.
+    """
+    callbacks = _callbacks_module()
+
+    class StopOnNonFinite(callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            values = [(logs or {}).get(k) for k in ("loss", "val_loss")]
+            if any(v is not None and not math.isfinite(float(v)) for v in values):
+                self.model.stop_training = True
+
+    return StopOnNonFinite()
+
+
 def pruning_callback(trial, repeat: int, epochs: int):
     """Keras callback: `trial.report(val_loss, step)` each epoch, stop training when Optuna prunes.
 
     Steps run across repeats (`repeat * epochs + epoch`): every trial's repeat r uses the same
-    seeds, so the pruner compares trials at equal steps under common random numbers.
+    seeds, so the pruner compares trials at equal steps under common random numbers. Without a
+    pruner (`NopPruner`) nobody reads the values during training, so the repeat's reports are
+    written when training ends rather than one storage round trip per epoch.
     """
+    import optuna
+
     callbacks = _callbacks_module()
+    batched = isinstance(getattr(getattr(trial, "study", None), "pruner", None), optuna.pruners.NopPruner)
 
     class OptunaPruning(callbacks.Callback):
         pruned_at: int | None = None
 
+        def __init__(self):
+            super().__init__()
+            self.pending: list[tuple[float, int]] = []
+
         def on_epoch_end(self, epoch, logs=None):
             value = float((logs or {}).get("val_loss", float("nan")))
             if not math.isfinite(value):
-                return  # TerminateOnNaN handles divergence; a NaN report would poison the pruner
+                return  # stop_on_non_finite handles divergence; a NaN report would poison the pruner
+            if batched:
+                self.pending.append((value, repeat * epochs + epoch))
+                return
             with store_write():
                 trial.report(value, repeat * epochs + epoch)
             if trial.should_prune():
                 self.pruned_at = epoch
                 self.model.stop_training = True
+
+        def on_train_end(self, logs=None):
+            with store_write():
+                for value, step in self.pending:
+                    trial.report(value, step)
+            self.pending = []
 
     return OptunaPruning()
 
@@ -99,6 +133,7 @@ class Objective:
     def __call__(self, trial) -> float:
         import optuna
 
+        runtime.freeze_long_lived_objects()
         exp = self.experiment
         config = space.sample(trial, exp.search_space, exp.train.learning_rate, grid=self.grid)
         flat = config.flat(exp.search_space.augmentation_names)
@@ -107,16 +142,19 @@ class Objective:
         params = {**flat, "seed": exp.seed, "repeats": exp.repeats,
                   **{f"seeds_r{s.repeat}": f"init={s.init},aug={s.aug},order={s.order}" for s in seeds}}
         run_name = f"t{trial.number:02d} {config.label()}"
+        where = train.plan_placement(config, exp.train)
         run_id = self.tracker.start_trial(
             run_name, params,
             {"trial": trial.number, "study": trial.study.study_name, "device": self.device,
-             "kind": "trial", **self.extra_tags},
+             "kind": "trial", "aug_placement": where.label, "dtype_policy": runtime.dtype_policy(),
+             **self.extra_tags},
         )
         trial.set_user_attr("mlflow_run_id", run_id)
         acc = accuracy_name(self.dataset.num_classes)
         histories: list[pd.DataFrame] = []
         summaries: list[dict] = []
         started = time.perf_counter()
+        self._run_tags: dict = {}
         with scratch_dir() as tmp:
             tmp = Path(tmp)
             try:
@@ -124,9 +162,10 @@ class Objective:
                     prune = pruning_callback(trial, s.repeat, exp.train.epochs)
                     result = train.run(
                         config, self.dataset, exp.train, s,
-                        callbacks=[_callbacks_module().TerminateOnNaN(), prune,
-                                   self.tracker.epoch_logger(run_id, s.repeat)],
+                        callbacks=[stop_on_non_finite(), prune, self.tracker.epoch_logger(run_id, s.repeat)],
                     )
+                    # What Keras resolved `jit_compile` to (false on CPU for "auto").
+                    self._run_tags["jit_compile"] = str(bool(result.model.jit_compile)).lower()
                     h = result.history.reset_index().assign(repeat=s.repeat)
                     histories.append(h)
                     del result
@@ -139,12 +178,13 @@ class Objective:
                         raise optuna.TrialPruned(f"pruned at repeat {s.repeat}, epoch {prune.pruned_at}")
                 value = float(np.mean([r["best_val_loss"] for r in summaries]))
                 trial.set_user_attr("repeats", summaries)
-                self._finish(run_id, FINISHED, "COMPLETE", config, histories, summaries, tmp, started, value)
+                self._finish(run_id, FINISHED, "COMPLETE", config, histories, summaries, tmp, started, value,
+                             defer=True)
                 return value
             except optuna.TrialPruned as e:
                 trial.set_user_attr("repeats", summaries)
                 self._finish(run_id, KILLED, "PRUNED", config, histories, summaries, tmp, started,
-                             reason=str(e))
+                             reason=str(e), defer=True)
                 raise
             except BaseException as e:  # noqa: BLE001 - every failure must close the MLflow run
                 reason = failure_reason(e)
@@ -163,33 +203,51 @@ class Objective:
                 if reason.startswith("out of memory"):
                     release_memory()
                 raise
-            finally:
-                gc.collect()
+            # No gc.collect() here: the next build's keras.backend.clear_session() runs one anyway.
 
     def _finish(self, run_id, status, state, config, histories, summaries, tmp: Path, started,
-                value: float | None = None, reason: str = "", traceback_text: str = "") -> None:
+                value: float | None = None, reason: str = "", traceback_text: str = "",
+                defer: bool = False) -> None:
+        """Close the trial's MLflow run with its curves, summary metrics, tags and artifacts.
+
+        `defer`: plots, artifact copies and the store writes run on the tracker's background
+        thread (overlapping the next trial's training); failures are always finished here.
+        """
         history = pd.concat(histories, ignore_index=True) if histories else None
-        artifacts = []
         if history is not None and len(history):
             cols = ["repeat", "epoch", *[c for c in history.columns if c not in ("repeat", "epoch")]]
             history = history[cols]
-            history.to_csv(tmp / "history.csv", index=False)
-            artifacts.append(tmp / "history.csv")
-            artifacts.append(plots.learning_curves(history, tmp / "learning_curves.png", config.label()))
+        images = None
         if config.enabled and state != "FAIL":
+            # Keras layers stay on this thread; only the PNG is written in the background.
             images = augment.preview(config.enabled, repeat_seeds(self.experiment.seed, 0).aug,
                                      self.dataset.x_train[0])
-            artifacts.append(plots.image_grid(images, tmp / "augmentation_preview.png"))
         metrics = {"trial_seconds": time.perf_counter() - started}
         if value is not None:
             metrics["best_val_loss"] = value
         for r, s in enumerate(summaries):
             metrics[f"best_val_loss/r{r}"] = s["best_val_loss"]
-        tags = {"state": state}
+        tags = {"state": state, **getattr(self, "_run_tags", {})}
         if reason:
             tags["failure_reason" if state == "FAIL" else "prune_reason"] = reason
         texts = {"traceback.txt": traceback_text} if traceback_text else {}
-        self.tracker.finish_trial(run_id, status, history, metrics, tags, artifacts, texts)
+        title = config.label()
+        tracker = self.tracker
+
+        def write(folder: Path) -> None:
+            artifacts = []
+            if history is not None and len(history):
+                history.to_csv(folder / "history.csv", index=False)
+                artifacts.append(folder / "history.csv")
+                artifacts.append(plots.learning_curves(history, folder / "learning_curves.png", title))
+            if images is not None:
+                artifacts.append(plots.image_grid(images, folder / "augmentation_preview.png"))
+            tracker.finish_trial(run_id, status, history, metrics, tags, artifacts, texts)
+
+        if defer:
+            tracker.defer(write)
+        else:
+            write(tmp)
 
 
 def release_memory() -> None:

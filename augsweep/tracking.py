@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from . import runtime
 from .runtime import store_write
 
 # MLflow's SQLite store runs Alembic migrations on first use and logs each step at INFO.
@@ -22,6 +23,9 @@ for _name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent", "mlf
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
+
+# Before any store is opened (sweep imports this module before creating the Optuna storage).
+runtime.tune_sqlite()
 
 
 def tracking_uri_for(mlruns: str | Path) -> str:
@@ -87,6 +91,39 @@ class Tracker:
         self.client = client_for(tracking_uri)
         self.experiment_id = get_or_create_experiment(self.client, experiment_name, artifact_location)
         self.parent_run_id: str | None = None
+        self._worker = None
+        self._pending: list = []
+        self.deferred_errors: list[str] = []
+
+    # -- background finishing --------------------------------------------------------------------
+
+    def defer(self, job) -> None:
+        """Run `job(scratch_folder)` on one background thread, so a finished trial's plots and
+        store writes overlap the next trial's training. At most one job waits: the previous one is
+        waited for first (it has normally long finished). Errors are logged and kept in
+        `deferred_errors`, never raised into the next trial."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.flush()
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="augsweep-tracking")
+
+        def run():
+            with scratch_dir() as tmp:
+                job(Path(tmp))
+
+        self._pending.append(self._worker.submit(run))
+
+    def flush(self) -> None:
+        """Wait for deferred jobs to finish (`end_parent` does; so should anything reading the runs)."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            try:
+                future.result()
+            except Exception as e:  # noqa: BLE001 - the store failing must not fail a later trial
+                message = f"{type(e).__name__}: {e}"
+                self.deferred_errors.append(message)
+                logging.getLogger("augsweep").warning("finishing a trial's MLflow run failed: %s", message)
 
     # -- parent run ------------------------------------------------------------------------------
 
@@ -117,6 +154,7 @@ class Tracker:
         return run_id
 
     def end_parent(self, status: str = FINISHED) -> None:
+        self.flush()
         if self.parent_run_id:
             with store_write():
                 self.client.set_terminated(self.parent_run_id, status)
@@ -132,19 +170,31 @@ class Tracker:
         return run_id
 
     def epoch_logger(self, run_id: str, repeat: int):
-        """Keras callback logging each epoch's metrics as `<keras name>/r<repeat>` in one batch."""
+        """Keras callback logging each epoch's metrics as `<keras name>/r<repeat>` (step=epoch).
+
+        Buffered: the repeat's epochs go to the store in one `log_batch` when training ends
+        (stopped, pruned or diverged alike), not one SQLite write per epoch.
+        """
         import keras
 
         client = self.client
 
         class EpochLogger(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.buffer: list = []
+
             def on_epoch_end(self, epoch, logs=None):
                 values = {f"{k}/r{repeat}": v for k, v in (logs or {}).items() if _is_number(v)}
-                if values:
-                    # Synchronous on purpose: one SQLite write is ~3 ms, while MLflow's async mode costs
-                    # ~0.6 s per run when its queue is shut down at set_terminated (bench/overhead.py).
-                    with store_write():
-                        client.log_batch(run_id, metrics=_metrics(values, step=epoch))
+                self.buffer += _metrics(values, step=epoch)
+
+            def on_train_end(self, logs=None):
+                # Synchronous on purpose: MLflow's async mode costs ~0.6 s per run when its queue is
+                # shut down at set_terminated (bench/overhead.py); one batched write is a few ms.
+                with store_write():
+                    for i in range(0, len(self.buffer), 1000):  # MLflow's log_batch limit
+                        client.log_batch(run_id, metrics=self.buffer[i:i + 1000])
+                self.buffer = []
 
         return EpochLogger()
 

@@ -1,11 +1,32 @@
-"""Smoke test: each benchmark script runs end to end on a tiny setting (no timing asserted)."""
+"""Smoke tests: each benchmark script runs end to end on a tiny setting (no timing asserted)."""
 
 from __future__ import annotations
+
+import importlib.util
+import os
+
+import pytest
 
 from tests.conftest import run_cli
 
 
-def test_overhead_benchmark_runs_tiny():
-    result = run_cli("bench/overhead.py", "--tiny")
+@pytest.mark.parametrize("script, expected", [
+    ("overhead.py", "ratio augsweep / plain Keras:"),
+    ("throughput.py", "| none |"),
+    ("bookkeeping.py", "share of a 10 s trial"),
+    ("startup.py", "sweep.py --help median:"),
+    ("memory.py", "augsweep RSS growth over 3 trials"),
+    ("pruning.py", "noise: best unpruned configuration"),
+    ("gpu.py", "GFLOP per training image"),
+])
+def test_benchmark_runs_tiny(script, expected):
+    result = run_cli(f"bench/{script}", "--tiny")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "ratio augsweep / plain Keras:" in result.stdout
+    assert expected in result.stdout
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
+def test_gpu_benchmark_runs_under_jax_without_tensorflow():
+    result = run_cli("bench/gpu.py", "--tiny", env={"KERAS_BACKEND": "jax"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "backend jax" in result.stdout
