@@ -48,6 +48,22 @@ def store_write():
             raise exc
 
 
+@contextlib.contextmanager
+def interruptible():
+    """Within a `store_write()` hold, let Ctrl-C/SIGTERM through at once again (a held one is raised
+    on entry). The sweep holds interrupts across Optuna's own bookkeeping, which an exception in the
+    middle of a storage call can leave inconsistent, and opens them only inside the objective."""
+    saved = _HOLD["depth"]
+    _HOLD["depth"] = 0
+    try:
+        if _HOLD["pending"] is not None:
+            exc, _HOLD["pending"] = _HOLD["pending"], None
+            raise exc
+        yield
+    finally:
+        _HOLD["depth"] = saved
+
+
 def backend() -> str:
     """The Keras backend in use (`tensorflow`, `jax`, `torch`)."""
     import keras

@@ -301,12 +301,17 @@ def _optimize(study, exp: Experiment, objective, progress: "_Progress", budget: 
                     start_lock.release()  # the trial is RUNNING now: it counts for every other worker
                     state["released"], state["number"] = True, trial.number
                     trial.set_user_attr("worker", me)
-                    return objective(trial)
+                    with runtime.interruptible():
+                        return objective(trial)
 
                 study.sampler = make_sampler(exp, len(study.get_trials(deepcopy=False)))
                 try:
-                    study.optimize(gated, n_trials=1, callbacks=[progress], catch=(Exception,),
-                                   gc_after_trial=False)
+                    # Interrupts wait while Optuna does its own bookkeeping around the objective (an
+                    # exception inside one of its storage calls breaks its clean-up) and go through
+                    # at once inside the objective, which fails the trial in both stores.
+                    with runtime.store_write():
+                        study.optimize(gated, n_trials=1, callbacks=[progress], catch=(Exception,),
+                                       gc_after_trial=False)
                 except KeyboardInterrupt:  # Ctrl-C / SIGTERM: Optuna has failed the trial; retry it once
                     if state["number"] is not None:
                         t = study.get_trials(deepcopy=False)[state["number"]]

@@ -127,7 +127,9 @@ def test_kill_9_mid_trial_then_rerun_resumes_and_retries_once(tmp_path, write_ex
                                              (signal.SIGTERM, 143, "interrupted (SIGTERM)")],
                          ids=["sigint", "sigterm"])
 def test_interrupt_fails_the_trial_in_both_stores_and_resume_works(tmp_path, write_experiment, sig, code, reason):
-    path = write_experiment(tiny_experiment(name="interrupt", trials=1, search_space=SPACE, train={"epochs": 12}))
+    # A median pruner makes the trial report every epoch (with none, reports are batched at the end).
+    path = write_experiment(tiny_experiment(name="interrupt", trials=1, search_space=SPACE, train={"epochs": 12},
+                                            pruner="median"))
     mlruns = tmp_path / "m"
     proc = _sweep_process(path, mlruns)
     _wait_for_training(proc, mlruns)
