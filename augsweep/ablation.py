@@ -214,7 +214,7 @@ def run_ablation(exp: Experiment, repeats: int | None = None, mlruns: str | Path
                  echo: Callable[[str], None] = print) -> AblationOutcome:
     """Train every variant with the same `repeats` seeds (resuming), logged under one MLflow parent run."""
     from .sweep import resolve_stores
-    from .tracking import FAILED, FINISHED, KILLED, RUNNING, Tracker, scratch_dir
+    from .tracking import FAILED, FINISHED, KILLED, RUNNING, Tracker
 
     R = repeats if repeats is not None else exp.ablation.repeats
     if R < 1:

@@ -332,6 +332,28 @@ def _default_param(spec: ParamSpec):
     return FloatRange(*d) if isinstance(d, tuple) else Choice((d,))
 
 
+_MISSING = object()
+
+
+def _augmentations(ctx: _Ctx, raw: Any, prefix: str, param) -> tuple:
+    """An `augmentations` mapping: known names and parameter keys; `param(spec, value or _MISSING, key)`
+    turns each parameter into what the caller keeps (a searchable range, or one fixed value)."""
+    raw = ctx.mapping({} if raw is None else raw, f"{prefix}augmentations")
+    out = []
+    for name, params in raw.items():
+        if name not in REGISTRY:
+            raise ConfigError(
+                f"{prefix}augmentations.{name} is not a known augmentation; expected one of "
+                f"{sorted(REGISTRY)}. Received: {name!r} ({ctx.file})"
+            )
+        spec = REGISTRY[name]
+        params = {} if params is None else ctx.mapping(params, f"{prefix}{name}")
+        ctx.no_unknown(params, set(spec.params), f"{prefix}{name}")
+        out.append((name, tuple((pname, param(pspec, params.get(pname, _MISSING), f"{prefix}{name}.{pname}"))
+                                for pname, pspec in spec.params.items())))
+    return tuple(out)
+
+
 def parse_search_space(data: Any, file: str) -> SearchSpace:
     """Validate a search-space mapping (from a file or inline) into a `SearchSpace`."""
     ctx = _Ctx(file)
@@ -346,27 +368,12 @@ def parse_search_space(data: Any, file: str) -> SearchSpace:
         if isinstance(p, IntRange):
             raise ctx.fail(name, "must be a number or a list of values, not a range", data[name])
     lr = _lr_param(ctx, data["learning_rate"], "learning_rate") if "learning_rate" in data else None
-    augs_raw = data.get("augmentations", {})
-    if augs_raw is None:
-        augs_raw = {}
-    augs_raw = ctx.mapping(augs_raw, "augmentations")
-    augs = []
-    for name, params in augs_raw.items():
-        if name not in REGISTRY:
-            raise ConfigError(
-                f"augmentations.{name} is not a known augmentation; expected one of "
-                f"{sorted(REGISTRY)}. Received: {name!r} ({file})"
-            )
-        spec = REGISTRY[name]
-        params = {} if params is None else ctx.mapping(params, f"{name}")
-        ctx.no_unknown(params, set(spec.params), name)
-        parsed = []
-        for pname, pspec in spec.params.items():
-            key = f"{name}.{pname}"
-            value = _aug_param(ctx, pspec, params[pname], key) if pname in params else _default_param(pspec)
-            parsed.append((pname, value))
-        augs.append((name, tuple(parsed)))
-    return SearchSpace(depth, filters, dense, lr, tuple(augs))
+
+    def param(spec: ParamSpec, value: Any, key: str):
+        return _default_param(spec) if value is _MISSING else _aug_param(ctx, spec, value, key)
+
+    augs = _augmentations(ctx, data.get("augmentations"), "", param)
+    return SearchSpace(depth, filters, dense, lr, augs)
 
 
 # ----------------------------------------------------------------------------- experiment
@@ -459,31 +466,16 @@ def _base(ctx: _Ctx, data: Any, deepest: int) -> BaseConfig | None:
     dense = ctx.integer(data["dense_units"], "ablation.base.dense_units", 1, 4096) if "dense_units" in data else None
     lr = (ctx.number(data["learning_rate"], "ablation.base.learning_rate", 0.0, None, low_open=True)
           if "learning_rate" in data else None)
-    augs_raw = data.get("augmentations") or {}
-    augs_raw = ctx.mapping(augs_raw, "ablation.base.augmentations")
-    augs = []
-    for name, params in augs_raw.items():
-        if name not in REGISTRY:
-            raise ConfigError(
-                f"ablation.base.augmentations.{name} is not a known augmentation; expected one of "
-                f"{sorted(REGISTRY)}. Received: {name!r} ({ctx.file})"
-            )
-        spec = REGISTRY[name]
-        params = {} if params is None else ctx.mapping(params, f"ablation.base.{name}")
-        ctx.no_unknown(params, set(spec.params), f"ablation.base.{name}")
-        values = []
-        for pname, pspec in spec.params.items():
-            key = f"ablation.base.{name}.{pname}"
-            if pname in params:
-                raw = params[pname]
-                if isinstance(raw, list):
-                    raise ctx.fail(key, "must be a single value (an ablation trains fixed configurations)", raw)
-                v = _aug_param(ctx, pspec, raw, key).values[0]
-            else:
-                v = _default_param(pspec).midpoint()
-            values.append((pname, v))
-        augs.append((name, tuple(values)))
-    return BaseConfig(depth, filters, dense, lr, tuple(augs))
+
+    def param(spec: ParamSpec, value: Any, key: str):
+        if value is _MISSING:
+            return _default_param(spec).midpoint()
+        if isinstance(value, list):
+            raise ctx.fail(key, "must be a single value (an ablation trains fixed configurations)", value)
+        return _aug_param(ctx, spec, value, key).values[0]
+
+    augs = _augmentations(ctx, data.get("augmentations"), "ablation.base.", param)
+    return BaseConfig(depth, filters, dense, lr, augs)
 
 
 def _ablation(ctx: _Ctx, data: Any, deepest: int) -> AblationConfig:

@@ -254,6 +254,8 @@ def release_memory() -> None:
     """Drop the failed trial's graph and buffers (Keras session) so the next trial starts clean."""
     import keras
 
+    import gc
+
     keras.backend.clear_session(free_memory=True)
     gc.collect()
 

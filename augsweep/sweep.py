@@ -328,6 +328,21 @@ def _optimize(study, exp: Experiment, objective, progress: "_Progress", budget: 
         time.sleep(POLL_SECONDS)  # one of those trials may still fail and leave a slot
 
 
+def prepare(exp: Experiment, mlruns: str | Path, storage: str | None, tracking_uri: str | None,
+            study_name: str | None, echo: Callable[[str], None]):
+    """The dataset (bad data: exit 2 before any store is touched) and the stores, their folder made."""
+    import optuna
+
+    dataset = load_dataset(exp.dataset, exp.seed)
+    for note in dataset.warnings:
+        echo(f"warning: {note}")
+    stores = resolve_stores(exp, mlruns, storage, tracking_uri, study_name)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if storage is None or tracking_uri is None:
+        stores.mlruns.mkdir(parents=True, exist_ok=True)
+    return dataset, stores
+
+
 def run_sweep(exp: Experiment, trials: int | None = None, mlruns: str | Path = "mlruns",
               storage: str | None = None, tracking_uri: str | None = None, study_name: str | None = None,
               echo: Callable[[str], None] = print, worker: int | None = None) -> SweepOutcome:
@@ -337,21 +352,12 @@ def run_sweep(exp: Experiment, trials: int | None = None, mlruns: str | Path = "
     `--workers`, which leaves the parent run to its launcher).
     """
     budget = _budget(exp, trials)
-    # Everything that can be wrong with the input is found before any store is touched.
-    dataset = load_dataset(exp.dataset, exp.seed)
-    if worker is None:
-        for note in dataset.warnings:
-            echo(f"warning: {note}")
-    stores = resolve_stores(exp, mlruns, storage, tracking_uri, study_name)
-
-    import optuna
+    dataset, stores = prepare(exp, mlruns, storage, tracking_uri, study_name,
+                              echo if worker is None else (lambda line: None))
 
     from .objective import Objective
     from .tracking import FAILED, FINISHED, KILLED
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if storage is None or tracking_uri is None:
-        stores.mlruns.mkdir(parents=True, exist_ok=True)
     start_lock, alive = study_locks(stores, storage)
     alive.acquire(shared=True)  # for --repair: a sweep process on this machine is alive
     try:

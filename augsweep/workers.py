@@ -92,23 +92,13 @@ def run_workers(exp: Experiment, workers: int, trials: int | None = None, mlruns
     """Run the sweep in `workers` processes on one study; returns the `SweepOutcome`."""
     import multiprocessing
 
-    from .data import load_dataset
     from .runtime import Terminated
-    from .sweep import (SweepAborted, _budget, count_finished, count_running, open_study, outcome,
-                        resolve_stores, study_locks)
+    from .sweep import (SweepAborted, _budget, count_finished, count_running, open_study, outcome, prepare,
+                        study_locks)
     from .tracking import FAILED, FINISHED, KILLED
 
     budget = _budget(exp, trials)
-    dataset = load_dataset(exp.dataset, exp.seed)  # bad data: exit 2 before any store or worker
-    for note in dataset.warnings:
-        echo(f"warning: {note}")
-    stores = resolve_stores(exp, mlruns, storage, tracking_uri, study_name)
-
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if storage is None or tracking_uri is None:
-        stores.mlruns.mkdir(parents=True, exist_ok=True)
+    dataset, stores = prepare(exp, mlruns, storage, tracking_uri, study_name, echo)  # before any worker
     cuda = gpu_assignments(workers, visible_gpus())
     where = f"GPUs {', '.join(c for c in cuda)}" if cuda[0] is not None else "the default device each"
     start_lock, alive = study_locks(stores, storage)
