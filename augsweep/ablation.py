@@ -282,8 +282,10 @@ def run_ablation(exp: Experiment, repeats: int | None = None, mlruns: str | Path
     try:
         for i, (v, s) in enumerate(todo, start=1):
             names = ",".join(x.name for x in by_key[v.key])
+            # `none` may share its trainings with a leave-one-out variant listed before it.
+            plain = any(x.kind == "none" for x in by_key[v.key])
             ok, line = _train_variant(tracker, exp, dataset, v, names, s, aid, device,
-                                      affinity_augs if v.kind == "none" else None)
+                                      affinity_augs if plain else None)
             failed += 0 if ok else 1
             echo(f"[{total - len(todo) + i:>3}/{total}] {names:<28} r{s.repeat}  {line}"
                  f"  elapsed {time.perf_counter() - started_all:5.0f}s")

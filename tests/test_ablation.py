@@ -173,6 +173,20 @@ def test_ablation_base_best_uses_the_sweeps_best_trial(write_experiment, tmp_pat
         reproduce(load_experiment(path), "7", mlruns=mlruns)
 
 
+def test_a_one_augmentation_base_shares_trainings_and_still_measures_affinity(write_experiment, tmp_path):
+    exp = ablation_experiment()
+    exp["ablation"] = {"repeats": 1, "baselines": False, "base": {"depth": 1, "augmentations": {"flip": None}}}
+    mlruns = tmp_path / "mlruns"
+    outcome = run_ablation(load_experiment(write_experiment(exp)), mlruns=mlruns, echo=lambda line: None)
+    # base-flip is `none` and none+flip is `base`: 5 variants, 3 trainings.
+    assert [v.name for v in outcome.variants] == ["base", "base-flip", "none", "none+flip", "none+contrast"]
+    assert outcome.trained_now == 3
+    runs = children(MlflowClient(tracking_uri_for(mlruns)), outcome.parent_run_id)
+    plain = [r for r in runs if "none" in r.data.tags["variants"].split(",")]
+    assert len(plain) == 1 and plain[0].data.tags["variants"] == "base-flip,none"
+    assert {"affinity/flip", "affinity/contrast"} <= set(plain[0].data.metrics)
+
+
 DIGITS = {
     # Known answer: horizontal flips and large rotations destroy digit identity (6 vs 9, 2 vs 5).
     "name": "digits-ablation",
