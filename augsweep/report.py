@@ -303,13 +303,14 @@ def to_html(title: str, sections: list[Section]) -> str:
     return "\n".join(out) + "\n"
 
 
-def _verdict_sentence(effects: pd.DataFrame) -> str:
+def verdict_sentence(effects: pd.DataFrame) -> str:
+    """`**helps**: a, b; **hurts**: c.` from rows with `augmentation` and `verdict` columns."""
     parts = []
     for verdict in ("helps", "hurts", "no clear effect"):
         names = effects.loc[effects["verdict"] == verdict, "augmentation"].tolist()
         if names:
             parts.append(f"**{verdict}**: {', '.join(names)}")
-    return "; ".join(parts) + "."
+    return "; ".join(parts) + "." if parts else "no augmentation could be compared."
 
 
 def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, curves: pd.DataFrame,
@@ -319,7 +320,7 @@ def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, cu
     method = ", ".join(sorted(set(a.adjusted["method"].dropna())))
     summary = Section("Answer", [
         f"Effect of turning each augmentation on, on the best validation loss of `{exp.dataset.source}` "
-        f"({'x'.join(map(str, exp.dataset.image_size))}) with the course's convnet: " + _verdict_sentence(a.effects),
+        f"({'x'.join(map(str, exp.dataset.image_size))}) with the course's convnet: " + verdict_sentence(a.effects),
         f"{a.counts['COMPLETE']} complete trials x {exp.repeats} paired repeat(s) from the `{exp.sampler}` sampler "
         f"({a.counts['PRUNED']} pruned, {a.counts['FAIL']} failed, excluded). `effect` is the change in validation "
         f"loss (negative = it helped), adjusted for the other augmentations and depth; 95% CI; p-values "

@@ -209,18 +209,11 @@ def figures(data: AblationData, analysis: AblationAnalysis, out_dir: Path) -> di
     return out
 
 
-def answer_sentence(primary: pd.DataFrame) -> str:
-    parts = []
-    for verdict in ("helps", "hurts", "no clear effect"):
-        names = primary.loc[primary["verdict"] == verdict, "augmentation"].tolist()
-        if names:
-            parts.append(f"**{verdict}**: {', '.join(names)}")
-    return "; ".join(parts) + "." if parts else "no augmentation could be compared."
-
-
 def ablation_sections(data: AblationData, a: AblationAnalysis, figs: dict[str, Path], section_cls,
                       mlruns: str, experiment_path: str) -> list:
     """The ablation's part of the report, in reading order."""
+    from .report import verdict_sentence  # report imports this module lazily: no cycle at import time
+
     spec = data.spec
     S = section_cls
     cols = ["augmentation", "comparison", "n_pairs", "effect", "ci_low", "ci_high", "p_value", "p_wilcoxon",
@@ -228,7 +221,7 @@ def ablation_sections(data: AblationData, a: AblationAnalysis, figs: dict[str, P
     answer = S("Answer (paired ablation)", [
         f"Around the base configuration `{spec['base_label']}` ({spec['base_source']}), each variant trained "
         f"with the same {spec['repeats']} seeds. Effect of each augmentation on the best validation loss: "
-        + answer_sentence(a.primary),
+        + verdict_sentence(a.primary),
         f"`effect` = mean over seeds of (with − without) best validation loss (negative = it helped); "
         f"leave-one-out: base − (base without it); add-one-in: (no augmentation + it) − no augmentation. "
         f"Method: {stats.ABLATION_METHOD} (Holm across augmentations within a comparison). Verdicts: "
