@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
@@ -42,6 +43,40 @@ def timed(fn: Callable[[], object]) -> tuple[float, float]:
     w, c = time.perf_counter(), time.process_time()
     fn()
     return time.perf_counter() - w, time.process_time() - c
+
+
+@contextlib.contextmanager
+def objective_on_temp_stores(experiment: dict, tracker_cls=None):
+    """A real `Objective` with its Optuna study and MLflow parent run on throwaway SQLite stores.
+
+    Yields (dataset, study, objective); the sampler and pruner are the ones a sweep of this
+    experiment would use, and the parent run is ended on the way out.
+    """
+    import tempfile
+
+    import optuna
+    import yaml
+
+    from augsweep.config import load_experiment
+    from augsweep.data import load_dataset
+    from augsweep.objective import Objective
+    from augsweep.sweep import make_pruner, make_sampler, make_storage, resolve_stores
+    from augsweep.tracking import Tracker
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "exp.yaml"
+        path.write_text(yaml.safe_dump(experiment))
+        exp = load_experiment(path)
+        ds = load_dataset(exp.dataset, exp.seed)
+        stores = resolve_stores(exp, Path(tmp) / "mlruns")
+        stores.mlruns.mkdir()
+        tracker = (tracker_cls or Tracker)(stores.tracking_uri, exp.name, stores.artifact_location)
+        tracker.start_parent("bench", {"kind": "sweep"}, {}, {})
+        study = optuna.create_study(study_name=exp.name, storage=make_storage(stores.storage_url),
+                                    sampler=make_sampler(exp), pruner=make_pruner(exp))
+        yield ds, study, Objective(exp, ds, tracker)
+        tracker.end_parent()
 
 
 def median(values) -> float:

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import _common
-from _common import machine, median, rounds_text, table
+from _common import machine, median, objective_on_temp_stores, rounds_text, table
 
 
 def main(argv=None) -> int:
@@ -36,15 +34,8 @@ def main(argv=None) -> int:
     if args.tiny:
         args.epochs, args.trials = 2, 2
 
-    import optuna
-    import yaml
-
     from augsweep import objective as objective_mod
     from augsweep import train
-    from augsweep.config import load_experiment
-    from augsweep.data import load_dataset
-    from augsweep.objective import Objective
-    from augsweep.sweep import make_pruner, make_sampler, make_storage, resolve_stores
     from augsweep.tracking import Tracker
 
     keys = ("train", "callbacks", "train_end", "train_cpu", "callbacks_cpu", "train_end_cpu")
@@ -96,20 +87,8 @@ def main(argv=None) -> int:
         "train": {"epochs": args.epochs, "batch_size": 64, "learning_rate": 0.003},
         "trials": 1000, "repeats": 1, "sampler": "random", "pruner": "median", "seed": 0,
     }
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     rows, per_epoch, per_epoch_cpu = [], [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "exp.yaml"
-        path.write_text(yaml.safe_dump(exp_dict))
-        exp = load_experiment(path)
-        ds = load_dataset(exp.dataset, exp.seed)
-        stores = resolve_stores(exp, Path(tmp) / "mlruns")
-        stores.mlruns.mkdir()
-        tracker = TimedTracker(stores.tracking_uri, exp.name, stores.artifact_location)
-        tracker.start_parent("bench", {"kind": "sweep"}, {}, {})
-        study = optuna.create_study(study_name=exp.name, storage=make_storage(stores.storage_url),
-                                    sampler=make_sampler(exp), pruner=make_pruner(exp))
-        objective = Objective(exp, ds, tracker)
+    with objective_on_temp_stores(exp_dict, TimedTracker) as (ds, study, objective):
         study.optimize(objective, n_trials=1)  # warm-up: store creation, first imports and graphs
         for _ in range(args.trials):
             clock.update(dict.fromkeys(keys, 0.0), epochs=0)
@@ -122,7 +101,6 @@ def main(argv=None) -> int:
                          cpu, fit_cpu, cpu - fit_cpu - clock["callbacks_cpu"]))
             per_epoch.append(clock["callbacks"] / max(1, clock["epochs"]))
             per_epoch_cpu.append(clock["callbacks_cpu"] / max(1, clock["epochs"]))
-        tracker.end_parent()
 
     walls, fits, fixed, cbs, epochs, cpus, fit_cpus, fixed_cpu = zip(*rows)
     e, e_cpu = median(per_epoch), median(per_epoch_cpu)

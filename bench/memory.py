@@ -17,11 +17,9 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import _common
-from _common import machine, table
+from _common import machine, objective_on_temp_stores, table
 
 MB = 1024 * 1024
 
@@ -73,34 +71,13 @@ def experiment(tiny: bool) -> dict:
 
 
 def worker_ours(trials: int, tiny: bool) -> None:
-    import optuna
-    import yaml
-
     from augsweep import runtime
-    from augsweep.config import load_experiment
-    from augsweep.data import load_dataset
-    from augsweep.objective import Objective
-    from augsweep.sweep import make_sampler, make_storage, resolve_stores
-    from augsweep.tracking import Tracker
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     runtime.configure_device()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "exp.yaml"
-        path.write_text(yaml.safe_dump(experiment(tiny)))
-        exp = load_experiment(path)
-        ds = load_dataset(exp.dataset, exp.seed)
-        stores = resolve_stores(exp, Path(tmp) / "mlruns")
-        stores.mlruns.mkdir()
-        tracker = Tracker(stores.tracking_uri, exp.name, stores.artifact_location)
-        tracker.start_parent("bench", {"kind": "sweep"}, {}, {})
-        study = optuna.create_study(study_name=exp.name, storage=make_storage(stores.storage_url),
-                                    sampler=make_sampler(exp))
-        objective = Objective(exp, ds, tracker)
+    with objective_on_temp_stores(experiment(tiny)) as (_, study, objective):
         for i in range(trials):
             study.optimize(objective, n_trials=1)
             print(json.dumps({"trial": i + 1, "rss": rss_bytes(), "device": device_bytes()}), flush=True)
-        tracker.end_parent()
 
 
 def worker_plain(trials: int, tiny: bool) -> None:

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-from pathlib import Path
 
 import _common  # noqa: F401 - sets sys.path and the TF log level
-from _common import alternate, machine, median, rounds_text, table
+from _common import alternate, machine, median, objective_on_temp_stores, rounds_text, table
 
 
 def plain_keras(x_train, y_train, x_val, y_val, num_classes, epochs, batch_size, seed):
@@ -67,29 +65,8 @@ def main(argv=None) -> int:
     if args.tiny:
         args.epochs, args.rounds, args.image_size = 1, 1, 8
 
-    import optuna
-    import yaml
-
-    from augsweep.config import load_experiment
-    from augsweep.data import load_dataset
-    from augsweep.objective import Objective
-    from augsweep.sweep import make_storage, resolve_stores
-    from augsweep.tracking import Tracker
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "exp.yaml"
-        path.write_text(yaml.safe_dump(experiment_yaml(args.epochs, args.batch_size, args.image_size)))
-        exp = load_experiment(path)
-        ds = load_dataset(exp.dataset, exp.seed)
-        stores = resolve_stores(exp, Path(tmp) / "mlruns")
-        stores.mlruns.mkdir()
-        tracker = Tracker(stores.tracking_uri, exp.name, stores.artifact_location)
-        tracker.start_parent("bench", {"kind": "sweep"}, {}, {})
-        study = optuna.create_study(study_name=exp.name, storage=make_storage(stores.storage_url),
-                                    sampler=optuna.samplers.RandomSampler(seed=0))
-        objective = Objective(exp, ds, tracker)
-
+    experiment = experiment_yaml(args.epochs, args.batch_size, args.image_size)
+    with objective_on_temp_stores(experiment) as (ds, study, objective):
         def ours():
             # The sampler turns each augmentation on or off; pin both on, like the plain script.
             study.enqueue_trial({"aug_flip": True, "aug_contrast": True})
@@ -101,7 +78,6 @@ def main(argv=None) -> int:
 
         plain(), ours()  # warm-up: first graph builds and store creation are not per-trial costs
         wall, cpu = alternate({"plain Keras": plain, "augsweep trial": ours}, args.rounds)
-        tracker.end_parent()
         states = [(t.state.name, len(t.intermediate_values), t.params) for t in study.trials]
 
     rows = []
