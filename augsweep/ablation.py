@@ -303,8 +303,7 @@ def _train_variant(tracker, exp: Experiment, dataset: Dataset, v: Variant, names
     from .tracking import FAILED, FINISHED, KILLED, scratch_dir
 
     flat = v.config.flat()
-    params = {**flat, "seed": exp.seed, "repeat": s.repeat,
-              f"seeds_r{s.repeat}": f"init={s.init},aug={s.aug},order={s.order}"}
+    params = {**flat, "seed": exp.seed, "repeat": s.repeat, **s.as_param()}
     run_id = tracker.start_trial(
         f"{v.name} r{s.repeat}", params,
         {"kind": KIND_RUN, "ablation_id": aid, "variant": v.name, "variants": names, "variant_kind": v.kind,
@@ -312,7 +311,6 @@ def _train_variant(tracker, exp: Experiment, dataset: Dataset, v: Variant, names
     )
     acc = accuracy_name(dataset.num_classes)
     started = time.perf_counter()
-    history = None
     with scratch_dir() as tmp:
         tmp = Path(tmp)
         artifacts = []
@@ -385,11 +383,6 @@ def summary_lines(outcome: AblationOutcome, exp: Experiment, mlruns: str | Path)
 # ----------------------------------------------------------------------------- reproduce
 
 
-def _parse_seeds(text: str, repeat: int) -> RepeatSeeds:
-    parts = dict(kv.split("=") for kv in text.split(","))
-    return RepeatSeeds(repeat, int(parts["init"]), int(parts["aug"]), int(parts["order"]))
-
-
 def latest_ablation(client, experiment_id: str):
     """The most recent ablation parent run of an MLflow experiment, or None."""
     runs = client.search_runs([experiment_id], f"tags.kind = '{KIND_PARENT}'",
@@ -415,7 +408,7 @@ def _targets(exp: Experiment, target: str, stores, client, experiment_id: str):
             m = re.fullmatch(r"seeds_r(\d+)", key)
             if m:
                 r = int(m.group(1))
-                out.append((_parse_seeds(text, r), client.get_metric_history(run_id, f"val_loss/r{r}")))
+                out.append((RepeatSeeds.from_param(text, r), client.get_metric_history(run_id, f"val_loss/r{r}")))
         return f"trial t{number:02d} {config.label()}", config, out
     parent = latest_ablation(client, experiment_id)
     if parent is None:
@@ -434,7 +427,7 @@ def _targets(exp: Experiment, target: str, stores, client, experiment_id: str):
     out = []
     for run in sorted(mine, key=lambda r: int(r.data.tags["seed_index"])):
         r = int(run.data.tags["seed_index"])
-        out.append((_parse_seeds(run.data.params[f"seeds_r{r}"], r),
+        out.append((RepeatSeeds.from_param(run.data.params[f"seeds_r{r}"], r),
                     client.get_metric_history(run.info.run_id, f"val_loss/r{r}")))
     return f"variant {target} {config.label()}", config, out
 

@@ -140,7 +140,7 @@ class Objective:
         trial.set_user_attr("config", flat)
         seeds = [repeat_seeds(exp.seed, r) for r in range(exp.repeats)]
         params = {**flat, "seed": exp.seed, "repeats": exp.repeats,
-                  **{f"seeds_r{s.repeat}": f"init={s.init},aug={s.aug},order={s.order}" for s in seeds}}
+                  **{k: v for s in seeds for k, v in s.as_param().items()}}
         run_name = f"t{trial.number:02d} {config.label()}"
         where = train.plan_placement(config, exp.train)
         run_id = self.tracker.start_trial(

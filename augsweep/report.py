@@ -465,7 +465,7 @@ def write_report(exp: Experiment, mlruns: str = "mlruns", out: str | None = None
     sections, effects, parents = [], [], []
     if ablation is not None:
         ab = analyse_ablation(ablation)
-        sections += ablation_sections(ablation, ab, figures(ablation, ab, out_dir), Section, str(mlruns), exp.path)
+        sections += ablation_sections(ablation, ab, figures(ablation, ab, out_dir), str(mlruns), exp.path)
         effects.append(effects_rows(ab))
         parents.append(ablation.parent_run_id)
     analysis = None

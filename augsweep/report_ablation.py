@@ -209,13 +209,12 @@ def figures(data: AblationData, analysis: AblationAnalysis, out_dir: Path) -> di
     return out
 
 
-def ablation_sections(data: AblationData, a: AblationAnalysis, figs: dict[str, Path], section_cls,
-                      mlruns: str, experiment_path: str) -> list:
-    """The ablation's part of the report, in reading order."""
-    from .report import verdict_sentence  # report imports this module lazily: no cycle at import time
+def ablation_sections(data: AblationData, a: AblationAnalysis, figs: dict[str, Path], mlruns: str,
+                      experiment_path: str) -> list:
+    """The ablation's part of the report (`report.Section`s), in reading order."""
+    from .report import Section as S, verdict_sentence  # report imports this module lazily: no cycle
 
     spec = data.spec
-    S = section_cls
     cols = ["augmentation", "comparison", "n_pairs", "effect", "ci_low", "ci_high", "p_value", "p_wilcoxon",
             "verdict"]
     answer = S("Answer (paired ablation)", [

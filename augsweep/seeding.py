@@ -7,7 +7,7 @@ shapes match, same augmentation draws, same batch order) and their difference is
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,8 +21,14 @@ class RepeatSeeds:
     aug: int  # augmentation layers
     order: int  # batch order (shuffle) and any other global randomness
 
-    def as_params(self) -> dict[str, int]:
-        return {f"seed_{k}": v for k, v in asdict(self).items() if k != "repeat"}
+    def as_param(self) -> dict[str, str]:
+        """The MLflow param `seeds_r<repeat>`: `init=…,aug=…,order=…` (read back by `from_param`)."""
+        return {f"seeds_r{self.repeat}": f"init={self.init},aug={self.aug},order={self.order}"}
+
+    @classmethod
+    def from_param(cls, text: str, repeat: int) -> "RepeatSeeds":
+        parts = dict(kv.split("=") for kv in text.split(","))
+        return cls(repeat, int(parts["init"]), int(parts["aug"]), int(parts["order"]))
 
 
 def repeat_seeds(experiment_seed: int, repeat: int) -> RepeatSeeds:

@@ -246,10 +246,12 @@ def wilcoxon_p(d: np.ndarray) -> float:
 
 
 def paired_t_p(d: np.ndarray) -> float:
-    """Two-sided one-sample t-test p of the mean of `d` against 0 (NaN below 2 pairs or with no spread)."""
+    """Two-sided one-sample t-test p of the mean of `d` against 0 (NaN below 2 pairs or when all are 0)."""
     d = np.asarray(d, dtype=float)
-    if len(d) < 2 or np.all(d == d[0]):
-        return 0.0 if len(d) >= 2 and d[0] != 0 else np.nan
+    if len(d) < 2 or not np.any(d):
+        return np.nan
+    if np.all(d == d[0]):
+        return 0.0  # identical non-zero differences: no spread, no doubt about the sign
     return float(sps.ttest_1samp(d, 0.0).pvalue)
 
 
