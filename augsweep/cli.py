@@ -1,20 +1,19 @@
-"""Argument parsing for `sweep.py` and `report.py`: no heavy imports until the arguments are valid.
+"""The command lines `sweep.py` and `report.py`: parse, load the experiment, resolve the stores once,
+dispatch to the domain function, print its summary. No heavy imports until the arguments are valid,
+and no domain function ever sees the argparse namespace.
 
-Exit codes: 0 success, 1 the sweep stopped on repeated failures, 2 bad input (one line, no
-traceback), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Interruptions fail the current trial
-in both stores (SIGTERM is raised as `runtime.Terminated`, a KeyboardInterrupt, for that).
+Exit codes: 0 success, 1 the sweep stopped on repeated failures (or `--reproduce` differs), 2 bad
+input (one line, no traceback), 130 interrupted (Ctrl-C), 143 terminated (SIGTERM). Interruptions
+fail the current trial in both stores (SIGTERM is raised as `runtime.Terminated`, a
+KeyboardInterrupt, for that).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import sys
 
-
-def _quiet_backends() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ INFO/WARNING chatter
+from . import runtime
 
 
 def sweep_parser() -> argparse.ArgumentParser:
@@ -70,29 +69,95 @@ def report_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _run(main, args) -> int:
-    from .config import ConfigError
-    from .runtime import interrupt_handler
+def _experiment_and_stores(args):
+    from .experiment.load import load_experiment
+    from .stores.study import resolve_stores
 
-    signal.signal(signal.SIGTERM, interrupt_handler)
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when SIGINT is ignored
-        signal.signal(signal.SIGINT, interrupt_handler)
+    exp = load_experiment(args.experiment)
+    return exp, resolve_stores(exp, args.mlruns, args.storage, args.tracking_uri, args.study_name)
+
+
+def _best_trials(outcome, exp, mlruns) -> list[str]:
+    """End-of-sweep table of the best trials and where to look next."""
+    from .experiment.space import TrialConfig
+
+    lines = [f"\n{outcome.finished}/{outcome.budget} trials finished ({outcome.ran_now} run now). Best trials:"]
+    lines.append(f"  {'trial':>5}  {'value':>8}  configuration")
+    for t in outcome.best:
+        cfg = TrialConfig.from_flat(t.user_attrs["config"])
+        mags = ", ".join(f"{k[4:]}={v:.3g}" if isinstance(v, float) else f"{k[4:]}={v}"
+                         for k, v in t.user_attrs["config"].items()
+                         if k.startswith("aug_") and not isinstance(v, bool))
+        lines.append(f"  t{t.number:02d}    {t.value:8.4f}  {cfg.label()}{'  (' + mags + ')' if mags else ''}")
+    lines += [
+        "",
+        "Look further:",
+        f"  make ui                                  # MLflow UI over {mlruns}/ (http://127.0.0.1:5000)",
+        f"  python report.py {exp.path} --mlruns {mlruns}   # effects, CIs and verdicts",
+        f"  python sweep.py {exp.path} --mlruns {mlruns} --ablation   # why the best trial wins (paired seeds)",
+    ]
+    return lines
+
+
+def _ablation_done(outcome, exp, mlruns) -> list[str]:
+    """End-of-ablation pointer to the report."""
+    lines = [f"\nablation: {len(outcome.variants)} variants x {outcome.repeats} seeds "
+             f"({outcome.trained_now} trained now, {outcome.failed} failed); MLflow parent run "
+             f"{outcome.parent_run_id}"]
+    lines += ["", "Look further:",
+              f"  python report.py {exp.path} --mlruns {mlruns}   # paired effects, baselines, per-class, affinity",
+              "  make ui                                  # the ablation's runs in the MLflow UI"]
+    return lines
+
+
+def _sweep(args) -> int:
+    exp, stores = _experiment_and_stores(args)
+    if args.reproduce:
+        from .runs.reproduce import TOLERANCE, reproduce
+
+        return 0 if reproduce(exp, stores, args.reproduce) <= TOLERANCE else 1
+    if args.ablation:
+        from .runs.ablation import run_ablation
+
+        outcome = run_ablation(exp, stores, repeats=args.repeats)
+        print("\n".join(_ablation_done(outcome, exp, args.mlruns)), flush=True)
+        return 0
+    from .runs.sweep import SweepAborted, repair, run_sweep
+
+    if args.repair:
+        repair(exp, stores)
+        return 0
     try:
-        return main(args)
-    except ConfigError as e:
+        if args.workers > 1:
+            from .runs.workers import run_workers
+
+            outcome = run_workers(exp, stores, args.workers, trials=args.trials)
+        else:
+            outcome = run_sweep(exp, stores, trials=args.trials)
+    except SweepAborted as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as e:
-        if getattr(e, "exit_code", None) == 143:
-            print("terminated: the current trial was marked failed; rerun the same command to resume",
-                  file=sys.stderr)
-            return 143
-        print("interrupted: the current trial was marked failed; rerun the same command to resume",
-              file=sys.stderr)
-        return 130
+        return 1
+    print("\n".join(_best_trials(outcome, exp, args.mlruns)))
+    sys.stdout.flush()
+    return 0
+
+
+def _report(args) -> int:
+    exp, stores = _experiment_and_stores(args)
+    import pandas as pd
+
+    from .report.write import terminal_table, write_report
+
+    out_dir, analysis = write_report(exp, stores, args.out)
+    print(terminal_table(pd.read_csv(out_dir / "effects.csv")))
+    for w in analysis.warnings if analysis is not None else []:
+        print(f"note: {w}")
+    print(f"\nreport: {out_dir / 'report.html'}  ({out_dir / 'report.md'}, {out_dir / 'effects.csv'})")
+    return 0
 
 
 def sweep_main(argv=None) -> int:
+    """`sweep.py`: run or resume a sweep, or `--ablation`, `--reproduce`, `--repair`."""
     parser = sweep_parser()
     args = parser.parse_args(argv)
     if args.repeats is not None and not args.ablation:
@@ -101,35 +166,12 @@ def sweep_main(argv=None) -> int:
         parser.error("--trials is only used by a sweep (an ablation trains its variants x --repeats)")
     if args.workers != 1 and (args.ablation or args.reproduce):
         parser.error("--workers is only used by a sweep (an ablation trains in one process)")
-    _quiet_backends()
-
-    def main(a):
-        if a.reproduce:
-            from .ablation import main_reproduce
-
-            return main_reproduce(a)
-        if a.ablation:
-            from .ablation import main_ablation
-
-            return main_ablation(a)
-        from .sweep import SweepAborted, main_sweep
-
-        try:
-            return main_sweep(a)
-        except SweepAborted as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 1
-
-    return _run(main, args)
+    runtime.quiet_backends()
+    return runtime.run_main(lambda: _sweep(args))
 
 
 def report_main(argv=None) -> int:
+    """`report.py`: write the report of an experiment's stores."""
     args = report_parser().parse_args(argv)
-    _quiet_backends()
-
-    def main(a):
-        from .report import main_report
-
-        return main_report(a)
-
-    return _run(main, args)
+    runtime.quiet_backends()
+    return runtime.run_main(lambda: _report(args))

@@ -1,4 +1,7 @@
-"""The machine a run happens on: device set-up, precision, and what provenance records."""
+"""The process a run happens in: exit codes and signals, device set-up, precision, and what provenance records.
+
+Imports nothing from augsweep, so every layer below the CLI may use it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import os
 import platform
 import signal
 import subprocess
+import sys
 from importlib import metadata
 
 PACKAGES = ("augsweep", "keras", "tensorflow", "jax", "optuna", "mlflow", "pandas", "numpy",
@@ -19,6 +23,36 @@ class Terminated(KeyboardInterrupt):
     (Optuna fails a trial on KeyboardInterrupt but leaves it RUNNING on SystemExit)."""
 
     exit_code = 143
+
+
+class UserError(ValueError):
+    """Bad user input (a file, key, path or value): one line on stderr and exit code 2, no traceback."""
+
+
+def quiet_backends() -> None:
+    """Before TensorFlow is imported: no C++ INFO/WARNING chatter."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def run_main(main) -> int:
+    """Run `main()` with the process's exit-code contract: 2 for bad input (one line), 130 Ctrl-C,
+    143 SIGTERM (both fail the current trial in the stores; see `interrupt_handler`)."""
+    signal.signal(signal.SIGTERM, interrupt_handler)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when SIGINT is ignored
+        signal.signal(signal.SIGINT, interrupt_handler)
+    try:
+        return main()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        if getattr(e, "exit_code", None) == 143:
+            print("terminated: the current trial was marked failed; rerun the same command to resume",
+                  file=sys.stderr)
+            return 143
+        print("interrupted: the current trial was marked failed; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
 
 
 _HOLD = {"depth": 0, "pending": None}

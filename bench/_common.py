@@ -57,11 +57,12 @@ def objective_on_temp_stores(experiment: dict, tracker_cls=None):
     import optuna
     import yaml
 
-    from augsweep.config import load_experiment
-    from augsweep.data import load_dataset
-    from augsweep.objective import Objective
-    from augsweep.sweep import make_pruner, make_sampler, make_storage, resolve_stores
-    from augsweep.tracking import Tracker
+    from augsweep.experiment import load_experiment
+    from augsweep.training.data import load_dataset
+    from augsweep.runs.objective import Objective
+    from augsweep.runs.sweep import make_pruner, make_sampler
+    from augsweep.stores.study import make_storage, resolve_stores
+    from augsweep.stores.tracking import Tracker
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:

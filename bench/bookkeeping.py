@@ -34,9 +34,10 @@ def main(argv=None) -> int:
     if args.tiny:
         args.epochs, args.trials = 2, 2
 
-    from augsweep import objective as objective_mod
-    from augsweep import train
-    from augsweep.tracking import Tracker
+    from augsweep.runs import objective as objective_mod
+    from augsweep.runs import repeat as repeat_mod
+    from augsweep.training import train
+    from augsweep.stores.tracking import Tracker
 
     keys = ("train", "callbacks", "train_end", "train_cpu", "callbacks_cpu", "train_end_cpu")
     clock = dict.fromkeys(keys, 0.0) | {"epochs": 0}
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
             setattr(cb, hook, timed)
         return cb
 
-    real_run, real_prune, real_nonfinite = train.run, objective_mod.pruning_callback, objective_mod.stop_on_non_finite
+    real_run, real_prune, real_nonfinite = train.run, objective_mod.pruning_callback, repeat_mod.stop_on_non_finite
 
     def run(*a, **k):
         t, c = time.perf_counter(), time.process_time()
@@ -70,7 +71,7 @@ def main(argv=None) -> int:
 
     train.run = run
     objective_mod.pruning_callback = lambda *a, **k: timed_callback(real_prune(*a, **k))
-    objective_mod.stop_on_non_finite = lambda: timed_callback(real_nonfinite())
+    repeat_mod.stop_on_non_finite = lambda: timed_callback(real_nonfinite())
 
     class TimedTracker(Tracker):
         def epoch_logger(self, run_id, repeat):

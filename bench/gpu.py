@@ -68,11 +68,12 @@ def main(argv=None) -> int:
     import numpy as np
 
     from augsweep import augment as aug
-    from augsweep import runtime, train
-    from augsweep.config import TrainConfig
-    from augsweep.data import Dataset, make_synthetic
-    from augsweep.seeding import repeat_seeds
-    from augsweep.space import TrialConfig
+    from augsweep import runtime
+    from augsweep.training import train
+    from augsweep.experiment import TrainConfig
+    from augsweep.training.data import Dataset, make_synthetic
+    from augsweep.experiment.seeding import repeat_seeds
+    from augsweep.experiment.space import TrialConfig
 
     device = runtime.configure_device()
     backend = runtime.backend()

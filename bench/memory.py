@@ -85,8 +85,8 @@ def worker_plain(trials: int, tiny: bool) -> None:
     from keras import layers
 
     from augsweep import runtime
-    from augsweep.config import DatasetConfig
-    from augsweep.data import load_dataset
+    from augsweep.experiment import DatasetConfig
+    from augsweep.training.data import load_dataset
 
     runtime.configure_device()
     ds = load_dataset(DatasetConfig("synthetic", (16, 16) if tiny else (32, 32), samples=96 if tiny else 200), 0)

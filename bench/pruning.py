@@ -33,14 +33,15 @@ def main(argv=None) -> int:
     import optuna
     import yaml
 
-    from augsweep import train
-    from augsweep.config import load_experiment
-    from augsweep.data import load_dataset
-    from augsweep.objective import Objective
-    from augsweep.seeding import repeat_seeds
-    from augsweep.space import TrialConfig
-    from augsweep.sweep import make_pruner, make_sampler, make_storage, resolve_stores
-    from augsweep.tracking import Tracker
+    from augsweep.training import train
+    from augsweep.experiment import load_experiment
+    from augsweep.training.data import load_dataset
+    from augsweep.runs.objective import Objective
+    from augsweep.experiment.seeding import repeat_seeds
+    from augsweep.experiment.space import TrialConfig
+    from augsweep.runs.sweep import make_pruner, make_sampler
+    from augsweep.stores.study import make_storage, resolve_stores
+    from augsweep.stores.tracking import Tracker
 
     exp_dict = {
         "name": "bench-pruning",

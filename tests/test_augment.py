@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from augsweep import augment
-from augsweep.data import make_synthetic
+from augsweep.training.data import make_synthetic
 
 CASES = [
     ("flip", {"mode": "horizontal"}), ("flip", {"mode": "vertical"}), ("flip", {"mode": "both"}),

@@ -6,7 +6,7 @@ import importlib.util
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 @pytest.mark.parametrize("script, expected", [

@@ -1,0 +1,380 @@
+"""Experiment and search-space files: `yaml.safe_load`, validated into the `schema` dataclasses.
+
+Every rejection is a `ConfigError` whose message is one line in the Keras style, naming the key,
+what was expected, what was received and the file:
+`rotation.factor must be in (0, 1]. Received: factor=1.7 (experiments/x.yaml)`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from ..augment import REGISTRY, ParamSpec
+from .schema import (ON_BAD_FILE, PRUNERS, SAMPLERS, SOURCES, AblationConfig, BaseConfig, Choice, ConfigError,
+                     DatasetConfig, Experiment, FloatRange, IntRange, SearchSpace, TrainConfig, max_depth)
+
+
+# ----------------------------------------------------------------------------- validation helpers
+
+
+class _Ctx:
+    """Carries the file name into every message."""
+
+    def __init__(self, file: str):
+        self.file = file
+
+    def fail(self, key: str, what: str, received: Any) -> ConfigError:
+        leaf = key.rsplit(".", 1)[-1]
+        return ConfigError(f"{key} {what}. Received: {leaf}={received!r} ({self.file})")
+
+    def mapping(self, value: Any, key: str) -> Mapping:
+        if not isinstance(value, Mapping):
+            raise self.fail(key, "must be a mapping", value)
+        return value
+
+    def no_unknown(self, value: Mapping, allowed, key: str) -> None:
+        for k in value:
+            if k not in allowed:
+                where = f"{key}.{k}" if key else str(k)
+                raise ConfigError(
+                    f"{where} is not a known key; expected one of {sorted(allowed)}. "
+                    f"Received: {k}={value[k]!r} ({self.file})"
+                )
+
+    def integer(self, value: Any, key: str, low: int | None = None, high: int | None = None) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(key, "must be an integer", value)
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"[{low}, {high}]" if high is not None else f">= {low}"
+            raise self.fail(key, f"must be in {bounds}" if high is not None else f"must be {bounds}", value)
+        return value
+
+    def number(self, value: Any, key: str, low: float | None = None, high: float | None = None,
+               low_open: bool = False) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise self.fail(key, "must be a finite number", value)
+        too_low = low is not None and (value <= low if low_open else value < low)
+        too_high = high is not None and value > high
+        if too_low or too_high:
+            lo = "(" if low_open else "["
+            raise self.fail(key, f"must be in {lo}{low:g}, {high:g}]" if high is not None
+                            else f"must be {'>' if low_open else '>='} {low:g}", value)
+        return float(value)
+
+    def choice(self, value: Any, key: str, allowed) -> str:
+        if value not in allowed:
+            raise self.fail(key, f"must be one of {list(allowed)}", value)
+        return value
+
+    def boolean(self, value: Any, key: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(key, "must be true or false", value)
+        return value
+
+
+# ----------------------------------------------------------------------------- search space
+
+
+def _int_param(ctx: _Ctx, value: Any, key: str, low: int, high: int) -> IntRange | Choice:
+    if isinstance(value, Mapping):
+        ctx.no_unknown(value, {"low", "high"}, key)
+        for k in ("low", "high"):
+            if k not in value:
+                raise ctx.fail(f"{key}.{k}", "is required", None)
+        lo = ctx.integer(value["low"], f"{key}.low", low, high)
+        hi = ctx.integer(value["high"], f"{key}.high", low, high)
+        if hi < lo:
+            raise ctx.fail(f"{key}.high", f"must be >= {key}.low ({lo})", hi)
+        return IntRange(lo, hi)
+    if isinstance(value, list):
+        if not value:
+            raise ctx.fail(key, "must list at least one value", value)
+        return Choice(tuple(ctx.integer(v, key, low, high) for v in value))
+    return Choice((ctx.integer(value, key, low, high),))
+
+
+def _lr_param(ctx: _Ctx, value: Any, key: str) -> FloatRange | Choice:
+    if isinstance(value, Mapping):
+        ctx.no_unknown(value, {"low", "high", "log"}, key)
+        for k in ("low", "high"):
+            if k not in value:
+                raise ctx.fail(f"{key}.{k}", "is required", None)
+        lo = ctx.number(value["low"], f"{key}.low", 0.0, None, low_open=True)
+        hi = ctx.number(value["high"], f"{key}.high", 0.0, None, low_open=True)
+        if hi < lo:
+            raise ctx.fail(f"{key}.high", f"must be >= {key}.low ({lo})", hi)
+        log = ctx.boolean(value.get("log", True), f"{key}.log")
+        return FloatRange(lo, hi, log)
+    if isinstance(value, list):
+        if not value:
+            raise ctx.fail(key, "must list at least one value", value)
+        return Choice(tuple(ctx.number(v, key, 0.0, None, low_open=True) for v in value))
+    return Choice((ctx.number(value, key, 0.0, None, low_open=True),))
+
+
+def _aug_param(ctx: _Ctx, spec: ParamSpec, value: Any, key: str):
+    leaf_range = f"({spec.low:g}, {spec.high:g}]"
+    if spec.kind == "choice":
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise ctx.fail(key, f"must list at least one of {list(spec.choices)}", value)
+        for v in values:
+            if v not in spec.choices:
+                raise ctx.fail(key, f"must be one of {list(spec.choices)}", v)
+        return Choice(tuple(dict.fromkeys(values)))
+    if isinstance(value, list):
+        if len(value) != 2:
+            raise ctx.fail(key, f"must be a number or a [low, high] range in {leaf_range}", value)
+        lo, hi = (ctx.number(v, key, spec.low, spec.high, low_open=True) for v in value)
+        if hi < lo:
+            raise ctx.fail(key, "must be a [low, high] range with low <= high", value)
+        return FloatRange(lo, hi) if hi > lo else Choice((lo,))
+    v = ctx.number(value, key, spec.low, spec.high, low_open=True)
+    return Choice((v,))
+
+
+def _default_param(spec: ParamSpec):
+    d = spec.default
+    if spec.kind == "choice":
+        return Choice(tuple(d))
+    return FloatRange(*d) if isinstance(d, tuple) else Choice((d,))
+
+
+_MISSING = object()
+
+
+def _augmentations(ctx: _Ctx, raw: Any, prefix: str, param) -> tuple:
+    """An `augmentations` mapping: known names and parameter keys; `param(spec, value or _MISSING, key)`
+    turns each parameter into what the caller keeps (a searchable range, or one fixed value)."""
+    raw = ctx.mapping({} if raw is None else raw, f"{prefix}augmentations")
+    out = []
+    for name, params in raw.items():
+        if name not in REGISTRY:
+            raise ConfigError(
+                f"{prefix}augmentations.{name} is not a known augmentation; expected one of "
+                f"{sorted(REGISTRY)}. Received: {name!r} ({ctx.file})"
+            )
+        spec = REGISTRY[name]
+        params = {} if params is None else ctx.mapping(params, f"{prefix}{name}")
+        ctx.no_unknown(params, set(spec.params), f"{prefix}{name}")
+        out.append((name, tuple((pname, param(pspec, params.get(pname, _MISSING), f"{prefix}{name}.{pname}"))
+                                for pname, pspec in spec.params.items())))
+    return tuple(out)
+
+
+def parse_search_space(data: Any, file: str) -> SearchSpace:
+    """Validate a search-space mapping (from a file or inline) into a `SearchSpace`."""
+    ctx = _Ctx(file)
+    data = ctx.mapping(data, "search_space")
+    ctx.no_unknown(data, {"depth", "filters", "dense_units", "learning_rate", "augmentations"}, "search_space")
+    if "depth" not in data:
+        raise ctx.fail("search_space.depth", "is required", None)
+    depth = _int_param(ctx, data["depth"], "depth", 1, 8)
+    filters = _int_param(ctx, data.get("filters", 32), "filters", 1, 1024)
+    dense = _int_param(ctx, data.get("dense_units", 6), "dense_units", 1, 4096)
+    for name, p in (("filters", filters), ("dense_units", dense)):
+        if isinstance(p, IntRange):
+            raise ctx.fail(name, "must be a number or a list of values, not a range", data[name])
+    lr = _lr_param(ctx, data["learning_rate"], "learning_rate") if "learning_rate" in data else None
+
+    def param(spec: ParamSpec, value: Any, key: str):
+        return _default_param(spec) if value is _MISSING else _aug_param(ctx, spec, value, key)
+
+    augs = _augmentations(ctx, data.get("augmentations"), "", param)
+    return SearchSpace(depth, filters, dense, lr, augs)
+
+
+# ----------------------------------------------------------------------------- experiment
+
+
+def _resolve_path(value: str, experiment_file: Path) -> Path:
+    """A relative path is tried from the current directory, then beside the experiment file."""
+    p = Path(value).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    beside = experiment_file.parent / p
+    return beside if beside.exists() else p
+
+
+def _dataset(ctx: _Ctx, data: Any, experiment_file: Path) -> DatasetConfig:
+    data = ctx.mapping(data, "dataset")
+    ctx.no_unknown(
+        data, {"source", "image_size", "path", "validation_split", "samples", "classes", "on_bad_file"},
+        "dataset",
+    )
+    if "source" not in data:
+        raise ctx.fail("dataset.source", f"is required (one of {list(SOURCES)})", None)
+    source = ctx.choice(data["source"], "dataset.source", SOURCES)
+    size = data.get("image_size")
+    if (not isinstance(size, list) or len(size) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) or not 4 <= v <= 1024 for v in size)):
+        raise ctx.fail("dataset.image_size", "must be [height, width] with integers in [4, 1024]", size)
+    path = data.get("path")
+    split = data.get("validation_split")
+    if source == "folder":
+        if not isinstance(path, str) or not path:
+            raise ctx.fail("dataset.path", "is required for source: folder and must be a string", path)
+        path = str(_resolve_path(path, experiment_file))
+    elif path is not None:
+        raise ctx.fail("dataset.path", f"is only used with source: folder (source is {source})", path)
+    if split is not None:
+        split = ctx.number(split, "dataset.validation_split", 0.0, 0.9, low_open=True)
+    samples = ctx.integer(data.get("samples", 600), "dataset.samples", 20, 1_000_000)
+    classes = ctx.integer(data.get("classes", 2), "dataset.classes", 2, 3)
+    on_bad = ctx.choice(data.get("on_bad_file", "error"), "dataset.on_bad_file", ON_BAD_FILE)
+    return DatasetConfig(source, (size[0], size[1]), path, split, samples, classes, on_bad)
+
+
+def _train(ctx: _Ctx, data: Any) -> TrainConfig:
+    data = ctx.mapping(data, "train")
+    ctx.no_unknown(
+        data,
+        {"epochs", "batch_size", "learning_rate", "adam_epsilon", "mixed_precision", "jit_compile",
+         "early_stopping"},
+        "train",
+    )
+    d = TrainConfig()
+    jit = data.get("jit_compile", d.jit_compile)
+    if isinstance(jit, bool):
+        jit = "true" if jit else "false"
+    jit = ctx.choice(jit, "train.jit_compile", ("auto", "true", "false"))
+    return TrainConfig(
+        epochs=ctx.integer(data.get("epochs", d.epochs), "train.epochs", 1, 10_000),
+        batch_size=ctx.integer(data.get("batch_size", d.batch_size), "train.batch_size", 1, 65_536),
+        learning_rate=ctx.number(data.get("learning_rate", d.learning_rate), "train.learning_rate",
+                                 0.0, None, low_open=True),
+        adam_epsilon=ctx.number(data.get("adam_epsilon", d.adam_epsilon), "train.adam_epsilon",
+                                0.0, None, low_open=True),
+        mixed_precision=ctx.boolean(data.get("mixed_precision", d.mixed_precision),
+                                    "train.mixed_precision"),
+        jit_compile=jit,
+        early_stopping=ctx.integer(data.get("early_stopping", d.early_stopping),
+                                   "train.early_stopping", 0, 10_000),
+    )
+
+
+EXPERIMENT_KEYS = {
+    "name", "dataset", "search_space", "train", "trials", "repeats", "sampler", "pruner", "seed",
+    "max_consecutive_failures", "ablation", "description",
+}
+
+
+def _base(ctx: _Ctx, data: Any, deepest: int) -> BaseConfig | None:
+    """`ablation.base`: `best` (the sweep's best finished trial) or one fixed configuration."""
+    if data is None or data == "best":
+        return None
+    if isinstance(data, str):
+        raise ctx.fail("ablation.base", "must be `best` or a mapping with depth and augmentations", data)
+    data = ctx.mapping(data, "ablation.base")
+    ctx.no_unknown(data, {"depth", "filters", "dense_units", "learning_rate", "augmentations"}, "ablation.base")
+    if "depth" not in data:
+        raise ctx.fail("ablation.base.depth", "is required", None)
+    depth = ctx.integer(data["depth"], "ablation.base.depth", 1, deepest)
+    filters = ctx.integer(data["filters"], "ablation.base.filters", 1, 1024) if "filters" in data else None
+    dense = ctx.integer(data["dense_units"], "ablation.base.dense_units", 1, 4096) if "dense_units" in data else None
+    lr = (ctx.number(data["learning_rate"], "ablation.base.learning_rate", 0.0, None, low_open=True)
+          if "learning_rate" in data else None)
+
+    def param(spec: ParamSpec, value: Any, key: str):
+        if value is _MISSING:
+            return _default_param(spec).midpoint()
+        if isinstance(value, list):
+            raise ctx.fail(key, "must be a single value (an ablation trains fixed configurations)", value)
+        return _aug_param(ctx, spec, value, key).values[0]
+
+    augs = _augmentations(ctx, data.get("augmentations"), "ablation.base.", param)
+    return BaseConfig(depth, filters, dense, lr, augs)
+
+
+def _ablation(ctx: _Ctx, data: Any, deepest: int) -> AblationConfig:
+    data = ctx.mapping(data, "ablation")
+    ctx.no_unknown(data, {"repeats", "base", "baselines"}, "ablation")
+    return AblationConfig(
+        repeats=ctx.integer(data.get("repeats", 5), "ablation.repeats", 1, 100),
+        base=_base(ctx, data.get("base"), deepest),
+        baselines=ctx.boolean(data.get("baselines", True), "ablation.baselines"),
+    )
+
+
+def _read_yaml(path: Path, what: str, shown: str) -> Any:
+    if not path.exists():
+        raise ConfigError(f"{what} file not found. Received: path={str(path)!r} ({shown})")
+    if not path.is_file():
+        raise ConfigError(f"{what} path is not a file. Received: path={str(path)!r} ({shown})")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{what} is not valid YAML{where}: {problem} ({path})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{what} is not UTF-8 text ({path})") from None
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    """Read and validate an experiment file (and the search-space file it names)."""
+    path = Path(path)
+    file = str(path)
+    data = _read_yaml(path, "experiment", file)
+    ctx = _Ctx(file)
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"experiment file must be a YAML mapping. Received: {type(data).__name__} ({file})")
+    ctx.no_unknown(data, EXPERIMENT_KEYS, "")
+    for key in ("name", "dataset", "search_space"):
+        if key not in data:
+            raise ctx.fail(key, "is required", None)
+    name = data["name"]
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise ctx.fail("name", "must be a non-empty string", name)
+    dataset = _dataset(ctx, data["dataset"], path)
+
+    space_raw = data["search_space"]
+    space_path = None
+    if isinstance(space_raw, str):
+        space_file = _resolve_path(space_raw, path)
+        space_path = str(space_file)
+        if not space_file.exists():
+            raise ConfigError(
+                f"search_space file not found. Received: search_space={space_raw!r} ({file})"
+            )
+        space = parse_search_space(_read_yaml(space_file, "search_space", file), str(space_file))
+    elif isinstance(space_raw, Mapping):
+        space = parse_search_space(space_raw, file)
+    else:
+        raise ctx.fail("search_space", "must be a path to a YAML file or a mapping", space_raw)
+
+    deepest = max_depth(dataset.image_size)
+    top = space.depth.high if isinstance(space.depth, IntRange) else max(space.depth.values)
+    if top > deepest:
+        key = "depth.high" if isinstance(space.depth, IntRange) else "depth"
+        raise ConfigError(
+            f"{key} must be in [1, {deepest}] for {dataset.image_size[0]}x{dataset.image_size[1]} images "
+            f"(each block halves the size). Received: {key.split('.')[-1]}={top} ({space_path or file})"
+        )
+    train = _train(ctx, data.get("train", {}) or {})
+    sampler = ctx.choice(data.get("sampler", "random"), "sampler", SAMPLERS)
+    pruner = data.get("pruner", "median")
+    pruner = "none" if pruner is None else pruner
+    pruner = ctx.choice(pruner, "pruner", PRUNERS)
+    return Experiment(
+        name=name,
+        dataset=dataset,
+        search_space=space,
+        train=train,
+        trials=ctx.integer(data.get("trials", 20), "trials", 1, 100_000),
+        repeats=ctx.integer(data.get("repeats", 2), "repeats", 1, 100),
+        sampler=sampler,
+        pruner=pruner,
+        seed=ctx.integer(data.get("seed", 0), "seed", 0, 2**31 - 1),
+        max_consecutive_failures=ctx.integer(
+            data.get("max_consecutive_failures", 5), "max_consecutive_failures", 1, 10_000
+        ),
+        ablation=_ablation(ctx, data.get("ablation") or {}, deepest),
+        path=file,
+        search_space_path=space_path,
+    )

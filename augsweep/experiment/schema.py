@@ -1,0 +1,204 @@
+"""What an experiment is: frozen dataclasses for the experiment, its dataset, training and search space.
+
+`load` builds them from YAML; everything else reads them. `ConfigError` is bad user input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping
+
+import yaml
+
+from ..runtime import UserError
+
+
+
+class ConfigError(UserError):
+    """Bad user input: the CLI prints the message on one line and exits with code 2."""
+
+
+SOURCES = ("digits", "synthetic", "folder")
+SAMPLERS = ("tpe", "random", "grid")
+PRUNERS = ("none", "median", "hyperband")
+ON_BAD_FILE = ("error", "skip")
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """Integers low..high inclusive."""
+
+    low: int
+    high: int
+
+    def values(self) -> list[int]:
+        return list(range(self.low, self.high + 1))
+
+    def midpoint(self) -> int:
+        return (self.low + self.high) // 2
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    """Floats in [low, high]; `log` samples on a log scale."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    def midpoint(self) -> float:
+        if self.log:
+            return float(math.sqrt(self.low * self.high))
+        return (self.low + self.high) / 2
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of a fixed list of values (a single value means fixed)."""
+
+    values: tuple
+
+    def midpoint(self):
+        """Strings (a kind, a mode): the first listed; numbers: the median listed value."""
+        if isinstance(self.values[0], str):
+            return self.values[0]
+        return sorted(self.values)[(len(self.values) - 1) // 2]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """What Optuna may vary: depth, optional width/lr, and each augmentation's magnitudes."""
+
+    depth: IntRange | Choice
+    filters: Choice = Choice((32,))
+    dense_units: Choice = Choice((6,))
+    learning_rate: FloatRange | Choice | None = None  # None: train.learning_rate, not searched
+    augmentations: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+
+    def augmentation_params(self) -> dict[str, dict[str, Any]]:
+        """Augmentation name -> {param: IntRange/FloatRange/Choice}."""
+        return {name: dict(params) for name, params in self.augmentations}
+
+    @property
+    def augmentation_names(self) -> list[str]:
+        return [name for name, _ in self.augmentations]
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Which images to train on and at what size."""
+
+    source: str
+    image_size: tuple[int, int]
+    path: str | None = None
+    validation_split: float | None = None
+    samples: int = 600  # synthetic: images in total (train + validation)
+    classes: int = 2  # synthetic: 2 (car, truck) or 3 (+ bus)
+    on_bad_file: str = "error"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How each repeat of a trial trains."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    adam_epsilon: float = 0.01  # the course's Adam(epsilon=0.01)
+    mixed_precision: bool = False
+    jit_compile: str = "auto"  # auto | true | false
+    early_stopping: int = 0  # patience in epochs; 0 = off
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    """A fixed configuration to ablate around (`ablation.base`): one value per parameter."""
+
+    depth: int
+    filters: int | None = None  # None: the search space's (midpoint) value
+    dense_units: int | None = None
+    learning_rate: float | None = None  # None: train.learning_rate
+    augmentations: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    """How `sweep.py --ablation` runs: seeds per variant, and the base (None: the sweep's best trial)."""
+
+    repeats: int = 5
+    base: BaseConfig | None = None
+    baselines: bool = True  # also train RandAugment and TrivialAugment-style on the base's network
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A validated experiment file."""
+
+    name: str
+    dataset: DatasetConfig
+    search_space: SearchSpace
+    train: TrainConfig = TrainConfig()
+    trials: int = 20
+    repeats: int = 2
+    sampler: str = "random"
+    pruner: str = "median"
+    seed: int = 0
+    max_consecutive_failures: int = 5
+    ablation: AblationConfig = AblationConfig()
+    path: str = ""
+    search_space_path: str | None = None
+
+    def resolved(self) -> dict[str, Any]:
+        """Everything that defines the experiment, with defaults filled in (for the MLflow artifact)."""
+        d = asdict(self)
+        d.pop("path")
+        d["search_space"] = space_to_dict(self.search_space)
+        return _plain(d)
+
+    def sha256(self) -> str:
+        """Hash of the resolved experiment, stable across key order and formatting."""
+        text = yaml.safe_dump(self.resolved(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _plain(obj):
+    if isinstance(obj, Mapping):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def space_to_dict(space: SearchSpace) -> dict[str, Any]:
+    """The search space back as plain YAML-able data."""
+
+    def one(p):
+        if isinstance(p, IntRange):
+            return {"low": p.low, "high": p.high}
+        if isinstance(p, FloatRange):
+            return {"low": p.low, "high": p.high, **({"log": True} if p.log else {})}
+        if isinstance(p, Choice):
+            return list(p.values)
+        return p
+
+    out: dict[str, Any] = {"depth": one(space.depth)}
+    out["filters"] = one(space.filters)
+    out["dense_units"] = one(space.dense_units)
+    if space.learning_rate is not None:
+        out["learning_rate"] = one(space.learning_rate)
+    out["augmentations"] = {
+        name: {k: (list(v) if isinstance(v, tuple) else one(v)) for k, v in params}
+        for name, params in space.augmentations
+    }
+    return out
+
+
+def max_depth(image_size) -> int:
+    """Deepest stack of 2x2 max-pools that leaves at least a 1x1 feature map."""
+    side, depth = min(image_size), 0
+    while side >= 2:
+        side //= 2
+        depth += 1
+    return depth

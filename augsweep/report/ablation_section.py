@@ -1,0 +1,286 @@
+"""The ablation half of the report: paired effects, baselines, per-class effects, affinity/diversity.
+
+`load_ablation` is the only function that touches MLflow; `analyse_ablation` is pure (statistics in
+`stats`); `ablation_sections` renders into the report's `Section`s.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import plots
+from ..runs.ablation import latest_ablation
+from ..runs.variants import ADD_ONE_IN, KIND_RUN, LEAVE_ONE_OUT, SPEC_ARTIFACT, comparison_table
+from ..stores.tracking import client_for
+from . import stats
+from .render import Section as S
+from .render import verdict_sentence
+
+BASELINES = ("none", "base", "randaugment", "trivialaugment")
+
+
+@dataclass
+class AblationData:
+    """What the stores hold about the latest ablation of an experiment."""
+
+    parent_run_id: str
+    tags: dict
+    spec: dict
+    runs: pd.DataFrame  # variant x seed (finished): best_val_loss, final_loss, best_val_accuracy
+    per_class: pd.DataFrame  # variant x seed x class: val_loss, val_accuracy
+    affinity: pd.DataFrame  # seed x augmentation: affinity (no-augmentation model)
+    curves: pd.DataFrame  # variant x seed x epoch: history columns
+    failed: pd.DataFrame  # variant, seed, reason
+
+
+def load_ablation(tracking_uri: str, experiment_name: str) -> AblationData | None:
+    """The latest ablation parent run of the experiment and its nested runs, or None."""
+    import json
+
+    client = client_for(tracking_uri)
+    mexp = client.get_experiment_by_name(experiment_name)
+    if mexp is None:
+        return None
+    parent = latest_ablation(client, mexp.experiment_id)
+    if parent is None:
+        return None
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    pid = parent.info.run_id
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = json.loads(Path(client.download_artifacts(pid, SPEC_ARTIFACT, tmp)).read_text())
+    children = client.search_runs([mexp.experiment_id],
+                                  f"tags.mlflow.parentRunId = '{pid}' and tags.kind = '{KIND_RUN}'",
+                                  max_results=50_000)
+    runs, classes, affinity, curves, failed = [], [], [], [], []
+    for run in sorted(children, key=lambda r: (r.data.tags.get("variants", ""), r.data.tags.get("seed_index", ""))):
+        tags, m = run.data.tags, run.data.metrics
+        names = [n for n in tags.get("variants", "").split(",") if n]
+        seed = int(tags.get("seed_index", -1))
+        if run.info.status != "FINISHED":
+            failed += [{"variant": n, "seed": seed, "status": run.info.status,
+                        "reason": tags.get("failure_reason", "")} for n in names]
+            continue
+        history = None
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                history = pd.read_csv(client.download_artifacts(run.info.run_id, "history.csv", tmp))
+            except Exception:
+                history = None
+        for n in names:
+            runs.append({"variant": n, "seed": seed, "best_val_loss": m.get("best_val_loss", np.nan),
+                         "final_loss": m.get("final_loss", np.nan),
+                         "best_val_accuracy": m.get("best_val_accuracy", np.nan), "run_id": run.info.run_id})
+            for key, value in m.items():
+                if key.startswith("class_val_loss/"):
+                    cls = key.split("/", 1)[1]
+                    classes.append({"variant": n, "seed": seed, "class": cls, "val_loss": value,
+                                    "val_accuracy": m.get(f"class_val_accuracy/{cls}", np.nan)})
+            if history is not None:
+                curves.append(history.assign(variant=n, seed=seed))
+        for key, value in m.items():
+            if key.startswith("affinity/"):
+                affinity.append({"seed": seed, "augmentation": key.split("/", 1)[1], "affinity": value})
+    return AblationData(
+        parent_run_id=pid, tags=dict(parent.data.tags), spec=spec,
+        runs=pd.DataFrame(runs, columns=["variant", "seed", "best_val_loss", "final_loss", "best_val_accuracy",
+                                         "run_id"]),
+        per_class=pd.DataFrame(classes, columns=["variant", "seed", "class", "val_loss", "val_accuracy"]),
+        affinity=pd.DataFrame(affinity, columns=["seed", "augmentation", "affinity"]).drop_duplicates(),
+        curves=pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(),
+        failed=pd.DataFrame(failed, columns=["variant", "seed", "status", "reason"]),
+    )
+
+
+@dataclass
+class AblationAnalysis:
+    """Paired effects (both comparisons), the primary one per augmentation, and the secondary views."""
+
+    paired: pd.DataFrame
+    primary: pd.DataFrame
+    baselines: pd.DataFrame
+    per_class: pd.DataFrame
+    affinity: pd.DataFrame
+    disagreements: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def primary_rows(paired: pd.DataFrame) -> pd.DataFrame:
+    """One row per augmentation: leave-one-out where the base has it (the effect in the configuration
+    you would use), add-one-in otherwise."""
+    usable = paired[paired["n_pairs"] > 0].copy()
+    usable["_rank"] = (usable["comparison"] != LEAVE_ONE_OUT).astype(int)
+    first = usable.sort_values(["augmentation", "_rank"], kind="stable").groupby("augmentation").head(1)
+    first = first.drop(columns="_rank")
+    return first.sort_values(["effect", "augmentation"], na_position="last", kind="stable").reset_index(drop=True)
+
+
+def disagreements(paired: pd.DataFrame) -> list[str]:
+    """Augmentations whose leave-one-out and add-one-in effects point different ways (interactions)."""
+    out = []
+    for aug, g in paired[paired["n_pairs"] > 0].groupby("augmentation", sort=True):
+        rows = {r.comparison: r for r in g.itertuples(index=False)}
+        if LEAVE_ONE_OUT not in rows or ADD_ONE_IN not in rows:
+            continue
+        loo, add = rows[LEAVE_ONE_OUT], rows[ADD_ONE_IN]
+        if loo.verdict != add.verdict or np.sign(loo.effect) != np.sign(add.effect):
+            out.append(f"{aug}: leave-one-out says {loo.verdict} ({loo.effect:+.4f}), add-one-in says "
+                       f"{add.verdict} ({add.effect:+.4f}). Its effect depends on the other augmentations in "
+                       f"the base (they interact); quote the leave-one-out row for the base configuration.")
+    return out
+
+
+def baselines_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """No-aug, base, RandAugment, TrivialAugment-style: mean ± std over seeds."""
+    rows = []
+    for name in BASELINES:
+        g = runs[runs["variant"] == name]
+        if not len(g):
+            continue
+        rows.append({"variant": name, "seeds": len(g), "best_val_loss_mean": g["best_val_loss"].mean(),
+                     "best_val_loss_std": g["best_val_loss"].std(ddof=1) if len(g) > 1 else np.nan,
+                     "best_val_accuracy_mean": g["best_val_accuracy"].mean(),
+                     "best_val_accuracy_std": g["best_val_accuracy"].std(ddof=1) if len(g) > 1 else np.nan})
+    return pd.DataFrame(rows)
+
+
+def side_by_side(paired: pd.DataFrame) -> pd.DataFrame:
+    """One row per augmentation: leave-one-out and add-one-in effect and verdict, and whether they agree."""
+    rows = []
+    for aug, g in paired[paired["n_pairs"] > 0].groupby("augmentation", sort=True):
+        r = {c.comparison: c for c in g.itertuples(index=False)}
+        loo, add = r.get(LEAVE_ONE_OUT), r.get(ADD_ONE_IN)
+        rows.append({"augmentation": aug,
+                     "leave-one-out": loo.effect if loo else np.nan, "loo verdict": loo.verdict if loo else "",
+                     "add-one-in": add.effect if add else np.nan, "add verdict": add.verdict if add else "",
+                     "agree": "" if not (loo and add) else
+                     ("yes" if loo.verdict == add.verdict and np.sign(loo.effect) == np.sign(add.effect) else "no")})
+    return pd.DataFrame(rows)
+
+
+def analyse_ablation(data: AblationData, alpha: float = 0.05) -> AblationAnalysis:
+    """Pure: paired statistics, baselines, per-class effects and affinity/diversity from the loaded runs."""
+    comps = comparison_table(data.spec["variants"])
+    paired = stats.paired_effects(data.runs, comps, "best_val_loss", alpha)
+    primary = primary_rows(paired)
+    per_class = stats.per_class_effects(data.per_class, comps) if len(data.per_class) else pd.DataFrame()
+    if len(per_class):
+        keep = primary[["augmentation", "comparison"]]
+        per_class = per_class.merge(keep, on=["augmentation", "comparison"])
+    additions = comps[comps["comparison"] == ADD_ONE_IN]
+    aff = stats.affinity_diversity(data.runs, data.affinity, additions)
+    add_effects = paired[paired["comparison"] == ADD_ONE_IN][["augmentation", "effect", "verdict"]]
+    aff = aff.merge(add_effects, on="augmentation", how="left")
+    warns = []
+    seeds = int(data.spec.get("repeats", 0))
+    if 1 < seeds < 6:
+        warns.append(f"With {seeds} seeds the smallest two-sided Wilcoxon p is {2 / 2 ** seeds:.3f}, so the "
+                     "distribution-free check cannot reach 0.05, and the bootstrap CI excludes 0 whenever all "
+                     "seeds agree in sign; verdicts lean on the paired t-test's normality. More seeds "
+                     "(`--repeats 8` or more) make them distribution-free.")
+    if seeds < 2:
+        warns.append("One seed per variant: there is no spread to estimate, so every verdict is `no clear effect`.")
+    if len(data.failed):
+        warns.append(f"{data.failed['seed'].count()} variant x seed training(s) did not finish and are left out "
+                     "of the pairs (listed below).")
+    return AblationAnalysis(paired, primary, baselines_table(data.runs), per_class, aff, disagreements(paired), warns)
+
+
+def effects_rows(analysis: AblationAnalysis) -> pd.DataFrame:
+    """`effects.csv` rows (source=ablation), both comparisons, primary comparison first per augmentation."""
+    p = analysis.paired[analysis.paired["n_pairs"] > 0]
+    return pd.DataFrame({
+        "augmentation": p["augmentation"], "effect": p["effect"], "ci_low": p["ci_low"], "ci_high": p["ci_high"],
+        "p_value": p["p_value"], "n_with": p["n_pairs"], "n_without": p["n_pairs"], "verdict": p["verdict"],
+        "source": "ablation", "comparison": p["comparison"],
+    })
+
+
+def figures(data: AblationData, analysis: AblationAnalysis, out_dir: Path) -> dict[str, Path]:
+    """The ablation's PNGs: learning curves per variant and the affinity/diversity scatter."""
+    out = {}
+    if len(data.curves):
+        order = [v["name"] for v in data.spec["variants"]]
+        out["ablation_curves"] = plots.variant_curves(data.curves, order, out_dir / "ablation_curves.png")
+    if len(analysis.affinity.dropna(subset=["affinity", "diversity"])):
+        out["affinity"] = plots.affinity_scatter(analysis.affinity, out_dir / "affinity_diversity.png")
+    return out
+
+
+def ablation_sections(data: AblationData, a: AblationAnalysis, figs: dict[str, Path], mlruns: str,
+                      experiment_path: str) -> list:
+    """The ablation's part of the report (`render.Section`s), in reading order."""
+    spec = data.spec
+    cols = ["augmentation", "comparison", "n_pairs", "effect", "ci_low", "ci_high", "p_value", "p_wilcoxon",
+            "verdict"]
+    answer = S("Answer (paired ablation)", [
+        f"Around the base configuration `{spec['base_label']}` ({spec['base_source']}), each variant trained "
+        f"with the same {spec['repeats']} seeds. Effect of each augmentation on the best validation loss: "
+        + verdict_sentence(a.primary),
+        f"`effect` = mean over seeds of (with − without) best validation loss (negative = it helped); "
+        f"leave-one-out: base − (base without it); add-one-in: (no augmentation + it) − no augmentation. "
+        f"Method: {stats.ABLATION_METHOD} (Holm across augmentations within a comparison). Verdicts: "
+        f"`helps`/`hurts` when the 95% bootstrap CI excludes 0 and the Holm-corrected paired t-test "
+        f"`p_value` < 0.05 (a bootstrap from few seeds excludes 0 whenever they agree in sign).",
+        a.primary[cols],
+    ])
+    out = [answer]
+    notes = [f"- {w}" for w in [*a.warnings, *a.disagreements]]
+    if notes:
+        out.append(S("Ablation: read this before quoting the numbers", notes))
+    side = side_by_side(a.paired)
+    out.append(S("Leave-one-out and add-one-in, side by side", [
+        "Leave-one-out measures an augmentation in the company of the base's others; add-one-in measures it "
+        "alone. They disagree when augmentations interact.",
+        *( [side] if len(side) else ["Nothing to compare."] ),
+        a.paired[cols + ["with_variant", "without_variant"]],
+    ]))
+    out.append(S("Baselines", [
+        "Best validation loss and accuracy over seeds (mean ± std): no augmentation, the base, Keras "
+        "RandAugment (2 operations, factor 0.5) and a TrivialAugment-style policy (one operation per image, "
+        "uniform strength) on the base's network.",
+        a.baselines if len(a.baselines) else "No baseline finished.",
+    ]))
+    if len(a.per_class):
+        worst = a.per_class[a.per_class["worst"]][["augmentation", "comparison", "class", "loss_change",
+                                                   "accuracy_change"]]
+        table = a.per_class.assign(worst=a.per_class["worst"].map({True: "most hurt", False: ""}))
+        out.append(S("Per-class effects", [
+            "Change in each class's validation loss and accuracy when the augmentation is on (primary "
+            "comparison, mean over seeds, final epoch's model). An average can hide a class that gets worse: "
+            "the class each augmentation hurts most is listed first.",
+            worst.sort_values("augmentation").reset_index(drop=True),
+            table.sort_values(["augmentation", "class"]).reset_index(drop=True),
+        ]))
+    aff_blocks = [
+        "Affinity = clean / augmented validation loss of the no-augmentation model (1 = the augmented images "
+        "look in-distribution; lower = a bigger shift). Diversity = final training loss with the augmentation "
+        "alone / without any (higher = harder to fit). Gontijo-Lopes et al. (2020) found that augmentations that "
+        "help combine high affinity with high diversity.",
+        a.affinity,
+    ]
+    if "affinity" in figs:
+        aff_blocks.append(("image", figs["affinity"], "affinity vs diversity"))
+    out.append(S("Affinity and diversity", aff_blocks))
+    if "ablation_curves" in figs:
+        out.append(S("Learning curves per variant", [
+            "Validation loss by epoch, mean over seeds (shaded: min–max over seeds).",
+            ("image", figs["ablation_curves"], "ablation learning curves"),
+        ]))
+    if len(data.failed):
+        out.append(S("Ablation trainings that did not finish", [data.failed]))
+    out.append(S("Ablation provenance", [("code", "\n".join([
+        f"mlflow_parent_run: {data.parent_run_id}",
+        f"ablation_id: {data.tags.get('ablation_id', '')}",
+        f"git_commit: {data.tags.get('git_commit', 'unknown')}",
+        f"device: {data.tags.get('device', 'unknown')}",
+        f"dataset_fingerprint: {data.tags.get('dataset_fingerprint', 'unknown')}",
+        f"rerun: python sweep.py {experiment_path} --mlruns {mlruns} --ablation --repeats {spec['repeats']}",
+        f"reproduce one variant: python sweep.py {experiment_path} --mlruns {mlruns} --reproduce base",
+    ]))]))
+    return out

@@ -1,0 +1,102 @@
+"""Report rendering: sections of paragraphs, tables and images to Markdown and to one self-contained HTML
+file, with fixed number formats so that a regenerated report is byte-identical."""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def _fmt(v, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        if v != 0 and abs(v) < 10 ** -digits:
+            return f"{v:.1e}"
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def display(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.apply(lambda col: col.map(_fmt)).astype(str)
+
+
+@dataclass
+class Section:
+    """A heading with paragraphs, tables and images, rendered to Markdown and HTML alike."""
+
+    title: str
+    blocks: list = field(default_factory=list)  # str (paragraph) | DataFrame | ("image", path, alt) | ("code", text)
+
+
+def to_markdown(title: str, sections: list[Section]) -> str:
+    out = [f"# {title}", ""]
+    for s in sections:
+        out += [f"## {s.title}", ""]
+        for b in s.blocks:
+            if isinstance(b, pd.DataFrame):
+                out += [display(b).to_markdown(index=False), ""]
+            elif isinstance(b, tuple) and b[0] == "image":
+                out += [f"![{b[2]}]({Path(b[1]).name})", ""]
+            elif isinstance(b, tuple) and b[0] == "code":
+                out += ["```", b[1].rstrip(), "```", ""]
+            else:
+                out += [str(b), ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:0.5em 0 1em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f3f3f3}td:first-child{text-align:left}img{max-width:100%}pre{background:#f6f6f6;padding:0.8em;overflow:auto}
+.helps{color:#1a7f37;font-weight:600}.hurts{color:#cf222e;font-weight:600}"""
+
+
+def _inline_md(text: str) -> str:
+    """Escape, then render the two inline marks the report uses: **bold** and `code`."""
+    import re
+
+    t = html.escape(text)
+    t = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", t)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", t)
+
+
+def to_html(title: str, sections: list[Section]) -> str:
+    """One self-contained HTML file (images embedded as base64 PNG)."""
+    out = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>", f"<title>{html.escape(title)}</title>",
+           f"<style>{CSS}</style></head><body>", f"<h1>{html.escape(title)}</h1>"]
+    for s in sections:
+        out.append(f"<h2>{html.escape(s.title)}</h2>")
+        for b in s.blocks:
+            if isinstance(b, pd.DataFrame):
+                table = display(b).to_html(index=False, escape=True, border=0)
+                for v in ("helps", "hurts"):
+                    table = table.replace(f"<td>{v}</td>", f"<td class='{v}'>{v}</td>")
+                out.append(table)
+            elif isinstance(b, tuple) and b[0] == "image":
+                data = base64.b64encode(Path(b[1]).read_bytes()).decode()
+                out.append(f"<p><img alt='{html.escape(b[2])}' src='data:image/png;base64,{data}'></p>")
+            elif isinstance(b, tuple) and b[0] == "code":
+                out.append(f"<pre>{html.escape(b[1])}</pre>")
+            else:
+                out.append(f"<p>{_inline_md(str(b))}</p>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"
+
+
+def verdict_sentence(effects: pd.DataFrame) -> str:
+    """`**helps**: a, b; **hurts**: c.` from rows with `augmentation` and `verdict` columns."""
+    parts = []
+    for verdict in ("helps", "hurts", "no clear effect"):
+        names = effects.loc[effects["verdict"] == verdict, "augmentation"].tolist()
+        if names:
+            parts.append(f"**{verdict}**: {', '.join(names)}")
+    return "; ".join(parts) + "." if parts else "no augmentation could be compared."

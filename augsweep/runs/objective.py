@@ -1,0 +1,182 @@
+"""Optuna objective: trial -> configuration -> `repeats` paired trainings -> mean best val_loss.
+
+The only module that wires Optuna (pruning reports) and MLflow (tracking) into training, both
+as Keras callbacks; `train` itself knows neither.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import runtime
+from ..experiment import space
+from ..experiment.schema import Experiment
+from ..experiment.seeding import repeat_seeds
+from ..runtime import store_write
+from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, scratch_dir
+from ..training import train
+from ..training.checks import failure_reason, release_memory
+from ..training.data import Dataset
+from .repeat import preview_images, train_repeat, write_artifacts
+
+
+def pruning_callback(trial, repeat: int, epochs: int):
+    """Keras callback: `trial.report(val_loss, step)` each epoch, stop training when Optuna prunes.
+
+    Steps run across repeats (`repeat * epochs + epoch`): every trial's repeat r uses the same
+    seeds, so the pruner compares trials at equal steps under common random numbers. Without a
+    pruner (`NopPruner`) nobody reads the values during training, so the repeat's reports are
+    written when training ends rather than one storage round trip per epoch.
+    """
+    import optuna
+
+    import keras
+
+    callbacks = keras.callbacks
+    batched = isinstance(getattr(getattr(trial, "study", None), "pruner", None), optuna.pruners.NopPruner)
+
+    class OptunaPruning(callbacks.Callback):
+        pruned_at: int | None = None
+
+        def __init__(self):
+            super().__init__()
+            self.pending: list[tuple[float, int]] = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            value = float((logs or {}).get("val_loss", float("nan")))
+            if not math.isfinite(value):
+                return  # stop_on_non_finite handles divergence; a NaN report would poison the pruner
+            if batched:
+                self.pending.append((value, repeat * epochs + epoch))
+                return
+            with store_write():
+                trial.report(value, repeat * epochs + epoch)
+            if trial.should_prune():
+                self.pruned_at = epoch
+                self.model.stop_training = True
+
+        def on_train_end(self, logs=None):
+            with store_write():
+                for value, step in self.pending:
+                    trial.report(value, step)
+            self.pending = []
+
+    return OptunaPruning()
+
+
+@dataclass
+class Objective:
+    """Callable for `study.optimize`: trains one configuration `repeats` times and logs it."""
+
+    experiment: Experiment
+    dataset: Dataset
+    tracker: Tracker
+    grid: bool = False
+    device: str = "CPU"
+    extra_tags: dict = field(default_factory=dict)
+
+    def __call__(self, trial) -> float:
+        import optuna
+
+        runtime.freeze_long_lived_objects()
+        exp = self.experiment
+        config = space.sample(trial, exp.search_space, exp.train.learning_rate, grid=self.grid)
+        flat = config.flat(exp.search_space.augmentation_names)
+        trial.set_user_attr("config", flat)
+        seeds = [repeat_seeds(exp.seed, r) for r in range(exp.repeats)]
+        params = {**flat, "seed": exp.seed, "repeats": exp.repeats,
+                  **{k: v for s in seeds for k, v in s.as_param().items()}}
+        run_name = f"t{trial.number:02d} {config.label()}"
+        where = train.plan_placement(config, exp.train)
+        run_id = self.tracker.start_trial(
+            run_name, params,
+            {"trial": trial.number, "study": trial.study.study_name, "device": self.device,
+             "kind": "trial", "aug_placement": where.label, "dtype_policy": runtime.dtype_policy(),
+             **self.extra_tags},
+        )
+        trial.set_user_attr("mlflow_run_id", run_id)
+        histories: list[pd.DataFrame] = []
+        summaries: list[dict] = []
+        started = time.perf_counter()
+        self._run_tags: dict = {}
+        with scratch_dir() as tmp:
+            tmp = Path(tmp)
+            try:
+                for s in seeds:
+                    prune = pruning_callback(trial, s.repeat, exp.train.epochs)
+                    done = train_repeat(config, self.dataset, exp.train, s,
+                                        [prune, self.tracker.epoch_logger(run_id, s.repeat)])
+                    self._run_tags["jit_compile"] = done.jit_compile
+                    histories.append(done.history)
+                    done.model = None  # free the graph before the next repeat builds one
+                    summaries.append(done.check())
+                    if prune.pruned_at is not None:
+                        raise optuna.TrialPruned(f"pruned at repeat {s.repeat}, epoch {prune.pruned_at}")
+                value = float(np.mean([r["best_val_loss"] for r in summaries]))
+                trial.set_user_attr("repeats", summaries)
+                self._finish(run_id, FINISHED, "COMPLETE", config, histories, summaries, tmp, started, value,
+                             defer=True)
+                return value
+            except optuna.TrialPruned as e:
+                trial.set_user_attr("repeats", summaries)
+                self._finish(run_id, KILLED, "PRUNED", config, histories, summaries, tmp, started,
+                             reason=str(e), defer=True)
+                raise
+            except BaseException as e:  # noqa: BLE001 - every failure must close the MLflow run
+                reason = failure_reason(e)
+                trial.set_user_attr("failure_reason", reason)
+                trial.set_user_attr("repeats", summaries)
+                tb = "".join(traceback.format_exception(e))
+                status = KILLED if isinstance(e, (KeyboardInterrupt, SystemExit)) else FAILED
+                try:
+                    self._finish(run_id, status, "FAIL", config, histories, summaries, tmp, started,
+                                 reason=reason, traceback_text=tb)
+                except Exception:  # the store itself failing must not hide the original error
+                    try:  # an interruption may have broken the batch above: at least end the run
+                        self.tracker.client.set_terminated(run_id, status)
+                    except Exception:
+                        pass  # left RUNNING: the next resume or --repair closes it (recovery.close_orphan_runs)
+                if reason.startswith("out of memory"):
+                    release_memory()
+                raise
+            # No gc.collect() here: the next build's keras.backend.clear_session() runs one anyway.
+
+    def _finish(self, run_id, status, state, config, histories, summaries, tmp: Path, started,
+                value: float | None = None, reason: str = "", traceback_text: str = "",
+                defer: bool = False) -> None:
+        """Close the trial's MLflow run with its curves, summary metrics, tags and artifacts.
+
+        `defer`: plots, artifact copies and the store writes run on the tracker's background
+        thread (overlapping the next trial's training); failures are always finished here.
+        """
+        history = pd.concat(histories, ignore_index=True) if histories else None
+        # Keras layers stay on this thread; only the PNG is written in the background.
+        images = None if state == "FAIL" else preview_images(config, self.dataset,
+                                                             repeat_seeds(self.experiment.seed, 0).aug)
+        metrics = {"trial_seconds": time.perf_counter() - started}
+        if value is not None:
+            metrics["best_val_loss"] = value
+        for r, s in enumerate(summaries):
+            metrics[f"best_val_loss/r{r}"] = s["best_val_loss"]
+        tags = {"state": state, **getattr(self, "_run_tags", {})}
+        if reason:
+            tags["failure_reason" if state == "FAIL" else "prune_reason"] = reason
+        texts = {"traceback.txt": traceback_text} if traceback_text else {}
+        title = config.label()
+        tracker = self.tracker
+
+        def write(folder: Path) -> None:
+            artifacts = write_artifacts(folder, history, title, images)
+            tracker.finish_trial(run_id, status, history, metrics, tags, artifacts, texts)
+
+        if defer:
+            tracker.defer(write)
+        else:
+            write(tmp)

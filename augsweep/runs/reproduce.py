@@ -1,0 +1,107 @@
+"""`sweep.py EXPERIMENT --reproduce TRIAL|VARIANT`: retrain a logged training with its logged seeds and
+compare per-epoch val_loss with what was logged. Reads the stores, writes nothing."""
+
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import runtime
+from ..experiment.schema import ConfigError, Experiment
+from ..experiment.seeding import RepeatSeeds
+from ..experiment.space import TrialConfig
+from ..stores.study import Stores, load_study_readonly
+from ..stores.tracking import client_for
+from ..training import train
+from ..training.train import enable_determinism
+from ..training.data import load_dataset
+from .ablation import latest_ablation
+from .variants import SPEC_ARTIFACT
+
+
+def _targets(exp: Experiment, target: str, stores, client, experiment_id: str):
+    """(label, config, [(seeds, logged val_loss by epoch)]) of a trial number or an ablation variant."""
+    if re.fullmatch(r"t?\d+", target):
+        number = int(target.lstrip("t"))
+        study = load_study_readonly(stores)
+        trials = [t for t in (study.get_trials(deepcopy=False) if study else []) if t.number == number]
+        if not trials or "config" not in trials[0].user_attrs:
+            raise ConfigError(f"--reproduce: study {stores.study_name!r} has no trial {number}. "
+                              f"Received: reproduce={target!r}")
+        trial = trials[0]
+        run_id = trial.user_attrs.get("mlflow_run_id")
+        run = client.get_run(run_id)
+        config = TrialConfig.from_flat(trial.user_attrs["config"])
+        out = []
+        for key, text in sorted(run.data.params.items()):
+            m = re.fullmatch(r"seeds_r(\d+)", key)
+            if m:
+                r = int(m.group(1))
+                out.append((RepeatSeeds.from_param(text, r), client.get_metric_history(run_id, f"val_loss/r{r}")))
+        return f"trial t{number:02d} {config.label()}", config, out
+    parent = latest_ablation(client, experiment_id)
+    if parent is None:
+        raise ConfigError(f"--reproduce: {target!r} is not a trial number and the experiment has no ablation. "
+                          f"Received: reproduce={target!r}")
+    runs = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+                              max_results=50_000)
+    mine = [r for r in runs if target in r.data.tags.get("variants", "").split(",") and r.info.status == "FINISHED"]
+    if not mine:
+        names = sorted({n for r in runs for n in r.data.tags.get("variants", "").split(",") if n})
+        raise ConfigError(f"--reproduce: no finished ablation run of variant {target!r}; variants: "
+                          f"{', '.join(names) or 'none'}. Received: reproduce={target!r}")
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = json.loads(Path(client.download_artifacts(parent.info.run_id, SPEC_ARTIFACT, tmp)).read_text())
+    config = TrialConfig.from_flat(next(v["config"] for v in spec["variants"] if v["name"] == target))
+    out = []
+    for run in sorted(mine, key=lambda r: int(r.data.tags["seed_index"])):
+        r = int(run.data.tags["seed_index"])
+        out.append((RepeatSeeds.from_param(run.data.params[f"seeds_r{r}"], r),
+                    client.get_metric_history(run.info.run_id, f"val_loss/r{r}")))
+    return f"variant {target} {config.label()}", config, out
+
+
+TOLERANCE = 1e-5
+
+
+def reproduce(exp: Experiment, stores: Stores, target: str, echo: Callable[[str], None] = print) -> float:
+    """Retrain a logged trial (number) or ablation variant (name) with its logged seeds; print logged vs
+    new per-epoch val_loss; return the largest absolute difference. Reads the stores, writes nothing."""
+    dataset = load_dataset(exp.dataset, exp.seed)
+    if not stores.has_tracking_store():
+        raise ConfigError(f"--reproduce: no MLflow store under {stores.mlruns}/. "
+                          f"Received: mlruns={str(stores.mlruns)!r}")
+    client = client_for(stores.tracking_uri)
+    mexp = client.get_experiment_by_name(exp.name)
+    if mexp is None:
+        raise ConfigError(f"--reproduce: MLflow has no experiment {exp.name!r} in {stores.tracking_uri}. "
+                          f"Received: reproduce={target!r}")
+    label, config, logged = _targets(exp, target, stores, client, mexp.experiment_id)
+    deterministic = enable_determinism()
+    runtime.configure_device()
+    runtime.set_precision(exp.train.mixed_precision)
+    echo(f"reproducing {label}: {len(logged)} seed(s) x {exp.train.epochs} epochs"
+         f"{' (op determinism on)' if deterministic else ''}")
+    echo(f"  {'seed':>4}  {'epoch':>5}  {'logged val_loss':>16}  {'new val_loss':>16}  {'|diff|':>9}")
+    worst = 0.0
+    for seeds, history in logged:
+        if not history:
+            echo(f"  r{seeds.repeat}: nothing logged (pruned or failed before its first epoch); skipped")
+            continue
+        new = train.run(config, dataset, exp.train, seeds).history["val_loss"].to_numpy(dtype=float)
+        for m in sorted(history, key=lambda m: m.step):
+            if m.step >= len(new):
+                continue
+            diff = abs(new[m.step] - m.value)
+            worst = max(worst, diff) if np.isfinite(diff) else float("inf")
+            echo(f"  {'r' + str(seeds.repeat):>4}  {m.step:>5}  {m.value:16.8f}  {new[m.step]:16.8f}  {diff:9.2e}")
+    verdict = "match" if worst <= TOLERANCE else "DIFFER"
+    echo(f"max |diff| = {worst:.3g} (tolerance {TOLERANCE:g}): {verdict}")
+    return worst
+
+

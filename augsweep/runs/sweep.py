@@ -1,0 +1,392 @@
+"""A sweep: validated experiment -> Optuna study (resumable, shared by workers) -> MLflow runs.
+
+`SweepSession` is what the single-process sweep and the `--workers` launcher share: budget, locks,
+the study and the parent MLflow run, opened under the study's start lock and closed with the
+right status.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import yaml
+
+from .. import runtime
+from ..experiment import space
+from ..experiment.schema import ConfigError, Experiment
+from ..stores.study import (ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKING_URI, Stores, count_finished,
+                            count_running, identity, make_storage, study_locks)
+from ..stores.recovery import close_orphan_runs, reap_dead_trials, retry_once, worker_identity
+from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, client_for
+from ..training.data import load_dataset
+
+
+class SweepAborted(RuntimeError):
+    """Too many consecutive failed trials: something is systematically wrong."""
+
+
+def make_sampler(exp: Experiment, trial_index: int | None = None):
+    """Seeded sampler named by the experiment.
+
+    With `trial_index` (the number of trials the study holds before this one), the seed is
+    derived from the experiment's seed and that index: a sequential sweep is reproducible, a
+    resumed sweep does not replay the first trials' draws, and parallel workers (each asking
+    at a different index, under the study lock) do not sample the same configurations.
+    """
+    import numpy as np
+    import optuna
+
+    seed = exp.seed
+    # Not for the grid: GridSampler maps trial numbers to points through an order shuffled by its
+    # seed, so every trial and worker must share one seed for the grid to be covered exactly once.
+    if trial_index is not None and exp.sampler != "grid":
+        seed = int(np.random.SeedSequence([exp.seed, trial_index]).generate_state(1)[0] & (2**31 - 1))
+    if exp.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if exp.sampler == "grid":
+        return optuna.samplers.GridSampler(space.grid_search_space(exp.search_space), seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def make_pruner(exp: Experiment):
+    """Pruner named by the experiment; steps count epochs across repeats."""
+    import optuna
+
+    steps = exp.train.epochs * exp.repeats
+    if exp.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, exp.train.epochs // 2))
+    if exp.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(2, steps))
+    return optuna.pruners.NopPruner()
+
+
+def budget_of(exp: Experiment, trials: int | None) -> int:
+    """Finished trials wanted in total: `--trials`, else the file's `trials`."""
+    budget = trials if trials is not None else exp.trials
+    if budget < 1:
+        raise ConfigError(f"--trials must be >= 1. Received: trials={budget}")
+    return budget
+
+
+@dataclass
+class SweepOutcome:
+    """What a sweep did, for the terminal summary and for tests."""
+
+    study_name: str
+    parent_run_id: str
+    budget: int
+    finished: int
+    ran_now: int
+    best: list = field(default_factory=list)
+
+
+class _Progress:
+    """Optuna callback: one line per trial, and the failure-streak stop."""
+
+    def __init__(self, budget: int, max_failures: int, echo: Callable[[str], None]):
+        self.budget, self.max_failures, self.echo = budget, max_failures, echo
+        self.started = time.perf_counter()
+        self.streak = 0
+        self.last_reason = ""
+        self.ran = 0
+        self.aborted = False
+
+    def __call__(self, study, trial) -> None:
+        import optuna
+
+        self.ran += 1
+        state = trial.state.name
+        done = count_finished(study)
+        try:
+            best = study.best_trial
+            best_text = f"best {best.value:.4f} (t{best.number:02d})"
+        except ValueError:
+            best_text = "best -"
+        value = f"{trial.value:.4f}" if trial.value is not None else "-"
+        label = space.TrialConfig.from_flat(trial.user_attrs["config"]).label() if "config" in trial.user_attrs else ""
+        secs = trial.duration.total_seconds() if trial.duration else 0.0
+        line = (f"[{min(done, self.budget):>3}/{self.budget}] t{trial.number:02d} {state:<8} {value:>7}  {best_text}"
+                f"  {secs:6.1f}s  elapsed {time.perf_counter() - self.started:6.0f}s  {label}")
+        if trial.state == optuna.trial.TrialState.FAIL:
+            self.streak += 1
+            self.last_reason = trial.user_attrs.get("failure_reason", "see the MLflow run's traceback.txt")
+            line += f"  ({self.last_reason})"
+        else:
+            self.streak = 0
+        self.echo(line)
+        if self.streak >= self.max_failures:
+            self.aborted = True
+            study.stop()
+        elif done >= self.budget:
+            study.stop()
+
+
+def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Callable[[str], None],
+               device: str, policy: str, attach: bool = False):
+    """Create or load the study and open the sweep's parent MLflow run; call under the start lock.
+
+    `attach` (a worker started by `--workers`): join the parent run its launcher opened.
+    Returns (study, budget, tracker).
+    """
+    import optuna
+
+    study = optuna.create_study(
+        study_name=stores.study_name, storage=make_storage(stores.storage_url),
+        sampler=make_sampler(exp), pruner=make_pruner(exp), direction="minimize", load_if_exists=True,
+    )
+    ident = identity(exp)
+    known = study.user_attrs.get(ATTR_EXPERIMENT_HASH)
+    if known and known != ident:
+        raise ConfigError(
+            f"study {stores.study_name!r} in {stores.storage_url} was created from a different experiment "
+            f"(dataset, search space, training or seeds changed). Received: {exp.path}; use --study-name NEW "
+            f"or another --mlruns"
+        )
+    if exp.sampler == "grid" and budget > space.grid_size(exp.search_space):
+        if not attach:
+            echo(f"note: the grid has {space.grid_size(exp.search_space)} configurations; "
+                 f"the sweep stops when it is exhausted (trials: {budget})")
+        budget = space.grid_size(exp.search_space)
+
+    tracker = Tracker(stores.tracking_uri, exp.name, stores.artifact_location)
+    if attach and study.user_attrs.get(ATTR_PARENT_RUN):
+        tracker.parent_run_id = study.user_attrs[ATTR_PARENT_RUN]
+        return study, budget, tracker
+    resolved_yaml = yaml.safe_dump(exp.resolved(), sort_keys=False)
+    parent = tracker.start_parent(
+        run_name=f"sweep {stores.study_name}",
+        tags={"kind": "sweep", "study": stores.study_name, "sampler": exp.sampler, "pruner": exp.pruner,
+              "git_commit": runtime.git_commit(), "device": device, "dtype_policy": policy,
+              "backend": runtime.backend() if policy else os.environ.get("KERAS_BACKEND", "tensorflow"), "budget": budget,
+              "optuna_storage": stores.storage_url, "dataset_fingerprint": dataset.fingerprint},
+        params={"dataset": exp.dataset.source, "image_size": "x".join(map(str, exp.dataset.image_size)),
+                "epochs": exp.train.epochs, "batch_size": exp.train.batch_size, "repeats": exp.repeats,
+                "sampler": exp.sampler, "pruner": exp.pruner, "seed": exp.seed,
+                "train_images": len(dataset.x_train), "val_images": len(dataset.x_val),
+                "classes": dataset.num_classes},
+        files={"experiment.yaml": resolved_yaml,
+               "versions.yaml": yaml.safe_dump(runtime.package_versions(), sort_keys=True)},
+        resume_run_id=study.user_attrs.get(ATTR_PARENT_RUN),
+    )
+    study.set_user_attr(ATTR_PARENT_RUN, parent)
+    study.set_user_attr(ATTR_EXPERIMENT_HASH, ident)
+    study.set_user_attr(ATTR_TRACKING_URI, stores.tracking_uri)
+    study.set_user_attr("experiment", exp.resolved())
+    study.set_user_attr("dataset_fingerprint", dataset.fingerprint)
+    return study, budget, tracker
+
+
+def prepare(exp: Experiment, stores: Stores, echo: Callable[[str], None]):
+    """The dataset (bad data: exit 2 before any store is touched), the stores' folder made."""
+    import optuna
+
+    dataset = load_dataset(exp.dataset, exp.seed)
+    for note in dataset.warnings:
+        echo(f"warning: {note}")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    stores.make_dirs()
+    return dataset
+
+
+class SweepSession:
+    """The study shared by every process of a sweep, held open for one process.
+
+    Entering takes the liveness lock (shared: `--repair` learns that a sweep process is alive),
+    opens the study and the parent run under the start lock. `owner` (the process the user
+    started, not a spawned worker) ends the parent run: KILLED when the block raises, FAILED on
+    `abort`, FINISHED by `finish` once no trial is running anywhere.
+    """
+
+    def __init__(self, exp: Experiment, stores: Stores, dataset, budget: int, echo: Callable[[str], None],
+                 device: str, policy: str, owner: bool = True):
+        self.exp, self.stores, self.dataset, self.echo = exp, stores, dataset, echo
+        self.budget, self.device, self.policy, self.owner = budget, device, policy, owner
+        self.start_lock, self.alive = study_locks(stores)
+        self.study = self.tracker = None
+        self.already = 0
+
+    def __enter__(self) -> "SweepSession":
+        self.alive.acquire(shared=True)
+        try:
+            with self.start_lock:
+                self.study, self.budget, self.tracker = open_study(
+                    self.exp, self.stores, self.dataset, self.budget, self.echo, self.device, self.policy,
+                    attach=not self.owner)
+            self.already = count_finished(self.study)
+        except BaseException:
+            self.alive.release()
+            raise
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        try:
+            if kind is not None and self.owner and not isinstance(exc, SweepAborted):
+                self.tracker.end_parent(KILLED)
+        finally:
+            self.alive.release()
+
+    def header(self, where: str) -> str:
+        return (f"augsweep: study {self.stores.study_name!r} on {self.dataset.describe()}; {where}; "
+                f"{self.already}/{self.budget} trials finished, {max(0, self.budget - self.already)} to go")
+
+    def abort(self, message: str) -> SweepAborted:
+        """End the parent run FAILED (owner) and return the exception to raise."""
+        if self.owner:
+            self.tracker.end_parent(FAILED)
+        return SweepAborted(message)
+
+    def finish(self) -> None:
+        """End the parent run FINISHED, unless trials still run elsewhere (the last process closes it)."""
+        if self.owner and count_running(self.study) == 0:
+            self.tracker.end_parent(FINISHED)
+
+    def outcome(self, ran_now: int) -> "SweepOutcome":
+        return outcome(self.study, self.stores.study_name, self.tracker.parent_run_id, self.budget, ran_now)
+
+
+POLL_SECONDS = 2.0  # a worker with nothing to start checks again this often (others' trials may fail)
+
+
+def optimize(study, exp: Experiment, objective, progress: "_Progress", budget: int, start_lock,
+              echo: Callable[[str], None]) -> None:
+    """Start trials until `budget` have finished, one at a time, with the count-then-start step
+    under the study's start lock: two workers that both see `budget - 1` finished can never both
+    start one (a trial counts from the moment it is RUNNING). Dead workers' trials are failed
+    and requeued first."""
+    import optuna
+
+    me = worker_identity()
+    first, told = True, False
+    while not progress.aborted:
+        start_lock.acquire()
+        state = {"released": False, "number": None}
+        try:
+            reap_dead_trials(study, echo)
+            if first:
+                close_orphan_runs(study, echo)
+                first = False
+            finished, running = count_finished(study), count_running(study)
+            if finished >= budget:
+                return
+            if finished + running < budget:
+                def gated(trial):
+                    start_lock.release()  # the trial is RUNNING now: it counts for every other worker
+                    state["released"], state["number"] = True, trial.number
+                    trial.set_user_attr("worker", me)
+                    with runtime.interruptible():
+                        return objective(trial)
+
+                study.sampler = make_sampler(exp, len(study.get_trials(deepcopy=False)))
+                try:
+                    # Interrupts wait while Optuna does its own bookkeeping around the objective (an
+                    # exception inside one of its storage calls breaks its clean-up) and go through
+                    # at once inside the objective, which fails the trial in both stores.
+                    with runtime.store_write():
+                        study.optimize(gated, n_trials=1, callbacks=[progress], catch=(Exception,),
+                                       gc_after_trial=False)
+                except KeyboardInterrupt:  # Ctrl-C / SIGTERM: Optuna has failed the trial; retry it once
+                    if state["number"] is not None:
+                        t = study.get_trials(deepcopy=False)[state["number"]]
+                        if t.state == optuna.trial.TrialState.FAIL:
+                            retry_once(study, t)
+                    raise
+                continue
+        finally:
+            if not state["released"]:
+                start_lock.release()
+        if not told:
+            echo(f"waiting: the rest of the budget is running in other processes ({finished}/{budget} finished)")
+            told = True
+        time.sleep(POLL_SECONDS)  # one of those trials may still fail and leave a slot
+
+
+def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: Callable[[str], None] = print,
+              worker: int | None = None) -> SweepOutcome:
+    """Run (or resume) the experiment's study until `trials` trials have finished in total.
+
+    Several processes may run this on the same stores at once (`worker` marks one started by
+    `--workers`, which leaves the parent run to its launcher).
+    """
+    from .objective import Objective
+
+    budget = budget_of(exp, trials)
+    dataset = prepare(exp, stores, echo if worker is None else (lambda line: None))
+    device = runtime.configure_device()
+    policy = runtime.set_precision(exp.train.mixed_precision)
+    with SweepSession(exp, stores, dataset, budget, echo, device, policy, owner=worker is None) as session:
+        if worker is None:
+            echo(session.header(f"device {device}"))
+        progress = _Progress(session.budget, exp.max_consecutive_failures, echo)
+        objective = Objective(exp, dataset, session.tracker, grid=exp.sampler == "grid", device=device)
+        optimize(session.study, exp, objective, progress, session.budget, session.start_lock, echo)
+        if progress.aborted:
+            raise session.abort(
+                f"{progress.streak} consecutive trials failed; last reason: {progress.last_reason}. "
+                f"Stopping: something is systematically wrong (see the failed runs in MLflow)."
+            )
+        session.finish()
+        return session.outcome(progress.ran)
+
+
+def outcome(study, study_name: str, parent_run_id: str, budget: int, ran_now: int) -> SweepOutcome:
+    """The sweep's state as read back from the study."""
+    import optuna
+
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    best = sorted(complete, key=lambda t: t.value)[:5]
+    return SweepOutcome(study_name, parent_run_id, budget, count_finished(study), ran_now, best)
+
+
+def _running_runs(tracking_uri: str | None, experiment_name: str) -> set[str]:
+    """Ids of the experiment's MLflow runs whose status is RUNNING."""
+    if not tracking_uri:
+        return set()
+    client = client_for(tracking_uri)
+    exp = client.get_experiment_by_name(experiment_name)
+    if exp is None:
+        return set()
+    runs = client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'", max_results=50000)
+    return {r.info.run_id for r in runs}
+
+
+def repair(exp: Experiment, stores: Stores, echo: Callable[[str], None] = print) -> tuple[int, int]:
+    """Without training: fail the trials of dead workers (queueing their configurations once
+    more), close MLflow runs left RUNNING, and the parent run when no sweep process is alive.
+    Returns (trials failed, runs closed)."""
+    if not stores.has_study_store():
+        raise ConfigError(f"nothing to repair: no study store at {stores.study_db}. "
+                          f"Received: --mlruns {stores.mlruns}")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=stores.study_name, storage=make_storage(stores.storage_url))
+    except KeyError:
+        raise ConfigError(f"nothing to repair: no study {stores.study_name!r} in {stores.storage_url}. "
+                          f"Received: {exp.path}") from None
+    start_lock, alive = study_locks(stores)
+    nobody_alive = alive.acquire(blocking=False)  # exclusive: no sweep process on this machine
+    uri = study.user_attrs.get(ATTR_TRACKING_URI)
+    before = _running_runs(uri, exp.name)
+    try:
+        with start_lock:
+            failed = reap_dead_trials(study, echo, no_local_workers=nobody_alive)
+            close_orphan_runs(study, echo)
+            parent = study.user_attrs.get(ATTR_PARENT_RUN)
+            if nobody_alive and parent and parent in _running_runs(uri, exp.name) and count_running(study) == 0:
+                client_for(uri).set_terminated(parent, KILLED)
+                echo(f"closed the sweep's parent run {parent} as KILLED (no sweep process is alive)")
+    finally:
+        if nobody_alive:
+            alive.release()
+    closed = len(before - _running_runs(uri, exp.name))
+    waiting = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+    echo(f"repair: {failed} dead trial(s) failed, {closed} MLflow run(s) closed; "
+         f"{count_finished(study)} trials finished, {waiting} queued for retry, {count_running(study)} running"
+         + ("" if nobody_alive else " (a sweep process is alive on this machine; its trials were left alone)"))
+    return failed, closed
+
+

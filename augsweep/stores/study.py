@@ -1,0 +1,167 @@
+"""Where a study's results live: the `Stores` (embedded under `mlruns/` or given as URLs), the Optuna
+storage behind them, the study's identity and counts, and its locks."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .. import runtime
+from ..experiment.schema import ConfigError, Experiment
+
+# Study user attributes that tie the Optuna study to the MLflow store and to its experiment.
+ATTR_PARENT_RUN = "mlflow_parent_run_id"
+ATTR_EXPERIMENT_HASH = "experiment_sha256"
+ATTR_TRACKING_URI = "mlflow_tracking_uri"
+
+
+@dataclass(frozen=True)
+class Stores:
+    """Where the study and the runs live; resolved once (by the CLI) and handed to every domain function."""
+
+    mlruns: Path
+    storage_url: str
+    tracking_uri: str
+    artifact_location: str | None
+    study_name: str
+    embedded_study: bool = True  # the Optuna study is the SQLite file under `mlruns`
+    embedded_tracking: bool = True  # MLflow is the SQLite file + artifact folder under `mlruns`
+
+    @property
+    def embedded(self) -> bool:
+        """Both stores are the files under `mlruns` (one machine, one filesystem)."""
+        return self.embedded_study and self.embedded_tracking
+
+    @property
+    def study_db(self) -> Path:
+        return self.mlruns / "optuna.db"
+
+    @property
+    def tracking_db(self) -> Path:
+        return self.mlruns / "mlflow.db"
+
+    def has_study_store(self) -> bool:
+        """A study store exists (a URL always may; the embedded file only once a sweep made it)."""
+        return not self.embedded_study or self.study_db.exists()
+
+    def has_tracking_store(self) -> bool:
+        return not self.embedded_tracking or self.tracking_db.exists()
+
+    def make_dirs(self) -> None:
+        """Create `mlruns/` when either store is embedded."""
+        if self.embedded_study or self.embedded_tracking:
+            self.mlruns.mkdir(parents=True, exist_ok=True)
+
+
+def resolve_stores(exp: Experiment, mlruns: str | Path = "mlruns", storage: str | None = None,
+                   tracking_uri: str | None = None, study_name: str | None = None) -> Stores:
+    """Embedded defaults under `mlruns` (Optuna SQLite + MLflow SQLite + artifacts), or the URLs given."""
+    from .tracking import artifact_root_for, tracking_uri_for
+
+    root = Path(mlruns)
+    return Stores(
+        mlruns=root,
+        storage_url=storage or f"sqlite:///{root.resolve() / 'optuna.db'}",
+        tracking_uri=tracking_uri or tracking_uri_for(root),
+        artifact_location=None if tracking_uri else artifact_root_for(root),
+        study_name=study_name or exp.name,
+        embedded_study=storage is None,
+        embedded_tracking=tracking_uri is None,
+    )
+
+
+def make_storage(url: str):
+    """Optuna storage for a URL.
+
+    The embedded default is SQLite (one file beside MLflow's, read by the report) with a 120 s
+    busy timeout, so parallel workers wait for each other's short writes instead of failing
+    with "database is locked", and a heartbeat: a trial of a worker that died on another
+    machine is failed after `recovery.HEARTBEAT_GRACE` s and its configuration retried once.
+    (Optuna's JournalStorage also takes parallel workers but has no heartbeat.)
+    """
+    import optuna
+    from optuna.storages import RDBStorage
+
+    from .recovery import heartbeat_settings, on_stale_heartbeat
+
+    runtime.tune_sqlite()  # before the first connection: WAL + synchronous=NORMAL
+    if url.startswith(("journal:", "file:")) or url.endswith(".journal"):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = url.split(":", 1)[1] if url.startswith(("journal:", "file:")) else url
+        return JournalStorage(JournalFileBackend(path))
+    interval, grace = heartbeat_settings()
+    engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
+    try:
+        with warnings.catch_warnings():  # heartbeat is marked experimental; it is what we need
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=interval, grace_period=grace,
+                heartbeat_stale_trial_callback=on_stale_heartbeat,
+            )
+    except (ValueError, ImportError, optuna.exceptions.StorageInternalError) as e:
+        raise ConfigError(f"--storage is not a usable Optuna storage URL. Received: storage={url!r} ({e})") from None
+
+
+def load_study_readonly(stores: Stores):
+    """The stores' study, or None when there is none (never creates a store)."""
+    import optuna
+
+    if not stores.has_study_store():
+        return None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return optuna.load_study(study_name=stores.study_name, storage=make_storage(stores.storage_url))
+    except KeyError:
+        return None
+
+
+def load_study(stores: Stores):
+    """The stores' study, or a ConfigError that says how to create it."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = make_storage(stores.storage_url)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+    if stores.study_name not in names:
+        raise ConfigError(
+            f"no study named {stores.study_name!r} in {stores.storage_url} (found: {sorted(names) or 'none'}); "
+            f"run sweep.py on this experiment first"
+        )
+    return optuna.load_study(study_name=stores.study_name, storage=storage)
+
+
+def finished_states():
+    import optuna
+
+    return (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def count_finished(study) -> int:
+    """Trials that count toward the budget: completed or pruned (failed ones are not)."""
+    return len(study.get_trials(deepcopy=False, states=finished_states()))
+
+
+def count_running(study) -> int:
+    import optuna
+
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
+
+
+def identity(exp: Experiment) -> str:
+    """Hash of everything that must not change when a study is resumed (the budget may)."""
+    resolved = exp.resolved()
+    for key in ("trials", "max_consecutive_failures", "ablation"):
+        resolved.pop(key, None)
+    return hashlib.sha256(yaml.safe_dump(resolved, sort_keys=True).encode()).hexdigest()
+
+
+def study_locks(stores: Stores):
+    """(start lock, liveness lock) of the study; see `recovery`."""
+    from .recovery import study_locks as locks
+
+    return locks(stores.mlruns, stores.embedded_study, stores.storage_url, stores.study_name)

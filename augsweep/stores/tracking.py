@@ -1,0 +1,237 @@
+"""MLflow: one parent run per sweep, one nested run per trial, per-epoch metrics, artifacts.
+
+Everything goes through `MlflowClient` with explicit run ids (no fluent global state), so the
+same code serves several workers and resumed sweeps. The store is SQLite under `mlruns/`
+with the artifact folder beside it (MLflow 3.13+ refuses the old file store).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from .. import runtime
+from ..runtime import store_write
+
+# MLflow's SQLite store runs Alembic migrations on first use and logs each step at INFO.
+for _name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent", "mlflow.store.sql"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
+
+
+
+def tracking_uri_for(mlruns: str | Path) -> str:
+    """SQLite tracking URI of the embedded store under `mlruns`."""
+    return f"sqlite:///{Path(mlruns).resolve() / 'mlflow.db'}"
+
+
+def artifact_root_for(mlruns: str | Path) -> str:
+    """Artifact folder of the embedded store, beside the database."""
+    return (Path(mlruns).resolve() / "artifacts").as_uri()
+
+
+def client_for(tracking_uri: str):
+    """An `MlflowClient` on the URI (SQLite connections tuned first: see `runtime.tune_sqlite`)."""
+    from mlflow import MlflowClient
+
+    runtime.tune_sqlite()
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def get_or_create_experiment(client, name: str, artifact_location: str | None) -> str:
+    """Id of the MLflow experiment `name`, created (race-safely) if missing."""
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            client.restore_experiment(exp.experiment_id)
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except Exception:  # another worker created it between our look-up and create
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _metrics(values: Mapping[str, float], step: int = 0, timestamp: int | None = None) -> list:
+    from mlflow.entities import Metric
+
+    ts = timestamp or _now_ms()
+    return [Metric(k, float(v), ts, int(step)) for k, v in values.items()]
+
+
+def _params(values: Mapping[str, Any]) -> list:
+    from mlflow.entities import Param
+
+    return [Param(k, str(v)) for k, v in values.items()]
+
+
+def _tags(values: Mapping[str, Any]) -> list:
+    from mlflow.entities import RunTag
+
+    return [RunTag(k, str(v)) for k, v in values.items()]
+
+
+class Tracker:
+    """A sweep's MLflow bookkeeping: parent run, trial runs, epoch metrics, artifacts."""
+
+    def __init__(self, tracking_uri: str, experiment_name: str, artifact_location: str | None = None):
+        self.tracking_uri = tracking_uri
+        self.client = client_for(tracking_uri)
+        self.experiment_id = get_or_create_experiment(self.client, experiment_name, artifact_location)
+        self.parent_run_id: str | None = None
+        self._worker = None
+        self._pending: list = []
+        self.deferred_errors: list[str] = []
+
+    # -- background finishing --------------------------------------------------------------------
+
+    def defer(self, job) -> None:
+        """Run `job(scratch_folder)` on one background thread, so a finished trial's plots and
+        store writes overlap the next trial's training. At most one job waits: the previous one is
+        waited for first (it has normally long finished). Errors are logged and kept in
+        `deferred_errors`, never raised into the next trial."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.flush()
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="augsweep-tracking")
+
+        def run():
+            with scratch_dir() as tmp:
+                job(Path(tmp))
+
+        self._pending.append(self._worker.submit(run))
+
+    def flush(self) -> None:
+        """Wait for deferred jobs to finish (`end_parent` does; so should anything reading the runs)."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            try:
+                future.result()
+            except Exception as e:  # noqa: BLE001 - the store failing must not fail a later trial
+                message = f"{type(e).__name__}: {e}"
+                self.deferred_errors.append(message)
+                logging.getLogger("augsweep").warning("finishing a trial's MLflow run failed: %s", message)
+
+    # -- parent run ------------------------------------------------------------------------------
+
+    def start_parent(self, run_name: str, tags: Mapping[str, Any], params: Mapping[str, Any],
+                     files: Mapping[str, str], resume_run_id: str | None = None) -> str:
+        """Create the sweep's parent run, or reopen it when resuming (same run, status RUNNING)."""
+        with store_write():
+            return self._start_parent(run_name, tags, params, files, resume_run_id)
+
+    def _start_parent(self, run_name, tags, params, files, resume_run_id) -> str:
+        run_id = None
+        if resume_run_id:
+            try:
+                run = self.client.get_run(resume_run_id)
+                if run.info.lifecycle_stage == "active":
+                    run_id = resume_run_id
+                    self.client.update_run(run_id, status=RUNNING)
+            except Exception:  # the tracking store was deleted or replaced: start a new parent
+                run_id = None
+        if run_id is None:
+            run_id = self.client.create_run(self.experiment_id, tags=dict(tags), run_name=run_name).info.run_id
+            self.client.log_batch(run_id, params=_params(params))
+        else:
+            self.client.log_batch(run_id, tags=_tags(tags))
+        for name, text in files.items():
+            self.client.log_text(run_id, text, name)
+        self.parent_run_id = run_id
+        return run_id
+
+    def end_parent(self, status: str = FINISHED) -> None:
+        self.flush()
+        if self.parent_run_id:
+            with store_write():
+                self.client.set_terminated(self.parent_run_id, status)
+
+    # -- trial runs ------------------------------------------------------------------------------
+
+    def start_trial(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, Any]) -> str:
+        """Nested run for one trial, with its flat params and seeds."""
+        all_tags = {"mlflow.parentRunId": self.parent_run_id, **tags} if self.parent_run_id else dict(tags)
+        with store_write():
+            run_id = self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name).info.run_id
+            self.client.log_batch(run_id, params=_params(params))
+        return run_id
+
+    def epoch_logger(self, run_id: str, repeat: int):
+        """Keras callback logging each epoch's metrics as `<keras name>/r<repeat>` (step=epoch).
+
+        Buffered: the repeat's epochs go to the store in one `log_batch` when training ends
+        (stopped, pruned or diverged alike), not one SQLite write per epoch.
+        """
+        import keras
+
+        client = self.client
+
+        class EpochLogger(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.buffer: list = []
+
+            def on_epoch_end(self, epoch, logs=None):
+                values = {f"{k}/r{repeat}": v for k, v in (logs or {}).items() if _is_number(v)}
+                self.buffer += _metrics(values, step=epoch)
+
+            def on_train_end(self, logs=None):
+                # Synchronous on purpose: MLflow's async mode costs ~0.6 s per run when its queue is
+                # shut down at set_terminated (bench/overhead.py); one batched write is a few ms.
+                with store_write():
+                    for i in range(0, len(self.buffer), 1000):  # MLflow's log_batch limit
+                        client.log_batch(run_id, metrics=self.buffer[i:i + 1000])
+                self.buffer = []
+
+        return EpochLogger()
+
+    def finish_trial(self, run_id: str, status: str, history: pd.DataFrame | None,
+                     metrics: Mapping[str, float] | None = None, tags: Mapping[str, Any] | None = None,
+                     artifacts: Sequence[str | Path] = (), texts: Mapping[str, str] | None = None) -> None:
+        """Log the mean-over-repeats curves under Keras's names, summary metrics, artifacts; end the run."""
+        with store_write():
+            self._finish_trial(run_id, status, history, metrics, tags, artifacts, texts)
+
+    def _finish_trial(self, run_id, status, history, metrics, tags, artifacts, texts) -> None:
+        batch = []
+        if history is not None and len(history):
+            mean = history.drop(columns=["repeat"], errors="ignore").groupby("epoch").mean()
+            ts = _now_ms()
+            for epoch, row in mean.iterrows():
+                batch += _metrics({k: v for k, v in row.items() if _is_number(v)}, step=int(epoch), timestamp=ts)
+        batch += _metrics({k: v for k, v in (metrics or {}).items() if _is_number(v)})
+        for i in range(0, len(batch), 1000):  # MLflow's log_batch limit is 1000 metrics
+            self.client.log_batch(run_id, metrics=batch[i:i + 1000])
+        if tags:
+            self.client.log_batch(run_id, tags=_tags(tags))
+        for name, text in (texts or {}).items():
+            self.client.log_text(run_id, text, name)
+        for local in artifacts:
+            self.client.log_artifact(run_id, str(local))
+        self.client.set_terminated(run_id, status)
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def scratch_dir():
+    """Temporary folder for artifacts before they are copied into the store."""
+    return tempfile.TemporaryDirectory(prefix="augsweep-")

@@ -1,0 +1,172 @@
+"""Training returns data: a per-epoch history frame. Tracking and pruning listen via callbacks.
+
+Fast path (TensorFlow backend): the arrays become tensors once per process, each epoch is a
+seeded shuffle of indices gathered into full batches (the last partial batch is dropped, so
+every step has one shape and nothing is retraced), geometric augmentations placed in the
+pipeline by `placement.plan` run per batch, and batches are prefetched. Other backends feed
+the arrays through Keras's own adapter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .. import augment, runtime
+from ..experiment.schema import TrainConfig
+from ..experiment.seeding import RepeatSeeds
+from ..experiment.space import TrialConfig
+from . import placement
+from .data import Dataset
+from .model import build_convnet, compile_model
+
+
+@dataclass
+class RepeatResult:
+    """One training run: its history (Keras names, one row per epoch) and the model."""
+
+    history: pd.DataFrame
+    model: object
+    placement: str = "model"  # where the augmentations ran (`placement.Placement.label`)
+
+    @property
+    def best_val_loss(self) -> float:
+        v = self.history["val_loss"].to_numpy(dtype=float)
+        v = v[np.isfinite(v)]
+        return float(v.min()) if len(v) else float("nan")
+
+
+def history_frame(history: dict[str, list[float]]) -> pd.DataFrame:
+    """Keras `History.history` -> DataFrame indexed by epoch (0-based), columns in Keras's names."""
+    frame = pd.DataFrame({k: list(map(float, v)) for k, v in history.items()})
+    frame.index.name = "epoch"
+    return frame
+
+
+def plan_placement(config: TrialConfig, settings: TrainConfig, where: str = "auto"):
+    """Where this configuration's augmentations run on this backend and device (`where`: auto | model | data)."""
+    return placement.plan(list(augment.build_order(config.enabled)), backend=runtime.backend(),
+                          accelerator=runtime.has_accelerator(), jit_compile=settings.jit_compile,
+                          placement=where)
+
+
+def build(config: TrialConfig, dataset: Dataset, settings: TrainConfig, seeds: RepeatSeeds,
+          in_model: Sequence[str] | None = None):
+    """A fresh compiled model for one repeat of one configuration (clears the Keras session).
+
+    `in_model` names the augmentations built into the model (default: all that are on).
+    """
+    import keras
+
+    keras.backend.clear_session()
+    runtime.release_traced_gradients()  # TensorFlow's registry would keep every earlier model's graphs
+    set_global_seed(seeds.order)
+    enabled = config.enabled
+    chosen = enabled if in_model is None else {n: enabled[n] for n in in_model}
+    layers = placement.jit_capable(augment.build_layers(chosen, seeds.aug), runtime.backend())
+    model = build_convnet(dataset.input_shape, dataset.num_classes, config.depth, config.filters,
+                          config.dense_units, layers, seed=seeds.init)
+    jit = {"auto": "auto", "true": True, "false": False}[settings.jit_compile]
+    return compile_model(model, dataset.num_classes, config.learning_rate, settings.adam_epsilon, jit)
+
+
+_TENSORS: dict = {}
+_MAX_TENSORS = 4  # train and validation images and labels of one dataset
+
+
+def _tensor(a):
+    """`a` as a TensorFlow tensor, converted once per process (the latest dataset's arrays are kept)."""
+    import tensorflow as tf
+
+    key = (id(a), a.shape, str(a.dtype))
+    if key not in _TENSORS:
+        while len(_TENSORS) >= _MAX_TENSORS:
+            _TENSORS.pop(next(iter(_TENSORS)))
+        # The array stays referenced so its id cannot be reused by another array.
+        _TENSORS[key] = (a, tf.constant(a))
+    return _TENSORS[key][1]
+
+
+def input_pipeline(x, y, batch_size: int, seed: int | None = None, shuffle: bool = True,
+                   drop_remainder: bool = True, augmentation_layers: Sequence = ()):
+    """`tf.data` batches of (x, y): seeded per-epoch shuffle, whole batches, augmentation, prefetch."""
+    import tensorflow as tf
+
+    xt, yt = _tensor(x), _tensor(y)
+    n = int(x.shape[0])
+    if drop_remainder and n < batch_size:
+        drop_remainder = False  # fewer images than one batch: train on what there is
+    ds = tf.data.Dataset.range(n)
+    if shuffle:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.map(lambda i: (tf.gather(xt, i), tf.gather(yt, i)))
+    if augmentation_layers:
+        def augment_batch(images, labels):
+            for layer in augmentation_layers:
+                images = layer(images, training=True)
+            return images, labels
+
+        ds = ds.map(augment_batch)  # sequential: the layers' seed state advances in a fixed order
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def fit(model, dataset: Dataset, epochs: int, batch_size: int, callbacks: Sequence = (), *,
+        data_augmentation: Sequence = (), seed: int = 0, drop_remainder: bool = True) -> pd.DataFrame:
+    """Train on the dataset, validate each epoch, return the history frame.
+
+    `data_augmentation`: layers applied in the input pipeline (TensorFlow backend only).
+    """
+    if runtime.backend() == "tensorflow":
+        train_data = input_pipeline(dataset.x_train, dataset.y_train, batch_size, seed,
+                                    drop_remainder=drop_remainder, augmentation_layers=data_augmentation)
+        val_data = input_pipeline(dataset.x_val, dataset.y_val, batch_size, shuffle=False,
+                                  drop_remainder=False)
+        history = model.fit(train_data, validation_data=val_data, epochs=epochs, shuffle=False,
+                            verbose=0, callbacks=list(callbacks))
+    else:
+        if data_augmentation:
+            raise ValueError("augmentation in the input pipeline needs the TensorFlow backend")
+        history = model.fit(
+            dataset.x_train, dataset.y_train,
+            validation_data=(dataset.x_val, dataset.y_val),
+            epochs=epochs, batch_size=batch_size, shuffle=True, verbose=0,
+            callbacks=list(callbacks),
+        )
+    return history_frame(history.history)
+
+
+def run(config: TrialConfig, dataset: Dataset, settings: TrainConfig, seeds: RepeatSeeds,
+        callbacks: Sequence = (), where: str = "auto") -> RepeatResult:
+    """Build and train one repeat; `callbacks` (tracking, pruning) come from the caller."""
+    import keras
+
+    plan = plan_placement(config, settings, where)
+    model = build(config, dataset, settings, seeds, in_model=plan.in_model)
+    data_layers = augment.build_layers({n: config.enabled[n] for n in plan.in_data}, seeds.aug)
+    extra = [keras.callbacks.EarlyStopping(patience=settings.early_stopping)] if settings.early_stopping else []
+    frame = fit(model, dataset, settings.epochs, settings.batch_size, [*callbacks, *extra],
+                data_augmentation=data_layers, seed=seeds.order)
+    return RepeatResult(frame, model, plan.label)
+
+
+def set_global_seed(seed: int) -> None:
+    """Seed Python, NumPy and the backend (Keras `set_random_seed`)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def enable_determinism() -> bool:
+    """Make the backend's ops deterministic (TensorFlow: `enable_op_determinism`); True if it did."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return False  # JAX is deterministic on CPU by construction; nothing to switch on
+    import tensorflow as tf
+
+    tf.config.experimental.enable_op_determinism()
+    return True

@@ -1,0 +1,122 @@
+"""Shared test helpers: tiny experiments, the real CLI in a subprocess, and the stores read back."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+from mlflow import MlflowClient
+
+from augsweep.experiment import Experiment, load_experiment
+from augsweep.stores.study import Stores, resolve_stores
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_experiment(**overrides) -> dict:
+    """A synthetic experiment that trains in about a second per trial."""
+    exp = {
+        "name": "tiny",
+        "dataset": {"source": "synthetic", "image_size": [16, 16], "samples": 96},
+        "search_space": {
+            "depth": {"low": 1, "high": 2},
+            "augmentations": {"flip": {"mode": ["horizontal"]}, "contrast": {"factor": [0.1, 0.5]}},
+        },
+        "train": {"epochs": 2, "batch_size": 32, "learning_rate": 0.003},
+        "trials": 3,
+        "repeats": 1,
+        "sampler": "random",
+        "pruner": "none",
+        "seed": 0,
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(exp.get(key), dict):
+            exp[key] = {**exp[key], **value}
+        else:
+            exp[key] = value
+    return exp
+
+
+def run_cli(script: str, *args, cwd: Path | None = None, timeout: float = 600, env=None) -> subprocess.CompletedProcess:
+    """Run `python sweep.py|report.py ARGS` as a real process."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *map(str, args)],
+        cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout, env=full_env,
+    )
+
+
+def experiment(path_or_exp) -> Experiment:
+    return path_or_exp if isinstance(path_or_exp, Experiment) else load_experiment(path_or_exp)
+
+
+def stores(path_or_exp, mlruns) -> Stores:
+    """The embedded stores of an experiment under `mlruns`."""
+    return resolve_stores(experiment(path_or_exp), mlruns)
+
+
+@dataclass
+class StoresView:
+    """What a test reads back from the real stores."""
+
+    study: object
+    client: MlflowClient
+    runs: list
+
+    @property
+    def trials(self):
+        return self.study.trials
+
+    @property
+    def by_id(self) -> dict:
+        return {r.info.run_id: r for r in self.runs}
+
+    @property
+    def trial_runs(self) -> list:
+        return [r for r in self.runs if r.data.tags.get("kind") == "trial"]
+
+
+def read_stores(path_or_exp, mlruns) -> StoresView:
+    """The study and every MLflow run of the experiment, read back from the real stores."""
+    exp = experiment(path_or_exp)
+    s = resolve_stores(exp, mlruns)
+    study = optuna.load_study(study_name=s.study_name, storage=s.storage_url)
+    client = MlflowClient(s.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(exp.name).experiment_id], max_results=5000)
+    return StoresView(study, client, runs)
+
+
+def sweep(path_or_exp, mlruns, trials: int | None = None, echo=lambda line: None):
+    """`run_sweep` on the embedded stores under `mlruns`."""
+    from augsweep.runs.sweep import run_sweep
+
+    exp = experiment(path_or_exp)
+    return run_sweep(exp, resolve_stores(exp, mlruns), trials=trials, echo=echo)
+
+
+def ablate(path_or_exp, mlruns, repeats: int | None = None, echo=lambda line: None):
+    """`run_ablation` on the embedded stores under `mlruns`."""
+    from augsweep.runs.ablation import run_ablation
+
+    exp = experiment(path_or_exp)
+    return run_ablation(exp, resolve_stores(exp, mlruns), repeats=repeats, echo=echo)
+
+
+def report(path_or_exp, mlruns, out):
+    """`write_report` of the embedded stores under `mlruns` into `out`."""
+    from augsweep.report.write import write_report
+
+    exp = experiment(path_or_exp)
+    return write_report(exp, resolve_stores(exp, mlruns), out)
+
+
+def reproduce(path_or_exp, mlruns, target: str, echo=lambda line: None) -> float:
+    """`--reproduce TARGET` in-process; the largest |diff| of val_loss."""
+    from augsweep.runs.reproduce import reproduce as run
+
+    exp = experiment(path_or_exp)
+    return run(exp, resolve_stores(exp, mlruns), target, echo=echo)

@@ -1,0 +1,105 @@
+"""The report on real sweeps: known answers on digits, byte-identical regeneration, degenerate inputs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from augsweep.experiment import ConfigError, load_experiment
+from augsweep.report.sweep_section import EFFECT_COLUMNS, analyse, tidy_table, trials_frame
+from augsweep.stores.study import load_study
+from tests.helpers import report, run_cli, stores, sweep, tiny_experiment
+
+DIGITS = {
+    # Horizontal flips and large rotations destroy digit identity (6 vs 9, 2 vs 5): both must hurt.
+    "name": "digits-known-answer",
+    "dataset": {"source": "digits", "image_size": [16, 16]},
+    # Full factorial of four augmentations at depth 1: 16 trials, 11 residual degrees of freedom.
+    "search_space": {"depth": 1, "augmentations": {
+        "flip": {"mode": ["horizontal"]}, "rotation": {"factor": [0.4, 0.5]},
+        "contrast": {"factor": [0.1, 0.3]}, "brightness": {"factor": [0.05, 0.2]}}},
+    "train": {"epochs": 6, "batch_size": 64, "learning_rate": 0.01},
+    "trials": 16, "repeats": 1, "sampler": "grid", "pruner": "none", "seed": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def digits_sweep(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("digits")
+    path = tmp / "digits.yaml"
+    path.write_text(yaml.safe_dump(DIGITS))
+    sweep(load_experiment(path), tmp / "mlruns", echo=lambda line: None)
+    return path, tmp / "mlruns"
+
+
+@pytest.mark.slow
+def test_flip_and_large_rotation_hurt_digits(digits_sweep, tmp_path):
+    path, mlruns = digits_sweep
+    out, analysis = report(load_experiment(path), mlruns, tmp_path / "r")
+    effects = pd.read_csv(out / "effects.csv")
+    assert list(effects.columns) == EFFECT_COLUMNS
+    verdicts = dict(zip(effects["augmentation"], effects["verdict"]))
+    assert verdicts["flip"] == "hurts" and verdicts["rotation"] == "hurts", effects.to_string()
+    assert effects["augmentation"].tolist()[-2:] == ["flip", "rotation"]  # best first: the two worst last
+    assert set(effects["source"]) == {"sweep"} and (effects["n_with"] == 8).all()
+    matched = analysis.matched.set_index("augmentation")
+    assert (matched["n_pairs"] == 8).all()
+    assert matched.loc["flip", "verdict"] == matched.loc["rotation", "verdict"] == "hurts"
+
+
+@pytest.mark.slow
+def test_report_is_byte_identical_and_complete(digits_sweep, tmp_path):
+    path, mlruns = digits_sweep
+    first = run_cli("report.py", path, "--mlruns", mlruns, "--out", tmp_path / "a")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "flip" in first.stdout and "hurts" in first.stdout
+    second = run_cli("report.py", path, "--mlruns", mlruns, "--out", tmp_path / "b")
+    assert second.returncode == 0
+    for name in ("report.md", "report.html", "effects.csv", "effects_forest.png", "curves_by_augmentation.png",
+                 "train_vs_val.png", "optimization_history.png"):
+        a, b = (tmp_path / d / name for d in ("a", "b"))
+        assert a.exists(), name
+        assert a.read_bytes() == b.read_bytes(), f"{name} differs between two regenerations"
+    md = (tmp_path / "a" / "report.md").read_text()
+    for text in ("## Answer", "**hurts**: ", "Paired evidence", "Generalization gap", "Augmentation x depth",
+                 "FanovaImportanceEvaluator", "## Provenance", "dataset_fingerprint", "rerun_sweep: python sweep.py",
+                 "git_commit", "package_versions"):
+        assert text in md, text
+    html = (tmp_path / "a" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 4 and "<img src='http" not in html
+    # The same files are logged to the sweep's parent run.
+    exp = load_experiment(path)
+    client = MlflowClient(f"sqlite:///{mlruns.resolve() / 'mlflow.db'}")
+    parent = [r for r in client.search_runs([client.get_experiment_by_name(exp.name).experiment_id])
+              if r.data.tags.get("kind") == "sweep"][0]
+    assert {"report/effects.csv", "report/report.html"} <= {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+
+
+def test_missing_study_and_empty_study_exit_2(tmp_path, write_experiment):
+    path = write_experiment(tiny_experiment())
+    result = run_cli("report.py", path, "--mlruns", tmp_path / "nothing")
+    assert result.returncode == 2 and "run sweep.py" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_one_trial_is_too_few_and_always_on_is_explained(tmp_path, write_experiment):
+    one = write_experiment(tiny_experiment(trials=1, search_space={"depth": 1, "augmentations": {"flip": None}}))
+    mlruns = tmp_path / "m"
+    sweep(load_experiment(one), mlruns, echo=lambda line: None)
+    with pytest.raises(ConfigError, match="too few finished trials"):
+        report(load_experiment(one), mlruns, tmp_path / "r1")
+
+    # An augmentation that was on in every trial: analyse() is pure, so plant it in the real study's table.
+    path = write_experiment(tiny_experiment(name="always", trials=8, sampler="grid", search_space={
+        "depth": {"low": 1, "high": 2}, "augmentations": {"flip": None, "contrast": {"factor": 0.2}}}), "always.yaml")
+    exp = load_experiment(path)
+    sweep(exp, mlruns, echo=lambda line: None)
+    study = load_study(stores(exp, mlruns))
+    table = tidy_table(study, exp.search_space.augmentation_names).assign(aug_contrast=True)
+    analysis = analyse(table, trials_frame(study), exp)
+    row = analysis.effects.set_index("augmentation").loc["contrast"]
+    assert row["verdict"] == "no clear effect" and pd.isna(row["effect"])
+    assert analysis.effects["augmentation"].tolist()[-1] == "contrast"  # NaN rows last
+    assert any("contrast" in w and "always on" in w for w in analysis.warnings)

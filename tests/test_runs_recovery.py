@@ -1,0 +1,224 @@
+"""Sweeps survive parallel workers, kill -9, Ctrl-C/SIGTERM: real processes, real SQLite stores.
+
+Each test starts real `sweep.py` processes (TensorFlow import included), so they are few and
+their trials short. Waiting for a process to reach a trial polls the Optuna database; nothing
+asserts on time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from augsweep.experiment import load_experiment
+from augsweep.stores.recovery import process_alive
+from augsweep.runs.workers import gpu_assignments
+from tests.helpers import ROOT, read_stores, run_cli, sweep, tiny_experiment
+
+SPACE = {"depth": {"low": 1, "high": 2}, "augmentations": {"flip": None, "contrast": None}}
+
+
+def _stores(path, mlruns):
+    """(study, trials, MLflow runs of the experiment) read back from the real stores."""
+    view = read_stores(path, mlruns)
+    return view.study, view.trials, view.runs
+
+
+def _trial_runs(runs):
+    return [r for r in runs if r.data.tags.get("kind") == "trial"]
+
+
+def _sweep_process(path, mlruns, *args):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), str(path), "--mlruns", str(mlruns), *args],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _wait_for_training(proc, mlruns, deadline_s: float = 300) -> None:
+    """Poll until trial 0 has reported an epoch (it is mid-trial), then freeze the process."""
+    db = mlruns / "optuna.db"
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        assert proc.poll() is None, proc.communicate()
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=30) as con:
+                    n = con.execute("SELECT count(*) FROM trial_intermediate_values v JOIN trials t "
+                                    "ON v.trial_id = t.trial_id WHERE t.number = 0 AND t.state = 'RUNNING'"
+                                    ).fetchone()[0]
+            except sqlite3.OperationalError:  # tables not created yet
+                n = 0
+            if n:
+                return
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("the sweep never reached its first epoch")
+
+
+def _running_state(mlruns, number=0) -> str:
+    with sqlite3.connect(mlruns / "optuna.db", timeout=30) as con:
+        return con.execute("SELECT state FROM trials WHERE number = ?", (number,)).fetchone()[0]
+
+
+def test_workers_and_an_independent_process_share_one_study_within_the_budget(tmp_path, write_experiment):
+    """`--workers 2` and a plain `sweep.py` started at the same moment on one study: exactly
+    `trials` trials, each once, one parent run, no "database is locked"."""
+    path = write_experiment(tiny_experiment(name="workers", trials=4, search_space=SPACE, train={"epochs": 3}))
+    mlruns = tmp_path / "m"
+    procs = [_sweep_process(path, mlruns, "--workers", "2"), _sweep_process(path, mlruns)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, (out + err)[-3000:]
+        assert "locked" not in (out + err).lower() and "Traceback" not in out + err
+    assert "2 workers" in outs[0][0] and "4/4 trials finished" in outs[0][0]
+    study, trials, runs = _stores(path, mlruns)
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4  # exactly the budget, nothing failed
+    run_ids = [t.user_attrs["mlflow_run_id"] for t in trials]
+    assert len(set(run_ids)) == 4
+    assert sorted(r.info.run_id for r in _trial_runs(runs)) == sorted(run_ids)  # each trial logged once
+    assert [r.info.status for r in runs] == ["FINISHED"] * 5  # 4 trials + one shared parent
+
+
+def test_kill_9_mid_trial_then_rerun_resumes_and_retries_once(tmp_path, write_experiment):
+    path = write_experiment(tiny_experiment(name="kill", trials=2, search_space=SPACE, train={"epochs": 12}))
+    mlruns = tmp_path / "m"
+    proc = _sweep_process(path, mlruns)
+    _wait_for_training(proc, mlruns)
+    proc.send_signal(signal.SIGSTOP)  # frozen mid-trial: it cannot finish the trial before the kill
+    assert _running_state(mlruns) == "RUNNING"
+    proc.kill()
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL
+    study, trials, runs = _stores(path, mlruns)
+    assert [t.state.name for t in trials] == ["RUNNING"]
+    assert sorted(r.info.status for r in runs) == ["RUNNING", "RUNNING"]  # parent + trial: stuck
+
+    lines: list[str] = []
+    outcome = sweep(load_experiment(path), mlruns, echo=lines.append)  # the rerun
+    assert outcome.finished == 2
+    text = "\n".join(lines)
+    assert f"worker process {proc.pid}" in text and "queued again as t01" in text
+    study, trials, runs = _stores(path, mlruns)
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
+    dead, retry, _ = trials
+    assert "is gone" in dead.user_attrs["failure_reason"]
+    assert retry.system_attrs["failed_trial"] == 0 and retry.params == dead.params  # retried once
+    by_id = {r.info.run_id: r for r in runs}
+    assert by_id[dead.user_attrs["mlflow_run_id"]].info.status == "KILLED"
+    assert "is gone" in by_id[dead.user_attrs["mlflow_run_id"]].data.tags["failure_reason"]
+    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3 + ["KILLED"]  # parent + 2 trials
+    assert len({t.user_attrs["mlflow_run_id"] for t in trials}) == 3  # no run counted twice
+
+
+@pytest.mark.parametrize("sig,code,reason", [(signal.SIGINT, 130, "interrupted (Ctrl-C)"),
+                                             (signal.SIGTERM, 143, "interrupted (SIGTERM)")],
+                         ids=["sigint", "sigterm"])
+def test_interrupt_fails_the_trial_in_both_stores_and_resume_works(tmp_path, write_experiment, sig, code, reason):
+    # A median pruner makes the trial report every epoch (with none, reports are batched at the end).
+    path = write_experiment(tiny_experiment(name="interrupt", trials=1, search_space=SPACE, train={"epochs": 12},
+                                            pruner="median"))
+    mlruns = tmp_path / "m"
+    proc = _sweep_process(path, mlruns)
+    _wait_for_training(proc, mlruns)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == code, err[-3000:]
+    assert "rerun the same command to resume" in err
+    study, trials, runs = _stores(path, mlruns)
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"]  # failed, and queued once more
+    assert trials[0].user_attrs["failure_reason"] == reason
+    assert sorted(r.info.status for r in runs) == ["KILLED", "KILLED"]  # trial run + parent
+    trial_run = _trial_runs(runs)[0]
+    assert trial_run.data.tags["failure_reason"] == reason and trial_run.data.tags["state"] == "FAIL"
+    if sig != signal.SIGINT:
+        return
+    outcome = sweep(load_experiment(path), mlruns, echo=lambda line: None)  # the rerun
+    assert outcome.finished == 1 and outcome.ran_now == 1
+    study, trials, runs = _stores(path, mlruns)
+    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"] and trials[1].params == trials[0].params
+    assert "RUNNING" not in {r.info.status for r in runs}
+
+
+_DEAD_WORKER = """
+import os, signal, sys
+from augsweep.experiment import load_experiment
+from augsweep.training.data import load_dataset
+from augsweep.stores.recovery import worker_identity
+from augsweep.runs.sweep import open_study
+from augsweep.stores.study import resolve_stores
+exp = load_experiment(sys.argv[1])
+stores = resolve_stores(exp, sys.argv[2])
+stores.mlruns.mkdir(parents=True, exist_ok=True)
+study, _, tracker = open_study(exp, stores, load_dataset(exp.dataset, exp.seed), 2, print, "CPU", policy="")
+trial = study.ask()
+trial.set_user_attr("worker", worker_identity())
+run_id = tracker.start_trial("t00 dead", {"depth": 1}, {"kind": "trial", "trial": trial.number, "study": exp.name})
+trial.set_user_attr("mlflow_run_id", run_id)
+orphan = tracker.start_trial("t00 orphan", {"depth": 1}, {"kind": "trial", "trial": trial.number, "study": exp.name})
+os.kill(os.getpid(), signal.SIGKILL)  # dies mid-trial: Optuna trial, MLflow runs and parent left RUNNING
+"""
+
+
+def test_repair_marks_stale_runs_without_training(tmp_path, write_experiment):
+    path = write_experiment(tiny_experiment(name="repair", trials=2, search_space=SPACE))
+    mlruns = tmp_path / "m"
+    dead = subprocess.run([sys.executable, "-c", _DEAD_WORKER, str(path), str(mlruns)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert dead.returncode == -signal.SIGKILL, dead.stderr[-3000:]
+    _, trials, runs = _stores(path, mlruns)
+    assert [t.state.name for t in trials] == ["RUNNING"] and {r.info.status for r in runs} == {"RUNNING"}
+
+    result = run_cli("sweep.py", path, "--mlruns", mlruns, "--repair")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 dead trial(s) failed, 3 MLflow run(s) closed" in result.stdout
+    assert "queued again as t01" in result.stdout
+    _, trials, runs = _stores(path, mlruns)
+    assert [t.state.name for t in trials] == ["FAIL", "WAITING"]
+    assert "is gone" in trials[0].user_attrs["failure_reason"]
+    assert sorted(r.info.status for r in runs) == ["KILLED"] * 3
+    assert not any(r.data.metrics for r in runs)  # nothing trained
+
+
+def test_repair_without_a_study_is_bad_input(tmp_path, write_experiment):
+    result = run_cli("sweep.py", write_experiment(tiny_experiment()), "--mlruns", tmp_path / "m", "--repair")
+    assert result.returncode == 2 and "nothing to repair" in result.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_one_gpu_per_worker():
+    assert gpu_assignments(3, []) == [None] * 3
+    assert gpu_assignments(2, ["0"]) == [None, None]  # one GPU: shared, environment left alone
+    assert gpu_assignments(2, ["0", "1"]) == ["0", "1"]
+    assert gpu_assignments(3, ["2", "5"]) == ["2", "5", "2"]
+
+
+def test_process_liveness():
+    from augsweep.stores.recovery import worker_identity
+
+    me = worker_identity()
+    assert process_alive(me["pid"], me["start"])
+    assert not process_alive(me["pid"], "0")  # same pid, other start time: a reused pid is not us
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert not process_alive(child.pid)
+
+
+def test_heartbeat_settings_from_environment(monkeypatch):
+    from augsweep.experiment import ConfigError
+    from augsweep.stores.recovery import HEARTBEAT_GRACE, HEARTBEAT_INTERVAL, heartbeat_settings
+
+    monkeypatch.delenv("AUGSWEEP_HEARTBEAT_INTERVAL", raising=False)
+    monkeypatch.delenv("AUGSWEEP_HEARTBEAT_GRACE", raising=False)
+    assert heartbeat_settings() == (HEARTBEAT_INTERVAL, HEARTBEAT_GRACE) == (10, 60)
+    monkeypatch.setenv("AUGSWEEP_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("AUGSWEEP_HEARTBEAT_GRACE", "3")
+    assert heartbeat_settings() == (1, 3)
+    monkeypatch.setenv("AUGSWEEP_HEARTBEAT_GRACE", "soon")
+    with pytest.raises(ConfigError, match="AUGSWEEP_HEARTBEAT_GRACE must be a positive integer"):
+        heartbeat_settings()
