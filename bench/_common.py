@@ -46,11 +46,10 @@ def timed(fn: Callable[[], object]) -> tuple[float, float]:
 
 
 @contextlib.contextmanager
-def objective_on_temp_stores(experiment: dict, tracker_cls=None):
-    """A real `Objective` with its Optuna study and MLflow parent run on throwaway SQLite stores.
+def temp_stores(experiment: dict):
+    """An experiment written to a throwaway folder with its dataset and embedded stores (folder made).
 
-    Yields (dataset, study, objective); the sampler and pruner are the ones a sweep of this
-    experiment would use, and the parent run is ended on the way out.
+    Yields (experiment, dataset, stores); everything is deleted on the way out.
     """
     import tempfile
 
@@ -58,20 +57,34 @@ def objective_on_temp_stores(experiment: dict, tracker_cls=None):
     import yaml
 
     from augsweep.experiment import load_experiment
+    from augsweep.stores.study import resolve_stores
     from augsweep.training.data import load_dataset
-    from augsweep.runs.objective import Objective
-    from augsweep.runs.sweep import make_pruner, make_sampler
-    from augsweep.stores.study import make_storage, resolve_stores
-    from augsweep.stores.tracking import Tracker
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "exp.yaml"
         path.write_text(yaml.safe_dump(experiment))
         exp = load_experiment(path)
-        ds = load_dataset(exp.dataset, exp.seed)
         stores = resolve_stores(exp, Path(tmp) / "mlruns")
         stores.mlruns.mkdir()
+        yield exp, load_dataset(exp.dataset, exp.seed), stores
+
+
+@contextlib.contextmanager
+def objective_on_temp_stores(experiment: dict, tracker_cls=None):
+    """A real `Objective` with its Optuna study and MLflow parent run on throwaway SQLite stores.
+
+    Yields (dataset, study, objective); the sampler and pruner are the ones a sweep of this
+    experiment would use, and the parent run is ended on the way out.
+    """
+    import optuna
+
+    from augsweep.runs.objective import Objective
+    from augsweep.runs.sweep import make_pruner, make_sampler
+    from augsweep.stores.study import make_storage
+    from augsweep.stores.tracking import Tracker
+
+    with temp_stores(experiment) as (exp, ds, stores):
         tracker = (tracker_cls or Tracker)(stores.tracking_uri, exp.name, stores.artifact_location)
         tracker.start_parent("bench", {"kind": "sweep"}, {}, {})
         study = optuna.create_study(study_name=exp.name, storage=make_storage(stores.storage_url),

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import _common
 from _common import machine, table
@@ -31,17 +29,14 @@ def main(argv=None) -> int:
         args.trials, args.epochs = 4, 2
 
     import optuna
-    import yaml
 
-    from augsweep.training import train
-    from augsweep.experiment import load_experiment
-    from augsweep.training.data import load_dataset
-    from augsweep.runs.objective import Objective
     from augsweep.experiment.seeding import repeat_seeds
     from augsweep.experiment.space import TrialConfig
+    from augsweep.runs.objective import Objective
     from augsweep.runs.sweep import make_pruner, make_sampler
-    from augsweep.stores.study import make_storage, resolve_stores
+    from augsweep.stores.study import make_storage
     from augsweep.stores.tracking import Tracker
+    from augsweep.training import train
 
     exp_dict = {
         "name": "bench-pruning",
@@ -54,14 +49,7 @@ def main(argv=None) -> int:
     if args.tiny:
         exp_dict["search_space"] = {"depth": {"low": 1, "high": 2},
                                     "augmentations": {"flip": {"mode": ["horizontal"]}}}
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "exp.yaml"
-        path.write_text(yaml.safe_dump(exp_dict))
-        exp = load_experiment(path)
-        ds = load_dataset(exp.dataset, exp.seed)
-        stores = resolve_stores(exp, Path(tmp) / "mlruns")
-        stores.mlruns.mkdir()
+    with _common.temp_stores(exp_dict) as (exp, ds, stores):
         pruners = {
             "none": optuna.pruners.NopPruner(),
             "median (augsweep default settings)": make_pruner(exp),

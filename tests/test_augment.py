@@ -47,10 +47,22 @@ def test_value_range_is_zero_to_one(images):
         assert out.min() >= -1e-6 and out.max() <= 1 + 1e-6
 
 
-def test_layer_seeds_depend_on_name_not_order():
-    assert augment.layer_seed(5, "flip") == augment.layer_seed(5, "flip")
+def test_layer_seeds_depend_on_name_not_order(images):
     assert augment.layer_seed(5, "flip") != augment.layer_seed(5, "rotation")
     assert augment.layer_seed(5, "flip") != augment.layer_seed(6, "flip")
+    flip, rotation = {"mode": "horizontal"}, {"factor": 0.3}
+    one = augment.build_layers({"flip": flip, "rotation": rotation}, 5)
+    other = augment.build_layers({"rotation": rotation, "flip": flip}, 5)
+    assert [l.name for l in one] == [l.name for l in other] == ["aug_flip", "aug_rotation"]
+    assert [l.seed for l in one] == [l.seed for l in other]
+
+    def apply(layers):
+        batch = images[:8]
+        for layer in layers:
+            batch = layer(batch, training=True)
+        return np.asarray(batch)
+
+    np.testing.assert_array_equal(apply(one), apply(other))  # the same draws, whatever the insertion order
 
 
 def test_preview_gives_sixteen_different_views(images):

@@ -128,11 +128,16 @@ def test_aa_false_positive_rate(monkeypatch):
     assert overall <= 0.07, f"A/A false positive rate {overall:.3f}"
 
 
-def test_determinism():
+def test_results_do_not_depend_on_row_order_and_the_bootstrap_is_seeded():
     small = random_sweep(n_trials=12, seed=5)
-    pd.testing.assert_frame_equal(adjusted_effects(small, AUGS), adjusted_effects(small, AUGS))
+    shuffled = small.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    pd.testing.assert_frame_equal(adjusted_effects(small, AUGS), adjusted_effects(shuffled, AUGS))
     grid = factorial()
-    pd.testing.assert_frame_equal(matched_pairs(grid, AUGS), matched_pairs(grid, AUGS))
+    pd.testing.assert_frame_equal(matched_pairs(grid, AUGS),
+                                  matched_pairs(grid.sample(frac=1.0, random_state=2).reset_index(drop=True), AUGS))
+    d = np.random.default_rng(3).normal(0.1, 0.2, size=7)
+    assert stats.bootstrap_ci(d, seed=0) == stats.bootstrap_ci(d.copy(), seed=0)
+    assert stats.bootstrap_ci(d, seed=0) != stats.bootstrap_ci(d, seed=1)
 
 
 def test_always_on_augmentation_is_reported_not_crashing():

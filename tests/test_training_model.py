@@ -44,8 +44,15 @@ def test_augmentations_sit_inside_the_model_and_only_train():
     layers = augment.build_layers({"flip": {"mode": "horizontal"}, "contrast": {"factor": 0.5}}, 1)
     model = build_convnet((16, 16, 3), 2, 1, augmentation_layers=layers)
     assert [l.name for l in model.layers[:2]] == ["aug_flip", "aug_contrast"]
+    twin = build_convnet((16, 16, 3), 2, 1)  # the same network and initial weights, no augmentation
+    assert [w.shape for w in model.get_weights()] == [w.shape for w in twin.get_weights()]
+    for a, b in zip(model.get_weights(), twin.get_weights()):
+        np.testing.assert_array_equal(a, b)
     x = np.random.default_rng(0).random((4, 16, 16, 3), dtype=np.float32)
-    np.testing.assert_allclose(model.predict(x, verbose=0), model(x, training=False), atol=1e-6)
+    # Inference: the augmentation layers are the identity, so the two models agree.
+    np.testing.assert_allclose(model.predict(x, verbose=0), twin.predict(x, verbose=0), atol=1e-6)
+    # Training: the augmentation layers transform the input, so they disagree.
+    assert not np.allclose(np.asarray(model(x, training=True)), np.asarray(twin(x, training=True)), atol=1e-4)
 
 
 def test_too_deep_for_the_image_is_rejected():
