@@ -21,9 +21,7 @@ class ConfigError(UserError):
 
 
 SOURCES = ("digits", "synthetic", "folder")
-SAMPLERS = ("tpe", "random", "grid", "factorial")
-STOPS = ("budget", "decided")  # stop at `trials`, or as soon as every augmentation is decided (factorial)
-DEFAULT_MARGIN = 0.02  # validation loss; see README "Verdicts" for why
+SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("none", "median", "hyperband")
 ON_BAD_FILE = ("error", "skip")
 
@@ -148,8 +146,6 @@ class Experiment:
     pruner: str = "median"
     seed: int = 0
     max_consecutive_failures: int = 5
-    stop: str = "budget"
-    equivalence_margin: float = DEFAULT_MARGIN  # |effect| below this is negligible
     ablation: AblationConfig = AblationConfig()
     path: str = ""
     search_space_path: str | None = None
