@@ -70,8 +70,7 @@ def preview_images(config: TrialConfig, dataset: Dataset, aug_seed: int):
 def write_artifacts(folder: Path, history: pd.DataFrame | None, title: str, images=None) -> list[Path]:
     """`history.csv` and `learning_curves.png` (when there is a history) and `augmentation_preview.png`."""
     out = []
-    if history is not None and len(history):
-        history = ordered(history)
+    if history is not None and len(history):  # already in `ordered` columns (train_repeat made it so)
         history.to_csv(folder / "history.csv", index=False)
         out.append(folder / "history.csv")
         out.append(plots.learning_curves(history, folder / "learning_curves.png", title))

@@ -32,11 +32,6 @@ class Stores:
     embedded_tracking: bool = True  # MLflow is the SQLite file + artifact folder under `mlruns`
 
     @property
-    def embedded(self) -> bool:
-        """Both stores are the files under `mlruns` (one machine, one filesystem)."""
-        return self.embedded_study and self.embedded_tracking
-
-    @property
     def study_db(self) -> Path:
         return self.mlruns / "optuna.db"
 
@@ -124,15 +119,16 @@ def load_study(stores: Stores):
     """The stores' study, or a ConfigError that says how to create it."""
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = make_storage(stores.storage_url)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
-    if stores.study_name not in names:
+    study = load_study_readonly(stores)
+    if study is None:
+        names = ([s.study_name for s in optuna.get_all_study_summaries(make_storage(stores.storage_url),
+                                                                        include_best_trial=False)]
+                 if stores.has_study_store() else [])
         raise ConfigError(
             f"no study named {stores.study_name!r} in {stores.storage_url} (found: {sorted(names) or 'none'}); "
             f"run sweep.py on this experiment first"
         )
-    return optuna.load_study(study_name=stores.study_name, storage=storage)
+    return study
 
 
 def finished_states():
