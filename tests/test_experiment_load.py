@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from augsweep.experiment import Choice, ConfigError, FloatRange, IntRange, load_experiment
+from augsweep.experiment import Choice, ConfigError, FloatRange, load_experiment
 from tests.helpers import ROOT, run_cli, tiny_experiment
 
 
 def test_default_experiment_loads():
     exp = load_experiment(ROOT / "experiments" / "default.yaml")
     assert exp.dataset.source == "digits"
-    assert exp.search_space.depth == IntRange(1, 3)
+    assert exp.sampler == "factorial" and exp.stop == "decided" and exp.equivalence_margin == 0.02
     params = exp.search_space.augmentation_params()
     assert params["rotation"]["factor"] == FloatRange(0.02, 0.5)
     assert params["flip"]["mode"] == Choice(("horizontal",))
@@ -43,7 +43,7 @@ BAD = [
     ({"search_space": "no/such/space.yaml"}, "search_space file not found. Received: search_space='no/such/space.yaml'"),
     ({"train": {"epochs": "ten"}}, "train.epochs must be an integer. Received: epochs='ten'"),
     ({"train": {"epoch": 3}}, "train.epoch is not a known key"),
-    ({"sampler": "bayes"}, "sampler must be one of ['tpe', 'random', 'grid']. Received: sampler='bayes'"),
+    ({"sampler": "bayes"}, "sampler must be one of ['tpe', 'random', 'grid', 'factorial']. Received: sampler='bayes'"),
     ({"pruner": "asha"}, "pruner must be one of"),
     ({"repeats": 0}, "repeats must be in [1, 100]. Received: repeats=0"),
     ({"dataset": {"source": "cifar"}}, "dataset.source must be one of ['digits', 'synthetic', 'folder']"),

@@ -9,7 +9,8 @@ import pytest
 from augsweep.report import stats
 from augsweep.runs.variants import ADD_ONE_IN, LEAVE_ONE_OUT, build_variants, candidates, comparisons, config_key
 from augsweep.experiment import load_experiment
-from augsweep.report.ablation_section import disagreements, primary_rows, side_by_side
+from augsweep import inference
+from augsweep.report.ablation_section import disagreements, interactions, primary_rows, side_by_side
 from augsweep.experiment.space import TrialConfig
 from tests.helpers import tiny_experiment
 
@@ -77,54 +78,68 @@ def add_comparisons(augs) -> pd.DataFrame:
 
 def test_paired_effects_find_planted_signs_order_and_verdicts():
     runs = planted_runs({"flip": 0.1, "contrast": 0.0, "rotation": -0.08})
-    out = stats.paired_effects(runs, add_comparisons(["flip", "contrast", "rotation"]))
+    out = inference.ablation_effects(runs, add_comparisons(["flip", "contrast", "rotation"]), margin=0.02)
     assert list(out["augmentation"]) == ["rotation", "contrast", "flip"]  # best (most negative) first
     v = dict(zip(out["augmentation"], out["verdict"]))
-    assert v == {"rotation": "helps", "contrast": "no clear effect", "flip": "hurts"}
+    assert v == {"rotation": "helps", "contrast": "negligible", "flip": "hurts"}
     row = out.set_index("augmentation").loc["flip"]
-    assert row["n_pairs"] == 8 and row["ci_low"] < row["effect"] < row["ci_high"]
+    assert row["n_seeds"] == 8 and row["ci_low"] < row["effect"] < row["ci_high"]
     assert abs(row["effect"] - 0.1) < 0.015 and row["ci_high"] - row["ci_low"] < 0.03
     # The seed-to-seed spread (0.2) is 20x the effect: only pairing by seed makes it visible.
     assert runs.groupby("variant")["best_val_loss"].std().min() > 0.1
-    # Holm: adjusted p >= raw p; 8 seeds let the Wilcoxon check pass as well.
-    assert (out["p_value"] >= out["p_raw"] - 1e-12).all()
-    assert row["p_wilcoxon"] < 0.05
-    # Deterministic: the bootstrap is seeded.
-    pd.testing.assert_frame_equal(out, stats.paired_effects(runs, add_comparisons(["flip", "contrast", "rotation"])))
+    # One rule: the interval excludes 0 exactly when the adjusted p is below 0.05.
+    assert ((out["p_value"] < 0.05) == ((out["ci_low"] > 0) | (out["ci_high"] < 0))).all()
 
 
 def test_two_seeds_that_agree_in_sign_are_not_a_verdict():
-    runs = planted_runs({"flip": 0.001}, seeds=2, noise=0.0005, seed=3)
-    out = stats.paired_effects(runs, add_comparisons(["flip"]))
-    row = out.iloc[0]
-    assert row["ci_low"] > 0  # a 2-point bootstrap only spans the two differences
-    assert row["verdict"] == "no clear effect"
+    runs = planted_runs({"flip": 0.03}, seeds=2, noise=0.02, seed=3)
+    row = inference.ablation_effects(runs, add_comparisons(["flip"]), margin=0.01).iloc[0]
+    assert row["verdict"] == "undecided" and row["mde"] > abs(row["effect"])
 
 
 def test_paired_effects_pair_only_common_seeds_and_handle_missing_variants():
     runs = planted_runs({"flip": 0.1}, seeds=6)
     runs = runs[~((runs["variant"] == "none+flip") & (runs["seed"] == 5))]
     comps = add_comparisons(["flip", "crop"])  # crop was never trained
-    out = stats.paired_effects(runs, comps).set_index("augmentation")
-    assert out.loc["flip", "n_pairs"] == 5
-    assert out.loc["crop", "n_pairs"] == 0 and np.isnan(out.loc["crop", "effect"])
-    assert out.loc["crop", "verdict"] == "no clear effect"
+    out = inference.ablation_effects(runs, comps, margin=0.02).set_index("augmentation")
+    assert out.loc["flip", "n_seeds"] == 5
+    assert out.loc["crop", "n_seeds"] == 0 and np.isnan(out.loc["crop", "effect"])
+    assert out.loc["crop", "verdict"] == "undecided"
 
 
-def test_primary_rows_prefer_leave_one_out_and_disagreements_are_reported():
+def test_primary_rows_prefer_leave_one_out_and_interactions_need_a_decided_contrast():
     paired = pd.DataFrame([
         {"augmentation": "flip", "comparison": LEAVE_ONE_OUT, "n_pairs": 5, "effect": 0.05, "verdict": "hurts"},
         {"augmentation": "flip", "comparison": ADD_ONE_IN, "n_pairs": 5, "effect": -0.04, "verdict": "helps"},
         {"augmentation": "contrast", "comparison": ADD_ONE_IN, "n_pairs": 5, "effect": -0.01,
-         "verdict": "no clear effect"},
+         "verdict": "undecided"},
     ])
     primary = primary_rows(paired)
     assert list(zip(primary["augmentation"], primary["comparison"])) == [("contrast", ADD_ONE_IN),
                                                                          ("flip", LEAVE_ONE_OUT)]
-    notes = disagreements(paired)
-    assert len(notes) == 1 and notes[0].startswith("flip:") and "interact" in notes[0]
     side = side_by_side(paired).set_index("augmentation")
     assert side.loc["flip", "agree"] == "no" and side.loc["contrast", "agree"] == ""
+    # Two verdicts that differ are not an interaction: the paired contrast must be decided across seeds.
+    comps = pd.DataFrame([dict(augmentation="flip", comparison=LEAVE_ONE_OUT, with_variant="base",
+                               without_variant="base-flip"),
+                          dict(augmentation="flip", comparison=ADD_ONE_IN, with_variant="none+flip",
+                               without_variant="none")])
+    rng = np.random.default_rng(0)
+    seeds = np.arange(8)
+    shift = rng.normal(0, 0.2, size=8)  # seed effect shared by every variant
+
+    def runs_for(loo_effect, add_effect):
+        rows = []
+        for variant, value in (("base", loo_effect), ("base-flip", 0.0), ("none+flip", add_effect), ("none", 0.0)):
+            for s, sh in zip(seeds, shift):
+                rows.append(dict(variant=variant, seed=s, best_val_loss=0.5 + sh + value + rng.normal(0, 0.003)))
+        return pd.DataFrame(rows)
+
+    same = runs_for(0.05, 0.05)
+    assert disagreements(paired, interactions(same, comps, margin=0.01)) == []
+    different = runs_for(0.1, -0.05)
+    notes = disagreements(paired, interactions(different, comps, margin=0.01))
+    assert len(notes) == 1 and notes[0].startswith("flip:") and "interact" in notes[0]
 
 
 def test_per_class_effects_highlight_the_class_an_augmentation_hurts():

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import yaml
 
 from ..augment import REGISTRY, ParamSpec
-from .schema import (ON_BAD_FILE, PRUNERS, SAMPLERS, SOURCES, AblationConfig, BaseConfig, Choice, ConfigError,
+from .schema import (DEFAULT_MARGIN, ON_BAD_FILE, PRUNERS, SAMPLERS, SOURCES, STOPS, AblationConfig, BaseConfig, Choice, ConfigError,
                      DatasetConfig, Experiment, FloatRange, IntRange, SearchSpace, TrainConfig, max_depth)
 
 
@@ -259,7 +259,7 @@ def _train(ctx: _Ctx, data: Any) -> TrainConfig:
 
 EXPERIMENT_KEYS = {
     "name", "dataset", "search_space", "train", "trials", "repeats", "sampler", "pruner", "seed",
-    "max_consecutive_failures", "ablation", "description",
+    "max_consecutive_failures", "ablation", "description", "stop", "equivalence_margin",
 }
 
 
@@ -316,6 +316,18 @@ def _read_yaml(path: Path, what: str, shown: str) -> Any:
         raise ConfigError(f"{what} is not UTF-8 text ({path})") from None
 
 
+def _check_design(space: SearchSpace, trials: int, looks: int, file: str) -> None:
+    """`sampler: factorial`: the design's block must fit `looks` times in `trials` (resolution IV at least)."""
+    from .design import DesignError, plan_for
+
+    if not space.augmentation_names:
+        raise ConfigError(f"sampler: factorial needs augmentations to switch on and off. Received: none ({file})")
+    try:
+        plan_for(space, trials, looks)
+    except DesignError as e:
+        raise ConfigError(f"sampler: factorial cannot fit in trials={trials}: {e} ({file})") from None
+
+
 def load_experiment(path: str | Path) -> Experiment:
     """Read and validate an experiment file (and the search-space file it names)."""
     path = Path(path)
@@ -361,12 +373,21 @@ def load_experiment(path: str | Path) -> Experiment:
     pruner = data.get("pruner", "median")
     pruner = "none" if pruner is None else pruner
     pruner = ctx.choice(pruner, "pruner", PRUNERS)
+    stop = ctx.choice(data.get("stop", "budget"), "stop", STOPS)
+    if stop == "decided" and sampler != "factorial":
+        raise ConfigError(f"stop: decided needs sampler: factorial (a design run in replicated blocks, refitted "
+                          f"after each). Received: sampler={sampler!r} ({file})")
+    margin = ctx.number(data.get("equivalence_margin", DEFAULT_MARGIN), "equivalence_margin", 0.0, None,
+                        low_open=True)
+    trials = ctx.integer(data.get("trials", 20), "trials", 1, 100_000)
+    if sampler == "factorial":
+        _check_design(space, trials, 2 if stop == "decided" else 1, file)
     return Experiment(
         name=name,
         dataset=dataset,
         search_space=space,
         train=train,
-        trials=ctx.integer(data.get("trials", 20), "trials", 1, 100_000),
+        trials=trials,
         repeats=ctx.integer(data.get("repeats", 2), "repeats", 1, 100),
         sampler=sampler,
         pruner=pruner,
@@ -374,6 +395,8 @@ def load_experiment(path: str | Path) -> Experiment:
         max_consecutive_failures=ctx.integer(
             data.get("max_consecutive_failures", 5), "max_consecutive_failures", 1, 10_000
         ),
+        stop=stop,
+        equivalence_margin=float(margin),
         ablation=_ablation(ctx, data.get("ablation") or {}, deepest),
         path=file,
         search_space_path=space_path,

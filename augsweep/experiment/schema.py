@@ -21,7 +21,9 @@ class ConfigError(UserError):
 
 
 SOURCES = ("digits", "synthetic", "folder")
-SAMPLERS = ("tpe", "random", "grid")
+SAMPLERS = ("tpe", "random", "grid", "factorial")
+STOPS = ("budget", "decided")  # stop at `trials`, or as soon as every augmentation is decided (factorial)
+DEFAULT_MARGIN = 0.02  # validation loss; see README "Verdicts" for why
 PRUNERS = ("none", "median", "hyperband")
 ON_BAD_FILE = ("error", "skip")
 
@@ -146,6 +148,8 @@ class Experiment:
     pruner: str = "median"
     seed: int = 0
     max_consecutive_failures: int = 5
+    stop: str = "budget"
+    equivalence_margin: float = DEFAULT_MARGIN  # |effect| below this is negligible
     ablation: AblationConfig = AblationConfig()
     path: str = ""
     search_space_path: str | None = None

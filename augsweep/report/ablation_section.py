@@ -18,6 +18,7 @@ from .. import plots
 from ..runs.ablation import latest_ablation
 from ..runs.variants import ADD_ONE_IN, KIND_RUN, LEAVE_ONE_OUT, SPEC_ARTIFACT, comparison_table
 from ..stores.tracking import client_for
+from .. import inference
 from . import stats
 from .render import Section as S
 from .render import verdict_sentence
@@ -108,6 +109,7 @@ class AblationAnalysis:
     affinity: pd.DataFrame
     disagreements: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    margin: float = 0.02
 
 
 def primary_rows(paired: pd.DataFrame) -> pd.DataFrame:
@@ -120,18 +122,44 @@ def primary_rows(paired: pd.DataFrame) -> pd.DataFrame:
     return first.sort_values(["effect", "augmentation"], na_position="last", kind="stable").reset_index(drop=True)
 
 
-def disagreements(paired: pd.DataFrame) -> list[str]:
-    """Augmentations whose leave-one-out and add-one-in effects point different ways (interactions)."""
+def interactions(runs: pd.DataFrame, comparisons: pd.DataFrame, margin: float, alpha: float = 0.05) -> pd.DataFrame:
+    """Per augmentation with both comparisons: the paired interaction contrast (leave-one-out effect minus
+    add-one-in effect, seed by seed), decided across seeds under the same rule as the effects."""
+    both = comparisons.groupby("augmentation").filter(lambda g: set(g["comparison"]) >= {LEAVE_ONE_OUT, ADD_ONE_IN})
+    if not len(both):
+        return pd.DataFrame(columns=["augmentation", "effect", "ci_low", "ci_high", "p_value", "verdict"])
+    wide = runs.groupby(["seed", "variant"])["best_val_loss"].mean().unstack("variant")
+    rows = []
+    for aug, g in both.groupby("augmentation", sort=True):
+        loo = g[g["comparison"] == LEAVE_ONE_OUT].iloc[0]
+        add = g[g["comparison"] == ADD_ONE_IN].iloc[0]
+        # d = (base - base-a) - (none+a - none): a per-seed difference of differences, expressed as
+        # two pseudo-variants so the ablation rule decides it.
+        rows.append((aug, (wide.get(loo.with_variant) - wide.get(loo.without_variant))
+                     - (wide.get(add.with_variant) - wide.get(add.without_variant))))
+    pseudo = pd.concat([pd.DataFrame({"seed": d.index, "variant": f"interaction:{a}", "best_val_loss": d.values})
+                        for a, d in rows] + [pd.DataFrame({"seed": wide.index, "variant": "zero",
+                                                           "best_val_loss": 0.0})], ignore_index=True)
+    comps = pd.DataFrame({"augmentation": [a for a, _ in rows], "comparison": "interaction",
+                          "with_variant": [f"interaction:{a}" for a, _ in rows], "without_variant": "zero"})
+    return inference.ablation_effects(pseudo.dropna(), comps, margin, alpha)
+
+
+def disagreements(paired: pd.DataFrame, contrasts: pd.DataFrame | None = None) -> list[str]:
+    """Augmentations that interact with the rest of the base: only where the paired interaction contrast
+    is decided (helps/hurts) across seeds, never from two verdicts that merely differ."""
     out = []
-    for aug, g in paired[paired["n_pairs"] > 0].groupby("augmentation", sort=True):
-        rows = {r.comparison: r for r in g.itertuples(index=False)}
-        if LEAVE_ONE_OUT not in rows or ADD_ONE_IN not in rows:
+    if contrasts is None or not len(contrasts):
+        return out
+    for r in contrasts.itertuples(index=False):
+        if r.verdict not in ("helps", "hurts"):
             continue
-        loo, add = rows[LEAVE_ONE_OUT], rows[ADD_ONE_IN]
-        if loo.verdict != add.verdict or np.sign(loo.effect) != np.sign(add.effect):
-            out.append(f"{aug}: leave-one-out says {loo.verdict} ({loo.effect:+.4f}), add-one-in says "
-                       f"{add.verdict} ({add.effect:+.4f}). Its effect depends on the other augmentations in "
-                       f"the base (they interact); quote the leave-one-out row for the base configuration.")
+        rows = {c.comparison: c for c in paired[paired["augmentation"] == r.augmentation].itertuples(index=False)}
+        loo, add = rows.get(LEAVE_ONE_OUT), rows.get(ADD_ONE_IN)
+        out.append(f"{r.augmentation}: leave-one-out {loo.effect:+.4f} vs add-one-in {add.effect:+.4f}; the "
+                   f"difference {r.effect:+.4f} (CI [{r.ci_low:+.4f}, {r.ci_high:+.4f}]) is decided across seeds, "
+                   f"so its effect depends on the other augmentations in the base (they interact); quote the "
+                   f"leave-one-out row for the base configuration.")
     return out
 
 
@@ -163,10 +191,11 @@ def side_by_side(paired: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def analyse_ablation(data: AblationData, alpha: float = 0.05) -> AblationAnalysis:
+def analyse_ablation(data: AblationData, margin: float, alpha: float = 0.05) -> AblationAnalysis:
     """Pure: paired statistics, baselines, per-class effects and affinity/diversity from the loaded runs."""
     comps = comparison_table(data.spec["variants"])
-    paired = stats.paired_effects(data.runs, comps, "best_val_loss", alpha)
+    paired = inference.ablation_effects(data.runs, comps, margin, alpha)
+    paired["n_pairs"] = paired["n_seeds"]
     primary = primary_rows(paired)
     per_class = stats.per_class_effects(data.per_class, comps) if len(data.per_class) else pd.DataFrame()
     if len(per_class):
@@ -178,17 +207,15 @@ def analyse_ablation(data: AblationData, alpha: float = 0.05) -> AblationAnalysi
     aff = aff.merge(add_effects, on="augmentation", how="left")
     warns = []
     seeds = int(data.spec.get("repeats", 0))
-    if 1 < seeds < 6:
-        warns.append(f"With {seeds} seeds the smallest two-sided Wilcoxon p is {2 / 2 ** seeds:.3f}, so the "
-                     "distribution-free check cannot reach 0.05, and the bootstrap CI excludes 0 whenever all "
-                     "seeds agree in sign; verdicts lean on the paired t-test's normality. More seeds "
-                     "(`--repeats 8` or more) make them distribution-free.")
     if seeds < 2:
-        warns.append("One seed per variant: there is no spread to estimate, so every verdict is `no clear effect`.")
+        warns.append("One seed per variant: there is no seed-to-seed spread to estimate, so no verdict can be "
+                     "honest and every row is `undecided`; rerun with `--repeats 5` or more.")
     if len(data.failed):
         warns.append(f"{data.failed['seed'].count()} variant x seed training(s) did not finish and are left out "
                      "of the pairs (listed below).")
-    return AblationAnalysis(paired, primary, baselines_table(data.runs), per_class, aff, disagreements(paired), warns)
+    contrasts = interactions(data.runs, comps, margin, alpha) if seeds >= 2 else None
+    return AblationAnalysis(paired, primary, baselines_table(data.runs), per_class, aff,
+                            disagreements(paired, contrasts), warns, margin)
 
 
 def effects_rows(analysis: AblationAnalysis) -> pd.DataFrame:
@@ -197,7 +224,7 @@ def effects_rows(analysis: AblationAnalysis) -> pd.DataFrame:
     return pd.DataFrame({
         "augmentation": p["augmentation"], "effect": p["effect"], "ci_low": p["ci_low"], "ci_high": p["ci_high"],
         "p_value": p["p_value"], "n_with": p["n_pairs"], "n_without": p["n_pairs"], "verdict": p["verdict"],
-        "source": "ablation", "comparison": p["comparison"],
+        "source": "ablation", "comparison": p["comparison"], "mde": p["mde"], "ci_method": p["ci_method"],
     })
 
 
@@ -216,17 +243,19 @@ def ablation_sections(data: AblationData, a: AblationAnalysis, figs: dict[str, P
                       experiment_path: str) -> list:
     """The ablation's part of the report (`render.Section`s), in reading order."""
     spec = data.spec
-    cols = ["augmentation", "comparison", "n_pairs", "effect", "ci_low", "ci_high", "p_value", "p_wilcoxon",
-            "verdict"]
+    cols = ["augmentation", "comparison", "n_pairs", "effect", "ci_low", "ci_high", "p_value", "verdict", "mde",
+            "seeds_needed"]
     answer = S("Answer (paired ablation)", [
         f"Around the base configuration `{spec['base_label']}` ({spec['base_source']}), each variant trained "
         f"with the same {spec['repeats']} seeds. Effect of each augmentation on the best validation loss: "
         + verdict_sentence(a.primary),
         f"`effect` = mean over seeds of (with − without) best validation loss (negative = it helped); "
         f"leave-one-out: base − (base without it); add-one-in: (no augmentation + it) − no augmentation. "
-        f"Method: {stats.ABLATION_METHOD} (Holm across augmentations within a comparison). Verdicts: "
-        f"`helps`/`hurts` when the 95% bootstrap CI excludes 0 and the Holm-corrected paired t-test "
-        f"`p_value` < 0.05 (a bootstrap from few seeds excludes 0 whenever they agree in sign).",
+        f"Method: {a.paired['ci_method'].iloc[0] if len(a.paired) else 'paired t'}; one family across both "
+        f"comparisons (simultaneous 95%), and `p_value` is adjusted the same way, so a verdict never disagrees "
+        f"with its p. Verdicts: `helps`/`hurts` (interval entirely below/above 0), `negligible` (inside "
+        f"±{a.margin:g}), `undecided` otherwise; `mde` is the smallest effect these seeds detect with 80% "
+        f"power, `seeds_needed` how many seeds would decide the effect seen.",
         a.primary[cols],
     ])
     out = [answer]
@@ -236,9 +265,10 @@ def ablation_sections(data: AblationData, a: AblationAnalysis, figs: dict[str, P
     side = side_by_side(a.paired)
     out.append(S("Leave-one-out and add-one-in, side by side", [
         "Leave-one-out measures an augmentation in the company of the base's others; add-one-in measures it "
-        "alone. They disagree when augmentations interact.",
+        "alone. They can differ by chance; \"they interact\" is said only where the paired interaction contrast "
+        "(their difference, seed by seed) is decided across seeds.",
         *( [side] if len(side) else ["Nothing to compare."] ),
-        a.paired[cols + ["with_variant", "without_variant"]],
+        a.paired[cols],
     ]))
     out.append(S("Baselines", [
         "Best validation loss and accuracy over seeds (mean ± std): no augmentation, the base, Keras "

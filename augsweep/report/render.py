@@ -95,7 +95,7 @@ def to_html(title: str, sections: list[Section]) -> str:
 def verdict_sentence(effects: pd.DataFrame) -> str:
     """`**helps**: a, b; **hurts**: c.` from rows with `augmentation` and `verdict` columns."""
     parts = []
-    for verdict in ("helps", "hurts", "no clear effect"):
+    for verdict in ("helps", "hurts", "negligible", "undecided"):
         names = effects.loc[effects["verdict"] == verdict, "augmentation"].tolist()
         if names:
             parts.append(f"**{verdict}**: {', '.join(names)}")

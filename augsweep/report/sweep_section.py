@@ -17,13 +17,15 @@ import yaml
 
 from .. import plots
 from ..experiment.schema import ConfigError, Experiment
-from ..stores.study import ATTR_PARENT_RUN, Stores
+from ..stores.study import ATTR_PARENT_RUN, Stores, trial_table
 from ..stores.tracking import client_for
+from .. import inference
 from . import stats
-from .render import Section, verdict_sentence
+from .render import Section
 
 EFFECT_COLUMNS = ["augmentation", "effect", "ci_low", "ci_high", "p_value", "n_with", "n_without", "verdict", "source",
-                  "comparison"]
+                  "comparison", "mde", "ci_method"]
+STILL_IMPROVING = 0.5  # share of an augmentation's trainings whose best epoch was one of the last two
 FLOAT = "%.6f"
 
 
@@ -44,20 +46,9 @@ def trials_frame(study) -> pd.DataFrame:
 
 
 def tidy_table(study, augmentations: list[str]) -> pd.DataFrame:
-    """One row per (trial, repeat) of COMPLETE trials: value (best val_loss), gap, accuracy, factors."""
-    rows = []
-    for t in study.get_trials(deepcopy=False):
-        if t.state.name != "COMPLETE" or "config" not in t.user_attrs:
-            continue
-        cfg = t.user_attrs["config"]
-        key = yaml.safe_dump(cfg, sort_keys=True)
-        for r, rep in enumerate(t.user_attrs.get("repeats", [])):
-            rows.append({
-                "trial": t.number, "repeat": r, "config_key": key, "value": rep["best_val_loss"], "gap": rep.get("gap"),
-                "best_val_accuracy": rep.get("best_val_accuracy"), "depth": cfg["depth"],
-                **{f"aug_{a}": bool(cfg.get(f"aug_{a}", False)) for a in augmentations},
-            })
-    return pd.DataFrame(rows)
+    """One row per (trial, repeat) of COMPLETE trials (`stores.study.trial_table`), `value` = best val_loss."""
+    table = trial_table(study, augmentations)
+    return table.assign(value=table["best_val_loss"]) if len(table) else table
 
 
 def load_curves(tracking_uri: str, trials: pd.DataFrame, augmentations: list[str]) -> pd.DataFrame:
@@ -106,9 +97,9 @@ def load_parent(tracking_uri: str, run_id: str | None) -> tuple[dict, dict]:
 # ----------------------------------------------------------------------------- analysis (pure)
 
 
-def effects_table(adjusted: pd.DataFrame, source: str = "sweep") -> pd.DataFrame:
-    """The `effects.csv` contract from `stats.adjusted_effects` output, best first, ties by name."""
-    out = adjusted.assign(source=source, comparison="adjusted (all trials)")[EFFECT_COLUMNS].copy()
+def effects_table(frame: pd.DataFrame, source: str = "sweep", comparison: str = "adjusted (all trials)") -> pd.DataFrame:
+    """The `effects.csv` contract from an `inference.effects` frame, best first, ties by name."""
+    out = frame.assign(source=source, comparison=comparison)[EFFECT_COLUMNS].copy()
     out["_nan"] = out["effect"].isna()
     out = out.sort_values(["_nan", "effect", "augmentation"], kind="mergesort").drop(columns="_nan")
     return out.reset_index(drop=True)
@@ -120,17 +111,45 @@ class Analysis:
 
     augmentations: list[str]
     counts: dict[str, int]
-    effects: pd.DataFrame
-    adjusted: pd.DataFrame
+    effects: pd.DataFrame  # the effects.csv rows of the sweep
+    full: pd.DataFrame  # the inference frame behind them (se, sd over seeds, blocks to decide, notes)
+    budget: pd.DataFrame  # per augmentation: still improving at the last epoch? final train/val gap
     matched: pd.DataFrame
     gap: pd.DataFrame | None
     accuracy: pd.DataFrame | None
     by_depth: pd.DataFrame
+    interactions: pd.DataFrame | None
+    looks: tuple[int, int]
+    seeds: int
     warnings: list[str] = field(default_factory=list)
 
 
-def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment) -> Analysis:
-    """Effects with CIs, matched pairs, gap/accuracy effects, depth interaction, honesty warnings."""
+def looks_of(table: pd.DataFrame, design: dict | None) -> tuple[int, int]:
+    """(looks done, maximum looks) of a factorial sweep's sequential design; (1, 1) otherwise."""
+    if not design or not len(table):
+        return 1, 1
+    done = int(table["block"].max()) + 1
+    return done, max(done, int(design.get("max_blocks", done)))
+
+
+def budget_table(table: pd.DataFrame, augmentations: list[str]) -> pd.DataFrame:
+    """Per augmentation: share of trainings with it (and without) whose best epoch was one of the last two
+    (still improving when the epoch budget ended), and the final val − train loss gap with and without."""
+    rows = []
+    last = table["epochs_run"] - 1
+    improving = table["best_epoch"] >= last - 1
+    for a in augmentations:
+        on = table[f"aug_{a}"].astype(bool)
+        rows.append({"augmentation": a,
+                     "still_improving_with": float(improving[on].mean()) if on.any() else np.nan,
+                     "still_improving_without": float(improving[~on].mean()) if (~on).any() else np.nan,
+                     "final_gap_with": float(table.loc[on, "gap"].mean()) if on.any() else np.nan,
+                     "final_gap_without": float(table.loc[~on, "gap"].mean()) if (~on).any() else np.nan})
+    return pd.DataFrame(rows)
+
+
+def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: dict | None = None) -> Analysis:
+    """Effects under the one verdict rule, descriptive views (pairs, gap, accuracy, depth), warnings."""
     augs = exp.search_space.augmentation_names
     counts = {s: int((trials["state"] == s).sum()) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")} \
         if len(trials) else {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "RUNNING": 0}
@@ -141,30 +160,36 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment) -> Analy
         raise ConfigError(f"search_space has no augmentations: there is no effect to estimate ({exp.path})")
     warnings = []
     if len(table):
-        # With common seeds, a repeated configuration retrains to the same numbers: a replica, not evidence.
-        first = table.groupby("config_key")["trial"].transform("min")
+        # With common seeds, a configuration repeated within a block retrains to the same numbers: a replica.
+        first = table.groupby(["config_key", "block"])["trial"].transform("min")
         replicas = table.loc[table["trial"] != first, "trial"].nunique()
         if replicas:
             warnings.append(f"{replicas} trial(s) repeated an earlier configuration with the same seeds; each "
                             "configuration is counted once.")
         table = table[table["trial"] == first]
-    try:
-        adjusted = stats.adjusted_effects(table, augs, outcome="value")
-    except stats.InsufficientData as e:
-        raise ConfigError(f"too few finished trials to estimate effects ({counts['COMPLETE']} complete): {e}") from None
+    looks = looks_of(table, design)
+    full = inference.effects(table, augs, margin=exp.equivalence_margin, looks_done=looks[0], max_looks=looks[1],
+                             seeds_per_block=exp.repeats)
+    seeds = int(table.groupby(["block", "repeat"]).ngroups) if len(table) else 0
 
-    def secondary(outcome: str) -> pd.DataFrame | None:
+    def descriptive(outcome: str) -> pd.DataFrame | None:
         if outcome not in table or table[outcome].isna().all():
             return None
-        try:
-            return stats.adjusted_effects(table, augs, outcome=outcome)
-        except stats.InsufficientData:
-            return None
+        frame = inference.effects(table, augs, margin=exp.equivalence_margin, outcome=outcome)
+        return frame[["augmentation", "effect", "ci_low", "ci_high", "n_seeds"]]
 
     if exp.sampler == "tpe":
         warnings.append("This sweep used the TPE sampler, which concentrates trials where it expects good "
                         "values, so configurations are sampled unevenly and effects are estimated from an "
-                        "unbalanced design. Prefer `sampler: random` or `grid` for effect estimates.")
+                        "unbalanced design. Prefer `sampler: factorial` to answer which augmentation helps.")
+    elif exp.sampler in ("random", "grid"):
+        warnings.append(f"The `{exp.sampler}` sampler answers \"what is a good configuration?\"; effects are "
+                        "estimated from it, but `sampler: factorial` (a balanced design run in replicated blocks) "
+                        "is the design that answers \"what does each augmentation do?\".")
+    if seeds < 2:
+        warnings.append("Every trial trained with the same seed(s): the effects hold no seed-to-seed variation, "
+                        "so no verdict other than `undecided` can be honest. Use `repeats: 2` or more (or a "
+                        "factorial design, whose blocks bring fresh seeds).")
     if counts["PRUNED"]:
         warnings.append(f"{counts['PRUNED']} pruned trial(s) are excluded from the effects (their partial curves "
                         "are in the plots). Pruning removes the worst configurations, so effects are conditional "
@@ -173,19 +198,23 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment) -> Analy
         warnings.append(f"{counts['FAIL']} failed trial(s) are excluded (reasons below).")
     if counts["RUNNING"]:
         warnings.append(f"{counts['RUNNING']} trial(s) were still running when this report was made.")
-    for _, r in adjusted.iterrows():
+    for _, r in full.iterrows():
         if isinstance(r.get("note"), str) and r["note"]:
             warnings.append(f"{r['augmentation']}: {r['note']}")
-    small = [a for a, nw, nwo in zip(adjusted["augmentation"], adjusted["n_with"], adjusted["n_without"])
-             if min(nw, nwo) < 3]
-    if small:
-        warnings.append(f"Fewer than 3 trials with or without {', '.join(sorted(small))}: these estimates rest on "
-                        "very little data.")
+    interactions = None
+    depths = sorted(table["depth"].unique()) if len(table) else []
+    if len(depths) > 1 and seeds >= 2:
+        interactions = inference.interaction_contrast(
+            table, [(a, "depth") for a in augs], augs, margin=exp.equivalence_margin,
+            looks_done=looks[0], max_looks=looks[1])
     return Analysis(
-        augmentations=augs, counts=counts, effects=effects_table(adjusted), adjusted=adjusted,
-        matched=stats.matched_pairs(table, augs, outcome="value"),
-        gap=secondary("gap"), accuracy=secondary("best_val_accuracy"),
-        by_depth=stats.effects_by_depth(table, augs, outcome="value"), warnings=warnings,
+        augmentations=augs, counts=counts, effects=effects_table(full), full=full,
+        budget=budget_table(table, augs) if len(table) else pd.DataFrame(),
+        matched=stats.matched_pairs(table, augs, outcome="value").drop(columns=["p_value", "verdict"],
+                                                                        errors="ignore"),
+        gap=descriptive("gap"), accuracy=descriptive("best_val_accuracy"),
+        by_depth=stats.effects_by_depth(table, augs, outcome="value"), interactions=interactions,
+        looks=looks, seeds=seeds, warnings=warnings,
     )
 
 
@@ -205,42 +234,109 @@ def importance(study) -> tuple[pd.DataFrame | None, str]:
 # ----------------------------------------------------------------------------- rendering
 
 
+def _budget_word(a: Analysis, aug: str) -> str:
+    row = a.budget[a.budget["augmentation"] == aug] if len(a.budget) else a.budget
+    if len(row) and row["still_improving_with"].iloc[0] >= STILL_IMPROVING:
+        return " at this budget"
+    return ""
+
+
+def answer_blocks(exp: Experiment, a: Analysis, trials: pd.DataFrame, mlruns: str) -> list:
+    """The answer paragraph: decided verdicts first, then the best configuration, what is undecided and how
+    large an effect it could have seen, and the next command."""
+    e = a.full
+    parts = []
+    for verdict in ("helps", "hurts", "negligible"):
+        names = [f"{r.augmentation} ({r.effect:+.3f})" + (_budget_word(a, r.augmentation) if verdict == "hurts"
+                                                          else "")
+                 for r in e.itertuples() if r.verdict == verdict]
+        if names:
+            parts.append(f"**{verdict}**: {', '.join(names)}")
+    lines = [f"On `{exp.dataset.source}` ({'x'.join(map(str, exp.dataset.image_size))}) with the course's convnet, "
+             f"turning each augmentation on changes the best validation loss as follows: "
+             + ("; ".join(parts) + "." if parts else "nothing is decided yet.")]
+    if any(_budget_word(a, r.augmentation) for r in e.itertuples() if r.verdict == "hurts"):
+        lines.append("\"At this budget\": most trainings with that augmentation were still improving when the "
+                     f"{exp.train.epochs} epochs ended; rerun with more `train.epochs` before calling it harmful.")
+    done = trials[trials["state"] == "COMPLETE"].sort_values(["value", "trial"])
+    if len(done):
+        b = done.iloc[0]
+        on = [c[4:] for c in done.columns if c.startswith("aug_") and c.count("_") == 1
+              and isinstance(b.get(c), (bool, np.bool_)) and bool(b.get(c))]
+        mags = ", ".join(f"{c[4:]}={b[c]:.3g}" if isinstance(b[c], float) else f"{c[4:]}={b[c]}"
+                         for c in done.columns if c.startswith("aug_") and c.count("_") >= 2 and pd.notna(b[c]))
+        lines.append(f"Best configuration: trial t{int(b['trial']):02d}, depth {int(b['depth'])}, "
+                     f"{'+'.join(on) or 'no augmentation'}{' (' + mags + ')' if mags else ''}, "
+                     f"validation loss {b['value']:.4f}.")
+    undecided = [r for r in e.itertuples() if r.verdict == "undecided"]
+    if undecided:
+        more = []
+        for r in undecided:
+            hint = getattr(r, "blocks_to_decide", float("nan"))
+            more.append(f"{r.augmentation} (could have detected {r.mde:.3g} with 80% power"
+                        + (f"; about {int(hint)} more block(s) would decide it" if hint == hint else "") + ")")
+        lines.append("Undecided: " + "; ".join(more) + ".")
+        lines.append(f"Next: `python sweep.py {exp.path} --mlruns {mlruns} --trials N` with a larger N continues "
+                     f"the same study (`sampler: factorial` + `stop: decided` runs blocks until every augmentation "
+                     f"is decided), or `--ablation` for paired seeds around the best configuration.")
+    else:
+        lines.append(f"Next: `python sweep.py {exp.path} --mlruns {mlruns} --ablation` explains the best "
+                     f"configuration with paired seeds.")
+    return lines
+
+
 def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, curves: pd.DataFrame,
                    imp: tuple, provenance: dict, figures: dict[str, Path], mlruns: str) -> list[Section]:
     """The report's content, in reading order."""
     a = analysis
-    method = ", ".join(sorted(set(a.adjusted["method"].dropna())))
-    summary = Section("Answer", [
-        f"Effect of turning each augmentation on, on the best validation loss of `{exp.dataset.source}` "
-        f"({'x'.join(map(str, exp.dataset.image_size))}) with the course's convnet: " + verdict_sentence(a.effects),
+    method = a.full["ci_method"].iloc[0] if len(a.full) else "none"
+    summary = Section("Answer", answer_blocks(exp, a, trials, mlruns))
+    summary.blocks += [
         f"{a.counts['COMPLETE']} complete trials x {exp.repeats} paired repeat(s) from the `{exp.sampler}` sampler "
-        f"({a.counts['PRUNED']} pruned, {a.counts['FAIL']} failed, excluded). `effect` is the change in validation "
-        f"loss (negative = it helped), adjusted for the other augmentations and depth; 95% CI; p-values "
-        f"Holm-corrected across augmentations. Method: {method}.",
+        f"({a.counts['PRUNED']} pruned, {a.counts['FAIL']} failed, excluded), {a.seeds} seed replicate(s). `effect` "
+        f"is the change in best validation loss from turning the augmentation on (negative = it helped), estimated "
+        f"within each seed replicate (adjusted for the other augmentations and depth) and averaged over them; the "
+        f"interval comes from how the effect varies from seed to seed. One verdict rule: simultaneous 95% "
+        f"intervals across the augmentations (and across the sequential looks of a `stop: decided` sweep), "
+        f"`p_value` adjusted the same way. `helps`/`hurts`: interval entirely below/above 0; `negligible`: inside "
+        f"±{exp.equivalence_margin:g}; `undecided`: otherwise (`mde` = smallest effect detectable with 80% power). "
+        f"Method: {method}.",
         a.effects,
-    ])
+    ]
     if "forest" in figures:
         summary.blocks.append(("image", figures["forest"], "effect forest plot"))
     sections = [summary]
     if a.warnings:
         sections.append(Section("Read this before quoting the numbers", [f"- {w}" for w in a.warnings]))
+    if len(a.budget):
+        sections.append(Section("Verdicts and the epoch budget", [
+            "Augmentation slows convergence, and the best validation loss within the epoch budget counts that as "
+            "harm. `still_improving_*` = share of trainings whose best epoch was one of the last two (the curve "
+            "was still falling when training stopped); the final val − train gap is descriptive (any "
+            "augmentation narrows it mechanically, so a lower gap is not a verdict).",
+            a.budget,
+        ]))
     matched = a.matched[a.matched["n_pairs"] > 0]
-    sections.append(Section("Paired evidence (configurations differing only in one augmentation)", [
-        "Trials share seeds per repeat, so two configurations that differ in exactly one augmentation form a "
-        "matched pair; `mean_diff` = with − without (t-interval over pairs, Wilcoxon signed-rank p).",
-        matched if len(matched) else "No matched pairs in this sweep (the grid sampler produces them).",
+    sections.append(Section("Same on/off pattern (descriptive)", [
+        "Configurations that differ in exactly one augmentation's switch, under the same seeds; magnitudes of the "
+        "other augmentations may differ. Descriptive only (no verdict): the effects table above is the answer.",
+        matched if len(matched) else "No such pairs in this sweep.",
     ]))
     extra = []
     if a.gap is not None:
-        extra += ["Generalization gap (final `val_loss − loss`): augmentation that keeps the curves together "
-                  "lowers it.", effects_table(a.gap)[EFFECT_COLUMNS[:-2]]]
+        extra += ["Generalization gap (final `val_loss − loss`), descriptive (no verdict; not corrected across "
+                  "outcomes): any augmentation lowers it mechanically.", a.gap]
     if a.accuracy is not None:
-        acc = effects_table(a.accuracy)[EFFECT_COLUMNS[:-2]]
-        acc["verdict"] = acc["verdict"].map({"helps": "hurts", "hurts": "helps"}).fillna(acc["verdict"])
-        extra += ["Best validation accuracy (positive = higher accuracy, so here `helps` means the CI is "
-                  "entirely above 0).", acc.sort_values(["effect", "augmentation"], ascending=[False, True], na_position="last")]
+        extra += ["Best validation accuracy (positive = higher accuracy), descriptive (no verdict).", a.accuracy]
     if extra:
         sections.append(Section("Other outcomes", extra))
+    if a.interactions is not None:
+        sections.append(Section("Augmentation x depth interactions", [
+            "Each augmentation's effect at the deepest minus at the shallowest depth, per seed replicate, under "
+            "the same verdict rule (`helps`/`hurts` = the effect changes with depth).",
+            a.interactions[["augmentation", "effect", "ci_low", "ci_high", "p_value", "verdict"]]
+            if "augmentation" in a.interactions else a.interactions,
+        ]))
     sections.append(Section("Augmentation x depth", [
         "Mean best validation loss with and without each augmentation at each depth (trial means).",
         a.by_depth,
@@ -262,7 +358,7 @@ def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, cu
             plots_section.blocks += [caption, ("image", figures[key], key)]
     sections.append(plots_section)
     best = trials[trials["state"] == "COMPLETE"].sort_values(["value", "trial"]).head(10)
-    cols = ["trial", "value", "depth", *[f"aug_{x}" for x in a.augmentations if f"aug_{x}" in best]]
+    cols = ["trial", "value", "depth", *[c for c in best.columns if c.startswith("aug_")]]
     failed = trials[trials["state"] == "FAIL"][["trial", "failure_reason"]]
     sections.append(Section("Trials", [
         "Best complete trials (value = mean over repeats of the best validation loss):", best[cols],
@@ -282,7 +378,7 @@ def sweep_part(exp: Experiment, stores: Stores, out_dir: Path, study, ablation_t
     trials = trials_frame(study)
     table = tidy_table(study, exp.search_space.augmentation_names)
     try:
-        analysis = analyse(table, trials, exp)
+        analysis = analyse(table, trials, exp, study.user_attrs.get("design"))
     except ConfigError as e:
         if ablation_too:
             return [Section("Sweep: effects across all trials", [f"Not estimated: {e}"])], None, None
@@ -324,6 +420,8 @@ def sweep_part(exp: Experiment, stores: Stores, out_dir: Path, study, ablation_t
     }
     sections = build_sections(exp, analysis, trials, curves, importance(study), provenance, figures,
                               str(stores.mlruns))
+    if study.user_attrs.get("stopped"):
+        sections[0].blocks.insert(1, f"The sweep stopped: {study.user_attrs['stopped']}.")
     if ablation_too:  # the ablation's paired verdicts are the answer; the sweep's become the wider view
         sections[0].title = "Sweep: effects across all trials"
     return sections, analysis.effects, analysis

@@ -37,7 +37,7 @@ def write_report(exp: Experiment, stores: Stores, out: str | Path | None = None)
 
     sections, effects, parents = [], [], []
     if ablation is not None:
-        ab = analyse_ablation(ablation)
+        ab = analyse_ablation(ablation, exp.equivalence_margin)
         sections += ablation_sections(ablation, ab, figures(ablation, ab, out_dir), str(mlruns), exp.path)
         effects.append(effects_rows(ab))
         parents.append(ablation.parent_run_id)

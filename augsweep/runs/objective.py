@@ -90,7 +90,9 @@ class Objective:
         config = space.sample(trial, exp.search_space, exp.train.learning_rate, grid=self.grid)
         flat = config.flat(exp.search_space.augmentation_names)
         trial.set_user_attr("config", flat)
-        seeds = [repeat_seeds(exp.seed, r) for r in range(exp.repeats)]
+        # A design block trains with fresh seeds, shared by all of its points (seed index b*R + r).
+        block = int(trial.user_attrs.get("block", 0))
+        seeds = [repeat_seeds(exp.seed, block * exp.repeats + r) for r in range(exp.repeats)]
         params = {**flat, "seed": exp.seed, "repeats": exp.repeats,
                   **{k: v for s in seeds for k, v in s.as_param().items()}}
         run_name = f"t{trial.number:02d} {config.label()}"

@@ -207,6 +207,12 @@ class SweepSession:
         self.start_lock, self.alive = study_locks(stores)
         self.study = self.tracker = None
         self.already = 0
+        self.planner = None
+        if exp.sampler == "factorial":
+            from .blocks import BlockPlanner
+
+            self.planner = BlockPlanner(exp, budget, echo)
+            self.budget = self.planner.budget
 
     def __enter__(self) -> "SweepSession":
         self.alive.acquire(shared=True)
@@ -251,11 +257,12 @@ POLL_SECONDS = 2.0  # a worker with nothing to start checks again this often (ot
 
 
 def optimize(study, exp: Experiment, objective, progress: "_Progress", budget: int, start_lock,
-              echo: Callable[[str], None]) -> None:
+              echo: Callable[[str], None], planner=None) -> None:
     """Start trials until `budget` have finished, one at a time, with the count-then-start step
     under the study's start lock: two workers that both see `budget - 1` finished can never both
     start one (a trial counts from the moment it is RUNNING). Dead workers' trials are failed
-    and requeued first."""
+    and requeued first. With a `planner` (factorial design) it decides instead: run a queued
+    design point, wait for the block to finish elsewhere, or stop."""
     import optuna
 
     me = worker_identity()
@@ -269,9 +276,11 @@ def optimize(study, exp: Experiment, objective, progress: "_Progress", budget: i
                 close_orphan_runs(study, echo)
                 first = False
             finished, running = count_finished(study), count_running(study)
-            if finished >= budget:
+            action = planner.next_action(study) if planner is not None else (
+                "stop" if finished >= budget else "run" if finished + running < budget else "wait")
+            if action == "stop":
                 return
-            if finished + running < budget:
+            if action == "run":
                 def gated(trial):
                     start_lock.release()  # the trial is RUNNING now: it counts for every other worker
                     state["released"], state["number"] = True, trial.number
@@ -321,7 +330,8 @@ def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: 
             echo(session.header(f"device {device}"))
         progress = _Progress(session.budget, exp.max_consecutive_failures, echo)
         objective = Objective(exp, dataset, session.tracker, grid=exp.sampler == "grid", device=device)
-        optimize(session.study, exp, objective, progress, session.budget, session.start_lock, echo)
+        optimize(session.study, exp, objective, progress, session.budget, session.start_lock, echo,
+                 planner=session.planner)
         if progress.aborted:
             raise session.abort(
                 f"{progress.streak} consecutive trials failed; last reason: {progress.last_reason}. "

@@ -163,7 +163,9 @@ def retry_once(study, trial) -> int | None:
     # Optuna's RetryHeartbeatStaleTrialCallback; user attrs belong to the dead run and do not.
     study.add_trial(optuna.trial.create_trial(
         state=optuna.trial.TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-        user_attrs={"retry_of": trial.number},
+        # The design's block and point travel with the retry (its seeds and its place in the design).
+        user_attrs={"retry_of": trial.number,
+                    **{k: trial.user_attrs[k] for k in ("block", "design_point") if k in trial.user_attrs}},
         system_attrs={**trial.system_attrs, "failed_trial": trial.number, "retry_history": [trial.number]},
     ))
     return study.get_trials(deepcopy=False)[-1].number

@@ -151,7 +151,7 @@ def count_running(study) -> int:
 def identity(exp: Experiment) -> str:
     """Hash of everything that must not change when a study is resumed (the budget may)."""
     resolved = exp.resolved()
-    for key in ("trials", "max_consecutive_failures", "ablation"):
+    for key in ("trials", "max_consecutive_failures", "ablation", "stop", "equivalence_margin"):
         resolved.pop(key, None)
     return hashlib.sha256(yaml.safe_dump(resolved, sort_keys=True).encode()).hexdigest()
 
@@ -161,3 +161,27 @@ def study_locks(stores: Stores):
     from .recovery import study_locks as locks
 
     return locks(stores.mlruns, stores.embedded_study, stores.storage_url, stores.study_name)
+
+
+def trial_table(study, augmentations):
+    """One row per (trial, repeat) of the study's COMPLETE trials: `trial`, `block`, `repeat`, the repeat's
+    summary (`best_val_loss`, `gap`, `best_val_accuracy`, `best_epoch`, `epochs_run`, `final_loss`), `depth`,
+    `aug_<name>` switches and `config_key` (the configuration, to spot replicas)."""
+    import pandas as pd
+
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        if t.state.name != "COMPLETE" or "config" not in t.user_attrs:
+            continue
+        cfg = t.user_attrs["config"]
+        key = yaml.safe_dump(cfg, sort_keys=True)
+        for r, rep in enumerate(t.user_attrs.get("repeats", [])):
+            rows.append({
+                "trial": t.number, "block": int(t.user_attrs.get("block", 0)), "repeat": r, "config_key": key,
+                "best_val_loss": rep["best_val_loss"], "gap": rep.get("gap"),
+                "best_val_accuracy": rep.get("best_val_accuracy"), "best_epoch": rep.get("best_epoch"),
+                "epochs_run": rep.get("epochs_run"), "final_loss": rep.get("final_loss"),
+                "final_val_loss": rep.get("final_val_loss"), "depth": cfg["depth"],
+                **{f"aug_{a}": bool(cfg.get(f"aug_{a}", False)) for a in augmentations},
+            })
+    return pd.DataFrame(rows)

@@ -1,0 +1,314 @@
+"""The verdict rule: planted effects, A/A error rates over sequential looks, power, ablations, edge cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from augsweep import inference as inf
+from augsweep.experiment.design import two_level_design
+
+
+AUGS = ["flip", "contrast", "rotation", "warp"]
+
+
+def simulate_sweep(rng: np.random.Generator, *, augs=AUGS, runs=8, depths=(1, 2, 3), repeats=2, blocks=5,
+                   planted=None, noise_sd=0.04, seed_slope_sd=0.01, depth_step=0.3, inter_sd=0.03,
+                   seed_sd=0.05, fail_rate=0.0) -> pd.DataFrame:
+    """Tidy table (trial x repeat) of a replicated-block sweep on a two-level design crossed with depths.
+
+    Loss = depth effect (large) + per-seed intercept (common to the whole replicate) + switches @
+    (planted effects + per-seed random slopes) + aug x depth and aug x aug interactions (centred, so
+    they average to zero over the design) + t3 noise whose scale grows with depth and with the number
+    of augmentations on.
+    """
+    k = len(augs)
+    plan = two_level_design(list(augs), runs)
+    M = plan.matrix.astype(float)
+    P = np.repeat(M, len(depths), axis=0)  # run-major, as `crossed`
+    D = np.tile(np.asarray(depths), len(M))
+    dlev = np.searchsorted(np.asarray(depths), D)
+    n_pts, n_rep = len(P), blocks * repeats
+    effect = np.zeros(k) if planted is None else np.asarray(planted, dtype=float)
+    # interactions fixed for the whole sweep (they are properties of the task, not of the seed)
+    inter_depth = rng.normal(0, inter_sd, (k, len(depths)))
+    inter_depth -= inter_depth.mean(axis=1, keepdims=True)
+    X = 2 * P - 1
+    inter_pair = rng.normal(0, inter_sd, (k, k))
+    pair_term = np.einsum("pi,ij,pj->p", X, np.triu(inter_pair, 1), X)
+    fixed = 1.0 + depth_step * dlev - 0.1 * dlev**2 + P @ effect + (P * inter_depth[:, dlev].T).sum(axis=1) + pair_term
+    slopes = rng.normal(0, seed_slope_sd, (n_rep, k))
+    intercept = rng.normal(0, seed_sd, (n_rep, 1))
+    scale = noise_sd * (0.7 + 0.3 * dlev + 0.1 * P.sum(axis=1)) / (0.7 + 0.3 * dlev.mean() + 0.1 * k / 2)
+    noise = sps.t.rvs(3, size=(n_rep, n_pts), random_state=rng) / math.sqrt(3.0) * scale
+    Y = fixed[None, :] + intercept + slopes @ P.T + noise
+    if fail_rate:
+        Y[rng.random(Y.shape) < fail_rate] = np.nan
+    rep = np.arange(n_rep)
+    table = pd.DataFrame({
+        "trial": np.repeat(rep // repeats, n_pts) * n_pts + np.tile(np.arange(n_pts), n_rep),
+        "block": np.repeat(rep // repeats, n_pts),
+        "repeat": np.repeat(rep % repeats, n_pts),
+        "depth": np.tile(D, n_rep),
+        **{f"aug_{a}": np.tile(P[:, j].astype(bool), n_rep) for j, a in enumerate(augs)},
+        "best_val_loss": Y.ravel(),
+    })
+    return table.sort_values(["trial", "repeat"], kind="stable").reset_index(drop=True)
+
+
+def sequential(table: pd.DataFrame, augs, *, margin, max_looks, alpha=0.05, spending="pocock"):
+    """Run the sweep's stopping rule over looks (one per block); return (any helps/hurts seen, final frame, looks)."""
+    seeds = inf.seed_effects(table, augs)
+    false_claim, frame = False, None
+    for look in range(1, max_looks + 1):
+        frame = inf.summarize(seeds[seeds["block"] < look], augs, margin=margin, alpha=alpha,
+                              looks_done=look, max_looks=max_looks, spending=spending)
+        false_claim |= bool(frame["verdict"].isin(["helps", "hurts"]).any())
+        if inf.should_stop(frame, look, max_looks):
+            break
+    return false_claim, frame, look
+
+
+def mc_upper(p: float, n: int) -> float:
+    # One-sided 99% binomial upper bound around the nominal rate: a correct procedure exceeds it by
+    # Monte-Carlo chance in at most 1% of test runs (and the procedure is conservative, so far less).
+    return p + sps.norm.ppf(0.99) * math.sqrt(p * (1 - p) / n)
+
+
+# ----------------------------------------------------------------------------------------- planted
+
+
+def test_planted_flip_helps_contrast_negligible():
+    rng = np.random.default_rng(1)
+    t = simulate_sweep(rng, augs=["flip", "contrast"], runs=4, planted=[-0.1, 0.0], blocks=6, repeats=2,
+                       noise_sd=0.02, seed_slope_sd=0.005)
+    fr = inf.effects(t, ["flip", "contrast"], margin=0.02)
+    assert list(fr.columns) == inf.EFFECT_COLUMNS + inf.EXTRA_COLUMNS
+    assert list(fr["augmentation"]) == ["flip", "contrast"]  # best first
+    flip, contrast = fr.iloc[0], fr.iloc[1]
+    assert flip["effect"] == pytest.approx(-0.1, abs=0.02) and flip["verdict"] == "helps"
+    assert contrast["verdict"] == "negligible" and abs(contrast["effect"]) < 0.01
+    assert flip["n_seeds"] == 12 and flip["n_with"] == flip["n_without"] == 12 * 6
+    assert "t across 12 seeds, Šidák x2, look 1/1" in flip["ci_method"]
+
+
+def test_p_value_matches_interval():
+    rng = np.random.default_rng(2)
+    for i in range(20):
+        t = simulate_sweep(rng, planted=rng.normal(0, 0.03, 4), blocks=3, repeats=1)
+        fr = inf.effects(t, AUGS, margin=0.02, looks_done=2, max_looks=3)
+        excl = (fr["ci_low"] > 0) | (fr["ci_high"] < 0)
+        assert ((fr["p_value"] < fr["alpha_look"]) == excl).all()
+
+
+def test_spending_levels_sum_to_alpha():
+    for spending in inf.SPENDINGS:
+        levels = [inf.look_alpha(0.05, look, 5, spending) for look in range(1, 6)]
+        assert all(x > 0 for x in levels) and sum(levels) == pytest.approx(0.05, abs=1e-12)
+    assert inf.look_alpha(0.05, 1, 1) == pytest.approx(0.05)
+
+
+# ---------------------------------------------------------------------------- A/A deterministic
+
+
+def _deterministic_table(repeats: int, blocks: int) -> pd.DataFrame:
+    """Trainings deterministic given the seed: effects of 1e-4 (identical on every seed) plus per-seed noise."""
+    plan = two_level_design(AUGS, 16)
+    P = np.repeat(plan.matrix, 2, axis=0)
+    D = np.tile([1, 2], len(plan.matrix))
+    rows = []
+    for b in range(blocks):
+        for r in range(repeats):
+            seed = b * repeats + r
+            shared = np.random.default_rng(seed).normal(0, 0.05)  # same for every point of the seed
+            y = 0.5 + 0.2 * D + shared + 1e-4 * P.sum(axis=1)
+            for i in range(len(P)):
+                rows.append({"trial": b * len(P) + i, "block": b, "repeat": r, "depth": int(D[i]),
+                             **{f"aug_{a}": bool(P[i, j]) for j, a in enumerate(AUGS)}, "best_val_loss": y[i]})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("repeats", [1, 3])
+def test_aa_deterministic_never_helps_or_hurts(repeats):
+    t = _deterministic_table(repeats, blocks=4)
+    for blocks in range(1, 5):
+        fr = inf.effects(t[t["block"] < blocks], AUGS, margin=0.02)
+        assert not fr["verdict"].isin(["helps", "hurts"]).any()
+        if blocks * repeats >= 2:
+            assert (fr["verdict"] == "negligible").all()
+            assert fr["effect"].to_numpy() == pytest.approx(1e-4, abs=1e-9)
+
+
+def test_single_seed_replicate_is_undecided():
+    fr = inf.effects(_deterministic_table(1, 1), AUGS, margin=0.02)
+    assert (fr["verdict"] == "undecided").all()
+    assert fr["ci_low"].isna().all() and fr["p_value"].isna().all()
+    assert fr["note"].str.contains("fewer than 2 seed replicates").all()
+
+
+# ------------------------------------------------------------------------- A/A sequential, power
+
+
+@pytest.mark.parametrize("runs", [8, 16])
+def test_aa_family_wise_error_across_looks(runs):
+    # 4 augmentations, R=2, up to 5 blocks (looks), depth effects, interactions, t3 noise, seed slopes.
+    n, rng = 400, np.random.default_rng(100 + runs)
+    false = sum(sequential(simulate_sweep(rng, runs=runs, depths=(1, 2), seed_slope_sd=0.02), AUGS,
+                           margin=0.03, max_looks=5)[0] for _ in range(n))
+    assert false / n <= mc_upper(0.05, n)
+
+
+def test_power_and_negligible_sequential():
+    # Assumption: per-training noise sd 0.04 (t3, heteroscedastic), seed slope sd 0.01, 4 augmentations
+    # in 16 runs x 3 depths, R=2, cap 5 blocks. A 0.1 drop in val_loss must be found; margin 0.04.
+    n, rng = 200, np.random.default_rng(7)
+    right, neg, looks = 0, 0, []
+    for _ in range(n):
+        t = simulate_sweep(rng, runs=16, depths=(1, 2, 3), planted=[-0.1, 0.0, 0.0, 0.0])
+        false, fr, look = sequential(t, AUGS, margin=0.04, max_looks=5)
+        v = fr.set_index("augmentation")["verdict"]
+        right += v["flip"] == "helps"
+        neg += v["contrast"] == "negligible"
+        looks.append(look)
+    assert right / n >= 0.8
+    assert neg / n >= 0.7
+
+
+# ------------------------------------------------------------------------------------ ablation
+
+
+def _ablation(rng, n_seeds, deltas, sd=0.04, slope_sd=0.01):
+    """Variants 'base' and one per augmentation, trained on the same seeds (shared per-seed noise)."""
+    shared = 1.0 + rng.normal(0, 0.05, n_seeds)
+    names = ["base", *(f"+{a}" for a in deltas)]
+    shift = np.array([0.0, *deltas.values()])[:, None]
+    slope = np.vstack([np.zeros(n_seeds), rng.normal(0, slope_sd, (len(deltas), n_seeds))])
+    y = shared + shift + slope + rng.normal(0, sd, (len(names), n_seeds))
+    runs = pd.DataFrame({"variant": np.repeat(names, n_seeds), "seed": np.tile(np.arange(n_seeds), len(names)),
+                         "best_val_loss": y.ravel()})
+    comps = pd.DataFrame({"augmentation": list(deltas), "comparison": "add-one-in",
+                          "with_variant": [f"+{a}" for a in deltas], "without_variant": "base"})
+    return runs, comps
+
+
+def test_ablation_aa_and_power():
+    n, rng = 400, np.random.default_rng(11)
+    false = 0
+    for _ in range(n):
+        runs, comps = _ablation(rng, 8, {a: 0.0 for a in AUGS})
+        fr = inf.ablation_effects(runs, comps, margin=0.03)
+        false += fr["verdict"].isin(["helps", "hurts"]).any()
+    assert false / n <= mc_upper(0.05, n)
+    hits = 0
+    for _ in range(200):
+        runs, comps = _ablation(rng, 10, {"flip": -0.1, "contrast": 0.0, "rotation": 0.0, "warp": 0.0})
+        fr = inf.ablation_effects(runs, comps, margin=0.03).set_index("augmentation")
+        hits += fr.loc["flip", "verdict"] == "helps"
+    assert hits / 200 >= 0.8
+
+
+def test_ablation_columns_and_seeds_needed():
+    rng = np.random.default_rng(3)
+    runs, comps = _ablation(rng, 6, {"flip": -0.05, "contrast": 0.0})
+    loo = comps.assign(comparison="leave-one-out")
+    fr = inf.ablation_effects(runs, pd.concat([comps, loo], ignore_index=True), margin=0.03)
+    assert list(fr.columns[:12]) == ["augmentation", "comparison", *inf.EFFECT_COLUMNS[1:]]
+    assert "seeds_needed" in fr and (fr["n_seeds"] == 6).all()
+    assert (fr["ci_method"].str.contains("Šidák x2")).all()
+    row = fr[(fr.augmentation == "flip") & (fr.comparison == "add-one-in")].iloc[0]
+    need = row["seeds_needed"]
+    # at `need` seeds the projected power condition holds, one seed fewer it does not
+    a = inf.sidak_level(1 - 0.95 ** 0.5, 2)  # one family over both comparison kinds: each gets its Šidák share
+    f = lambda n: (sps.t.isf(a / 2, n - 1) + sps.t.ppf(0.8, n - 1)) * row["sd_seeds"] / math.sqrt(n)
+    assert f(need) <= abs(row["effect"]) < f(need - 1)
+
+
+# ---------------------------------------------------------------------------------- edge cases
+
+
+def test_always_on_and_never_on_are_undecided_not_estimable():
+    rng = np.random.default_rng(4)
+    t = simulate_sweep(rng, augs=["flip", "contrast"], runs=4, blocks=3)
+    t["aug_rotation"] = True
+    t["aug_warp"] = False
+    fr = inf.effects(t, ["flip", "contrast", "rotation", "warp"], margin=0.03).set_index("augmentation")
+    for a in ("rotation", "warp"):
+        assert fr.loc[a, "verdict"] == "undecided" and np.isnan(fr.loc[a, "effect"])
+        assert "not estimable" in fr.loc[a, "note"]
+    assert (fr.loc[["flip", "contrast"], "n_seeds"] == 6).all()
+    assert fr.loc["flip", "n_family"] == 2  # untestable rows do not dilute the family
+
+
+def test_failed_trials_inside_blocks():
+    rng = np.random.default_rng(5)
+    t = simulate_sweep(rng, runs=16, planted=[-0.1, 0, 0, 0], fail_rate=0.15, noise_sd=0.02)
+    seeds = inf.seed_effects(t, AUGS)
+    assert seeds["n_points"].max() < 48 and seeds["effect"].notna().all()
+    fr = inf.effects(t, AUGS, margin=0.04).set_index("augmentation")
+    assert fr.loc["flip", "verdict"] == "helps"
+    assert fr.loc["flip", "n_with"] + fr.loc["flip", "n_without"] == t["best_val_loss"].notna().sum()
+    # a replicate left with fewer points than coefficients cannot estimate everything
+    tiny = t[(t["block"] == 0) & (t["repeat"] == 0)].dropna().head(3)
+    assert inf.seed_effects(tiny, AUGS)["effect"].isna().any()
+
+
+def test_ols_recovers_effect_in_unbalanced_replicate():
+    # Exact linear outcome with a missing run: least squares, not a difference of means, is exact.
+    plan = two_level_design(AUGS, 16)
+    P = plan.matrix.astype(float)
+    y = 1 + P @ np.array([-0.1, 0.02, 0.0, 0.05])
+    t = pd.DataFrame({"block": 0, "repeat": 0, **{f"aug_{a}": plan.matrix[:, j] for j, a in enumerate(AUGS)},
+                      "best_val_loss": y})
+    t.loc[[0, 5, 9], "best_val_loss"] = np.nan
+    se = inf.seed_effects(t, AUGS)
+    assert se["effect"].to_numpy() == pytest.approx([-0.1, 0.02, 0.0, 0.05], abs=1e-12)
+
+
+def test_deterministic_output():
+    rng = np.random.default_rng(6)
+    t = simulate_sweep(rng, fail_rate=0.1)
+    a = inf.effects(t, AUGS, margin=0.03, looks_done=3, max_looks=5)
+    b = inf.effects(t.sample(frac=1.0, random_state=0), AUGS, margin=0.03, looks_done=3, max_looks=5)
+    assert a.to_csv() == b.to_csv()
+
+
+def test_blocks_to_decide_projection():
+    rng = np.random.default_rng(8)
+    t = simulate_sweep(rng, runs=16, blocks=2, planted=[-0.05, 0, 0, 0])
+    fr = inf.effects(t, AUGS, margin=0.04, looks_done=2, max_looks=5)
+    for r in fr.to_dict("records"):
+        if r["verdict"] in inf.DECIDED:
+            assert r["blocks_to_decide"] == 0
+        elif np.isfinite(r["blocks_to_decide"]):
+            assert 1 <= r["blocks_to_decide"] <= 3
+    last = inf.effects(t, AUGS, margin=0.04, looks_done=5, max_looks=5)
+    assert last.loc[~last["verdict"].isin(inf.DECIDED), "blocks_to_decide"].isna().all()
+
+
+def test_interaction_contrast_found_and_null():
+    rng = np.random.default_rng(9)
+    t = simulate_sweep(rng, runs=16, depths=(1, 2), blocks=5, inter_sd=0.0, noise_sd=0.02)
+    X = t[["aug_flip", "aug_contrast"]].to_numpy()
+    t["best_val_loss"] += 0.1 * (X[:, 0] & X[:, 1])  # flip and contrast together add 0.1
+    t["best_val_loss"] += -0.08 * (t["aug_warp"] & (t["depth"] == 2))  # warp helps only when deep
+    fr = inf.interaction_contrast(t, [("flip", "contrast"), ("rotation", "warp"), ("warp", "depth")], AUGS,
+                                  margin=0.04).set_index("term")
+    assert fr.loc["flip x contrast", "verdict"] == "hurts"
+    assert fr.loc["flip x contrast", "effect"] == pytest.approx(0.1, abs=0.03)
+    assert fr.loc["warp x depth", "verdict"] == "helps"
+    assert fr.loc["rotation x warp", "verdict"] in ("negligible", "undecided")
+
+
+def test_interaction_aliased_in_half_fraction_is_not_claimed():
+    # In the 8-run half fraction (warp = flip*contrast*rotation) flip x contrast equals rotation x warp.
+    rng = np.random.default_rng(10)
+    t = simulate_sweep(rng, runs=8, depths=(1, 2), blocks=5, inter_sd=0.0, noise_sd=0.02)
+    X = t[["aug_flip", "aug_contrast"]].to_numpy()
+    t["best_val_loss"] += 0.1 * (X[:, 0] & X[:, 1])
+    fr = inf.interaction_contrast(t, [("rotation", "warp"), ("flip", "contrast")], AUGS, margin=0.04)
+    assert (fr["verdict"] == "undecided").all()
+    assert fr.set_index("term").loc["rotation x warp", "note"].startswith("aliased with flip x contrast")
