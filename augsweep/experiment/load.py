@@ -203,7 +203,8 @@ def _resolve_path(value: str, experiment_file: Path) -> Path:
 def _dataset(ctx: _Ctx, data: Any, experiment_file: Path) -> DatasetConfig:
     data = ctx.mapping(data, "dataset")
     ctx.no_unknown(
-        data, {"source", "image_size", "path", "validation_split", "samples", "classes", "on_bad_file"},
+        data, {"source", "image_size", "path", "validation_split", "samples", "classes", "on_bad_file",
+               "train_samples"},
         "dataset",
     )
     if "source" not in data:
@@ -226,7 +227,10 @@ def _dataset(ctx: _Ctx, data: Any, experiment_file: Path) -> DatasetConfig:
     samples = ctx.integer(data.get("samples", 600), "dataset.samples", 20, 1_000_000)
     classes = ctx.integer(data.get("classes", 2), "dataset.classes", 2, 3)
     on_bad = ctx.choice(data.get("on_bad_file", "error"), "dataset.on_bad_file", ON_BAD_FILE)
-    return DatasetConfig(source, (size[0], size[1]), path, split, samples, classes, on_bad)
+    train_samples = data.get("train_samples")
+    if train_samples is not None:
+        train_samples = ctx.integer(train_samples, "dataset.train_samples", 2, 100_000_000)
+    return DatasetConfig(source, (size[0], size[1]), path, split, samples, classes, on_bad, train_samples)
 
 
 def _train(ctx: _Ctx, data: Any) -> TrainConfig:
@@ -316,14 +320,14 @@ def _read_yaml(path: Path, what: str, shown: str) -> Any:
         raise ConfigError(f"{what} is not UTF-8 text ({path})") from None
 
 
-def _check_design(space: SearchSpace, trials: int, looks: int, file: str) -> None:
-    """`sampler: factorial`: the design's block must fit `looks` times in `trials` (resolution IV at least)."""
+def _check_design(space: SearchSpace, trials: int, sequential: bool, file: str) -> None:
+    """`sampler: factorial`: one block of the design (resolution IV at least) must fit in `trials`."""
     from .design import DesignError, plan_for
 
     if not space.augmentation_names:
         raise ConfigError(f"sampler: factorial needs augmentations to switch on and off. Received: none ({file})")
     try:
-        plan_for(space, trials, looks)
+        plan_for(space, trials, sequential)
     except DesignError as e:
         raise ConfigError(f"sampler: factorial cannot fit in trials={trials}: {e} ({file})") from None
 
@@ -381,7 +385,7 @@ def load_experiment(path: str | Path) -> Experiment:
                         low_open=True)
     trials = ctx.integer(data.get("trials", 20), "trials", 1, 100_000)
     if sampler == "factorial":
-        _check_design(space, trials, 2 if stop == "decided" else 1, file)
+        _check_design(space, trials, stop == "decided", file)
     return Experiment(
         name=name,
         dataset=dataset,

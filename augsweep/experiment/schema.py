@@ -99,6 +99,7 @@ class DatasetConfig:
     samples: int = 600  # synthetic: images in total (train + validation)
     classes: int = 2  # synthetic: 2 (car, truck) or 3 (+ bus)
     on_bad_file: str = "error"
+    train_samples: int | None = None  # a stratified, seeded subsample of the training split (None: all)
 
 
 @dataclass(frozen=True)

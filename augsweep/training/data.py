@@ -284,6 +284,23 @@ _LOADERS = {"digits": load_digits, "synthetic": load_synthetic, "folder": load_f
 _CACHE: dict[tuple, Dataset] = {}
 
 
+def subsample_train(ds: Dataset, n: int, seed: int) -> Dataset:
+    """Keep a stratified, seeded `n` of the training images (`dataset.train_samples`): fewer images make
+    a model overfit, the regime in which augmentation can help. Validation stays whole."""
+    have = len(ds.x_train)
+    if n > have:
+        raise ConfigError(f"dataset.train_samples: {n} asked, but the training split of {ds.source} "
+                          f"holds only {have} images")
+    if n < ds.num_classes:
+        raise ConfigError(f"dataset.train_samples: {n} is fewer than the {ds.num_classes} classes")
+    if n == have:
+        return ds
+    keep, _ = _split(have, ds.y_train, 1.0 - n / have, seed + 1)  # +1: not the same draw as the split
+    keep = keep[:n] if len(keep) > n else keep
+    return Dataset(ds.x_train[keep], ds.y_train[keep], ds.x_val, ds.y_val, ds.class_names, ds.source,
+                   warnings=list(ds.warnings))
+
+
 def load_dataset(cfg: DatasetConfig, seed: int) -> Dataset:
     """Load (once per process) and fingerprint the dataset an experiment names."""
     key = (cfg, seed, _folder_state(cfg))
@@ -291,6 +308,8 @@ def load_dataset(cfg: DatasetConfig, seed: int) -> Dataset:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             ds = _LOADERS[cfg.source](cfg, seed)
+        if cfg.train_samples is not None:
+            ds = subsample_train(ds, cfg.train_samples, seed)
         ds.fingerprint = fingerprint(ds.x_train, ds.y_train, ds.x_val, ds.y_val)
         _CACHE.clear()  # one dataset per process is the common case; do not hoard memory
         _CACHE[key] = ds
