@@ -26,12 +26,15 @@ EXTRA_COLUMNS = ["se", "sd_seeds", "alpha_look", "n_family", "blocks_to_decide",
 SEED_COLUMNS = ["block", "repeat", "augmentation", "effect", "n_with", "n_without", "n_points"]
 POWER = 0.8
 SPENDINGS = ("pocock", "obrien-fleming", "linear")
+# O'Brien-Fleming-type spending: early looks hold few seed replicates (a t with 1-3 df decides little
+# anyway), so almost all of alpha is kept for the looks that can use it.
+SPENDING = "obrien-fleming"
 
 _NOTE_FEW = "fewer than 2 seed replicates estimate it: no interval can include seed-to-seed variation"
 _NOTE_NONE = "not estimable in any seed replicate (always on, never on, or too few finished trials)"
 
 
-def spent_alpha(alpha: float, fraction: float, spending: str = "pocock") -> float:
+def spent_alpha(alpha: float, fraction: float, spending: str = SPENDING) -> float:
     """Cumulative error spent by information fraction `fraction` in (0, 1]."""
     t = min(max(float(fraction), 0.0), 1.0)
     if t == 0.0:
@@ -46,7 +49,7 @@ def spent_alpha(alpha: float, fraction: float, spending: str = "pocock") -> floa
     raise ValueError(f"spending must be one of {SPENDINGS}, not {spending!r}")
 
 
-def look_alpha(alpha: float, look: int, max_looks: int, spending: str = "pocock") -> float:
+def look_alpha(alpha: float, look: int, max_looks: int, spending: str = SPENDING) -> float:
     """Family-wise level for look `look` of `max_looks`; the levels of all looks sum to `alpha`."""
     if not 1 <= look <= max_looks:
         raise ValueError(f"look {look} is outside 1..{max_looks}")
@@ -56,6 +59,23 @@ def look_alpha(alpha: float, look: int, max_looks: int, spending: str = "pocock"
 def sidak_level(alpha_family: float, m: int) -> float:
     """Per-comparison two-sided level that keeps `m` comparisons at family level `alpha_family`."""
     return -math.expm1(math.log1p(-alpha_family) / max(int(m), 1))
+
+
+def split_alpha(alpha: float, sizes: Sequence[int]) -> list[float]:
+    """Šidák shares of `alpha` for verdict tables of these sizes, so that a whole report (every table that
+    carries a verdict) errs with probability <= alpha: each table gets 1 - (1 - alpha)^(size / total)."""
+    total = sum(max(int(s), 0) for s in sizes)
+    if total == 0:
+        return [alpha for _ in sizes]
+    return [-math.expm1(math.log1p(-alpha) * max(int(s), 0) / total) for s in sizes]
+
+
+def sweep_alphas(n_augmentations: int, n_depths: int, alpha: float = 0.05) -> tuple[float, float]:
+    """(effects, augmentation x depth contrasts) levels of a sweep report: the contrasts are a verdict table
+    only when the design has two depths or more, and then share the report's alpha with the effects."""
+    n_contrasts = n_augmentations if n_depths > 1 else 0
+    a_eff, a_int = split_alpha(alpha, [n_augmentations, n_contrasts])
+    return a_eff, (a_int if n_contrasts else 0.0)
 
 
 def _verdict(n: int, lo: float, hi: float, margin: float) -> str:
@@ -176,7 +196,7 @@ def _replicate_codes(seeds: pd.DataFrame) -> tuple[np.ndarray, int]:
 
 
 def blocks_to_decide(row: pd.Series | dict, *, seeds_per_block: int, looks_done: int, max_looks: int,
-                     alpha: float, margin: float, spending: str = "pocock") -> float:
+                     alpha: float, margin: float, spending: str = SPENDING) -> float:
     """More blocks (within the cap) after which the row would be decided if its effect and seed sd held."""
     if row["verdict"] in DECIDED:
         return 0.0
@@ -194,7 +214,7 @@ def blocks_to_decide(row: pd.Series | dict, *, seeds_per_block: int, looks_done:
 
 
 def summarize(seeds: pd.DataFrame, augmentations: Sequence[str], *, margin: float, alpha: float = 0.05,
-              looks_done: int = 1, max_looks: int = 1, spending: str = "pocock",
+              looks_done: int = 1, max_looks: int = 1, spending: str = SPENDING,
               seeds_per_block: int | None = None) -> pd.DataFrame:
     """Verdict frame from per-seed effects (the output of `seed_effects`) at look `looks_done`."""
     if margin <= 0:
@@ -235,7 +255,7 @@ def summarize(seeds: pd.DataFrame, augmentations: Sequence[str], *, margin: floa
 
 
 def effects(table: pd.DataFrame, augmentations: Sequence[str], *, margin: float, alpha: float = 0.05,
-            looks_done: int = 1, max_looks: int = 1, spending: str = "pocock",
+            looks_done: int = 1, max_looks: int = 1, spending: str = SPENDING,
             outcome: str = "best_val_loss", seeds_per_block: int | None = None) -> pd.DataFrame:
     """Each augmentation's effect on the outcome with a simultaneous, seed-replicated interval and verdict."""
     seeds = seed_effects(table, augmentations, outcome)
@@ -255,7 +275,7 @@ def should_stop(frame: pd.DataFrame, looks_done: int, max_looks: int) -> bool:
 
 def interaction_contrast(table: pd.DataFrame, terms: Sequence[tuple[str, str]], augmentations: Sequence[str], *,
                          margin: float, alpha: float = 0.05, looks_done: int = 1, max_looks: int = 1,
-                         spending: str = "pocock", outcome: str = "best_val_loss") -> pd.DataFrame:
+                         spending: str = SPENDING, outcome: str = "best_val_loss") -> pd.DataFrame:
     """Per-seed interaction of two augmentations (or an augmentation with depth), decided across seeds."""
     df, names, cols = _prepare(table, augmentations, outcome)
     labels = []

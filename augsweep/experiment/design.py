@@ -85,20 +85,24 @@ def _choose_generators(k: int, p: int) -> tuple[list[int], int]:
     return chosen, min(_word_lengths(chosen, p))
 
 
-def two_level_design(factors: list[str], max_runs: int) -> DesignPlan:
-    """Full factorial if it fits `max_runs`, else the smallest resolution >= IV regular fraction."""
+def two_level_design(factors: list[str], max_runs: int, smallest: bool = False) -> DesignPlan:
+    """Full factorial if it fits `max_runs`, else the smallest resolution >= IV regular fraction.
+
+    `smallest`: the smallest design of resolution IV or more even when the full factorial fits (a
+    sequential sweep replicates blocks over seeds, and seeds, not runs, are what its intervals count).
+    """
     names = list(factors)
     k = len(names)
     if k == 0:
         raise DesignError("a design needs at least one factor")
     if len(set(names)) != k:
         raise DesignError(f"factor names repeat: {names}")
-    if 2**k <= max_runs:
-        matrix = pyDOE3.ff2n(k) > 0
-        return _plan(names, matrix, None, ())
     p = max(1, math.ceil(math.log2(k))) + 1  # resolution IV holds at most 2^(p-1) factors
     while 2 ** (p - 1) < k:
         p += 1
+    if 2**k <= max_runs and (not smallest or p >= k):
+        matrix = pyDOE3.ff2n(k) > 0
+        return _plan(names, matrix, None, ())
     if p >= k or 2**p > max_runs:
         needed = min(2**p, 2**k)
         raise DesignError(
@@ -137,8 +141,13 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
-def magnitudes(n_points: int, ranges: Mapping[str, Any], seed: int, block: int) -> list[dict[str, Any]]:
-    """Per-point values: scrambled Sobol over `(low, high)` ranges, balanced cycling over choice lists."""
+def magnitudes(n_points: int, ranges: Mapping[str, Any], seed: int) -> list[dict[str, Any]]:
+    """Per-point values: scrambled Sobol over `(low, high)` ranges, balanced cycling over choice lists.
+
+    The same for every block: blocks replicate the design over fresh seeds, so every (block, repeat) is an
+    exchangeable seed replicate of one fixed set of design points, and an effect estimates one quantity (its
+    average over these magnitudes) however many blocks have run.
+    """
     names = sorted(ranges)  # dimension order independent of dict order, so a resume matches
     continuous = [n for n in names if isinstance(ranges[n], tuple)]
     categorical = [n for n in names if not isinstance(ranges[n], tuple)]
@@ -147,15 +156,13 @@ def magnitudes(n_points: int, ranges: Mapping[str, Any], seed: int, block: int) 
         return out
     if continuous:
         sobol = qmc.Sobol(d=len(continuous), scramble=True, seed=np.random.default_rng([seed, 0]))
-        if block:
-            sobol.fast_forward(block * n_points)  # blocks continue one sequence: later blocks fill gaps
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # balance warning for n not a power of 2
             u = sobol.random(n_points)
         # Sobol's leading digits follow the (Gray-coded) binary digits of the point index, which
         # reproduce products of the standard-order design's columns: a magnitude would be aliased
         # with an interaction. A seeded permutation of the points breaks that.
-        u = u[np.random.default_rng([seed, block, 1]).permutation(n_points)]
+        u = u[np.random.default_rng([seed, 0, 1]).permutation(n_points)]
         for j, name in enumerate(continuous):
             low, high = ranges[name]
             if _is_int(low) and _is_int(high):
@@ -170,9 +177,9 @@ def magnitudes(n_points: int, ranges: Mapping[str, Any], seed: int, block: int) 
         options = list(ranges[name])
         if not options:
             raise ValueError(f"{name}: no choices")
-        # Balanced counts per block; shuffled so the cycle is not aliased with the run order.
-        idx = (np.arange(n_points) + block) % len(options)
-        idx = idx[np.random.default_rng([seed, block, 2, j]).permutation(n_points)]
+        # Balanced counts; shuffled so the cycle is not aliased with the design's columns.
+        idx = np.arange(n_points) % len(options)
+        idx = idx[np.random.default_rng([seed, 0, 2, j]).permutation(n_points)]
         for i in range(n_points):
             out[i][name] = options[int(idx[i])]
     return out
@@ -198,7 +205,7 @@ def block_points(
         for p, options in params.items():
             spec[f"aug_{aug}_{p}"] = list(options)
     points = crossed(plan, depths)
-    mags = magnitudes(len(points), spec, seed, block)
+    mags = magnitudes(len(points), spec, seed)
     flat = []
     for point, mag in zip(points, mags):
         row: dict[str, Any] = {"depth": point["depth"]}
@@ -225,11 +232,13 @@ def depth_levels(space: SearchSpace) -> list[int]:
     return [int(v) for v in space.depth.values]
 
 
-def plan_for(space: SearchSpace, trials: int, looks: int = 1) -> DesignPlan:
+def plan_for(space: SearchSpace, trials: int, sequential: bool = False) -> DesignPlan:
     """The two-level design on the search space's augmentation switches whose block (design x depths)
-    fits `looks` times in `trials`: full factorial while it fits, else resolution IV or more."""
+    fits in `trials`: full factorial while it fits, else resolution IV or more. `sequential` (stop:
+    decided) takes the smallest resolution IV block, so the cap holds as many seed replicates and
+    looks as it can."""
     levels = len(depth_levels(space))
-    return two_level_design(list(space.augmentation_names), max(1, trials // (levels * max(1, looks))))
+    return two_level_design(list(space.augmentation_names), max(1, trials // levels), smallest=sequential)
 
 
 def block_size(space: SearchSpace, plan: DesignPlan) -> int:

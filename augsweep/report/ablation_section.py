@@ -194,7 +194,10 @@ def side_by_side(paired: pd.DataFrame) -> pd.DataFrame:
 def analyse_ablation(data: AblationData, margin: float, alpha: float = 0.05) -> AblationAnalysis:
     """Pure: paired statistics, baselines, per-class effects and affinity/diversity from the loaded runs."""
     comps = comparison_table(data.spec["variants"])
-    paired = inference.ablation_effects(data.runs, comps, margin, alpha)
+    both = comps.groupby("augmentation")["comparison"].nunique()
+    # One family for the section: the paired effects and the interaction contrasts share alpha.
+    alpha_paired, alpha_contrast = inference.split_alpha(alpha, [len(comps), int((both >= 2).sum())])
+    paired = inference.ablation_effects(data.runs, comps, margin, alpha_paired)
     paired["n_pairs"] = paired["n_seeds"]
     primary = primary_rows(paired)
     per_class = stats.per_class_effects(data.per_class, comps) if len(data.per_class) else pd.DataFrame()
@@ -213,7 +216,7 @@ def analyse_ablation(data: AblationData, margin: float, alpha: float = 0.05) -> 
     if len(data.failed):
         warns.append(f"{data.failed['seed'].count()} variant x seed training(s) did not finish and are left out "
                      "of the pairs (listed below).")
-    contrasts = interactions(data.runs, comps, margin, alpha) if seeds >= 2 else None
+    contrasts = interactions(data.runs, comps, margin, alpha_contrast) if seeds >= 2 else None
     return AblationAnalysis(paired, primary, baselines_table(data.runs), per_class, aff,
                             disagreements(paired, contrasts), warns, margin)
 

@@ -168,8 +168,12 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
                             "configuration is counted once.")
         table = table[table["trial"] == first]
     looks = looks_of(table, design)
-    full = inference.effects(table, augs, margin=exp.equivalence_margin, looks_done=looks[0], max_looks=looks[1],
-                             seeds_per_block=exp.repeats)
+    depths = sorted(table["depth"].unique()) if len(table) else []
+    # One report, one family: the effects and the augmentation x depth contrasts share alpha (the stopping
+    # rule in runs/blocks.py uses the same split, so the sweep stops on the verdicts printed here).
+    alpha_effects, alpha_depth = inference.sweep_alphas(len(augs), len(depths))
+    full = inference.effects(table, augs, margin=exp.equivalence_margin, alpha=alpha_effects, looks_done=looks[0],
+                             max_looks=looks[1], seeds_per_block=exp.repeats)
     seeds = int(table.groupby(["block", "repeat"]).ngroups) if len(table) else 0
 
     def descriptive(outcome: str) -> pd.DataFrame | None:
@@ -202,10 +206,9 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
         if isinstance(r.get("note"), str) and r["note"]:
             warnings.append(f"{r['augmentation']}: {r['note']}")
     interactions = None
-    depths = sorted(table["depth"].unique()) if len(table) else []
     if len(depths) > 1 and seeds >= 2:
         interactions = inference.interaction_contrast(
-            table, [(a, "depth") for a in augs], augs, margin=exp.equivalence_margin,
+            table, [(a, "depth") for a in augs], augs, margin=exp.equivalence_margin, alpha=alpha_depth,
             looks_done=looks[0], max_looks=looks[1])
     return Analysis(
         augmentations=augs, counts=counts, effects=effects_table(full), full=full,

@@ -25,7 +25,7 @@ class BlockPlanner:
 
     def __init__(self, exp: Experiment, budget: int, echo: Callable[[str], None]):
         self.exp, self.echo = exp, echo
-        self.plan = design.plan_for(exp.search_space, exp.trials, 2 if exp.stop == "decided" else 1)
+        self.plan = design.plan_for(exp.search_space, exp.trials, sequential=exp.stop == "decided")
         self.block_size = design.block_size(exp.search_space, self.plan)
         self.max_blocks = max(1, budget // self.block_size)
         self.budget = self.max_blocks * self.block_size
@@ -90,7 +90,8 @@ class BlockPlanner:
 def effects_at(table, exp: Experiment, looks_done: int, max_looks: int):
     """The verdict frame of a factorial sweep's table at one look."""
     augs = exp.search_space.augmentation_names
-    return inference.effects(table, augs, margin=exp.equivalence_margin, looks_done=looks_done,
+    alpha, _ = inference.sweep_alphas(len(augs), len(design.depth_levels(exp.search_space)))
+    return inference.effects(table, augs, margin=exp.equivalence_margin, alpha=alpha, looks_done=looks_done,
                              max_looks=max_looks, seeds_per_block=exp.repeats)
 
 
