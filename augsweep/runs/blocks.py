@@ -14,6 +14,7 @@ from typing import Callable
 from .. import inference
 from ..experiment import design
 from ..experiment.schema import Experiment
+from ..stores.recovery import retry_once
 from ..stores.study import trial_table
 
 ATTR_DESIGN = "design"
@@ -50,6 +51,8 @@ class BlockPlanner:
         if study.user_attrs.get(ATTR_DESIGN) != self.describe():
             study.set_user_attr(ATTR_DESIGN, self.describe())
         trials = study.get_trials(deepcopy=False)
+        if self.retry_failed_points(study, trials):
+            trials = study.get_trials(deepcopy=False)
         states = [t.state for t in trials]
         if optuna.trial.TrialState.WAITING in states:
             return "run"
@@ -67,6 +70,21 @@ class BlockPlanner:
         if self.exp.stop == "decided":
             study.set_user_attr(ATTR_STOPPED, f"cap of {self.max_blocks} blocks reached (trials: {self.budget})")
         return "stop"
+
+    def retry_failed_points(self, study, trials) -> int:
+        """Queue a failed design point once more (same block, seeds and parameters), so a failure does not
+        leave a hole in its block; a retry that fails too stays a hole (the fit handles unbalanced blocks)."""
+        import optuna
+
+        retried = {t.system_attrs.get("failed_trial") for t in trials}
+        queued = 0
+        for t in trials:
+            if (t.state == optuna.trial.TrialState.FAIL and "block" in t.user_attrs
+                    and t.number not in retried and retry_once(study, t) is not None):
+                self.echo(f"design point {t.user_attrs.get('design_point')} of block {t.user_attrs['block'] + 1} "
+                          f"failed (t{t.number:02d}); queued once more")
+                queued += 1
+        return queued
 
     def enqueue(self, study, block: int) -> None:
         points = design.space_block(self.exp.search_space, self.plan, self.exp.seed, block)
