@@ -12,6 +12,7 @@ import platform
 import signal
 import subprocess
 import sys
+import tempfile
 from importlib import metadata
 
 PACKAGES = ("augsweep", "keras", "tensorflow", "jax", "optuna", "mlflow", "pandas", "numpy",
@@ -32,6 +33,41 @@ class UserError(ValueError):
 def quiet_backends() -> None:
     """Before TensorFlow is imported: no C++ INFO/WARNING chatter."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+# Lines TensorFlow's C++ side writes to fd 2 while it loads and looks for a GPU, before its log level
+# applies (absl logs everything until it is initialised). None is an error on a machine without a GPU;
+# anything else written at that time is passed through untouched.
+NATIVE_NOISE = (
+    "All log messages before absl::InitializeLog() is called are written to STDERR",
+    "oneDNN custom operations are on",
+    "Could not find cuda drivers on your machine",
+    "This TensorFlow binary is optimized to use available CPU instructions",
+    "rebuild TensorFlow with the appropriate compiler flags",
+    "Unable to register cuDNN factory", "Unable to register cuFFT factory", "Unable to register cuBLAS factory",
+    "computation placer already registered",
+)
+
+
+@contextlib.contextmanager
+def filtered_native_stderr(noise: tuple[str, ...] = NATIVE_NOISE):
+    """Capture what native code writes to fd 2 inside the block; write back every line but the known noise."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [line for line in tmp.read().decode(errors="replace").splitlines()
+                    if line.strip() and not any(n in line for n in noise)]
+            if kept:
+                sys.stderr.write("\n".join(kept) + "\n")
+                sys.stderr.flush()
 
 
 def run_main(main) -> int:
@@ -98,8 +134,18 @@ def interruptible():
         _HOLD["depth"] = saved
 
 
+def _no_gpu_noise() -> tuple[str, ...]:
+    """The known noise, plus cuInit's failure when the machine has no NVIDIA device node at all (with one,
+    a failing cuInit is a real driver problem and is shown)."""
+    has_nvidia = os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/nvidia0")
+    return NATIVE_NOISE if has_nvidia else NATIVE_NOISE + ("failed call to cuInit",)
+
+
 def backend() -> str:
     """The Keras backend in use (`tensorflow`, `jax`, `torch`)."""
+    if "keras" not in sys.modules:
+        with filtered_native_stderr(_no_gpu_noise()):  # the first import loads the backend (TensorFlow)
+            import keras
     import keras
 
     return keras.backend.backend()
@@ -110,9 +156,10 @@ def configure_device() -> str:
     """Turn on GPU memory growth (TensorFlow) and return the device's name: GPU model or CPU."""
     name = backend()
     if name == "tensorflow":
-        import tensorflow as tf
+        with filtered_native_stderr(_no_gpu_noise()):  # TensorFlow's load-time chatter; cuInit without a GPU
+            import tensorflow as tf
 
-        gpus = tf.config.list_physical_devices("GPU")
+            gpus = tf.config.list_physical_devices("GPU")
         for gpu in gpus:
             try:
                 tf.config.experimental.set_memory_growth(gpu, True)
@@ -132,7 +179,7 @@ def configure_device() -> str:
 
         if torch.cuda.is_available():
             return f"GPU: {torch.cuda.get_device_name(0)} (x{torch.cuda.device_count()})"
-    return f"CPU: {platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+    return f"CPU: {platform.processor() or platform.machine()} ({os.cpu_count()} cores), no GPU found"
 
 
 @functools.cache

@@ -322,8 +322,8 @@ def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: 
     from .objective import Objective
 
     budget = budget_of(exp, trials)
+    device = runtime.configure_device()  # first: TensorFlow loads here, its start-up noise filtered
     dataset = prepare(exp, stores, echo if worker is None else (lambda line: None))
-    device = runtime.configure_device()
     policy = runtime.set_precision(exp.train.mixed_precision)
     with SweepSession(exp, stores, dataset, budget, echo, device, policy, owner=worker is None) as session:
         if worker is None:
