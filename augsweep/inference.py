@@ -195,22 +195,28 @@ def _replicate_codes(seeds: pd.DataFrame) -> tuple[np.ndarray, int]:
     return codes, len(uniq)
 
 
+MAX_PROJECTED_BLOCKS = 100
+
+
 def blocks_to_decide(row: pd.Series | dict, *, seeds_per_block: int, looks_done: int, max_looks: int,
                      alpha: float, margin: float, spending: str = SPENDING) -> float:
-    """More blocks (within the cap) after which the row would be decided if its effect and seed sd held."""
+    """More blocks after which the row would be decided if its effect and seed sd held (NaN: not within
+    100 blocks). Within the cap the cap's spending plan is used; beyond it, a plan whose cap is that look
+    (what a rerun with a larger `trials` gets), so a number above `max_looks - looks_done` means "raise the cap"."""
     if row["verdict"] in DECIDED:
         return 0.0
     n, sd, effect = int(row["n_seeds"]), float(row["sd_seeds"]), float(row["effect"])
     m = int(row.get("n_family", 1) or 1)
     if n < 2 or not (np.isfinite(sd) and np.isfinite(effect)):
         return float("nan")
-    for extra in range(1, max_looks - looks_done + 1):
+    for extra in range(1, MAX_PROJECTED_BLOCKS + 1):
         n2 = n + extra * seeds_per_block
-        a = sidak_level(look_alpha(alpha, looks_done + extra, max_looks, spending), m)
+        look = looks_done + extra
+        a = sidak_level(look_alpha(alpha, look, max(max_looks, look), spending), m)
         half = sps.t.isf(a / 2.0, n2 - 1) * sd / math.sqrt(n2)
         if abs(effect) - half > 0 or abs(effect) + half < margin:
             return float(extra)
-    return float("nan")  # not within the cap: the spending plan has no level left beyond it
+    return float("nan")
 
 
 def summarize(seeds: pd.DataFrame, augmentations: Sequence[str], *, margin: float, alpha: float = 0.05,

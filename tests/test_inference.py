@@ -337,8 +337,10 @@ def test_blocks_to_decide_projection():
             assert r["blocks_to_decide"] == 0
         elif np.isfinite(r["blocks_to_decide"]):
             assert 1 <= r["blocks_to_decide"] <= 3
-    last = inf.effects(t, AUGS, margin=0.04, looks_done=5, max_looks=5)
-    assert last.loc[~last["verdict"].isin(inf.DECIDED), "blocks_to_decide"].isna().all()
+    # At the cap, an undecided row projects beyond it (what a rerun with a larger `trials` would need).
+    last = inf.effects(t, AUGS, margin=0.04, looks_done=2, max_looks=2)
+    undecided = last[~last["verdict"].isin(inf.DECIDED)]
+    assert len(undecided) and (undecided["blocks_to_decide"].dropna() >= 1).all()
 
 
 def test_interaction_contrast_found_and_null():

@@ -122,6 +122,7 @@ class Analysis:
     looks: tuple[int, int]
     seeds: int
     warnings: list[str] = field(default_factory=list)
+    design: dict | None = None  # what a factorial study recorded about its design (block size, cap)
 
 
 def looks_of(table: pd.DataFrame, design: dict | None) -> tuple[int, int]:
@@ -217,7 +218,7 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
                                                                         errors="ignore"),
         gap=descriptive("gap"), accuracy=descriptive("best_val_accuracy"),
         by_depth=stats.effects_by_depth(table, augs, outcome="value"), interactions=interactions,
-        looks=looks, seeds=seeds, warnings=warnings,
+        looks=looks, seeds=seeds, warnings=warnings, design=design,
     )
 
 
@@ -273,15 +274,27 @@ def answer_blocks(exp: Experiment, a: Analysis, trials: pd.DataFrame, mlruns: st
                      f"validation loss {b['value']:.4f}.")
     undecided = [r for r in e.itertuples() if r.verdict == "undecided"]
     if undecided:
-        more = []
+        more, needed = [], []
+        block = int((a.design or {}).get("block_size", 0)) or None
         for r in undecided:
             hint = getattr(r, "blocks_to_decide", float("nan"))
-            more.append(f"{r.augmentation} (could have detected {r.mde:.3g} with 80% power"
-                        + (f"; about {int(hint)} more block(s) would decide it" if hint == hint else "") + ")")
+            text = f"{r.augmentation} (could have detected {r.mde:.3g} with 80% power"
+            if hint == hint and block:
+                text += f"; about {int(hint)} more block(s) ({int(hint) * block} trials) would decide it if its " \
+                        f"effect and seed-to-seed spread held"
+                needed.append(int(hint))
+            elif hint == hint:
+                text += f"; about {int(hint)} more seed replicate block(s) would decide it"
+            more.append(text + ")")
         lines.append("Undecided: " + "; ".join(more) + ".")
-        lines.append(f"Next: `python sweep.py {exp.path} --mlruns {mlruns} --trials N` with a larger N continues "
-                     f"the same study (`sampler: factorial` + `stop: decided` runs blocks until every augmentation "
-                     f"is decided), or `--ablation` for paired seeds around the best configuration.")
+        if needed and block and exp.sampler == "factorial":
+            total = int((trials["state"] == "COMPLETE").sum()) + max(needed) * block
+            lines.append(f"Next: `python sweep.py {exp.path} --mlruns {mlruns} --trials {total}` continues the same "
+                         f"study with more blocks of fresh seeds until every augmentation is decided.")
+        else:
+            lines.append(f"Next: `python sweep.py {exp.path} --mlruns {mlruns} --trials N` with a larger N continues "
+                         f"the same study (`sampler: factorial` + `stop: decided` runs blocks until every "
+                         f"augmentation is decided), or `--ablation` for paired seeds around the best configuration.")
     else:
         lines.append(f"Next: `python sweep.py {exp.path} --mlruns {mlruns} --ablation` explains the best "
                      f"configuration with paired seeds.")

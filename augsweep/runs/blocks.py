@@ -120,7 +120,9 @@ def look_line(frame, blocks: int, max_blocks: int) -> str:
     for r in frame.itertuples():
         if r.verdict == "undecided":
             more = getattr(r, "blocks_to_decide", float("nan"))
-            hint = f", ~{int(more)} more block(s)" if more == more else ", not within the cap"
+            beyond = more == more and blocks + more > max_blocks
+            hint = (f", ~{int(more)} more block(s){' beyond the cap' if beyond else ''}" if more == more
+                    else ", not within 100 more blocks")
             open_.append(f"{r.augmentation} (mde {r.mde:.3g}{hint})")
     return (f"look {blocks}/{max_blocks}: decided {', '.join(decided) or 'none'}; "
             f"undecided {', '.join(open_) or 'none'}")
