@@ -13,9 +13,9 @@ def test_default_experiment_loads():
     assert exp.dataset.source == "digits"
     assert exp.sampler == "factorial" and exp.stop == "decided" and exp.equivalence_margin == 0.02
     params = exp.search_space.augmentation_params()
-    assert params["rotation"]["factor"] == FloatRange(0.02, 0.06)
+    assert params["rotation"]["factor"] == FloatRange(0.05, 0.15)
     assert exp.dataset.train_samples == 150 and exp.repeats == 4
-    assert params["flip"]["mode"] == Choice(("horizontal",))
+    assert params["warp"]["kind"] == Choice(("translation",))
     assert exp.search_space_path.endswith("search_spaces/default.yaml")
 
 
