@@ -104,6 +104,9 @@ class Objective:
              **self.extra_tags},
         )
         trial.set_user_attr("mlflow_run_id", run_id)
+        # What optuna-dashboard shows beside each trial: its configuration and a link to its MLflow run.
+        trial.set_user_attr("config_name", config.label())
+        trial.set_user_attr("mlflow_run_url", self.tracker.run_url(run_id))
         histories: list[pd.DataFrame] = []
         summaries: list[dict] = []
         started = time.perf_counter()
@@ -123,13 +126,15 @@ class Objective:
                         raise optuna.TrialPruned(f"pruned at repeat {s.repeat}, epoch {prune.pruned_at}")
                 value = float(np.mean([r["best_val_loss"] for r in summaries]))
                 trial.set_user_attr("repeats", summaries)
+                # A tracking server is written synchronously: the trial counts as COMPLETE only once its
+                # run holds every metric and artifact (a server that stays away fails the trial instead).
                 self._finish(run_id, FINISHED, "COMPLETE", config, histories, summaries, tmp, started, value,
-                             defer=True)
+                             defer=not self.tracker.remote)
                 return value
             except optuna.TrialPruned as e:
                 trial.set_user_attr("repeats", summaries)
                 self._finish(run_id, KILLED, "PRUNED", config, histories, summaries, tmp, started,
-                             reason=str(e), defer=True)
+                             reason=str(e), defer=not self.tracker.remote)
                 raise
             except BaseException as e:  # noqa: BLE001 - every failure must close the MLflow run
                 reason = failure_reason(e)
