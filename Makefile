@@ -57,7 +57,7 @@ test: install  ## the whole test suite (fast tests and the slow end-to-end runs)
 
 BENCH ?= overhead throughput bookkeeping memory startup pruning
 
-bench: install  ## benchmarks (CPU, ~3 min each): ratios measured side by side; BENCH=... picks; see bench/RESULTS.md
+bench: install  ## benchmarks (CPU, ~3 min each): ratios measured side by side; BENCH=... picks (also: storage); see bench/RESULTS.md
 	@for b in $(BENCH); do echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; done
 
 bench-gpu: install  ## images/s of the course convnet at 128x128 on a GPU (bench/gpu.py, under 5 min)

@@ -86,6 +86,13 @@ def test_four_workers_in_separate_folders_share_one_study_and_one_tracking_serve
     assert study.metric_names == ["val_loss"]
     history = MlflowClient(servers.tracking_uri).get_metric_history(t.user_attrs["mlflow_run_id"], "val_loss")
     assert len(history) == 1  # one epoch
+    # The report reads the same servers, and shows no password either.
+    out = tmp_path / "report"
+    rep = run_cli("report.py", exp, "--storage", storage, "--tracking-uri", servers.tracking_uri, "--out", out,
+                  cwd=tmp_path / "machine0")
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    assert (out / "effects.csv").exists() and secret not in rep.stdout + rep.stderr
+    assert not any(secret in f.read_text(errors="ignore") for f in out.rglob("*") if f.is_file())
 
 
 def test_a_worker_killed_with_sigkill_is_failed_by_heartbeat_retried_and_its_run_killed(servers, tmp_path):
