@@ -204,7 +204,7 @@ class Service:
             self.proc = None
 
 
-def stop_group(pgid: int, sig: int = signal.SIGTERM, wait: float = 8) -> None:
+def stop_group(pgid: int, sig: int = signal.SIGTERM, wait: float = 5) -> None:
     """Signal a process group, then SIGKILL what is left after `wait` s."""
     try:
         os.killpg(pgid, sig)
