@@ -37,3 +37,21 @@ def test_unknown_schemes_are_bad_input_with_the_url_masked():
     assert "pw@" not in str(e.value)
     with pytest.raises(ConfigError, match="unknown scheme 'ftp'"):
         check_tracking("ftp://u:pw@h")
+
+
+def test_a_tracking_server_that_stays_away_fails_the_call_with_one_clear_masked_reason(monkeypatch):
+    import time
+
+    from augsweep.stores.servers import free_port
+    from augsweep.stores.tracking import TrackingUnavailable, answering, client_for
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # the bound, shortened for the test
+    uri = f"http://user:pw-123@127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    with pytest.raises(TrackingUnavailable) as e:
+        with answering(uri):
+            client_for(uri).get_run("0" * 32)
+    assert time.monotonic() - started < 20, "bounded, not hung"
+    message = str(e.value)
+    assert message.startswith("MLflow tracking server http://user:***@127.0.0.1:") and "did not answer" in message
+    assert "pw-123" not in message and "\n" not in message

@@ -20,7 +20,7 @@ from ..experiment import space
 from ..experiment.schema import Experiment
 from ..experiment.seeding import repeat_seeds
 from ..runtime import store_write
-from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, scratch_dir
+from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, TrackingUnavailable, scratch_dir
 from ..training import train
 from ..training.checks import failure_reason, release_memory
 from ..training.data import Dataset
@@ -142,6 +142,10 @@ class Objective:
                 trial.set_user_attr("repeats", summaries)
                 tb = "".join(traceback.format_exception(e))
                 status = KILLED if isinstance(e, (KeyboardInterrupt, SystemExit)) else FAILED
+                if isinstance(e, TrackingUnavailable):
+                    # The server already had its bounded wait: do not wait twice more to record the failure.
+                    # The run stays RUNNING until a later resume/--repair/worker closes it (close_orphan_runs).
+                    raise
                 try:
                     self._finish(run_id, status, "FAIL", config, histories, summaries, tmp, started,
                                  reason=reason, traceback_text=tb)
