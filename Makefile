@@ -8,18 +8,23 @@ PORT     ?= 5000
 WORKERS  ?= 1
 REPEATS  ?=
 PYTEST_ARGS ?=
+STORAGE  ?=
+CLUSTER  ?= .cluster
+PG_PORT  ?= 5433
+MLFLOW_PORT ?= 5001
+DASHBOARD_PORT ?= 8080
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install sweep ablate report ui test bench bench-gpu clean
+.PHONY: help install sweep ablate report ui dashboard cluster-up cluster-down test bench bench-gpu clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-13s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,cluster]'
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv and install the project (once; again when pyproject.toml changes)
@@ -38,12 +43,21 @@ report: install  ## write reports/<study>/ from the stores (never retrains)
 ui: install  ## MLflow UI on http://127.0.0.1:$(PORT) over MLRUNS
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(MLRUNS)/mlflow.db --default-artifact-root $(MLRUNS)/artifacts --host 127.0.0.1 --port $(PORT)
 
+dashboard: install  ## optuna-dashboard (read-only) on http://127.0.0.1:$(DASHBOARD_PORT) over MLRUNS or STORAGE=URL
+	$(PY) -m augsweep.stores.servers dashboard $(if $(STORAGE),$(STORAGE),sqlite:///$(abspath $(MLRUNS))/optuna.db) --port $(DASHBOARD_PORT)
+
+cluster-up: install  ## PostgreSQL + MLflow server + optuna-dashboard on 127.0.0.1 (data in CLUSTER=.cluster/); prints the worker command
+	$(PY) -m augsweep.stores.servers up --dir $(CLUSTER) --pg-port $(PG_PORT) --mlflow-port $(MLFLOW_PORT) --dashboard-port $(DASHBOARD_PORT) --experiment $(EXP)
+
+cluster-down:  ## stop what cluster-up started (the data stays in CLUSTER/)
+	$(PY) -m augsweep.stores.servers down --dir $(CLUSTER)
+
 test: install  ## the whole test suite (fast tests and the slow end-to-end runs)
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 BENCH ?= overhead throughput bookkeeping memory startup pruning
 
-bench: install  ## benchmarks (CPU, ~3 min each): ratios measured side by side; BENCH=... picks; see bench/RESULTS.md
+bench: install  ## benchmarks (CPU, ~3 min each): ratios measured side by side; BENCH=... picks (also: storage); see bench/RESULTS.md
 	@for b in $(BENCH); do echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; done
 
 bench-gpu: install  ## images/s of the course convnet at 128x128 on a GPU (bench/gpu.py, under 5 min)

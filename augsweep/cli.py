@@ -11,9 +11,13 @@ KeyboardInterrupt, for that).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import runtime
+
+# A password belongs in the environment (a Kubernetes Secret, PGPASSFILE), not on a command line that `ps` shows.
+ENV_STORAGE, ENV_TRACKING = "AUGSWEEP_STORAGE", "AUGSWEEP_TRACKING_URI"
 
 
 def sweep_parser() -> argparse.ArgumentParser:
@@ -26,11 +30,13 @@ def sweep_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", help="experiment YAML file, e.g. experiments/default.yaml")
     p.add_argument("--trials", type=int, help="total finished trials wanted (default: the file's `trials`)")
     p.add_argument("--mlruns", default="mlruns", help="root of the embedded stores (default: ./mlruns)")
-    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///MLRUNS/optuna.db)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///MLRUNS/mlflow.db)")
-    p.add_argument("--study-name", help="Optuna study name (default: the experiment's `name`)")
+    _store_arguments(p)
     p.add_argument("--workers", type=_positive_int, default=1,
                    help="worker processes on the study (default 1; one GPU each when several are visible)")
+    p.add_argument("--worker", action="store_true",
+                   help="one of many equal workers (Kubernetes Job, SLURM array, by hand) on a shared --storage "
+                        "database and --tracking-uri server: take trials until the study has TRIALS finished, "
+                        "exit 0; no shared filesystem needed")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--repair", action="store_true",
                       help="without training: fail trials of dead workers (queued again once) and close "
@@ -63,10 +69,18 @@ def report_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", help="experiment YAML file the sweep ran")
     p.add_argument("--mlruns", default="mlruns", help="root of the embedded stores (default: ./mlruns)")
     p.add_argument("--out", help="output folder (default: reports/<study>/)")
-    p.add_argument("--storage", help="Optuna storage URL (default: sqlite:///MLRUNS/optuna.db)")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///MLRUNS/mlflow.db)")
-    p.add_argument("--study-name", help="Optuna study name (default: the experiment's `name`)")
+    _store_arguments(p)
     return p
+
+
+def _store_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", default=os.environ.get(ENV_STORAGE) or None,
+                   help=f"Optuna storage URL, e.g. postgresql+psycopg://USER@HOST/DB (default: ${ENV_STORAGE}, "
+                        "else sqlite:///MLRUNS/optuna.db)")
+    p.add_argument("--tracking-uri", default=os.environ.get(ENV_TRACKING) or None,
+                   help=f"MLflow tracking URI, e.g. http://HOST:5000 (default: ${ENV_TRACKING}, "
+                        "else sqlite:///MLRUNS/mlflow.db)")
+    p.add_argument("--study-name", help="Optuna study name (default: the experiment's `name`)")
 
 
 def _experiment_and_stores(args):
@@ -74,10 +88,21 @@ def _experiment_and_stores(args):
     from .stores.study import resolve_stores
 
     exp = load_experiment(args.experiment)
-    return exp, resolve_stores(exp, args.mlruns, args.storage, args.tracking_uri, args.study_name)
+    stores = resolve_stores(exp, args.mlruns, args.storage, args.tracking_uri, args.study_name)
+    stores.check_servers()  # an unreachable or misspelled server: exit 2 now, nothing written
+    return exp, stores
 
 
-def _best_trials(outcome, exp, mlruns) -> list[str]:
+def _where(stores, mlruns) -> str:
+    """The store options to repeat in a follow-up command (URLs masked)."""
+    if stores.embedded_study and stores.embedded_tracking:
+        return f"--mlruns {mlruns}"
+    return " ".join([f"--mlruns {mlruns}" if stores.embedded_study or stores.embedded_tracking else "",
+                     "" if stores.embedded_study else f"--storage {stores.storage_label}",
+                     "" if stores.embedded_tracking else f"--tracking-uri {stores.tracking_label}"]).strip()
+
+
+def _best_trials(outcome, exp, stores, mlruns) -> list[str]:
     """End-of-sweep table of the best trials and where to look next."""
     from .experiment.space import TrialConfig
 
@@ -89,12 +114,15 @@ def _best_trials(outcome, exp, mlruns) -> list[str]:
                          for k, v in t.user_attrs["config"].items()
                          if k.startswith("aug_") and not isinstance(v, bool))
         lines.append(f"  t{t.number:02d}    {t.value:8.4f}  {cfg.label()}{'  (' + mags + ')' if mags else ''}")
+    where = _where(stores, mlruns)
+    ui = (f"  make ui                                  # MLflow UI over {mlruns}/ (http://127.0.0.1:5000)"
+          if stores.embedded_tracking else f"  {stores.tracking_label}   # the MLflow server's UI")
     lines += [
         "",
         "Look further:",
-        f"  make ui                                  # MLflow UI over {mlruns}/ (http://127.0.0.1:5000)",
-        f"  python report.py {exp.path} --mlruns {mlruns}   # effects, CIs and verdicts",
-        f"  python sweep.py {exp.path} --mlruns {mlruns} --ablation   # why the best trial wins (paired seeds)",
+        ui,
+        f"  python report.py {exp.path} {where}   # effects, CIs and verdicts",
+        f"  python sweep.py {exp.path} {where} --ablation   # why the best trial wins (paired seeds)",
     ]
     return lines
 
@@ -128,7 +156,9 @@ def _sweep(args) -> int:
         repair(exp, stores)
         return 0
     try:
-        if args.workers > 1:
+        if args.worker:
+            outcome = run_sweep(exp, stores, trials=args.trials, peer=True)
+        elif args.workers > 1:
             from .runs.workers import run_workers
 
             outcome = run_workers(exp, stores, args.workers, trials=args.trials)
@@ -137,7 +167,7 @@ def _sweep(args) -> int:
     except SweepAborted as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print("\n".join(_best_trials(outcome, exp, args.mlruns)))
+    print("\n".join(_best_trials(outcome, exp, stores, args.mlruns)))
     sys.stdout.flush()
     return 0
 
@@ -166,8 +196,21 @@ def sweep_main(argv=None) -> int:
         parser.error("--trials is only used by a sweep (an ablation trains its variants x --repeats)")
     if args.workers != 1 and (args.ablation or args.reproduce):
         parser.error("--workers is only used by a sweep (an ablation trains in one process)")
+    if args.worker:
+        if args.ablation or args.reproduce or args.repair or args.workers != 1:
+            parser.error("--worker runs one sweep process; start it N times instead of --workers N "
+                         "(not with --ablation, --reproduce or --repair)")
+        if not args.storage or not args.tracking_uri:
+            parser.error(f"--worker needs --storage URL and --tracking-uri URI (or ${ENV_STORAGE} and "
+                         f"${ENV_TRACKING}) shared by every worker; without them each worker would keep "
+                         "its own local stores")
     runtime.quiet_backends()
     return runtime.run_main(lambda: _sweep(args))
+
+
+def worker_main(argv=None) -> int:
+    """`augsweep-worker EXPERIMENT --storage URL --tracking-uri URI`: `sweep.py --worker`."""
+    return sweep_main(["--worker", *(sys.argv[1:] if argv is None else argv)])
 
 
 def report_main(argv=None) -> int:

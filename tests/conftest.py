@@ -21,3 +21,23 @@ def write_experiment(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def servers():
+    """A real PostgreSQL (temporary data folder, free port, 127.0.0.1) and a real `mlflow server` on it,
+    for the whole session; stopped (and the folder removed) at the end, whatever happened."""
+    import shutil
+
+    from tests.cluster import postgres_available, start_servers
+
+    if not postgres_available():
+        if os.environ.get("AUGSWEEP_REQUIRE_POSTGRES"):
+            pytest.fail("PostgreSQL is not installed (apt-get install postgresql)")
+        pytest.skip("PostgreSQL is not installed (.ci/run installs it: apt-get install postgresql)")
+    running = start_servers()
+    try:
+        yield running
+    finally:
+        running.stop()
+        shutil.rmtree(running.root, ignore_errors=True)

@@ -24,6 +24,16 @@ def test_benchmark_runs_tiny(script, expected):
     assert expected in result.stdout
 
 
+def test_storage_benchmark_runs_tiny():
+    from tests.cluster import postgres_available
+
+    if not postgres_available():
+        pytest.skip("PostgreSQL is not installed (.ci/run installs it)")
+    result = run_cli("bench/storage.py", "--tiny")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "PostgreSQL / SQLite:" in result.stdout
+
+
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
 def test_gpu_benchmark_runs_under_jax_without_tensorflow():
     result = run_cli("bench/gpu.py", "--tiny", env={"KERAS_BACKEND": "jax"})

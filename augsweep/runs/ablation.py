@@ -36,7 +36,7 @@ def base_from_sweep(exp: Experiment, stores: Stores) -> tuple[TrialConfig, str]:
     """The best completed trial of the experiment's sweep, and a sentence saying so."""
     import optuna
 
-    study_name, storage_url = stores.study_name, stores.storage_url
+    study_name, storage_url = stores.study_name, stores.storage_label
     study = load_study_readonly(stores)
     complete = [] if study is None else study.get_trials(
         deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -166,7 +166,7 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
     except BaseException:
         tracker.end_parent(KILLED)
         raise
-    tracker.client.set_tag(parent, "failed_trainings", failed)
+    tracker.client.set_tag(parent, "failed_trainings", str(failed))
     tracker.end_parent(FINISHED if not failed else FAILED)
     return AblationOutcome(parent, variants, R, len(todo), failed, base_source)
 

@@ -20,7 +20,7 @@ from ..experiment import space
 from ..experiment.schema import Experiment
 from ..experiment.seeding import repeat_seeds
 from ..runtime import store_write
-from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, scratch_dir
+from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, TrackingUnavailable, scratch_dir
 from ..training import train
 from ..training.checks import failure_reason, release_memory
 from ..training.data import Dataset
@@ -104,6 +104,9 @@ class Objective:
              **self.extra_tags},
         )
         trial.set_user_attr("mlflow_run_id", run_id)
+        # What optuna-dashboard shows beside each trial: its configuration and a link to its MLflow run.
+        trial.set_user_attr("config_name", config.label())
+        trial.set_user_attr("mlflow_run_url", self.tracker.run_url(run_id))
         histories: list[pd.DataFrame] = []
         summaries: list[dict] = []
         started = time.perf_counter()
@@ -123,13 +126,15 @@ class Objective:
                         raise optuna.TrialPruned(f"pruned at repeat {s.repeat}, epoch {prune.pruned_at}")
                 value = float(np.mean([r["best_val_loss"] for r in summaries]))
                 trial.set_user_attr("repeats", summaries)
+                # A tracking server is written synchronously: the trial counts as COMPLETE only once its
+                # run holds every metric and artifact (a server that stays away fails the trial instead).
                 self._finish(run_id, FINISHED, "COMPLETE", config, histories, summaries, tmp, started, value,
-                             defer=True)
+                             defer=not self.tracker.remote)
                 return value
             except optuna.TrialPruned as e:
                 trial.set_user_attr("repeats", summaries)
                 self._finish(run_id, KILLED, "PRUNED", config, histories, summaries, tmp, started,
-                             reason=str(e), defer=True)
+                             reason=str(e), defer=not self.tracker.remote)
                 raise
             except BaseException as e:  # noqa: BLE001 - every failure must close the MLflow run
                 reason = failure_reason(e)
@@ -137,6 +142,10 @@ class Objective:
                 trial.set_user_attr("repeats", summaries)
                 tb = "".join(traceback.format_exception(e))
                 status = KILLED if isinstance(e, (KeyboardInterrupt, SystemExit)) else FAILED
+                if isinstance(e, TrackingUnavailable):
+                    # The server already had its bounded wait: do not wait twice more to record the failure.
+                    # The run stays RUNNING until a later resume/--repair/worker closes it (close_orphan_runs).
+                    raise
                 try:
                     self._finish(run_id, status, "FAIL", config, histories, summaries, tmp, started,
                                  reason=reason, traceback_text=tb)

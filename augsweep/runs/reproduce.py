@@ -79,7 +79,7 @@ def reproduce(exp: Experiment, stores: Stores, target: str, echo: Callable[[str]
     client = client_for(stores.tracking_uri)
     mexp = client.get_experiment_by_name(exp.name)
     if mexp is None:
-        raise ConfigError(f"--reproduce: MLflow has no experiment {exp.name!r} in {stores.tracking_uri}. "
+        raise ConfigError(f"--reproduce: MLflow has no experiment {exp.name!r} in {stores.tracking_label}. "
                           f"Received: reproduce={target!r}")
     label, config, logged = _targets(exp, target, stores, client, mexp.experiment_id)
     deterministic = enable_determinism()

@@ -18,7 +18,7 @@ from .. import runtime
 from ..experiment import space
 from ..experiment.schema import ConfigError, Experiment
 from ..stores.study import (ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKING_URI, Stores, count_finished,
-                            count_running, identity, make_storage, study_locks)
+                            count_running, finished_states, identity, make_storage, study_locks)
 from ..stores.recovery import close_orphan_runs, reap_dead_trials, retry_once, worker_identity
 from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, client_for
 from ..training.data import load_dataset
@@ -126,11 +126,15 @@ class _Progress:
 
 def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Callable[[str], None],
                device: str, policy: str, attach: bool = False):
-    """Create or load the study and open the sweep's parent MLflow run; call under the start lock.
+    """Create or load the study and open the sweep's parent MLflow run; call under the start lock
+    (with PostgreSQL a lock inside the database: the schema, the study, the MLflow experiment and the
+    parent run are created once, by the first worker, while the others wait).
 
-    `attach` (a worker started by `--workers`): join the parent run its launcher opened.
-    Returns (study, budget, tracker).
+    `attach` (a worker started by `--workers`, or a `--worker` peer): join the parent run that the
+    launcher or the first peer opened. Returns (study, budget, tracker).
     """
+    import warnings
+
     import optuna
 
     study = optuna.create_study(
@@ -141,7 +145,7 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
     known = study.user_attrs.get(ATTR_EXPERIMENT_HASH)
     if known and known != ident:
         raise ConfigError(
-            f"study {stores.study_name!r} in {stores.storage_url} was created from a different experiment "
+            f"study {stores.study_name!r} in {stores.storage_label} was created from a different experiment "
             f"(dataset, search space, training or seeds changed). Received: {exp.path}; use --study-name NEW "
             f"or another --mlruns"
         )
@@ -153,7 +157,7 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
 
     tracker = Tracker(stores.tracking_uri, exp.name, stores.artifact_location)
     if attach and study.user_attrs.get(ATTR_PARENT_RUN):
-        tracker.parent_run_id = study.user_attrs[ATTR_PARENT_RUN]
+        tracker.attach_parent(study.user_attrs[ATTR_PARENT_RUN])
         return study, budget, tracker
     resolved_yaml = yaml.safe_dump(exp.resolved(), sort_keys=False)
     parent = tracker.start_parent(
@@ -161,7 +165,7 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
         tags={"kind": "sweep", "study": stores.study_name, "sampler": exp.sampler, "pruner": exp.pruner,
               "git_commit": runtime.git_commit(), "device": device, "dtype_policy": policy,
               "backend": runtime.backend() if policy else os.environ.get("KERAS_BACKEND", "tensorflow"), "budget": budget,
-              "optuna_storage": stores.storage_url, "dataset_fingerprint": dataset.fingerprint},
+              "optuna_storage": stores.storage_label, "dataset_fingerprint": dataset.fingerprint},
         params={"dataset": exp.dataset.source, "image_size": "x".join(map(str, exp.dataset.image_size)),
                 "epochs": exp.train.epochs, "batch_size": exp.train.batch_size, "repeats": exp.repeats,
                 "sampler": exp.sampler, "pruner": exp.pruner, "seed": exp.seed,
@@ -173,9 +177,13 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
     )
     study.set_user_attr(ATTR_PARENT_RUN, parent)
     study.set_user_attr(ATTR_EXPERIMENT_HASH, ident)
-    study.set_user_attr(ATTR_TRACKING_URI, stores.tracking_uri)
+    study.set_user_attr(ATTR_TRACKING_URI, stores.tracking_label)  # resolved back by tracking.client_for
     study.set_user_attr("experiment", exp.resolved())
     study.set_user_attr("dataset_fingerprint", dataset.fingerprint)
+    if study.metric_names is None:
+        with warnings.catch_warnings():  # experimental in Optuna; optuna-dashboard shows the objective's name
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(["val_loss"])
     return study, budget, tracker
 
 
@@ -191,19 +199,26 @@ def prepare(exp: Experiment, stores: Stores, echo: Callable[[str], None]):
     return dataset
 
 
+OWNER, SPAWNED, PEER = "owner", "spawned", "peer"
+
+
 class SweepSession:
     """The study shared by every process of a sweep, held open for one process.
 
     Entering takes the liveness lock (shared: `--repair` learns that a sweep process is alive),
-    opens the study and the parent run under the start lock. `owner` (the process the user
-    started, not a spawned worker) ends the parent run: KILLED when the block raises, FAILED on
-    `abort`, FINISHED by `finish` once no trial is running anywhere.
+    opens the study and the parent run under the start lock. The `role` says who closes the parent
+    run: the `owner` (the process the user started) ends it KILLED when the block raises, FAILED on
+    `abort`, FINISHED by `finish` once no trial is running anywhere; a `spawned` worker (of
+    `--workers`) leaves it to its launcher; a `peer` (`--worker`, one of many equal processes on
+    many machines) attaches to it (or opens it, the first one), never fails it for the others, and
+    the last peer to find the budget done ends it FINISHED.
     """
 
     def __init__(self, exp: Experiment, stores: Stores, dataset, budget: int, echo: Callable[[str], None],
-                 device: str, policy: str, owner: bool = True):
+                 device: str, policy: str, role: str = OWNER):
         self.exp, self.stores, self.dataset, self.echo = exp, stores, dataset, echo
-        self.budget, self.device, self.policy, self.owner = budget, device, policy, owner
+        self.budget, self.device, self.policy, self.role = budget, device, policy, role
+        self.owner = role == OWNER
         self.start_lock, self.alive = study_locks(stores)
         self.study = self.tracker = None
         self.already = 0
@@ -220,7 +235,7 @@ class SweepSession:
             with self.start_lock:
                 self.study, self.budget, self.tracker = open_study(
                     self.exp, self.stores, self.dataset, self.budget, self.echo, self.device, self.policy,
-                    attach=not self.owner)
+                    attach=self.role != OWNER)
             self.already = count_finished(self.study)
         except BaseException:
             self.alive.release()
@@ -231,8 +246,12 @@ class SweepSession:
         try:
             if kind is not None and self.owner and not isinstance(exc, SweepAborted):
                 self.tracker.end_parent(KILLED)
+            elif self.tracker is not None:
+                self.tracker.flush()
         finally:
             self.alive.release()
+            if hasattr(self.start_lock, "close"):
+                self.start_lock.close()
 
     def header(self, where: str) -> str:
         return (f"augsweep: study {self.stores.study_name!r} on {self.dataset.describe()}; {where}; "
@@ -246,7 +265,7 @@ class SweepSession:
 
     def finish(self) -> None:
         """End the parent run FINISHED, unless trials still run elsewhere (the last process closes it)."""
-        if self.owner and count_running(self.study) == 0:
+        if self.role != SPAWNED and count_running(self.study) == 0:
             self.tracker.end_parent(FINISHED)
 
     def outcome(self, ran_now: int) -> "SweepOutcome":
@@ -271,11 +290,15 @@ def optimize(study, exp: Experiment, objective, progress: "_Progress", budget: i
         start_lock.acquire()
         state = {"released": False, "number": None}
         try:
-            reap_dead_trials(study, echo)
+            # One read of the study per attempt (a storage round trip each, under the lock).
+            trials = study.get_trials(deepcopy=False)
+            if reap_dead_trials(study, echo, running=[t for t in trials if t.state == optuna.trial.TrialState.RUNNING]):
+                trials = study.get_trials(deepcopy=False)
             if first:
                 close_orphan_runs(study, echo)
                 first = False
-            finished, running = count_finished(study), count_running(study)
+            finished = sum(t.state in finished_states() for t in trials)
+            running = sum(t.state == optuna.trial.TrialState.RUNNING for t in trials)
             action = planner.next_action(study) if planner is not None else (
                 "stop" if finished >= budget else "run" if finished + running < budget else "wait")
             if action == "stop":
@@ -288,7 +311,7 @@ def optimize(study, exp: Experiment, objective, progress: "_Progress", budget: i
                     with runtime.interruptible():
                         return objective(trial)
 
-                study.sampler = make_sampler(exp, len(study.get_trials(deepcopy=False)))
+                study.sampler = make_sampler(exp, len(trials))
                 try:
                     # Interrupts wait while Optuna does its own bookkeeping around the objective (an
                     # exception inside one of its storage calls breaks its clean-up) and go through
@@ -313,11 +336,12 @@ def optimize(study, exp: Experiment, objective, progress: "_Progress", budget: i
 
 
 def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: Callable[[str], None] = print,
-              worker: int | None = None) -> SweepOutcome:
+              worker: int | None = None, peer: bool = False) -> SweepOutcome:
     """Run (or resume) the experiment's study until `trials` trials have finished in total.
 
     Several processes may run this on the same stores at once (`worker` marks one started by
-    `--workers`, which leaves the parent run to its launcher).
+    `--workers`, which leaves the parent run to its launcher; `peer` one of many `--worker`
+    processes, possibly on many machines, sharing a database storage and a tracking server).
     """
     from .objective import Objective
 
@@ -325,8 +349,14 @@ def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: 
     device = runtime.configure_device()  # first: TensorFlow loads here, its start-up noise filtered
     dataset = prepare(exp, stores, echo if worker is None else (lambda line: None))
     policy = runtime.set_precision(exp.train.mixed_precision)
-    with SweepSession(exp, stores, dataset, budget, echo, device, policy, owner=worker is None) as session:
-        if worker is None:
+    role = SPAWNED if worker is not None else PEER if peer else OWNER
+    with SweepSession(exp, stores, dataset, budget, echo, device, policy, role=role) as session:
+        if role == PEER:
+            from ..stores.recovery import HOST
+
+            echo(session.header(f"worker {HOST}:{os.getpid()} on {device}; storage {stores.storage_label}, "
+                                f"tracking {stores.tracking_label}"))
+        elif worker is None:
             echo(session.header(f"device {device}"))
         progress = _Progress(session.budget, exp.max_consecutive_failures, echo)
         objective = Objective(exp, dataset, session.tracker, grid=exp.sampler == "grid", device=device)
@@ -375,7 +405,7 @@ def repair(exp: Experiment, stores: Stores, echo: Callable[[str], None] = print)
     try:
         study = optuna.load_study(study_name=stores.study_name, storage=make_storage(stores.storage_url))
     except KeyError:
-        raise ConfigError(f"nothing to repair: no study {stores.study_name!r} in {stores.storage_url}. "
+        raise ConfigError(f"nothing to repair: no study {stores.study_name!r} in {stores.storage_label}. "
                           f"Received: {exp.path}") from None
     start_lock, alive = study_locks(stores)
     nobody_alive = alive.acquire(blocking=False)  # exclusive: no sweep process on this machine

@@ -6,11 +6,13 @@ Optuna's heartbeat decides (no beat for `grace` seconds). A dead trial is failed
 MLflow run is closed as KILLED with the reason, and its configuration is queued once more
 (Optuna's `WAITING` state, the same mechanism as `RetryHeartbeatStaleTrialCallback`).
 
-Two lock files per study serialize what Optuna cannot (one machine; `fcntl.flock`, released
-by the kernel when a process dies, even by `kill -9`):
-- `<study>.lock` (exclusive, held for milliseconds): study set-up and "count, then start a
-  trial", so parallel workers never start more trials than the budget leaves.
-- `<study>.alive` (shared, held for a sweep process's lifetime): `--repair` takes it
+Two locks per study serialize what Optuna cannot:
+- the start lock (exclusive, held for milliseconds): study set-up and "count, then start a
+  trial", so parallel workers never start more trials than the budget leaves. With SQLite it is
+  the file `<study>.lock` (`fcntl.flock`, one machine); with PostgreSQL it is a session advisory
+  lock inside the database itself, so workers on many machines share it. Both are released when
+  their holder dies, even by `kill -9` (the kernel closes the file; PostgreSQL ends the session).
+- `<study>.alive` (a shared file lock, held for a sweep process's lifetime): `--repair` takes it
   exclusively to learn that no sweep process on this machine is alive.
 """
 
@@ -29,7 +31,9 @@ try:
 except ImportError:  # Windows: no advisory locks; single-worker sweeps still work
     fcntl = None
 
-HOST = socket.gethostname()
+# The machine a worker records with its trials. Containers that share a host network (or tests that play
+# several machines on one) name themselves with AUGSWEEP_HOST; their dead workers are then found by heartbeat.
+HOST = os.environ.get("AUGSWEEP_HOST") or socket.gethostname()
 # Optuna heartbeat: a running trial beats every INTERVAL s; after GRACE s without a beat it is stale.
 HEARTBEAT_INTERVAL = 10  # seconds
 HEARTBEAT_GRACE = 60  # seconds
@@ -143,11 +147,90 @@ class FileLock:
         self.release()
 
 
-def study_locks(mlruns: Path, embedded: bool, storage_url: str, study_name: str) -> tuple[FileLock, FileLock]:
-    """(exclusive start lock, shared liveness lock) of one study."""
+class AdvisoryLock:
+    """A PostgreSQL session advisory lock on one key, with `FileLock`'s interface: the budget's
+    "count, then start" step is serialized by the database every worker shares, on any machine.
+
+    The lock lives on a connection of its own (kept open between acquisitions), so Optuna's own
+    connections commit the new trial while it is held; PostgreSQL drops it when the holder's
+    session ends (process killed, machine lost)."""
+
+    def __init__(self, url: str, key: int):
+        self.url, self.key = url, key
+        self._engine = self._conn = None
+        self.fd = None  # FileLock compatibility: held when not None
+
+    def _connection(self):
+        import sqlalchemy
+        from sqlalchemy.pool import NullPool
+
+        from .urls import database_engine_kwargs
+
+        if self._engine is None:
+            kwargs = {k: v for k, v in database_engine_kwargs(self.url).items() if k != "pool_pre_ping"}
+            self._engine = sqlalchemy.create_engine(self.url, poolclass=NullPool, **kwargs)
+        if self._conn is None or self._conn.closed:
+            self._conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        return self._conn
+
+    def _call(self, function: str):
+        import sqlalchemy
+
+        try:
+            return self._connection().execute(sqlalchemy.text(f"SELECT {function}(:k)"), {"k": self.key}).scalar()
+        except sqlalchemy.exc.DBAPIError:  # the server restarted since: the lock went with the session
+            self._conn = None
+            return self._connection().execute(sqlalchemy.text(f"SELECT {function}(:k)"), {"k": self.key}).scalar()
+
+    def acquire(self, shared: bool = False, blocking: bool = True) -> bool:
+        kind = "_shared" if shared else ""
+        if blocking:
+            self._call(f"pg_advisory_lock{kind}")
+        elif not self._call(f"pg_try_advisory_lock{kind}"):
+            return False
+        self.fd = "shared" if shared else "exclusive"
+        return True
+
+    def release(self) -> None:
+        if self.fd is not None:
+            kind, self.fd = self.fd, None
+            self._call("pg_advisory_unlock_shared" if kind == "shared" else "pg_advisory_unlock")
+
+    def close(self) -> None:
+        self.release()
+        if self._conn is not None:
+            self._conn.close()
+        if self._engine is not None:
+            self._engine.dispose()
+        self._conn = self._engine = None
+
+    @property
+    def held(self) -> bool:
+        return self.fd is not None
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+def advisory_key(study_name: str) -> int:
+    """A signed 64-bit advisory-lock key for the study (its name hashed under an augsweep prefix)."""
+    return int.from_bytes(hashlib.sha256(f"augsweep:{study_name}".encode()).digest()[:8], "big", signed=True)
+
+
+def study_locks(mlruns: Path, embedded: bool, storage_url: str, study_name: str):
+    """(exclusive start lock, shared liveness lock) of one study: the start lock is an advisory lock
+    inside PostgreSQL for a PostgreSQL storage, a lock file otherwise."""
+    from .urls import scheme_of
+
     safe = hashlib.sha256(study_name.encode()).hexdigest()[:12]
     d = lock_dir(mlruns, embedded, storage_url)
-    return FileLock(d / f"{safe}.lock"), FileLock(d / f"{safe}.alive")
+    start = (AdvisoryLock(storage_url, advisory_key(study_name)) if scheme_of(storage_url) == "postgresql"
+             else FileLock(d / f"{safe}.lock"))
+    return start, FileLock(d / f"{safe}.alive")
 
 
 # ----------------------------------------------------------------------------- dead trials
@@ -221,8 +304,10 @@ def on_stale_heartbeat(study, frozen) -> None:
     _after_failure(study, frozen, "worker stopped sending heartbeats (killed or lost)", print)
 
 
-def reap_dead_trials(study, echo: Callable[[str], None], no_local_workers: bool = False) -> int:
-    """Fail RUNNING trials whose worker is gone (this machine: by pid; elsewhere: heartbeat)."""
+def reap_dead_trials(study, echo: Callable[[str], None], no_local_workers: bool = False,
+                     running: list | None = None) -> int:
+    """Fail RUNNING trials whose worker is gone (this machine: by pid; elsewhere: heartbeat).
+    `running`: the study's RUNNING trials when the caller has just read them (one read fewer)."""
     import warnings
 
     import optuna
@@ -230,22 +315,29 @@ def reap_dead_trials(study, echo: Callable[[str], None], no_local_workers: bool 
     n = 0
     _, grace = heartbeat_settings()
     now = datetime.datetime.now()
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+    if running is None:
+        running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    if not running:
+        return 0  # nothing running: nothing can be dead or stale
+    remote = []
+    for t in running:
         w = t.user_attrs.get("worker")
         if not w:  # killed between Optuna's ask and our first write: no heartbeat may exist either
             if t.datetime_start and (now - t.datetime_start).total_seconds() > grace:
                 n += fail_dead_trial(study, t, "worker gone before the trial recorded its process", echo)
             continue
         if w.get("host") != HOST:
+            remote.append(t._trial_id)
             continue
         if no_local_workers or not process_alive(int(w["pid"]), w.get("start")):
             reason = f"worker process {w['pid']} on {w['host']} is gone (killed or crashed)"
             n += fail_dead_trial(study, t, reason, echo)
-    before = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)))
+    if not remote:
+        return n
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # other machines: heartbeat (calls on_stale_heartbeat)
-    return n + len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))) - before
+    return n + sum(study._storage.get_trial(i).state == optuna.trial.TrialState.FAIL for i in remote)
 
 
 def close_orphan_runs(study, echo: Callable[[str], None]) -> int:

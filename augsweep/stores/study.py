@@ -39,6 +39,29 @@ class Stores:
     def tracking_db(self) -> Path:
         return self.mlruns / "mlflow.db"
 
+    @property
+    def storage_label(self) -> str:
+        """The storage URL as printed and logged: password masked."""
+        from .urls import mask
+
+        return mask(self.storage_url)
+
+    @property
+    def tracking_label(self) -> str:
+        from .urls import mask
+
+        return mask(self.tracking_uri)
+
+    def check_servers(self) -> None:
+        """Bad URLs exit 2 before anything is written: connect once to a storage database and ask a
+        tracking server's /health, each within `urls.CONNECT_TIMEOUT`."""
+        from .urls import check_database, check_tracking
+
+        if not self.embedded_study and not self.storage_url.startswith(("journal:", "file:")):
+            check_database(self.storage_url)
+        if not self.embedded_tracking:
+            check_tracking(self.tracking_uri)
+
     def has_study_store(self) -> bool:
         """A study store exists (a URL always may; the embedded file only once a sweep made it)."""
         return not self.embedded_study or self.study_db.exists()
@@ -55,8 +78,10 @@ class Stores:
 def resolve_stores(exp: Experiment, mlruns: str | Path = "mlruns", storage: str | None = None,
                    tracking_uri: str | None = None, study_name: str | None = None) -> Stores:
     """Embedded defaults under `mlruns` (Optuna SQLite + MLflow SQLite + artifacts), or the URLs given."""
-    from .tracking import artifact_root_for, tracking_uri_for
+    from .tracking import artifact_root_for, remember_uri, tracking_uri_for
 
+    if tracking_uri:
+        remember_uri(tracking_uri)  # recovery reads the masked URI back from the study
     root = Path(mlruns)
     return Stores(
         mlruns=root,
@@ -90,7 +115,9 @@ def make_storage(url: str):
         path = url.split(":", 1)[1] if url.startswith(("journal:", "file:")) else url
         return JournalStorage(JournalFileBackend(path))
     interval, grace = heartbeat_settings()
-    engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {}
+    from .urls import database_engine_kwargs, first_line, mask
+
+    engine_kwargs = database_engine_kwargs(url)
     try:
         with warnings.catch_warnings():  # heartbeat is marked experimental; it is what we need
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -99,7 +126,14 @@ def make_storage(url: str):
                 heartbeat_stale_trial_callback=on_stale_heartbeat,
             )
     except (ValueError, ImportError, optuna.exceptions.StorageInternalError) as e:
-        raise ConfigError(f"--storage is not a usable Optuna storage URL. Received: storage={url!r} ({e})") from None
+        raise ConfigError(f"--storage is not a usable Optuna storage URL. Received: storage={mask(url)!r} "
+                          f"({first_line(e, url)})") from None
+    except Exception as e:  # noqa: BLE001 - SQLAlchemy/driver errors: unreachable server, wrong password
+        import sqlalchemy.exc
+
+        if not isinstance(e, sqlalchemy.exc.SQLAlchemyError):
+            raise
+        raise ConfigError(f"cannot open the Optuna storage {mask(url)}: {first_line(e, url)}") from None
 
 
 def load_study_readonly(stores: Stores):
@@ -125,7 +159,7 @@ def load_study(stores: Stores):
                                                                         include_best_trial=False)]
                  if stores.has_study_store() else [])
         raise ConfigError(
-            f"no study named {stores.study_name!r} in {stores.storage_url} (found: {sorted(names) or 'none'}); "
+            f"no study named {stores.study_name!r} in {stores.storage_label} (found: {sorted(names) or 'none'}); "
             f"run sweep.py on this experiment first"
         )
     return study

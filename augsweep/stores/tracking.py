@@ -2,12 +2,19 @@
 
 Everything goes through `MlflowClient` with explicit run ids (no fluent global state), so the
 same code serves several workers and resumed sweeps. The store is SQLite under `mlruns/`
-with the artifact folder beside it (MLflow 3.13+ refuses the old file store).
+with the artifact folder beside it (MLflow 3.13+ refuses the old file store), or an MLflow
+tracking server (`http://…`) with proxied artifacts, shared by workers on many machines.
+
+Every tag and param value is sent as a string: the REST store rejects anything else.
+A tracking server that goes away mid-sweep (restart, network) is retried with backoff by
+MLflow's HTTP session for a bounded time (`HTTP_RETRY`, about a minute by default); after that
+the call fails with a `TrackingUnavailable` naming the server, which fails the trial.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -23,7 +30,21 @@ for _name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent", "mlf
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
+# MLflow's HTTP settings for a tracking server, unless the user set them: 6 retries with backoff
+# 0, 2, 4, 8, 16, 32 s (about a minute, enough for a server restart) and a 30 s read timeout,
+# instead of MLflow's ~4 minutes of retries and 120 s timeouts; and no "View run at URL" lines
+# (one per run, and the URL would carry a password written into the tracking URI).
+HTTP_RETRY = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "6", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+              "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+_REAL_URIS: dict[str, str] = {}  # masked URI (as recorded in the study) -> the URI this process was given
 
+
+class TrackingUnavailable(RuntimeError):
+    """The MLflow tracking server did not answer within the bounded retries."""
+
+
+def is_remote(tracking_uri: str) -> bool:
+    return tracking_uri.startswith(("http://", "https://"))
 
 
 def tracking_uri_for(mlruns: str | Path) -> str:
@@ -37,11 +58,59 @@ def artifact_root_for(mlruns: str | Path) -> str:
 
 
 def client_for(tracking_uri: str):
-    """An `MlflowClient` on the URI (SQLite connections tuned first: see `runtime.tune_sqlite`)."""
+    """An `MlflowClient` on the URI (SQLite connections tuned first: see `runtime.tune_sqlite`; a
+    server's HTTP retries bounded: `HTTP_RETRY`). A masked URI recorded in the study (see
+    `urls.mask`) is resolved to the one this process was given."""
     from mlflow import MlflowClient
 
     runtime.tune_sqlite()
+    tracking_uri = remember_uri(tracking_uri)
+    if is_remote(tracking_uri):
+        for key, value in HTTP_RETRY.items():
+            os.environ.setdefault(key, value)
     return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _unreachable(e: BaseException) -> bool:
+    text = str(e)
+    return ("Max retries exceeded" in text or "ConnectionError" in type(e).__name__
+            or "Connection refused" in text or "timed out" in text.lower())
+
+
+class answering:
+    """Context manager: an error of a call to a tracking server that stopped answering (after MLflow's
+    bounded retries) becomes a one-line `TrackingUnavailable` naming the server (password masked)."""
+
+    def __init__(self, tracking_uri: str):
+        self.tracking_uri = tracking_uri
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None or not is_remote(self.tracking_uri) or not isinstance(exc, Exception) or not _unreachable(exc):
+            return False
+        from .urls import first_line, mask
+
+        retries = os.environ.get("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "?")
+        raise TrackingUnavailable(
+            f"MLflow tracking server {mask(self.tracking_uri)} did not answer ({retries} retries with backoff): "
+            f"{first_line(exc, self.tracking_uri)[:300]}") from None
+
+
+def remember_uri(tracking_uri: str) -> str:
+    """Note the real URI behind its masked form (the one the study records); returns the real URI."""
+    from .urls import mask
+
+    masked = mask(tracking_uri)
+    if masked != tracking_uri:
+        _REAL_URIS[masked] = tracking_uri
+    return _REAL_URIS.get(tracking_uri, tracking_uri)
+
+
+def str_values(values: Mapping[str, Any] | None) -> dict[str, str]:
+    """Tag/param values as strings (the REST store rejects ints, bools and None)."""
+    return {str(k): str(v) for k, v in (values or {}).items()}
 
 
 def get_or_create_experiment(client, name: str, artifact_location: str | None) -> str:
@@ -74,13 +143,13 @@ def _metrics(values: Mapping[str, float], step: int = 0, timestamp: int | None =
 def _params(values: Mapping[str, Any]) -> list:
     from mlflow.entities import Param
 
-    return [Param(k, str(v)) for k, v in values.items()]
+    return [Param(k, v) for k, v in str_values(values).items()]
 
 
 def _tags(values: Mapping[str, Any]) -> list:
     from mlflow.entities import RunTag
 
-    return [RunTag(k, str(v)) for k, v in values.items()]
+    return [RunTag(k, v) for k, v in str_values(values).items()]
 
 
 class Tracker:
@@ -88,6 +157,7 @@ class Tracker:
 
     def __init__(self, tracking_uri: str, experiment_name: str, artifact_location: str | None = None):
         self.tracking_uri = tracking_uri
+        self.remote = is_remote(tracking_uri)
         self.client = client_for(tracking_uri)
         self.experiment_id = get_or_create_experiment(self.client, experiment_name, artifact_location)
         self.parent_run_id: str | None = None
@@ -130,7 +200,7 @@ class Tracker:
     def start_parent(self, run_name: str, tags: Mapping[str, Any], params: Mapping[str, Any],
                      files: Mapping[str, str], resume_run_id: str | None = None) -> str:
         """Create the sweep's parent run, or reopen it when resuming (same run, status RUNNING)."""
-        with store_write():
+        with store_write(), answering(self.tracking_uri):
             return self._start_parent(run_name, tags, params, files, resume_run_id)
 
     def _start_parent(self, run_name, tags, params, files, resume_run_id) -> str:
@@ -144,7 +214,7 @@ class Tracker:
             except Exception:  # the tracking store was deleted or replaced: start a new parent
                 run_id = None
         if run_id is None:
-            run_id = self.client.create_run(self.experiment_id, tags=dict(tags), run_name=run_name).info.run_id
+            run_id = self.client.create_run(self.experiment_id, tags=str_values(tags), run_name=run_name).info.run_id
             self.client.log_batch(run_id, params=_params(params))
         else:
             self.client.log_batch(run_id, tags=_tags(tags))
@@ -152,6 +222,20 @@ class Tracker:
             self.client.log_text(run_id, text, name)
         self.parent_run_id = run_id
         return run_id
+
+    def attach_parent(self, run_id: str) -> None:
+        """Join a parent run another process opened; reopen it (RUNNING) if a finished sweep is resumed."""
+        self.parent_run_id = run_id
+        with store_write(), answering(self.tracking_uri):
+            if self.client.get_run(run_id).info.status != RUNNING:
+                self.client.update_run(run_id, status=RUNNING)
+
+    def run_url(self, run_id: str) -> str:
+        """Link to a run in the MLflow UI: the tracking server's, or `make ui`'s for the embedded store."""
+        from .urls import mask
+
+        base = mask(self.tracking_uri).rstrip("/") if self.remote else "http://127.0.0.1:5000"
+        return f"{base}/#/experiments/{self.experiment_id}/runs/{run_id}"
 
     def end_parent(self, status: str = FINISHED) -> None:
         self.flush()
@@ -164,8 +248,8 @@ class Tracker:
     def start_trial(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, Any]) -> str:
         """Nested run for one trial, with its flat params and seeds."""
         all_tags = {"mlflow.parentRunId": self.parent_run_id, **tags} if self.parent_run_id else dict(tags)
-        with store_write():
-            run_id = self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name).info.run_id
+        with store_write(), answering(self.tracking_uri):
+            run_id = self.client.create_run(self.experiment_id, tags=str_values(all_tags), run_name=run_name).info.run_id
             self.client.log_batch(run_id, params=_params(params))
         return run_id
 
@@ -177,7 +261,7 @@ class Tracker:
         """
         import keras
 
-        client = self.client
+        client, uri = self.client, self.tracking_uri
 
         class EpochLogger(keras.callbacks.Callback):
             def __init__(self):
@@ -191,7 +275,7 @@ class Tracker:
             def on_train_end(self, logs=None):
                 # Synchronous on purpose: MLflow's async mode costs ~0.6 s per run when its queue is
                 # shut down at set_terminated (bench/overhead.py); one batched write is a few ms.
-                with store_write():
+                with store_write(), answering(uri):
                     for i in range(0, len(self.buffer), 1000):  # MLflow's log_batch limit
                         client.log_batch(run_id, metrics=self.buffer[i:i + 1000])
                 self.buffer = []
@@ -202,7 +286,7 @@ class Tracker:
                      metrics: Mapping[str, float] | None = None, tags: Mapping[str, Any] | None = None,
                      artifacts: Sequence[str | Path] = (), texts: Mapping[str, str] | None = None) -> None:
         """Log the mean-over-repeats curves under Keras's names, summary metrics, artifacts; end the run."""
-        with store_write():
+        with store_write(), answering(self.tracking_uri):
             self._finish_trial(run_id, status, history, metrics, tags, artifacts, texts)
 
     def _finish_trial(self, run_id, status, history, metrics, tags, artifacts, texts) -> None:

@@ -1,0 +1,101 @@
+"""Store URLs: one password mask for everything printed or logged, and a bounded reachability check of
+the servers a sweep is pointed at (bad input exits 2 before anything is written)."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from ..experiment.schema import ConfigError
+
+# user:password@ in any scheme://user:password@host URL (a password may itself contain ':' or '@').
+_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<password>[^/\s]*)@")
+CONNECT_TIMEOUT = 10  # seconds: a database or tracking server that does not answer by then is reported, not waited for
+TRACKING_SCHEMES = {"http", "https", "sqlite", "postgresql", "mysql", "mssql", "file", "databricks", "databricks-uc",
+                    "uc"}
+
+
+def mask(text: str | None) -> str:
+    """`text` with the password of every URL in it replaced by `***` (user and host kept)."""
+    if not text:
+        return text or ""
+    return _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", str(text))
+
+
+def password_of(url: str) -> str | None:
+    match = _CREDENTIALS.search(url or "")
+    return match["password"] if match else None
+
+
+def scrub(text: str, url: str) -> str:
+    """An error message about `url`, with its password removed wherever it appears."""
+    secret = password_of(url)
+    out = mask(str(text))
+    return out.replace(secret, "***") if secret else out
+
+
+def first_line(error: BaseException, url: str) -> str:
+    """One line about a connection error (drivers add SQL and background links on later lines)."""
+    lines = [line.strip() for line in scrub(str(error), url).splitlines() if line.strip()]
+    text = " ".join(lines[:2]) if lines else type(error).__name__
+    return text.split("(Background on this error")[0].strip()
+
+
+def scheme_of(url: str) -> str:
+    return urlsplit(url).scheme.split("+")[0].lower()
+
+
+def database_engine_kwargs(url: str) -> dict:
+    """SQLAlchemy engine options for an Optuna storage URL: a bounded connect and stale-connection checks."""
+    scheme = scheme_of(url)
+    if scheme == "sqlite":
+        return {"connect_args": {"timeout": 120}}  # busy timeout: wait for another worker's short write
+    if scheme == "postgresql":
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}, "pool_pre_ping": True}
+    if scheme == "mysql":
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}, "pool_pre_ping": True}
+    return {}
+
+
+def check_database(url: str, what: str = "--storage") -> None:
+    """Connect once to a database URL (bounded by CONNECT_TIMEOUT); a ConfigError naming the masked URL if
+    the scheme is unknown, the driver missing, the server unreachable or the credentials wrong."""
+    try:
+        import sqlalchemy
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        engine = sqlalchemy.create_engine(url, **database_engine_kwargs(url))
+    except (NoSuchModuleError, ArgumentError, ValueError) as e:
+        raise ConfigError(f"{what} has an unknown scheme or malformed URL. Received: {mask(url)} "
+                          f"({first_line(e, url)})") from None
+    except ImportError as e:
+        raise ConfigError(f"{what} needs a database driver that is not installed (pip install -e '.[cluster]'). "
+                          f"Received: {mask(url)} ({first_line(e, url)})") from None
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+    except Exception as e:  # noqa: BLE001 - every driver has its own error classes
+        raise ConfigError(f"cannot connect to the {what} database {mask(url)}: {first_line(e, url)}") from None
+    finally:
+        engine.dispose()
+
+
+def check_tracking(uri: str, what: str = "--tracking-uri") -> None:
+    """An MLflow tracking server must answer `/health` within CONNECT_TIMEOUT (no retries: this is a
+    check of the input, not of a server that went away mid-sweep); other known schemes are left to MLflow."""
+    scheme = scheme_of(uri)
+    if scheme not in TRACKING_SCHEMES:
+        raise ConfigError(f"{what} has an unknown scheme {scheme!r} (use http(s)://HOST:PORT for an MLflow server). "
+                          f"Received: {mask(uri)}")
+    if scheme not in ("http", "https"):
+        return
+    import requests
+
+    try:
+        response = requests.get(uri.rstrip("/") + "/health", timeout=CONNECT_TIMEOUT)
+    except requests.RequestException as e:
+        raise ConfigError(f"the MLflow tracking server {mask(uri)} does not answer: "
+                          f"{first_line(e, uri)}") from None
+    if response.status_code != 200:
+        raise ConfigError(f"the MLflow tracking server {mask(uri)} answered /health with HTTP "
+                          f"{response.status_code}; is it an MLflow server?")

@@ -1,0 +1,165 @@
+"""Real servers for the distributed-mode tests and bench: a PostgreSQL in a temporary folder and an
+`mlflow server` on it (both on 127.0.0.1, free ports), `--worker` processes, and the storage-only
+load harness (many workers on one study, an objective that only sleeps)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from augsweep.stores.servers import MLFLOW_DATABASE, Postgres, Service, free_port, mlflow_server, pg_bin
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Servers:
+    """A running PostgreSQL and MLflow server; `database()` hands each test an empty Optuna database."""
+
+    root: Path
+    pg: Postgres
+    mlflow: Service | None = None
+    _n: list = field(default_factory=lambda: [0])
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow.url
+
+    def database(self, prefix: str = "study") -> str:
+        """A new empty database; its URL, password included (what a user would type)."""
+        self._n[0] += 1
+        return self.pg.create_database(f"{prefix}{self._n[0]}")
+
+    def start_mlflow(self) -> None:
+        port = int(self.mlflow.url.rsplit(":", 1)[1]) if self.mlflow else free_port()
+        self.mlflow = mlflow_server(self.pg.url(database=MLFLOW_DATABASE), self.root / "artifacts", port,
+                                    self.root / "mlflow.log", self.pg.env()).start(timeout=120, health="/health")
+
+    def kill_mlflow(self) -> None:
+        """SIGKILL the tracking server (and its uvicorn worker): no clean shutdown."""
+        proc = self.mlflow.proc
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        self.mlflow.proc = None
+
+    def stop(self) -> None:
+        if self.mlflow is not None:
+            self.mlflow.stop()
+        self.pg.stop()
+
+
+def start_servers(mlflow: bool = True) -> Servers:
+    """PostgreSQL (fsync off: thrown away afterwards) and, with `mlflow`, a tracking server on it."""
+    root = Path(tempfile.mkdtemp(prefix="augsweep-servers-"))
+    root.chmod(0o755)  # the postgres user runs the server and must reach its data folder
+    servers = Servers(root, Postgres(root, free_port(), durable=False))
+    try:
+        servers.pg.start()
+        (root / "artifacts").mkdir()
+        if mlflow:
+            servers.start_mlflow()
+    except BaseException:
+        servers.stop()
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    return servers
+
+
+def postgres_available() -> bool:
+    return pg_bin("initdb") is not None
+
+
+def start_worker(experiment: Path, cwd: Path, storage: str, tracking_uri: str, host: str | None = None,
+                 extra: tuple = ()) -> subprocess.Popen:
+    """`python sweep.py EXPERIMENT --storage URL --tracking-uri URI --worker` in its own folder (no shared
+    `mlruns/`); `host` makes it look like another machine (dead workers then found by heartbeat only)."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "AUGSWEEP_HEARTBEAT_INTERVAL": "1",
+           "AUGSWEEP_HEARTBEAT_GRACE": "3", "CUDA_VISIBLE_DEVICES": ""}
+    if host:
+        env["AUGSWEEP_HOST"] = host
+    return subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), str(experiment), "--storage", storage,
+                             "--tracking-uri", tracking_uri, "--worker", *extra],
+                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(procs: list[subprocess.Popen], timeout: float = 240) -> list[tuple[int, str]]:
+    """(exit code, output) of every worker; a worker still running after `timeout` s is killed."""
+    out = []
+    for p in procs:
+        try:
+            text, _ = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            text, _ = p.communicate()
+            text += "\n[killed by the test: timeout]"
+        out.append((p.returncode, text))
+    return out
+
+
+# ----------------------------------------------------------------------------- storage-only load
+
+
+def storage_load(storage_url: str, workers: int, trials: int, sleep: float = 0.005, name: str = "load"):
+    """`workers` threads, each with its own Optuna storage, study and start lock (so each is a separate
+    database client, as a process would be), run augsweep's real start loop (`runs.sweep.optimize`:
+    budget lock, dead-worker reaping, count-then-start) with an objective that only sleeps.
+
+    Returns (seconds, errors, study): `errors` lists every exception a worker raised."""
+    import optuna
+
+    import yaml
+
+    from augsweep.experiment import load_experiment
+    from augsweep.runs.sweep import _Progress, make_pruner, make_sampler, optimize
+    from augsweep.stores.study import make_storage, resolve_stores
+    from tests.helpers import tiny_experiment
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "load.yaml"
+        path.write_text(yaml.safe_dump(tiny_experiment(name=name, trials=trials)))
+        exp = load_experiment(path)
+    stores = resolve_stores(exp, storage=storage_url, tracking_uri="http://unused.invalid", study_name=name)
+    optuna.create_study(study_name=name, storage=make_storage(storage_url), direction="minimize",
+                        load_if_exists=True)  # created once, before the workers
+
+    def objective(trial):
+        trial.suggest_int("depth", 1, 4)
+        time.sleep(sleep)
+        return trial.number * 1e-3
+
+    errors: list[str] = []
+
+    def worker() -> None:
+        from augsweep.stores.study import study_locks
+
+        try:
+            study = optuna.load_study(study_name=name, storage=make_storage(storage_url),
+                                      sampler=make_sampler(exp), pruner=make_pruner(exp))
+            start_lock, _ = study_locks(stores)
+            try:
+                optimize(study, exp, objective, _Progress(trials, 10**6, lambda line: None), trials, start_lock,
+                         lambda line: None)
+            finally:
+                if hasattr(start_lock, "close"):
+                    start_lock.close()
+        except Exception as e:  # noqa: BLE001 - reported by the caller
+            errors.append(f"{type(e).__name__}: {e}")
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - started
+    return seconds, errors, optuna.load_study(study_name=name, storage=make_storage(storage_url))

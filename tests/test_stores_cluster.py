@@ -1,0 +1,273 @@
+"""The distributed mode on real servers: PostgreSQL (Optuna RDB storage with heartbeat) and an `mlflow
+server` with proxied artifacts, `--worker` processes in separate folders (no shared filesystem), a worker
+killed with -9, the tracking server killed and restarted, 32 workers on one study, bad URLs,
+`make cluster-up`/`cluster-down`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from augsweep.stores.servers import free_port, port_open
+from augsweep.stores.urls import mask, password_of
+from tests.cluster import ROOT, finish, start_worker, storage_load
+from tests.helpers import run_cli, tiny_experiment
+
+
+def write_exp(tmp_path: Path, name: str, **overrides) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment(name=name, **overrides)))
+    return path
+
+
+def read_back(storage: str, tracking_uri: str, name: str):
+    """(study, trial runs, parent run) as the servers hold them."""
+    study = optuna.load_study(study_name=name, storage=storage)
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(name)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    trial_runs = [r for r in runs if r.data.tags.get("kind") == "trial"]
+    parent = [r for r in runs if r.data.tags.get("kind") == "sweep"]
+    assert len(parent) == 1, "one parent run for the whole study, whatever the number of workers"
+    return study, trial_runs, parent[0]
+
+
+def states(study) -> dict:
+    out: dict = {}
+    for t in study.get_trials(deepcopy=False):
+        out[t.state.name] = out.get(t.state.name, 0) + 1
+    return out
+
+
+def wait_for(predicate, timeout: float, what: str, step: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def test_four_workers_in_separate_folders_share_one_study_and_one_tracking_server(servers, tmp_path):
+    storage = servers.database()
+    exp = write_exp(tmp_path, "four", trials=5, train={"epochs": 1})
+    procs = [start_worker(exp, tmp_path / f"machine{i}", storage, servers.tracking_uri) for i in range(4)]
+    results = finish(procs)
+    for code, text in results:
+        assert code == 0, text[-3000:]
+    study, trial_runs, parent = read_back(storage, servers.tracking_uri, "four")
+    assert states(study) == {"COMPLETE": 5}, "exactly the budget, across four workers"
+    assert sorted(r.info.status for r in trial_runs) == ["FINISHED"] * 5, "MLflow agrees with Optuna"
+    assert sorted(int(r.data.tags["trial"]) for r in trial_runs) == sorted(t.number for t in study.trials)
+    assert parent.info.status == "FINISHED"
+    for i in range(4):
+        assert not (tmp_path / f"machine{i}" / "mlruns").exists(), "no worker kept local stores"
+    # The password is never shown: not in output, not in MLflow, not in the study.
+    secret = password_of(storage)
+    assert secret and all(secret not in text for _, text in results)
+    assert parent.data.tags["optuna_storage"] == mask(storage)
+    assert secret not in repr(parent.data.tags) + repr(parent.data.params) + repr(study.user_attrs)
+    # optuna-dashboard's view of a trial: its configuration and a link to its run.
+    t = study.trials[0]
+    assert t.user_attrs["mlflow_run_url"].startswith(servers.tracking_uri + "/#/experiments/")
+    assert t.user_attrs["mlflow_run_url"].endswith(t.user_attrs["mlflow_run_id"])
+    assert t.user_attrs["config_name"]
+    assert study.metric_names == ["val_loss"]
+    history = MlflowClient(servers.tracking_uri).get_metric_history(t.user_attrs["mlflow_run_id"], "val_loss")
+    assert len(history) == 1  # one epoch
+    # The report reads the same servers, and shows no password either.
+    out = tmp_path / "report"
+    rep = run_cli("report.py", exp, "--storage", storage, "--tracking-uri", servers.tracking_uri, "--out", out,
+                  cwd=tmp_path / "machine0")
+    assert rep.returncode == 0, rep.stderr[-3000:]
+    assert (out / "effects.csv").exists() and secret not in rep.stdout + rep.stderr
+    assert not any(secret in f.read_text(errors="ignore") for f in out.rglob("*") if f.is_file())
+
+
+def test_a_worker_killed_with_sigkill_is_failed_by_heartbeat_retried_and_its_run_killed(servers, tmp_path):
+    storage = servers.database()
+    exp = write_exp(tmp_path, "killed", trials=4, train={"epochs": 2},
+                    dataset={"source": "synthetic", "image_size": [16, 16], "samples": 400})
+    # Two "machines": a dead worker on another host can only be found by its missing heartbeats.
+    victim = start_worker(exp, tmp_path / "a", storage, servers.tracking_uri, host="machine-a")
+    survivor = start_worker(exp, tmp_path / "b", storage, servers.tracking_uri, host="machine-b")
+
+    def victim_trial():
+        try:
+            s = optuna.load_study(study_name="killed", storage=storage)
+        except KeyError:
+            return None
+        for t in s.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            if t.user_attrs.get("worker", {}).get("pid") == victim.pid and "mlflow_run_id" in t.user_attrs:
+                return t
+        return None
+
+    trial = wait_for(victim_trial, 120, "the victim to be inside a trial")
+    victim.send_signal(signal.SIGKILL)
+    victim.wait(timeout=10)
+    (code, text), = finish([survivor])
+    assert code == 0, text[-3000:]
+    study = optuna.load_study(study_name="killed", storage=storage)
+    dead = study.trials[trial.number]
+    assert dead.state == optuna.trial.TrialState.FAIL
+    assert "heartbeat" in dead.user_attrs.get("failure_reason", "") or "heartbeat" in text
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == trial.number]
+    assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.COMPLETE, "retried once"
+    assert retries[0].params == dead.params
+    assert states(study).get("COMPLETE") == 4 and "RUNNING" not in states(study)
+    run = MlflowClient(servers.tracking_uri).get_run(trial.user_attrs["mlflow_run_id"])
+    assert run.info.status == "KILLED"
+    assert "heartbeat" in run.data.tags["failure_reason"]
+    _, trial_runs, _ = read_back(storage, servers.tracking_uri, "killed")
+    assert "RUNNING" not in {r.info.status for r in trial_runs}
+
+
+def test_tracking_server_killed_and_restarted_mid_sweep_loses_no_metric_or_artifact(servers, tmp_path):
+    storage = servers.database()
+    epochs = 2
+    exp = write_exp(tmp_path, "restart", trials=5, train={"epochs": epochs},
+                    dataset={"source": "synthetic", "image_size": [16, 16], "samples": 200})
+    procs = [start_worker(exp, tmp_path / "m0", storage, servers.tracking_uri)]
+
+    def one_complete():
+        try:
+            s = optuna.load_study(study_name="restart", storage=storage)
+        except KeyError:
+            return 0
+        return states(s).get("COMPLETE", 0)
+
+    wait_for(one_complete, 180, "a first finished trial")
+    servers.kill_mlflow()
+    down_at = one_complete()
+    time.sleep(3)  # trials keep training and try to log meanwhile
+    servers.start_mlflow()
+    results = finish(procs)
+    for code, text in results:
+        assert code == 0, text[-3000:]
+    assert down_at < 5, "the server was down while trials still had to log"
+    study, trial_runs, parent = read_back(storage, servers.tracking_uri, "restart")
+    assert states(study) == {"COMPLETE": 5}
+    client = MlflowClient(servers.tracking_uri)
+    for t in study.trials:
+        run_id = t.user_attrs["mlflow_run_id"]
+        assert client.get_run(run_id).info.status == "FINISHED"
+        for key in ("loss", "val_loss", "val_loss/r0"):
+            steps = sorted(m.step for m in client.get_metric_history(run_id, key))
+            assert steps == list(range(epochs)), (t.number, key, steps)
+        names = {a.path for a in client.list_artifacts(run_id)}
+        expected = {"history.csv", "learning_curves.png"}
+        if any(v is True for k, v in t.user_attrs["config"].items() if k.startswith("aug_")):
+            expected.add("augmentation_preview.png")  # only a trial with an augmentation has a preview
+        assert expected <= names, (t.number, names)
+    assert parent.info.status == "FINISHED"
+
+
+def test_storage_only_load_32_workers_500_trials_exact_budget_no_lock_errors(servers, caplog):
+    storage = servers.database("load")
+    seconds, errors, study = storage_load(storage, workers=32, trials=500)
+    assert errors == []
+    assert states(study) == {"COMPLETE": 500}, "never a trial over the budget, none failed"
+    log = caplog.text.lower()
+    assert "database is locked" not in log and "deadlock" not in log
+    print(f"PostgreSQL bookkeeping: {500 / seconds:.1f} trials/s with 32 workers")
+
+
+@pytest.mark.parametrize("case", ["unreachable", "wrong_password", "unknown_scheme", "tracking_silent"])
+def test_bad_server_urls_exit_2_with_one_masked_line_and_write_nothing(servers, tmp_path, case):
+    closed = free_port()
+    silent = f"postgresql+psycopg://augsweep:s3cret-pw@127.0.0.1:{closed}/augsweep"
+    storage, tracking = servers.database(), servers.tracking_uri
+    if case == "unreachable":
+        storage = silent
+    elif case == "wrong_password":
+        storage = storage.replace(password_of(storage), "s3cret-pw")
+    elif case == "unknown_scheme":
+        storage = silent.replace("postgresql+psycopg", "postgrex")
+    else:
+        tracking = f"http://user:s3cret-pw@127.0.0.1:{closed}"
+    args = ["--storage", storage, "--tracking-uri", tracking]
+    exp = write_exp(tmp_path, "bad")
+    work = tmp_path / "cwd"
+    work.mkdir()
+    started = time.monotonic()
+    result = run_cli("sweep.py", exp, *args, "--worker", cwd=work, timeout=60)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert "***" in lines[0] and "s3cret-pw" not in result.stderr + result.stdout
+    assert "127.0.0.1" in lines[0]
+    assert elapsed < 30
+    assert list(work.iterdir()) == [], "nothing written"
+    if case == "tracking_silent":
+        with pytest.raises(KeyError):
+            optuna.load_study(study_name="bad", storage=storage)
+
+
+def test_cluster_up_then_down_serves_the_dashboard_and_leaves_no_process():
+    import shutil
+    import tempfile
+
+    from augsweep.stores.servers import pg_bin
+
+    if pg_bin("initdb") is None and not os.environ.get("AUGSWEEP_REQUIRE_POSTGRES"):
+        pytest.skip("PostgreSQL is not installed (.ci/run installs it)")
+    ports = {"PG_PORT": free_port(), "MLFLOW_PORT": free_port(), "DASHBOARD_PORT": free_port()}
+    top = Path(tempfile.mkdtemp(prefix="augsweep-cluster-"))
+    top.chmod(0o755)  # pytest's tmp_path is private to root; the postgres user must reach the data folder
+    cluster = top / "cluster"
+    make = ["make", "-s", f"CLUSTER={cluster}", f"PYTHON={sys.executable}",
+            *(f"{k}={v}" for k, v in ports.items())]
+    up = subprocess.run([*make, "cluster-up"], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    try:
+        assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-3000:]
+        assert "--worker" in up.stdout and f"http://127.0.0.1:{ports['MLFLOW_PORT']}" in up.stdout
+        storage = f"postgresql+psycopg://augsweep@127.0.0.1:{ports['PG_PORT']}/augsweep"
+        os.environ["PGPASSFILE"] = str(cluster / "pgpass")
+        try:
+            optuna.create_study(study_name="seen", storage=storage)
+        finally:
+            del os.environ["PGPASSFILE"]
+        base = f"http://127.0.0.1:{ports['DASHBOARD_PORT']}"
+        for path in ("/dashboard/studies/1", "/api/studies/1"):
+            with urllib.request.urlopen(base + path, timeout=10) as r:
+                assert r.status == 200
+        groups = [int((cluster / f"{n}.pid").read_text()) for n in ("mlflow", "dashboard")]
+        postmaster = int((cluster / "pg" / "postmaster.pid").read_text().split()[0])
+    finally:
+        down = subprocess.run([*make, "cluster-down"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        shutil.rmtree(top, ignore_errors=True)
+    assert down.returncode == 0, down.stderr
+    assert not _alive(postmaster), "PostgreSQL survived cluster-down"
+    for group in groups:  # the MLflow server's and the dashboard's whole process groups (uvicorn workers too)
+        assert not [pid for pid, pgrp in _live_processes() if pgrp == group], f"process group {group} survived"
+    assert not any(port_open(p) for p in ports.values())
+
+
+def _live_processes() -> list[tuple[int, int]]:
+    """(pid, process group) of every process that is not a zombie."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                out.append((int(d.name), int(fields[2])))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    return any(p == pid for p, _ in _live_processes())
