@@ -19,7 +19,8 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 .PHONY: help install sweep ablate report ui dashboard cluster-up cluster-down test bench bench-gpu clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/$$(PORT)/$(PORT)/g' -e 's/$$(DASHBOARD_PORT)/$(DASHBOARD_PORT)/g' \
+		| awk 'BEGIN {FS = ":.*## "}; {printf "  make %-13s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,8 +41,8 @@ ablate: install  ## paired-seed ablation of EXP around its best trial or ablatio
 report: install  ## write reports/<study>/ from the stores (never retrains)
 	$(PY) report.py $(EXP) --mlruns $(MLRUNS)
 
-ui: install  ## MLflow UI on http://127.0.0.1:$(PORT) over MLRUNS
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(MLRUNS)/mlflow.db --default-artifact-root $(MLRUNS)/artifacts --host 127.0.0.1 --port $(PORT)
+ui: install  ## MLflow UI on http://127.0.0.1:$(PORT) over MLRUNS (one worker, no GenAI job runner)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --workers 1 --backend-store-uri sqlite:///$(MLRUNS)/mlflow.db --default-artifact-root $(MLRUNS)/artifacts --host 127.0.0.1 --port $(PORT)
 
 dashboard: install  ## optuna-dashboard (read-only) on http://127.0.0.1:$(DASHBOARD_PORT) over MLRUNS or STORAGE=URL
 	$(PY) -m augsweep.stores.servers dashboard $(if $(STORAGE),$(STORAGE),sqlite:///$(abspath $(MLRUNS))/optuna.db) --port $(DASHBOARD_PORT)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from . import runtime
 
@@ -115,7 +116,7 @@ def _best_trials(outcome, exp, stores, mlruns) -> list[str]:
                          if k.startswith("aug_") and not isinstance(v, bool))
         lines.append(f"  t{t.number:02d}    {t.value:8.4f}  {cfg.label()}{'  (' + mags + ')' if mags else ''}")
     where = _where(stores, mlruns)
-    ui = (f"  make ui                                  # MLflow UI over {mlruns}/ (http://127.0.0.1:5000)"
+    ui = (f"  {_make_ui(mlruns):<40} # MLflow UI over {mlruns}/ (http://127.0.0.1:5000)"
           if stores.embedded_tracking else f"  {stores.tracking_label}   # the MLflow server's UI")
     lines += [
         "",
@@ -134,8 +135,14 @@ def _ablation_done(outcome, exp, mlruns) -> list[str]:
              f"{outcome.parent_run_id}"]
     lines += ["", "Look further:",
               f"  python report.py {exp.path} --mlruns {mlruns}   # paired effects, baselines, per-class, affinity",
-              "  make ui                                  # the ablation's runs in the MLflow UI"]
+              f"  {_make_ui(mlruns):<40} # the ablation's runs in the MLflow UI"]
     return lines
+
+
+def _make_ui(mlruns) -> str:
+    """`make ui`, with MLRUNS=… when the stores are not the Makefile's default ./mlruns."""
+    default = Path("mlruns").resolve()
+    return "make ui" if Path(mlruns).resolve() == default else f"make ui MLRUNS={mlruns}"
 
 
 def _sweep(args) -> int:

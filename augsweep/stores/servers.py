@@ -229,6 +229,9 @@ def mlflow_server(backend_uri: str, artifacts: Path, port: int, log: Path, env: 
     mlflow = str(Path(sys.executable).with_name("mlflow"))
     cmd = [mlflow, "server", "--backend-store-uri", backend_uri, "--artifacts-destination", str(artifacts),
            "--serve-artifacts", "--host", host, "--port", str(port), "--workers", "1"]
+    # MLflow 3's GenAI job runner starts a scheduler and several huey consumers (~250 MB each); a sweep's
+    # tracking server never queues jobs.
+    env = {**(os.environ if env is None else env), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     return Service("mlflow server", cmd, f"http://{host}:{port}", log, env)
 
 
