@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install sweep ablate report ui test bench bench-gpu clean
+.PHONY: help install data pretrain sweep ablate report ui test bench bench-gpu clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,6 +23,22 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv and install the project (once; again when pyproject.toml changes)
+
+FASHION_SYSTEM := /usr/share/datasets/fashion-mnist
+FASHION_LOCAL  := data/fashion-mnist
+
+data:  ## Fashion-MNIST IDX files into data/fashion-mnist (Debian's dataset-fashion-mnist, no root; or the system copy)
+	@if [ -f $(FASHION_LOCAL)/train-images-idx3-ubyte.gz ]; then echo "data: $(FASHION_LOCAL) is there"; \
+	elif [ -f $(FASHION_SYSTEM)/train-images-idx3-ubyte.gz ]; then echo "data: using the system copy in $(FASHION_SYSTEM)"; \
+	else set -e; rm -rf data/.deb && mkdir -p data/.deb $(FASHION_LOCAL) && cd data/.deb \
+	  && apt-get download dataset-fashion-mnist && dpkg -x dataset-fashion-mnist_*.deb pkg && cd ../.. \
+	  && cp data/.deb/pkg$(FASHION_SYSTEM)/*-ubyte.gz $(FASHION_LOCAL)/ && rm -rf data/.deb \
+	  && echo "data: Fashion-MNIST in $(FASHION_LOCAL)"; fi
+
+PRETRAINED ?= data/fashion-convnet-0-4.weights.h5
+
+pretrain: install data  ## train the course convnet on Fashion-MNIST classes 0-4, save its conv blocks to PRETRAINED
+	$(PY) -m augsweep.runs.pretrain --out $(PRETRAINED)
 
 sweep: install  ## run the experiment EXP (default: digits) into MLRUNS with WORKERS processes, then write its report
 	$(PY) sweep.py $(EXP) --mlruns $(MLRUNS) --workers $(WORKERS)
@@ -38,7 +54,8 @@ report: install  ## write reports/<study>/ from the stores (never retrains)
 ui: install  ## MLflow UI on http://127.0.0.1:$(PORT) over MLRUNS
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(MLRUNS)/mlflow.db --default-artifact-root $(MLRUNS)/artifacts --host 127.0.0.1 --port $(PORT)
 
-test: install  ## the whole test suite (fast tests and the slow end-to-end runs)
+test: install  ## the whole test suite (fast tests and the slow end-to-end runs; fetches Fashion-MNIST when it can)
+	@$(MAKE) --no-print-directory data || echo "note: Fashion-MNIST could not be fetched; its tests will be skipped"
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
 BENCH ?= overhead throughput bookkeeping memory startup pruning
@@ -49,5 +66,5 @@ bench: install  ## benchmarks (CPU, ~3 min each): ratios measured side by side; 
 bench-gpu: install  ## images/s of the course convnet at 128x128 on a GPU (bench/gpu.py, under 5 min)
 	$(PY) bench/gpu.py
 
-clean:  ## remove stores and reports (keeps .venv)
+clean:  ## remove stores and reports (keeps .venv and data/)
 	rm -rf $(MLRUNS) reports
