@@ -166,3 +166,26 @@ def test_application_base_on_grayscale_images_trains():
     x255 = np.full((1, 32, 32, 3), 0.5, np.float32)
     pre = model.get_layer("mobilenetv2_preprocess")
     np.testing.assert_allclose(np.asarray(pre(x255)), keras.applications.mobilenet_v2.preprocess_input(x255 * 255))
+
+
+@pytest.mark.parametrize("base, module", [("vgg16", "vgg16"), ("efficientnetb0", "efficientnet")])
+def test_application_bases_build_with_their_own_preprocessing(base, module):
+    import keras
+
+    model = build_model(ModelConfig(base, "none", False), (32, 32, 3), 5, 0, dense_units=16)
+    assert model.output_shape == (None, 5) and model.get_layer("dense").units == 16
+    assert "gray_to_rgb" not in [layer.name for layer in model.layers]  # RGB images go straight in
+    x = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
+    expected = getattr(keras.applications, module).preprocess_input(x * 255.0)
+    np.testing.assert_allclose(np.asarray(model.get_layer(f"{base}_preprocess")(x)), expected, rtol=1e-6)
+    frozen = [layer for layer in model.layers if isinstance(layer, keras.Model)][0]
+    assert not frozen.trainable and not frozen.trainable_weights
+
+
+def test_unreadable_weights_file_is_a_config_error(tmp_path):
+    for name in ("junk.weights.h5", "junk.keras"):
+        (tmp_path / name).write_bytes(b"not a weights file")
+        with pytest.raises(ConfigError, match=rf"model.weights: .*{name} is not a readable Keras weights file"):
+            build_model(ModelConfig("convnet", str(tmp_path / name), False, depth=1), SHAPE, 2, 0)
+    with pytest.raises(ConfigError, match=r"model.weights file not found"):
+        build_model(ModelConfig("convnet", str(tmp_path / "none.keras"), False, depth=1), SHAPE, 2, 0)

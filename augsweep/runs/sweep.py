@@ -182,9 +182,15 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
 
 
 def model_tags(exp: Experiment) -> dict:
-    """The network as MLflow tags (`model_base`, `model_weights`, `model_trainable`)."""
+    """The network as MLflow tags (`model_base`, `model_weights`, `model_trainable`, `model_weights_sha256`)."""
+    import hashlib
+    from pathlib import Path
+
     m = exp.model
-    return {"model_base": m.base, "model_weights": m.weights, "model_trainable": str(m.trainable).lower()}
+    tags = {"model_base": m.base, "model_weights": m.weights, "model_trainable": str(m.trainable).lower()}
+    if Path(m.weights).is_file():  # the file's contents, not only its name, identify the base a run started from
+        tags["model_weights_sha256"] = hashlib.sha256(Path(m.weights).read_bytes()).hexdigest()
+    return tags
 
 
 def prepare(exp: Experiment, stores: Stores, echo: Callable[[str], None]):

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-import zipfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
@@ -200,9 +199,11 @@ def load_base_weights(base, path: str, base_name: str) -> None:
             return
         with h5py.File(p, "r") as handle:
             stored = _stored_h5(handle)
-    except (OSError, KeyError, zipfile.BadZipFile) as e:
-        raise ConfigError(f"model.weights: {path} is not a readable Keras weights file "
-                          f"({str(e).splitlines()[0][:120]})") from None
+    except ConfigError:
+        raise
+    except Exception as e:  # noqa: BLE001 - h5py, zip and Keras deserialisation each raise their own kinds
+        text = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"model.weights: {path} is not a readable Keras weights file ({text})") from None
     expected = _expected(base)
     for key, layer, shapes in expected:
         if not shapes:
