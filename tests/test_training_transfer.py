@@ -130,7 +130,7 @@ def test_frozen_base_sweep_end_to_end_reports_that_depth_is_not_searched(tmp_pat
     path = tmp_path / "rgb.weights.h5"
     base = convnet_base((16, 16, 3), 2, 4, seed=3)
     base.save_weights(path)
-    exp = write_experiment(frozen_experiment(path, trials=2))
+    exp = write_experiment(frozen_experiment(path, trials=2, train={"epochs": 1}))
     sweep(exp, tmp_path / "mlruns")
     view = read_stores(exp, tmp_path / "mlruns")
     parent = next(r for r in view.runs if r.data.tags.get("kind") == "sweep")
