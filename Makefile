@@ -16,7 +16,7 @@ DASHBOARD_PORT ?= 8080
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install sweep ablate report ui dashboard cluster-up cluster-down test bench bench-gpu clean
+.PHONY: help install data pretrain sweep ablate report ui dashboard cluster-up cluster-down test bench bench-gpu clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/$$(PORT)/$(PORT)/g' -e 's/$$(DASHBOARD_PORT)/$(DASHBOARD_PORT)/g' \
@@ -29,6 +29,22 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv and install the project (once; again when pyproject.toml changes)
+
+FASHION_SYSTEM := /usr/share/datasets/fashion-mnist
+FASHION_LOCAL  := data/fashion-mnist
+
+data:  ## Fashion-MNIST IDX files into data/fashion-mnist (Debian's dataset-fashion-mnist, no root; or the system copy)
+	@if [ -f $(FASHION_LOCAL)/train-images-idx3-ubyte.gz ]; then echo "data: $(FASHION_LOCAL) is there"; \
+	elif [ -f $(FASHION_SYSTEM)/train-images-idx3-ubyte.gz ]; then echo "data: using the system copy in $(FASHION_SYSTEM)"; \
+	else set -e; rm -rf data/.deb && mkdir -p data/.deb $(FASHION_LOCAL) && cd data/.deb \
+	  && apt-get download dataset-fashion-mnist && dpkg -x dataset-fashion-mnist_*.deb pkg && cd ../.. \
+	  && cp data/.deb/pkg$(FASHION_SYSTEM)/*-ubyte.gz $(FASHION_LOCAL)/ && rm -rf data/.deb \
+	  && echo "data: Fashion-MNIST in $(FASHION_LOCAL)"; fi
+
+PRETRAINED ?= data/fashion-convnet-0-4.weights.h5
+
+pretrain: install data  ## train the course convnet on Fashion-MNIST classes 0-4, save its conv blocks to PRETRAINED
+	$(PY) -m augsweep.runs.pretrain --out $(PRETRAINED)
 
 sweep: install  ## run the experiment EXP (default: digits) into MLRUNS with WORKERS processes, then write its report
 	$(PY) sweep.py $(EXP) --mlruns $(MLRUNS) --workers $(WORKERS)
@@ -53,10 +69,11 @@ cluster-up: install  ## PostgreSQL + MLflow server + optuna-dashboard on 127.0.0
 cluster-down:  ## stop what cluster-up started (the data stays in CLUSTER/)
 	$(PY) -m augsweep.stores.servers down --dir $(CLUSTER)
 
-test: install  ## the whole test suite (fast tests and the slow end-to-end runs)
+test: install  ## the whole test suite (fast tests and the slow end-to-end runs; fetches Fashion-MNIST when it can)
+	@$(MAKE) --no-print-directory data || echo "note: Fashion-MNIST could not be fetched; its tests will be skipped"
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
-BENCH ?= overhead throughput bookkeeping memory startup pruning
+BENCH ?= overhead throughput bookkeeping memory startup pruning streaming
 
 bench: install  ## benchmarks (CPU, ~3 min each): ratios measured side by side; BENCH=... picks (also: storage); see bench/RESULTS.md
 	@for b in $(BENCH); do echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; done
@@ -64,5 +81,5 @@ bench: install  ## benchmarks (CPU, ~3 min each): ratios measured side by side; 
 bench-gpu: install  ## images/s of the course convnet at 128x128 on a GPU (bench/gpu.py, under 5 min)
 	$(PY) bench/gpu.py
 
-clean:  ## remove stores and reports (keeps .venv)
+clean:  ## remove stores and reports (keeps .venv and data/)
 	rm -rf $(MLRUNS) reports

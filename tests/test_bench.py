@@ -17,6 +17,7 @@ from tests.helpers import run_cli
     ("memory.py", "augsweep RSS growth over 3 trials"),
     ("pruning.py", "noise: best unpruned configuration"),
     ("gpu.py", "GFLOP per training image"),
+    ("streaming.py", "| streamed + cache |"),
 ])
 def test_benchmark_runs_tiny(script, expected):
     result = run_cli(f"bench/{script}", "--tiny")

@@ -47,7 +47,25 @@ BAD = [
     ({"sampler": "bayes"}, "sampler must be one of ['tpe', 'random', 'grid', 'factorial']. Received: sampler='bayes'"),
     ({"pruner": "asha"}, "pruner must be one of"),
     ({"repeats": 0}, "repeats must be in [1, 100]. Received: repeats=0"),
-    ({"dataset": {"source": "cifar"}}, "dataset.source must be one of ['digits', 'synthetic', 'folder']"),
+    ({"dataset": {"source": "cifar"}}, "dataset.source must be one of ['digits', 'synthetic', 'folder', 'fashion_mnist']"),
+    ({"dataset": {"source": "fashion_mnist", "classes": [5]}},
+     "dataset.classes must list at least two labels in [0, 9]. Received: classes=[5]"),
+    ({"dataset": {"source": "fashion_mnist", "classes": [5, 10]}}, "dataset.classes must be in [0, 9]. Received: classes=10"),
+    ({"dataset": {"source": "fashion_mnist", "classes": [5, 5]}}, "dataset.classes must not repeat a label"),
+    ({"dataset": {"validation": "test"}}, "dataset.validation test is only available with source: fashion_mnist"),
+    ({"dataset": {"val_samples": 1}}, "dataset.val_samples must be in [2, 100000000]. Received: val_samples=1"),
+    ({"dataset": {"stream": "maybe"}}, "dataset.stream must be one of ['auto', 'true', 'false']"),
+    ({"dataset": {"stream": True}}, "dataset.stream is only used with source: folder (source is synthetic)"),
+    ({"model": {"base": "vgg17"}}, "model.base must be one of ['convnet', 'vgg16'"),
+    ({"model": {"base": "vgg16", "weights": "w.h5"}},
+     "model.weights must be imagenet, none or a path ending in .weights.h5 or .keras. Received: weights='w.h5'"),
+    ({"model": {"weights": "imagenet"}}, "model.weights imagenet needs a Keras application base"),
+    ({"model": {"weights": "w.weights.h5"}}, "model.depth is required for a convnet base loaded from a weights file"),
+    ({"model": {"base": "vgg16", "trainable": 0}}, "model.trainable must be in [1, 10000]. Received: trainable=0"),
+    ({"model": {"base": "vgg16", "depth": 2}}, "model.depth is only used with base: convnet and a weights file"),
+    ({"model": {"base": "mobilenetv2"}}, "dataset.image_size must be at least [32, 32] for model.base: mobilenetv2"),
+    ({"model": {"base": "vgg16"}, "dataset": {"image_size": [32, 32]}},
+     "depth is not searched with a pretrained base (model.base: vgg16); remove it. Received: depth="),
     ({"dataset": {"image_size": [32]}}, "dataset.image_size must be [height, width]"),
     ({"dataset": {"source": "folder"}}, "dataset.path is required for source: folder"),
     ({"colour": "red"}, "colour is not a known key"),
@@ -123,3 +141,31 @@ def test_makefile_commands_use_only_options_the_clis_accept():
                     assert args.repeats == 3
                     seen.add("ablate")
     assert seen == {"sweep.py", "report.py", "ablate"}
+
+
+def without_depth(**overrides) -> dict:
+    exp = tiny_experiment(**overrides)
+    exp["search_space"].pop("depth")
+    return exp
+
+
+def test_model_and_new_dataset_keys(write_experiment):
+    from augsweep.experiment import ModelConfig
+
+    plain = load_experiment(write_experiment(tiny_experiment()))
+    assert plain.model == ModelConfig() and not plain.model.uses_base
+    assert "model" not in plain.resolved() and "val_samples" not in plain.resolved()["dataset"]  # old studies resume
+    exp = load_experiment(write_experiment(without_depth(
+        dataset={"source": "fashion_mnist", "image_size": [32, 32], "classes": [5, 6, 7], "validation": "test",
+                 "val_samples": 300},
+        model={"base": "mobilenetv2", "weights": "none", "trainable": 2},
+        search_space={"dense_units": [16, 64], "augmentations": {"flip": None}}), "b.yaml"))
+    assert exp.dataset.classes == (5, 6, 7) and exp.dataset.validation == "test" and exp.dataset.val_samples == 300
+    assert exp.model == ModelConfig("mobilenetv2", "none", 2) and exp.model.uses_base
+    assert exp.search_space.depth == Choice((0,)) and exp.search_space.dense_units == Choice((16, 64))
+    assert exp.resolved()["model"]["trainable"] == 2
+    frozen = load_experiment(write_experiment(without_depth(
+        model={"weights": "base.weights.h5", "depth": 2, "filters": 8},
+        search_space={"augmentations": {"flip": None}}), "c.yaml"))
+    assert frozen.model.trainable is False and frozen.model.depth == 2  # a loaded base is frozen by default
+    assert frozen.model.weights.endswith("base.weights.h5")

@@ -3,8 +3,8 @@ imports only `augsweep.augment` (and Optuna only through the trial object it is 
 
 from .load import load_experiment, parse_search_space
 from .schema import (AblationConfig, BaseConfig, Choice, ConfigError, DatasetConfig, Experiment, FloatRange, IntRange,
-                     SearchSpace, TrainConfig, max_depth, space_to_dict)
+                     ModelConfig, SearchSpace, TrainConfig, max_depth, space_to_dict)
 
 __all__ = ["AblationConfig", "BaseConfig", "Choice", "ConfigError", "DatasetConfig", "Experiment", "FloatRange",
-           "IntRange", "SearchSpace", "TrainConfig", "load_experiment", "max_depth", "parse_search_space",
+           "IntRange", "ModelConfig", "SearchSpace", "TrainConfig", "load_experiment", "max_depth", "parse_search_space",
            "space_to_dict"]

@@ -14,8 +14,11 @@ from typing import Any, Mapping
 import yaml
 
 from ..augment import REGISTRY, ParamSpec
-from .schema import (DEFAULT_MARGIN, ON_BAD_FILE, PRUNERS, SAMPLERS, SOURCES, STOPS, AblationConfig, BaseConfig, Choice, ConfigError,
-                     DatasetConfig, Experiment, FloatRange, IntRange, SearchSpace, TrainConfig, max_depth)
+from .schema import (APPLICATIONS, BASES, DEFAULT_MARGIN, DEFAULT_STREAM_THRESHOLD, ON_BAD_FILE, PRUNERS, SAMPLERS, SOURCES,
+                     STOPS, STREAMS, VALIDATIONS, AblationConfig, BaseConfig, Choice, ConfigError, DatasetConfig,
+                     Experiment, FloatRange, IntRange, ModelConfig, SearchSpace, TrainConfig, max_depth)
+
+FASHION_CLASSES = 10
 
 
 # ----------------------------------------------------------------------------- validation helpers
@@ -166,14 +169,25 @@ def _augmentations(ctx: _Ctx, raw: Any, prefix: str, param) -> tuple:
     return tuple(out)
 
 
-def parse_search_space(data: Any, file: str) -> SearchSpace:
-    """Validate a search-space mapping (from a file or inline) into a `SearchSpace`."""
+def parse_search_space(data: Any, file: str, base: str | None = None) -> SearchSpace:
+    """Validate a search-space mapping (from a file or inline) into a `SearchSpace`.
+
+    `base` (a pretrained or application base, see `ModelConfig.uses_base`): depth and filters belong to
+    the base, so they are not searched; depth is fixed at 0 ("the base's").
+    """
     ctx = _Ctx(file)
     data = ctx.mapping(data, "search_space")
     ctx.no_unknown(data, {"depth", "filters", "dense_units", "learning_rate", "augmentations"}, "search_space")
-    if "depth" not in data:
+    if base is not None:
+        for key in ("depth", "filters"):
+            if key in data:
+                raise ctx.fail(key, f"is not searched with a pretrained base (model.base: {base}); remove it",
+                               data[key])
+        depth = Choice((0,))
+    elif "depth" not in data:
         raise ctx.fail("search_space.depth", "is required", None)
-    depth = _int_param(ctx, data["depth"], "depth", 1, 8)
+    else:
+        depth = _int_param(ctx, data["depth"], "depth", 1, 8)
     filters = _int_param(ctx, data.get("filters", 32), "filters", 1, 1024)
     dense = _int_param(ctx, data.get("dense_units", 6), "dense_units", 1, 4096)
     for name, p in (("filters", filters), ("dense_units", dense)):
@@ -204,7 +218,7 @@ def _dataset(ctx: _Ctx, data: Any, experiment_file: Path) -> DatasetConfig:
     data = ctx.mapping(data, "dataset")
     ctx.no_unknown(
         data, {"source", "image_size", "path", "validation_split", "samples", "classes", "on_bad_file",
-               "train_samples"},
+               "train_samples", "val_samples", "validation", "stream", "stream_threshold_bytes", "cache"},
         "dataset",
     )
     if "source" not in data:
@@ -216,21 +230,96 @@ def _dataset(ctx: _Ctx, data: Any, experiment_file: Path) -> DatasetConfig:
         raise ctx.fail("dataset.image_size", "must be [height, width] with integers in [4, 1024]", size)
     path = data.get("path")
     split = data.get("validation_split")
-    if source == "folder":
-        if not isinstance(path, str) or not path:
+    if source in ("folder", "fashion_mnist"):
+        if source == "folder" and (not isinstance(path, str) or not path):
             raise ctx.fail("dataset.path", "is required for source: folder and must be a string", path)
-        path = str(_resolve_path(path, experiment_file))
+        if path is not None:  # fashion_mnist: a folder of IDX files (default: data/fashion-mnist, the system copy)
+            if not isinstance(path, str) or not path:
+                raise ctx.fail("dataset.path", "must be a folder path", path)
+            path = str(_resolve_path(path, experiment_file))
     elif path is not None:
-        raise ctx.fail("dataset.path", f"is only used with source: folder (source is {source})", path)
+        raise ctx.fail("dataset.path", f"is only used with source: folder or fashion_mnist (source is {source})",
+                       path)
     if split is not None:
         split = ctx.number(split, "dataset.validation_split", 0.0, 0.9, low_open=True)
     samples = ctx.integer(data.get("samples", 600), "dataset.samples", 20, 1_000_000)
-    classes = ctx.integer(data.get("classes", 2), "dataset.classes", 2, 3)
+    if source == "fashion_mnist":
+        classes = _class_subset(ctx, data.get("classes", list(range(FASHION_CLASSES))))
+    else:
+        classes = ctx.integer(data.get("classes", 2), "dataset.classes", 2, 3)
     on_bad = ctx.choice(data.get("on_bad_file", "error"), "dataset.on_bad_file", ON_BAD_FILE)
-    train_samples = data.get("train_samples")
-    if train_samples is not None:
-        train_samples = ctx.integer(train_samples, "dataset.train_samples", 2, 100_000_000)
-    return DatasetConfig(source, (size[0], size[1]), path, split, samples, classes, on_bad, train_samples)
+    train_samples, val_samples = (
+        None if data.get(k) is None else ctx.integer(data[k], f"dataset.{k}", 2, 100_000_000)
+        for k in ("train_samples", "val_samples"))
+    validation = ctx.choice(data.get("validation", "split"), "dataset.validation", VALIDATIONS)
+    if validation == "test" and source != "fashion_mnist":
+        raise ctx.fail("dataset.validation", f"test is only available with source: fashion_mnist (source is "
+                                             f"{source})", validation)
+    if validation == "test" and split is not None:
+        raise ctx.fail("dataset.validation_split", "is not used with validation: test", split)
+    stream = data.get("stream", "auto")
+    stream = ("true" if stream else "false") if isinstance(stream, bool) else stream
+    stream = ctx.choice(stream, "dataset.stream", STREAMS)
+    threshold = ctx.integer(data.get("stream_threshold_bytes", DEFAULT_STREAM_THRESHOLD),
+                            "dataset.stream_threshold_bytes", 0)
+    cache = data.get("cache")
+    for key in ("stream", "stream_threshold_bytes", "cache"):
+        if key in data and source != "folder":
+            raise ctx.fail(f"dataset.{key}", f"is only used with source: folder (source is {source})", data[key])
+    if cache is not None:
+        if not isinstance(cache, str) or not cache:
+            raise ctx.fail("dataset.cache", "must be a file path", cache)
+        cache = str(Path(cache).expanduser())
+    return DatasetConfig(source, (size[0], size[1]), path, split, samples, classes, on_bad, train_samples,
+                         val_samples, validation, stream, threshold, cache)
+
+
+def _class_subset(ctx: _Ctx, value: Any) -> tuple[int, ...]:
+    """fashion_mnist `classes`: a list of distinct labels in 0..9 (at least two), kept in the listed order."""
+    if not isinstance(value, list) or len(value) < 2:
+        raise ctx.fail("dataset.classes", f"must list at least two labels in [0, {FASHION_CLASSES - 1}]", value)
+    labels = tuple(ctx.integer(v, "dataset.classes", 0, FASHION_CLASSES - 1) for v in value)
+    if len(set(labels)) != len(labels):
+        raise ctx.fail("dataset.classes", "must not repeat a label", value)
+    return labels
+
+
+def _model(ctx: _Ctx, data: Any, experiment_file: Path) -> ModelConfig:
+    """`model`: the convnet (default) or a base (a Keras application, or the convnet from a weights file)."""
+    if data is None:
+        return ModelConfig()
+    data = ctx.mapping(data, "model")
+    ctx.no_unknown(data, {"base", "weights", "trainable", "depth", "filters"}, "model")
+    base = ctx.choice(data.get("base", "convnet"), "model.base", BASES)
+    weights = data.get("weights", "none")
+    weights = "none" if weights is None else weights
+    if not isinstance(weights, str) or not weights:
+        raise ctx.fail("model.weights", "must be imagenet, none or a path to a .weights.h5/.keras file", weights)
+    if weights == "imagenet" and base not in APPLICATIONS:
+        raise ctx.fail("model.weights", f"imagenet needs a Keras application base (one of {list(APPLICATIONS)}); "
+                                        f"base is {base}", weights)
+    if weights not in ("imagenet", "none"):
+        if not weights.endswith((".weights.h5", ".keras")):
+            raise ctx.fail("model.weights", "must be imagenet, none or a path ending in .weights.h5 or .keras",
+                           weights)
+        weights = str(_resolve_path(weights, experiment_file))
+    uses_base = base != "convnet" or weights != "none"
+    trainable = data.get("trainable", not uses_base)
+    if not isinstance(trainable, bool):
+        trainable = ctx.integer(trainable, "model.trainable", 1, 10_000)
+    depth = filters = None
+    if base == "convnet" and uses_base:
+        if "depth" not in data:
+            raise ctx.fail("model.depth", "is required for a convnet base loaded from a weights file "
+                                          "(its conv blocks)", None)
+        depth = ctx.integer(data["depth"], "model.depth", 1, 8)
+        filters = ctx.integer(data.get("filters", 32), "model.filters", 1, 1024)
+    else:
+        for key in ("depth", "filters"):
+            if key in data:
+                raise ctx.fail(f"model.{key}", "is only used with base: convnet and a weights file "
+                                               "(the search space holds the plain convnet's)", data[key])
+    return ModelConfig(base, weights, trainable, depth, filters if filters is not None else 32)
 
 
 def _train(ctx: _Ctx, data: Any) -> TrainConfig:
@@ -263,11 +352,11 @@ def _train(ctx: _Ctx, data: Any) -> TrainConfig:
 
 EXPERIMENT_KEYS = {
     "name", "dataset", "search_space", "train", "trials", "repeats", "sampler", "pruner", "seed",
-    "max_consecutive_failures", "ablation", "description", "stop", "equivalence_margin",
+    "max_consecutive_failures", "ablation", "description", "stop", "equivalence_margin", "model",
 }
 
 
-def _base(ctx: _Ctx, data: Any, deepest: int) -> BaseConfig | None:
+def _base(ctx: _Ctx, data: Any, deepest: int, fixed_depth: bool = False) -> BaseConfig | None:
     """`ablation.base`: `best` (the sweep's best finished trial) or one fixed configuration."""
     if data is None or data == "best":
         return None
@@ -275,9 +364,14 @@ def _base(ctx: _Ctx, data: Any, deepest: int) -> BaseConfig | None:
         raise ctx.fail("ablation.base", "must be `best` or a mapping with depth and augmentations", data)
     data = ctx.mapping(data, "ablation.base")
     ctx.no_unknown(data, {"depth", "filters", "dense_units", "learning_rate", "augmentations"}, "ablation.base")
-    if "depth" not in data:
+    if fixed_depth:
+        if "depth" in data:
+            raise ctx.fail("ablation.base.depth", "is not used with a pretrained base (model.base)", data["depth"])
+        depth = 0
+    elif "depth" not in data:
         raise ctx.fail("ablation.base.depth", "is required", None)
-    depth = ctx.integer(data["depth"], "ablation.base.depth", 1, deepest)
+    else:
+        depth = ctx.integer(data["depth"], "ablation.base.depth", 1, deepest)
     filters = ctx.integer(data["filters"], "ablation.base.filters", 1, 1024) if "filters" in data else None
     dense = ctx.integer(data["dense_units"], "ablation.base.dense_units", 1, 4096) if "dense_units" in data else None
     lr = (ctx.number(data["learning_rate"], "ablation.base.learning_rate", 0.0, None, low_open=True)
@@ -294,12 +388,12 @@ def _base(ctx: _Ctx, data: Any, deepest: int) -> BaseConfig | None:
     return BaseConfig(depth, filters, dense, lr, augs)
 
 
-def _ablation(ctx: _Ctx, data: Any, deepest: int) -> AblationConfig:
+def _ablation(ctx: _Ctx, data: Any, deepest: int, fixed_depth: bool = False) -> AblationConfig:
     data = ctx.mapping(data, "ablation")
     ctx.no_unknown(data, {"repeats", "base", "baselines"}, "ablation")
     return AblationConfig(
         repeats=ctx.integer(data.get("repeats", 5), "ablation.repeats", 1, 100),
-        base=_base(ctx, data.get("base"), deepest),
+        base=_base(ctx, data.get("base"), deepest, fixed_depth),
         baselines=ctx.boolean(data.get("baselines", True), "ablation.baselines"),
     )
 
@@ -348,6 +442,11 @@ def load_experiment(path: str | Path) -> Experiment:
     if not isinstance(name, str) or not name.strip() or len(name) > 200:
         raise ctx.fail("name", "must be a non-empty string", name)
     dataset = _dataset(ctx, data["dataset"], path)
+    model = _model(ctx, data.get("model"), path)
+    base = model.base if model.uses_base else None
+    if model.base in APPLICATIONS and min(dataset.image_size) < 32:
+        raise ctx.fail("dataset.image_size", f"must be at least [32, 32] for model.base: {model.base} "
+                                             f"(Keras applications' smallest input)", list(dataset.image_size))
 
     space_raw = data["search_space"]
     space_path = None
@@ -358,13 +457,16 @@ def load_experiment(path: str | Path) -> Experiment:
             raise ConfigError(
                 f"search_space file not found. Received: search_space={space_raw!r} ({file})"
             )
-        space = parse_search_space(_read_yaml(space_file, "search_space", file), str(space_file))
+        space = parse_search_space(_read_yaml(space_file, "search_space", file), str(space_file), base)
     elif isinstance(space_raw, Mapping):
-        space = parse_search_space(space_raw, file)
+        space = parse_search_space(space_raw, file, base)
     else:
         raise ctx.fail("search_space", "must be a path to a YAML file or a mapping", space_raw)
 
     deepest = max_depth(dataset.image_size)
+    if model.depth is not None and model.depth > deepest:
+        raise ctx.fail("model.depth", f"must be in [1, {deepest}] for {dataset.image_size[0]}x"
+                                      f"{dataset.image_size[1]} images (each block halves the size)", model.depth)
     top = space.depth.high if isinstance(space.depth, IntRange) else max(space.depth.values)
     if top > deepest:
         key = "depth.high" if isinstance(space.depth, IntRange) else "depth"
@@ -401,7 +503,8 @@ def load_experiment(path: str | Path) -> Experiment:
         ),
         stop=stop,
         equivalence_margin=float(margin),
-        ablation=_ablation(ctx, data.get("ablation") or {}, deepest),
+        ablation=_ablation(ctx, data.get("ablation") or {}, deepest, model.uses_base),
+        model=model,
         path=file,
         search_space_path=space_path,
     )

@@ -20,7 +20,13 @@ class ConfigError(UserError):
     """Bad user input: the CLI prints the message on one line and exits with code 2."""
 
 
-SOURCES = ("digits", "synthetic", "folder")
+SOURCES = ("digits", "synthetic", "folder", "fashion_mnist")
+VALIDATIONS = ("split", "test")  # fashion_mnist: hold out validation_split of the training split, or the official test split
+STREAMS = ("auto", "true", "false")  # folder: stream from disk with tf.data, keep in memory, or choose by size
+DEFAULT_STREAM_THRESHOLD = 2 * 1024**3  # bytes of decoded float32 pixels above which `stream: auto` streams
+# Keras applications usable as `model.base` (plus `convnet`, the course's own network).
+APPLICATIONS = ("vgg16", "vgg19", "mobilenetv2", "efficientnetb0", "resnet50")
+BASES = ("convnet", *APPLICATIONS)
 SAMPLERS = ("tpe", "random", "grid", "factorial")
 STOPS = ("budget", "decided")  # stop at `trials`, or as soon as every augmentation is decided (factorial)
 DEFAULT_MARGIN = 0.02  # validation loss; see README "Verdicts" for why
@@ -97,9 +103,42 @@ class DatasetConfig:
     path: str | None = None
     validation_split: float | None = None
     samples: int = 600  # synthetic: images in total (train + validation)
-    classes: int = 2  # synthetic: 2 (car, truck) or 3 (+ bus)
+    classes: int | tuple[int, ...] = 2  # synthetic: 2 (car, truck) or 3 (+ bus); fashion_mnist: label subset
     on_bad_file: str = "error"
     train_samples: int | None = None  # a stratified, seeded subsample of the training split (None: all)
+    val_samples: int | None = None  # the same for the validation split
+    validation: str = "split"  # fashion_mnist: split | test (the official 10,000-image test split)
+    stream: str = "auto"  # folder: auto | true | false
+    stream_threshold_bytes: int = DEFAULT_STREAM_THRESHOLD
+    cache: str | None = None  # folder, streaming: a file for the decoded pixels (written once, then read)
+
+
+# Keys added after studies already existed: left out of the resolved experiment at their defaults, so the
+# identity of an existing study (a hash of the resolved experiment) does not change under it.
+_LATE_DEFAULTS = {"val_samples": None, "validation": "split", "stream": "auto",
+                  "stream_threshold_bytes": DEFAULT_STREAM_THRESHOLD, "cache": None}
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network: the course's convnet (default) or a pretrained base with the course's head.
+
+    `weights`: none | imagenet | a path to a `.weights.h5`/`.keras` file; `trainable`: True (all),
+    False (frozen base, the course's choice) or N (the top N layers of the base that have weights).
+    `depth`/`filters` describe a convnet base loaded from a weights file (the search space's depth is
+    not searched when a base is used).
+    """
+
+    base: str = "convnet"
+    weights: str = "none"
+    trainable: bool | int = True
+    depth: int | None = None
+    filters: int = 32
+
+    @property
+    def uses_base(self) -> bool:
+        """A pretrained or application base: depth is fixed by the base, not searched."""
+        return self.base != "convnet" or self.weights != "none"
 
 
 @dataclass(frozen=True)
@@ -152,6 +191,7 @@ class Experiment:
     stop: str = "budget"
     equivalence_margin: float = DEFAULT_MARGIN  # |effect| below this is negligible
     ablation: AblationConfig = AblationConfig()
+    model: ModelConfig = ModelConfig()
     path: str = ""
     search_space_path: str | None = None
 
@@ -159,6 +199,11 @@ class Experiment:
         """Everything that defines the experiment, with defaults filled in (for the MLflow artifact)."""
         d = asdict(self)
         d.pop("path")
+        for key, default in _LATE_DEFAULTS.items():
+            if d["dataset"].get(key) == default:
+                d["dataset"].pop(key)
+        if self.model == ModelConfig():
+            d.pop("model")
         d["search_space"] = space_to_dict(self.search_space)
         return _plain(d)
 

@@ -58,9 +58,9 @@ class TrialConfig:
         )
 
     def label(self) -> str:
-        """Short human name, e.g. `d3 flip+rotation` or `d2 none`."""
+        """Short human name, e.g. `d3 flip+rotation` or `d2 none` (`base flip` with a pretrained base, depth 0)."""
         augs = "+".join(name for name, _ in self.augmentations) or "none"
-        return f"d{self.depth} {augs}"
+        return f"{f'd{self.depth}' if self.depth else 'base'} {augs}"
 
 
 def _suggest(trial, name: str, param, grid: bool):

@@ -245,6 +245,16 @@ def _budget_word(a: Analysis, aug: str) -> str:
     return ""
 
 
+def network(exp: Experiment) -> str:
+    """The network in words: the course's convnet, or the base, its weights and what of it trains."""
+    m = exp.model
+    if not m.uses_base:
+        return "the course's convnet"
+    weights = {"none": "random weights", "imagenet": "ImageNet weights"}.get(m.weights, f"weights from `{m.weights}`")
+    trains = {True: "fine-tuned whole", False: "frozen"}.get(m.trainable, f"top {m.trainable} layers fine-tuned")
+    return f"a `{m.base}` base ({weights}, {trains}) under the course's head"
+
+
 def answer_blocks(exp: Experiment, a: Analysis, trials: pd.DataFrame, mlruns: str) -> list:
     """The answer paragraph: decided verdicts first, then the best configuration, what is undecided and how
     large an effect it could have seen, and the next command."""
@@ -256,9 +266,12 @@ def answer_blocks(exp: Experiment, a: Analysis, trials: pd.DataFrame, mlruns: st
                  for r in e.itertuples() if r.verdict == verdict]
         if names:
             parts.append(f"**{verdict}**: {', '.join(names)}")
-    lines = [f"On `{exp.dataset.source}` ({'x'.join(map(str, exp.dataset.image_size))}) with the course's convnet, "
+    lines = [f"On `{exp.dataset.source}` ({'x'.join(map(str, exp.dataset.image_size))}) with {network(exp)}, "
              f"turning each augmentation on changes the best validation loss as follows: "
              + ("; ".join(parts) + "." if parts else "nothing is decided yet.")]
+    if exp.model.uses_base:
+        lines.append(f"Depth is not searched: the network's depth is the base's ({exp.model.base}); only the "
+                     f"augmentations and the head (`dense_units`, learning rate) vary.")
     if any(_budget_word(a, r.augmentation) for r in e.itertuples() if r.verdict == "hurts"):
         lines.append("\"At this budget\": most trainings with that augmentation were still improving when the "
                      f"{exp.train.epochs} epochs ended; rerun with more `train.epochs` before calling it harmful.")
@@ -269,7 +282,8 @@ def answer_blocks(exp: Experiment, a: Analysis, trials: pd.DataFrame, mlruns: st
               and isinstance(b.get(c), (bool, np.bool_)) and bool(b.get(c))]
         mags = ", ".join(f"{c[4:]}={b[c]:.3g}" if isinstance(b[c], float) else f"{c[4:]}={b[c]}"
                          for c in done.columns if c.startswith("aug_") and c.count("_") >= 2 and pd.notna(b[c]))
-        lines.append(f"Best configuration: trial t{int(b['trial']):02d}, depth {int(b['depth'])}, "
+        depth = f"depth {int(b['depth'])}, " if not exp.model.uses_base else ""
+        lines.append(f"Best configuration: trial t{int(b['trial']):02d}, {depth}"
                      f"{'+'.join(on) or 'no augmentation'}{' (' + mags + ')' if mags else ''}, "
                      f"validation loss {b['value']:.4f}.")
     undecided = [r for r in e.itertuples() if r.verdict == "undecided"]

@@ -27,7 +27,9 @@ from ..stores.tracking import FAILED, FINISHED, KILLED, RUNNING, Tracker, scratc
 from ..training import evaluate
 from ..training.checks import failure_reason
 from ..training.data import Dataset, load_dataset
+from ..training.model import check_model
 from .repeat import preview_images, train_repeat, write_artifacts
+from .sweep import model_tags
 from .variants import (KIND_PARENT, KIND_RUN, SPEC_ARTIFACT, Variant, base_from_file, build_variants, candidates,
                        config_key)
 
@@ -98,6 +100,7 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
     dataset = load_dataset(exp.dataset, exp.seed)
     for note in dataset.warnings:
         echo(f"warning: {note}")
+    check_model(exp.model, dataset.input_shape)
     if exp.ablation.base is not None:
         base, base_source = base_from_file(exp), f"ablation.base in {exp.path}"
     else:
@@ -122,6 +125,7 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
         tags={"kind": KIND_PARENT, "ablation_id": aid, "base": base.label(), "base_source": base_source,
               "repeats": R, "git_commit": runtime.git_commit(), "device": device, "dtype_policy": policy,
               "backend": runtime.backend(), "dataset_fingerprint": dataset.fingerprint,
+              "data_pipeline": dataset.pipeline, **model_tags(exp),
               "study": stores.study_name},
         params={"dataset": exp.dataset.source, "image_size": "x".join(map(str, exp.dataset.image_size)),
                 "epochs": exp.train.epochs, "batch_size": exp.train.batch_size, "repeats": R,
@@ -186,7 +190,8 @@ def _train_variant(tracker, exp: Experiment, dataset: Dataset, v: Variant, names
         tmp = Path(tmp)
         try:
             runtime.freeze_long_lived_objects()
-            done = train_repeat(v.config, dataset, exp.train, s, [tracker.epoch_logger(run_id, s.repeat)])
+            done = train_repeat(v.config, dataset, exp.train, s, [tracker.epoch_logger(run_id, s.repeat)],
+                                model=exp.model)
             summary = done.check()
             metrics = {"best_val_loss": summary["best_val_loss"], f"best_val_loss/r{s.repeat}": summary["best_val_loss"],
                        "final_loss": summary["final_loss"], "final_val_loss": summary["final_val_loss"],

@@ -117,7 +117,7 @@ class Objective:
                 for s in seeds:
                     prune = pruning_callback(trial, s.repeat, exp.train.epochs)
                     done = train_repeat(config, self.dataset, exp.train, s,
-                                        [prune, self.tracker.epoch_logger(run_id, s.repeat)])
+                                        [prune, self.tracker.epoch_logger(run_id, s.repeat)], model=exp.model)
                     self._run_tags["jit_compile"] = done.jit_compile
                     histories.append(done.history)
                     done.model = None  # free the graph before the next repeat builds one

@@ -14,7 +14,7 @@ from typing import Sequence
 import pandas as pd
 
 from .. import augment, plots
-from ..experiment.schema import TrainConfig
+from ..experiment.schema import ModelConfig, TrainConfig
 from ..experiment.seeding import RepeatSeeds
 from ..experiment.space import TrialConfig
 from ..training import train
@@ -50,9 +50,9 @@ def ordered(history: pd.DataFrame) -> pd.DataFrame:
 
 
 def train_repeat(config: TrialConfig, dataset: Dataset, settings: TrainConfig, seeds: RepeatSeeds,
-                 listeners: Sequence = ()) -> RepeatOutcome:
-    """Train one repeat with the non-finite check and the caller's Keras callbacks."""
-    result = train.run(config, dataset, settings, seeds, callbacks=[stop_on_non_finite(), *listeners])
+                 listeners: Sequence = (), model: ModelConfig = ModelConfig()) -> RepeatOutcome:
+    """Train one repeat of the network `model` with the non-finite check and the caller's Keras callbacks."""
+    result = train.run(config, dataset, settings, seeds, callbacks=[stop_on_non_finite(), *listeners], model=model)
     history = ordered(result.history.reset_index().assign(repeat=seeds.repeat))
     # What Keras resolved `jit_compile` to (false on CPU for "auto").
     jit = str(bool(result.model.jit_compile)).lower()

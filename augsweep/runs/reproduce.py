@@ -93,7 +93,7 @@ def reproduce(exp: Experiment, stores: Stores, target: str, echo: Callable[[str]
         if not history:
             echo(f"  r{seeds.repeat}: nothing logged (pruned or failed before its first epoch); skipped")
             continue
-        new = train.run(config, dataset, exp.train, seeds).history["val_loss"].to_numpy(dtype=float)
+        new = train.run(config, dataset, exp.train, seeds, model=exp.model).history["val_loss"].to_numpy(dtype=float)
         for m in sorted(history, key=lambda m: m.step):
             if m.step >= len(new):
                 continue

@@ -22,6 +22,7 @@ from ..stores.study import (ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKING
 from ..stores.recovery import close_orphan_runs, reap_dead_trials, retry_once, worker_identity
 from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, client_for
 from ..training.data import load_dataset
+from ..training.model import check_model
 
 
 class SweepAborted(RuntimeError):
@@ -165,7 +166,8 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
         tags={"kind": "sweep", "study": stores.study_name, "sampler": exp.sampler, "pruner": exp.pruner,
               "git_commit": runtime.git_commit(), "device": device, "dtype_policy": policy,
               "backend": runtime.backend() if policy else os.environ.get("KERAS_BACKEND", "tensorflow"), "budget": budget,
-              "optuna_storage": stores.storage_label, "dataset_fingerprint": dataset.fingerprint},
+              "optuna_storage": stores.storage_label, "dataset_fingerprint": dataset.fingerprint,
+              "data_pipeline": dataset.pipeline, **model_tags(exp)},
         params={"dataset": exp.dataset.source, "image_size": "x".join(map(str, exp.dataset.image_size)),
                 "epochs": exp.train.epochs, "batch_size": exp.train.batch_size, "repeats": exp.repeats,
                 "sampler": exp.sampler, "pruner": exp.pruner, "seed": exp.seed,
@@ -187,13 +189,27 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
     return study, budget, tracker
 
 
+def model_tags(exp: Experiment) -> dict:
+    """The network as MLflow tags (`model_base`, `model_weights`, `model_trainable`, `model_weights_sha256`)."""
+    import hashlib
+    from pathlib import Path
+
+    m = exp.model
+    tags = {"model_base": m.base, "model_weights": m.weights, "model_trainable": str(m.trainable).lower()}
+    if Path(m.weights).is_file():  # the file's contents, not only its name, identify the base a run started from
+        tags["model_weights_sha256"] = hashlib.sha256(Path(m.weights).read_bytes()).hexdigest()
+    return tags
+
+
 def prepare(exp: Experiment, stores: Stores, echo: Callable[[str], None]):
-    """The dataset (bad data: exit 2 before any store is touched), the stores' folder made."""
+    """The dataset and the model's base checked (bad input: exit 2 before any store is touched), the stores'
+    folder made."""
     import optuna
 
     dataset = load_dataset(exp.dataset, exp.seed)
     for note in dataset.warnings:
         echo(f"warning: {note}")
+    check_model(exp.model, dataset.input_shape)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     stores.make_dirs()
     return dataset

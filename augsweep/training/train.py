@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 
 from .. import augment, runtime
-from ..experiment.schema import TrainConfig
+from ..experiment.schema import ModelConfig, TrainConfig
 from ..experiment.seeding import RepeatSeeds
 from ..experiment.space import TrialConfig
 from . import placement
-from .data import Dataset
-from .model import build_convnet, compile_model
+from .data import Dataset, ImageFiles
+from .model import build_model, compile_model
 
 
 @dataclass
@@ -54,10 +54,11 @@ def plan_placement(config: TrialConfig, settings: TrainConfig, where: str = "aut
 
 
 def build(config: TrialConfig, dataset: Dataset, settings: TrainConfig, seeds: RepeatSeeds,
-          in_model: Sequence[str] | None = None):
+          in_model: Sequence[str] | None = None, model: ModelConfig = ModelConfig()):
     """A fresh compiled model for one repeat of one configuration (clears the Keras session).
 
-    `in_model` names the augmentations built into the model (default: all that are on).
+    `in_model` names the augmentations built into the model (default: all that are on); `model` says
+    which network (the convnet, or a base under the course's head).
     """
     import keras
 
@@ -67,10 +68,10 @@ def build(config: TrialConfig, dataset: Dataset, settings: TrainConfig, seeds: R
     enabled = config.enabled
     chosen = enabled if in_model is None else {n: enabled[n] for n in in_model}
     layers = placement.jit_capable(augment.build_layers(chosen, seeds.aug), runtime.backend())
-    model = build_convnet(dataset.input_shape, dataset.num_classes, config.depth, config.filters,
-                          config.dense_units, layers, seed=seeds.init)
+    net = build_model(model, dataset.input_shape, dataset.num_classes, config.depth, config.filters,
+                      config.dense_units, layers, seed=seeds.init)
     jit = {"auto": "auto", "true": True, "false": False}[settings.jit_compile]
-    return compile_model(model, dataset.num_classes, config.learning_rate, settings.adam_epsilon, jit)
+    return compile_model(net, dataset.num_classes, config.learning_rate, settings.adam_epsilon, jit)
 
 
 _TENSORS: dict = {}
@@ -90,12 +91,29 @@ def _tensor(a):
     return _TENSORS[key][1]
 
 
-def input_pipeline(x, y, batch_size: int, seed: int | None = None, shuffle: bool = True,
-                   drop_remainder: bool = True, augmentation_layers: Sequence = ()):
-    """`tf.data` batches of (x, y): seeded per-epoch shuffle, whole batches, augmentation, prefetch."""
+def _gather(x, y):
+    """Batch of indices -> (images, labels): gathered from tensors in memory, or (`ImageFiles`, the streaming
+    path) decoded from the files (or their cache file) in parallel, in order."""
     import tensorflow as tf
 
-    xt, yt = _tensor(x), _tensor(y)
+    yt = _tensor(y)
+    if not isinstance(x, ImageFiles):
+        xt = _tensor(x)
+        return lambda i: (tf.gather(xt, i), tf.gather(yt, i)), {}
+
+    def load(i):
+        images = tf.numpy_function(x.load, [i], tf.float32, stateful=False)
+        return tf.ensure_shape(images, [None, *x.shape[1:]]), tf.gather(yt, i)
+
+    return load, {"num_parallel_calls": tf.data.AUTOTUNE, "deterministic": True}
+
+
+def input_pipeline(x, y, batch_size: int, seed: int | None = None, shuffle: bool = True,
+                   drop_remainder: bool = True, augmentation_layers: Sequence = ()):
+    """`tf.data` batches of (x, y): seeded per-epoch shuffle of indices, whole batches, the images gathered
+    (arrays) or decoded (`ImageFiles`: the same batches, streamed from disk), augmentation, prefetch."""
+    import tensorflow as tf
+
     n = int(x.shape[0])
     if drop_remainder and n < batch_size:
         drop_remainder = False  # fewer images than one batch: train on what there is
@@ -103,7 +121,8 @@ def input_pipeline(x, y, batch_size: int, seed: int | None = None, shuffle: bool
     if shuffle:
         ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(lambda i: (tf.gather(xt, i), tf.gather(yt, i)))
+    gather, options = _gather(x, y)
+    ds = ds.map(gather, **options)
     if augmentation_layers:
         def augment_batch(images, labels):
             for layer in augmentation_layers:
@@ -135,6 +154,8 @@ def fit(model, dataset: Dataset, epochs: int, batch_size: int, callbacks: Sequen
     else:
         if data_augmentation:
             raise ValueError("augmentation in the input pipeline needs the TensorFlow backend")
+        if dataset.pipeline == "stream":
+            raise ValueError("streaming image folders needs the TensorFlow backend (tf.data); set dataset.stream: false")
         history = model.fit(
             dataset.x_train, dataset.y_train,
             validation_data=(dataset.x_val, dataset.y_val),
@@ -145,17 +166,17 @@ def fit(model, dataset: Dataset, epochs: int, batch_size: int, callbacks: Sequen
 
 
 def run(config: TrialConfig, dataset: Dataset, settings: TrainConfig, seeds: RepeatSeeds,
-        callbacks: Sequence = (), where: str = "auto") -> RepeatResult:
+        callbacks: Sequence = (), where: str = "auto", model: ModelConfig = ModelConfig()) -> RepeatResult:
     """Build and train one repeat; `callbacks` (tracking, pruning) come from the caller."""
     import keras
 
     plan = plan_placement(config, settings, where)
-    model = build(config, dataset, settings, seeds, in_model=plan.in_model)
+    net = build(config, dataset, settings, seeds, in_model=plan.in_model, model=model)
     data_layers = augment.build_layers({n: config.enabled[n] for n in plan.in_data}, seeds.aug)
     extra = [keras.callbacks.EarlyStopping(patience=settings.early_stopping)] if settings.early_stopping else []
-    frame = fit(model, dataset, settings.epochs, settings.batch_size, [*callbacks, *extra],
+    frame = fit(net, dataset, settings.epochs, settings.batch_size, [*callbacks, *extra],
                 data_augmentation=data_layers, seed=seeds.order)
-    return RepeatResult(frame, model, plan.label)
+    return RepeatResult(frame, net, plan.label)
 
 
 def set_global_seed(seed: int) -> None:
