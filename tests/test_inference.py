@@ -366,3 +366,29 @@ def test_interaction_aliased_in_half_fraction_is_not_claimed():
     fr = inf.interaction_contrast(t, [("rotation", "warp"), ("flip", "contrast")], AUGS, margin=0.04)
     assert (fr["verdict"] == "undecided").all()
     assert fr.set_index("term").loc["rotation x warp", "note"].startswith("aliased with flip x contrast")
+
+
+def test_ablation_whole_reports_aa_both_comparisons_and_interaction_contrasts():
+    # A null ablation report: leave-one-out and add-one-in rows for 4 augmentations and the 4 interaction
+    # contrasts, alpha split as analyse_ablation splits it; at most 5% of reports carry any helps/hurts.
+    from augsweep.report.ablation_section import ADD_ONE_IN, LEAVE_ONE_OUT, interactions
+
+    n, rng, seeds = 300, np.random.default_rng(21), 6
+    variants = ["base", "none", *(f"base-{a}" for a in AUGS), *(f"+{a}" for a in AUGS)]
+    comps = pd.DataFrame(
+        [{"augmentation": a, "comparison": LEAVE_ONE_OUT, "with_variant": "base", "without_variant": f"base-{a}"}
+         for a in AUGS]
+        + [{"augmentation": a, "comparison": ADD_ONE_IN, "with_variant": f"+{a}", "without_variant": "none"}
+           for a in AUGS])
+    a_paired, a_contrast = inf.split_alpha(0.05, [len(comps), len(AUGS)])
+    false = 0
+    for _ in range(n):
+        shared = rng.normal(0, 0.05, seeds)
+        y = 1.0 + shared[None, :] + sps.t.rvs(3, size=(len(variants), seeds), random_state=rng) * 0.03
+        runs = pd.DataFrame({"variant": np.repeat(variants, seeds), "seed": np.tile(np.arange(seeds), len(variants)),
+                             "best_val_loss": y.ravel()})
+        paired = inf.ablation_effects(runs, comps, margin=0.03, alpha=a_paired)
+        contrasts = interactions(runs, comps, 0.03, a_contrast)
+        false += bool(paired["verdict"].isin(["helps", "hurts"]).any()
+                      or contrasts["verdict"].isin(["helps", "hurts"]).any())
+    assert false / n <= mc_upper(0.05, n)
