@@ -138,19 +138,22 @@ def _fit(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return beta, estimable
 
 
-def _prepare(table: pd.DataFrame, augmentations: Sequence[str], outcome: str) -> tuple[pd.DataFrame, list[str], list[str]]:
+def tidy(table: pd.DataFrame, augmentations: Sequence[str], outcome: str,
+         keys: Sequence[str] = ("block", "repeat")) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """The columns an analysis uses (`keys`, outcome, `aug_<name>` as bool, depth; 0 when absent), rows
+    without a finite outcome dropped, sorted by `keys` then trial; also the names and their columns."""
     names = list(dict.fromkeys(augmentations))
     cols = [f"aug_{a}" for a in names]
-    missing = [c for c in ["block", "repeat", outcome, *cols] if c not in table.columns]
+    missing = [c for c in [*keys, outcome, *cols] if c not in table.columns]
     if missing:
         raise KeyError(f"table lacks column(s) {missing}")
-    keep = ["block", "repeat", outcome, *cols] + [c for c in ("trial", "depth") if c in table.columns]
+    keep = [*keys, outcome, *cols] + [c for c in ("trial", "depth") if c in table.columns and c not in keys]
     df = table[keep].copy()
     if "depth" not in df:
         df["depth"] = 0
     df[cols] = df[cols].astype("boolean").fillna(False).astype(bool)
     df = df[np.isfinite(df[outcome].astype(float))]
-    order = ["block", "repeat"] + (["trial"] if "trial" in df else [])
+    order = [*keys] + (["trial"] if "trial" in df and "trial" not in keys else [])
     return df.sort_values(order, kind="stable").reset_index(drop=True), names, cols
 
 
@@ -171,7 +174,7 @@ def _depth_dummies(depth: np.ndarray) -> np.ndarray:
 
 def seed_effects(table: pd.DataFrame, augmentations: Sequence[str], outcome: str = "best_val_loss") -> pd.DataFrame:
     """Per seed replicate (block, repeat): OLS with-minus-without effect of each augmentation."""
-    df, names, cols = _prepare(table, augmentations, outcome)
+    df, names, cols = tidy(table, augmentations, outcome)
     S = df[cols].to_numpy(dtype=float)
     y = df[outcome].to_numpy(dtype=float)
     depth = df["depth"].to_numpy()
@@ -283,7 +286,7 @@ def interaction_contrast(table: pd.DataFrame, terms: Sequence[tuple[str, str]], 
                          margin: float, alpha: float = 0.05, looks_done: int = 1, max_looks: int = 1,
                          spending: str = SPENDING, outcome: str = "best_val_loss") -> pd.DataFrame:
     """Per-seed interaction of two augmentations (or an augmentation with depth), decided across seeds."""
-    df, names, cols = _prepare(table, augmentations, outcome)
+    df, names, cols = tidy(table, augmentations, outcome)
     labels = []
     for a, b in terms:
         for x in (a, b) if b != "depth" else (a,):

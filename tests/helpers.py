@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,3 +122,22 @@ def reproduce(path_or_exp, mlruns, target: str, echo=lambda line: None) -> float
 
     exp = experiment(path_or_exp)
     return run(exp, resolve_stores(exp, mlruns), target, echo=echo)
+
+
+def wait_for_study(proc: subprocess.Popen, db: Path, query: str, at_least: int = 1, deadline_s: float = 300) -> None:
+    """Poll the Optuna SQLite file of a running sweep process until `query` (a count) reaches `at_least`.
+    Nothing asserts on time: the deadline only turns a hang into a failure."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        assert proc.poll() is None, proc.communicate()
+        if db.exists():
+            try:
+                with sqlite3.connect(db, timeout=30) as con:
+                    n = con.execute(query).fetchone()[0]
+            except sqlite3.OperationalError:  # tables not created yet
+                n = 0
+            if n >= at_least:
+                return
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError(f"the sweep never got there: {query}")

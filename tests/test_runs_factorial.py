@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
 
 import pandas as pd
@@ -19,7 +17,7 @@ from augsweep.experiment import design, load_experiment
 from augsweep.runs.blocks import ATTR_DESIGN, ATTR_STOPPED
 from augsweep.training import data
 from augsweep.training.data import load_dataset
-from tests.helpers import ROOT, read_stores, report, run_cli, sweep, tiny_experiment
+from tests.helpers import ROOT, read_stores, report, run_cli, sweep, tiny_experiment, wait_for_study
 
 # Two switches: a 4-run full factorial per block; 2 repeats per trial, so each block adds 2 seeds.
 SPACE = {"depth": 1, "augmentations": {"flip": {"mode": ["horizontal"]}, "contrast": {"factor": [0.1, 0.5]}}}
@@ -97,23 +95,10 @@ def test_blocks_run_every_design_point_with_fresh_seeds_and_a_failure_is_retried
     assert recorded["runs"] == 4 and recorded["block_size"] == 4 and recorded["max_blocks"] == 2
 
 
-def _kill_after(proc, db, complete: int, deadline_s: float = 300) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        assert proc.poll() is None, proc.communicate()
-        if db.exists():
-            try:
-                with sqlite3.connect(db, timeout=30) as con:
-                    n = con.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
-            except sqlite3.OperationalError:
-                n = 0
-            if n >= complete:
-                proc.send_signal(signal.SIGKILL)
-                proc.communicate()
-                return
-        time.sleep(0.05)
-    proc.kill()
-    raise AssertionError("the sweep never reached the trial to kill it at")
+def _kill_after(proc, db, complete: int) -> None:
+    wait_for_study(proc, db, "SELECT count(*) FROM trials WHERE state = 'COMPLETE'", at_least=complete)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
 
 
 def test_killed_mid_block_resumes_the_same_blocks(tmp_path, write_experiment):
@@ -201,8 +186,9 @@ def test_aa_near_identity_augmentations_never_help_or_hurt_on_real_trainings(tmp
     # decide: never `helps`/`hurts`.
     space = {"depth": 1, "augmentations": {"contrast": {"factor": [0.001, 0.002]},
                                            "brightness": {"factor": [0.001, 0.002]}}}
-    path = write_experiment(_factorial(name=f"aa{repeats}", search_space=space, repeats=repeats, trials=8,
-                                       train={"epochs": 2}))
+    # Two seed replicates either way: 2 blocks x 1 repeat, or 1 block x 2 repeats.
+    path = write_experiment(_factorial(name=f"aa{repeats}", search_space=space, repeats=repeats,
+                                       trials=8 // repeats, train={"epochs": 2}))
     exp = load_experiment(path)
     sweep(exp, tmp_path / "m")
     out, _ = report(exp, tmp_path / "m", tmp_path / "r")

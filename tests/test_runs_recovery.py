@@ -12,14 +12,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 
 from augsweep.experiment import load_experiment
 from augsweep.stores.recovery import process_alive
 from augsweep.runs.workers import gpu_assignments
-from tests.helpers import ROOT, read_stores, run_cli, sweep, tiny_experiment
+from tests.helpers import ROOT, read_stores, run_cli, sweep, tiny_experiment, wait_for_study
 
 SPACE = {"depth": {"low": 1, "high": 2}, "augmentations": {"flip": None, "contrast": None}}
 
@@ -41,24 +40,10 @@ def _sweep_process(path, mlruns, *args):
 
 
 def _wait_for_training(proc, mlruns, deadline_s: float = 300) -> None:
-    """Poll until trial 0 has reported an epoch (it is mid-trial), then freeze the process."""
-    db = mlruns / "optuna.db"
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        assert proc.poll() is None, proc.communicate()
-        if db.exists():
-            try:
-                with sqlite3.connect(db, timeout=30) as con:
-                    n = con.execute("SELECT count(*) FROM trial_intermediate_values v JOIN trials t "
-                                    "ON v.trial_id = t.trial_id WHERE t.number = 0 AND t.state = 'RUNNING'"
-                                    ).fetchone()[0]
-            except sqlite3.OperationalError:  # tables not created yet
-                n = 0
-            if n:
-                return
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail("the sweep never reached its first epoch")
+    """Poll until trial 0 has reported an epoch (it is mid-trial)."""
+    wait_for_study(proc, mlruns / "optuna.db",
+                   "SELECT count(*) FROM trial_intermediate_values v JOIN trials t ON v.trial_id = t.trial_id "
+                   "WHERE t.number = 0 AND t.state = 'RUNNING'", deadline_s=deadline_s)
 
 
 def _running_state(mlruns, number=0) -> str:

@@ -13,23 +13,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from .. import inference
+
 _PAIR_COLUMNS = ["augmentation", "n_pairs", "mean_diff", "ci_low", "ci_high"]
 _DEPTH_COLUMNS = ["augmentation", "depth", "mean_with", "mean_without", "difference", "n_with", "n_without"]
 
 
 def _prepare(table: pd.DataFrame, augmentations: Sequence[str], outcome: str) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """The columns we use, aug indicators as bool, rows without an outcome dropped."""
-    names = list(dict.fromkeys(augmentations))
-    cols = [f"aug_{a}" for a in names]
-    missing = [c for c in ["trial", "repeat", outcome, *cols] if c not in table.columns]
-    if missing:
-        raise KeyError(f"table lacks column(s) {missing}")
-    df = table[["trial", "repeat", outcome, *cols] + (["depth"] if "depth" in table.columns else [])].copy()
-    if "depth" not in df:
-        df["depth"] = 0
-    df[cols] = df[cols].fillna(False).astype(bool)
-    df = df[df[outcome].notna()].sort_values(["trial", "repeat"], kind="stable").reset_index(drop=True)
-    return df, names, cols
+    """The columns we use, aug indicators as bool, rows without an outcome dropped, by trial and repeat."""
+    return inference.tidy(table, augmentations, outcome, keys=("trial", "repeat"))
 
 
 def _sort(frame: pd.DataFrame, by: str) -> pd.DataFrame:
