@@ -20,7 +20,7 @@ from ..experiment import space
 from ..experiment.schema import Experiment
 from ..experiment.seeding import repeat_seeds
 from ..runtime import store_write
-from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, TrackingUnavailable, scratch_dir
+from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, TrackingUnavailable, repeat_metric, scratch_dir
 from ..training import train
 from ..training.checks import failure_reason, release_memory
 from ..training.data import Dataset
@@ -175,7 +175,7 @@ class Objective:
         if value is not None:
             metrics["best_val_loss"] = value
         for r, s in enumerate(summaries):
-            metrics[f"best_val_loss/r{r}"] = s["best_val_loss"]
+            metrics[repeat_metric("best_val_loss", r)] = s["best_val_loss"]
         tags = {"state": state, **getattr(self, "_run_tags", {})}
         if reason:
             tags["failure_reason" if state == "FAIL" else "prune_reason"] = reason

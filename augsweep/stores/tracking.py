@@ -140,10 +140,29 @@ def _metrics(values: Mapping[str, float], step: int = 0, timestamp: int | None =
     return [Metric(k, float(v), ts, int(step)) for k, v in values.items()]
 
 
+def repeat_metric(name: str, repeat: int) -> str:
+    """MLflow key of one repeat's series of a metric: `repeat0/val_loss`, so that in the UI's
+    alphabetical lists and charts the mean curves (`val_loss`) come before the per-repeat ones."""
+    return f"repeat{repeat}/{name}"
+
+
+def repeat_metric_history(client, run_id: str, name: str, repeat: int) -> list:
+    """One repeat's logged series of a metric (runs logged before the rename: `val_loss/r0`)."""
+    return (client.get_metric_history(run_id, repeat_metric(name, repeat))
+            or client.get_metric_history(run_id, f"{name}/r{repeat}"))
+
+
+def rounded(value: Any, digits: int = 4) -> Any:
+    """A float param as the UI should show it (4 significant digits; the exact value stays in Optuna)."""
+    if isinstance(value, float) and not isinstance(value, bool):
+        return float(f"{value:.{digits}g}")
+    return value
+
+
 def _params(values: Mapping[str, Any]) -> list:
     from mlflow.entities import Param
 
-    return [Param(k, v) for k, v in str_values(values).items()]
+    return [Param(k, v) for k, v in str_values({k: rounded(v) for k, v in values.items()}).items()]
 
 
 def _tags(values: Mapping[str, Any]) -> list:
@@ -254,7 +273,7 @@ class Tracker:
         return run_id
 
     def epoch_logger(self, run_id: str, repeat: int):
-        """Keras callback logging each epoch's metrics as `<keras name>/r<repeat>` (step=epoch).
+        """Keras callback logging each epoch's metrics as `repeat<r>/<keras name>` (step=epoch).
 
         Buffered: the repeat's epochs go to the store in one `log_batch` when training ends
         (stopped, pruned or diverged alike), not one SQLite write per epoch.
@@ -269,7 +288,7 @@ class Tracker:
                 self.buffer: list = []
 
             def on_epoch_end(self, epoch, logs=None):
-                values = {f"{k}/r{repeat}": v for k, v in (logs or {}).items() if _is_number(v)}
+                values = {repeat_metric(k, repeat): v for k, v in (logs or {}).items() if _is_number(v)}
                 self.buffer += _metrics(values, step=epoch)
 
             def on_train_end(self, logs=None):
