@@ -191,7 +191,7 @@ def prepare(exp: Experiment, stores: Stores, echo: Callable[[str], None]):
     """The dataset (bad data: exit 2 before any store is touched), the stores' folder made."""
     import optuna
 
-    dataset = load_dataset(exp.dataset, exp.seed)
+    dataset = load_dataset(exp.dataset, exp.seed, exp.path)
     for note in dataset.warnings:
         echo(f"warning: {note}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
