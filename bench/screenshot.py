@@ -97,7 +97,8 @@ def shoot(mlruns: Path, out: Path, compare: Path | None = None, plain: Path | No
             page.get_by_role("button", name="Close").last.click(timeout=2000)
         page.wait_for_timeout(1500)
         out.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(out))
+        page.screenshot(path=str(out), clip={"x": 0, "y": 0, "width": 1500, "height": 470})
+        small_png(out)
         if compare is not None and links.compare:
             page.goto(links.compare)
             page.get_by_text(links.top[0]).first.wait_for(state="attached", timeout=60_000)
@@ -107,6 +108,15 @@ def shoot(mlruns: Path, out: Path, compare: Path | None = None, plain: Path | No
             page.goto(links.curves)
             page.wait_for_timeout(8000)
             page.screenshot(path=str(curves))
+
+
+def small_png(path: Path, colors: int = 64) -> None:
+    """Rewrite a screenshot with a small palette (a UI has few colours): ~25 kB for the README."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        small = im.convert("RGB").quantize(colors=colors)
+    small.save(path, optimize=True)
 
 
 def main() -> int:
