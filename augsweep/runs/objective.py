@@ -24,6 +24,7 @@ from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, TrackingUnavail
 from ..training import train
 from ..training.checks import failure_reason, release_memory
 from ..training.data import Dataset
+from .progress import SweepProgress
 from .repeat import preview_images, train_repeat, write_artifacts
 
 
@@ -81,6 +82,7 @@ class Objective:
     grid: bool = False
     device: str = "CPU"
     extra_tags: dict = field(default_factory=dict)
+    progress: SweepProgress | None = None  # per-epoch terminal progress (the sweep's); None: silent
 
     def __call__(self, trial) -> float:
         import optuna
@@ -111,13 +113,25 @@ class Objective:
         summaries: list[dict] = []
         started = time.perf_counter()
         self._run_tags: dict = {}
+        shown = self.progress.trial(trial.number, config.label()) if self.progress is not None else None
+        try:
+            return self._train(trial, config, seeds, run_id, histories, summaries, started, shown)
+        finally:
+            if shown is not None:
+                shown.close()
+
+    def _train(self, trial, config, seeds, run_id, histories, summaries, started, shown) -> float:
+        import optuna
+
+        exp = self.experiment
         with scratch_dir() as tmp:
             tmp = Path(tmp)
             try:
                 for s in seeds:
                     prune = pruning_callback(trial, s.repeat, exp.train.epochs)
+                    listeners = [prune, self.tracker.epoch_logger(run_id, s.repeat, since=started)]
                     done = train_repeat(config, self.dataset, exp.train, s,
-                                        [prune, self.tracker.epoch_logger(run_id, s.repeat)])
+                                        listeners + ([shown.callback(s.repeat)] if shown is not None else []))
                     self._run_tags["jit_compile"] = done.jit_compile
                     histories.append(done.history)
                     done.model = None  # free the graph before the next repeat builds one

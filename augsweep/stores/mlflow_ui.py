@@ -47,6 +47,15 @@ def trials_view(aug_params: list[str]) -> dict:
     }
 
 
+def _json(value) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _query(params: dict) -> str:
+    """A query string MLflow's router reads, readable in a terminal (brackets and commas left as they are)."""
+    return urllib.parse.urlencode(params, safe="[],")
+
+
 @dataclass
 class Links:
     """Where to look in the MLflow UI for one study."""
@@ -74,11 +83,10 @@ def study_links(client, experiment_id: str, base_url: str = LOCAL_UI, top: int =
     best = [r for r in runs if r.info.status == "FINISHED" and "best_val_loss" in r.data.metrics][:top]
     compare = curves = None
     if len(best) >= 2:
-        ids, exps = json.dumps([r.info.run_id for r in best]), json.dumps([experiment_id])
-        compare = f"{base}/#/compare-runs?" + urllib.parse.urlencode({"runs": ids, "experiments": exps})
-        curves = f"{base}/#/metric?" + urllib.parse.urlencode(
-            {"runs": ids, "metric": json.dumps("val_loss"), "experiments": exps,
-             "plot_metric_keys": json.dumps(["val_loss", "loss"]), "x_axis": "step"})
+        ids, exps = _json([r.info.run_id for r in best]), _json([experiment_id])
+        compare = f"{base}/#/compare-runs?" + _query({"runs": ids, "experiments": exps})
+        curves = f"{base}/#/metric?" + _query({"runs": ids, "metric": _json("val_loss"), "experiments": exps,
+                                                "plot_metric_keys": _json(["val_loss", "loss"]), "x_axis": "step"})
     return Links(experiment.name, runs_url, compare, curves, [r.info.run_name for r in best])
 
 

@@ -36,7 +36,8 @@ FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
 # (one per run, and the URL would carry a password written into the tracking URI).
 HTTP_RETRY = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "6", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
               "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
-_REAL_URIS: dict[str, str] = {}  # masked URI (as recorded in the study) -> the URI this process was given
+_REAL_URIS: dict[str, str] = {}
+LIVE_AFTER = 30.0  # seconds into a trial after which its epochs are written as they end (see epoch_logger)  # masked URI (as recorded in the study) -> the URI this process was given
 
 
 class TrackingUnavailable(RuntimeError):
@@ -272,11 +273,13 @@ class Tracker:
             self.client.log_batch(run_id, params=_params(params))
         return run_id
 
-    def epoch_logger(self, run_id: str, repeat: int):
+    def epoch_logger(self, run_id: str, repeat: int, since: float | None = None):
         """Keras callback logging each epoch's metrics as `repeat<r>/<keras name>` (step=epoch).
 
-        Buffered: the repeat's epochs go to the store in one `log_batch` when training ends
-        (stopped, pruned or diverged alike), not one SQLite write per epoch.
+        Buffered: a short trial's epochs go to the store in one `log_batch` when training ends
+        (stopped, pruned or diverged alike), not one SQLite write per epoch. Once the trial has run
+        `LIVE_AFTER` seconds (`since`: its start, `time.perf_counter()`; default this repeat's), each
+        epoch is written when it ends, so the UI draws a long trial's curves while it trains.
         """
         import keras
 
@@ -286,12 +289,22 @@ class Tracker:
             def __init__(self):
                 super().__init__()
                 self.buffer: list = []
+                self.since = since
+
+            def on_train_begin(self, logs=None):
+                if self.since is None:
+                    self.since = time.perf_counter()
 
             def on_epoch_end(self, epoch, logs=None):
                 values = {repeat_metric(k, repeat): v for k, v in (logs or {}).items() if _is_number(v)}
                 self.buffer += _metrics(values, step=epoch)
+                if self.since is not None and time.perf_counter() - self.since >= LIVE_AFTER:
+                    self.write()
 
             def on_train_end(self, logs=None):
+                self.write()
+
+            def write(self):
                 # Synchronous on purpose: MLflow's async mode costs ~0.6 s per run when its queue is
                 # shut down at set_terminated (bench/overhead.py); one batched write is a few ms.
                 with store_write(), answering(uri):
