@@ -131,10 +131,8 @@ def _best_trials(outcome, exp, stores, mlruns) -> list[str]:
     lines.append(f"  {'trial':>5}  {'value':>8}  configuration")
     for t in outcome.best:
         cfg = TrialConfig.from_flat(t.user_attrs["config"])
-        mags = ", ".join(f"{k[4:]}={v:.3g}" if isinstance(v, float) else f"{k[4:]}={v}"
-                         for k, v in t.user_attrs["config"].items()
-                         if k.startswith("aug_") and not isinstance(v, bool))
-        lines.append(f"  t{t.number:02d}    {t.value:8.4f}  {cfg.label()}{'  (' + mags + ')' if mags else ''}")
+        mags = f"  ({cfg.parameters()})" if cfg.augmentations else ""
+        lines.append(f"  t{t.number:02d}    {t.value:8.4f}  {cfg.label()}{mags}")
     where = _where(stores, mlruns)
     links = _ui_links(stores)
     if stores.embedded_tracking:

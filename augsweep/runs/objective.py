@@ -98,6 +98,7 @@ class Objective:
         params = {**flat, "seed": exp.seed, "repeats": exp.repeats,
                   **{k: v for s in seeds for k, v in s.as_param().items()}}
         run_name = f"t{trial.number:02d} {config.label()}"
+        self._title = f"trial {trial.number}: d{config.depth} {config.parameters()}"
         where = train.plan_placement(config, exp.train)
         run_id = self.tracker.start_trial(
             run_name, params,
@@ -194,7 +195,7 @@ class Objective:
         if reason:
             tags["failure_reason" if state == "FAIL" else "prune_reason"] = reason
         texts = {"traceback.txt": traceback_text} if traceback_text else {}
-        title = config.label()
+        title = getattr(self, "_title", config.label())
         tracker = self.tracker
 
         def write(folder: Path) -> None:
