@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -163,7 +164,8 @@ def main(argv=None) -> int:
         print(f"no sweep in {args.mlruns}/ yet: make sweep [EXP=...] first")
     print(flush=True)
     cmd, env = ui_command(mlruns, args.host, args.port)
-    proc = subprocess.Popen(cmd, env=env)
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)  # its own group: stopped with its workers
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     if links and can_open_browser():
         from .servers import wait_http
 
@@ -178,8 +180,10 @@ def main(argv=None) -> int:
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        return proc.wait()
+        from .servers import stop_group
+
+        stop_group(proc.pid)
+        return 0
 
 
 if __name__ == "__main__":
