@@ -122,9 +122,9 @@ def curves_by_augmentation(curves: pd.DataFrame, augmentations: list[str], path:
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.suptitle("Unadjusted: trials with vs without each augmentation (depth and the other augmentations not "
-                 "held fixed; the report's effects are adjusted)", fontsize=8)
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.86 if rows == 1 else 0.9, hspace=0.45, wspace=0.3)
+    fig.suptitle("Unadjusted: depth and the other augmentations are not held fixed", fontsize=9)
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.17 if rows == 1 else 0.1, top=0.84 if rows == 1 else 0.9,
+                        hspace=0.5, wspace=0.3)
     return save(fig, path)
 
 
