@@ -57,8 +57,8 @@ ablate: install  ## paired-seed ablation of EXP around its best trial or ablatio
 report: install  ## write reports/<study>/ from the stores (never retrains)
 	$(PY) report.py $(EXP) --mlruns $(MLRUNS)
 
-ui: install  ## MLflow UI on http://127.0.0.1:$(PORT) over MLRUNS (one worker, no GenAI job runner)
-	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --workers 1 --backend-store-uri sqlite:///$(MLRUNS)/mlflow.db --default-artifact-root $(MLRUNS)/artifacts --host 127.0.0.1 --port $(PORT)
+ui: install  ## MLflow UI on http://127.0.0.1:$(PORT) over MLRUNS; prints (and opens) the link to each study's trials
+	$(PY) -m augsweep.stores.mlflow_ui --mlruns $(MLRUNS) --port $(PORT)
 
 dashboard: install  ## optuna-dashboard (read-only) on http://127.0.0.1:$(DASHBOARD_PORT) over MLRUNS or STORAGE=URL
 	$(PY) -m augsweep.stores.servers dashboard $(if $(STORAGE),$(STORAGE),sqlite:///$(abspath $(MLRUNS))/optuna.db) --port $(DASHBOARD_PORT)

@@ -16,13 +16,21 @@ import sys
 from pathlib import Path
 
 from . import runtime
+from .stores import mlflow_ui
 
 # A password belongs in the environment (a Kubernetes Secret, PGPASSFILE), not on a command line that `ps` shows.
 ENV_STORAGE, ENV_TRACKING = "AUGSWEEP_STORAGE", "AUGSWEEP_TRACKING_URI"
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with the project's error contract: one line on stderr, exit 2 (not the usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def sweep_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="sweep.py",
         description="Run (or resume) an augmentation sweep: Optuna trials that train Keras convnets, "
                     "logged to MLflow. Rerunning the same command continues the study until TRIALS "
@@ -63,7 +71,7 @@ def _positive_int(text: str) -> int:
 
 
 def report_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="report.py",
         description="Rank which augmentations changed validation loss, from the stores (never retrains).",
     )
@@ -81,10 +89,26 @@ def _store_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", default=os.environ.get(ENV_TRACKING) or None,
                    help=f"MLflow tracking URI, e.g. http://HOST:5000 (default: ${ENV_TRACKING}, "
                         "else sqlite:///MLRUNS/mlflow.db)")
-    p.add_argument("--study-name", help="Optuna study name (default: the experiment's `name`)")
+    p.add_argument("--study-name", type=_study_name, help="Optuna study name (default: the experiment's `name`)")
+
+
+def _study_name(text: str) -> str:
+    from .experiment.load import NAME_RULE, is_safe_name
+
+    if not is_safe_name(text):
+        raise argparse.ArgumentTypeError(f"{NAME_RULE}. Received: {text!r}")
+    return text
+
+
+def _existing_file(path: str) -> None:
+    """The experiment file exists: checked before the heavy imports (TensorFlow, MLflow) load."""
+    if not Path(path).is_file():
+        what = "is not a file" if Path(path).exists() else "file not found"
+        raise runtime.UserError(f"experiment {what}. Received: path={path!r}")
 
 
 def _experiment_and_stores(args):
+    _existing_file(args.experiment)
     from .experiment.load import load_experiment
     from .stores.study import resolve_stores
 
@@ -96,11 +120,7 @@ def _experiment_and_stores(args):
 
 def _where(stores, mlruns) -> str:
     """The store options to repeat in a follow-up command (URLs masked)."""
-    if stores.embedded_study and stores.embedded_tracking:
-        return f"--mlruns {mlruns}"
-    return " ".join([f"--mlruns {mlruns}" if stores.embedded_study or stores.embedded_tracking else "",
-                     "" if stores.embedded_study else f"--storage {stores.storage_label}",
-                     "" if stores.embedded_tracking else f"--tracking-uri {stores.tracking_label}"]).strip()
+    return stores.options(mlruns)
 
 
 def _best_trials(outcome, exp, stores, mlruns) -> list[str]:
@@ -111,21 +131,34 @@ def _best_trials(outcome, exp, stores, mlruns) -> list[str]:
     lines.append(f"  {'trial':>5}  {'value':>8}  configuration")
     for t in outcome.best:
         cfg = TrialConfig.from_flat(t.user_attrs["config"])
-        mags = ", ".join(f"{k[4:]}={v:.3g}" if isinstance(v, float) else f"{k[4:]}={v}"
-                         for k, v in t.user_attrs["config"].items()
-                         if k.startswith("aug_") and not isinstance(v, bool))
-        lines.append(f"  t{t.number:02d}    {t.value:8.4f}  {cfg.label()}{'  (' + mags + ')' if mags else ''}")
+        mags = f"  ({cfg.parameters()})" if cfg.augmentations else ""
+        lines.append(f"  t{t.number:02d}    {t.value:8.4f}  {cfg.label()}{mags}")
     where = _where(stores, mlruns)
-    ui = (f"  {_make_ui(mlruns):<40} # MLflow UI over {mlruns}/ (http://127.0.0.1:5000)"
-          if stores.embedded_tracking else f"  {stores.tracking_label}   # the MLflow server's UI")
+    links = _ui_links(stores)
+    if stores.embedded_tracking:
+        ui = [f"  {_make_ui(mlruns):<40} # MLflow UI over {mlruns}/ on http://127.0.0.1:5000, then:"]
+    else:
+        ui = [f"  MLflow server {stores.tracking_label}:"]
+    lines += ["", "Look further:", *ui, *(mlflow_ui.describe(links) if links else [])]
     lines += [
-        "",
-        "Look further:",
-        ui,
         f"  python report.py {exp.path} {where}   # effects, CIs and verdicts",
         f"  python sweep.py {exp.path} {where} --ablation   # why the best trial wins (paired seeds)",
     ]
     return lines
+
+
+def _ui_links(stores):
+    """The study's links into the MLflow UI (`make ui`'s port for the embedded store); None if unreadable."""
+    from .stores import mlflow_ui
+    from .stores.tracking import client_for
+
+    base = mlflow_ui.LOCAL_UI if stores.embedded_tracking else stores.tracking_label
+    try:
+        client = client_for(stores.tracking_uri)
+        experiment = client.get_experiment_by_name(stores.study_name)
+        return mlflow_ui.study_links(client, experiment.experiment_id, base) if experiment else None
+    except Exception:  # noqa: BLE001 - links are a convenience; the sweep's results are already stored
+        return None
 
 
 def _ablation_done(outcome, exp, mlruns) -> list[str]:
@@ -176,6 +209,10 @@ def _sweep(args) -> int:
         return 1
     print("\n".join(_best_trials(outcome, exp, stores, args.mlruns)))
     sys.stdout.flush()
+    if not stores.embedded_tracking:  # a server is up: open its trials view (the embedded one needs make ui)
+        links = _ui_links(stores)
+        if links:
+            mlflow_ui.open_in_browser(links.runs)
     return 0
 
 

@@ -46,24 +46,33 @@ def learning_curves(history: pd.DataFrame, path: str | Path, title: str = "") ->
     return save(fig, path)
 
 
-def image_grid(images: np.ndarray, path: str | Path, cols: int = 4, cell: int = 96, pad: int = 4) -> Path:
-    """A grid of images in [0, 1] as one PNG (the course's "Sixteen transformations of a single image").
+def image_grid(rows, path: str | Path, cell: int = 96, pad: int = 4, caption: int = 14) -> Path:
+    """Rows of images in [0, 1], each under its caption, as one PNG (the course's "Sixteen transformations
+    of a single image"). `rows`: [(caption, images)]; an empty caption continues the row above.
 
     Tiled with PIL rather than matplotlib: it is written for every trial, so it must cost milliseconds.
     """
-    from PIL import Image
+    from PIL import Image, ImageDraw
 
-    images = np.clip(np.asarray(images, np.float32), 0, 1)
-    if images.shape[-1] == 1:
-        images = np.repeat(images, 3, axis=-1)
-    rows = int(np.ceil(len(images) / cols))
-    h, w = images.shape[1:3]
+    rows = [(text, np.clip(np.asarray(images, np.float32), 0, 1)) for text, images in rows]
+    rows = [(text, np.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images) for text, images in rows]
+    h, w = rows[0][1].shape[1:3]
     scale = max(1, cell // max(h, w))
-    sheet = Image.new("RGB", (cols * (w * scale + pad) + pad, rows * (h * scale + pad) + pad), "white")
-    for i, img in enumerate(images):
-        tile = Image.fromarray((img * 255).round().astype(np.uint8)).resize((w * scale, h * scale), Image.NEAREST)
-        r, c = divmod(i, cols)
-        sheet.paste(tile, (pad + c * (w * scale + pad), pad + r * (h * scale + pad)))
+    cols = max(len(images) for _, images in rows)
+    heights = [(caption if text else 0) + h * scale + pad for text, _ in rows]
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_width = max(int(measure.textlength(t)) for t, _ in rows)
+    sheet = Image.new("RGB", (max(cols * (w * scale + pad) + pad, text_width + 2 * pad), sum(heights) + pad), "white")
+    draw = ImageDraw.Draw(sheet)
+    y = pad
+    for (text, images), height in zip(rows, heights):
+        if text:
+            draw.text((pad, y), text, fill="black")
+            y += caption
+        for c, img in enumerate(images):
+            tile = Image.fromarray((img * 255).round().astype(np.uint8)).resize((w * scale, h * scale), Image.NEAREST)
+            sheet.paste(tile, (pad + c * (w * scale + pad), y))
+        y += h * scale + pad
     sheet.save(path, "PNG")
     return Path(path)
 
@@ -113,7 +122,9 @@ def curves_by_augmentation(curves: pd.DataFrame, augmentations: list[str], path:
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.12, top=0.9, hspace=0.45, wspace=0.3)
+    fig.suptitle("Unadjusted: depth and the other augmentations are not held fixed", fontsize=9)
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.17 if rows == 1 else 0.1, top=0.84 if rows == 1 else 0.9,
+                        hspace=0.5, wspace=0.3)
     return save(fig, path)
 
 
@@ -126,6 +137,7 @@ def train_vs_val(histories: dict[str, pd.DataFrame], path: str | Path) -> Path:
         ax.plot(mean.index, mean["val_loss"], label="val_loss")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("epoch")
+        ax.set_ylabel("loss (mean over repeats)")
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.88, wspace=0.25)
@@ -145,14 +157,28 @@ def optimization_history(trials: pd.DataFrame, curves: pd.DataFrame, path: str |
     ax.grid(alpha=0.3)
     ax = axes[0, 1]
     state = trials.set_index("trial")["state"]
+    values = trials.set_index("trial")["value"]
+    finite = done["value"].dropna()
+    lo, hi = (float(finite.min()), float(finite.max())) if len(finite) else (0.0, 1.0)
+    best = int(done.loc[done["value"].idxmin(), "trial"]) if len(finite) else None
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
     for trial, h in curves.groupby("trial"):
         mean = h.groupby("epoch")["val_loss"].mean()
-        pruned = state.get(trial) == "PRUNED"
-        ax.plot(mean.index, mean, color="0.5" if pruned else "C0", ls="--" if pruned else "-", lw=0.8,
-                alpha=0.8 if pruned else 0.5)
+        if state.get(trial) == "PRUNED":
+            ax.plot(mean.index, mean, color="0.6", ls="--", lw=0.8, alpha=0.8)
+        elif trial != best:
+            v = values.get(trial)
+            shade = 0.5 if v is None or not np.isfinite(v) or hi == lo else (v - lo) / (hi - lo)
+            ax.plot(mean.index, mean, color=cmap(0.9 * shade), lw=0.9, alpha=0.7)
+    if best is not None and (curves["trial"] == best).any():
+        mean = curves[curves["trial"] == best].groupby("epoch")["val_loss"].mean()
+        ax.plot(mean.index, mean, color="C3", lw=2.2, label=f"best: t{best:02d} ({values[best]:.4f})")
+        ax.legend(fontsize=7)
     ax.set_xlabel("epoch")
     ax.set_ylabel("val_loss (mean over repeats)")
-    ax.set_title("all trials (pruned: dashed grey)", fontsize=9)
+    ax.set_title("all trials, coloured by value (dark = lower); pruned: dashed grey", fontsize=9)
     ax.grid(alpha=0.3)
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.15, top=0.9, wspace=0.25)
     return save(fig, path)

@@ -74,8 +74,8 @@ def main(argv=None) -> int:
     repeat_mod.stop_on_non_finite = lambda: timed_callback(real_nonfinite())
 
     class TimedTracker(Tracker):
-        def epoch_logger(self, run_id, repeat):
-            return timed_callback(super().epoch_logger(run_id, repeat))
+        def epoch_logger(self, run_id, repeat, since=None):
+            return timed_callback(super().epoch_logger(run_id, repeat, since))
 
     root = _common.ROOT
     exp_dict = {

@@ -67,7 +67,7 @@ def test_report_is_byte_identical_and_complete(digits_sweep, tmp_path):
         assert f"**{verdict}**: " in md, verdict
     for text in ("## Answer", "Same on/off pattern", "Generalization gap", "Augmentation x depth",
                  "FanovaImportanceEvaluator", "## Provenance", "dataset_fingerprint", "rerun_sweep: python sweep.py",
-                 "git_commit", "package_versions"):
+                 "git_commit", "package_versions", "Unadjusted:", "mlflow_run", "augmentations"):
         assert text in md, text
     html = (tmp_path / "a" / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4 and "<img src='http" not in html

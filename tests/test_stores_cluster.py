@@ -162,7 +162,7 @@ def test_tracking_server_killed_and_restarted_mid_sweep_loses_no_metric_or_artif
     for t in study.trials:
         run_id = t.user_attrs["mlflow_run_id"]
         assert client.get_run(run_id).info.status == "FINISHED"
-        for key in ("loss", "val_loss", "val_loss/r0"):
+        for key in ("loss", "val_loss", "repeat0/val_loss"):
             steps = sorted(m.step for m in client.get_metric_history(run_id, key))
             assert steps == list(range(epochs)), (t.number, key, steps)
         names = {a.path for a in client.list_artifacts(run_id)}

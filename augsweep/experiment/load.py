@@ -8,6 +8,7 @@ what was expected, what was received and the file:
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -398,13 +399,24 @@ def _ablation(ctx: _Ctx, data: Any, deepest: int, fixed_depth: bool = False) -> 
     )
 
 
+# The name becomes the study, the MLflow experiment and the report's folder (reports/<name>/).
+NAME_RULE = ("must be 1-200 letters, digits, '-', '_' or '.', not starting with '.' "
+             "(it names the study and the folder reports/<name>/)")
+_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,199}")
+
+
+def is_safe_name(name: str) -> bool:
+    """A study/experiment name that is also a safe folder name: no path separators, no leading dot."""
+    return bool(_NAME.fullmatch(name))
+
+
 def _read_yaml(path: Path, what: str, shown: str) -> Any:
     if not path.exists():
         raise ConfigError(f"{what} file not found. Received: path={str(path)!r} ({shown})")
     if not path.is_file():
         raise ConfigError(f"{what} path is not a file. Received: path={str(path)!r} ({shown})")
     try:
-        return yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -412,6 +424,9 @@ def _read_yaml(path: Path, what: str, shown: str) -> Any:
         raise ConfigError(f"{what} is not valid YAML{where}: {problem} ({path})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{what} is not UTF-8 text ({path})") from None
+    if data is None:  # nothing but blank lines or comments
+        raise ConfigError(f"{what}: the file is empty (no YAML content). Received: path={str(path)!r} ({shown})")
+    return data
 
 
 def _check_design(space: SearchSpace, trials: int, sequential: bool, file: str) -> None:
@@ -439,8 +454,8 @@ def load_experiment(path: str | Path) -> Experiment:
         if key not in data:
             raise ctx.fail(key, "is required", None)
     name = data["name"]
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        raise ctx.fail("name", "must be a non-empty string", name)
+    if not isinstance(name, str) or not is_safe_name(name):
+        raise ctx.fail("name", NAME_RULE, name)
     dataset = _dataset(ctx, data["dataset"], path)
     model = _model(ctx, data.get("model"), path)
     base = model.base if model.uses_base else None

@@ -57,6 +57,14 @@ class TrialConfig:
             augmentations=tuple(augs),
         )
 
+    def parameters(self) -> str:
+        """The augmentations with their parameters, e.g. `contrast(factor=0.31), flip(mode=horizontal)`."""
+        def text(v):
+            return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+        return ", ".join(f"{name}({', '.join(f'{k}={text(v)}' for k, v in params)})" if params else name
+                         for name, params in self.augmentations) or "none"
+
     def label(self) -> str:
         """Short human name, e.g. `d3 flip+rotation` or `d2 none` (`base flip` with a pretrained base, depth 0)."""
         augs = "+".join(name for name, _ in self.augmentations) or "none"

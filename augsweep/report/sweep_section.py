@@ -17,6 +17,7 @@ import yaml
 
 from .. import plots
 from ..experiment.schema import ConfigError, Experiment
+from ..experiment.space import TrialConfig
 from ..stores.study import ATTR_PARENT_RUN, Stores, trial_table
 from ..stores.tracking import client_for
 from .. import inference
@@ -39,6 +40,7 @@ def trials_frame(study) -> pd.DataFrame:
         rows.append({
             "trial": t.number, "state": t.state.name, "value": t.value,
             "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
+            "mlflow_run": f"t{t.number:02d} {t.user_attrs['config_name']}" if "config_name" in t.user_attrs else "",
             "failure_reason": t.user_attrs.get("failure_reason", ""),
             **t.user_attrs.get("config", {}),
         })
@@ -379,16 +381,20 @@ def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, cu
         *([imp_frame] if imp_frame is not None else []),
     ]))
     plots_section = Section("Learning curves", [])
-    for key, caption in (("curves", "Mean val_loss by epoch with vs without each augmentation (shaded: "
-                                    "interquartile range over trials)."),
+    for key, caption in (("curves", "Unadjusted: mean val_loss by epoch of the trials with vs without each "
+                                    "augmentation (shaded: interquartile range over trials). Depth and the other "
+                                    "augmentations are not held fixed here; the effects above are adjusted for them."),
                          ("train_vs_val", "Train vs validation loss: best trial and best trial without "
                                           "augmentation (the course's comparison)."),
-                         ("history", "Optimization history; every trial's curve, pruned trials dashed.")):
+                         ("history", "Optimization history: each trial's value and the best so far; every trial's "
+                                     "val_loss curve, coloured by its value, the best trial highlighted, pruned dashed.")):
         if key in figures:
             plots_section.blocks += [caption, ("image", figures[key], key)]
     sections.append(plots_section)
     best = trials[trials["state"] == "COMPLETE"].sort_values(["value", "trial"]).head(10)
-    cols = ["trial", "value", "depth", *[c for c in best.columns if c.startswith("aug_")]]
+    best = best.assign(augmentations=[TrialConfig.from_flat(r.dropna().to_dict()).parameters()
+                                      for _, r in best.iterrows()])
+    cols = ["trial", "mlflow_run", "value", "depth", "augmentations"]
     failed = trials[trials["state"] == "FAIL"][["trial", "failure_reason"]]
     sections.append(Section("Trials", [
         "Best complete trials (value = mean over repeats of the best validation loss):", best[cols],

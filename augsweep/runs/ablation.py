@@ -23,7 +23,7 @@ from ..experiment.schema import ConfigError, Experiment
 from ..experiment.seeding import RepeatSeeds, repeat_seeds
 from ..experiment.space import TrialConfig
 from ..stores.study import Stores, identity, load_study_readonly
-from ..stores.tracking import FAILED, FINISHED, KILLED, RUNNING, Tracker, scratch_dir
+from ..stores.tracking import FAILED, FINISHED, KILLED, RUNNING, Tracker, repeat_metric, scratch_dir
 from ..training import evaluate
 from ..training.checks import failure_reason
 from ..training.data import Dataset, load_dataset
@@ -45,7 +45,8 @@ def base_from_sweep(exp: Experiment, stores: Stores) -> tuple[TrialConfig, str]:
     if not complete:
         raise ConfigError(
             f"no base configuration for the ablation: study {study_name!r} has no completed trial in "
-            f"{storage_url}. Run the sweep first (make sweep) or set ablation.base in {exp.path}"
+            f"{storage_url}. Run the sweep first: python sweep.py {exp.path} {stores.options()}"
+            f"{'' if study_name == exp.name else ' --study-name ' + study_name}; or set ablation.base in {exp.path}"
         )
     best = min(complete, key=lambda t: t.value)
     return (TrialConfig.from_flat(best.user_attrs["config"]),
@@ -97,7 +98,7 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
     if R < 1:
         raise ConfigError(f"--repeats must be >= 1. Received: repeats={R}")
     # Everything that can be wrong with the input is found before any store is written.
-    dataset = load_dataset(exp.dataset, exp.seed)
+    dataset = load_dataset(exp.dataset, exp.seed, exp.path)
     for note in dataset.warnings:
         echo(f"warning: {note}")
     check_model(exp.model, dataset.input_shape)
@@ -193,7 +194,7 @@ def _train_variant(tracker, exp: Experiment, dataset: Dataset, v: Variant, names
             done = train_repeat(v.config, dataset, exp.train, s, [tracker.epoch_logger(run_id, s.repeat)],
                                 model=exp.model)
             summary = done.check()
-            metrics = {"best_val_loss": summary["best_val_loss"], f"best_val_loss/r{s.repeat}": summary["best_val_loss"],
+            metrics = {"best_val_loss": summary["best_val_loss"], repeat_metric("best_val_loss", s.repeat): summary["best_val_loss"],
                        "final_loss": summary["final_loss"], "final_val_loss": summary["final_val_loss"],
                        "gap": summary["gap"], "best_epoch": summary["best_epoch"]}
             if "best_val_accuracy" in summary:

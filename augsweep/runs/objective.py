@@ -20,10 +20,11 @@ from ..experiment import space
 from ..experiment.schema import Experiment
 from ..experiment.seeding import repeat_seeds
 from ..runtime import store_write
-from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, TrackingUnavailable, scratch_dir
+from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, TrackingUnavailable, repeat_metric, scratch_dir
 from ..training import train
 from ..training.checks import failure_reason, release_memory
 from ..training.data import Dataset
+from .progress import SweepProgress
 from .repeat import preview_images, train_repeat, write_artifacts
 
 
@@ -81,6 +82,7 @@ class Objective:
     grid: bool = False
     device: str = "CPU"
     extra_tags: dict = field(default_factory=dict)
+    progress: SweepProgress | None = None  # per-epoch terminal progress (the sweep's); None: silent
 
     def __call__(self, trial) -> float:
         import optuna
@@ -96,6 +98,7 @@ class Objective:
         params = {**flat, "seed": exp.seed, "repeats": exp.repeats,
                   **{k: v for s in seeds for k, v in s.as_param().items()}}
         run_name = f"t{trial.number:02d} {config.label()}"
+        self._title = f"trial {trial.number}: d{config.depth} {config.parameters()}"
         where = train.plan_placement(config, exp.train)
         run_id = self.tracker.start_trial(
             run_name, params,
@@ -111,13 +114,26 @@ class Objective:
         summaries: list[dict] = []
         started = time.perf_counter()
         self._run_tags: dict = {}
+        shown = self.progress.trial(trial.number, config.label()) if self.progress is not None else None
+        try:
+            return self._train(trial, config, seeds, run_id, histories, summaries, started, shown)
+        finally:
+            if shown is not None:
+                shown.close()
+
+    def _train(self, trial, config, seeds, run_id, histories, summaries, started, shown) -> float:
+        import optuna
+
+        exp = self.experiment
         with scratch_dir() as tmp:
             tmp = Path(tmp)
             try:
                 for s in seeds:
                     prune = pruning_callback(trial, s.repeat, exp.train.epochs)
+                    listeners = [prune, self.tracker.epoch_logger(run_id, s.repeat, since=started)]
                     done = train_repeat(config, self.dataset, exp.train, s,
-                                        [prune, self.tracker.epoch_logger(run_id, s.repeat)], model=exp.model)
+                                        listeners + ([shown.callback(s.repeat)] if shown is not None else []),
+                                        model=exp.model)
                     self._run_tags["jit_compile"] = done.jit_compile
                     histories.append(done.history)
                     done.model = None  # free the graph before the next repeat builds one
@@ -175,12 +191,12 @@ class Objective:
         if value is not None:
             metrics["best_val_loss"] = value
         for r, s in enumerate(summaries):
-            metrics[f"best_val_loss/r{r}"] = s["best_val_loss"]
+            metrics[repeat_metric("best_val_loss", r)] = s["best_val_loss"]
         tags = {"state": state, **getattr(self, "_run_tags", {})}
         if reason:
             tags["failure_reason" if state == "FAIL" else "prune_reason"] = reason
         texts = {"traceback.txt": traceback_text} if traceback_text else {}
-        title = config.label()
+        title = getattr(self, "_title", config.label())
         tracker = self.tracker
 
         def write(folder: Path) -> None:

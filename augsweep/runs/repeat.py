@@ -59,16 +59,42 @@ def train_repeat(config: TrialConfig, dataset: Dataset, settings: TrainConfig, s
     return RepeatOutcome(seeds, history, result.model, result.placement, jit, accuracy_name(dataset.num_classes))
 
 
-def preview_images(config: TrialConfig, dataset: Dataset, aug_seed: int):
-    """16 augmentations of the first training image, or None without augmentation (Keras: call on the
-    training thread)."""
+def preview_image_index(x, candidates: int = 256) -> int:
+    """A training image that shows what an augmentation does: the clearest (highest contrast) of the
+    most asymmetric ones (a mirror or a quarter turn changes it most) among the first `candidates`.
+    Deterministic: the same dataset always gives the same image."""
+    import numpy as np
+
+    x = np.asarray(x[:candidates], np.float32)
+    if x.ndim == 3:
+        x = x[..., None]
+    mirrored = np.abs(x - x[:, :, ::-1]).mean(axis=(1, 2, 3))
+    flipped = np.abs(x - x[:, ::-1]).mean(axis=(1, 2, 3))
+    turned = np.abs(x - np.rot90(x, 2, axes=(1, 2))).mean(axis=(1, 2, 3))
+    contrast = x.std(axis=(1, 2, 3))
+    return int(np.argmax(np.minimum(np.minimum(mirrored, flipped), turned) * contrast))
+
+
+def preview_images(config: TrialConfig, dataset: Dataset, aug_seed: int, cols: int = 4):
+    """Rows of (caption, images) for `augmentation_preview.png`: the original image first, then all of the
+    trial's augmentations together, then each one alone when there are several; or None without
+    augmentation (Keras: call on the training thread)."""
     if not config.enabled:
         return None
-    return augment.preview(config.enabled, aug_seed, dataset.x_train[0])
+    image = dataset.x_train[preview_image_index(dataset.x_train)]
+    together = augment.preview(config.enabled, aug_seed, image, n=cols * 2 - 1)
+    rows = [(f"original, then {config.parameters()}", [image, *together[:cols - 1]]),
+            ("", list(together[cols - 1:]))]
+    if len(config.enabled) > 1:
+        for name, params in config.augmentations:
+            alone = TrialConfig(config.depth, augmentations=((name, params),))
+            rows.append((alone.parameters() + " alone", list(augment.preview(alone.enabled, aug_seed, image, n=cols))))
+    return rows
 
 
 def write_artifacts(folder: Path, history: pd.DataFrame | None, title: str, images=None) -> list[Path]:
-    """`history.csv` and `learning_curves.png` (when there is a history) and `augmentation_preview.png`."""
+    """`history.csv` and `learning_curves.png` (when there is a history) and `augmentation_preview.png`
+    (`images`: the captioned rows of `preview_images`)."""
     out = []
     if history is not None and len(history):  # already in `ordered` columns (train_repeat made it so)
         history.to_csv(folder / "history.csv", index=False)

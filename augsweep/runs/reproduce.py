@@ -16,7 +16,7 @@ from ..experiment.schema import ConfigError, Experiment
 from ..experiment.seeding import RepeatSeeds
 from ..experiment.space import TrialConfig
 from ..stores.study import Stores, load_study_readonly
-from ..stores.tracking import client_for
+from ..stores.tracking import client_for, repeat_metric_history
 from ..training import train
 from ..training.train import enable_determinism
 from ..training.data import load_dataset
@@ -42,7 +42,7 @@ def _targets(exp: Experiment, target: str, stores, client, experiment_id: str):
             m = re.fullmatch(r"seeds_r(\d+)", key)
             if m:
                 r = int(m.group(1))
-                out.append((RepeatSeeds.from_param(text, r), client.get_metric_history(run_id, f"val_loss/r{r}")))
+                out.append((RepeatSeeds.from_param(text, r), repeat_metric_history(client, run_id, "val_loss", r)))
         return f"trial t{number:02d} {config.label()}", config, out
     parent = latest_ablation(client, experiment_id)
     if parent is None:
@@ -62,7 +62,7 @@ def _targets(exp: Experiment, target: str, stores, client, experiment_id: str):
     for run in sorted(mine, key=lambda r: int(r.data.tags["seed_index"])):
         r = int(run.data.tags["seed_index"])
         out.append((RepeatSeeds.from_param(run.data.params[f"seeds_r{r}"], r),
-                    client.get_metric_history(run.info.run_id, f"val_loss/r{r}")))
+                    repeat_metric_history(client, run.info.run_id, "val_loss", r)))
     return f"variant {target} {config.label()}", config, out
 
 
@@ -72,7 +72,7 @@ TOLERANCE = 1e-5
 def reproduce(exp: Experiment, stores: Stores, target: str, echo: Callable[[str], None] = print) -> float:
     """Retrain a logged trial (number) or ablation variant (name) with its logged seeds; print logged vs
     new per-epoch val_loss; return the largest absolute difference. Reads the stores, writes nothing."""
-    dataset = load_dataset(exp.dataset, exp.seed)
+    dataset = load_dataset(exp.dataset, exp.seed, exp.path)
     if not stores.has_tracking_store():
         raise ConfigError(f"--reproduce: no MLflow store under {stores.mlruns}/. "
                           f"Received: mlruns={str(stores.mlruns)!r}")

@@ -206,7 +206,7 @@ def prepare(exp: Experiment, stores: Stores, echo: Callable[[str], None]):
     folder made."""
     import optuna
 
-    dataset = load_dataset(exp.dataset, exp.seed)
+    dataset = load_dataset(exp.dataset, exp.seed, exp.path)
     for note in dataset.warnings:
         echo(f"warning: {note}")
     check_model(exp.model, dataset.input_shape)
@@ -360,6 +360,7 @@ def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: 
     processes, possibly on many machines, sharing a database storage and a tracking server).
     """
     from .objective import Objective
+    from .progress import SweepProgress
 
     budget = budget_of(exp, trials)
     device = runtime.configure_device()  # first: TensorFlow loads here, its start-up noise filtered
@@ -375,7 +376,10 @@ def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: 
         elif worker is None:
             echo(session.header(f"device {device}"))
         progress = _Progress(session.budget, exp.max_consecutive_failures, echo)
-        objective = Objective(exp, dataset, session.tracker, grid=exp.sampler == "grid", device=device)
+        shown = SweepProgress(session.budget, lambda: session.already + progress.ran, exp.train.epochs,
+                              exp.repeats, echo)
+        objective = Objective(exp, dataset, session.tracker, grid=exp.sampler == "grid", device=device,
+                              progress=shown)
         optimize(session.study, exp, objective, progress, session.budget, session.start_lock, echo,
                  planner=session.planner)
         if progress.aborted:

@@ -19,6 +19,14 @@ ATTR_EXPERIMENT_HASH = "experiment_sha256"
 ATTR_TRACKING_URI = "mlflow_tracking_uri"
 
 
+def _shown_path(path: Path) -> str:
+    """`path` relative to the current directory when it is below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 @dataclass(frozen=True)
 class Stores:
     """Where the study and the runs live; resolved once (by the CLI) and handed to every domain function."""
@@ -51,6 +59,14 @@ class Stores:
         from .urls import mask
 
         return mask(self.tracking_uri)
+
+    def options(self, mlruns: str | Path | None = None) -> str:
+        """The store options to repeat in a follow-up command (URLs masked); `mlruns` as the user wrote it."""
+        shown = str(mlruns if mlruns is not None else _shown_path(self.mlruns))
+        parts = [f"--mlruns {shown}" if self.embedded_study or self.embedded_tracking else "",
+                 "" if self.embedded_study else f"--storage {self.storage_label}",
+                 "" if self.embedded_tracking else f"--tracking-uri {self.tracking_label}"]
+        return " ".join(p for p in parts if p)
 
     def check_servers(self) -> None:
         """Bad URLs exit 2 before anything is written: connect once to a storage database and ask a

@@ -36,7 +36,8 @@ FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
 # (one per run, and the URL would carry a password written into the tracking URI).
 HTTP_RETRY = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "6", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
               "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
-_REAL_URIS: dict[str, str] = {}  # masked URI (as recorded in the study) -> the URI this process was given
+_REAL_URIS: dict[str, str] = {}
+LIVE_AFTER = 30.0  # seconds into a trial after which its epochs are written as they end (see epoch_logger)  # masked URI (as recorded in the study) -> the URI this process was given
 
 
 class TrackingUnavailable(RuntimeError):
@@ -140,10 +141,29 @@ def _metrics(values: Mapping[str, float], step: int = 0, timestamp: int | None =
     return [Metric(k, float(v), ts, int(step)) for k, v in values.items()]
 
 
+def repeat_metric(name: str, repeat: int) -> str:
+    """MLflow key of one repeat's series of a metric: `repeat0/val_loss`, so that in the UI's
+    alphabetical lists and charts the mean curves (`val_loss`) come before the per-repeat ones."""
+    return f"repeat{repeat}/{name}"
+
+
+def repeat_metric_history(client, run_id: str, name: str, repeat: int) -> list:
+    """One repeat's logged series of a metric (runs logged before the rename: `val_loss/r0`)."""
+    return (client.get_metric_history(run_id, repeat_metric(name, repeat))
+            or client.get_metric_history(run_id, f"{name}/r{repeat}"))
+
+
+def rounded(value: Any, digits: int = 4) -> Any:
+    """A float param as the UI should show it (4 significant digits; the exact value stays in Optuna)."""
+    if isinstance(value, float) and not isinstance(value, bool):
+        return float(f"{value:.{digits}g}")
+    return value
+
+
 def _params(values: Mapping[str, Any]) -> list:
     from mlflow.entities import Param
 
-    return [Param(k, v) for k, v in str_values(values).items()]
+    return [Param(k, v) for k, v in str_values({k: rounded(v) for k, v in values.items()}).items()]
 
 
 def _tags(values: Mapping[str, Any]) -> list:
@@ -253,11 +273,13 @@ class Tracker:
             self.client.log_batch(run_id, params=_params(params))
         return run_id
 
-    def epoch_logger(self, run_id: str, repeat: int):
-        """Keras callback logging each epoch's metrics as `<keras name>/r<repeat>` (step=epoch).
+    def epoch_logger(self, run_id: str, repeat: int, since: float | None = None):
+        """Keras callback logging each epoch's metrics as `repeat<r>/<keras name>` (step=epoch).
 
-        Buffered: the repeat's epochs go to the store in one `log_batch` when training ends
-        (stopped, pruned or diverged alike), not one SQLite write per epoch.
+        Buffered: a short trial's epochs go to the store in one `log_batch` when training ends
+        (stopped, pruned or diverged alike), not one SQLite write per epoch. Once the trial has run
+        `LIVE_AFTER` seconds (`since`: its start, `time.perf_counter()`; default this repeat's), each
+        epoch is written when it ends, so the UI draws a long trial's curves while it trains.
         """
         import keras
 
@@ -267,12 +289,22 @@ class Tracker:
             def __init__(self):
                 super().__init__()
                 self.buffer: list = []
+                self.since = since
+
+            def on_train_begin(self, logs=None):
+                if self.since is None:
+                    self.since = time.perf_counter()
 
             def on_epoch_end(self, epoch, logs=None):
-                values = {f"{k}/r{repeat}": v for k, v in (logs or {}).items() if _is_number(v)}
+                values = {repeat_metric(k, repeat): v for k, v in (logs or {}).items() if _is_number(v)}
                 self.buffer += _metrics(values, step=epoch)
+                if self.since is not None and time.perf_counter() - self.since >= LIVE_AFTER:
+                    self.write()
 
             def on_train_end(self, logs=None):
+                self.write()
+
+            def write(self):
                 # Synchronous on purpose: MLflow's async mode costs ~0.6 s per run when its queue is
                 # shut down at set_terminated (bench/overhead.py); one batched write is a few ms.
                 with store_write(), answering(uri):

@@ -540,8 +540,12 @@ def subsample(ds: Dataset, train_n: int | None, val_n: int | None, seed: int) ->
     return Dataset(x_tr, y_tr, x_va, y_va, ds.class_names, ds.source, warnings=list(ds.warnings))
 
 
-def load_dataset(cfg: DatasetConfig, seed: int) -> Dataset:
-    """Load (once per process) and fingerprint the dataset an experiment names."""
+def load_dataset(cfg: DatasetConfig, seed: int, file: str = "") -> Dataset:
+    """Load (once per process) and fingerprint the dataset an experiment names (`file`: the experiment
+    file, named in the message when a folder dataset's path does not exist)."""
+    if cfg.source == "folder" and cfg.path and not Path(cfg.path).exists():
+        raise ConfigError(f"dataset.path does not exist. Received: path={cfg.path!r} "
+                          f"(looked at {Path(cfg.path).resolve()}{'; ' + file if file else ''})")
     key = (cfg, seed, _folder_state(cfg))
     if key not in _CACHE:
         with warnings.catch_warnings():
