@@ -146,8 +146,8 @@ def backend() -> str:
     if "keras" not in sys.modules:
         with filtered_native_stderr(_no_gpu_noise()):  # the first import loads the backend (TensorFlow)
             import keras
-    import keras
-
+    else:
+        keras = sys.modules["keras"]
     return keras.backend.backend()
 
 
