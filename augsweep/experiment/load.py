@@ -328,7 +328,7 @@ def _train(ctx: _Ctx, data: Any) -> TrainConfig:
     ctx.no_unknown(
         data,
         {"epochs", "batch_size", "learning_rate", "adam_epsilon", "mixed_precision", "jit_compile",
-         "early_stopping"},
+         "early_stopping", "reuse_compiled"},
         "train",
     )
     d = TrainConfig()
@@ -336,6 +336,10 @@ def _train(ctx: _Ctx, data: Any) -> TrainConfig:
     if isinstance(jit, bool):
         jit = "true" if jit else "false"
     jit = ctx.choice(jit, "train.jit_compile", ("auto", "true", "false"))
+    reuse = data.get("reuse_compiled", d.reuse_compiled)
+    if isinstance(reuse, bool):
+        reuse = "true" if reuse else "false"
+    reuse = ctx.choice(reuse, "train.reuse_compiled", ("auto", "true", "false"))
     return TrainConfig(
         epochs=ctx.integer(data.get("epochs", d.epochs), "train.epochs", 1, 10_000),
         batch_size=ctx.integer(data.get("batch_size", d.batch_size), "train.batch_size", 1, 65_536),
@@ -348,6 +352,7 @@ def _train(ctx: _Ctx, data: Any) -> TrainConfig:
         jit_compile=jit,
         early_stopping=ctx.integer(data.get("early_stopping", d.early_stopping),
                                    "train.early_stopping", 0, 10_000),
+        reuse_compiled=reuse,
     )
 
 

@@ -152,6 +152,7 @@ class TrainConfig:
     mixed_precision: bool = False
     jit_compile: str = "auto"  # auto | true | false
     early_stopping: int = 0  # patience in epochs; 0 = off
+    reuse_compiled: str = "auto"  # auto | true | false: reuse one compiled model per structure (training.reuse)
 
 
 @dataclass(frozen=True)

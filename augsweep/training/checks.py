@@ -66,6 +66,9 @@ def release_memory() -> None:
 
     import gc
 
+    from . import reuse
+
+    reuse.clear()
     keras.backend.clear_session(free_memory=True)
     gc.collect()
 

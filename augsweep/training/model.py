@@ -45,6 +45,38 @@ def _init(seed: int, k: int):
     return keras.initializers.GlorotUniform(seed=seed + k)
 
 
+# Initialiser seed offsets of the convnet's layers (`_init(seed, k)`): block i's conv gets k = i.
+_HEAD_OFFSETS = {"dense": 100, "output": 101}
+
+
+def _init_offset(layer_name: str) -> int | None:
+    """`k` of `_init(seed, k)` for a convnet layer, or None for a layer without a seeded kernel."""
+    if layer_name in _HEAD_OFFSETS:
+        return _HEAD_OFFSETS[layer_name]
+    m = re.fullmatch(r"block(\d+)_conv", layer_name)
+    return int(m.group(1)) - 1 if m else None
+
+
+def reinitialize_convnet(net, seed: int) -> bool:
+    """Give a built convnet (`build_convnet`) the weights a fresh build with `seed` would have: each kernel
+    drawn again by its layer's initialiser with that seed (seeded initialisers are stateless), biases from
+    theirs. False, with nothing changed, if the network holds weights this function does not know how to set
+    (the caller must then build afresh)."""
+    plan = []
+    for layer in net.layers:
+        if not layer.weights:
+            continue  # augmentation and pooling layers (seed-generator state is reset by the caller)
+        k = _init_offset(layer.name)
+        if k is None or {id(w) for w in layer.weights} != {id(layer.kernel), id(layer.bias)}:
+            return False
+        plan.append((layer, _init(seed, k)))
+    for layer, kernel_init in plan:
+        layer.kernel_initializer = kernel_init
+        layer.kernel.assign(kernel_init(tuple(layer.kernel.shape), dtype=layer.kernel.dtype))
+        layer.bias.assign(layer.bias_initializer(tuple(layer.bias.shape), dtype=layer.bias.dtype))
+    return True
+
+
 def _conv_blocks(depth: int, filters: int, seed: int) -> list:
     """`depth` blocks of Conv2D(ReLU, same) + MaxPool2D, filters doubling (first kernel 5, then 3)."""
     from keras import layers

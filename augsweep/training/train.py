@@ -19,7 +19,7 @@ from .. import augment, runtime
 from ..experiment.schema import ModelConfig, TrainConfig
 from ..experiment.seeding import RepeatSeeds
 from ..experiment.space import TrialConfig
-from . import placement
+from . import placement, reuse
 from .data import Dataset, ImageFiles
 from .model import build_model, compile_model
 
@@ -63,6 +63,7 @@ def build(config: TrialConfig, dataset: Dataset, settings: TrainConfig, seeds: R
     import keras
 
     keras.backend.clear_session()
+    reuse.clear()  # the session that held the cached model is gone
     runtime.release_traced_gradients()  # TensorFlow's registry would keep every earlier model's graphs
     set_global_seed(seeds.order)
     enabled = config.enabled
@@ -171,12 +172,31 @@ def run(config: TrialConfig, dataset: Dataset, settings: TrainConfig, seeds: Rep
     import keras
 
     plan = plan_placement(config, settings, where)
-    net = build(config, dataset, settings, seeds, in_model=plan.in_model, model=model)
+    net = acquire_model(config, dataset, settings, seeds, plan.in_model, model)
     data_layers = augment.build_layers({n: config.enabled[n] for n in plan.in_data}, seeds.aug)
     extra = [keras.callbacks.EarlyStopping(patience=settings.early_stopping)] if settings.early_stopping else []
-    frame = fit(net, dataset, settings.epochs, settings.batch_size, [*callbacks, *extra],
-                data_augmentation=data_layers, seed=seeds.order)
+    try:
+        frame = fit(net, dataset, settings.epochs, settings.batch_size, [*callbacks, *extra],
+                    data_augmentation=data_layers, seed=seeds.order)
+    except BaseException:
+        reuse.clear()  # a step interrupted half-way: never hand this model to another repeat
+        raise
     return RepeatResult(frame, net, plan.label)
+
+
+def acquire_model(config: TrialConfig, dataset: Dataset, settings: TrainConfig, seeds: RepeatSeeds,
+                  in_model: Sequence[str], model: ModelConfig = ModelConfig()):
+    """The compiled model for one repeat: the cached one of the same structure reset to `seeds`
+    (`train.reuse_compiled`, the plain convnet; see `reuse`), else a fresh `build`. The model returned by
+    one `run` is valid until the next `run` (which may reset and retrain it)."""
+    fresh = lambda: build(config, dataset, settings, seeds, in_model=in_model, model=model)  # noqa: E731
+    if not reuse.enabled(settings.reuse_compiled, runtime.backend()) or model.uses_base:
+        reuse.clear()
+        return fresh()
+    key = reuse.structure_key(config, dataset, settings, in_model, model, runtime.backend(), runtime.dtype_policy())
+    set_global_seed(seeds.order)  # what `build` does first; a reused model skips `build`
+    net, _ = reuse.acquire(key, seeds, config.learning_rate, fresh, list(in_model))
+    return net
 
 
 def set_global_seed(seed: int) -> None:
