@@ -136,7 +136,7 @@ class Objective:
                                         model=exp.model)
                     self._run_tags["jit_compile"] = done.jit_compile
                     histories.append(done.history)
-                    done.model = None  # free the graph before the next repeat builds one
+                    done.model = None  # the next repeat reuses it (training.reuse) or frees it by building anew
                     summaries.append(done.check())
                     if prune.pruned_at is not None:
                         raise optuna.TrialPruned(f"pruned at repeat {s.repeat}, epoch {prune.pruned_at}")

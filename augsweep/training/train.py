@@ -5,6 +5,9 @@ seeded shuffle of indices gathered into full batches (the last partial batch is 
 every step has one shape and nothing is retraced), geometric augmentations placed in the
 pipeline by `placement.plan` run per batch, and batches are prefetched. Other backends feed
 the arrays through Keras's own adapter.
+
+A repeat whose network has the structure of the previous one trains the same compiled model, reset to its
+own seeds, instead of a fresh build (`train.reuse_compiled`; `reuse` says when and why it is exact).
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from .model import build_model, compile_model
 
 @dataclass
 class RepeatResult:
-    """One training run: its history (Keras names, one row per epoch) and the model."""
+    """One training run: its history (Keras names, one row per epoch) and the model (valid until the next
+    `run`, which may reset and retrain it: `reuse`)."""
 
     history: pd.DataFrame
     model: object
