@@ -8,6 +8,7 @@ warp, so models of different shapes and both augmentation placements follow each
 
     python bench/memory.py               # 50 trials per side, ~2-3 minutes on 2 CPU cores
     python bench/memory.py --tiny        # smoke setting used by the tests
+    python bench/memory.py --repeats 3   # augsweep's trials of 3 repeats: repeats 2-3 reuse the compiled model
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def device_bytes() -> int | None:
     return None
 
 
-def experiment(tiny: bool) -> dict:
+def experiment(tiny: bool, repeats: int = 1) -> dict:
     return {
         "name": "bench-memory",
         "dataset": {"source": "synthetic", "image_size": [16, 16] if tiny else [32, 32],
@@ -66,15 +67,15 @@ def experiment(tiny: bool) -> dict:
             "flip": {"mode": ["horizontal"]}, "contrast": {"factor": [0.1, 0.5]},
             "rotation": {"factor": [0.02, 0.2]}, "warp": {"kind": ["translation"], "factor": [0.05, 0.2]}}},
         "train": {"epochs": 2, "batch_size": 32, "learning_rate": 0.003},
-        "trials": 100_000, "repeats": 1, "sampler": "random", "pruner": "none", "seed": 0,
+        "trials": 100_000, "repeats": repeats, "sampler": "random", "pruner": "none", "seed": 0,
     }
 
 
-def worker_ours(trials: int, tiny: bool) -> None:
+def worker_ours(trials: int, tiny: bool, repeats: int = 1) -> None:
     from augsweep import runtime
 
     runtime.configure_device()
-    with objective_on_temp_stores(experiment(tiny)) as (_, study, objective):
+    with objective_on_temp_stores(experiment(tiny, repeats)) as (_, study, objective):
         for i in range(trials):
             study.optimize(objective, n_trials=1)
             print(json.dumps({"trial": i + 1, "rss": rss_bytes(), "device": device_bytes()}), flush=True)
@@ -109,8 +110,9 @@ def worker_plain(trials: int, tiny: bool) -> None:
         print(json.dumps({"trial": i + 1, "rss": rss_bytes(), "device": device_bytes()}), flush=True)
 
 
-def run_worker(kind: str, trials: int, tiny: bool) -> list[dict]:
-    cmd = [sys.executable, __file__, "--worker", kind, "--trials", str(trials)] + (["--tiny"] if tiny else [])
+def run_worker(kind: str, trials: int, tiny: bool, repeats: int = 1) -> list[dict]:
+    cmd = [sys.executable, __file__, "--worker", kind, "--trials", str(trials), "--repeats", str(repeats)]
+    cmd += ["--tiny"] if tiny else []
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, cwd=_common.ROOT)
     if out.returncode != 0:
@@ -123,17 +125,19 @@ def main(argv=None) -> int:
     p.add_argument("--trials", type=int, default=50)
     p.add_argument("--worker", choices=["ours", "plain"], help=argparse.SUPPRESS)
     p.add_argument("--tiny", action="store_true", help="seconds-long smoke run (tests)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="augsweep's repeats per trial (repeats 2..R reuse the compiled model: training.reuse)")
     args = p.parse_args(argv)
     if args.tiny and not args.worker:
         args.trials = 3
     if args.worker == "ours":
-        worker_ours(args.trials, args.tiny)
+        worker_ours(args.trials, args.tiny, args.repeats)
         return 0
     if args.worker == "plain":
         worker_plain(args.trials, args.tiny)
         return 0
 
-    sides = {"augsweep objective": run_worker("ours", args.trials, args.tiny),
+    sides = {"augsweep objective": run_worker("ours", args.trials, args.tiny, args.repeats),
              "plain Keras loop": run_worker("plain", args.trials, args.tiny)}
     n = args.trials
     marks = sorted({1, min(5, n), min(10, n), min(25, n), n})

@@ -18,6 +18,7 @@ from tests.helpers import run_cli
     ("pruning.py", "noise: best unpruned configuration"),
     ("gpu.py", "GFLOP per training image"),
     ("streaming.py", "| streamed + cache |"),
+    ("reuse.py", "fixed cost per repeat:"),
 ])
 def test_benchmark_runs_tiny(script, expected):
     result = run_cli(f"bench/{script}", "--tiny")
