@@ -61,3 +61,18 @@ def test_the_setting_is_read_and_auto_reuses_only_where_exact(write_experiment):
                       ).train.reuse_compiled == "false"
     with pytest.raises(ConfigError, match="train.reuse_compiled"):
         experiment(write_experiment(tiny_experiment(train={"epochs": 1, "reuse_compiled": "sometimes"})))
+
+
+def test_mixed_precision_survives_the_session_reset(data):
+    # keras.backend.clear_session() resets the global dtype policy; a fresh build must keep the run's.
+    import keras
+
+    from augsweep import runtime
+
+    runtime.set_precision(True)
+    try:
+        built = train.run(config(0.1), data, FRESH, repeat_seeds(0, 0))
+        conv = next(layer for layer in built.model.layers if "conv" in layer.name)
+        assert conv.dtype_policy.name.startswith("mixed_")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

@@ -66,7 +66,9 @@ def build(config: TrialConfig, dataset: Dataset, settings: TrainConfig, seeds: R
     """
     import keras
 
-    keras.backend.clear_session()
+    policy = keras.mixed_precision.global_policy()
+    keras.backend.clear_session()  # also resets the global dtype policy: put the run's back
+    keras.mixed_precision.set_global_policy(policy)
     reuse.clear()  # the session that held the cached model is gone
     runtime.release_traced_gradients()  # TensorFlow's registry would keep every earlier model's graphs
     set_global_seed(seeds.order)
