@@ -234,7 +234,7 @@ def plan_for(space: SearchSpace, trials: int, sequential: bool = False) -> Desig
     factorial while it fits, else the smallest resolution IV fraction. The full factorial is preferred even
     though a smaller block would give more seed replicates: measured on the digits default, the per-seed
     effects of the 16-run full factorial varied 3x less from seed to seed (sd 0.006-0.008) than those of
-    the 8-run half fraction (0.02-0.025), more than the sqrt(2) its size alone explains."""
+    the 8-run half fraction (0.017-0.024), more than the sqrt(2) its size alone explains."""
     levels = len(depth_levels(space))
     return two_level_design(list(space.augmentation_names), max(1, trials // (levels * (2 if sequential else 1))))
 

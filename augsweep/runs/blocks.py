@@ -61,14 +61,14 @@ class BlockPlanner:
         blocks = self.blocks_enqueued(trials)
         if blocks and self.exp.stop == "decided":
             frame = self.look(study, blocks)
-            if inference.all_decided(frame):
-                study.set_user_attr(ATTR_STOPPED, f"every augmentation decided after block {blocks}")
+            if inference.should_stop(frame, blocks, self.max_blocks):  # the rule the tests simulate
+                study.set_user_attr(ATTR_STOPPED, f"every augmentation decided after block {blocks}"
+                                    if inference.all_decided(frame)
+                                    else f"cap of {self.max_blocks} blocks reached (trials: {self.budget})")
                 return "stop"
         if blocks < self.max_blocks:
             self.enqueue(study, blocks)
             return "run"
-        if self.exp.stop == "decided":
-            study.set_user_attr(ATTR_STOPPED, f"cap of {self.max_blocks} blocks reached (trials: {self.budget})")
         return "stop"
 
     def retry_failed_points(self, study, trials) -> int:
