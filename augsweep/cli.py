@@ -181,9 +181,9 @@ def _make_ui(mlruns) -> str:
 def _sweep(args) -> int:
     exp, stores = _experiment_and_stores(args)
     if args.reproduce:
-        from .runs.reproduce import TOLERANCE, reproduce
+        from .runs.reproduce import reproduce
 
-        return 0 if reproduce(exp, stores, args.reproduce) <= TOLERANCE else 1
+        return 0 if reproduce(exp, stores, args.reproduce).ok else 1
     if args.ablation:
         from .runs.ablation import run_ablation
 

@@ -116,8 +116,8 @@ def report(path_or_exp, mlruns, out):
     return write_report(exp, resolve_stores(exp, mlruns), out)
 
 
-def reproduce(path_or_exp, mlruns, target: str, echo=lambda line: None) -> float:
-    """`--reproduce TARGET` in-process; the largest |diff| of val_loss."""
+def reproduce(path_or_exp, mlruns, target: str, echo=lambda line: None):
+    """`--reproduce TARGET` in-process; its `Reproduction` (`.worst`, `.verdict`, `.ok`)."""
     from augsweep.runs.reproduce import reproduce as run
 
     exp = experiment(path_or_exp)

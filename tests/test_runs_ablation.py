@@ -103,7 +103,8 @@ def test_ablation_end_to_end_resume_report_and_reproduce(write_experiment, tmp_p
 
     # --reproduce a variant: retrains with the logged seeds and matches the logged curve.
     lines.clear()
-    assert reproduce(exp, mlruns, "base-contrast", echo=lines.append) <= 1e-5
+    found = reproduce(exp, mlruns, "base-contrast", echo=lines.append)
+    assert found.verdict == "match" and found.worst <= 1e-5
     assert sum(line.startswith("    r") for line in lines) == 2  # two seeds x one epoch, side by side
     with pytest.raises(ConfigError, match="no finished ablation run of variant 'base-rotation'"):
         reproduce(exp, mlruns, "base-rotation")

@@ -328,7 +328,7 @@ def _train(ctx: _Ctx, data: Any) -> TrainConfig:
     ctx.no_unknown(
         data,
         {"epochs", "batch_size", "learning_rate", "adam_epsilon", "mixed_precision", "jit_compile",
-         "early_stopping", "reuse_compiled"},
+         "early_stopping", "reuse_compiled", "deterministic"},
         "train",
     )
     d = TrainConfig()
@@ -353,6 +353,7 @@ def _train(ctx: _Ctx, data: Any) -> TrainConfig:
         early_stopping=ctx.integer(data.get("early_stopping", d.early_stopping),
                                    "train.early_stopping", 0, 10_000),
         reuse_compiled=reuse,
+        deterministic=ctx.boolean(data.get("deterministic", d.deterministic), "train.deterministic"),
     )
 
 

@@ -153,6 +153,7 @@ class TrainConfig:
     jit_compile: str = "auto"  # auto | true | false
     early_stopping: int = 0  # patience in epochs; 0 = off
     reuse_compiled: str = "auto"  # auto | true | false: reuse one compiled model per structure (training.reuse)
+    deterministic: bool = True  # deterministic ops (runtime.set_determinism): `--reproduce` matches to 1e-5
 
 
 @dataclass(frozen=True)

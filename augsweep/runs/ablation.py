@@ -113,6 +113,7 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
 
     if stores.embedded_tracking:
         stores.mlruns.mkdir(parents=True, exist_ok=True)
+    runtime.set_determinism(exp.train.deterministic)  # before the device: JAX reads its XLA flags once
     device = runtime.configure_device()
     policy = runtime.set_precision(exp.train.mixed_precision)
     tracker = Tracker(stores.tracking_uri, exp.name, stores.artifact_location)
@@ -125,7 +126,8 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
         run_name=f"ablation {base.label()} x{R}",
         tags={"kind": KIND_PARENT, "ablation_id": aid, "base": base.label(), "base_source": base_source,
               "repeats": R, "git_commit": runtime.git_commit(), "device": device, "dtype_policy": policy,
-              "backend": runtime.backend(), "dataset_fingerprint": dataset.fingerprint,
+              "deterministic": str(runtime.deterministic()).lower(), "backend": runtime.backend(),
+              "dataset_fingerprint": dataset.fingerprint,
               "data_pipeline": dataset.pipeline, **model_tags(exp),
               "study": stores.study_name},
         params={"dataset": exp.dataset.source, "image_size": "x".join(map(str, exp.dataset.image_size)),
@@ -184,7 +186,8 @@ def _train_variant(tracker, exp: Experiment, dataset: Dataset, v: Variant, names
     run_id = tracker.start_trial(
         f"{v.name} r{s.repeat}", params,
         {"kind": KIND_RUN, "ablation_id": aid, "variant": v.name, "variants": names, "variant_kind": v.kind,
-         "variant_key": v.key, "seed_index": s.repeat, "device": device},
+         "variant_key": v.key, "seed_index": s.repeat, "device": device,
+         "deterministic": str(runtime.deterministic()).lower()},
     )
     started = time.perf_counter()
     with scratch_dir() as tmp:

@@ -104,6 +104,7 @@ class Objective:
             run_name, params,
             {"trial": trial.number, "study": trial.study.study_name, "device": self.device,
              "kind": "trial", "aug_placement": where.label, "dtype_policy": runtime.dtype_policy(),
+             "deterministic": str(runtime.deterministic()).lower(),
              **self.extra_tags},
         )
         trial.set_user_attr("mlflow_run_id", run_id)

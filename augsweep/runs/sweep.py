@@ -165,6 +165,7 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
         run_name=f"sweep {stores.study_name}",
         tags={"kind": "sweep", "study": stores.study_name, "sampler": exp.sampler, "pruner": exp.pruner,
               "git_commit": runtime.git_commit(), "device": device, "dtype_policy": policy,
+              "deterministic": str(runtime.deterministic()).lower(),
               "backend": runtime.backend() if policy else os.environ.get("KERAS_BACKEND", "tensorflow"), "budget": budget,
               "optuna_storage": stores.storage_label, "dataset_fingerprint": dataset.fingerprint,
               "data_pipeline": dataset.pipeline, **model_tags(exp)},
@@ -363,7 +364,8 @@ def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: 
     from .progress import SweepProgress
 
     budget = budget_of(exp, trials)
-    device = runtime.configure_device()  # first: TensorFlow loads here, its start-up noise filtered
+    runtime.set_determinism(exp.train.deterministic)  # before the device: JAX reads its XLA flags once
+    device = runtime.configure_device()
     dataset = prepare(exp, stores, echo if worker is None else (lambda line: None))
     policy = runtime.set_precision(exp.train.mixed_precision)
     role = SPAWNED if worker is not None else PEER if peer else OWNER

@@ -200,6 +200,7 @@ def acquire_model(config: TrialConfig, dataset: Dataset, settings: TrainConfig, 
         reuse.clear()
         return fresh()
     key = reuse.structure_key(config, dataset, settings, in_model, model, runtime.backend(), runtime.dtype_policy())
+    key = (key, runtime.deterministic())  # kernels chosen while tracing may depend on the determinism switch
     set_global_seed(seeds.order)  # what `build` does first; a reused model skips `build`
     net, _ = reuse.acquire(key, seeds, config.learning_rate, fresh, list(in_model))
     return net
@@ -210,15 +211,3 @@ def set_global_seed(seed: int) -> None:
     import keras
 
     keras.utils.set_random_seed(seed)
-
-
-def enable_determinism() -> bool:
-    """Make the backend's ops deterministic (TensorFlow: `enable_op_determinism`); True if it did."""
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        return False  # JAX is deterministic on CPU by construction; nothing to switch on
-    import tensorflow as tf
-
-    tf.config.experimental.enable_op_determinism()
-    return True
