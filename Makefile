@@ -73,7 +73,7 @@ test: install  ## the whole test suite (fast tests and the slow end-to-end runs;
 	@$(MAKE) --no-print-directory data || echo "note: Fashion-MNIST could not be fetched; its tests will be skipped"
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
-BENCH ?= overhead throughput bookkeeping memory startup pruning streaming
+BENCH ?= overhead throughput bookkeeping memory startup pruning streaming determinism
 
 bench: install  ## benchmarks (CPU, ~3 min each): ratios measured side by side; BENCH=... picks (also: storage); see bench/RESULTS.md
 	@for b in $(BENCH); do echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; done
