@@ -3,7 +3,7 @@ and an honest "within seed noise" comparison for trainings logged with `train.de
 
 The trainings are long enough to matter: without deterministic ops, TensorFlow's thread-timing-dependent
 reductions (~1e-7 per step) are amplified once the loss starts to fall. With this experiment's seeds and
-`deterministic: false`, a fresh-process `--reproduce 0` differed by 1.3e-2 at epoch 30 (5e-5 at epoch 25);
+`deterministic: false`, a fresh-process `--reproduce 0` differed by 1.3e-2 at epoch 29 (5.3e-5 at epoch 24);
 with other seeds the drift can stay near 1e-6, which is why the exact check needs deterministic ops rather
 than luck.
 """
