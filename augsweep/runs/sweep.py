@@ -55,10 +55,10 @@ def make_sampler(exp: Experiment, trial_index: int | None = None):
 def make_pruner(exp: Experiment):
     """Pruner named by the experiment; steps count epochs across repeats (step 0 = the first epoch).
 
-    `median` may prune from the first epoch on, once 4 trials have finished (bench/pruning.py: the old
-    warm-up of half the epochs left a pruned trial ~60% of a full one's cost). `successive_halving` and
-    `hyperband` use a minimum resource of 1 step and Optuna's reduction factor 3; Optuna's rungs start at
-    step `min_resource`, so their first decision comes after the second epoch.
+    `median` may prune from the first epoch on, once 4 trials have finished (bench/pruning.py, 6-epoch digits:
+    1.5-1.6x configurations per hour, best value unchanged; the old warm-up of half the epochs gave 1.1-1.2x).
+    `successive_halving` and `hyperband` use a minimum resource of 1 step and Optuna's reduction factor 3;
+    Optuna's rungs start at step `min_resource`, so their first decision comes after the second epoch.
     """
     import optuna
 
