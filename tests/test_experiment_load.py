@@ -45,7 +45,9 @@ BAD = [
     ({"train": {"epochs": "ten"}}, "train.epochs must be an integer. Received: epochs='ten'"),
     ({"train": {"epoch": 3}}, "train.epoch is not a known key"),
     ({"sampler": "bayes"}, "sampler must be one of ['tpe', 'random', 'grid', 'factorial']. Received: sampler='bayes'"),
-    ({"pruner": "asha"}, "pruner must be one of"),
+    ({"pruner": "asha"},
+     "pruner must be one of ['none', 'median', 'successive_halving', 'hyperband']. Received: pruner='asha'"),
+    ({"sampler": "factorial", "pruner": "median"}, "pruner must be none with sampler: factorial"),
     ({"repeats": 0}, "repeats must be in [1, 100]. Received: repeats=0"),
     ({"dataset": {"source": "cifar"}}, "dataset.source must be one of ['digits', 'synthetic', 'folder', 'fashion_mnist']"),
     ({"dataset": {"source": "fashion_mnist", "classes": [5]}},
@@ -169,3 +171,20 @@ def test_model_and_new_dataset_keys(write_experiment):
         search_space={"augmentations": {"flip": None}}), "c.yaml"))
     assert frozen.model.trainable is False and frozen.model.depth == 2  # a loaded base is frozen by default
     assert frozen.model.weights.endswith("base.weights.h5")
+
+
+def test_pruner_default_and_settings(write_experiment):
+    import optuna
+
+    from augsweep.runs.sweep import make_pruner
+
+    base = {k: v for k, v in tiny_experiment().items() if k != "pruner"}
+    assert load_experiment(write_experiment(base)).pruner == "median"
+    # A factorial design never prunes: a pruned point would be a hole in its block, its effects fitted on survivors.
+    factorial = load_experiment(write_experiment({**base, "sampler": "factorial", "trials": 16}, "f.yaml"))
+    assert factorial.pruner == "none" and isinstance(make_pruner(factorial), optuna.pruners.NopPruner)
+    kinds = {"median": optuna.pruners.MedianPruner, "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+             "hyperband": optuna.pruners.HyperbandPruner, "none": optuna.pruners.NopPruner}
+    for name, kind in kinds.items():
+        exp = load_experiment(write_experiment({**base, "pruner": name}, f"{name}.yaml"))
+        assert exp.pruner == name and isinstance(make_pruner(exp), kind)

@@ -497,9 +497,14 @@ def load_experiment(path: str | Path) -> Experiment:
         )
     train = _train(ctx, data.get("train", {}) or {})
     sampler = ctx.choice(data.get("sampler", "random"), "sampler", SAMPLERS)
-    pruner = data.get("pruner", "median")
+    # A design point pruned is a hole in its block and a survivor-only fit, so factorial never prunes.
+    pruner = data.get("pruner", "none" if sampler == "factorial" else "median")
     pruner = "none" if pruner is None else pruner
     pruner = ctx.choice(pruner, "pruner", PRUNERS)
+    if sampler == "factorial" and pruner != "none":
+        raise ConfigError(f"pruner must be none with sampler: factorial (a pruned design point would leave a hole "
+                          f"in its block and the effects would be fitted on survivors). Received: pruner={pruner!r} "
+                          f"({file})")
     stop = ctx.choice(data.get("stop", "budget"), "stop", STOPS)
     if stop == "decided" and sampler != "factorial":
         raise ConfigError(f"stop: decided needs sampler: factorial (a design run in replicated blocks, refitted "

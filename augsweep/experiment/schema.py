@@ -30,7 +30,7 @@ BASES = ("convnet", *APPLICATIONS)
 SAMPLERS = ("tpe", "random", "grid", "factorial")
 STOPS = ("budget", "decided")  # stop at `trials`, or as soon as every augmentation is decided (factorial)
 DEFAULT_MARGIN = 0.02  # validation loss; see README "Verdicts" for why
-PRUNERS = ("none", "median", "hyperband")
+PRUNERS = ("none", "median", "successive_halving", "hyperband")
 ON_BAD_FILE = ("error", "skip")
 
 

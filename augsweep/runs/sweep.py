@@ -53,14 +53,22 @@ def make_sampler(exp: Experiment, trial_index: int | None = None):
 
 
 def make_pruner(exp: Experiment):
-    """Pruner named by the experiment; steps count epochs across repeats."""
+    """Pruner named by the experiment; steps count epochs across repeats (step 0 = the first epoch).
+
+    `median` may prune from the first epoch on, once 4 trials have finished (bench/pruning.py, 6-epoch digits:
+    1.5-1.6x configurations per hour, best value unchanged; the old warm-up of half the epochs gave 1.1-1.2x).
+    `successive_halving` and `hyperband` use a minimum resource of 1 step and Optuna's reduction factor 3;
+    Optuna's rungs start at step `min_resource`, so their first decision comes after the second epoch.
+    """
     import optuna
 
     steps = exp.train.epochs * exp.repeats
     if exp.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, exp.train.epochs // 2))
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0)
+    if exp.pruner == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
     if exp.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(2, steps))
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(2, steps), reduction_factor=3)
     return optuna.pruners.NopPruner()
 
 
