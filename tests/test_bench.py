@@ -19,6 +19,7 @@ from tests.helpers import run_cli
     ("gpu.py", "GFLOP per training image"),
     ("streaming.py", "| streamed + cache |"),
     ("reuse.py", "fixed cost per repeat:"),
+    ("report_scale.py", "files byte-identical across rounds"),
 ])
 def test_benchmark_runs_tiny(script, expected):
     result = run_cli(f"bench/{script}", "--tiny")
