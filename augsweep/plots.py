@@ -164,8 +164,11 @@ def optimization_history(trials: pd.DataFrame, curves: pd.DataFrame, path: str |
     from matplotlib import colormaps
 
     cmap = colormaps["viridis"]
-    for trial, h in curves.groupby("trial"):
-        mean = h.groupby("epoch")["val_loss"].mean()
+    # One groupby for every trial's mean curve (a groupby per trial cost ~0.3 s at 1,000 trials); each group
+    # averages the same rows in the same order, so the values are the same.
+    means = curves.groupby(["trial", "epoch"])["val_loss"].mean()
+    for trial, mean in means.groupby(level="trial"):
+        mean = mean.droplevel("trial")
         if state.get(trial) == "PRUNED":
             ax.plot(mean.index, mean, color="0.6", ls="--", lw=0.8, alpha=0.8)
         elif trial != best:

@@ -20,6 +20,7 @@ from tests.helpers import run_cli
     ("streaming.py", "| streamed + cache |"),
     ("reuse.py", "fixed cost per repeat:"),
     ("determinism.py", "| deterministic ops (default) |"),
+    ("report_scale.py", "files byte-identical across rounds"),
 ])
 def test_benchmark_runs_tiny(script, expected):
     result = run_cli(f"bench/{script}", "--tiny")

@@ -40,11 +40,14 @@ class AblationData:
     failed: pd.DataFrame  # variant, seed, reason
 
 
-def load_ablation(tracking_uri: str, experiment_name: str) -> AblationData | None:
-    """The latest ablation parent run of the experiment and its nested runs, or None."""
+def load_ablation(tracking_uri: str, experiment_name: str, client=None) -> AblationData | None:
+    """The latest ablation parent run of the experiment and its nested runs, or None (`client`: the report's
+    `MlflowClient`, made here when not given)."""
     import json
 
-    client = client_for(tracking_uri)
+    from ..stores.run_files import read_run_files
+
+    client = client or client_for(tracking_uri)
     mexp = client.get_experiment_by_name(experiment_name)
     if mexp is None:
         return None
@@ -58,6 +61,9 @@ def load_ablation(tracking_uri: str, experiment_name: str) -> AblationData | Non
     children = client.search_runs([mexp.experiment_id],
                                   f"tags.mlflow.parentRunId = '{pid}' and tags.kind = '{KIND_RUN}'",
                                   max_results=50_000)
+    # The search already holds every child's artifact folder: read the histories in bulk, not one download each.
+    histories = read_run_files(tracking_uri, {r.info.run_id: r.info.artifact_uri for r in children
+                                              if r.info.status == "FINISHED"}, "history.csv", pd.read_csv)
     runs, classes, affinity, curves, failed = [], [], [], [], []
     for run in sorted(children, key=lambda r: (r.data.tags.get("variants", ""), r.data.tags.get("seed_index", ""))):
         tags, m = run.data.tags, run.data.metrics
@@ -67,12 +73,7 @@ def load_ablation(tracking_uri: str, experiment_name: str) -> AblationData | Non
             failed += [{"variant": n, "seed": seed, "status": run.info.status,
                         "reason": tags.get("failure_reason", "")} for n in names]
             continue
-        history = None
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                history = pd.read_csv(client.download_artifacts(run.info.run_id, "history.csv", tmp))
-            except Exception:
-                history = None
+        history = histories.get(run.info.run_id)
         for n in names:
             runs.append({"variant": n, "seed": seed, "best_val_loss": m.get("best_val_loss", np.nan),
                          "final_loss": m.get("final_loss", np.nan),

