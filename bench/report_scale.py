@@ -98,6 +98,8 @@ def main(argv=None) -> int:
         args.trials, args.epochs, args.rounds = 24, 4, 1
 
     studies = {"default (16 trials x 4 repeats)": 16, f"large ({args.trials} trials x 4 repeats)": args.trials}
+    if args.tiny:  # the smoke run builds and reports one small study
+        studies = {f"tiny ({args.trials} trials x 4 repeats)": args.trials}
     sides = {"this checkout": ROOT, **({"baseline": args.baseline.resolve()} if args.baseline else {})}
     rows: list[list] = []
     with contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory(prefix="augsweep-") as root:

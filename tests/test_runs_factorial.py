@@ -101,9 +101,13 @@ def _kill_after(proc, db, complete: int) -> None:
     proc.communicate()
 
 
-def test_killed_mid_block_resumes_the_same_blocks(tmp_path, write_experiment):
+def test_killed_mid_block_resumes_the_same_blocks(tmp_path, write_experiment, monkeypatch):
     path = write_experiment(_factorial(name="resume", trials=8, repeats=1, train={"epochs": 3}))
     mlruns = tmp_path / "m"
+    # A kill between Optuna's ask and the trial's first write leaves a RUNNING trial with no process recorded,
+    # which a rerun may only fail once its heartbeat grace has passed (60 s by default): shorten it here.
+    monkeypatch.setenv("AUGSWEEP_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("AUGSWEEP_HEARTBEAT_GRACE", "3")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), str(path), "--mlruns", str(mlruns)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
