@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     p.add_argument("--tiny", action="store_true", help="seconds-long smoke run on a CPU (tests)")
     args = p.parse_args(argv)
     if args.tiny:
-        args.image_size, args.depth, args.images, args.batch_sizes, args.seconds = 16, 2, 64, "16,32", 0.2
+        args.image_size, args.depth, args.images, args.batch_sizes, args.seconds = 16, 2, 64, "16", 0.2
 
     import keras
     import numpy as np
