@@ -71,7 +71,10 @@ def test_workers_and_an_independent_process_share_one_study_within_the_budget(tm
 
 
 def test_kill_9_mid_trial_then_rerun_resumes_and_retries_once(tmp_path, write_experiment):
-    path = write_experiment(tiny_experiment(name="kill", trials=2, search_space=SPACE, train={"epochs": 12}))
+    # A median pruner makes the trial report every epoch, so "mid-trial" is a 12-epoch window to catch; with
+    # none, the reports come in one batch at the end of the repeat, and the poll could miss the trial running.
+    path = write_experiment(tiny_experiment(name="kill", trials=2, search_space=SPACE, train={"epochs": 12},
+                                            pruner="median"))
     mlruns = tmp_path / "m"
     proc = _sweep_process(path, mlruns)
     _wait_for_training(proc, mlruns)
