@@ -1,39 +1,38 @@
-"""What deterministic ops cost (`train.deterministic`, on by default), and what they buy: the same repeat trained
-with and without them, side by side in one run, round after round, alternating.
+"""What deterministic ops cost (`train.deterministic`, on by default), and what they buy: the same repeats
+trained with and without them, side by side in one run, round after round, alternating.
 
-Both sides train one repeat of the default experiment's network (depth 2, dense 64, contrast + brightness +
-rotation + warp in the model) through `train.run`, from a fresh build each time (`reuse_compiled: false`, so
-each side pays the same fixed cost), with the *same seeds* every round. Columns: per-repeat wall and CPU time
-(median of the rounds), the ratio to the non-deterministic side, and the largest |Δ val_loss| between any
-two rounds of one side: 0 when the side is reproducible, the thread-timing drift when it is not.
+Each round of each side is a fresh process (TensorFlow reads parts of its determinism switch once per
+process, so one process cannot time both sides fairly) that trains `--repeats` repeats of the default
+experiment's network (depth 2, dense 64, contrast + brightness + rotation + warp in the model) through
+`train.run` as a trial does: the first repeat builds, the others reuse the compiled model. Every round uses
+the same seeds. Columns: per-repeat wall and CPU time inside the process (median over rounds and repeats;
+the TensorFlow import is not counted), the ratio to the non-deterministic side, and the largest |Δ val_loss|
+between any two rounds of one side: 0 when the side is reproducible across processes, the thread-timing
+drift when it is not.
 
-    python bench/determinism.py                                  # default data: digits 16x16, 150 images (~2 min)
-    python bench/determinism.py --image-size 32 --train-samples 0    # all 1,437 digits at 32x32 (~5 min)
+    python bench/determinism.py                                  # default data: digits 16x16, 150 images (~4 min)
+    python bench/determinism.py --image-size 32 --train-samples 0 --epochs 10   # all 1,437 digits at 32x32
     python bench/determinism.py --tiny                           # smoke setting used by the tests
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
+import time
 
 import numpy as np
 
-import _common  # noqa: F401 - sets sys.path and the TF log level
-from _common import alternate, machine, median, rounds_text, table
+import _common
+from _common import machine, median, rounds_text, table
+
+SIDES = {"deterministic ops (default)": True, "train.deterministic: false": False}
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--rounds", type=int, default=4)
-    p.add_argument("--image-size", type=int, default=16)
-    p.add_argument("--train-samples", type=int, default=150, help="0: all training digits")
-    p.add_argument("--tiny", action="store_true", help="seconds-long smoke run (tests)")
-    args = p.parse_args(argv)
-    if args.tiny:
-        args.epochs, args.rounds = 2, 1
-
+def worker(args) -> None:
+    """Train the repeats in this process with determinism `args.worker`; print one JSON line."""
     from augsweep import runtime
     from augsweep.experiment import DatasetConfig, TrainConfig
     from augsweep.experiment.seeding import repeat_seeds
@@ -41,37 +40,62 @@ def main(argv=None) -> int:
     from augsweep.training import train
     from augsweep.training.data import load_dataset
 
+    runtime.set_determinism(args.worker == "on")
     device = runtime.configure_device()
-    size = (args.image_size, args.image_size)
-    ds = load_dataset(DatasetConfig("digits", size, train_samples=args.train_samples or None), 0)
+    ds = load_dataset(DatasetConfig("digits", (args.image_size,) * 2, train_samples=args.train_samples or None), 0)
     config = TrialConfig(2, dense_units=64, learning_rate=0.003, augmentations=(
         ("contrast", (("factor", 0.3),)), ("brightness", (("factor", 0.1),)), ("rotation", (("factor", 0.1),)),
         ("warp", (("factor", 0.1), ("kind", "translation")))))
-    settings = TrainConfig(epochs=args.epochs, batch_size=32, learning_rate=0.003, reuse_compiled="false")
-    curves: dict[str, list[np.ndarray]] = {}
+    settings = TrainConfig(epochs=args.epochs, batch_size=32, learning_rate=0.003)
+    out = {"device": device, "images": len(ds.x_train), "wall": [], "cpu": [], "curves": []}
+    for r in range(args.repeats):
+        w, c = time.perf_counter(), time.process_time()
+        history = train.run(config, ds, settings, repeat_seeds(0, r)).history
+        out["wall"].append(time.perf_counter() - w)
+        out["cpu"].append(time.process_time() - c)
+        out["curves"].append(history["val_loss"].astype(float).tolist())
+    print(json.dumps(out))
 
-    def side(name: str, on: bool):
-        def repeat():
-            runtime.set_determinism(on)
-            w, c = _common.timed(lambda: curves.setdefault(name, []).append(
-                train.run(config, ds, settings, repeat_seeds(0, 0)).history["val_loss"].to_numpy(dtype=float)))
-            return w, c
-        return repeat
 
-    sides = {"deterministic ops (default)": True, "train.deterministic: false": False}
-    wall, cpu = alternate({name: side(name, on) for name, on in sides.items()}, args.rounds)
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--repeats", type=int, default=2, help="repeats per process (the first builds, the rest reuse)")
+    p.add_argument("--rounds", type=int, default=4)
+    p.add_argument("--image-size", type=int, default=16)
+    p.add_argument("--train-samples", type=int, default=150, help="0: all training digits")
+    p.add_argument("--tiny", action="store_true", help="seconds-long smoke run (tests)")
+    p.add_argument("--worker", choices=("on", "off"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.tiny:
+        args.epochs, args.rounds, args.repeats = 2, 1, 1
+    if args.worker:
+        worker(args)
+        return 0
+
+    results: dict[str, list[dict]] = {name: [] for name in SIDES}
+    for _ in range(args.rounds):
+        for name, on in SIDES.items():
+            cmd = [sys.executable, __file__, "--worker", "on" if on else "off", "--epochs", str(args.epochs),
+                   "--repeats", str(args.repeats), "--image-size", str(args.image_size),
+                   "--train-samples", str(args.train_samples)]
+            done = subprocess.run(cmd, capture_output=True, text=True, cwd=_common.ROOT, check=True)
+            results[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
     base = "train.deterministic: false"
+    walls = {n: [w for res in results[n] for w in res["wall"]] for n in SIDES}
+    cpus = {n: [c for res in results[n] for c in res["cpu"]] for n in SIDES}
     rows = []
-    for name in sides:
-        runs = np.stack(curves[name])
-        drift = float(np.max(np.abs(runs - runs[0]))) if len(runs) > 1 else float("nan")
-        rows.append([name, median(wall[name]), median(cpu[name]), median(wall[name]) / median(wall[base]),
-                     median(cpu[name]) / median(cpu[base]), f"{drift:.2g}", rounds_text(wall[name])])
-    print(f"deterministic ops: one {args.epochs}-epoch repeat, digits {size[0]}x{size[1]}, {len(ds.x_train)} "
-          f"training images, {args.rounds} alternating rounds, same seeds every round; backend "
-          f"{runtime.backend()}; {device}; {machine()}")
-    print(table(["side", "wall s", "CPU s", "wall ratio", "CPU ratio", "max |Δ val_loss| across rounds",
-                 "wall rounds s"], rows))
+    for name in SIDES:
+        curves = np.array([res["curves"] for res in results[name]])  # rounds x repeats x epochs
+        drift = float(np.max(np.abs(curves - curves[0]))) if len(curves) > 1 else float("nan")
+        rows.append([name, median(walls[name]), median(cpus[name]), median(walls[name]) / median(walls[base]),
+                     median(cpus[name]) / median(cpus[base]), f"{drift:.2g}", rounds_text(walls[name])])
+    first = results[base][0]
+    print(f"deterministic ops: {args.repeats} repeat(s) of {args.epochs} epochs per process, digits "
+          f"{args.image_size}x{args.image_size}, {first['images']} training images, {args.rounds} alternating "
+          f"rounds (a fresh process each), same seeds every round; {first['device']}; {machine()}")
+    print(table(["side", "wall s per repeat", "CPU s per repeat", "wall ratio", "CPU ratio",
+                 "max |Δ val_loss| across processes", "wall per repeat s"], rows))
     return 0
 
 
