@@ -225,7 +225,9 @@ def set_determinism(on: bool) -> bool:
     training amplifies that into 0.03-0.07 of validation loss after 40 epochs (measured on the digits
     default). `--reproduce` can only check a run that was deterministic.
 
-    - TensorFlow: `enable_op_determinism` (and its inverse, so tests and benchmarks can switch back).
+    - TensorFlow: `enable_op_determinism`. Its inverse is called for `false`, but TensorFlow keeps part of the
+      switch for the life of the process once it was on (bench/determinism.py measures in fresh processes),
+      so `false` after `true` in one process may still run deterministic kernels: slower, never less exact.
     - JAX: XLA on CPU is deterministic as built; on a GPU, XLA's deterministic scatter/reduction kernels
       are chosen by `XLA_FLAGS`, read once when JAX starts its backend, so call this before
       `configure_device`.
