@@ -10,6 +10,7 @@ a union bound, so no assumption about how looks correlate is needed). Pure funct
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from typing import Iterable, Sequence
@@ -49,6 +50,7 @@ def spent_alpha(alpha: float, fraction: float, spending: str = SPENDING) -> floa
     raise ValueError(f"spending must be one of {SPENDINGS}, not {spending!r}")
 
 
+@functools.lru_cache(maxsize=4096)  # pure; `blocks_to_decide` asks for the same levels for every row and look
 def look_alpha(alpha: float, look: int, max_looks: int, spending: str = SPENDING) -> float:
     """Family-wise level for look `look` of `max_looks`; the levels of all looks sum to `alpha`."""
     if not 1 <= look <= max_looks:
@@ -201,6 +203,12 @@ def _replicate_codes(seeds: pd.DataFrame) -> tuple[np.ndarray, int]:
 MAX_PROJECTED_BLOCKS = 100
 
 
+@functools.lru_cache(maxsize=8192)
+def _t_critical(level: float, df: int) -> float:
+    """Two-sided t critical value at `level` (cached: the projection asks for the same ones row after row)."""
+    return float(sps.t.isf(level / 2.0, df))
+
+
 def blocks_to_decide(row: pd.Series | dict, *, seeds_per_block: int, looks_done: int, max_looks: int,
                      alpha: float, margin: float, spending: str = SPENDING) -> float:
     """More blocks after which the row would be decided if its effect and seed sd held (NaN: not within
@@ -216,7 +224,7 @@ def blocks_to_decide(row: pd.Series | dict, *, seeds_per_block: int, looks_done:
         n2 = n + extra * seeds_per_block
         look = looks_done + extra
         a = sidak_level(look_alpha(alpha, look, max(max_looks, look), spending), m)
-        half = sps.t.isf(a / 2.0, n2 - 1) * sd / math.sqrt(n2)
+        half = _t_critical(a, n2 - 1) * sd / math.sqrt(n2)
         if abs(effect) - half > 0 or abs(effect) + half < margin:
             return float(extra)
     return float("nan")
@@ -357,13 +365,19 @@ def _alias(s: np.ndarray, names: list[str], a: str, b: str) -> str:
     return ""
 
 
+@functools.lru_cache(maxsize=8192)
+def _t_factor(alpha_per: float, power: float, n: int) -> float:
+    """t_{1-alpha/2} + t_{power} with n - 1 degrees of freedom (cached: the bisection repeats them per row)."""
+    return float(sps.t.isf(alpha_per / 2.0, n - 1) + sps.t.ppf(power, n - 1))
+
+
 def seeds_needed(effect: float, sd: float, alpha_per: float, power: float = POWER, limit: int = 100_000) -> float:
     """Seeds for `power` to exclude 0 at two-sided level `alpha_per` if the effect and seed sd held."""
     if not (np.isfinite(effect) and np.isfinite(sd)) or effect == 0:
         return float("nan")
 
     def enough(n: int) -> bool:
-        return (sps.t.isf(alpha_per / 2.0, n - 1) + sps.t.ppf(power, n - 1)) * sd / math.sqrt(n) <= abs(effect)
+        return _t_factor(alpha_per, power, n) * sd / math.sqrt(n) <= abs(effect)
 
     if enough(2):
         return 2.0
