@@ -214,7 +214,7 @@ def set_precision(mixed: bool) -> str:
 
 
 JAX_DETERMINISM_FLAG = "--xla_gpu_deterministic_ops=true"
-_DETERMINISTIC: list[bool] = []  # what the last `set_determinism` turned on (empty: never called)
+_DETERMINISTIC = False  # what the last `set_determinism` turned on
 
 
 def set_determinism(on: bool) -> bool:
@@ -259,13 +259,14 @@ def set_determinism(on: bool) -> bool:
 
 
 def _record(on: bool) -> bool:
-    _DETERMINISTIC[:] = [on]
+    global _DETERMINISTIC
+    _DETERMINISTIC = on
     return on
 
 
 def deterministic() -> bool:
     """Whether this process trains with deterministic ops (`set_determinism`); logged as tag `deterministic`."""
-    return bool(_DETERMINISTIC and _DETERMINISTIC[0])
+    return _DETERMINISTIC
 
 
 def release_traced_gradients() -> int:

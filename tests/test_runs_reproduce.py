@@ -84,10 +84,8 @@ def test_a_training_logged_without_deterministic_ops_is_compared_within_seed_noi
 
 
 def test_train_deterministic_must_be_a_boolean(write_experiment):
-    from tests.helpers import run_cli as cli
-
     path = write_experiment(digits_experiment(deterministic="sometimes"))
-    result = cli("sweep.py", path, "--mlruns", path.parent / "m")
+    result = run_cli("sweep.py", path, "--mlruns", path.parent / "m")
     assert result.returncode == 2
     assert "train.deterministic" in result.stderr and "sometimes" in result.stderr
     assert not (path.parent / "m").exists()

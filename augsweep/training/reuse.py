@@ -12,9 +12,9 @@ their state to what a fresh build with the repeat's seeds would hold:
 - every augmentation layer's seed-generator state set to `[layer_seed(aug, name), 0]`, what a fresh
   `SeedGenerator(seed)` starts from.
 
-What counts as the structure (the cache key, `structure_key`): backend, dtype policy, input shape, classes,
-depth, filters, dense units, Adam's epsilon, `jit_compile`, the augmentations in the model **with all their
-parameters, magnitudes included**. Keras's random preprocessing layers keep their factors as Python floats
+What counts as the structure (the cache key, `structure_key`): backend, dtype policy, deterministic ops (kernels
+chosen while tracing may depend on them), input shape, classes, depth, filters, dense units, Adam's epsilon,
+`jit_compile`, the augmentations in the model **with all their parameters, magnitudes included**. Keras's random preprocessing layers keep their factors as Python floats
 and read them while the step is traced, so a factor changed on a built layer is baked into the traced graph
 under TensorFlow and JAX alike: the old magnitude would silently keep running. Keying on the magnitudes is
 the only option that stays correct on every backend without rewriting Keras's layers, so a reused model is
@@ -67,11 +67,13 @@ def cached_model():
     return _CACHE.get("model")
 
 
-def structure_key(config, dataset, settings, in_model: Sequence[str], model_cfg, backend: str, dtype_policy: str):
+def structure_key(config, dataset, settings, in_model: Sequence[str], model_cfg, backend: str, dtype_policy: str,
+                  deterministic: bool = False):
     """What two repeats must share to train the same compiled model (see the module docstring)."""
     augs = tuple((n, tuple(sorted(config.enabled[n].items()))) for n in build_order(list(in_model)))
     return (backend, dtype_policy, model_cfg, tuple(dataset.input_shape), int(dataset.num_classes),
-            config.depth, config.filters, config.dense_units, augs, settings.adam_epsilon, settings.jit_compile)
+            config.depth, config.filters, config.dense_units, augs, settings.adam_epsilon, settings.jit_compile,
+            deterministic)
 
 
 def _seed_generators(layer) -> list:

@@ -199,8 +199,8 @@ def acquire_model(config: TrialConfig, dataset: Dataset, settings: TrainConfig, 
     if not reuse.enabled(settings.reuse_compiled, runtime.backend()) or model.uses_base:
         reuse.clear()
         return fresh()
-    key = reuse.structure_key(config, dataset, settings, in_model, model, runtime.backend(), runtime.dtype_policy())
-    key = (key, runtime.deterministic())  # kernels chosen while tracing may depend on the determinism switch
+    key = reuse.structure_key(config, dataset, settings, in_model, model, runtime.backend(), runtime.dtype_policy(),
+                              runtime.deterministic())
     set_global_seed(seeds.order)  # what `build` does first; a reused model skips `build`
     net, _ = reuse.acquire(key, seeds, config.learning_rate, fresh, list(in_model))
     return net
