@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from augsweep import augment
 from augsweep.experiment import ConfigError, ModelConfig, TrainConfig
 from augsweep.experiment.seeding import repeat_seeds
 from augsweep.experiment.space import TrialConfig
@@ -74,8 +73,6 @@ def test_trainable_two_changes_exactly_the_top_two_layers(tmp_path):
 
 
 def test_weights_file_round_trips_both_formats(tmp_path):
-    import keras
-
     saved = saved_base(tmp_path / "base.weights.h5", depth=2)
     keras_file = tmp_path / "base.keras"
     donor = convnet_base(SHAPE, 2, 4, seed=7)

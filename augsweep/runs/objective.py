@@ -85,8 +85,6 @@ class Objective:
     progress: SweepProgress | None = None  # per-epoch terminal progress (the sweep's); None: silent
 
     def __call__(self, trial) -> float:
-        import optuna
-
         runtime.freeze_long_lived_objects()
         exp = self.experiment
         config = space.sample(trial, exp.search_space, exp.train.learning_rate, grid=self.grid)
