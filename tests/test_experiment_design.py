@@ -8,7 +8,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from augsweep.experiment.design import DesignError, block_points, crossed, magnitudes, two_level_design
+from augsweep.experiment.design import (DesignError, block_points, crossed, level_columns, magnitude_levels,
+                                       two_level_design)
 
 AUGS = ["flip", "contrast", "rotation", "warp"]
 
@@ -87,37 +88,70 @@ def test_crossed_with_depths():
         assert sorted(rows) == sorted(tuple(bool(v) for v in r) for r in plan.matrix)
 
 
-def test_magnitudes_deterministic_stratified_and_resumable():
-    ranges = {"aug_rotation_factor": (0.0, 0.4), "aug_contrast_factor": (0.1, 0.9), "aug_zoom_px": (1, 4),
-              "aug_warp_kind": ["grid", "elastic", "perspective"]}
-    m0 = magnitudes(16, ranges, seed=3)
-    assert m0 == magnitudes(16, dict(reversed(list(ranges.items()))), seed=3)
-    assert magnitudes(16, ranges, seed=4) != m0
-    for block in (m0,):
-        u = np.array([p["aug_rotation_factor"] for p in block]) / 0.4
-        # scrambled Sobol: each 1/16 stratum of every dimension holds exactly one of 16 points
-        assert sorted(np.floor(u * 16).astype(int)) == list(range(16))
-        assert all(p["aug_zoom_px"] in (1, 2, 3, 4) and isinstance(p["aug_zoom_px"], int) for p in block)
-        assert Counter(Counter(p["aug_zoom_px"] for p in block).values()) == {4: 4}
-        kinds = Counter(p["aug_warp_kind"] for p in block)
-        assert set(kinds) == {"grid", "elastic", "perspective"} and max(kinds.values()) - min(kinds.values()) <= 1
+def _independent_of_other_switches(plan, levels, key, aug):
+    """Within the runs where `aug` is on, the magnitude's distribution is the same with and without every
+    other factor (checked by counting, independently of how the design chose its columns)."""
+    j = plan.factors.index(aug)
+    on = plan.matrix[:, j]
+    for b in range(len(plan.factors)):
+        if b == j:
+            continue
+        with_b = Counter(levels[i][key] for i in range(plan.runs) if on[i] and plan.matrix[i, b])
+        without_b = Counter(levels[i][key] for i in range(plan.runs) if on[i] and not plan.matrix[i, b])
+        if with_b != without_b:
+            return False
+    return True
 
 
-def test_magnitudes_not_aliased_with_switches():
+def test_magnitudes_are_balanced_levels_in_the_full_factorial():
     plan = two_level_design(AUGS, 16)
-    X = np.where(plan.matrix, 1, -1)
-    columns = [X[:, j] for j in range(4)] + [X[:, i] * X[:, j] for i, j in itertools.combinations(range(4), 2)]
-    for seed in range(4):
-        u = np.array([m["r"] for m in magnitudes(16, {"r": (0.0, 1.0)}, seed=seed)])
-        for col in columns:
-            on = col > 0
-            # Unpermuted, Sobol's (Gray-code) leading digit reproduces a product of standard-order
-            # columns exactly: the magnitude would be aliased with an interaction.
-            assert not (u[on].max() < u[~on].min() or u[~on].max() < u[on].min())
+    ranges = {"rotation": {"factor": (0.02, 0.3)}, "contrast": {"factor": (0.1, 0.5)}, "warp": {"factor": (1, 4)}}
+    levels, how = magnitude_levels(plan, ranges, {})
+    assert how == {"aug_rotation_factor": "levels 0.02|0.3", "aug_contrast_factor": "levels 0.1|0.5",
+                   "aug_warp_factor": "levels 1|4"}
+    for aug, params in ranges.items():
+        key = f"aug_{aug}_factor"
+        on = plan.matrix[:, plan.factors.index(aug)]
+        vals = [levels[i][key] for i in range(16) if on[i]]
+        assert Counter(vals) == {params["factor"][0]: 4, params["factor"][1]: 4}  # half each
+        assert _independent_of_other_switches(plan, levels, key, aug)
+        # ... and against every two-factor interaction of the others (nothing leaks into an interaction)
+        others = [b for b in range(4) if b != plan.factors.index(aug)]
+        x = np.where(plan.matrix, 1, -1)
+        z = np.array([(levels[i][key] - np.mean(vals)) if on[i] else 0.0 for i in range(16)])
+        for b, c in itertools.combinations(others, 2):
+            assert abs(float(z @ (x[:, b] * x[:, c]))) < 1e-9
+    assert isinstance(levels[0]["aug_warp_factor"], int)
+
+
+def test_magnitudes_fixed_when_the_design_has_no_room():
+    # Four factors in eight runs: within the runs where one is on, the other three use every degree of
+    # freedom, so no magnitude column is balanced: the range is fixed at its midpoint, a choice at its first.
+    plan = two_level_design(AUGS, 8)
+    levels, how = magnitude_levels(plan, {"rotation": {"factor": (0.0, 0.4)}}, {"warp": {"kind": ["grid", "elastic"]}})
+    assert how == {"aug_rotation_factor": "fixed at 0.2", "aug_warp_kind": "fixed at grid"}
+    assert {m["aug_rotation_factor"] for m in levels} == {0.2}
+
+
+def test_magnitude_choices_balanced_when_there_is_room():
+    plan = two_level_design(["a", "b", "c"], 8)
+    levels, how = magnitude_levels(plan, {}, {"a": {"kind": ["x", "y"]}})
+    assert how == {"aug_a_kind": "choices x|y"}
+    assert _independent_of_other_switches(plan, levels, "aug_a_kind", "a")
+    assert Counter(levels[i]["aug_a_kind"] for i in range(8) if plan.matrix[i, 0]) == {"x": 2, "y": 2}
+
+
+def test_level_columns_catch_a_leaking_column():
+    # The oracle above must be able to fail: a magnitude that follows another switch is not independent.
+    plan = two_level_design(AUGS, 16)
+    leaky = [{"aug_rotation_factor": 0.3 if row[1] else 0.02} for row in plan.matrix]
+    assert not _independent_of_other_switches(plan, leaky, "aug_rotation_factor", AUGS[2])
+    cols = level_columns(plan, {a: 1 for a in AUGS})
+    assert all(len(c) == 1 for c in cols.values())
 
 
 def test_block_points_flat_convention_and_order():
-    plan = two_level_design(AUGS, 8)
+    plan = two_level_design(AUGS, 16)
     ranges = {"rotation": {"factor": (0.0, 0.3)}, "contrast": {"factor": (0.1, 0.5)}}
     choices = {"warp": {"kind": ["grid", "elastic"]}}
     b0 = block_points(plan, [1, 2], ranges, choices, seed=5, block=0)

@@ -9,13 +9,11 @@ from __future__ import annotations
 import itertools
 import math
 import string
-import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pyDOE3
-from scipy.stats import qmc
 
 from .schema import Choice, FloatRange, IntRange, SearchSpace
 
@@ -137,48 +135,110 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
-def magnitudes(n_points: int, ranges: Mapping[str, Any], seed: int) -> list[dict[str, Any]]:
-    """Per-point values: scrambled Sobol over `(low, high)` ranges, balanced cycling over choice lists.
+def _base_columns(plan: DesignPlan) -> np.ndarray:
+    """The +-1 columns of the plan's base factors (all of them for a full factorial; the first p of a
+    regular fraction, whose added factors are products of those)."""
+    x = np.where(plan.matrix, 1, -1)
+    return x[:, : plan.matrix.shape[1] - len(plan.generators)]
 
-    The same for every block: blocks replicate the design over fresh seeds, so every (block, repeat) is an
-    exchangeable seed replicate of one fixed set of design points, and an effect estimates one quantity (its
-    average over these magnitudes) however many blocks have run.
+
+def _orthogonal(col: np.ndarray, on: np.ndarray, others: Sequence[np.ndarray]) -> bool:
+    return all(int((col[on] * o[on]).sum()) == 0 for o in others)
+
+
+def level_columns(plan: DesignPlan, needs: Mapping[str, int]) -> dict[str, list[np.ndarray]]:
+    """For each factor, up to `needs[factor]` +-1 columns of the design that set its magnitude levels.
+
+    A level column g of factor a must be balanced, within the runs where a is on, against the intercept and
+    every other factor (and so must every product of a's columns), so that a dose-response of a cannot leak
+    into another factor's effect, whatever its shape: the magnitudes of a are then distributed alike with and
+    without every other factor. Columns also balanced against every two-factor interaction of the others are
+    preferred (nothing leaks into an interaction either). A factor may get fewer columns than it needs (none
+    in a small fraction: four factors in eight runs leave no free column); the caller fixes the rest.
     """
-    names = sorted(ranges)  # dimension order independent of dict order, so a resume matches
-    continuous = [n for n in names if isinstance(ranges[n], tuple)]
-    categorical = [n for n in names if not isinstance(ranges[n], tuple)]
-    out: list[dict[str, Any]] = [{} for _ in range(n_points)]
-    if n_points <= 0:
-        return out
-    if continuous:
-        sobol = qmc.Sobol(d=len(continuous), scramble=True, seed=np.random.default_rng([seed, 0]))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # balance warning for n not a power of 2
-            u = sobol.random(n_points)
-        # Sobol's leading digits follow the (Gray-coded) binary digits of the point index, which
-        # reproduce products of the standard-order design's columns: a magnitude would be aliased
-        # with an interaction. A seeded permutation of the points breaks that.
-        u = u[np.random.default_rng([seed, 0, 1]).permutation(n_points)]
-        for j, name in enumerate(continuous):
-            low, high = ranges[name]
-            if _is_int(low) and _is_int(high):
-                vals = np.minimum(low + np.floor(u[:, j] * (high - low + 1)), high).astype(int)
-                for i in range(n_points):
-                    out[i][name] = int(vals[i])
-            else:
-                vals = low + u[:, j] * (high - low)
-                for i in range(n_points):
-                    out[i][name] = float(vals[i])
-    for j, name in enumerate(categorical):
-        options = list(ranges[name])
-        if not options:
-            raise ValueError(f"{name}: no choices")
-        # Balanced counts; shuffled so the cycle is not aliased with the design's columns.
-        idx = np.arange(n_points) % len(options)
-        idx = idx[np.random.default_rng([seed, 0, 2, j]).permutation(n_points)]
-        for i in range(n_points):
-            out[i][name] = options[int(idx[i])]
+    base = _base_columns(plan)
+    p = base.shape[1]
+    x = np.where(plan.matrix, 1, -1)
+    names = list(plan.factors)
+    if p > 12:  # 4,096 candidate columns is plenty; larger designs use the low-order ones
+        masks = [m for r in range(2, 5) for m in (sum(1 << i for i in c) for c in itertools.combinations(range(p), r))]
+    else:
+        masks = list(range(1, 1 << p))
+    cands = [np.prod(base[:, [i for i in range(p) if m >> i & 1]], axis=1) for m in masks]
+    out: dict[str, list[np.ndarray]] = {}
+    for j, a in enumerate(names):
+        want = int(needs.get(a, 0))
+        if want <= 0:
+            continue
+        on = x[:, j] > 0
+        others = [np.ones(len(x), dtype=int)] + [x[:, b] for b in range(len(names)) if b != j]
+        pairs = [x[:, b] * x[:, c] for b, c in itertools.combinations([b for b in range(len(names)) if b != j], 2)]
+        main_ok = [c for c in cands if _orthogonal(c, on, others)]
+        strict = [c for c in main_ok if _orthogonal(c, on, pairs)]
+        chosen: list[np.ndarray] = []
+        for c in strict + [c for c in main_ok if not any(c is s for s in strict)]:
+            if len(chosen) >= want:
+                break
+            # Every product of the chosen columns (the codes' joint distribution) must stay balanced too.
+            span = [c * np.prod(np.array([chosen[i] for i in k] or [np.ones_like(c)]), axis=0)
+                    for r in range(len(chosen) + 1) for k in itertools.combinations(range(len(chosen)), r)]
+            if all(_orthogonal(s, on, others) for s in span):
+                chosen.append(c)
+        out[a] = chosen
     return out
+
+
+def _bits(options: int) -> int:
+    return max(1, math.ceil(math.log2(options)))
+
+
+def magnitude_levels(plan: DesignPlan, ranges: Mapping[str, Mapping[str, tuple]],
+                     choices: Mapping[str, Mapping[str, Sequence]]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Per design run, the magnitude of every varying parameter, and how each parameter was set.
+
+    A range gets two levels, its ends (low, high), set by a balanced level column of the design; a choice
+    list gets its options from one or more such columns (a code, options cycled over the codes). A parameter
+    the design has no balanced column left for is fixed: a range at its midpoint, a choice at its first
+    option. Returned `how` maps `aug_<name>_<param>` to `levels low|high`, `choices a|b|...` or `fixed at v`.
+    """
+    params: dict[str, list[tuple[str, Any]]] = {}
+    for aug in plan.factors:
+        for p in sorted({**ranges.get(aug, {}), **choices.get(aug, {})}):
+            params.setdefault(aug, []).append((p, ranges[aug][p] if p in ranges.get(aug, {}) else list(choices[aug][p])))
+    needs = {a: sum(1 if isinstance(v, tuple) else _bits(len(v)) for _, v in ps) for a, ps in params.items()}
+    cols = level_columns(plan, needs)
+    runs = plan.runs
+    out: list[dict[str, Any]] = [{} for _ in range(runs)]
+    how: dict[str, str] = {}
+    for aug, ps in params.items():
+        free = list(cols.get(aug, []))
+        for p, spec in ps:
+            key = f"aug_{aug}_{p}"
+            if isinstance(spec, tuple):
+                low, high = spec
+                if free:
+                    g = free.pop(0)
+                    for i in range(runs):
+                        out[i][key] = high if g[i] > 0 else low
+                    how[key] = f"levels {low}|{high}"
+                else:
+                    mid = (low + high) // 2 if _is_int(low) and _is_int(high) else (low + high) / 2.0
+                    for i in range(runs):
+                        out[i][key] = mid
+                    how[key] = f"fixed at {mid:g}"
+                continue
+            n_bits = _bits(len(spec))
+            if len(free) >= n_bits:
+                gs, free = free[:n_bits], free[n_bits:]
+                code = sum(((g > 0).astype(int) << b) for b, g in enumerate(gs))
+                for i in range(runs):
+                    out[i][key] = spec[int(code[i]) % len(spec)]
+                how[key] = "choices " + "|".join(map(str, spec))
+            else:
+                for i in range(runs):
+                    out[i][key] = spec[0]
+                how[key] = f"fixed at {spec[0]}"
+    return out, how
 
 
 def block_points(
@@ -189,30 +249,26 @@ def block_points(
     seed: int,
     block: int,
 ) -> list[dict[str, Any]]:
-    """Flat params (`depth`, `aug_<name>`, `aug_<name>_<param>`) of one block, in seeded run order."""
+    """Flat params (`depth`, `aug_<name>`, `aug_<name>_<param>`) of one block, in seeded run order.
+
+    Magnitudes come from `magnitude_levels`: the same in every block (blocks replicate one design over fresh
+    seeds) and balanced against every other switch, so a dose-response stays inside its own augmentation.
+    """
     unknown = sorted((set(ranges) | set(choices)) - set(plan.factors))
     if unknown:
         raise ValueError(f"magnitudes given for augmentations not in the design: {unknown}")
-    spec: dict[str, Any] = {}
-    for aug, params in ranges.items():
-        for p, (low, high) in params.items():
-            spec[f"aug_{aug}_{p}"] = (low, high)
-    for aug, params in choices.items():
-        for p, options in params.items():
-            spec[f"aug_{aug}_{p}"] = list(options)
-    points = crossed(plan, depths)
-    mags = magnitudes(len(points), spec, seed)
+    levels, _ = magnitude_levels(plan, ranges, choices)
     flat = []
-    for point, mag in zip(points, mags):
-        row: dict[str, Any] = {"depth": point["depth"]}
-        for aug in plan.factors:
-            on = point["switches"][aug]
-            row[f"aug_{aug}"] = on
-            if on:  # the project's flat convention: magnitudes only for augmentations that are on
-                params = {**ranges.get(aug, {}), **choices.get(aug, {})}
-                for p in sorted(params):
-                    row[f"aug_{aug}_{p}"] = mag[f"aug_{aug}_{p}"]
-        flat.append(row)
+    for row, mag in zip(plan.matrix, levels):
+        for d in depths:
+            point: dict[str, Any] = {"depth": int(d)}
+            for aug, on in zip(plan.factors, row):
+                point[f"aug_{aug}"] = bool(on)
+                if on:  # the project's flat convention: magnitudes only for augmentations that are on
+                    params = {**ranges.get(aug, {}), **choices.get(aug, {})}
+                    for p in sorted(params):
+                        point[f"aug_{aug}_{p}"] = mag[f"aug_{aug}_{p}"]
+            flat.append(point)
     # A partly finished block must not be confounded with run order.
     order = np.random.default_rng([seed, block, 3]).permutation(len(flat))
     return [flat[i] for i in order]
@@ -244,10 +300,7 @@ def block_size(space: SearchSpace, plan: DesignPlan) -> int:
     return plan.runs * len(depth_levels(space))
 
 
-def space_block(space: SearchSpace, plan: DesignPlan, seed: int, block: int) -> list[dict[str, Any]]:
-    """One block's flat trial parameters: switches from the plan, depth crossed, magnitudes spread by the
-    seeded Sobol sequence within the search space's ranges, and the other network settings at their
-    midpoints (the design attributes effects to augmentations, not to widths)."""
+def _space_ranges(space: SearchSpace) -> tuple[dict[str, dict[str, tuple]], dict[str, dict[str, list]]]:
     ranges: dict[str, dict[str, tuple]] = {}
     choices: dict[str, dict[str, list]] = {}
     for name, params in space.augmentations:
@@ -256,8 +309,22 @@ def space_block(space: SearchSpace, plan: DesignPlan, seed: int, block: int) -> 
                 ranges.setdefault(name, {})[p] = (value.low, value.high)
             elif isinstance(value, Choice) and len(value.values) > 1:
                 choices.setdefault(name, {})[p] = list(value.values)
+    return ranges, choices
+
+
+def space_block(space: SearchSpace, plan: DesignPlan, seed: int, block: int) -> list[dict[str, Any]]:
+    """One block's flat trial parameters: switches from the plan, depth crossed, magnitudes at balanced
+    levels of the search space's ranges (`magnitude_levels`), and the other network settings at their
+    midpoints (the design attributes effects to augmentations, not to widths)."""
+    ranges, choices = _space_ranges(space)
     points = block_points(plan, depth_levels(space), ranges, choices, seed, block)
     fixed = {key: value.midpoint() for key, value in (("filters", space.filters), ("dense_units", space.dense_units),
                                                        ("learning_rate", space.learning_rate))
              if isinstance(value, (IntRange, FloatRange)) or (isinstance(value, Choice) and len(value.values) > 1)}
     return [{**point, **fixed} for point in points]
+
+
+def space_magnitudes(space: SearchSpace, plan: DesignPlan) -> dict[str, str]:
+    """How the design sets each varying magnitude (`magnitude_levels`'s `how`), for the report's estimand."""
+    ranges, choices = _space_ranges(space)
+    return magnitude_levels(plan, ranges, choices)[1]

@@ -36,3 +36,27 @@ def repeat_seeds(experiment_seed: int, repeat: int) -> RepeatSeeds:
     init, aug, order = np.random.SeedSequence([experiment_seed, repeat]).generate_state(3)
     mask = 2**31 - 1
     return RepeatSeeds(repeat, int(init) & mask, int(aug) & mask, int(order) & mask)
+
+
+# Seed-index ranges, so that no two purposes ever share a seed: a sweep's replicates use b*R + r (< STRIDE);
+# a design point retried after a failure trains on fresh seeds attempt*STRIDE + b*R + r (a failure that the
+# seeds cause does not simply recur, and the retry stays in its replicate's slot); an ablation trains its
+# variants on ABLATION_OFFSET + r, seeds no sweep trial used, so the base it retrains is not judged on the
+# same noise that made it the sweep's best.
+STRIDE = 1_000_000
+ABLATION_OFFSET = 1_000_000_000
+
+
+def sweep_seeds(experiment_seed: int, index: int, attempt: int = 0) -> RepeatSeeds:
+    """Seeds of seed replicate `index` (b*R + r) of a sweep, drawn afresh for retry `attempt` > 0; the
+    `repeat` it carries stays `index` (its replicate, and the name of its metrics)."""
+    if not 0 <= index < STRIDE:
+        raise ValueError(f"seed replicate {index} is outside 0..{STRIDE - 1}")
+    seeds = repeat_seeds(experiment_seed, attempt * STRIDE + index)
+    return RepeatSeeds(index, seeds.init, seeds.aug, seeds.order)
+
+
+def ablation_seeds(experiment_seed: int, repeat: int) -> RepeatSeeds:
+    """Seeds of repeat `repeat` of an ablation: past every seed index a sweep of the experiment can use."""
+    seeds = repeat_seeds(experiment_seed, ABLATION_OFFSET + repeat)
+    return RepeatSeeds(repeat, seeds.init, seeds.aug, seeds.order)

@@ -20,12 +20,12 @@ import yaml
 
 from .. import runtime
 from ..experiment.schema import ConfigError, Experiment
-from ..experiment.seeding import RepeatSeeds, repeat_seeds
+from ..experiment.seeding import RepeatSeeds, ablation_seeds
 from ..experiment.space import TrialConfig
 from ..stores.study import Stores, identity, load_study_readonly
 from ..stores.tracking import FAILED, FINISHED, KILLED, RUNNING, Tracker, repeat_metric, scratch_dir
 from ..training import evaluate
-from ..training.checks import failure_reason
+from ..training.checks import chance_loss, failure_reason
 from ..training.data import Dataset, load_dataset
 from ..training.model import check_model
 from .repeat import preview_images, train_repeat, write_artifacts
@@ -55,7 +55,7 @@ def base_from_sweep(exp: Experiment, stores: Stores) -> tuple[TrialConfig, str]:
 
 def ablation_id(exp: Experiment, base: TrialConfig, repeats: int) -> str:
     """What identifies an ablation: the experiment (as the sweep sees it), the base and the seeds."""
-    text = f"{identity(exp)}|{config_key(base)}|{exp.seed}|{repeats}"
+    text = f"{identity(exp)}|{config_key(base)}|{exp.seed}|{repeats}|fresh-seeds"  # seeds past the sweep's
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -109,7 +109,8 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
     extra = candidates(base, exp)
     variants = build_variants(base, extra, exp.ablation.baselines)
     aid = ablation_id(exp, base, R)
-    seeds = [repeat_seeds(exp.seed, r) for r in range(R)]
+    # Fresh seeds, never used by the sweep: the base was picked on the sweep's seeds (selection on noise).
+    seeds = [ablation_seeds(exp.seed, r) for r in range(R)]
 
     if stores.embedded_tracking:
         stores.mlruns.mkdir(parents=True, exist_ok=True)
@@ -196,7 +197,7 @@ def _train_variant(tracker, exp: Experiment, dataset: Dataset, v: Variant, names
             runtime.freeze_long_lived_objects()
             done = train_repeat(v.config, dataset, exp.train, s, [tracker.epoch_logger(run_id, s.repeat)],
                                 model=exp.model)
-            summary = done.check()
+            summary = done.check(chance_loss(dataset.num_classes))
             metrics = {"best_val_loss": summary["best_val_loss"], repeat_metric("best_val_loss", s.repeat): summary["best_val_loss"],
                        "final_loss": summary["final_loss"], "final_val_loss": summary["final_val_loss"],
                        "gap": summary["gap"], "best_epoch": summary["best_epoch"]}

@@ -36,7 +36,8 @@ class BlockPlanner:
         """What the study records about its design (the report reads it back)."""
         return {"runs": self.plan.runs, "resolution": self.plan.resolution or "full",
                 "generators": list(self.plan.generators), "depths": design.depth_levels(self.exp.search_space),
-                "block_size": self.block_size, "max_blocks": self.max_blocks, "stop": self.exp.stop}
+                "block_size": self.block_size, "max_blocks": self.max_blocks, "stop": self.exp.stop,
+                "magnitudes": design.space_magnitudes(self.exp.search_space, self.plan)}
 
     def blocks_enqueued(self, trials) -> int:
         blocks = [int(t.user_attrs["block"]) for t in trials if "block" in t.user_attrs]
@@ -72,17 +73,18 @@ class BlockPlanner:
         return "stop"
 
     def retry_failed_points(self, study, trials) -> int:
-        """Queue a failed design point once more (same block, seeds and parameters), so a failure does not
-        leave a hole in its block; a retry that fails too stays a hole (the fit handles unbalanced blocks)."""
+        """Queue a failed design point once more (same block and parameters, fresh seeds in the same slots),
+        so a failure does not leave a hole in its block; a retry that fails too leaves a hole, and the
+        verdicts then use only the seed replicates that are complete (`inference.complete_replicates`)."""
         import optuna
 
         retried = {t.system_attrs.get("failed_trial") for t in trials}
         queued = 0
         for t in trials:
             if (t.state == optuna.trial.TrialState.FAIL and "block" in t.user_attrs
-                    and t.number not in retried and retry_once(study, t) is not None):
+                    and t.number not in retried and retry_once(study, t, fresh_seeds=True) is not None):
                 self.echo(f"design point {t.user_attrs.get('design_point')} of block {t.user_attrs['block'] + 1} "
-                          f"failed (t{t.number:02d}); queued once more")
+                          f"failed (t{t.number:02d}); queued once more on fresh seeds")
                 queued += 1
         return queued
 
@@ -106,11 +108,13 @@ class BlockPlanner:
 
 
 def effects_at(table, exp: Experiment, looks_done: int, max_looks: int):
-    """The verdict frame of a factorial sweep's table at one look."""
-    augs = exp.search_space.augmentation_names
-    alpha, _ = inference.sweep_alphas(len(augs), len(design.depth_levels(exp.search_space)))
-    return inference.effects(table, augs, margin=exp.equivalence_margin, alpha=alpha, looks_done=looks_done,
-                             max_looks=max_looks, seeds_per_block=exp.repeats)
+    """The verdict frame of a factorial sweep's table at one look: the report's rule (`decide_sweep`) on the
+    complete seed replicates of the first `looks_done` blocks."""
+    space = exp.search_space
+    points = design.block_size(space, design.plan_for(space, exp.trials, sequential=exp.stop == "decided"))
+    return inference.decide_sweep(table, space.augmentation_names, margin=exp.equivalence_margin, points=points,
+                                  finished=range(looks_done), max_looks=max_looks,
+                                  seeds_per_block=exp.repeats).effects
 
 
 def look_line(frame, blocks: int, max_blocks: int) -> str:

@@ -18,11 +18,11 @@ import pandas as pd
 from .. import runtime
 from ..experiment import space
 from ..experiment.schema import Experiment
-from ..experiment.seeding import repeat_seeds
+from ..experiment.seeding import repeat_seeds, sweep_seeds
 from ..runtime import store_write
 from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, TrackingUnavailable, repeat_metric, scratch_dir
 from ..training import train
-from ..training.checks import failure_reason, release_memory
+from ..training.checks import chance_loss, failure_reason, release_memory
 from ..training.data import Dataset
 from .progress import SweepProgress
 from .repeat import preview_images, train_repeat, write_artifacts
@@ -91,8 +91,10 @@ class Objective:
         flat = config.flat(exp.search_space.augmentation_names)
         trial.set_user_attr("config", flat)
         # A design block trains with fresh seeds, shared by all of its points (seed index b*R + r).
+        # A design point retried after a failure (attempt > 0) trains on fresh seeds in the same slots.
         block = int(trial.user_attrs.get("block", 0))
-        seeds = [repeat_seeds(exp.seed, block * exp.repeats + r) for r in range(exp.repeats)]
+        attempt = int(trial.user_attrs.get("seed_attempt", 0))
+        seeds = [sweep_seeds(exp.seed, block * exp.repeats + r, attempt) for r in range(exp.repeats)]
         params = {**flat, "seed": exp.seed, "repeats": exp.repeats,
                   **{k: v for s in seeds for k, v in s.as_param().items()}}
         run_name = f"t{trial.number:02d} {config.label()}"
@@ -136,11 +138,15 @@ class Objective:
                     self._run_tags["jit_compile"] = done.jit_compile
                     histories.append(done.history)
                     done.model = None  # the next repeat reuses it (training.reuse) or frees it by building anew
-                    summaries.append(done.check())
+                    # A diverged training is an outcome, not a hole: scored by what it reached (checks.py).
+                    summaries.append(done.check(chance_loss(self.dataset.num_classes)))
                     if prune.pruned_at is not None:
                         raise optuna.TrialPruned(f"pruned at repeat {s.repeat}, epoch {prune.pruned_at}")
                 value = float(np.mean([r["best_val_loss"] for r in summaries]))
                 trial.set_user_attr("repeats", summaries)
+                diverged = sum(1 for r in summaries if "diverged_epoch" in r)
+                if diverged:
+                    self._run_tags["diverged_repeats"] = diverged
                 # A tracking server is written synchronously: the trial counts as COMPLETE only once its
                 # run holds every metric and artifact (a server that stays away fails the trial instead).
                 self._finish(run_id, FINISHED, "COMPLETE", config, histories, summaries, tmp, started, value,

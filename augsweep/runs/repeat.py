@@ -18,7 +18,7 @@ from ..experiment.schema import ModelConfig, TrainConfig
 from ..experiment.seeding import RepeatSeeds
 from ..experiment.space import TrialConfig
 from ..training import train
-from ..training.checks import NonFiniteLoss, first_non_finite_epoch, stop_on_non_finite, summarize_repeat
+from ..training.checks import diverged_summary, first_non_finite_epoch, stop_on_non_finite, summarize_repeat
 from ..training.data import Dataset
 from ..training.model import accuracy_name
 
@@ -34,13 +34,15 @@ class RepeatOutcome:
     jit_compile: str
     accuracy: str
 
-    def check(self) -> dict:
-        """The repeat's summary numbers; raises `NonFiniteLoss` if training diverged."""
+    def check(self, chance: float) -> dict:
+        """The repeat's summary numbers. A diverged training (a non-finite loss stopped it) is scored by the
+        epochs before it diverged, or at `chance` (the loss of guessing) when none was finite, and carries
+        `diverged_epoch`: dropping it would bias its augmentation's effect toward harmless."""
         by_epoch = self.history.set_index("epoch")
         bad = first_non_finite_epoch(by_epoch)
-        if bad is not None:
-            raise NonFiniteLoss(f"non-finite loss at epoch {bad} (repeat {self.seeds.repeat})")
-        return summarize_repeat(by_epoch, self.accuracy)
+        if bad is None:
+            return summarize_repeat(by_epoch, self.accuracy)
+        return diverged_summary(by_epoch, bad, self.accuracy, chance)
 
 
 def ordered(history: pd.DataFrame) -> pd.DataFrame:

@@ -119,12 +119,20 @@ class _Progress:
         secs = trial.duration.total_seconds() if trial.duration else 0.0
         line = (f"[{min(done, self.budget):>3}/{self.budget}] t{trial.number:02d} {state:<8} {value:>7}  {best_text}"
                 f"  {secs:6.1f}s  elapsed {time.perf_counter() - self.started:6.0f}s  {label}")
-        if trial.state == optuna.trial.TrialState.FAIL:
+        reps = trial.user_attrs.get("repeats") or []
+        # Scored, but a configuration none of whose repeats reached one finite epoch never trained: in a row,
+        # such trials say the set-up is broken as clearly as failures do.
+        never = trial.state == optuna.trial.TrialState.COMPLETE and reps and all(r.get("best_epoch", 0) < 0 for r in reps)
+        diverged = sum(1 for r in reps if "diverged_epoch" in r)
+        if trial.state == optuna.trial.TrialState.FAIL or never:
             self.streak += 1
-            self.last_reason = trial.user_attrs.get("failure_reason", "see the MLflow run's traceback.txt")
+            self.last_reason = (trial.user_attrs.get("failure_reason", "see the MLflow run's traceback.txt")
+                                if not never else f"non-finite loss at epoch 0 in every repeat (scored at ln K)")
             line += f"  ({self.last_reason})"
         else:
             self.streak = 0
+            if diverged:
+                line += f"  ({diverged} of {len(reps)} repeat(s) diverged; scored, not dropped)"
         self.echo(line)
         if self.streak >= self.max_failures:
             self.aborted = True

@@ -236,8 +236,11 @@ def study_locks(mlruns: Path, embedded: bool, storage_url: str, study_name: str)
 # ----------------------------------------------------------------------------- dead trials
 
 
-def retry_once(study, trial) -> int | None:
-    """Queue a failed trial's configuration again, unless it already is a retry; the new number."""
+def retry_once(study, trial, fresh_seeds: bool = False) -> int | None:
+    """Queue a failed trial's configuration again, unless it already is a retry; the new number.
+
+    `fresh_seeds`: the retry trains on new seeds (`seed_attempt` one higher), for a failure the seeds may
+    have caused; a trial killed from outside retries on its own seeds."""
     import optuna
 
     if trial.system_attrs.get("failed_trial") is not None:
@@ -248,7 +251,8 @@ def retry_once(study, trial) -> int | None:
         state=optuna.trial.TrialState.WAITING, params=trial.params, distributions=trial.distributions,
         # The design's block and point travel with the retry (its seeds and its place in the design).
         user_attrs={"retry_of": trial.number,
-                    **{k: trial.user_attrs[k] for k in ("block", "design_point") if k in trial.user_attrs}},
+                    **{k: trial.user_attrs[k] for k in ("block", "design_point") if k in trial.user_attrs},
+                    **({"seed_attempt": int(trial.user_attrs.get("seed_attempt", 0)) + 1} if fresh_seeds else {})},
         system_attrs={**trial.system_attrs, "failed_trial": trial.number, "retry_history": [trial.number]},
     ))
     return study.get_trials(deepcopy=False)[-1].number

@@ -216,7 +216,8 @@ def study_locks(stores: Stores):
 def trial_table(study, augmentations):
     """One row per (trial, repeat) of the study's COMPLETE trials: `trial`, `block`, `repeat`, the repeat's
     summary (`best_val_loss`, `gap`, `best_val_accuracy`, `best_epoch`, `epochs_run`, `final_loss`), `depth`,
-    `aug_<name>` switches and `config_key` (the configuration, to spot replicas)."""
+    `design_point`, `diverged`, `aug_<name>` switches, numeric magnitudes `aug_<name>_<param>` and `config_key`
+    (the configuration, to spot replicas)."""
     import json
 
     import pandas as pd
@@ -236,6 +237,10 @@ def trial_table(study, augmentations):
                 "best_val_accuracy": rep.get("best_val_accuracy"), "best_epoch": rep.get("best_epoch"),
                 "epochs_run": rep.get("epochs_run"), "final_loss": rep.get("final_loss"),
                 "final_val_loss": rep.get("final_val_loss"), "depth": cfg["depth"],
+                "design_point": t.user_attrs.get("design_point"), "diverged": "diverged_epoch" in rep,
                 **{f"aug_{a}": bool(cfg.get(f"aug_{a}", False)) for a in augmentations},
+                # Numeric magnitudes (the fit's magnitude x switch terms); absent where the augmentation is off.
+                **{k: float(v) for k, v in cfg.items() if k.startswith("aug_") and k[4:] not in augmentations
+                   and isinstance(v, (int, float)) and not isinstance(v, bool)},
             })
     return pd.DataFrame(rows)

@@ -60,6 +60,25 @@ def summarize_repeat(history: pd.DataFrame, acc: str) -> dict[str, float]:
     return out
 
 
+def chance_loss(num_classes: int) -> float:
+    """Cross-entropy of guessing uniformly: ln 2 for a binary head, ln K for K classes."""
+    return math.log(max(int(num_classes), 2))
+
+
+def diverged_summary(history: pd.DataFrame, bad_epoch: int, acc: str, chance: float) -> dict[str, float]:
+    """Summary of a training that diverged at `bad_epoch`: the finite epochs before it count (the best of
+    them is what early stopping would keep); with none, the outcome is `chance`, the loss of guessing."""
+    before = history[history.index < bad_epoch]
+    if len(before) and np.isfinite(before["val_loss"].to_numpy(dtype=float)).any():
+        out = summarize_repeat(before, acc)
+    else:
+        out = {"best_val_loss": float(chance), "best_epoch": -1, "epochs_run": int(bad_epoch) + 1,
+               "final_loss": float("nan"), "final_val_loss": float("nan"), "gap": float("nan")}
+    out["epochs_run"] = int(bad_epoch) + 1
+    out["diverged_epoch"] = int(bad_epoch)
+    return out
+
+
 def release_memory() -> None:
     """Drop the failed trial's graph and buffers (Keras session) so the next trial starts clean."""
     import keras
