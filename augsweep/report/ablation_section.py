@@ -192,6 +192,13 @@ def side_by_side(paired: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def family_size(data: AblationData) -> int:
+    """Verdict rows the ablation carries: its paired comparisons and the interaction contrasts."""
+    comps = comparison_table(data.spec["variants"])
+    both = comps.groupby("augmentation")["comparison"].nunique()
+    return len(comps) + int((both >= 2).sum())
+
+
 def analyse_ablation(data: AblationData, margin: float, alpha: float = 0.05) -> AblationAnalysis:
     """Pure: paired statistics, baselines, per-class effects and affinity/diversity from the loaded runs."""
     comps = comparison_table(data.spec["variants"])

@@ -42,6 +42,8 @@ def trials_frame(study) -> pd.DataFrame:
             "mlflow_run_id": t.user_attrs.get("mlflow_run_id"),
             "mlflow_run": f"t{t.number:02d} {t.user_attrs['config_name']}" if "config_name" in t.user_attrs else "",
             "failure_reason": t.user_attrs.get("failure_reason", ""),
+            "block": t.user_attrs.get("block"), "design_point": t.user_attrs.get("design_point"),
+            "config_name": t.user_attrs.get("config_name", ""),
             **t.user_attrs.get("config", {}),
         })
     return pd.DataFrame(rows)
@@ -138,14 +140,61 @@ class Analysis:
     seeds: int
     warnings: list[str] = field(default_factory=list)
     design: dict | None = None  # what a factorial study recorded about its design (block size, cap)
+    doses: pd.DataFrame | None = None  # per augmentation and magnitude: low -> high change (descriptive)
+    seed_frame: pd.DataFrame | None = None  # per-seed effects behind the verdicts (the strip in the forest plot)
+    failed_points: list[str] = field(default_factory=list)  # design points with no finished training, named
+    diverged: pd.DataFrame | None = None  # diverged trainings with and without each augmentation
+    blocks_used: list[int] = field(default_factory=list)  # finished blocks whose complete replicates decide
+    alpha: float = 0.05  # this sweep's share of the report's one alpha
 
 
-def looks_of(table: pd.DataFrame, design: dict | None) -> tuple[int, int]:
-    """(looks done, maximum looks) of a factorial sweep's sequential design; (1, 1) otherwise."""
+def looks_of(table: pd.DataFrame, design: dict | None, finished: list[int] | None = None) -> tuple[int, int]:
+    """(looks done, maximum looks) of a factorial sweep's sequential design; (1, 1) otherwise. A look is a
+    finished block (the stopping rule looks after each); without `finished`, every block in the table."""
     if not design or not len(table):
         return 1, 1
-    done = int(table["block"].max()) + 1
+    done = len(finished) if finished is not None else int(table["block"].max()) + 1
+    done = max(done, 1)
     return done, max(done, int(design.get("max_blocks", done)))
+
+
+def finished_blocks(trials: pd.DataFrame) -> list[int]:
+    """Blocks none of whose trials is still queued or running (a live report decides on these only)."""
+    if "block" not in trials or not len(trials):
+        return []
+    t = trials[trials["block"].notna()]
+    busy = set(t.loc[t["state"].isin(["RUNNING", "WAITING"]), "block"].astype(int))
+    return sorted(set(t["block"].astype(int)) - busy)
+
+
+def failed_points(trials: pd.DataFrame) -> list[str]:
+    """Design points of finished blocks that have no COMPLETE trial (each failed, and so did its retry)."""
+    if "design_point" not in trials or not len(trials):
+        return []
+    t = trials[trials["design_point"].notna() & trials["block"].notna()]
+    out = []
+    for (block, point), g in t.groupby(["block", "design_point"], sort=True):
+        if (g["state"] == "COMPLETE").any() or g["state"].isin(["RUNNING", "WAITING"]).any():
+            continue
+        last = g.sort_values("trial").iloc[-1]
+        reason = next((r for r in g.sort_values("trial")["failure_reason"][::-1] if r), last["state"].lower())
+        name = last.get("config_name") or "?"
+        out.append(f"block {int(block) + 1}, design point {int(point)} ({name}): "
+                   f"{len(g)} attempt(s), t{', t'.join(f'{int(n):02d}' for n in g['trial'])}; last: {reason}")
+    return out
+
+
+def diverged_table(table: pd.DataFrame, augmentations: list[str]) -> pd.DataFrame | None:
+    """Trainings that diverged (scored, not dropped), with and without each augmentation; None if none did."""
+    if "diverged" not in table or not table["diverged"].fillna(False).astype(bool).any():
+        return None
+    d = table["diverged"].fillna(False).astype(bool)
+    rows = []
+    for a in augmentations:
+        on = table[f"aug_{a}"].astype(bool)
+        rows.append({"augmentation": a, "diverged_with": int(d[on].sum()), "trainings_with": int(on.sum()),
+                     "diverged_without": int(d[~on].sum()), "trainings_without": int((~on).sum())})
+    return pd.DataFrame(rows)
 
 
 def budget_table(table: pd.DataFrame, augmentations: list[str]) -> pd.DataFrame:
@@ -164,8 +213,12 @@ def budget_table(table: pd.DataFrame, augmentations: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: dict | None = None) -> Analysis:
-    """Effects under the one verdict rule, descriptive views (pairs, gap, accuracy, depth), warnings."""
+def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: dict | None = None,
+            alpha: float = 0.05) -> Analysis:
+    """Effects under the one verdict rule, descriptive views (pairs, gap, accuracy, depth), warnings.
+
+    `alpha`: the sweep's share of the report's one alpha (all of it without an ablation). A factorial sweep
+    decides on the complete seed replicates of its finished blocks only, the data its stopping rule saw."""
     augs = exp.search_space.augmentation_names
     counts = {s: int((trials["state"] == s).sum()) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")} \
         if len(trials) else {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "RUNNING": 0}
@@ -183,14 +236,31 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
             warnings.append(f"{replicas} trial(s) repeated an earlier configuration with the same seeds; each "
                             "configuration is counted once.")
         table = table[table["trial"] == first]
-    looks = looks_of(table, design)
-    depths = sorted(table["depth"].unique()) if len(table) else []
-    # One report, one family: the effects and the augmentation x depth contrasts share alpha (the stopping
-    # rule in runs/blocks.py uses the same split, so the sweep stops on the verdicts printed here).
-    alpha_effects, alpha_depth = inference.sweep_alphas(len(augs), len(depths))
-    full = inference.effects(table, augs, margin=exp.equivalence_margin, alpha=alpha_effects, looks_done=looks[0],
-                             max_looks=looks[1], seeds_per_block=exp.repeats)
-    seeds = int(table.groupby(["block", "repeat"]).ngroups) if len(table) else 0
+    finished, points_failed, busy = None, [], []
+    if design and len(table):
+        finished = finished_blocks(trials)
+        points_failed = failed_points(trials[trials["block"].isin(finished)])
+        busy = sorted(set(trials["block"].dropna().astype(int)) - set(finished))
+        if busy:
+            warnings.append(f"Block(s) {', '.join(str(b + 1) for b in busy)} still running: this report decides on "
+                            f"the finished block(s) {', '.join(str(b + 1) for b in finished) or 'none'} only.")
+    # The rule the sweep's stopping rule applies (runs/blocks.py), so the sweep stops on the verdicts printed
+    # here: complete seed replicates of finished blocks, effects and depth contrasts sharing `alpha`.
+    verdicts = inference.decide_sweep(
+        table, augs, margin=exp.equivalence_margin, alpha=alpha,
+        points=int(design["block_size"]) if design and len(table) else None, finished=finished,
+        max_looks=int((design or {}).get("max_blocks", 1)), seeds_per_block=exp.repeats)
+    left = sorted(set(finished or []) - set(verdicts.blocks_used))
+    if points_failed:
+        warnings.append(f"{len(points_failed)} design point(s) have no finished training (named below); the "
+                        f"seed replicates of their block(s) are incomplete and left out of the verdicts"
+                        + (f" (block(s) {', '.join(str(b + 1) for b in left)})." if left else "."))
+    # `decided`: the rows behind the verdicts; the descriptive views below use every finished training.
+    decided, full, looks, blocks_used = verdicts.table, verdicts.effects, verdicts.looks, list(verdicts.blocks_used)
+    alpha_effects = inference.sweep_alphas(len(augs), decided["depth"].nunique() if len(decided) else 0, alpha)[0]
+    seed_frame = inference.seed_effects(decided, augs) if len(decided) else None
+    doses = inference.dose_responses(decided, augs, alpha=alpha_effects) if len(decided) else None
+    seeds = int(decided.groupby(["block", "repeat"]).ngroups) if len(decided) else 0
 
     def descriptive(outcome: str) -> pd.DataFrame | None:
         if outcome not in table or table[outcome].isna().all():
@@ -221,11 +291,7 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
     for _, r in full.iterrows():
         if isinstance(r.get("note"), str) and r["note"]:
             warnings.append(f"{r['augmentation']}: {r['note']}")
-    interactions = None
-    if len(depths) > 1 and seeds >= 2:
-        interactions = inference.interaction_contrast(
-            table, [(a, "depth") for a in augs], augs, margin=exp.equivalence_margin, alpha=alpha_depth,
-            looks_done=looks[0], max_looks=looks[1])
+    interactions = verdicts.interactions
     return Analysis(
         augmentations=augs, counts=counts, effects=effects_table(full), full=full,
         budget=budget_table(table, augs) if len(table) else pd.DataFrame(),
@@ -233,7 +299,9 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
                                                                         errors="ignore"),
         gap=descriptive("gap"), accuracy=descriptive("best_val_accuracy"),
         by_depth=stats.effects_by_depth(table, augs, outcome="value"), interactions=interactions,
-        looks=looks, seeds=seeds, warnings=warnings, design=design,
+        looks=looks, seeds=seeds, warnings=warnings, design=design, doses=doses, seed_frame=seed_frame,
+        failed_points=points_failed, diverged=diverged_table(table, augs) if len(table) else None,
+        blocks_used=blocks_used, alpha=alpha,
     )
 
 
@@ -330,6 +398,56 @@ def answer_blocks(exp: Experiment, a: Analysis, trials: pd.DataFrame, mlruns: st
     return lines
 
 
+def _magnitude_words(exp: Experiment, a: Analysis) -> str:
+    how = (a.design or {}).get("magnitudes") or {}
+    if how:
+        parts = []
+        for key, text in sorted(how.items()):
+            name = key[4:].replace("_", " ", 1)
+            if text.startswith("levels "):
+                parts.append(f"{name} at {' and '.join(text[7:].split('|'))} (half each)")
+            elif text.startswith("choices "):
+                parts.append(f"{name} over {', '.join(text[8:].split('|'))}")
+            else:
+                parts.append(f"{name} {text}")
+        return ("over its magnitudes: " + "; ".join(parts)
+                + " (each balanced against every other switch, so a dose-response stays inside its own augmentation)")
+    if exp.sampler == "factorial":
+        return "at its magnitudes"
+    return ("at its average sampled magnitude (the fit holds centred magnitude x switch terms, so a dose-response "
+            "does not leak into the other augmentations)")
+
+
+def estimand_blocks(exp: Experiment, a: Analysis) -> list:
+    """What `effect` is an effect of, in one sentence, and which sources of variation its interval covers."""
+    split = (f"the fixed validation split ({exp.dataset.validation_split:g} of the data)"
+             if getattr(exp.dataset, "validation_split", None) else "the fixed validation split")
+    others = ("every on/off setting of the other augmentations (each half the time)" if exp.sampler == "factorial"
+              else "the settings of the other augmentations this sweep sampled")
+    depths = sorted(set(int(d) for d in a.by_depth["depth"])) if "depth" in a.by_depth else []
+    depth_words = f" and depth(s) {', '.join(map(str, depths))}" if depths and not exp.model.uses_base else ""
+    used = (f" from the complete seed replicates of block(s) {', '.join(str(b + 1) for b in a.blocks_used)}"
+            if a.blocks_used else "")
+    lines = [
+        f"**What `effect` measures.** The change in the best validation loss reached within {exp.train.epochs} "
+        f"epochs, on {split}, from turning the augmentation on, {_magnitude_words(exp, a)}, averaged over "
+        f"{others}{depth_words}{used}. Its interval covers seed-to-seed variation (weight initialisation, "
+        f"augmentation draws, batch order) across {a.seeds} seed replicate(s), not a different data split or a "
+        f"different epoch budget: a verdict is a statement about this budget."]
+    if a.doses is not None and len(a.doses):
+        lines += ["Dose-response (descriptive, no verdict): change in best validation loss from the lowest to the "
+                  "highest magnitude trained, with the augmentation on; simultaneous intervals across seeds.",
+                  a.doses[["augmentation", "magnitude", "effect", "ci_low", "ci_high", "n_seeds"]]]
+    if a.failed_points:
+        lines += ["Design points with no finished training (failed, and failed again on fresh seeds):",
+                  *[f"- {p}" for p in a.failed_points]]
+    if a.diverged is not None:
+        lines += ["Trainings that diverged (non-finite loss) are scored, not dropped: each counts with the best "
+                  "validation loss it reached before diverging (ln K, the loss of guessing, if it reached none).",
+                  a.diverged]
+    return lines
+
+
 def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, curves: pd.DataFrame,
                    imp: tuple, provenance: dict, figures: dict[str, Path], mlruns: str) -> list[Section]:
     """The report's content, in reading order."""
@@ -350,6 +468,7 @@ def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, cu
     ]
     if "forest" in figures:
         summary.blocks.append(("image", figures["forest"], "effect forest plot"))
+    summary.blocks += estimand_blocks(exp, a)
     sections = [summary]
     if a.warnings:
         sections.append(Section("Read this before quoting the numbers", [f"- {w}" for w in a.warnings]))
@@ -421,13 +540,15 @@ def file_sha256(path: str) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def sweep_part(exp: Experiment, stores: Stores, out_dir: Path, study, ablation_too: bool, client=None):
+def sweep_part(exp: Experiment, stores: Stores, out_dir: Path, study, ablation_too: bool, client=None,
+               alpha: float = 0.05):
     """Sections, effects rows and the analysis of the sweep (None when it has nothing to report and an
-    ablation does). `client`: the report's one `MlflowClient` (made here when not given)."""
+    ablation does). `client`: the report's one `MlflowClient` (made here when not given); `alpha`: the
+    sweep's share of the report's one alpha."""
     trials = trials_frame(study)
     table = tidy_table(study, exp.search_space.augmentation_names)
     try:
-        analysis = analyse(table, trials, exp, study.user_attrs.get("design"))
+        analysis = analyse(table, trials, exp, study.user_attrs.get("design"), alpha=alpha)
     except ConfigError as e:
         if ablation_too:
             return [Section("Sweep: effects across all trials", [f"Not estimated: {e}"])], None, None
@@ -477,3 +598,10 @@ def sweep_part(exp: Experiment, stores: Stores, out_dir: Path, study, ablation_t
     return sections, analysis.effects, analysis
 
 
+def family_size(exp: Experiment) -> int:
+    """Verdict rows a sweep report carries: one per augmentation, and one augmentation x depth contrast each
+    when the search space has two depths or more."""
+    from ..experiment.design import depth_levels
+
+    n = len(exp.search_space.augmentation_names)
+    return n * (2 if len(depth_levels(exp.search_space)) > 1 and not exp.model.uses_base else 1)

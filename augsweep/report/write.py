@@ -10,9 +10,14 @@ import pandas as pd
 from ..experiment.schema import ConfigError, Experiment
 from ..stores.study import ATTR_PARENT_RUN, Stores, load_study
 from ..stores.tracking import client_for
-from .ablation_section import ablation_sections, analyse_ablation, effects_rows, figures, load_ablation
+from .. import inference
+from .ablation_section import ablation_sections, analyse_ablation, effects_rows, family_size, figures, load_ablation
 from .render import display, to_html, to_markdown
 from .sweep_section import EFFECT_COLUMNS, FLOAT, Analysis, sweep_part
+from .sweep_section import family_size as sweep_family_size
+
+
+REPORT_ALPHA = 0.05  # the one family-wise error rate of a report
 
 
 def write_report(exp: Experiment, stores: Stores, out: str | Path | None = None) -> tuple[Path, Analysis | None]:
@@ -37,8 +42,12 @@ def write_report(exp: Experiment, stores: Stores, out: str | Path | None = None)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     sections, effects, parents = [], [], []
+    # One alpha for every verdict in the report: the sweep's and the ablation's tables share it (Šidák by
+    # their sizes), so a report holding both still errs with probability <= 0.05.
+    sizes = [sweep_family_size(exp) if study is not None else 0, family_size(ablation) if ablation is not None else 0]
+    alpha_sweep, alpha_ablation = inference.split_alpha(REPORT_ALPHA, sizes)
     if ablation is not None:
-        ab = analyse_ablation(ablation, exp.equivalence_margin)
+        ab = analyse_ablation(ablation, exp.equivalence_margin, alpha_ablation)
         sections += ablation_sections(ablation, ab, figures(ablation, ab, out_dir), str(mlruns), exp.path)
         effects.append(effects_rows(ab))
         parents.append(ablation.parent_run_id)
@@ -46,7 +55,7 @@ def write_report(exp: Experiment, stores: Stores, out: str | Path | None = None)
     if study is not None:
         client = client or client_for(stores.tracking_uri)
         sweep_sections, sweep_effects, analysis = sweep_part(exp, stores, out_dir, study, ablation is not None,
-                                                             client)
+                                                             client, alpha=alpha_sweep)
         sections += sweep_sections
         if sweep_effects is not None:
             effects.insert(0, sweep_effects)
