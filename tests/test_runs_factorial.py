@@ -82,15 +82,22 @@ def test_blocks_run_every_design_point_with_fresh_seeds_and_a_failure_is_retried
     retry = next(t for t in points[(failed[0].user_attrs["block"], failed[0].user_attrs["design_point"])]
                  if t.state.name == "COMPLETE")
     assert retry.system_attrs["failed_trial"] == failed[0].number
-    # Block b trains with seed indices b*R + r: the repeats' seeds differ between blocks, agree within one.
+    # Block b trains with seed indices b*R + r: the repeats' seeds differ between blocks, agree within one;
+    # the retry trains on fresh seeds of its own (a failure the seeds cause must not simply recur).
     seeds: dict[int, set] = {}
+    fresh = set()
     for t in trials:
         if t.state.name == "COMPLETE":
             params = view.by_id[t.user_attrs["mlflow_run_id"]].data.params
             s = tuple(sorted((k, v) for k, v in params.items() if k.startswith("seeds_r")))
             assert len(s) == 2
-            seeds.setdefault(t.user_attrs["block"], set()).add(s)
+            if t.user_attrs.get("seed_attempt"):
+                assert t.number == retry.number and t.user_attrs["seed_attempt"] == 1
+                fresh.add(s)
+            else:
+                seeds.setdefault(t.user_attrs["block"], set()).add(s)
     assert all(len(s) == 1 for s in seeds.values()) and len(set().union(*seeds.values())) == 2
+    assert len(fresh) == 1 and not fresh & set().union(*seeds.values())
     recorded = view.study.user_attrs[ATTR_DESIGN]
     assert recorded["runs"] == 4 and recorded["block_size"] == 4 and recorded["max_blocks"] == 2
 
