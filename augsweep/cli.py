@@ -118,11 +118,6 @@ def _experiment_and_stores(args):
     return exp, stores
 
 
-def _where(stores, mlruns) -> str:
-    """The store options to repeat in a follow-up command (URLs masked)."""
-    return stores.options(mlruns)
-
-
 def _best_trials(outcome, exp, stores, mlruns) -> list[str]:
     """End-of-sweep table of the best trials and where to look next."""
     from .experiment.space import TrialConfig
@@ -132,19 +127,28 @@ def _best_trials(outcome, exp, stores, mlruns) -> list[str]:
     for t in outcome.best:
         cfg = TrialConfig.from_flat(t.user_attrs["config"])
         mags = f"  ({cfg.parameters()})" if cfg.augmentations else ""
-        lines.append(f"  t{t.number:02d}    {t.value:8.4f}  {cfg.label()}{mags}")
-    where = _where(stores, mlruns)
+        lines.append(_fit(f"  t{t.number:02d}    {t.value:8.4f}  {cfg.label()}{mags}"))
     links = _ui_links(stores)
     if stores.embedded_tracking:
-        ui = [f"  {_make_ui(mlruns):<40} # MLflow UI over {mlruns}/ on http://127.0.0.1:5000, then:"]
+        ui = [f"  {_make_ui(mlruns)}", f"      # MLflow UI over {mlruns}/ on {mlflow_ui.LOCAL_UI}, then:"]
     else:
         ui = [f"  MLflow server {stores.tracking_label}:"]
     lines += ["", "Look further:", *ui, *(mlflow_ui.describe(links) if links else [])]
     lines += [
-        f"  python report.py {exp.path} {where}   # effects, CIs and verdicts",
-        f"  python sweep.py {exp.path} {where} --ablation   # why the best trial wins (paired seeds)",
+        f"  {stores.command('report.py', exp, mlruns=mlruns)}",
+        "      # effects, CIs and verdicts (reports/<study>/report.html)",
+        f"  {stores.command('sweep.py', exp, '--ablation', mlruns=mlruns)}",
+        "      # why the best trial wins (paired seeds), then the report",
     ]
     return lines
+
+
+WIDTH = 99  # terminal summaries stay under 100 columns (links excepted: a URL must stay whole)
+
+
+def _fit(line: str, width: int = WIDTH) -> str:
+    """A table line cut to `width` columns (an ellipsis marks the cut)."""
+    return line if len(line) <= width else line[:width - 1] + "…"
 
 
 def _ui_links(stores):
@@ -161,14 +165,16 @@ def _ui_links(stores):
         return None
 
 
-def _ablation_done(outcome, exp, mlruns) -> list[str]:
+def _ablation_done(outcome, exp, stores, mlruns) -> list[str]:
     """End-of-ablation pointer to the report."""
     lines = [f"\nablation: {len(outcome.variants)} variants x {outcome.repeats} seeds "
              f"({outcome.trained_now} trained now, {outcome.failed} failed); MLflow parent run "
              f"{outcome.parent_run_id}"]
     lines += ["", "Look further:",
-              f"  python report.py {exp.path} --mlruns {mlruns}   # paired effects, baselines, per-class, affinity",
-              f"  {_make_ui(mlruns):<40} # the ablation's runs in the MLflow UI"]
+              f"  {stores.command('report.py', exp, mlruns=mlruns)}",
+              "      # paired effects, baselines, per-class, affinity",
+              f"  {_make_ui(mlruns)}" if stores.embedded_tracking else f"  MLflow server {stores.tracking_label}",
+              "      # the ablation's runs in the MLflow UI"]
     return lines
 
 
@@ -188,7 +194,7 @@ def _sweep(args) -> int:
         from .runs.ablation import run_ablation
 
         outcome = run_ablation(exp, stores, repeats=args.repeats)
-        print("\n".join(_ablation_done(outcome, exp, args.mlruns)), flush=True)
+        print("\n".join(_ablation_done(outcome, exp, stores, args.mlruns)), flush=True)
         return 0
     from .runs.sweep import SweepAborted, repair, run_sweep
 
@@ -227,6 +233,9 @@ def _report(args) -> int:
     for w in analysis.warnings if analysis is not None else []:
         print(f"note: {w}")
     print(f"\nreport: {out_dir / 'report.html'}  ({out_dir / 'report.md'}, {out_dir / 'effects.csv'})")
+    for line in (out_dir / "report.md").read_text().splitlines():  # the report's next step, as it says it
+        if line.startswith("Next: "):
+            print(line)
     return 0
 
 
