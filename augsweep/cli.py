@@ -107,12 +107,17 @@ def _existing_file(path: str) -> None:
         raise runtime.UserError(f"experiment {what}. Received: path={path!r}")
 
 
-def _experiment_and_stores(args):
+def _experiment_and_stores(args, training: bool = False, sweep: bool = False):
+    """The experiment and its stores; `training`: also the checks a training run needs that cost milliseconds
+    (`check_before_training`), made before the stores' modules (pandas, MLflow) and TensorFlow load."""
     _existing_file(args.experiment)
-    from .experiment.load import load_experiment
-    from .stores.study import resolve_stores
+    from .experiment.load import check_before_training, load_experiment
 
     exp = load_experiment(args.experiment)
+    if training:
+        check_before_training(exp, sweep=sweep)
+    from .stores.study import resolve_stores
+
     stores = resolve_stores(exp, args.mlruns, args.storage, args.tracking_uri, args.study_name)
     stores.check_servers()  # an unreachable or misspelled server: exit 2 now, nothing written
     return exp, stores
@@ -185,7 +190,8 @@ def _make_ui(mlruns) -> str:
 
 
 def _sweep(args) -> int:
-    exp, stores = _experiment_and_stores(args)
+    exp, stores = _experiment_and_stores(args, training=not args.repair,
+                                         sweep=not (args.repair or args.ablation or args.reproduce))
     if args.reproduce:
         from .runs.reproduce import reproduce
 
