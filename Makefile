@@ -48,7 +48,7 @@ pretrain: install data  ## train the course convnet on Fashion-MNIST classes 0-4
 	$(PY) -m augsweep.runs.pretrain --out $(PRETRAINED)
 
 sweep: install  ## run (or resume, to TRIALS in total) the experiment EXP into MLRUNS with WORKERS processes, then its report
-	$(PY) sweep.py $(EXP) --mlruns $(MLRUNS) --workers $(WORKERS) $(if $(TRIALS),--trials $(TRIALS))
+	AUGSWEEP_UI_URL=http://127.0.0.1:$(PORT) $(PY) sweep.py $(EXP) --mlruns $(MLRUNS) --workers $(WORKERS) $(if $(TRIALS),--trials $(TRIALS))
 	$(PY) report.py $(EXP) --mlruns $(MLRUNS)
 
 ablate: install  ## paired-seed ablation of EXP around its best trial or ablation.base (REPEATS=R seeds), then the report
