@@ -24,12 +24,11 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from .urls import LOCAL_UI
+
 VIEW_KEY = "augsweep-trials"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 TOP = 3  # distinct configurations in the curves and compare links: three curves stay readable
-# `make ui`'s address for the embedded store: `make ui PORT=5055` and `make sweep PORT=5055` pass it on, so the
-# printed links and each trial's `mlflow_run_url` (optuna-dashboard) name the port the UI really listens on.
-LOCAL_UI = os.environ.get("AUGSWEEP_UI_URL") or "http://127.0.0.1:5000"
 # Only metrics without a `/` in the runs page's charts: the mean curves and bests, not the per-repeat
 # `repeat<r>/…` sections MLflow would list first (the box is MLflow's chart search, a case-insensitive regex).
 CHARTS_FILTER = "^[^/]*$"

@@ -254,7 +254,7 @@ class Tracker:
         """Link to a run in the MLflow UI: the tracking server's, or `make ui`'s for the embedded store."""
         from .urls import mask
 
-        from .mlflow_ui import LOCAL_UI
+        from .urls import LOCAL_UI
 
         base = mask(self.tracking_uri).rstrip("/") if self.remote else LOCAL_UI
         return f"{base}/#/experiments/{self.experiment_id}/runs/{run_id}"
