@@ -186,7 +186,9 @@ def _ablation_done(outcome, exp, stores, mlruns) -> list[str]:
 def _make_ui(mlruns) -> str:
     """`make ui`, with MLRUNS=… when the stores are not the Makefile's default ./mlruns."""
     default = Path("mlruns").resolve()
-    return "make ui" if Path(mlruns).resolve() == default else f"make ui MLRUNS={mlruns}"
+    command = "make ui" if Path(mlruns).resolve() == default else f"make ui MLRUNS={mlruns}"
+    port = mlflow_ui.LOCAL_UI.rsplit(":", 1)[-1].strip("/")
+    return command if port == "5000" else f"{command} PORT={port}"  # the port the printed links name
 
 
 def _sweep(args) -> int:
