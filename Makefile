@@ -6,6 +6,7 @@ EXP      ?= experiments/default.yaml
 MLRUNS   ?= mlruns
 PORT     ?= 5000
 WORKERS  ?= 1
+TRIALS   ?=
 REPEATS  ?=
 PYTEST_ARGS ?=
 STORAGE  ?=
@@ -46,8 +47,8 @@ PRETRAINED ?= data/fashion-convnet-0-4.weights.h5
 pretrain: install data  ## train the course convnet on Fashion-MNIST classes 0-4, save its conv blocks to PRETRAINED
 	$(PY) -m augsweep.runs.pretrain --out $(PRETRAINED)
 
-sweep: install  ## run the experiment EXP (default: digits) into MLRUNS with WORKERS processes, then write its report
-	$(PY) sweep.py $(EXP) --mlruns $(MLRUNS) --workers $(WORKERS)
+sweep: install  ## run (or resume, to TRIALS in total) the experiment EXP into MLRUNS with WORKERS processes, then its report
+	AUGSWEEP_UI_URL=http://127.0.0.1:$(PORT) $(PY) sweep.py $(EXP) --mlruns $(MLRUNS) --workers $(WORKERS) $(if $(TRIALS),--trials $(TRIALS))
 	$(PY) report.py $(EXP) --mlruns $(MLRUNS)
 
 ablate: install  ## paired-seed ablation of EXP around its best trial or ablation.base (REPEATS=R seeds), then the report

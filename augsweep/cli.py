@@ -107,20 +107,20 @@ def _existing_file(path: str) -> None:
         raise runtime.UserError(f"experiment {what}. Received: path={path!r}")
 
 
-def _experiment_and_stores(args):
+def _experiment_and_stores(args, training: bool = False, sweep: bool = False):
+    """The experiment and its stores; `training`: also the checks a training run needs that cost milliseconds
+    (`check_before_training`), made before the stores' modules (pandas, MLflow) and TensorFlow load."""
     _existing_file(args.experiment)
-    from .experiment.load import load_experiment
-    from .stores.study import resolve_stores
+    from .experiment.load import check_before_training, load_experiment
 
     exp = load_experiment(args.experiment)
+    if training:
+        check_before_training(exp, sweep=sweep)
+    from .stores.study import resolve_stores
+
     stores = resolve_stores(exp, args.mlruns, args.storage, args.tracking_uri, args.study_name)
     stores.check_servers()  # an unreachable or misspelled server: exit 2 now, nothing written
     return exp, stores
-
-
-def _where(stores, mlruns) -> str:
-    """The store options to repeat in a follow-up command (URLs masked)."""
-    return stores.options(mlruns)
 
 
 def _best_trials(outcome, exp, stores, mlruns) -> list[str]:
@@ -132,19 +132,28 @@ def _best_trials(outcome, exp, stores, mlruns) -> list[str]:
     for t in outcome.best:
         cfg = TrialConfig.from_flat(t.user_attrs["config"])
         mags = f"  ({cfg.parameters()})" if cfg.augmentations else ""
-        lines.append(f"  t{t.number:02d}    {t.value:8.4f}  {cfg.label()}{mags}")
-    where = _where(stores, mlruns)
+        lines.append(_fit(f"  t{t.number:02d}    {t.value:8.4f}  {cfg.label()}{mags}"))
     links = _ui_links(stores)
     if stores.embedded_tracking:
-        ui = [f"  {_make_ui(mlruns):<40} # MLflow UI over {mlruns}/ on http://127.0.0.1:5000, then:"]
+        ui = [f"  {_make_ui(mlruns)}", f"      # MLflow UI over {mlruns}/ on {mlflow_ui.LOCAL_UI}, then:"]
     else:
         ui = [f"  MLflow server {stores.tracking_label}:"]
     lines += ["", "Look further:", *ui, *(mlflow_ui.describe(links) if links else [])]
     lines += [
-        f"  python report.py {exp.path} {where}   # effects, CIs and verdicts",
-        f"  python sweep.py {exp.path} {where} --ablation   # why the best trial wins (paired seeds)",
+        f"  {stores.command('report.py', exp, mlruns=mlruns)}",
+        "      # effects, CIs and verdicts (reports/<study>/report.html)",
+        f"  {stores.command('sweep.py', exp, '--ablation', mlruns=mlruns)}",
+        "      # why the best trial wins (paired seeds), then the report",
     ]
     return lines
+
+
+WIDTH = 99  # terminal summaries stay under 100 columns (links excepted: a URL must stay whole)
+
+
+def _fit(line: str, width: int = WIDTH) -> str:
+    """A table line cut to `width` columns (an ellipsis marks the cut)."""
+    return line if len(line) <= width else line[:width - 1] + "…"
 
 
 def _ui_links(stores):
@@ -161,25 +170,30 @@ def _ui_links(stores):
         return None
 
 
-def _ablation_done(outcome, exp, mlruns) -> list[str]:
+def _ablation_done(outcome, exp, stores, mlruns) -> list[str]:
     """End-of-ablation pointer to the report."""
     lines = [f"\nablation: {len(outcome.variants)} variants x {outcome.repeats} seeds "
              f"({outcome.trained_now} trained now, {outcome.failed} failed); MLflow parent run "
              f"{outcome.parent_run_id}"]
     lines += ["", "Look further:",
-              f"  python report.py {exp.path} --mlruns {mlruns}   # paired effects, baselines, per-class, affinity",
-              f"  {_make_ui(mlruns):<40} # the ablation's runs in the MLflow UI"]
+              f"  {stores.command('report.py', exp, mlruns=mlruns)}",
+              "      # paired effects, baselines, per-class, affinity",
+              f"  {_make_ui(mlruns)}" if stores.embedded_tracking else f"  MLflow server {stores.tracking_label}",
+              "      # the ablation's runs in the MLflow UI"]
     return lines
 
 
 def _make_ui(mlruns) -> str:
     """`make ui`, with MLRUNS=… when the stores are not the Makefile's default ./mlruns."""
     default = Path("mlruns").resolve()
-    return "make ui" if Path(mlruns).resolve() == default else f"make ui MLRUNS={mlruns}"
+    command = "make ui" if Path(mlruns).resolve() == default else f"make ui MLRUNS={mlruns}"
+    port = mlflow_ui.LOCAL_UI.rsplit(":", 1)[-1].strip("/")
+    return command if port == "5000" else f"{command} PORT={port}"  # the port the printed links name
 
 
 def _sweep(args) -> int:
-    exp, stores = _experiment_and_stores(args)
+    exp, stores = _experiment_and_stores(args, training=not args.repair,
+                                         sweep=not (args.repair or args.ablation or args.reproduce))
     if args.reproduce:
         from .runs.reproduce import reproduce
 
@@ -188,7 +202,7 @@ def _sweep(args) -> int:
         from .runs.ablation import run_ablation
 
         outcome = run_ablation(exp, stores, repeats=args.repeats)
-        print("\n".join(_ablation_done(outcome, exp, args.mlruns)), flush=True)
+        print("\n".join(_ablation_done(outcome, exp, stores, args.mlruns)), flush=True)
         return 0
     from .runs.sweep import SweepAborted, repair, run_sweep
 
@@ -227,6 +241,9 @@ def _report(args) -> int:
     for w in analysis.warnings if analysis is not None else []:
         print(f"note: {w}")
     print(f"\nreport: {out_dir / 'report.html'}  ({out_dir / 'report.md'}, {out_dir / 'effects.csv'})")
+    for line in (out_dir / "report.md").read_text().splitlines():  # the report's next step, as it says it
+        if line.startswith("Next: "):
+            print(line)
     return 0
 
 

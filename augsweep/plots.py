@@ -77,26 +77,47 @@ def image_grid(rows, path: str | Path, cell: int = 96, pad: int = 4, caption: in
     return Path(path)
 
 
-def forest(effects: pd.DataFrame, path: str | Path, title: str = "Effect on validation loss") -> Path:
-    """Effect of each augmentation with its 95% CI; left of zero = it lowered validation loss."""
+def forest(effects: pd.DataFrame, path: str | Path, title: str = "Effect on validation loss",
+           margin: float | None = None, seeds: pd.DataFrame | None = None) -> Path:
+    """Effect of each augmentation with its 95% CI; left of zero = it lowered validation loss.
+
+    `margin`: the ±equivalence margin drawn as a grey band (inside it an interval reads `negligible`);
+    `seeds`: per-seed-replicate effects (`augmentation`, `effect`, as `inference.seed_effects` returns them),
+    drawn as small dots beside each interval: the spread the interval comes from."""
     rows = effects.iloc[::-1]
-    fig, axes = figure(1, 1, size=(6.5, 0.55 * len(rows) + 1.4))
+    fig, axes = figure(1, 1, size=(7.5, 0.55 * len(rows) + 1.5))
     ax = axes[0, 0]
     colours = {"helps": "C2", "hurts": "C3"}
+    if margin:
+        ax.axvspan(-margin, margin, color="0.88", zorder=0, label=f"negligible: within ±{margin:g}")
+    dots = False
     for i, (_, r) in enumerate(rows.iterrows()):
         colour = colours.get(r["verdict"], "0.4")
+        if seeds is not None and r.get("source", "sweep") == "sweep":
+            values = seeds.loc[seeds["augmentation"] == r["augmentation"], "effect"].dropna().to_numpy(float)
+            if len(values):
+                jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(1)
+                ax.plot(values, i - 0.22 + jitter, ".", color=colour, alpha=0.45, ms=4,
+                        label=None if dots else "one seed replicate")
+                dots = True
         if np.isfinite(r["effect"]):
             ax.errorbar(r["effect"], i, xerr=[[r["effect"] - r["ci_low"]], [r["ci_high"] - r["effect"]]],
-                        fmt="o", color=colour, capsize=3)
-        ax.text(1.01, i, r["verdict"], transform=ax.get_yaxis_transform(), va="center", fontsize=8, color=colour)
+                        fmt="o", color=colour, capsize=3, lw=1.8)
+        ax.text(1.01, i, r["verdict"], transform=ax.get_yaxis_transform(), va="center", fontsize=9, color=colour,
+                fontweight="bold" if r["verdict"] in colours else "normal")
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([f"{r['augmentation']}" + (f" ({r['source']})" if r.get("source", "sweep") != "sweep" else "")
                         for _, r in rows.iterrows()])
+    ax.set_ylim(-0.6, len(rows) - 0.4)
     ax.axvline(0, color="0.3", lw=0.8)
-    ax.set_xlabel("change in validation loss when turned on (95% CI; negative = helps)")
-    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("change in validation loss when turned on (simultaneous 95% CI; negative = helps)", fontsize=9)
+    ax.set_title(title, fontsize=10, loc="left")
     ax.grid(axis="x", alpha=0.3)
-    fig.subplots_adjust(left=0.25, right=0.82, bottom=min(0.4, 0.6 / (0.55 * len(rows) + 1.4)), top=0.9)
+    if margin or dots:  # above the axes, beside the title: never over a dot
+        ax.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=2, frameon=False,
+                  borderaxespad=0.2)
+    fig.subplots_adjust(left=0.2, right=0.86, bottom=min(0.4, 0.6 / (0.55 * len(rows) + 1.5)),
+                        top=1 - 0.45 / (0.55 * len(rows) + 1.5))
     return save(fig, path)
 
 
@@ -107,6 +128,7 @@ def curves_by_augmentation(curves: pd.DataFrame, augmentations: list[str], path:
     rows = int(np.ceil(n / cols))
     fig, axes = figure(cols, rows, size=(4 * cols, 3 * rows))
     for ax, aug in zip(axes.flat, augmentations):
+        shown = []
         for on, colour in ((False, "C0"), (True, "C1")):
             sub = curves[curves[f"aug_{aug}"] == on]
             if sub.empty:
@@ -115,17 +137,35 @@ def curves_by_augmentation(curves: pd.DataFrame, augmentations: list[str], path:
             mean, lo, hi = per_trial.mean(axis=1), per_trial.quantile(0.25, axis=1), per_trial.quantile(0.75, axis=1)
             ax.plot(mean.index, mean, color=colour, label=f"{'with' if on else 'without'} ({per_trial.shape[1]} trials)")
             ax.fill_between(mean.index, lo, hi, color=colour, alpha=0.2)
+            shown.append((lo, hi))
+        _focus(ax, shown)
         ax.set_title(aug, fontsize=10)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("val_loss")
+        ax.set_ylabel("val_loss (log scale)")
         ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
+        ax.grid(alpha=0.3, which="both")
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.suptitle("Unadjusted: depth and the other augmentations are not held fixed", fontsize=9)
     fig.subplots_adjust(left=0.1, right=0.98, bottom=0.17 if rows == 1 else 0.1, top=0.84 if rows == 1 else 0.9,
                         hspace=0.5, wspace=0.3)
     return save(fig, path)
+
+
+def _focus(ax, bands: list) -> None:
+    """A log y axis whose range covers the curves after their first quarter of epochs (where augmentations
+    differ by a few hundredths), not the first epochs' large losses that squash the rest flat."""
+    values = []
+    for lo, hi in bands:
+        start = lo.index.min() + (lo.index.max() - lo.index.min()) // 4
+        values += [lo[lo.index >= start].to_numpy(float), hi[hi.index >= start].to_numpy(float)]
+    flat = np.concatenate(values) if values else np.array([])
+    flat = flat[np.isfinite(flat) & (flat > 0)]
+    if not len(flat):
+        return
+    low, high = float(flat.min()), float(flat.max())
+    ax.set_yscale("log")
+    ax.set_ylim(low / 1.08, high * 1.08)
 
 
 def train_vs_val(histories: dict[str, pd.DataFrame], path: str | Path) -> Path:
@@ -144,13 +184,18 @@ def train_vs_val(histories: dict[str, pd.DataFrame], path: str | Path) -> Path:
     return save(fig, path)
 
 
-def optimization_history(trials: pd.DataFrame, curves: pd.DataFrame, path: str | Path) -> Path:
-    """Left: each trial's value and the running best. Right: every trial's val_loss curve, pruned dashed."""
+def optimization_history(trials: pd.DataFrame, curves: pd.DataFrame, path: str | Path,
+                         running_best: bool = True) -> Path:
+    """Left: each trial's value and the running best (`running_best=False`, e.g. for a design run in a shuffled
+    order where "so far" means nothing: the values alone). Right: every trial's val_loss curve, pruned dashed."""
     fig, axes = figure(2, 1, size=(10, 3.4))
     ax = axes[0, 0]
     done = trials[trials["state"] == "COMPLETE"].sort_values("trial")
     ax.plot(done["trial"], done["value"], "o", color="C0", ms=4, label="trial value")
-    ax.plot(done["trial"], done["value"].cummin(), color="C3", label="best so far")
+    if running_best:
+        ax.plot(done["trial"], done["value"].cummin(), color="C3", label="best so far")
+    else:
+        ax.set_title("trial values (design points run in a shuffled order)", fontsize=9)
     ax.set_xlabel("trial")
     ax.set_ylabel("mean best val_loss")
     ax.legend(fontsize=7)

@@ -39,8 +39,21 @@ def mlflow_ui(mlruns: Path):
         service.stop()
 
 
+VIEWPORT = (1600, 1000)  # the issue's first-hour check: what shows without scrolling at 1600x1000
+
+
+def in_view(page, locator, timeout_ms: int = 60_000) -> bool:
+    """`locator`'s first match is rendered inside the viewport (visible without scrolling)."""
+    first = locator.first
+    first.wait_for(state="visible", timeout=timeout_ms)
+    box = first.bounding_box()
+    width, height = page.viewport_size["width"], page.viewport_size["height"]
+    return box is not None and box["x"] >= 0 and box["y"] >= 0 and box["x"] + min(box["width"], 40) <= width \
+        and box["y"] + min(box["height"], 40) <= height
+
+
 @contextlib.contextmanager
-def chromium_page(width: int = 1500, height: int = 900):
+def chromium_page(width: int = VIEWPORT[0], height: int = VIEWPORT[1]):
     """A Playwright page in Debian's chromium (headless)."""
     from playwright.sync_api import sync_playwright
 
@@ -68,7 +81,7 @@ def tiny_sweep(folder: Path) -> Path:
     from tests.helpers import run_cli, tiny_experiment
 
     exp = folder / "tiny.yaml"
-    exp.write_text(yaml.safe_dump(tiny_experiment(trials=4, train={"epochs": 2})))
+    exp.write_text(yaml.safe_dump(tiny_experiment(trials=6, repeats=2, train={"epochs": 3})))
     result = run_cli("sweep.py", exp, "--mlruns", folder / "mlruns", env={"AUGSWEEP_NO_BROWSER": "1"})
     if result.returncode != 0:
         raise SystemExit(f"the tiny sweep failed:\n{result.stderr[-3000:]}")
@@ -91,22 +104,23 @@ def shoot(mlruns: Path, out: Path, compare: Path | None = None, plain: Path | No
             page.goto(f"{base}/#/experiments/{links.runs.split('/experiments/')[1].split('/')[0]}")
             page.wait_for_timeout(6000)
             page.screenshot(path=str(plain))
-        open_trials_page(page, links.runs, links.top[0])
-        with contextlib.suppress(Exception):  # the assistant side panel hides half the table
-            page.get_by_role("button", name="Close").last.click(timeout=2000)
+        open_trials_page(page, links.runs, links.top[0])  # as a user lands on it: nothing clicked or closed
         page.wait_for_timeout(1500)
         out.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(out), clip={"x": 0, "y": 0, "width": 1500, "height": 470})
+        page.screenshot(path=str(out), clip={"x": 0, "y": 0, "width": VIEWPORT[0], "height": 470})
         small_png(out)
         if compare is not None and links.compare:
             page.goto(links.compare)
             page.get_by_text(links.top[0]).first.wait_for(state="attached", timeout=60_000)
             page.wait_for_timeout(3000)
-            page.screenshot(path=str(compare), full_page=True)
+            page.screenshot(path=str(compare))  # the first screen at 1600x1000, what shows without scrolling
+            small_png(compare)
         if curves is not None and links.curves:
             page.goto(links.curves)
-            page.wait_for_timeout(8000)
+            page.get_by_text(links.top[0]).first.wait_for(timeout=60_000)
+            page.wait_for_timeout(3000)
             page.screenshot(path=str(curves))
+            small_png(curves)
 
 
 def small_png(path: Path, colors: int = 64) -> None:

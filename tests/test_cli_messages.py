@@ -60,4 +60,35 @@ def test_missing_folder_dataset_names_the_file_and_the_resolved_path(write_exper
 def test_ablation_without_a_sweep_prints_the_command_for_this_file(write_experiment, tmp_path):
     path = write_experiment(tiny_experiment(name="nosweep"))
     line = _one_line_error(run_cli("sweep.py", path, "--mlruns", tmp_path / "mlruns", "--ablation"))
-    assert f"python sweep.py {path} --mlruns " in line and "make sweep" not in line
+    assert f"make sweep EXP={path} MLRUNS=" in line  # a command that runs as printed, for this very file
+
+
+BAD_INPUTS = {
+    # the bad inputs: (experiment overrides, what the message must say, what it tells the user to do)
+    "missing dataset folder": ({"dataset": {"source": "folder", "path": "no/such/folder", "image_size": [16, 16]}},
+                               "dataset.path does not exist", "Point dataset.path at a folder of train/<class>/*"),
+    "missing search-space file": ({"search_space": "search_spaces/nope.yaml"},
+                                  "search_space file not found", "looked at "),
+    "no augmentations": ({"search_space": {"depth": 1, "augmentations": {}}}, "search_space has no augmentations",
+                         "Add at least one under search_space.augmentations, e.g. `flip: {mode: [horizontal]}`"),
+    "factorial without augmentations": ({"search_space": {"depth": 1, "augmentations": {}}, "sampler": "factorial"},
+                                        "sampler: factorial needs augmentations", "Add at least one"),
+    "infeasible design": ({"sampler": "factorial", "trials": 3, "search_space": {"depth": 1, "augmentations": {
+        "flip": None, "contrast": None, "rotation": None, "brightness": None}}},
+        "sampler: factorial cannot fit in trials=3", "Raise trials to"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_exits_2_fast_and_says_what_to_do(write_experiment, tmp_path, case):
+    overrides, what, todo = BAD_INPUTS[case]
+    exp = tiny_experiment(**{k: v for k, v in overrides.items() if k != "dataset"})
+    if "dataset" in overrides:
+        exp["dataset"] = overrides["dataset"]
+    path = write_experiment(exp)
+    started = time.perf_counter()
+    line = _one_line_error(run_cli("sweep.py", path, "--mlruns", tmp_path / "mlruns"))
+    took = time.perf_counter() - started
+    assert took < 1.5, f"{case}: {took:.2f} s (checked after a heavy import?)"
+    assert what in line and todo in line and str(path) in line, line
+    assert not (tmp_path / "mlruns").exists()  # nothing written

@@ -29,26 +29,75 @@ def chromium():
     return CHROMIUM
 
 
-def test_printed_link_opens_the_trials_with_their_val_loss(tmp_path, chromium):
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """A tiny sweep (two switches, two depths, two seeds per trial) and its report, as the CLI prints them."""
     import yaml
-    from screenshot import chromium_page, mlflow_ui, open_trials_page
 
-    path = tmp_path / "exp.yaml"
-    path.write_text(yaml.safe_dump(tiny_experiment(name="ui-check", trials=3, train={"epochs": 1})))
-    result = run_cli("sweep.py", path, "--mlruns", tmp_path / "mlruns")
+    tmp = tmp_path_factory.mktemp("ui")
+    path = tmp / "exp.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment(name="ui-check", trials=6, repeats=2, train={"epochs": 2})))
+    result = run_cli("sweep.py", path, "--mlruns", tmp / "mlruns")
     assert result.returncode == 0, result.stderr[-3000:]
-    printed = re.findall(r"http://127\.0\.0\.1:5000/#/\S+", result.stdout)
-    runs_link = next(u for u in printed if "/runs?" in u)
-    assert "workflowType=machine_learning" in runs_link and "viewStateShareKey=" in runs_link
-    assert any("/compare-runs?" in u for u in printed) and any("/metric?" in u for u in printed)
+    report = run_cli("report.py", path, "--mlruns", tmp / "mlruns", "--out", tmp / "report")
+    assert report.returncode == 0, report.stderr[-3000:]
+    return path, tmp / "mlruns", result.stdout, tmp / "report"
 
-    view = read_stores(path, tmp_path / "mlruns")
-    trials = [r for r in view.runs if r.data.tags.get("kind") == "trial"]
-    assert len(trials) == 3
-    with mlflow_ui(tmp_path / "mlruns") as base, chromium_page() as page:
-        text = open_trials_page(page, runs_link.replace("http://127.0.0.1:5000", base), trials[0].info.run_name)
-        for run in trials:
-            assert run.info.run_name in text
-            value = run.data.metrics["val_loss"]
-            assert f"{value:.6f}"[:6] in text  # the table shows the value (truncated, not rounded)
-        assert "Sort: best_val_loss" in text and "aug_flip" in text  # the saved view applied (depth is off-screen)
+
+def test_printed_links_land_on_a_usable_view_at_1600x1000(swept, chromium):
+    from screenshot import chromium_page, in_view, mlflow_ui, open_trials_page
+
+    path, mlruns, stdout, _ = swept
+    printed = re.findall(r"http://127\.0\.0\.1:5000/#/\S+", stdout)
+    runs_link = next(u for u in printed if "/runs?" in u)
+    curves_link = next(u for u in printed if "/metric?" in u)
+    compare_link = next(u for u in printed if "/compare-runs?" in u)
+    assert "workflowType=machine_learning" in runs_link and "viewStateShareKey=" in runs_link
+
+    view = read_stores(path, mlruns)
+    trials = sorted((r for r in view.runs if r.data.tags.get("kind") == "trial"),
+                    key=lambda r: r.data.metrics["best_val_loss"])
+    assert len(trials) == 6
+    # Every trial logs the same per-repeat names (repeat0/…, repeat1/…): curves and bests share the index.
+    for run in trials:
+        per_repeat = {k for k in run.data.metrics if "/" in k}
+        assert {"repeat0/best_val_loss", "repeat1/best_val_loss", "repeat0/val_loss", "repeat1/val_loss"} <= per_repeat
+    configs = []
+    for run in trials:
+        key = tuple(sorted((k, v) for k, v in run.data.params.items() if k == "depth" or k.startswith("aug_")))
+        if key not in configs:
+            configs.append(key)
+    best3 = [r.info.run_name for r in trials if r.info.run_name.split()[0] in
+             {line.split()[0] for line in stdout.split("side by side")[0].split("configurations (")[-1].split(", ")}]
+    assert len(best3) == 3 and len(set(best3)) == 3
+
+    with mlflow_ui(mlruns) as base, chromium_page() as page:
+        local = lambda url: url.replace("http://127.0.0.1:5000", base)  # noqa: E731
+        text = open_trials_page(page, local(runs_link), trials[0].info.run_name)
+        assert "Sort: best_val_loss" in text
+        for name in ("depth", "aug_flip", "aug_contrast", "best_val_loss"):  # the columns a user needs, on screen
+            assert in_view(page, page.get_by_role("columnheader", name=name)), name
+        assert in_view(page, page.get_by_text(trials[0].info.run_name))
+
+        page.goto(local(curves_link))
+        for name in best3:  # the three distinct configurations' curves, named in the legend
+            assert in_view(page, page.get_by_text(name, exact=False)), name
+        assert in_view(page, page.get_by_text("val_loss", exact=True))
+
+        page.goto(local(compare_link))
+        page.get_by_text(best3[0]).first.wait_for(state="attached", timeout=60_000)
+        assert in_view(page, page.get_by_text("best_val_loss", exact=True))
+
+
+def test_report_first_screen_shows_the_answer_and_the_forest_plot(swept, chromium):
+    from screenshot import chromium_page, in_view
+
+    *_, report = swept
+    with chromium_page() as page:
+        page.goto((report / "report.html").resolve().as_uri())
+        assert in_view(page, page.get_by_role("heading", name="Answer"))
+        assert in_view(page, page.get_by_text("turning each augmentation on changes the best validation loss"))
+        forest = page.get_by_alt_text("effect forest plot")
+        assert in_view(page, forest)
+        box = forest.bounding_box()
+        assert box["y"] + box["height"] <= 1000, box  # the whole plot, not just its top edge

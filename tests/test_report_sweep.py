@@ -55,7 +55,9 @@ def test_report_is_byte_identical_and_complete(digits_sweep, tmp_path):
     path, mlruns = digits_sweep
     first = run_cli("report.py", path, "--mlruns", mlruns, "--out", tmp_path / "a")
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "flip" in first.stdout and "verdict" in first.stdout and "ci_method" in first.stdout
+    assert "flip" in first.stdout and "verdict" in first.stdout and "95% interval" in first.stdout
+    table = first.stdout.split("\n\n")[0]  # the summary table (the paths after it are as long as they are)
+    assert max(map(len, table.splitlines())) < 100, first.stdout  # fits 100 columns
     second = run_cli("report.py", path, "--mlruns", mlruns, "--out", tmp_path / "b")
     assert second.returncode == 0
     for name in ("report.md", "report.html", "effects.csv", "effects_forest.png", "curves_by_augmentation.png",
@@ -67,10 +69,16 @@ def test_report_is_byte_identical_and_complete(digits_sweep, tmp_path):
     verdicts = set(pd.read_csv(tmp_path / "a" / "effects.csv")["verdict"])
     for verdict in verdicts - {"undecided"}:  # the answer paragraph names every decided verdict
         assert f"**{verdict}**: " in md, verdict
-    for text in ("## Answer", "Same on/off pattern", "Generalization gap", "Augmentation x depth",
-                 "FanovaImportanceEvaluator", "## Provenance", "dataset_fingerprint", "rerun_sweep: python sweep.py",
+    for text in ("## Answer", "Same on/off pattern", "Generalization gap", "## Method",
+                 "FanovaImportanceEvaluator", "## Provenance", "dataset_fingerprint", "rerun_sweep: make sweep EXP=",
                  "git_commit", "package_versions", "Unadjusted:", "mlflow_run", "augmentations"):
         assert text in md, text
+    # The first screen: the answer, the forest plot, then the best configuration; the method below; one depth
+    # searched, so no augmentation x depth table.
+    order = [md.index(t) for t in ("## Answer", "**hurts**", "![effect forest plot]", "Best configuration:",
+                                   "## Method", "Method: ")]
+    assert order == sorted(order), order
+    assert "## Augmentation x depth" not in md and "ci_method |" not in md.split("## Method")[0]
     html = (tmp_path / "a" / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4 and "<img src='http" not in html
     # The same files are logged to the sweep's parent run.

@@ -435,16 +435,62 @@ def _read_yaml(path: Path, what: str, shown: str) -> Any:
     return data
 
 
+def add_augmentation() -> str:
+    """What to do about a search space without augmentations."""
+    return ("Add at least one under search_space.augmentations, e.g. `flip: {mode: [horizontal]}` or "
+            "`contrast: {factor: [0.1, 0.5]}`; known: " + ", ".join(sorted(REGISTRY)) + ".")
+
+
+def _candidates(value: str, experiment_file: Path) -> list[Path]:
+    """Where a relative path is looked for (`_resolve_path`): the current directory, then beside the file."""
+    p = Path(value).expanduser()
+    if p.is_absolute():
+        return [p]
+    found = [p.resolve(), (experiment_file.parent / p).resolve()]
+    return sorted(set(found), key=found.index)
+
+
+def _space_hint(value: str) -> str:
+    """What to do about a missing search-space file: the files that do exist beside where it was looked for."""
+    folder = Path(value).expanduser().parent
+    near = sorted(str(f) for f in folder.glob("*.yaml")) if folder.is_dir() else []
+    return ("Fix the path or write the search space inline (search_space: {depth: …, augmentations: …})"
+            + (f"; files there: {', '.join(near[:8])}" if near else "") + ".")
+
+
+def check_before_training(exp: Experiment, sweep: bool = True) -> None:
+    """Checks a run needs that cost milliseconds, made before TensorFlow is imported (seconds): a folder
+    dataset's path exists, and a sweep has augmentations to switch on and off."""
+    d = exp.dataset
+    if d.source in ("folder", "fashion_mnist") and d.path and not Path(d.path).is_dir():
+        what = "is not a folder" if Path(d.path).exists() else "does not exist"
+        layout = ("train/<class>/* images (and valid/<class>/*, or dataset.validation_split)"
+                  if d.source == "folder" else "Fashion-MNIST's IDX files (make data fetches them)")
+        raise ConfigError(f"dataset.path {what}. Received: path={d.path!r} (looked at "
+                          f"{' and '.join(map(str, _candidates(d.path, Path(exp.path))))}; {exp.path}). "
+                          f"Point dataset.path at a folder of {layout}.")
+    if sweep and not exp.search_space.augmentation_names:
+        where = exp.search_space_path or exp.path
+        raise ConfigError(f"search_space has no augmentations: a sweep has nothing to switch on and off, so the "
+                          f"report could estimate no effect. Received: augmentations={{}} ({where}). "
+                          f"{add_augmentation()}")
+
+
 def _check_design(space: SearchSpace, trials: int, sequential: bool, file: str) -> None:
     """`sampler: factorial`: one block of the design (resolution IV at least) must fit in `trials`."""
     from .design import DesignError, plan_for
+    from .design import depth_levels as design_depths
 
     if not space.augmentation_names:
-        raise ConfigError(f"sampler: factorial needs augmentations to switch on and off. Received: none ({file})")
+        raise ConfigError(f"sampler: factorial needs augmentations to switch on and off. Received: none ({file}). "
+                          f"{add_augmentation()}")
     try:
         plan_for(space, trials, sequential)
     except DesignError as e:
-        raise ConfigError(f"sampler: factorial cannot fit in trials={trials}: {e} ({file})") from None
+        levels = len(design_depths(space)) * (2 if sequential else 1)
+        raise ConfigError(f"sampler: factorial cannot fit in trials={trials}: {e} ({file}). Raise trials to that "
+                          f"many runs{f' x {levels} (depths' + (' x 2 looks for stop: decided' if sequential else '') + ')' if levels > 1 else ''}, "
+                          f"or search fewer augmentations.") from None
 
 
 def load_experiment(path: str | Path) -> Experiment:
@@ -476,7 +522,8 @@ def load_experiment(path: str | Path) -> Experiment:
         space_path = str(space_file)
         if not space_file.exists():
             raise ConfigError(
-                f"search_space file not found. Received: search_space={space_raw!r} ({file})"
+                f"search_space file not found. Received: search_space={space_raw!r} (looked at "
+                f"{' and '.join(map(str, _candidates(space_raw, path)))}; {file}). {_space_hint(space_raw)}"
             )
         space = parse_search_space(_read_yaml(space_file, "search_space", file), str(space_file), base)
     elif isinstance(space_raw, Mapping):

@@ -21,9 +21,11 @@ class RepeatSeeds:
     aug: int  # augmentation layers
     order: int  # batch order (shuffle) and any other global randomness
 
-    def as_param(self) -> dict[str, str]:
-        """The MLflow param `seeds_r<repeat>`: `init=…,aug=…,order=…` (read back by `from_param`)."""
-        return {f"seeds_r{self.repeat}": f"init={self.init},aug={self.aug},order={self.order}"}
+    def as_param(self, index: int | None = None) -> dict[str, str]:
+        """The MLflow param `seeds_r<index>` (default: the repeat's seed index): `init=…,aug=…,order=…` (read
+        back by `from_param`). A sweep's trial passes the repeat's position in the trial, the index its
+        `repeat<r>/…` metrics carry."""
+        return {f"seeds_r{self.repeat if index is None else index}": f"init={self.init},aug={self.aug},order={self.order}"}
 
     @classmethod
     def from_param(cls, text: str, repeat: int) -> "RepeatSeeds":

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import plots
+from .. import plots, runtime
 from ..runs.ablation import latest_ablation
 from ..runs.variants import ADD_ONE_IN, KIND_RUN, LEAVE_ONE_OUT, SPEC_ARTIFACT, comparison_table
 from ..stores.tracking import client_for
@@ -321,7 +321,7 @@ def ablation_sections(data: AblationData, a: AblationAnalysis, figs: dict[str, P
         f"git_commit: {data.tags.get('git_commit', 'unknown')}",
         f"device: {data.tags.get('device', 'unknown')}",
         f"dataset_fingerprint: {data.tags.get('dataset_fingerprint', 'unknown')}",
-        f"rerun: python sweep.py {experiment_path} --mlruns {mlruns} --ablation --repeats {spec['repeats']}",
-        f"reproduce one variant: python sweep.py {experiment_path} --mlruns {mlruns} --reproduce base",
+        f"rerun: {runtime.follow_up('sweep.py', experiment_path, mlruns, '', '--ablation', '--repeats', spec['repeats'])}",
+        f"reproduce one variant: {runtime.follow_up('sweep.py', experiment_path, mlruns, '', '--reproduce', 'base')}",
     ]))]))
     return out

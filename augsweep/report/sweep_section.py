@@ -15,13 +15,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .. import plots
+from .. import plots, runtime
 from ..experiment.schema import ConfigError, Experiment
 from ..experiment.space import TrialConfig
 from ..stores.study import ATTR_PARENT_RUN, Stores, trial_table
 from ..stores.tracking import client_for
 from .. import inference
 from . import stats
+from . import render
 from .render import Section
 
 EFFECT_COLUMNS = ["augmentation", "effect", "ci_low", "ci_high", "p_value", "n_with", "n_without", "verdict", "source",
@@ -146,6 +147,7 @@ class Analysis:
     diverged: pd.DataFrame | None = None  # diverged trainings with and without each augmentation
     blocks_used: list[int] = field(default_factory=list)  # finished blocks whose complete replicates decide
     alpha: float = 0.05  # this sweep's share of the report's one alpha
+    table: pd.DataFrame | None = None  # the tidy table the effects came from (one row per configuration x seed)
 
 
 def looks_of(table: pd.DataFrame, design: dict | None, finished: list[int] | None = None) -> tuple[int, int]:
@@ -301,7 +303,7 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
         by_depth=stats.effects_by_depth(table, augs, outcome="value"), interactions=interactions,
         looks=looks, seeds=seeds, warnings=warnings, design=design, doses=doses, seed_frame=seed_frame,
         failed_points=points_failed, diverged=diverged_table(table, augs) if len(table) else None,
-        blocks_used=blocks_used, alpha=alpha,
+        blocks_used=blocks_used, alpha=alpha, table=table,
     )
 
 
@@ -338,9 +340,13 @@ def network(exp: Experiment) -> str:
     return f"a `{m.base}` base ({weights}, {trains}) under the course's head"
 
 
-def answer_blocks(exp: Experiment, a: Analysis, trials: pd.DataFrame, mlruns: str) -> list:
+def answer_blocks(exp: Experiment, a: Analysis, trials: pd.DataFrame, mlruns: str, command=None) -> list:
     """The answer paragraph: decided verdicts first, then the best configuration, what is undecided and how
-    large an effect it could have seen, and the next command."""
+    large an effect it could have seen, and the next command (`command(script, *args)`: one that runs as
+    printed, `Stores.command`; default: `runtime.follow_up` on the embedded stores under `mlruns`)."""
+    if command is None:
+        def command(script, *extra):
+            return runtime.follow_up(script, exp.path, mlruns, "", *extra)
     e = a.full
     parts = []
     for verdict in ("helps", "hurts", "negligible"):
@@ -386,15 +392,17 @@ def answer_blocks(exp: Experiment, a: Analysis, trials: pd.DataFrame, mlruns: st
         lines.append("Undecided: " + "; ".join(more) + ".")
         if needed and block and exp.sampler == "factorial":
             total = int((trials["state"] == "COMPLETE").sum()) + max(needed) * block
-            lines.append(f"Next: `python sweep.py {exp.path} --mlruns {mlruns} --trials {total}` continues the same "
+            lines.append(f"Next: `{command('sweep.py', '--trials', total)}` continues the same "
                          f"study with more blocks of fresh seeds until every augmentation is decided.")
         else:
-            lines.append(f"Next: `python sweep.py {exp.path} --mlruns {mlruns} --trials N` with a larger N continues "
-                         f"the same study (`sampler: factorial` + `stop: decided` runs blocks until every "
-                         f"augmentation is decided), or `--ablation` for paired seeds around the best configuration.")
+            total = int((trials["state"] == "COMPLETE").sum()) * 2
+            lines.append(f"Next: `{command('sweep.py', '--trials', total)}` continues the same study to {total} "
+                         f"trials (`sampler: factorial` + `stop: decided` runs blocks until every augmentation is "
+                         f"decided), or `{command('sweep.py', '--ablation')}` for paired seeds around the best "
+                         f"configuration.")
     else:
-        lines.append(f"Next: `python sweep.py {exp.path} --mlruns {mlruns} --ablation` explains the best "
-                     f"configuration with paired seeds.")
+        lines.append(f"Next: `{command('sweep.py', '--ablation')}` explains the best configuration with paired "
+                     f"seeds.")
     return lines
 
 
@@ -448,30 +456,60 @@ def estimand_blocks(exp: Experiment, a: Analysis) -> list:
     return lines
 
 
-def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, curves: pd.DataFrame,
-                   imp: tuple, provenance: dict, figures: dict[str, Path], mlruns: str) -> list[Section]:
-    """The report's content, in reading order."""
-    a = analysis
+FIRST_SCREEN_COLUMNS = ["augmentation", "effect", "ci_low", "ci_high", "p_value", "verdict"]
+
+
+def constant_columns(effects: pd.DataFrame) -> list[str]:
+    """Columns of the effects table with one value in every row (said once in a sentence instead)."""
+    keep = set(FIRST_SCREEN_COLUMNS)
+    return [c for c in effects.columns if c not in keep and len(effects) > 1 and effects[c].nunique(dropna=False) == 1]
+
+
+def first_screen_table(effects: pd.DataFrame) -> pd.DataFrame:
+    """The effects table as the first screen shows it: the verdict's columns, plus any that vary by row."""
+    varying = [c for c in effects.columns if c not in FIRST_SCREEN_COLUMNS and c not in constant_columns(effects)
+               and c not in ("ci_method", "comparison")]
+    return effects[[c for c in effects.columns if c in FIRST_SCREEN_COLUMNS or c in varying]]
+
+
+def constants_sentence(effects: pd.DataFrame) -> str:
+    """`Every row: source = sweep; n_with = 16; …` for the columns `constant_columns` leaves out."""
+    parts = [f"{c} = {render.display(effects[[c]]).iloc[0, 0]}" for c in constant_columns(effects)
+             if c != "ci_method"]  # the method paragraph names it
+    return f"Every row of `effects.csv` also has: {'; '.join(parts)}." if parts else ""
+
+
+def methods_paragraph(exp: Experiment, a: Analysis) -> str:
+    """How the effects and verdicts were computed (below the first screen)."""
     method = a.full["ci_method"].iloc[0] if len(a.full) else "none"
-    summary = Section("Answer", answer_blocks(exp, a, trials, mlruns))
-    summary.blocks += [
+    return (
         f"{a.counts['COMPLETE']} complete trials x {exp.repeats} paired repeat(s) from the `{exp.sampler}` sampler "
         f"({a.counts['PRUNED']} pruned, {a.counts['FAIL']} failed, excluded), {a.seeds} seed replicate(s). `effect` "
         f"is the change in best validation loss from turning the augmentation on (negative = it helped), estimated "
         f"within each seed replicate (adjusted for the other augmentations and depth) and averaged over them; the "
-        f"interval comes from how the effect varies from seed to seed. One verdict rule: simultaneous 95% "
-        f"intervals across the augmentations (and across the sequential looks of a `stop: decided` sweep), "
-        f"`p_value` adjusted the same way. `helps`/`hurts`: interval entirely below/above 0; `negligible`: inside "
-        f"±{exp.equivalence_margin:g}; `undecided`: otherwise (`mde` = smallest effect detectable with 80% power). "
-        f"Method: {method}.",
-        a.effects,
-    ]
+        f"interval comes from how the effect varies from seed to seed (the forest plot's dots: one per seed "
+        f"replicate). One verdict rule: simultaneous 95% intervals across the augmentations (and across the "
+        f"sequential looks of a `stop: decided` sweep), `p_value` adjusted the same way. `helps`/`hurts`: interval "
+        f"entirely below/above 0; `negligible`: inside ±{exp.equivalence_margin:g} (the forest plot's grey band); "
+        f"`undecided`: otherwise (`mde` = smallest effect detectable with 80% power). Method: {method}.")
+
+
+def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, curves: pd.DataFrame,
+                   imp: tuple, provenance: dict, figures: dict[str, Path], mlruns: str, command=None) -> list[Section]:
+    """The report's content, in reading order: the first screen holds the answer, the forest plot and the best
+    configuration; how the numbers were made (method, the full effects table) comes below."""
+    a = analysis
+    answer = answer_blocks(exp, a, trials, mlruns, command)
+    later = [line for line in answer if line.startswith(("Best configuration:", "Next:"))]
+    summary = Section("Answer", [line for line in answer if line not in later])
     if "forest" in figures:
         summary.blocks.append(("image", figures["forest"], "effect forest plot"))
+    summary.blocks += [*later, first_screen_table(a.effects)]
     summary.blocks += estimand_blocks(exp, a)
     sections = [summary]
     if a.warnings:
         sections.append(Section("Read this before quoting the numbers", [f"- {w}" for w in a.warnings]))
+    sections.append(Section("Method", [methods_paragraph(exp, a), constants_sentence(a.effects)]))
     if len(a.budget):
         sections.append(Section("Verdicts and the epoch budget", [
             "Augmentation slows convergence, and the best validation loss within the epoch budget counts that as "
@@ -501,10 +539,11 @@ def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, cu
             a.interactions[["augmentation", "effect", "ci_low", "ci_high", "p_value", "verdict"]]
             if "augmentation" in a.interactions else a.interactions,
         ]))
-    sections.append(Section("Augmentation x depth", [
-        "Mean best validation loss with and without each augmentation at each depth (trial means).",
-        a.by_depth,
-    ]))
+    if len(a.by_depth) and a.by_depth["depth"].nunique() > 1:  # one depth: the effects table already says it
+        sections.append(Section("Augmentation x depth", [
+            "Mean best validation loss with and without each augmentation at each depth (trial means).",
+            a.by_depth,
+        ]))
     imp_frame, evaluator = imp
     sections.append(Section("Parameter importance (secondary view)", [
         f"Optuna importance by {evaluator}: how much of the variance in trial values each parameter explains. "
@@ -514,12 +553,17 @@ def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, cu
     ]))
     plots_section = Section("Learning curves", [])
     for key, caption in (("curves", "Unadjusted: mean val_loss by epoch of the trials with vs without each "
-                                    "augmentation (shaded: interquartile range over trials). Depth and the other "
+                                    "augmentation (shaded: interquartile range over trials; log scale, zoomed on the later epochs "
+                                    "where the differences are). Depth and the other "
                                     "augmentations are not held fixed here; the effects above are adjusted for them."),
                          ("train_vs_val", "Train vs validation loss: best trial and best trial without "
                                           "augmentation (the course's comparison)."),
-                         ("history", "Optimization history: each trial's value and the best so far; every trial's "
-                                     "val_loss curve, coloured by its value, the best trial highlighted, pruned dashed.")):
+                         ("history", "Optimization history: each trial's value"
+                                     + (" and the best so far" if exp.sampler != "factorial" else
+                                        " (a factorial design runs its points in a shuffled order, so there is no "
+                                        "\"best so far\")")
+                                     + "; every trial's val_loss curve, coloured by its value, the best trial "
+                                       "highlighted, pruned dashed.")):
         if key in figures:
             plots_section.blocks += [caption, ("image", figures[key], key)]
     sections.append(plots_section)
@@ -534,6 +578,17 @@ def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, cu
     ]))
     sections.append(Section("Provenance", [("code", yaml.safe_dump(provenance, sort_keys=False, width=120))]))
     return sections
+
+
+def _run_label(trial: pd.Series) -> str:
+    """`t07 d2 flip+rotation`: a trial as its MLflow run is named (the configuration, not only the number)."""
+    return trial.get("mlflow_run") or f"t{int(trial['trial']):02d}"
+
+
+def forest_seeds(a: Analysis) -> pd.DataFrame | None:
+    """The per-seed-replicate effects the forest plot draws as dots: the ones behind the verdicts (complete
+    replicates of finished blocks), None when there are none to draw."""
+    return a.seed_frame if a.seed_frame is not None and len(a.seed_frame) else None
 
 
 def file_sha256(path: str) -> str:
@@ -557,7 +612,8 @@ def sweep_part(exp: Experiment, stores: Stores, out_dir: Path, study, ablation_t
     curves = load_curves(client, stores.tracking_uri, exp.name, trials, exp.search_space.augmentation_names)
     tags, versions = load_parent(client, stores.tracking_uri, study.user_attrs.get(ATTR_PARENT_RUN))
 
-    figures = {"forest": plots.forest(analysis.effects, out_dir / "effects_forest.png")}
+    figures = {"forest": plots.forest(analysis.effects, out_dir / "effects_forest.png",
+                                      margin=exp.equivalence_margin, seeds=forest_seeds(analysis))}
     if len(curves):
         complete = curves[curves["trial"].isin(trials.loc[trials["state"] == "COMPLETE", "trial"])]
         if len(complete):
@@ -566,15 +622,17 @@ def sweep_part(exp: Experiment, stores: Stores, out_dir: Path, study, ablation_t
         done = trials[trials["state"] == "COMPLETE"].sort_values(["value", "trial"])
         named = {}
         if len(done):
-            named[f"best trial t{int(done.iloc[0]['trial']):02d}"] = int(done.iloc[0]["trial"])
+            named[f"best trial: {_run_label(done.iloc[0])}"] = int(done.iloc[0]["trial"])
         aug_cols = [f"aug_{x}" for x in analysis.augmentations if f"aug_{x}" in done]
         plain = done[~done[aug_cols].astype(bool).any(axis=1)] if aug_cols else done
         if len(plain):
-            named[f"best without augmentation t{int(plain.iloc[0]['trial']):02d}"] = int(plain.iloc[0]["trial"])
+            named[f"best without augmentation: {_run_label(plain.iloc[0])}"] = int(plain.iloc[0]["trial"])
         histories = {k: curves[curves["trial"] == v] for k, v in named.items() if (curves["trial"] == v).any()}
         if histories:
             figures["train_vs_val"] = plots.train_vs_val(histories, out_dir / "train_vs_val.png")
-        figures["history"] = plots.optimization_history(trials, curves, out_dir / "optimization_history.png")
+        # A factorial design runs its points in a shuffled order: a "best so far" line would read as progress.
+        figures["history"] = plots.optimization_history(trials, curves, out_dir / "optimization_history.png",
+                                                        running_best=exp.sampler != "factorial")
 
     provenance = {
         "experiment_file": exp.path,
@@ -586,11 +644,11 @@ def sweep_part(exp: Experiment, stores: Stores, out_dir: Path, study, ablation_t
         "backend": tags.get("backend", "unknown"),
         "dataset_fingerprint": study.user_attrs.get("dataset_fingerprint", "unknown"),
         "package_versions": versions,
-        "rerun_sweep": f"python sweep.py {exp.path} --mlruns {stores.mlruns}",
-        "rerun_report": f"python report.py {exp.path} --mlruns {stores.mlruns}",
+        "rerun_sweep": stores.command("sweep.py", exp),
+        "rerun_report": stores.command("report.py", exp),
     }
     sections = build_sections(exp, analysis, trials, curves, importance(study), provenance, figures,
-                              str(stores.mlruns))
+                              str(stores.mlruns), lambda script, *extra: stores.command(script, exp, *extra))
     if study.user_attrs.get("stopped"):
         sections[0].blocks.insert(1, f"The sweep stopped: {study.user_attrs['stopped']}.")
     if ablation_too:  # the ablation's paired verdicts are the answer; the sweep's become the wider view

@@ -74,5 +74,23 @@ def write_report(exp: Experiment, stores: Stores, out: str | Path | None = None)
     return out_dir, analysis
 
 
+TERMINAL_WIDTH = 99  # the summary a terminal shows stays under 100 columns; effects.csv has every column
+
+
 def terminal_table(effects: pd.DataFrame) -> str:
-    return display(effects).to_string(index=False)
+    """The effects as a terminal shows them: augmentation, effect, the simultaneous 95% interval, p, verdict
+    (and where it comes from, when both a sweep and an ablation are in the report), under 100 columns."""
+    rows = []
+    for r in effects.itertuples(index=False):
+        row = {"augmentation": str(r.augmentation)[:20], "effect": _signed(r.effect),
+               "95% interval": f"[{_signed(r.ci_low)}, {_signed(r.ci_high)}]", "p": display(pd.DataFrame(
+                   {"p": [r.p_value]}))["p"].iloc[0], "verdict": r.verdict}
+        if effects["source"].nunique() > 1 or (effects["source"] != "sweep").any():
+            row["source"] = f"{r.source}: {r.comparison}"[:26]
+        rows.append(row)
+    text = pd.DataFrame(rows).to_string(index=False)
+    return "\n".join(line[:TERMINAL_WIDTH] for line in text.splitlines())
+
+
+def _signed(v) -> str:
+    return "–" if v is None or v != v else f"{v:+.3f}"

@@ -45,8 +45,8 @@ def base_from_sweep(exp: Experiment, stores: Stores) -> tuple[TrialConfig, str]:
     if not complete:
         raise ConfigError(
             f"no base configuration for the ablation: study {study_name!r} has no completed trial in "
-            f"{storage_url}. Run the sweep first: python sweep.py {exp.path} {stores.options()}"
-            f"{'' if study_name == exp.name else ' --study-name ' + study_name}; or set ablation.base in {exp.path}"
+            f"{storage_url}. Run the sweep first: {stores.command('sweep.py', exp)}; or set ablation.base in "
+            f"{exp.path}"
         )
     best = min(complete, key=lambda t: t.value)
     return (TrialConfig.from_flat(best.user_attrs["config"]),

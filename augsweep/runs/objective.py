@@ -95,8 +95,10 @@ class Objective:
         block = int(trial.user_attrs.get("block", 0))
         attempt = int(trial.user_attrs.get("seed_attempt", 0))
         seeds = [sweep_seeds(exp.seed, block * exp.repeats + r, attempt) for r in range(exp.repeats)]
+        # Per-repeat keys use the repeat's position in the trial (0..repeats-1) in every block, for the seeds
+        # param, the curves and the best value alike, so runs of different blocks share their metric names.
         params = {**flat, "seed": exp.seed, "repeats": exp.repeats,
-                  **{k: v for s in seeds for k, v in s.as_param().items()}}
+                  **{k: v for r, s in enumerate(seeds) for k, v in s.as_param(r).items()}}
         run_name = f"t{trial.number:02d} {config.label()}"
         self._title = f"trial {trial.number}: d{config.depth} {config.parameters()}"
         where = train.plan_placement(config, exp.train)
@@ -129,9 +131,9 @@ class Objective:
         with scratch_dir() as tmp:
             tmp = Path(tmp)
             try:
-                for s in seeds:
+                for r, s in enumerate(seeds):
                     prune = pruning_callback(trial, s.repeat, exp.train.epochs)
-                    listeners = [prune, self.tracker.epoch_logger(run_id, s.repeat, since=started)]
+                    listeners = [prune, self.tracker.epoch_logger(run_id, r, since=started)]
                     done = train_repeat(config, self.dataset, exp.train, s,
                                         listeners + ([shown.callback(s.repeat)] if shown is not None else []),
                                         model=exp.model)

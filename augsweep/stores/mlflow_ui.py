@@ -24,10 +24,14 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
+from .urls import LOCAL_UI
+
 VIEW_KEY = "augsweep-trials"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
-TOP = 5
-LOCAL_UI = "http://127.0.0.1:5000"
+TOP = 3  # distinct configurations in the curves and compare links: three curves stay readable
+# Only metrics without a `/` in the runs page's charts: the mean curves and bests, not the per-repeat
+# `repeat<r>/…` sections MLflow would list first (the box is MLflow's chart search, a case-insensitive regex).
+CHARTS_FILTER = "^[^/]*$"
 
 
 def column(kind: str, key: str) -> str:
@@ -36,16 +40,35 @@ def column(kind: str, key: str) -> str:
 
 
 def trials_view(aug_params: list[str]) -> dict:
-    """The saved view: trial runs only, best first, val_loss, best_val_loss, depth and aug_* columns,
-    every run in the charts (not the first 10)."""
+    """The saved view: trial runs only, best first; the columns `depth` and the switches `aug_<name>` first,
+    then `best_val_loss` and `val_loss` (magnitudes and the rest stay in each run's page); every run in the
+    charts (not the first 10), charts of the mean curves only (`CHARTS_FILTER`)."""
+    switches = sorted(p for p in aug_params if p.count("_") == 1)
+    columns = [column("params", "depth"), *[column("params", p) for p in switches],
+               column("metrics", "best_val_loss"), column("metrics", "val_loss")]
     return {
         "searchFilter": "tags.kind = 'trial'",
         "orderByKey": column("metrics", "best_val_loss"),
         "orderByAsc": True,
-        "selectedColumns": [column("metrics", "val_loss"), column("metrics", "best_val_loss"),
-                            column("params", "depth"), *[column("params", p) for p in aug_params]],
+        "selectedColumns": columns,
+        "columnOrder": columns,
         "runsHiddenMode": "SHOW_ALL",
+        "chartsSearchFilter": CHARTS_FILTER,
     }
+
+
+def distinct_configurations(runs: list, top: int) -> list:
+    """The first `top` runs whose configurations differ (depth and every `aug_*` param): a configuration
+    repeated by a later block, with the same settings, is one configuration, shown once (its best run)."""
+    seen, out = set(), []
+    for r in runs:
+        key = tuple(sorted((k, v) for k, v in r.data.params.items() if k == "depth" or k.startswith("aug_")))
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+        if len(out) == top:
+            break
+    return out
 
 
 def _json(value) -> str:
@@ -81,23 +104,31 @@ def study_links(client, experiment_id: str, base_url: str = LOCAL_UI, top: int =
     base = base_url.rstrip("/")
     runs_url = (f"{base}/#/experiments/{experiment_id}/runs?"
                 + urllib.parse.urlencode({"workflowType": "machine_learning", "viewStateShareKey": VIEW_KEY}))
-    best = [r for r in runs if r.info.status == "FINISHED" and "best_val_loss" in r.data.metrics][:top]
+    best = distinct_configurations([r for r in runs if r.info.status == "FINISHED" and "best_val_loss" in r.data.metrics],
+                                   top)
     compare = curves = None
     if len(best) >= 2:
         ids, exps = _json([r.info.run_id for r in best]), _json([experiment_id])
         compare = f"{base}/#/compare-runs?" + _query({"runs": ids, "experiments": exps})
+        # val_loss alone on a log axis (the differences between good configurations are a few hundredths of a
+        # loss that starts near 0.7-2.3), in a tall plot with room for the legend.
         curves = f"{base}/#/metric?" + _query({"runs": ids, "metric": _json("val_loss"), "experiments": exps,
-                                                "plot_metric_keys": _json(["val_loss", "loss"]), "x_axis": "step"})
+                                                "plot_metric_keys": _json(["val_loss"]), "x_axis": "step",
+                                                "y_axis_scale": "log", "plot_layout": _json(CURVES_LAYOUT)})
     return Links(experiment.name, runs_url, compare, curves, [r.info.run_name for r in best])
+
+
+CURVES_LAYOUT = {"yaxis": {"type": "log", "autorange": True}, "height": 560,
+                 "legend": {"orientation": "h", "y": -0.15}}
 
 
 def describe(links: Links) -> list[str]:
     """The lines a terminal shows for the links."""
-    lines = [f"  {links.runs}", "      # the trials, best first (val_loss, best_val_loss, depth, aug_*)"]
+    lines = [f"  {links.runs}", "      # the trials, best first: depth, the switches aug_*, best_val_loss, val_loss"]
     if links.compare:
-        best = f"the best {len(links.top)} ({', '.join(links.top)})"
-        lines += [f"  {links.curves}", f"      # learning curves (loss, val_loss) of {best} in one chart",
-                  f"  {links.compare}", f"      # {best} side by side: parameters and metrics"]
+        best = f"the best {len(links.top)} configurations ({', '.join(links.top)})"
+        lines += [f"  {links.curves}", f"      # val_loss curves of {best}, log scale",
+                  f"  {links.compare}", f"      # {best} side by side: parameters and metrics (best_val_loss)"]
     return lines
 
 

@@ -27,6 +27,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import runtime
+
 HOST = "127.0.0.1"
 USER = DATABASE = "augsweep"
 # MLflow and Optuna both keep their schema version in an `alembic_version` table: one database each.
@@ -369,7 +371,7 @@ optuna-dashboard {urls['dashboard']}
 
 Start workers (each takes trials until the study has `trials` finished; one GPU each with CUDA_VISIBLE_DEVICES):
   export PGPASSFILE={urls['pgpass']}
-  python sweep.py {args.experiment} --storage {urls['storage']} --tracking-uri {urls['tracking']} --worker
+  {runtime.follow_up('sweep.py', args.experiment, None, f"--storage {urls['storage']} --tracking-uri {urls['tracking']}", '--worker')}
 Stop everything: make cluster-down""")
     return 0
 

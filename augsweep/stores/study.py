@@ -68,6 +68,16 @@ class Stores:
                  "" if self.embedded_tracking else f"--tracking-uri {self.tracking_label}"]
         return " ".join(p for p in parts if p)
 
+    def command(self, script: str, exp: Experiment, *extra, mlruns: str | Path | None = None) -> str:
+        """A follow-up command on these stores that runs as printed in a fresh shell (`runtime.follow_up`):
+        `make report EXP=… MLRUNS=…` for the embedded stores, else the venv's python with the URLs (masked)."""
+        shown = str(mlruns if mlruns is not None else _shown_path(self.mlruns))
+        urls = " ".join(p for p in ("" if self.embedded_study else f"--storage {self.storage_label}",
+                                    "" if self.embedded_tracking else f"--tracking-uri {self.tracking_label}",
+                                    "" if self.study_name == exp.name else f"--study-name {self.study_name}") if p)
+        local = self.embedded_study or self.embedded_tracking
+        return runtime.follow_up(script, exp.path, shown if local else None, urls, *extra)
+
     def check_servers(self) -> None:
         """Bad URLs exit 2 before anything is written: connect once to a storage database and ask a
         tracking server's /health, each within `urls.CONNECT_TIMEOUT`."""

@@ -254,7 +254,9 @@ class Tracker:
         """Link to a run in the MLflow UI: the tracking server's, or `make ui`'s for the embedded store."""
         from .urls import mask
 
-        base = mask(self.tracking_uri).rstrip("/") if self.remote else "http://127.0.0.1:5000"
+        from .urls import LOCAL_UI
+
+        base = mask(self.tracking_uri).rstrip("/") if self.remote else LOCAL_UI
         return f"{base}/#/experiments/{self.experiment_id}/runs/{run_id}"
 
     def end_parent(self, status: str = FINISHED) -> None:
@@ -270,7 +272,11 @@ class Tracker:
         all_tags = {"mlflow.parentRunId": self.parent_run_id, **tags} if self.parent_run_id else dict(tags)
         with store_write(), answering(self.tracking_uri):
             run_id = self.client.create_run(self.experiment_id, tags=str_values(all_tags), run_name=run_name).info.run_id
-            self.client.log_batch(run_id, params=_params(params))
+            # `best_val_loss` first (NaN until the trial ends, then its value at a later timestamp): MLflow's
+            # compare page plots the runs' first shared metric, in the order each key was first logged, so
+            # its parallel-coordinates plot opens on the answer instead of `repeat0/accuracy`.
+            self.client.log_batch(run_id, metrics=_metrics({"best_val_loss": float("nan")}, timestamp=1),
+                                  params=_params(params))
         return run_id
 
     def epoch_logger(self, run_id: str, repeat: int, since: float | None = None):

@@ -3,10 +3,16 @@ the servers a sweep is pointed at (bad input exits 2 before anything is written)
 
 from __future__ import annotations
 
+import os
+
 import re
 from urllib.parse import urlsplit
 
 from ..experiment.schema import ConfigError
+
+# `make ui`'s address for the embedded store: `make ui PORT=5055` and `make sweep PORT=5055` pass it on, so the
+# printed links and each trial's `mlflow_run_url` (optuna-dashboard) name the port the UI really listens on.
+LOCAL_UI = os.environ.get("AUGSWEEP_UI_URL") or "http://127.0.0.1:5000"
 
 # user:password@ in any scheme://user:password@host URL (a password may itself contain ':' or '@').
 _CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<password>[^/\s]*)@")

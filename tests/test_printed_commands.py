@@ -1,0 +1,99 @@
+"""Every command the sweep and the report print runs as printed, from the repository root, in a fresh shell
+without the virtual environment activated (PATH without .venv/bin): the first-hour check of issue 25."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.helpers import ROOT, run_cli, tiny_experiment
+
+pytestmark = pytest.mark.slow
+
+
+def fresh_shell_env() -> dict:
+    """What a new terminal has: no VIRTUAL_ENV, PATH without the venv's bin folder."""
+    venv_bin = str(Path(ROOT / ".venv" / "bin"))
+    path = [p for p in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
+            if p and Path(p).resolve() != Path(venv_bin).resolve() and ".venv" not in p]
+    keep = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")
+            and not k.startswith(("PYTEST", "AUGSWEEP_UI"))}
+    return {**keep, "PATH": os.pathsep.join(path or ["/usr/bin", "/bin"]), "AUGSWEEP_NO_BROWSER": "1"}
+
+
+def commands(stdout: str) -> list[str]:
+    """The commands in a CLI's output: indented lines that start with `make ` or an interpreter path, and
+    `Next:` lines' backquoted commands (links and `# comments` are not commands)."""
+    found = []
+    for line in stdout.splitlines():
+        stripped = line.strip()
+        if line.startswith("  ") and re.match(r"(make |\S*python\S* )", stripped):
+            found.append(stripped)
+        found += re.findall(r"`((?:make|\S*python\S*) [^`]+)`", line) if line.startswith("Next:") else []
+    return found
+
+
+def run_printed(command: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+
+
+def serves(command: str, env: dict, url: str) -> int:
+    """Start a long-running printed command (`make ui`), wait until `url` answers, then stop it with Ctrl-C."""
+    proc = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=ROOT, env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    return response.status
+            except OSError:
+                if proc.poll() is not None:
+                    raise AssertionError(f"{command} exited {proc.returncode}: {proc.stdout.read()[-2000:]}")
+                time.sleep(1)
+        raise AssertionError(f"{command} did not serve {url} within 180 s")
+    finally:
+        os.killpg(proc.pid, 2)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+
+
+def test_every_printed_command_runs_in_a_fresh_shell(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment(
+        name="printed", trials=4, repeats=2, train={"epochs": 1}, ablation={"repeats": 2, "baselines": False})))
+    env = fresh_shell_env()
+    assert ".venv" not in env["PATH"] and "VIRTUAL_ENV" not in env
+
+    sweep = run_cli("sweep.py", path, "--mlruns", tmp_path / "mlruns", env={"AUGSWEEP_NO_BROWSER": "1"})
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    printed = commands(sweep.stdout)
+    assert any(c.startswith("make ui") for c in printed), sweep.stdout
+    assert any(c.startswith("make report ") for c in printed) and any(c.startswith("make ablate ") for c in printed)
+    assert not [c for c in printed if c.startswith("python ")], printed  # never a bare python
+
+    ran = []
+    for command in printed:
+        if command.startswith("make ui"):
+            assert serves(f"{command} PORT=5077", env, "http://127.0.0.1:5077/health") == 200
+            ran.append(command)
+            continue
+        result = run_printed(command, env)
+        assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-2000:])
+        ran.append(command)
+        if "report" in command or "ablate" in command:  # the report prints its own next step: run that too
+            for follow in commands(result.stdout):
+                if follow.startswith("make sweep") or follow.startswith("make ablate"):
+                    again = run_printed(follow, env)
+                    assert again.returncode == 0, (follow, again.stdout[-2000:], again.stderr[-2000:])
+                    ran.append(follow)
+    assert len(ran) >= 4, ran
