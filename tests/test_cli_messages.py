@@ -86,9 +86,14 @@ def test_bad_input_exits_2_fast_and_says_what_to_do(write_experiment, tmp_path, 
     if "dataset" in overrides:
         exp["dataset"] = overrides["dataset"]
     path = write_experiment(exp)
-    started = time.perf_counter()
-    line = _one_line_error(run_cli("sweep.py", path, "--mlruns", tmp_path / "mlruns"))
-    took = time.perf_counter() - started
-    assert took < 1.5, f"{case}: {took:.2f} s (checked after a heavy import?)"
+    # Fast means "refused before the heavy libraries load" (measured 0.4-0.95 s on an idle 2-core machine, see
+    # the issue 25 note); asserted by what Python imported, not by a wall-clock limit that a loaded CI misses.
+    result = run_cli("sweep.py", path, "--mlruns", tmp_path / "mlruns", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    imported = {ln.split("|")[-1].strip().split(".")[0] for ln in result.stderr.splitlines()
+                if ln.startswith("import time:") and "|" in ln}
+    heavy = imported & {"tensorflow", "keras", "mlflow", "optuna", "pandas", "jax", "torch", "sklearn"}
+    assert not heavy, f"{case}: imported {sorted(heavy)} before refusing"
+    result.stderr = "\n".join(ln for ln in result.stderr.splitlines() if not ln.startswith("import time:"))
+    line = _one_line_error(result)
     assert what in line and todo in line and str(path) in line, line
     assert not (tmp_path / "mlruns").exists()  # nothing written
