@@ -19,7 +19,7 @@ import yaml
 from mlflow import MlflowClient
 
 from augsweep.stores.servers import free_port, port_open
-from augsweep.stores.urls import mask, password_of
+from augsweep.stores.urls import mask
 from tests.cluster import ROOT, finish, start_worker, storage_load
 from tests.helpers import run_cli, tiny_experiment
 
@@ -73,9 +73,10 @@ def test_four_workers_in_separate_folders_share_one_study_and_one_tracking_serve
     assert parent.info.status == "FINISHED"
     for i in range(4):
         assert not (tmp_path / f"machine{i}" / "mlruns").exists(), "no worker kept local stores"
-    # The password is never shown: not in output, not in MLflow, not in the study.
-    secret = password_of(storage)
+    # The password is never shown: not in output, not in MLflow, not in the study, not on a command line.
+    secret = servers.pg.password
     assert secret and all(secret not in text for _, text in results)
+    assert all(secret not in " ".join(p.args) for p in procs)
     assert parent.data.tags["optuna_storage"] == mask(storage)
     assert secret not in repr(parent.data.tags) + repr(parent.data.params) + repr(study.user_attrs)
     # optuna-dashboard's view of a trial: its configuration and a link to its run.
@@ -191,17 +192,18 @@ def test_bad_server_urls_exit_2_with_one_masked_line_and_write_nothing(servers, 
     if case == "unreachable":
         storage = silent
     elif case == "wrong_password":
-        storage = storage.replace(password_of(storage), "s3cret-pw")
+        storage = storage.replace("augsweep@", "augsweep:s3cret-pw@")
     elif case == "unknown_scheme":
         storage = silent.replace("postgresql+psycopg", "postgrex")
     else:
         tracking = f"http://user:s3cret-pw@127.0.0.1:{closed}"
-    args = ["--storage", storage, "--tracking-uri", tracking]
+    # Even a wrong password never goes on a command line: the URLs travel in the environment.
+    urls = {"AUGSWEEP_STORAGE": storage, "AUGSWEEP_TRACKING_URI": tracking}
     exp = write_exp(tmp_path, "bad")
     work = tmp_path / "cwd"
     work.mkdir()
     started = time.monotonic()
-    result = run_cli("sweep.py", exp, *args, "--worker", cwd=work, timeout=60)
+    result = run_cli("sweep.py", exp, "--worker", cwd=work, timeout=60, env=urls)
     elapsed = time.monotonic() - started
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
