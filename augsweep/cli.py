@@ -114,6 +114,7 @@ def _experiment_and_stores(args):
 
     exp = load_experiment(args.experiment)
     stores = resolve_stores(exp, args.mlruns, args.storage, args.tracking_uri, args.study_name)
+    stores.check_paths()  # --mlruns naming a file, a 0-byte database: exit 2 now, nothing written
     stores.check_servers()  # an unreachable or misspelled server: exit 2 now, nothing written
     return exp, stores
 
