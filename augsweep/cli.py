@@ -233,6 +233,11 @@ def _report(args) -> int:
 
 def sweep_main(argv=None) -> int:
     """`sweep.py`: run or resume a sweep, or `--ablation`, `--reproduce`, `--repair`."""
+    # The interrupt handlers go in before anything else runs (parsing included): no window exits 0 on Ctrl-C.
+    return runtime.run_main(lambda: _sweep_command(argv))
+
+
+def _sweep_command(argv) -> int:
     parser = sweep_parser()
     args = parser.parse_args(argv)
     if args.repeats is not None and not args.ablation:
@@ -250,7 +255,7 @@ def sweep_main(argv=None) -> int:
                          f"${ENV_TRACKING}) shared by every worker; without them each worker would keep "
                          "its own local stores")
     runtime.quiet_backends()
-    return runtime.run_main(lambda: _sweep(args))
+    return _sweep(args)
 
 
 def worker_main(argv=None) -> int:
@@ -260,6 +265,23 @@ def worker_main(argv=None) -> int:
 
 def report_main(argv=None) -> int:
     """`report.py`: write the report of an experiment's stores."""
+    return runtime.run_main(lambda: _report_command(argv))
+
+
+def _report_command(argv) -> int:
     args = report_parser().parse_args(argv)
     runtime.quiet_backends()
-    return runtime.run_main(lambda: _report(args))
+    return _report(args)
+
+
+def script(main) -> None:
+    """`sweep.py`/`report.py`: exit with `main()`'s code; an interruption after it returned still exits 130."""
+    import signal
+
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = 130
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))  # the code is decided: leave at once with it
+    sys.stdout.flush()
+    sys.exit(code)
