@@ -67,6 +67,16 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
+def write_secret(path: Path, text: str) -> None:
+    """Write a file only its owner can read, created with that mode (never readable, even for a moment)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an older file of the same name keeps its mode through O_CREAT
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
 def _give_to_postgres(*paths: Path) -> None:
     if os.geteuid() == 0:
         for p in paths:
@@ -127,10 +137,9 @@ class Postgres:
         fresh = not (self.data / "PG_VERSION").exists()
         if fresh:
             password = secrets.token_urlsafe(18)
-            self.pgpass.write_text(f"*:*:*:{USER}:{password}\n")
-            self.pgpass.chmod(0o600)  # libpq ignores a password file others can read
+            write_secret(self.pgpass, f"*:*:*:{USER}:{password}\n")  # libpq ignores one others can read
             pwfile = self.root / "pwfile"
-            pwfile.write_text(password + "\n")
+            write_secret(pwfile, password + "\n")
             self.data.mkdir(mode=0o700, exist_ok=True)
             _give_to_postgres(self.data, pwfile)
             try:
