@@ -190,6 +190,12 @@ def _sweep(args) -> int:
 
         outcome = run_ablation(exp, stores, repeats=args.repeats)
         print("\n".join(_ablation_done(outcome, exp, args.mlruns)), flush=True)
+        if outcome.failed:  # an ablation with failed trainings is not a success, even if the rest ran
+            shown = "; ".join(outcome.failures[:5]) + (f"; and {len(outcome.failures) - 5} more"
+                                                       if len(outcome.failures) > 5 else "")
+            print(f"error: {outcome.failed} of {outcome.trained_now} ablation trainings failed: {shown}. "
+                  f"Their runs hold traceback.txt; rerun the same command to retry them", file=sys.stderr)
+            return 1
         return 0
     from .runs.sweep import SweepAborted, repair, run_sweep
 

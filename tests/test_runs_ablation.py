@@ -208,3 +208,38 @@ def test_ablation_finds_that_rotating_and_flipping_digits_hurts(write_experiment
     effects = pd.read_csv(out / "effects.csv").set_index(["augmentation", "comparison"])
     assert (effects["effect"] > 0).all(), effects  # both hurt, alone and together
     assert effects.loc[("rotation", "leave-one-out"), "verdict"] == "hurts"
+
+
+def test_a_failed_ablation_exits_1_naming_failures_and_the_report_shows_them(tmp_path, write_experiment, capsys):
+    """issue 22, item 6: `--ablation` exited 0 with 6 of 8 trainings FAILED, the report then crashed with a
+    TypeError (None - None for a variant with no finished seed), and a class folder whose name is not UTF-8
+    failed every training. A learning rate of 1e12 diverges most trainings (non-finite loss)."""
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    from augsweep.cli import report_main, sweep_main
+
+    data = tmp_path / "data"
+    for split in ("train", "valid"):
+        for c, value in ((b"car", 30), (b"tr\xfcck", 200)):
+            folder = os.fsencode(data / split) + b"/" + c
+            os.makedirs(folder)
+            for i in range(4):
+                Image.fromarray(np.full((8, 8, 3), value + i, np.uint8)).save(os.fsdecode(folder + b"/%d.png" % i))
+    path = write_experiment(tiny_experiment(
+        name="abfail", dataset={"source": "folder", "path": str(data), "image_size": [8, 8]},
+        train={"epochs": 2, "batch_size": 4, "learning_rate": 1e12},
+        ablation={"base": {"depth": 1, "augmentations": {"flip": {"mode": "horizontal"}, "contrast": {"factor": 0.3}}},
+                  "repeats": 2}))
+    mlruns = tmp_path / "m"
+    code = sweep_main([str(path), "--mlruns", str(mlruns), "--ablation"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    line = [x for x in err.splitlines() if x.startswith("error: ")][0]
+    assert "ablation trainings failed" in line and "non-finite loss" in line
+    assert "encode" not in err and "surrogate" not in err  # the class name is not what failed
+    out = tmp_path / "report"
+    assert report_main([str(path), "--mlruns", str(mlruns), "--out", str(out)]) == 0, capsys.readouterr().err
+    assert "| FAILED " in (out / "report.md").read_text()
