@@ -247,6 +247,22 @@ def test_cluster_up_then_down_serves_the_dashboard_and_leaves_no_process():
                 assert r.status == 200
         groups = [int((cluster / f"{n}.pid").read_text()) for n in ("mlflow", "dashboard")]
         postmaster = int((cluster / "pg" / "postmaster.pid").read_text().split()[0])
+        # issue 22, item 2: cluster-up again while it is up is a no-op that says so (it used to stop PostgreSQL
+        # under live workers); with only the dashboard down it starts the dashboard alone and keeps the rest.
+        again = subprocess.run([*make, "cluster-up"], cwd=ROOT, capture_output=True, text=True, timeout=240)
+        assert again.returncode == 0 and "already running" in again.stdout, again.stdout + again.stderr
+        assert "postgresql" in again.stdout and "mlflow" in again.stdout and "dashboard" in again.stdout
+        assert _alive(postmaster) and [int((cluster / f"{n}.pid").read_text()) for n in ("mlflow", "dashboard")] == groups
+        from augsweep.stores.servers import stop_group
+
+        stop_group(groups[1])
+        third = subprocess.run([*make, "cluster-up"], cwd=ROOT, capture_output=True, text=True, timeout=240)
+        assert third.returncode == 0, third.stdout + third.stderr
+        assert "dashboard" not in third.stdout.split("already running")[1].splitlines()[0]
+        new_dashboard = int((cluster / "dashboard.pid").read_text())
+        assert new_dashboard != groups[1] and _alive(postmaster)
+        assert int((cluster / "mlflow.pid").read_text()) == groups[0]
+        groups[1] = new_dashboard
     finally:
         down = subprocess.run([*make, "cluster-down"], cwd=ROOT, capture_output=True, text=True, timeout=120)
         shutil.rmtree(top, ignore_errors=True)
