@@ -179,7 +179,63 @@ def _make_ui(mlruns) -> str:
     return "make ui" if Path(mlruns).resolve() == default else f"make ui MLRUNS={mlruns}"
 
 
+# What the environment did, not the code: a full disk, a database that went away. Found anywhere in the chain
+# of causes (MLflow and Optuna wrap SQLAlchemy, which wraps the driver).
+_DISK_FULL = ("database or disk is full", "no space left on device", "disk quota exceeded")
+_DB_LOST = ("connection refused", "server closed the connection", "terminating connection", "connection is closed",
+            "could not connect to server", "the database system is shutting down", "connection timeout expired",
+            "consuming input failed", "ssl syscall error")
+
+
+def stopped_by_environment(error: BaseException) -> str | None:
+    """'disk full' / 'database lost' when a full disk or a lost database connection caused `error`, else None."""
+    import errno
+
+    seen, e = set(), error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        text = str(e).lower()
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) or any(s in text for s in _DISK_FULL):
+            return "disk full"
+        if any(s in text for s in _DB_LOST):
+            return "database lost"
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _log_traceback(error: BaseException) -> str:
+    """The full traceback in a log file (its path), or a note when even that cannot be written (a full disk)."""
+    import tempfile
+    import traceback
+
+    try:
+        fd, path = tempfile.mkstemp(prefix="augsweep-error-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write("".join(traceback.format_exception(error)))
+        return f"full traceback in {path}"
+    except OSError:
+        return "the traceback could not be written either"
+
+
 def _sweep(args) -> int:
+    """`_sweep_stores`, with a full disk or a lost database told in one line and the command that resumes."""
+    try:
+        return _sweep_stores(args)
+    except Exception as e:  # noqa: BLE001 - only the environment's failures are caught; the rest re-raised
+        cause = stopped_by_environment(e)
+        if cause is None:
+            raise
+        from .stores.urls import first_line, mask
+
+        detail = mask(first_line(e, "")[:200])
+        command = mask(" ".join(["python", *sys.argv])) if sys.argv and sys.argv[0].endswith(".py") else \
+            f"python sweep.py {args.experiment} ..."
+        print(f"error: {cause} ({detail}); the stores stay consistent: free space or restart the database, then "
+              f"resume with: {command} ({_log_traceback(e)})", file=sys.stderr)
+        return 1
+
+
+def _sweep_stores(args) -> int:
     exp, stores = _experiment_and_stores(args)
     if args.reproduce:
         from .runs.reproduce import reproduce

@@ -7,6 +7,7 @@ commands run in-process through the real CLI entry points (`report_main`, `sweep
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -117,3 +118,56 @@ def test_a_lost_study_store_is_not_restarted_while_mlflow_holds_its_runs(copy, c
 def read_stores_runs(path, mlruns):
     client = MlflowClient(f"sqlite:///{mlruns.resolve() / 'mlflow.db'}")
     return client.search_runs([client.get_experiment_by_name("integrity").experiment_id], max_results=100)
+
+
+def _real_disk_full_error(tmp_path):
+    """A real 'database or disk is full' from SQLite through SQLAlchemy (a database capped at its size)."""
+    import sqlalchemy
+
+    import uuid
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / f'full-{uuid.uuid4().hex}.db'}")
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text("CREATE TABLE t (x BLOB)"))
+        conn.execute(sqlalchemy.text("PRAGMA max_page_count = 3"))
+        try:
+            conn.execute(sqlalchemy.text("INSERT INTO t VALUES (zeroblob(100000))"))
+        except sqlalchemy.exc.OperationalError as e:
+            return e
+    raise AssertionError("SQLite accepted the write")
+
+
+def _real_database_lost_error():
+    import psycopg
+
+    from augsweep.stores.servers import free_port
+
+    try:
+        psycopg.connect(host="127.0.0.1", port=free_port(), user="x", dbname="x", connect_timeout=5)
+    except psycopg.OperationalError as e:
+        return e
+    raise AssertionError("connected to a closed port")
+
+
+def test_disk_full_and_database_lost_end_in_one_line_with_the_resume_command(tmp_path, monkeypatch, capsys):
+    """Item 7: a full disk (88-line traceback) and PostgreSQL stopped mid-sweep (315 lines) showed library
+    frames; now one line names the cause and the command that resumes, the traceback goes to a log file."""
+    from augsweep import cli
+
+    assert cli.stopped_by_environment(_real_disk_full_error(tmp_path)) == "disk full"
+    assert cli.stopped_by_environment(_real_database_lost_error()) == "database lost"
+    assert cli.stopped_by_environment(ValueError("a bug")) is None
+    for error, cause in ((_real_disk_full_error(tmp_path), "disk full"), (_real_database_lost_error(), "database lost")):
+        def fails(args, error=error):
+            raise RuntimeError("finishing the trial failed") from error
+
+        monkeypatch.setattr(cli, "_sweep_stores", fails)
+        monkeypatch.setattr("sys.argv", ["sweep.py", "experiments/x.yaml", "--mlruns", "m"])
+        code = cli.sweep_main(["experiments/x.yaml", "--mlruns", "m"])
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 1 and len(lines) == 1, err
+        assert lines[0].startswith(f"error: {cause}") and "python sweep.py experiments/x.yaml --mlruns m" in lines[0]
+        log = lines[0].rsplit("full traceback in ", 1)[1].rstrip(")")
+        assert "Traceback" in Path(log).read_text()
+        Path(log).unlink()
