@@ -222,8 +222,8 @@ def _sweep(args) -> int:
     try:
         return _sweep_stores(args)
     except Exception as e:  # noqa: BLE001 - only the environment's failures are caught; the rest re-raised
-        cause = stopped_by_environment(e)
-        if cause is None:
+        cause = None if isinstance(e, runtime.UserError) else stopped_by_environment(e)
+        if cause is None:  # bad input keeps its own one line (exit 2); a bug keeps its traceback
             raise
         from .stores.urls import first_line, mask
 

@@ -66,6 +66,8 @@ def start_servers(mlflow: bool = True) -> Servers:
     servers = Servers(root, Postgres(root, free_port(), durable=False))
     try:
         servers.pg.start()
+        # Clients in this process and the ones it starts read the password from the file, never from a URL.
+        os.environ["PGPASSFILE"] = str(servers.pg.pgpass.resolve())
         (root / "artifacts").mkdir()
         if mlflow:
             servers.start_mlflow()

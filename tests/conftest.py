@@ -35,9 +35,8 @@ def servers():
         if os.environ.get("AUGSWEEP_REQUIRE_POSTGRES"):
             pytest.fail("PostgreSQL is not installed (apt-get install postgresql)")
         pytest.skip("PostgreSQL is not installed (.ci/run installs it: apt-get install postgresql)")
-    running = start_servers()
     saved = os.environ.get("PGPASSFILE")
-    os.environ["PGPASSFILE"] = str(running.pg.pgpass.resolve())  # the password never goes into a URL or argv
+    running = start_servers()  # exports PGPASSFILE: the password never goes into a URL or argv
     try:
         yield running
     finally:

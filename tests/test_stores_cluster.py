@@ -236,11 +236,15 @@ def test_cluster_up_then_down_serves_the_dashboard_and_leaves_no_process():
         assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-3000:]
         assert "--worker" in up.stdout and f"http://127.0.0.1:{ports['MLFLOW_PORT']}" in up.stdout
         storage = f"postgresql+psycopg://augsweep@127.0.0.1:{ports['PG_PORT']}/augsweep"
+        saved = os.environ.get("PGPASSFILE")
         os.environ["PGPASSFILE"] = str(cluster / "pgpass")
         try:
             optuna.create_study(study_name="seen", storage=storage)
-        finally:
-            del os.environ["PGPASSFILE"]
+        finally:  # put back the session servers' file (other tests of this process read it)
+            if saved is None:
+                del os.environ["PGPASSFILE"]
+            else:
+                os.environ["PGPASSFILE"] = saved
         base = f"http://127.0.0.1:{ports['DASHBOARD_PORT']}"
         for path in ("/dashboard/studies/1", "/api/studies/1"):
             with urllib.request.urlopen(base + path, timeout=10) as r:

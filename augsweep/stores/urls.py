@@ -41,7 +41,7 @@ def mask(text: str | None) -> str:
         return text or ""
     def one(m) -> str:
         url = m.group(0)
-        core = url.rstrip("'\")],.;>")  # a URL quoted or closing a sentence in a message
+        core = url.rstrip("'\")],.;:>")  # a URL quoted, or closing a sentence or a clause in a message
         return _mask_url(core) + url[len(core):]
 
     return _URL.sub(one, str(text))
