@@ -2,7 +2,10 @@
 
 import sys
 
-from augsweep.cli import report_main
+try:
+    from augsweep.cli import report_main, script
+except KeyboardInterrupt:  # Ctrl-C while the package loads
+    sys.exit(130)
 
 if __name__ == "__main__":
-    sys.exit(report_main())
+    script(report_main)

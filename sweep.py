@@ -2,7 +2,10 @@
 
 import sys
 
-from augsweep.cli import sweep_main
+try:
+    from augsweep.cli import sweep_main, script
+except KeyboardInterrupt:  # Ctrl-C while the package loads
+    sys.exit(130)
 
 if __name__ == "__main__":
-    sys.exit(sweep_main())
+    script(sweep_main)

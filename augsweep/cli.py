@@ -119,6 +119,7 @@ def _experiment_and_stores(args, training: bool = False, sweep: bool = False):
     from .stores.study import resolve_stores
 
     stores = resolve_stores(exp, args.mlruns, args.storage, args.tracking_uri, args.study_name)
+    stores.check_paths()  # --mlruns naming a file, a 0-byte database: exit 2 now, nothing written
     stores.check_servers()  # an unreachable or misspelled server: exit 2 now, nothing written
     return exp, stores
 
@@ -191,7 +192,63 @@ def _make_ui(mlruns) -> str:
     return command if port == "5000" else f"{command} PORT={port}"  # the port the printed links name
 
 
+# What the environment did, not the code: a full disk, a database that went away. Found anywhere in the chain
+# of causes (MLflow and Optuna wrap SQLAlchemy, which wraps the driver).
+_DISK_FULL = ("database or disk is full", "no space left on device", "disk quota exceeded")
+_DB_LOST = ("connection refused", "server closed the connection", "terminating connection", "connection is closed",
+            "could not connect to server", "the database system is shutting down", "connection timeout expired",
+            "consuming input failed", "ssl syscall error")
+
+
+def stopped_by_environment(error: BaseException) -> str | None:
+    """'disk full' / 'database lost' when a full disk or a lost database connection caused `error`, else None."""
+    import errno
+
+    seen, e = set(), error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        text = str(e).lower()
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) or any(s in text for s in _DISK_FULL):
+            return "disk full"
+        if any(s in text for s in _DB_LOST):
+            return "database lost"
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def _log_traceback(error: BaseException) -> str:
+    """The full traceback in a log file (its path), or a note when even that cannot be written (a full disk)."""
+    import tempfile
+    import traceback
+
+    try:
+        fd, path = tempfile.mkstemp(prefix="augsweep-error-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write("".join(traceback.format_exception(error)))
+        return f"full traceback in {path}"
+    except OSError:
+        return "the traceback could not be written either"
+
+
 def _sweep(args) -> int:
+    """`_sweep_stores`, with a full disk or a lost database told in one line and the command that resumes."""
+    try:
+        return _sweep_stores(args)
+    except Exception as e:  # noqa: BLE001 - only the environment's failures are caught; the rest re-raised
+        cause = None if isinstance(e, runtime.UserError) else stopped_by_environment(e)
+        if cause is None:  # bad input keeps its own one line (exit 2); a bug keeps its traceback
+            raise
+        from .stores.urls import first_line, mask
+
+        detail = mask(first_line(e, "")[:200])
+        command = mask(" ".join(["python", *sys.argv])) if sys.argv and sys.argv[0].endswith(".py") else \
+            f"python sweep.py {args.experiment} ..."
+        print(f"error: {cause} ({detail}); the stores stay consistent: free space or restart the database, then "
+              f"resume with: {command} ({_log_traceback(e)})", file=sys.stderr)
+        return 1
+
+
+def _sweep_stores(args) -> int:
     exp, stores = _experiment_and_stores(args, training=not args.repair,
                                          sweep=not (args.repair or args.ablation or args.reproduce))
     if args.reproduce:
@@ -203,6 +260,12 @@ def _sweep(args) -> int:
 
         outcome = run_ablation(exp, stores, repeats=args.repeats)
         print("\n".join(_ablation_done(outcome, exp, stores, args.mlruns)), flush=True)
+        if outcome.failed:  # an ablation with failed trainings is not a success, even if the rest ran
+            shown = "; ".join(outcome.failures[:5]) + (f"; and {len(outcome.failures) - 5} more"
+                                                       if len(outcome.failures) > 5 else "")
+            print(f"error: {outcome.failed} of {outcome.trained_now} ablation trainings failed: {shown}. "
+                  f"Their runs hold traceback.txt; rerun the same command to retry them", file=sys.stderr)
+            return 1
         return 0
     from .runs.sweep import SweepAborted, repair, run_sweep
 
@@ -249,6 +312,11 @@ def _report(args) -> int:
 
 def sweep_main(argv=None) -> int:
     """`sweep.py`: run or resume a sweep, or `--ablation`, `--reproduce`, `--repair`."""
+    # The interrupt handlers go in before anything else runs (parsing included): no window exits 0 on Ctrl-C.
+    return runtime.run_main(lambda: _sweep_command(argv))
+
+
+def _sweep_command(argv) -> int:
     parser = sweep_parser()
     args = parser.parse_args(argv)
     if args.repeats is not None and not args.ablation:
@@ -266,7 +334,7 @@ def sweep_main(argv=None) -> int:
                          f"${ENV_TRACKING}) shared by every worker; without them each worker would keep "
                          "its own local stores")
     runtime.quiet_backends()
-    return runtime.run_main(lambda: _sweep(args))
+    return _sweep(args)
 
 
 def worker_main(argv=None) -> int:
@@ -276,6 +344,23 @@ def worker_main(argv=None) -> int:
 
 def report_main(argv=None) -> int:
     """`report.py`: write the report of an experiment's stores."""
+    return runtime.run_main(lambda: _report_command(argv))
+
+
+def _report_command(argv) -> int:
     args = report_parser().parse_args(argv)
     runtime.quiet_backends()
-    return runtime.run_main(lambda: _report(args))
+    return _report(args)
+
+
+def script(main) -> None:
+    """`sweep.py`/`report.py`: exit with `main()`'s code; an interruption after it returned still exits 130."""
+    import signal
+
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = 130
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))  # the code is decided: leave at once with it
+    sys.stdout.flush()
+    sys.exit(code)

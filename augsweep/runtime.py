@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from importlib import metadata
 from pathlib import Path
 
@@ -73,12 +74,21 @@ def filtered_native_stderr(noise: tuple[str, ...] = NATIVE_NOISE):
 
 def run_main(main) -> int:
     """Run `main()` with the process's exit-code contract: 2 for bad input (one line), 130 Ctrl-C,
-    143 SIGTERM (both fail the current trial in the stores; see `interrupt_handler`)."""
+    143 SIGTERM (both fail the current trial in the stores; see `interrupt_handler`).
+
+    Every window answers an interruption with its exit code: the handlers are installed before `main`
+    parses anything, an interruption held by `store_write()` when `main` returns is raised, and the
+    handlers that were there before are put back only after the exit code is decided."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     signal.signal(signal.SIGTERM, interrupt_handler)
-    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not when SIGINT is ignored
+    if saved[signal.SIGINT] is signal.default_int_handler:  # not when SIGINT is ignored
         signal.signal(signal.SIGINT, interrupt_handler)
     try:
-        return main()
+        code = main()
+        if _HOLD["pending"] is not None:  # held by a store write that ended without raising it
+            exc, _HOLD["pending"] = _HOLD["pending"], None
+            raise exc
+        return code
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -90,9 +100,21 @@ def run_main(main) -> int:
         print("interrupted: the current trial was marked failed; rerun the same command to resume",
               file=sys.stderr)
         return 130
+    finally:
+        _HOLD["depth"], _HOLD["pending"] = 0, None
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
+# The hold is the main thread's: Python runs signal handlers there only. A store write on another thread
+# (MLflow's background finishing) must not touch it: its unsynchronised count once went negative or stuck
+# above 0 while the main thread held and released around it, and every later Ctrl-C was held for ever
+# (the sweep exited 0; issue 22, item 8).
 _HOLD = {"depth": 0, "pending": None}
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def interrupt_handler(signum, frame) -> None:
@@ -108,7 +130,11 @@ def interrupt_handler(signum, frame) -> None:
 
 @contextlib.contextmanager
 def store_write():
-    """Hold Ctrl-C/SIGTERM (with `interrupt_handler` installed) until this block of store writes ends."""
+    """Hold Ctrl-C/SIGTERM (with `interrupt_handler` installed) until this block of store writes ends
+    (on the main thread; elsewhere no signal can arrive, and the block holds nothing)."""
+    if not _main_thread():
+        yield
+        return
     _HOLD["depth"] += 1
     try:
         yield
@@ -124,6 +150,9 @@ def interruptible():
     """Within a `store_write()` hold, let Ctrl-C/SIGTERM through at once again (a held one is raised
     on entry). The sweep holds interrupts across Optuna's own bookkeeping, which an exception in the
     middle of a storage call can leave inconsistent, and opens them only inside the objective."""
+    if not _main_thread():
+        yield
+        return
     saved = _HOLD["depth"]
     _HOLD["depth"] = 0
     try:

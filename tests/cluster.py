@@ -34,9 +34,12 @@ class Servers:
         return self.mlflow.url
 
     def database(self, prefix: str = "study") -> str:
-        """A new empty database; its URL, password included (what a user would type)."""
+        """A new empty database; its URL without the password (clients read it from PGPASSFILE, which the
+        `servers` fixture exports: a password on a command line is what `ps` shows)."""
         self._n[0] += 1
-        return self.pg.create_database(f"{prefix}{self._n[0]}")
+        name = f"{prefix}{self._n[0]}"
+        self.pg.create_database(name)
+        return self.pg.url(database=name)
 
     def start_mlflow(self) -> None:
         port = int(self.mlflow.url.rsplit(":", 1)[1]) if self.mlflow else free_port()
@@ -63,6 +66,8 @@ def start_servers(mlflow: bool = True) -> Servers:
     servers = Servers(root, Postgres(root, free_port(), durable=False))
     try:
         servers.pg.start()
+        # Clients in this process and the ones it starts read the password from the file, never from a URL.
+        os.environ["PGPASSFILE"] = str(servers.pg.pgpass.resolve())
         (root / "artifacts").mkdir()
         if mlflow:
             servers.start_mlflow()
@@ -82,7 +87,8 @@ def start_worker(experiment: Path, cwd: Path, storage: str, tracking_uri: str, h
     """`python sweep.py EXPERIMENT --storage URL --tracking-uri URI --worker` in its own folder (no shared
     `mlruns/`); `host` makes it look like another machine (dead workers then found by heartbeat only)."""
     cwd.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "AUGSWEEP_HEARTBEAT_INTERVAL": "1",
+    env = {**os.environ, "PGPASSFILE": os.environ.get("PGPASSFILE", ""), "TF_CPP_MIN_LOG_LEVEL": "2",
+           "AUGSWEEP_HEARTBEAT_INTERVAL": "1",
            "AUGSWEEP_HEARTBEAT_GRACE": "3", "CUDA_VISIBLE_DEVICES": ""}
     if host:
         env["AUGSWEEP_HOST"] = host

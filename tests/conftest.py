@@ -35,9 +35,14 @@ def servers():
         if os.environ.get("AUGSWEEP_REQUIRE_POSTGRES"):
             pytest.fail("PostgreSQL is not installed (apt-get install postgresql)")
         pytest.skip("PostgreSQL is not installed (.ci/run installs it: apt-get install postgresql)")
-    running = start_servers()
+    saved = os.environ.get("PGPASSFILE")
+    running = start_servers()  # exports PGPASSFILE: the password never goes into a URL or argv
     try:
         yield running
     finally:
+        if saved is None:
+            os.environ.pop("PGPASSFILE", None)
+        else:
+            os.environ["PGPASSFILE"] = saved
         running.stop()
         shutil.rmtree(running.root, ignore_errors=True)

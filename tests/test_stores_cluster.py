@@ -19,7 +19,7 @@ import yaml
 from mlflow import MlflowClient
 
 from augsweep.stores.servers import free_port, port_open
-from augsweep.stores.urls import mask, password_of
+from augsweep.stores.urls import mask
 from tests.cluster import ROOT, finish, start_worker, storage_load
 from tests.helpers import run_cli, tiny_experiment
 
@@ -73,9 +73,10 @@ def test_four_workers_in_separate_folders_share_one_study_and_one_tracking_serve
     assert parent.info.status == "FINISHED"
     for i in range(4):
         assert not (tmp_path / f"machine{i}" / "mlruns").exists(), "no worker kept local stores"
-    # The password is never shown: not in output, not in MLflow, not in the study.
-    secret = password_of(storage)
+    # The password is never shown: not in output, not in MLflow, not in the study, not on a command line.
+    secret = servers.pg.password
     assert secret and all(secret not in text for _, text in results)
+    assert all(secret not in " ".join(p.args) for p in procs)
     assert parent.data.tags["optuna_storage"] == mask(storage)
     assert secret not in repr(parent.data.tags) + repr(parent.data.params) + repr(study.user_attrs)
     # optuna-dashboard's view of a trial: its configuration and a link to its run.
@@ -191,17 +192,18 @@ def test_bad_server_urls_exit_2_with_one_masked_line_and_write_nothing(servers, 
     if case == "unreachable":
         storage = silent
     elif case == "wrong_password":
-        storage = storage.replace(password_of(storage), "s3cret-pw")
+        storage = storage.replace("augsweep@", "augsweep:s3cret-pw@")
     elif case == "unknown_scheme":
         storage = silent.replace("postgresql+psycopg", "postgrex")
     else:
         tracking = f"http://user:s3cret-pw@127.0.0.1:{closed}"
-    args = ["--storage", storage, "--tracking-uri", tracking]
+    # Even a wrong password never goes on a command line: the URLs travel in the environment.
+    urls = {"AUGSWEEP_STORAGE": storage, "AUGSWEEP_TRACKING_URI": tracking}
     exp = write_exp(tmp_path, "bad")
     work = tmp_path / "cwd"
     work.mkdir()
     started = time.monotonic()
-    result = run_cli("sweep.py", exp, *args, "--worker", cwd=work, timeout=60)
+    result = run_cli("sweep.py", exp, "--worker", cwd=work, timeout=60, env=urls)
     elapsed = time.monotonic() - started
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
@@ -234,17 +236,37 @@ def test_cluster_up_then_down_serves_the_dashboard_and_leaves_no_process():
         assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-3000:]
         assert "--worker" in up.stdout and f"http://127.0.0.1:{ports['MLFLOW_PORT']}" in up.stdout
         storage = f"postgresql+psycopg://augsweep@127.0.0.1:{ports['PG_PORT']}/augsweep"
+        saved = os.environ.get("PGPASSFILE")
         os.environ["PGPASSFILE"] = str(cluster / "pgpass")
         try:
             optuna.create_study(study_name="seen", storage=storage)
-        finally:
-            del os.environ["PGPASSFILE"]
+        finally:  # put back the session servers' file (other tests of this process read it)
+            if saved is None:
+                del os.environ["PGPASSFILE"]
+            else:
+                os.environ["PGPASSFILE"] = saved
         base = f"http://127.0.0.1:{ports['DASHBOARD_PORT']}"
         for path in ("/dashboard/studies/1", "/api/studies/1"):
             with urllib.request.urlopen(base + path, timeout=10) as r:
                 assert r.status == 200
         groups = [int((cluster / f"{n}.pid").read_text()) for n in ("mlflow", "dashboard")]
         postmaster = int((cluster / "pg" / "postmaster.pid").read_text().split()[0])
+        # issue 22, item 2: cluster-up again while it is up is a no-op that says so (it used to stop PostgreSQL
+        # under live workers); with only the dashboard down it starts the dashboard alone and keeps the rest.
+        again = subprocess.run([*make, "cluster-up"], cwd=ROOT, capture_output=True, text=True, timeout=240)
+        assert again.returncode == 0 and "already running" in again.stdout, again.stdout + again.stderr
+        assert "postgresql" in again.stdout and "mlflow" in again.stdout and "dashboard" in again.stdout
+        assert _alive(postmaster) and [int((cluster / f"{n}.pid").read_text()) for n in ("mlflow", "dashboard")] == groups
+        from augsweep.stores.servers import stop_group
+
+        stop_group(groups[1])
+        third = subprocess.run([*make, "cluster-up"], cwd=ROOT, capture_output=True, text=True, timeout=240)
+        assert third.returncode == 0, third.stdout + third.stderr
+        assert "dashboard" not in third.stdout.split("already running")[1].splitlines()[0]
+        new_dashboard = int((cluster / "dashboard.pid").read_text())
+        assert new_dashboard != groups[1] and _alive(postmaster)
+        assert int((cluster / "mlflow.pid").read_text()) == groups[0]
+        groups[1] = new_dashboard
     finally:
         down = subprocess.run([*make, "cluster-down"], cwd=ROOT, capture_output=True, text=True, timeout=120)
         shutil.rmtree(top, ignore_errors=True)

@@ -15,6 +15,13 @@ from augsweep.stores.urls import check_database, check_tracking, first_line, mas
     ("postgresql+psycopg://alice@db/study", "postgresql+psycopg://alice@db/study"),
     ("sqlite:////tmp/x/optuna.db", "sqlite:////tmp/x/optuna.db"),
     ("error in mysql://u:secret@h/db and http://v:other@h2", "error in mysql://u:***@h/db and http://v:***@h2"),
+    # issue 22 (4): every form SQLAlchemy accepts: '/' and '@' in a password, percent-encoding, a query password.
+    ("postgresql+psycopg://alice:pa/ss@db:5432/study", "postgresql+psycopg://alice:***@db:5432/study"),
+    ("postgresql+psycopg://alice:a/b@c@db/study", "postgresql+psycopg://alice:***@db/study"),
+    ("postgresql://alice:p%40w%2Fx@db/study?sslmode=require", "postgresql://alice:***@db/study?sslmode=require"),
+    ("postgresql://db/study?user=alice&password=hunter22", "postgresql://db/study?user=alice&password=***"),
+    ("storage='postgresql://u:a/b@h/db'.", "storage='postgresql://u:***@h/db'."),
+    ("database postgresql+psycopg://u:pw@h:1/db: (driver) failed", "database postgresql+psycopg://u:***@h:1/db: (driver) failed"),
 ])
 def test_mask_hides_every_password_and_keeps_user_and_host(url, masked):
     assert mask(url) == masked
@@ -55,3 +62,15 @@ def test_a_tracking_server_that_stays_away_fails_the_call_with_one_clear_masked_
     message = str(e.value)
     assert message.startswith("MLflow tracking server http://user:***@127.0.0.1:") and "did not answer" in message
     assert "pw-123" not in message and "\n" not in message
+
+
+def test_a_password_with_a_slash_never_reaches_a_stores_label_or_tag(tmp_path):
+    """issue 22 (4): `optuna_storage` (an MLflow tag) and every printed option come from `storage_label`."""
+    from augsweep.stores.study import Stores
+
+    url = "postgresql+psycopg://augsweep:se/cr@et@127.0.0.1:5432/augsweep"
+    stores = Stores(tmp_path, url, "http://u:an/other@127.0.0.1:5001", None, "s", embedded_study=False,
+                    embedded_tracking=False)
+    shown = stores.storage_label + stores.tracking_label + stores.options()
+    assert "se/cr" not in shown and "cr@et" not in shown and "an/other" not in shown
+    assert stores.storage_label == "postgresql+psycopg://augsweep:***@127.0.0.1:5432/augsweep"

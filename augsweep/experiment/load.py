@@ -219,7 +219,8 @@ def _dataset(ctx: _Ctx, data: Any, experiment_file: Path) -> DatasetConfig:
     data = ctx.mapping(data, "dataset")
     ctx.no_unknown(
         data, {"source", "image_size", "path", "validation_split", "samples", "classes", "on_bad_file",
-               "train_samples", "val_samples", "validation", "stream", "stream_threshold_bytes", "cache"},
+               "train_samples", "val_samples", "validation", "stream", "stream_threshold_bytes", "cache",
+               "follow_symlinks"},
         "dataset",
     )
     if "source" not in data:
@@ -271,8 +272,11 @@ def _dataset(ctx: _Ctx, data: Any, experiment_file: Path) -> DatasetConfig:
         if not isinstance(cache, str) or not cache:
             raise ctx.fail("dataset.cache", "must be a file path", cache)
         cache = str(Path(cache).expanduser())
+    follow = ctx.boolean(data.get("follow_symlinks", False), "dataset.follow_symlinks")
+    if "follow_symlinks" in data and source != "folder":
+        raise ctx.fail("dataset.follow_symlinks", f"is only used with source: folder (source is {source})", follow)
     return DatasetConfig(source, (size[0], size[1]), path, split, samples, classes, on_bad, train_samples,
-                         val_samples, validation, stream, threshold, cache)
+                         val_samples, validation, stream, threshold, cache, follow)
 
 
 def _class_subset(ctx: _Ctx, value: Any) -> tuple[int, ...]:
@@ -416,13 +420,38 @@ def is_safe_name(name: str) -> bool:
     return bool(_NAME.fullmatch(name))
 
 
+MAX_YAML_BYTES = 1 << 20  # an experiment or search-space file is a page of settings, not data
+MAX_YAML_DEPTH = 32  # nesting levels (the schema needs 4); PyYAML's composer recurses once per level
+
+
+def _yaml_depth_ok(text: str) -> int:
+    """Deepest nesting of the YAML text, read from the parser's events (iterative: no recursion)."""
+    depth = deepest = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_YAML_DEPTH:
+                return deepest
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+    return deepest
+
+
 def _read_yaml(path: Path, what: str, shown: str) -> Any:
     if not path.exists():
         raise ConfigError(f"{what} file not found. Received: path={str(path)!r} ({shown})")
     if not path.is_file():
         raise ConfigError(f"{what} path is not a file. Received: path={str(path)!r} ({shown})")
+    size = path.stat().st_size
+    if size > MAX_YAML_BYTES:
+        raise ConfigError(f"{what} file is too large to be settings (at most {MAX_YAML_BYTES} bytes). "
+                          f"Received: {size} bytes ({path})")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+        if _yaml_depth_ok(text) > MAX_YAML_DEPTH:
+            raise ConfigError(f"{what} nests more than {MAX_YAML_DEPTH} levels deep ({path})")
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -430,8 +459,13 @@ def _read_yaml(path: Path, what: str, shown: str) -> Any:
         raise ConfigError(f"{what} is not valid YAML{where}: {problem} ({path})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{what} is not UTF-8 text ({path})") from None
+    except RecursionError:
+        raise ConfigError(f"{what} nests too deeply ({path})") from None
     if data is None:  # nothing but blank lines or comments
         raise ConfigError(f"{what}: the file is empty (no YAML content). Received: path={str(path)!r} ({shown})")
+    if not isinstance(data, dict):  # never echo the content: the path may name any file (/etc/hostname)
+        raise ConfigError(f"{what} file must be a YAML mapping (key: value lines). Received: "
+                          f"{type(data).__name__} ({path})")
     return data
 
 

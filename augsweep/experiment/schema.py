@@ -111,12 +111,13 @@ class DatasetConfig:
     stream: str = "auto"  # folder: auto | true | false
     stream_threshold_bytes: int = DEFAULT_STREAM_THRESHOLD
     cache: str | None = None  # folder, streaming: a file for the decoded pixels (written once, then read)
+    follow_symlinks: bool = False  # folder: follow links that point outside dataset.path (refused otherwise)
 
 
 # Keys added after studies already existed: left out of the resolved experiment at their defaults, so the
 # identity of an existing study (a hash of the resolved experiment) does not change under it.
 _LATE_DEFAULTS = {"val_samples": None, "validation": "split", "stream": "auto",
-                  "stream_threshold_bytes": DEFAULT_STREAM_THRESHOLD, "cache": None}
+                  "stream_threshold_bytes": DEFAULT_STREAM_THRESHOLD, "cache": None, "follow_symlinks": False}
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,9 @@ def interactions(runs: pd.DataFrame, comparisons: pd.DataFrame, margin: float, a
     if not len(both):
         return pd.DataFrame(columns=["augmentation", "effect", "ci_low", "ci_high", "p_value", "verdict"])
     wide = runs.groupby(["seed", "variant"])["best_val_loss"].mean().unstack("variant")
+    named = set(both["with_variant"]) | set(both["without_variant"])
+    # A variant whose every training failed has no column: NaN (no pair), never None (None - None: TypeError).
+    wide = wide.reindex(columns=sorted(set(wide.columns) | named))
     rows = []
     for aug, g in both.groupby("augmentation", sort=True):
         loo = g[g["comparison"] == LEAVE_ONE_OUT].iloc[0]

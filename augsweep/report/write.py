@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +19,30 @@ from .sweep_section import family_size as sweep_family_size
 
 
 REPORT_ALPHA = 0.05  # the one family-wise error rate of a report
+
+
+# Every file the report writes (nothing else in --out is ever uploaded: the folder may hold anything).
+REPORT_FILES = ("report.md", "report.html", "effects.csv", "effects_forest.png", "curves_by_augmentation.png",
+                "train_vs_val.png", "optimization_history.png", "ablation_curves.png", "affinity_diversity.png")
+
+
+def check_out(out: str | Path, stores: Stores) -> Path:
+    """`--out` is a folder (or can be made) that neither is, contains, nor lies inside the embedded stores."""
+    out_dir = Path(out)
+    for folder in (out_dir, *out_dir.parents):
+        if folder.exists() and not folder.is_dir():
+            raise ConfigError(f"--out must be a folder, but {folder} is a file. Received: out={str(out)!r}")
+    if stores.embedded_study or stores.embedded_tracking:
+        here, mlruns = out_dir.resolve(), stores.mlruns.resolve()
+        if here == mlruns or here in mlruns.parents or mlruns in here.parents:
+            relation = "is" if here == mlruns else "contains" if here in mlruns.parents else "is inside"
+            raise ConfigError(f"--out {relation} the stores' folder {stores.mlruns}: a report is written beside "
+                              f"the stores, never into them (default: reports/<study>/). Received: out={str(out)!r}")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--out cannot be created: {e.strerror}. Received: out={str(out)!r}") from None
+    return out_dir
 
 
 def write_report(exp: Experiment, stores: Stores, out: str | Path | None = None) -> tuple[Path, Analysis | None]:
@@ -38,8 +63,8 @@ def write_report(exp: Experiment, stores: Stores, out: str | Path | None = None)
     elif ablation is None:
         raise ConfigError(f"--mlruns has no study store. Received: mlruns={str(mlruns)!r} "
                           f"(expected {stores.study_db}); run sweep.py (or sweep.py --ablation) first")
-    out_dir = Path(out) if out else Path("reports") / stores.study_name
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_out(out if out else Path("reports") / stores.study_name, stores)
+    started = time.time() - 0.05  # files older than this were not written by this report
 
     sections, effects, parents = [], [], []
     # One alpha for every verdict in the report: the sweep's and the ablation's tables share it (Šidák by
@@ -66,9 +91,13 @@ def write_report(exp: Experiment, stores: Stores, out: str | Path | None = None)
     (out_dir / "report.html").write_text(to_html(title, sections))
     pd.concat(effects, ignore_index=True)[EFFECT_COLUMNS].to_csv(out_dir / "effects.csv", index=False,
                                                                   float_format=FLOAT)
+    # Only this report's own files, never a walk of the folder (it may hold the stores, a pgpass, anything).
+    written = [out_dir / n for n in REPORT_FILES
+               if (out_dir / n).is_file() and (out_dir / n).stat().st_mtime >= started]
     for parent in parents:
         try:
-            client.log_artifacts(parent, str(out_dir), "report")
+            for path in written:
+                client.log_artifact(parent, str(path), "report")
         except Exception as e:  # the files on disk are the report; the artifact copy is a convenience
             print(f"warning: could not log the report to MLflow run {parent}: {e}")
     return out_dir, analysis

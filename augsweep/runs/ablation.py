@@ -12,7 +12,7 @@ import json
 import re
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -74,6 +74,7 @@ class AblationOutcome:
     trained_now: int
     failed: int
     base_source: str
+    failures: list = field(default_factory=list)  # "variant rR: reason" of every training that failed now
 
 
 def _spec(exp: Experiment, base: TrialConfig, base_source: str, variants: Sequence[Variant],
@@ -160,6 +161,7 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
          f"{total - len(todo)}/{total} trainings done, {len(todo)} to go")
     affinity_augs = {name: dict(params) for name, params in extra}
     failed = 0
+    failures: list[str] = []
     started_all = time.perf_counter()
     try:
         for i, (v, s) in enumerate(todo, start=1):
@@ -169,6 +171,8 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
             ok, line = _train_variant(tracker, exp, dataset, v, names, s, aid, device,
                                       affinity_augs if plain else None)
             failed += 0 if ok else 1
+            if not ok:
+                failures.append(f"{names} r{s.repeat}: {line.removeprefix('FAILED (').removesuffix(')')}")
             echo(f"[{total - len(todo) + i:>3}/{total}] {names:<28} r{s.repeat}  {line}"
                  f"  elapsed {time.perf_counter() - started_all:5.0f}s")
     except BaseException:
@@ -176,7 +180,7 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
         raise
     tracker.client.set_tag(parent, "failed_trainings", str(failed))
     tracker.end_parent(FINISHED if not failed else FAILED)
-    return AblationOutcome(parent, variants, R, len(todo), failed, base_source)
+    return AblationOutcome(parent, variants, R, len(todo), failed, base_source, failures)
 
 
 def _train_variant(tracker, exp: Experiment, dataset: Dataset, v: Variant, names: str, s: RepeatSeeds,

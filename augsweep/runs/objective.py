@@ -149,15 +149,16 @@ class Objective:
                 diverged = sum(1 for r in summaries if "diverged_epoch" in r)
                 if diverged:
                     self._run_tags["diverged_repeats"] = diverged
-                # A tracking server is written synchronously: the trial counts as COMPLETE only once its
-                # run holds every metric and artifact (a server that stays away fails the trial instead).
-                self._finish(run_id, FINISHED, "COMPLETE", config, histories, summaries, tmp, started, value,
-                             defer=not self.tracker.remote)
+                # Written before Optuna is told: a trial counts as COMPLETE only once its run holds every
+                # metric and artifact. (Finishing on a background thread after the tell once lost a COMPLETE
+                # trial's data to a kill, an OOM or a read-only store in that second: issue 22, item 3.)
+                # A kill during the write leaves the trial RUNNING; the resume fails it and retries it once.
+                self._finish(run_id, FINISHED, "COMPLETE", config, histories, summaries, tmp, started, value)
                 return value
             except optuna.TrialPruned as e:
                 trial.set_user_attr("repeats", summaries)
                 self._finish(run_id, KILLED, "PRUNED", config, histories, summaries, tmp, started,
-                             reason=str(e), defer=not self.tracker.remote)
+                             reason=str(e))
                 raise
             except BaseException as e:  # noqa: BLE001 - every failure must close the MLflow run
                 reason = failure_reason(e)

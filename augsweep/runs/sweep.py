@@ -17,8 +17,8 @@ import yaml
 from .. import runtime
 from ..experiment import space
 from ..experiment.schema import ConfigError, Experiment
-from ..stores.study import (ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKING_URI, Stores, count_finished,
-                            count_running, finished_states, identity, make_storage, study_locks)
+from ..stores.study import (ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKING_URI, Stores, check_study_not_lost,
+                            count_finished, count_running, finished_states, identity, make_storage, study_locks)
 from ..stores.recovery import close_orphan_runs, reap_dead_trials, retry_once, worker_identity
 from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, client_for
 from ..training.data import load_dataset
@@ -154,8 +154,12 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
 
     import optuna
 
+    if stores.embedded_study and not stores.study_db.exists():
+        check_study_not_lost(stores)  # before the file is created: a refused sweep writes nothing
+    storage = make_storage(stores.storage_url)
+    check_study_not_lost(stores, storage)
     study = optuna.create_study(
-        study_name=stores.study_name, storage=make_storage(stores.storage_url),
+        study_name=stores.study_name, storage=storage,
         sampler=make_sampler(exp), pruner=make_pruner(exp), direction="minimize", load_if_exists=True,
     )
     ident = identity(exp)

@@ -22,7 +22,6 @@ import datetime
 import hashlib
 import os
 import socket
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -99,10 +98,20 @@ def process_alive(pid: int, start: str | None = None) -> bool:
 
 
 def lock_dir(mlruns: Path, embedded: bool, storage_url: str) -> Path:
-    """Beside the embedded stores; for a storage URL, a temp folder named after it."""
+    """Beside the embedded stores; for a storage URL, a folder named after it in this user's private runtime
+    folder (XDG_RUNTIME_DIR, else ~/.cache), never a predictable name in a world-writable /tmp that another
+    user could create first."""
     if embedded:
         return Path(mlruns) / ".locks"
-    return Path(tempfile.gettempdir()) / f"augsweep-locks-{hashlib.sha256(storage_url.encode()).hexdigest()[:16]}"
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or Path.home() / ".cache") / "augsweep-locks"
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = base.lstat()
+    if not base.is_dir() or base.is_symlink() or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        from ..experiment.schema import ConfigError
+
+        raise ConfigError(f"the lock folder {base} must be a folder private to this user (mode 700, not a link); "
+                          f"remove it to let augsweep make it again")
+    return base / hashlib.sha256(storage_url.encode()).hexdigest()[:16]
 
 
 class FileLock:

@@ -69,6 +69,16 @@ def _as_postgres(cmd: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
 
 
+def write_secret(path: Path, text: str) -> None:
+    """Write a file only its owner can read, created with that mode (never readable, even for a moment)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an older file of the same name keeps its mode through O_CREAT
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
 def _give_to_postgres(*paths: Path) -> None:
     if os.geteuid() == 0:
         for p in paths:
@@ -129,10 +139,9 @@ class Postgres:
         fresh = not (self.data / "PG_VERSION").exists()
         if fresh:
             password = secrets.token_urlsafe(18)
-            self.pgpass.write_text(f"*:*:*:{USER}:{password}\n")
-            self.pgpass.chmod(0o600)  # libpq ignores a password file others can read
+            write_secret(self.pgpass, f"*:*:*:{USER}:{password}\n")  # libpq ignores one others can read
             pwfile = self.root / "pwfile"
-            pwfile.write_text(password + "\n")
+            write_secret(pwfile, password + "\n")
             self.data.mkdir(mode=0o700, exist_ok=True)
             _give_to_postgres(self.data, pwfile)
             try:
@@ -292,7 +301,20 @@ class Cluster:
         path = self.root / "ports"
         return dict(line.split("=") for line in path.read_text().split()) if path.exists() else {}
 
+    def _running(self, name: str, marker: str, port: int) -> int | None:
+        """The pid of this cluster's `name` server if it is alive, is that server (its command line holds
+        `marker`: the pid was not reused by another program) and listens on `port`; else None."""
+        pidfile = self._pidfile(name)
+        try:
+            pid = int(pidfile.read_text())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError):
+            return None
+        return pid if marker in cmdline and port_open(port) else None
+
     def up(self, pg_port: int, mlflow_port: int, dashboard_port: int) -> dict:
+        """Start what is not running yet; what is running (pid + port + process identity) is reported and
+        left alone. A failed start stops only the processes this call started."""
         import optuna
 
         from .urls import database_engine_kwargs
@@ -300,32 +322,59 @@ class Cluster:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "artifacts").mkdir(exist_ok=True)
         old = self._ports()
-        pg = Postgres(self.root, int(old.get("pg", pg_port)))
-        pg.start()
-        (self.root / "ports").write_text(f"pg={pg.port}\nmlflow={mlflow_port}\ndashboard={dashboard_port}\n")
-        env = pg.env()
-        # The Optuna schema is created here, once, before any worker or the dashboard opens the database.
-        os.environ["PGPASSFILE"] = env["PGPASSFILE"]
-        optuna.storages.RDBStorage(pg.url(), engine_kwargs=database_engine_kwargs(pg.url())).engine.dispose()
-        services = {"mlflow": mlflow_server(pg.url(database=MLFLOW_DATABASE), (self.root / "artifacts").resolve(), mlflow_port,
-                                            self.root / "mlflow.log", env),
-                    "dashboard": dashboard_server(pg.url(), dashboard_port, self.root / "dashboard.log", env)}
-        for (name, svc), health in zip(services.items(), ("/health", "/api/meta")):
-            svc.start(health=health)
-            self._pidfile(name).write_text(str(svc.pid))
-        services = list(services.values())
-        return {"storage": pg.url(), "tracking": services[0].url, "dashboard": services[1].url + "/dashboard",
-                "pgpass": str(pg.pgpass.resolve())}
+        started: list = []  # what this call started, and only that, is stopped if a later step fails
+        self.already: list[str] = []
+        try:
+            pg = Postgres(self.root, int(old.get("pg", pg_port)))
+            if pg.running():
+                self.already.append(f"postgresql (port {pg.port})")
+            else:
+                if port_open(pg.port):
+                    raise RuntimeError(f"port {pg.port} is in use by another program (PG_PORT=...)")
+                pg.start()
+                started.append(pg)
+            ports = {"mlflow": int(old.get("mlflow", mlflow_port)), "dashboard": int(old.get("dashboard", dashboard_port))}
+            (self.root / "ports").write_text(f"pg={pg.port}\nmlflow={ports['mlflow']}\ndashboard={ports['dashboard']}\n")
+            env = pg.env()
+            # The Optuna schema is created here, once, before any worker or the dashboard opens the database.
+            os.environ["PGPASSFILE"] = env["PGPASSFILE"]
+            optuna.storages.RDBStorage(pg.url(), engine_kwargs=database_engine_kwargs(pg.url())).engine.dispose()
+            services = {"mlflow": mlflow_server(pg.url(database=MLFLOW_DATABASE), (self.root / "artifacts").resolve(),
+                                                ports["mlflow"], self.root / "mlflow.log", env),
+                        "dashboard": dashboard_server(pg.url(), ports["dashboard"], self.root / "dashboard.log", env)}
+            markers = {"mlflow": "mlflow server", "dashboard": "augsweep.stores.servers dashboard"}
+            for (name, svc), health in zip(services.items(), ("/health", "/api/meta")):
+                pid = self._running(name, markers[name], ports[name])
+                if pid is not None:
+                    self.already.append(f"{name} (pid {pid}, port {ports[name]})")
+                    continue
+                if port_open(ports[name]):
+                    raise RuntimeError(f"port {ports[name]} for {name} is in use by another program")
+                svc.start(health=health)
+                started.append(svc)
+                self._pidfile(name).write_text(str(svc.pid))
+        except BaseException:
+            for thing in reversed(started):
+                thing.stop()
+                if isinstance(thing, Service):
+                    name = "mlflow" if thing is services.get("mlflow") else "dashboard"
+                    self._pidfile(name).unlink(missing_ok=True)
+            raise
+        return {"storage": pg.url(), "tracking": services["mlflow"].url,
+                "dashboard": services["dashboard"].url + "/dashboard", "pgpass": str(pg.pgpass.resolve())}
 
     def down(self) -> list[str]:
         stopped = []
+        markers = {"mlflow": "mlflow server", "dashboard": "augsweep.stores.servers dashboard"}
+        ports = self._ports()
         for name in ("dashboard", "mlflow"):
             pidfile = self._pidfile(name)
             if pidfile.exists():
-                stop_group(int(pidfile.read_text()))
+                pid = self._running(name, markers[name], int(ports.get(name, 0)))
+                if pid is not None:  # never signal a pid that now belongs to another program
+                    stop_group(pid)
+                    stopped.append(name)
                 pidfile.unlink()
-                stopped.append(name)
-        ports = self._ports()
         if ports:
             pg = Postgres(self.root, int(ports["pg"]))
             if (pg.data / "postmaster.pid").exists():
@@ -360,11 +409,12 @@ def main(argv=None) -> int:
         return 0
     try:
         urls = cluster.up(args.pg_port, args.mlflow_port, args.dashboard_port)
-    except (RuntimeError, subprocess.CalledProcessError) as e:
+    except (RuntimeError, subprocess.CalledProcessError) as e:  # up() already stopped what it started
         detail = getattr(e, "stderr", "") or ""
         print(f"error: cluster-up failed: {e} {detail}".strip(), file=sys.stderr)
-        cluster.down()
         return 1
+    if cluster.already:
+        print(f"already running (left as they are): {', '.join(cluster.already)}")
     print(f"""PostgreSQL      {urls['storage']}   (password in {urls['pgpass']})
 MLflow server   {urls['tracking']}
 optuna-dashboard {urls['dashboard']}

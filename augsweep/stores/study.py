@@ -88,6 +88,23 @@ class Stores:
         if not self.embedded_tracking:
             check_tracking(self.tracking_uri)
 
+    def check_paths(self) -> None:
+        """Bad store paths exit 2 before anything is written: `--mlruns` (or a folder above it) naming a file,
+        and a 0-byte database file (SQLAlchemy would silently create an empty schema in it: a study that
+        restarts at 0 trials while MLflow still holds its runs)."""
+        if self.embedded_study or self.embedded_tracking:
+            for folder in (self.mlruns, *self.mlruns.parents):
+                if folder.exists() and not folder.is_dir():
+                    raise ConfigError(f"--mlruns must be a folder, but {folder} is a file. "
+                                      f"Received: mlruns={str(self.mlruns)!r}")
+        for what, url in (("--storage", self.storage_url), ("--tracking-uri", self.tracking_uri)):
+            db = sqlite_file(url)
+            if db is not None and db.is_file() and db.stat().st_size == 0:
+                raise ConfigError(
+                    f"{db} is an empty file (0 bytes), not a database: its study or runs were lost (a full disk, "
+                    f"a truncated copy). Restore it from a backup, or move it away to start a new store "
+                    f"({what}). Received: {_shown_path(db)} (0 bytes)")
+
     def has_study_store(self) -> bool:
         """A study store exists (a URL always may; the embedded file only once a sweep made it)."""
         return not self.embedded_study or self.study_db.exists()
@@ -99,6 +116,40 @@ class Stores:
         """Create `mlruns/` when either store is embedded."""
         if self.embedded_study or self.embedded_tracking:
             self.mlruns.mkdir(parents=True, exist_ok=True)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a `sqlite:///PATH` URL (None for anything else, or an in-memory database)."""
+    if not url or not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///"):].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def check_study_not_lost(stores: Stores, storage=None) -> None:
+    """Refuse to start a study afresh in a storage that lacks it while MLflow holds trial runs of it: the
+    study store was lost or replaced, and starting again would duplicate t00, t01... beside orphaned runs.
+    `storage`: the opened Optuna storage (None: the embedded file does not exist, so it holds no study)."""
+    import optuna
+
+    if storage is not None and stores.study_name in optuna.get_all_study_names(storage):
+        return
+    if not stores.has_tracking_store():
+        return
+    from .tracking import client_for
+
+    client = client_for(stores.tracking_uri)
+    experiment = client.get_experiment_by_name(stores.study_name)
+    if experiment is None:
+        return
+    runs = client.search_runs([experiment.experiment_id],
+                              f"tags.kind = 'trial' and tags.study = '{stores.study_name}'", max_results=1)
+    if runs:
+        raise ConfigError(
+            f"the Optuna storage {stores.storage_label} has no study {stores.study_name!r}, but MLflow "
+            f"({stores.tracking_label}) holds trial runs of it: the study store was lost or replaced. Restore it "
+            f"(or point --storage/--mlruns at it), or start a new study with --study-name NEW. "
+            f"Received: storage={stores.storage_label}")
 
 
 def resolve_stores(exp: Experiment, mlruns: str | Path = "mlruns", storage: str | None = None,

@@ -14,22 +14,59 @@ from ..experiment.schema import ConfigError
 # printed links and each trial's `mlflow_run_url` (optuna-dashboard) name the port the UI really listens on.
 LOCAL_UI = os.environ.get("AUGSWEEP_UI_URL") or "http://127.0.0.1:5000"
 
-# user:password@ in any scheme://user:password@host URL (a password may itself contain ':' or '@').
-_CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<password>[^/\s]*)@")
+# A URL in free text: a scheme, `://`, then everything up to white space (a password may hold ':', '/', '@').
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S+")
+# user:password@ of such a URL, up to its last '@' (HTTP's rule; SQLAlchemy splits at the first '@', so
+# masking up to the last one hides whichever of the two a client would send).
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<password>.*)@")
+_QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pwd)=)[^&\s]*")
 CONNECT_TIMEOUT = 10  # seconds: a database or tracking server that does not answer by then is reported, not waited for
 TRACKING_SCHEMES = {"http", "https", "sqlite", "postgresql", "mysql", "mssql", "file", "databricks", "databricks-uc",
                     "uc"}
+
+
+def _mask_url(url: str) -> str:
+    """One URL with its credentials hidden: SQLAlchemy's own parser renders it (`hide_password`), then any
+    password it did not see (an HTTP URL's, up to the last '@'; a `?password=` query) is masked too."""
+    out = url
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        if parsed.password is not None:
+            out = parsed.render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy knows: the rules below still apply
+        pass
+    out = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", out)
+    return _QUERY_SECRET.sub(lambda m: f"{m.group(1)}***", out)
 
 
 def mask(text: str | None) -> str:
     """`text` with the password of every URL in it replaced by `***` (user and host kept)."""
     if not text:
         return text or ""
-    return _CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", str(text))
+    def one(m) -> str:
+        url = m.group(0)
+        core = url.rstrip("'\")],.;:>")  # a URL quoted, or closing a sentence or a clause in a message
+        return _mask_url(core) + url[len(core):]
+
+    return _URL.sub(one, str(text))
 
 
 def password_of(url: str) -> str | None:
-    match = _CREDENTIALS.search(url or "")
+    """The password a client would send for `url` (SQLAlchemy's parse; else the HTTP userinfo's)."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        if parsed.password is not None:
+            return str(parsed.password)
+        query = parsed.query.get("password")
+        if query:
+            return query if isinstance(query, str) else query[0]
+    except Exception:  # noqa: BLE001 - not a database URL
+        pass
+    match = _USERINFO.match(url or "")
     return match["password"] if match else None
 
 

@@ -25,6 +25,43 @@ from ..experiment.schema import ConfigError, DatasetConfig
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 DEFAULT_VALIDATION_SPLIT = 0.2
 MAX_LISTED = 10
+# Decompression bombs: an image whose header claims more pixels than this is refused before it is decoded
+# (a 389 KB PNG can claim 20000 x 20000). PIL's own limit, which it only warns about below twice the value.
+MAX_IMAGE_PIXELS = 89_478_485
+MEMORY_SHARE = 0.8  # of the memory available now that a dataset held in memory may take
+
+
+def shown_name(name: str) -> str:
+    """A file or folder name as text: bytes that are not UTF-8 (kept by Python as surrogates) become U+FFFD,
+    so printing, hashing or logging it to MLflow never raises."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation now (Linux's MemAvailable; None where unknown)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(n_images: int, size: tuple[int, int], what: str) -> None:
+    """A dataset held in memory must fit: exit 2 with the estimate before anything is allocated."""
+    need = decoded_bytes(n_images, size)
+    have = available_memory()
+    if have is not None and need > MEMORY_SHARE * have:
+        gib = 1024 ** 3
+        raise ConfigError(
+            f"{what}: {n_images} images of {size[0]}x{size[1]} take about {need / gib:.1f} GiB decoded "
+            f"(x 3 channels x 4 bytes), more than {MEMORY_SHARE:.0%} of the {have / gib:.1f} GiB of memory "
+            f"available; use fewer samples or a smaller image_size (a folder dataset can also stream: "
+            f"dataset.stream: true). Received: samples={n_images}, image_size={list(size)}")
 
 
 @dataclass
@@ -284,15 +321,30 @@ def load_fashion_mnist(cfg: DatasetConfig, seed: int) -> Dataset:
 # ----------------------------------------------------------------------------- folders of images
 
 
-def _class_files(root: Path, where: str) -> dict[str, list[Path]]:
-    """Class folder name -> files (sorted), ignoring hidden entries."""
+def _class_files(root: Path, where: str, top: Path | None = None,
+                 follow_symlinks: bool = False) -> dict[str, list[Path]]:
+    """Class folder name -> files (sorted), ignoring hidden entries. A link (class folder or file) that
+    points outside the dataset folder `top` is refused unless `follow_symlinks`."""
     if not root.is_dir():
         raise ConfigError(f"{where} is not a folder. Received: path={str(root)!r}")
-    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    inside = (top or root).resolve()
+
+    def allowed(p: Path) -> Path:
+        if not follow_symlinks:
+            target = p.resolve()  # the file itself, or a folder above it, may be the link
+            if target != inside and inside not in target.parents:
+                raise ConfigError(
+                    f"{where}: {shown_name(str(p))} is a link to {shown_name(str(target))}, outside the dataset "
+                    f"folder; copy the files in, or set dataset.follow_symlinks: true. Received: "
+                    f"path={shown_name(str(top or root))!r}")
+        return p
+
+    classes = sorted(allowed(p) for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     out = {}
     for c in classes:
-        out[c.name] = sorted(
-            p for p in c.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(c).parts)
+        out[shown_name(c.name)] = sorted(
+            allowed(p) for p in c.rglob("*")
+            if p.is_file() and not any(s.startswith(".") for s in p.relative_to(c).parts)
         )
     return out
 
@@ -305,6 +357,9 @@ def _read_image(path: Path, size: tuple[int, int]) -> tuple[np.ndarray | None, s
         return None, "not an image file (unsupported suffix)", False
     try:
         with Image.open(path) as img:
+            if img.width * img.height > MAX_IMAGE_PIXELS:  # the header's claim, before any pixel is decoded
+                return None, (f"too many pixels ({img.width}x{img.height} > {MAX_IMAGE_PIXELS}: a decompression "
+                              f"bomb or a photo to shrink first)"), False
             img.load()  # decode now: a truncated file fails here, not in the middle of training
             small = img.width < size[1] or img.height < size[0]
             if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
@@ -315,6 +370,8 @@ def _read_image(path: Path, size: tuple[int, int]) -> tuple[np.ndarray | None, s
             return np.asarray(rgb, np.float32) / 255.0, None, small
     except UnidentifiedImageError:
         return None, "not a readable image", False
+    except Image.DecompressionBombError as e:  # PIL refuses at open above twice its limit
+        return None, f"too many pixels ({str(e).split('(')[0].strip()[:80]})", False
     except (OSError, ValueError, SyntaxError) as e:
         return None, f"corrupt image ({str(e).splitlines()[0][:80]})", False
 
@@ -374,7 +431,7 @@ class ImageFiles:
 
     def identity(self) -> str:
         """Paths, sizes and modification times (the fingerprint of streamed data)."""
-        return "\n".join(f"{p}\t{os.stat(p).st_size}\t{os.stat(p).st_mtime_ns}" for p in self.paths) + str(self.size)
+        return "\n".join(f"{shown_name(str(p))}\t{os.stat(p).st_size}\t{os.stat(p).st_mtime_ns}" for p in self.paths) + str(self.size)
 
     def cached(self, path: str) -> "ImageFiles":
         """These images backed by a `.npy` cache file at `path`, written (in chunks) unless a cache of exactly
@@ -407,7 +464,7 @@ def wants_stream(cfg: DatasetConfig, n_images: int) -> bool:
 
 
 def _bad_files_message(bad: list[tuple[Path, str]], root: Path) -> str:
-    listed = "; ".join(f"{p.relative_to(root) if p.is_relative_to(root) else p}: {why}"
+    listed = "; ".join(f"{shown_name(str(p.relative_to(root) if p.is_relative_to(root) else p))}: {why}"
                        for p, why in bad[:MAX_LISTED])
     more = f" (and {len(bad) - MAX_LISTED} more)" if len(bad) > MAX_LISTED else ""
     return f"{len(bad)} bad image file(s) in {root}: {listed}{more}"
@@ -433,7 +490,7 @@ def _load_files(files: list[tuple[Path, int]], size, cfg: DatasetConfig, root: P
             raise ConfigError(f"dataset.path: {msg}; fix or remove them, or set dataset.on_bad_file: skip")
         notes.append(f"skipped {msg}")
     if upscaled:
-        names = ", ".join(str(p.relative_to(root)) for p in upscaled[:MAX_LISTED])
+        names = ", ".join(shown_name(str(p.relative_to(root))) for p in upscaled[:MAX_LISTED])
         more = f" (and {len(upscaled) - MAX_LISTED} more)" if len(upscaled) > MAX_LISTED else ""
         notes.append(f"{len(upscaled)} image(s) smaller than {size[0]}x{size[1]} were upscaled: {names}{more}")
     h, w = size
@@ -454,8 +511,9 @@ def load_folder(cfg: DatasetConfig, seed: int) -> Dataset:
     has_split_layout = train_dir.is_dir()
     if not has_split_layout and (root / "valid").is_dir():
         raise ConfigError(f"dataset.path has valid/ but no train/ folder. Received: path={cfg.path!r}")
-    train = _class_files(train_dir if has_split_layout else root, "dataset.path")
-    valid = _class_files(root / "valid", "dataset.path valid/") if (root / "valid").is_dir() else None
+    follow = cfg.follow_symlinks
+    train = _class_files(train_dir if has_split_layout else root, "dataset.path", root, follow)
+    valid = _class_files(root / "valid", "dataset.path valid/", root, follow) if (root / "valid").is_dir() else None
     if not train:
         raise ConfigError(
             f"dataset.path has no class folders (expected train/<class>/ or <class>/). Received: path={cfg.path!r}"
@@ -478,6 +536,8 @@ def load_folder(cfg: DatasetConfig, seed: int) -> Dataset:
     train_files = [(p, label[c]) for c in names for p in train[c]]
     valid_files = [(p, label[c]) for c in names for p in valid[c]] if valid is not None else []
     stream = wants_stream(cfg, len(train_files) + len(valid_files))
+    if not stream:
+        check_memory(len(train_files) + len(valid_files), cfg.image_size, f"dataset.path {cfg.path}")
     if valid is not None:
         x_tr, y_tr = _load_files(train_files, cfg.image_size, cfg, root, notes, stream)
         x_va, y_va = _load_files(valid_files, cfg.image_size, cfg, root, notes, stream)
@@ -547,6 +607,12 @@ def load_dataset(cfg: DatasetConfig, seed: int, file: str = "") -> Dataset:
         raise ConfigError(f"dataset.path does not exist. Received: path={cfg.path!r} "
                           f"(looked at {Path(cfg.path).resolve()}{'; ' + file if file else ''})")
     key = (cfg, seed, _folder_state(cfg))
+    if key not in _CACHE and cfg.source != "folder":  # a folder is checked once its files are counted
+        n = {"synthetic": cfg.samples, "digits": 1797}.get(cfg.source)
+        if cfg.source == "fashion_mnist":
+            n = (cfg.train_samples or 60_000) + (cfg.val_samples or 10_000)
+        if n is not None:
+            check_memory(n, cfg.image_size, f"dataset ({cfg.source})")
     if key not in _CACHE:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)

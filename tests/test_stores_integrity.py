@@ -1,0 +1,173 @@
+"""Nothing lost, nothing leaked (issue 22): the report writes and uploads only its own files, a lost or
+0-byte study store is refused instead of silently restarted, store paths that name files exit 2.
+
+One tiny sweep (one trial, one epoch) is made per module and copied for each test that damages it; the
+commands run in-process through the real CLI entry points (`report_main`, `sweep_main`)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from augsweep.cli import report_main, sweep_main
+from tests.helpers import read_stores, sweep, tiny_experiment
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """(experiment path, mlruns) of a finished one-trial sweep; never modified (copy it first)."""
+    import yaml
+
+    root = tmp_path_factory.mktemp("swept")
+    path = root / "integrity.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment(name="integrity", trials=1, train={"epochs": 1},
+                                                   dataset={"image_size": [8, 8], "samples": 48})))
+    sweep(path, root / "mlruns")
+    return path, root / "mlruns"
+
+
+@pytest.fixture
+def copy(swept, tmp_path):
+    path, mlruns = swept
+    shutil.copytree(mlruns, tmp_path / "mlruns")
+    return path, tmp_path / "mlruns"
+
+
+def _one_line_exit_2(code, capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    return lines[0]
+
+
+def _tree(folder):
+    return sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*") if p.is_file())
+
+
+def test_report_uploads_only_its_own_files_never_the_rest_of_out(copy, tmp_path, capsys):
+    """Item 1: a `pgpass` (or anything else) in --out stayed out of the run's `report/` artifacts."""
+    path, mlruns = copy
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "pgpass").write_text("*:*:*:augsweep:hunter22\n")
+    (out / "notes").mkdir()
+    (out / "notes" / "x.txt").write_text("mine")
+    assert report_main([str(path), "--mlruns", str(mlruns), "--out", str(out)]) == 0
+    view = read_stores(path, mlruns)
+    parent = view.study.user_attrs["mlflow_parent_run_id"]
+    uploaded = {f.path for f in MlflowClient(view.client.tracking_uri).list_artifacts(parent, "report")}
+    assert "report/report.md" in uploaded and "report/effects.csv" in uploaded
+    assert not any("pgpass" in p or "notes" in p for p in uploaded), uploaded
+    assert (out / "pgpass").read_text() == "*:*:*:augsweep:hunter22\n"
+
+
+@pytest.mark.parametrize("where", ["equal", "contains", "inside"])
+def test_report_refuses_an_out_that_is_contains_or_lies_in_the_stores(copy, capsys, monkeypatch, where):
+    """Item 1: `--out .` next to mlruns/ copied the stores into themselves (5.5 MB -> 347 MB) and exited 0."""
+    path, mlruns = copy
+    before = _tree(mlruns)
+    out = {"equal": mlruns, "contains": mlruns.parent, "inside": mlruns / "report"}[where]
+    monkeypatch.chdir(mlruns.parent)
+    line = _one_line_exit_2(report_main([str(path), "--mlruns", str(mlruns), "--out", str(out)]), capsys)
+    assert "--out" in line and "stores" in line and str(out) in line
+    assert _tree(mlruns) == before and not (mlruns.parent / "report.md").exists()
+
+
+@pytest.mark.parametrize("option", ["--out", "--mlruns"])
+def test_out_or_mlruns_naming_a_file_exits_2(copy, tmp_path, capsys, option):
+    """Item 7: `--out FILE` / `--mlruns FILE` crashed with a traceback."""
+    path, mlruns = copy
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    args = ["--mlruns", str(mlruns), "--out", str(a_file)] if option == "--out" else ["--mlruns", str(a_file)]
+    line = _one_line_exit_2(report_main([str(path), *args]), capsys)
+    assert option in line and "is a file" in line and str(a_file) in line
+    if option == "--mlruns":
+        line = _one_line_exit_2(sweep_main([str(path), "--mlruns", str(a_file / "below")]), capsys)
+        assert "--mlruns" in line and str(a_file) in line
+    assert a_file.read_text() == "x"
+
+
+@pytest.mark.parametrize("main", [report_main, sweep_main], ids=["report", "sweep"])
+def test_a_0_byte_optuna_db_is_refused_and_never_written(copy, capsys, main):
+    """Item 5: report.py recreated an empty schema in a 0-byte optuna.db; the sweep restarted at 0 trials."""
+    path, mlruns = copy
+    (mlruns / "optuna.db").write_bytes(b"")
+    for extra in ("-wal", "-shm"):
+        (mlruns / f"optuna.db{extra}").unlink(missing_ok=True)
+    line = _one_line_exit_2(main([str(path), "--mlruns", str(mlruns)]), capsys)
+    assert "optuna.db" in line and "0 bytes" in line
+    assert (mlruns / "optuna.db").stat().st_size == 0 and not (mlruns / "optuna.db-wal").exists()
+
+
+def test_a_lost_study_store_is_not_restarted_while_mlflow_holds_its_runs(copy, capsys):
+    """Item 5: a missing optuna.db beside an MLflow store with the study's runs started the study again."""
+    path, mlruns = copy
+    for f in mlruns.glob("optuna.db*"):
+        f.unlink()
+    runs_before = len(read_stores_runs(path, mlruns))
+    line = _one_line_exit_2(sweep_main([str(path), "--mlruns", str(mlruns)]), capsys)
+    assert "no study 'integrity'" in line and "--study-name" in line
+    assert not (mlruns / "optuna.db").exists()  # refused before the file is created
+    assert len(read_stores_runs(path, mlruns)) == runs_before
+
+
+def read_stores_runs(path, mlruns):
+    client = MlflowClient(f"sqlite:///{mlruns.resolve() / 'mlflow.db'}")
+    return client.search_runs([client.get_experiment_by_name("integrity").experiment_id], max_results=100)
+
+
+def _real_disk_full_error(tmp_path):
+    """A real 'database or disk is full' from SQLite through SQLAlchemy (a database capped at its size)."""
+    import sqlalchemy
+
+    import uuid
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / f'full-{uuid.uuid4().hex}.db'}")
+    with engine.connect() as conn:
+        conn.execute(sqlalchemy.text("CREATE TABLE t (x BLOB)"))
+        conn.execute(sqlalchemy.text("PRAGMA max_page_count = 3"))
+        try:
+            conn.execute(sqlalchemy.text("INSERT INTO t VALUES (zeroblob(100000))"))
+        except sqlalchemy.exc.OperationalError as e:
+            return e
+    raise AssertionError("SQLite accepted the write")
+
+
+def _real_database_lost_error():
+    import psycopg
+
+    from augsweep.stores.servers import free_port
+
+    try:
+        psycopg.connect(host="127.0.0.1", port=free_port(), user="x", dbname="x", connect_timeout=5)
+    except psycopg.OperationalError as e:
+        return e
+    raise AssertionError("connected to a closed port")
+
+
+def test_disk_full_and_database_lost_end_in_one_line_with_the_resume_command(tmp_path, monkeypatch, capsys):
+    """Item 7: a full disk (88-line traceback) and PostgreSQL stopped mid-sweep (315 lines) showed library
+    frames; now one line names the cause and the command that resumes, the traceback goes to a log file."""
+    from augsweep import cli
+
+    assert cli.stopped_by_environment(_real_disk_full_error(tmp_path)) == "disk full"
+    assert cli.stopped_by_environment(_real_database_lost_error()) == "database lost"
+    assert cli.stopped_by_environment(ValueError("a bug")) is None
+    for error, cause in ((_real_disk_full_error(tmp_path), "disk full"), (_real_database_lost_error(), "database lost")):
+        def fails(args, error=error):
+            raise RuntimeError("finishing the trial failed") from error
+
+        monkeypatch.setattr(cli, "_sweep_stores", fails)
+        monkeypatch.setattr("sys.argv", ["sweep.py", "experiments/x.yaml", "--mlruns", "m"])
+        code = cli.sweep_main(["experiments/x.yaml", "--mlruns", "m"])
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 1 and len(lines) == 1, err
+        assert lines[0].startswith(f"error: {cause}") and "python sweep.py experiments/x.yaml --mlruns m" in lines[0]
+        log = lines[0].rsplit("full traceback in ", 1)[1].rstrip(")")
+        assert "Traceback" in Path(log).read_text()
+        Path(log).unlink()
