@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pathlib
+
 import pandas as pd
 import pytest
 import yaml
@@ -115,3 +117,20 @@ def test_one_trial_is_too_few_and_always_on_is_explained(tmp_path, write_experim
     assert row["verdict"] == "undecided" and pd.isna(row["effect"])
     assert analysis.effects["augmentation"].tolist()[-1] == "contrast"  # NaN rows last
     assert any(w.startswith("contrast:") for w in analysis.warnings)  # says why it has no estimate
+
+
+def test_report_says_when_a_complete_trials_curves_are_missing(tmp_path, write_experiment):
+    # issue 22, item 3: a COMPLETE trial whose run lost its history (an older version's deferred write, an
+    # artifact store that lost files) is counted, and the report says its curves are missing.
+    from urllib.parse import urlparse
+
+    path = write_experiment(tiny_experiment(name="nocurve", trials=2))
+    exp = load_experiment(path)
+    mlruns = tmp_path / "m"
+    sweep(exp, mlruns, echo=lambda line: None)
+    study = load_study(stores(exp, mlruns))
+    first = next(t for t in study.trials if t.state.name == "COMPLETE")
+    run = MlflowClient(stores(exp, mlruns).tracking_uri).get_run(first.user_attrs["mlflow_run_id"])
+    (pathlib.Path(urlparse(run.info.artifact_uri).path) / "history.csv").unlink()
+    _, analysis = report(exp, mlruns, tmp_path / "r")
+    assert any("have no curves" in w and f"t{first.number:02d}" in w for w in analysis.warnings), analysis.warnings

@@ -85,6 +85,13 @@ def load_curves(client, tracking_uri: str, experiment_name: str, trials: pd.Data
     return curves.assign(**{c: np.repeat(factors[c].to_numpy(), lengths) for c in factors.columns})
 
 
+def missing_curves(trials: pd.DataFrame, curves: pd.DataFrame) -> list[int]:
+    """Numbers of the COMPLETE trials whose history the report could not read."""
+    done = trials.loc[trials["state"] == "COMPLETE", "trial"].astype(int) if len(trials) else pd.Series(dtype=int)
+    have = set(curves["trial"].astype(int)) if len(curves) else set()
+    return sorted(n for n in done if n not in have)
+
+
 def trial_factors(t: pd.Series, augmentations: list[str]) -> dict:
     """The columns a trial's curves carry: `trial`, `depth`, `aug_<name>` (a switch, False when not logged)."""
     out = {"trial": t["trial"], "depth": t.get("depth")}
@@ -610,6 +617,12 @@ def sweep_part(exp: Experiment, stores: Stores, out_dir: Path, study, ablation_t
         raise
     client = client or client_for(stores.tracking_uri)
     curves = load_curves(client, stores.tracking_uri, exp.name, trials, exp.search_space.augmentation_names)
+    missing = missing_curves(trials, curves)
+    if missing:
+        analysis.warnings.append(
+            f"{len(missing)} complete trial(s) have no curves in MLflow ({', '.join(f't{n:02d}' for n in missing[:10])}"
+            f"{', …' if len(missing) > 10 else ''}): their results count in the effects, but their curves are "
+            "missing from the figures (a run written by an older version, or an artifact store that lost them).")
     tags, versions = load_parent(client, stores.tracking_uri, study.user_attrs.get(ATTR_PARENT_RUN))
 
     figures = {"forest": plots.forest(analysis.effects, out_dir / "effects_forest.png",

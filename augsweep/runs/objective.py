@@ -184,15 +184,10 @@ class Objective:
             # No gc.collect() here: the next build's keras.backend.clear_session() runs one anyway.
 
     def _finish(self, run_id, status, state, config, histories, summaries, tmp: Path, started,
-                value: float | None = None, reason: str = "", traceback_text: str = "",
-                defer: bool = False) -> None:
-        """Close the trial's MLflow run with its curves, summary metrics, tags and artifacts.
-
-        `defer`: plots, artifact copies and the store writes run on the tracker's background
-        thread (overlapping the next trial's training); failures are always finished here.
-        """
+                value: float | None = None, reason: str = "", traceback_text: str = "") -> None:
+        """Close the trial's MLflow run with its curves, summary metrics, tags and artifacts, before Optuna
+        hears how the trial ended (a kill in between leaves it RUNNING, and the resume retries it)."""
         history = pd.concat(histories, ignore_index=True) if histories else None
-        # Keras layers stay on this thread; only the PNG is written in the background.
         images = None if state == "FAIL" else preview_images(config, self.dataset,
                                                              repeat_seeds(self.experiment.seed, 0).aug)
         metrics = {"trial_seconds": time.perf_counter() - started}
@@ -205,13 +200,5 @@ class Objective:
             tags["failure_reason" if state == "FAIL" else "prune_reason"] = reason
         texts = {"traceback.txt": traceback_text} if traceback_text else {}
         title = getattr(self, "_title", config.label())
-        tracker = self.tracker
-
-        def write(folder: Path) -> None:
-            artifacts = write_artifacts(folder, history, title, images)
-            tracker.finish_trial(run_id, status, history, metrics, tags, artifacts, texts)
-
-        if defer:
-            tracker.defer(write)
-        else:
-            write(tmp)
+        artifacts = write_artifacts(tmp, history, title, images)
+        self.tracker.finish_trial(run_id, status, history, metrics, tags, artifacts, texts)

@@ -127,7 +127,7 @@ class _Progress:
         if trial.state == optuna.trial.TrialState.FAIL or never:
             self.streak += 1
             self.last_reason = (trial.user_attrs.get("failure_reason", "see the MLflow run's traceback.txt")
-                                if not never else f"non-finite loss at epoch 0 in every repeat (scored at ln K)")
+                                if not never else "non-finite loss at epoch 0 in every repeat (scored at ln K)")
             line += f"  ({self.last_reason})"
         else:
             self.streak = 0
@@ -283,8 +283,6 @@ class SweepSession:
         try:
             if kind is not None and self.owner and not isinstance(exc, SweepAborted):
                 self.tracker.end_parent(KILLED)
-            elif self.tracker is not None:
-                self.tracker.flush()
         finally:
             self.alive.release()
             if hasattr(self.start_lock, "close"):

@@ -181,39 +181,6 @@ class Tracker:
         self.client = client_for(tracking_uri)
         self.experiment_id = get_or_create_experiment(self.client, experiment_name, artifact_location)
         self.parent_run_id: str | None = None
-        self._worker = None
-        self._pending: list = []
-        self.deferred_errors: list[str] = []
-
-    # -- background finishing --------------------------------------------------------------------
-
-    def defer(self, job) -> None:
-        """Run `job(scratch_folder)` on one background thread, so a finished trial's plots and
-        store writes overlap the next trial's training. At most one job waits: the previous one is
-        waited for first (it has normally long finished). Errors are logged and kept in
-        `deferred_errors`, never raised into the next trial."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.flush()
-        if self._worker is None:
-            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="augsweep-tracking")
-
-        def run():
-            with scratch_dir() as tmp:
-                job(Path(tmp))
-
-        self._pending.append(self._worker.submit(run))
-
-    def flush(self) -> None:
-        """Wait for deferred jobs to finish (`end_parent` does; so should anything reading the runs)."""
-        pending, self._pending = self._pending, []
-        for future in pending:
-            try:
-                future.result()
-            except Exception as e:  # noqa: BLE001 - the store failing must not fail a later trial
-                message = f"{type(e).__name__}: {e}"
-                self.deferred_errors.append(message)
-                logging.getLogger("augsweep").warning("finishing a trial's MLflow run failed: %s", message)
 
     # -- parent run ------------------------------------------------------------------------------
 
@@ -260,7 +227,6 @@ class Tracker:
         return f"{base}/#/experiments/{self.experiment_id}/runs/{run_id}"
 
     def end_parent(self, status: str = FINISHED) -> None:
-        self.flush()
         if self.parent_run_id:
             with store_write():
                 self.client.set_terminated(self.parent_run_id, status)
