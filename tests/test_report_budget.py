@@ -101,3 +101,23 @@ def test_outcomes_at_takes_the_best_within_the_budget_and_maps_seed_indices_to_p
     c = curves[(curves["trial"] == 3) & (curves["repeat"] == 6) & (curves["epoch"] < 10)]
     got = at[(at["trial"] == 3) & (at["repeat"] == 2)]["best_val_loss"].iloc[0]
     assert got == c["val_loss"].min()
+
+
+def test_configurations_are_distinct_by_their_mean_and_paired_against_none():
+    from augsweep.report import configurations as conf
+
+    curves, table = simulate(shift={"warp": -0.05, "flip": 0.03})
+    two = pd.concat([table, table.assign(block=1, trial=table["trial"] + 8,
+                                         best_val_loss=table["best_val_loss"] + 0.001)], ignore_index=True)
+    c = conf.configurations(two, AUGS, margin=0.02, alpha_look=0.05)
+    assert list(c.columns) == conf.CONFIG_COLUMNS and len(c) == 8 and c["configuration"].is_unique
+    assert c.iloc[0]["configuration"] == "d2 contrast+warp" or c.iloc[0]["configuration"] == "d2 warp"
+    row = c.set_index("configuration").loc["d2 warp"]
+    assert row["n_trials"] == 2 and row["n_seeds"] == 8 and row["verdict"] == "helps"
+    assert abs(row["diff_vs_none"] + 0.05) < 0.01
+    assert c.set_index("configuration").loc["d2 none", "verdict"] == "baseline"
+    effects = inference.effects(two, AUGS, margin=0.02)
+    words = conf.best_words(c, effects, None, AUGS, 0.05)
+    assert words[0].startswith("Best configuration by its mean over 8 seed(s) (2 trial(s)): **d2 ")
+    hurt = c.set_index("configuration").loc[["d2 flip+warp"]].reset_index()
+    assert "most likely noise" in conf.best_words(hurt, effects, None, AUGS, 0.05)[1]

@@ -66,6 +66,15 @@ def write_report(exp: Experiment, stores: Stores, out: str | Path | None = None)
     (out_dir / "report.html").write_text(to_html(title, sections))
     pd.concat(effects, ignore_index=True)[EFFECT_COLUMNS].to_csv(out_dir / "effects.csv", index=False,
                                                                   float_format=FLOAT)
+    if analysis is not None:
+        from .budget import BUDGET_COLUMNS
+        from .configurations import CONFIG_COLUMNS
+
+        by_budget = analysis.by_budget if analysis.by_budget is not None else pd.DataFrame(columns=BUDGET_COLUMNS)
+        by_budget[BUDGET_COLUMNS].to_csv(out_dir / "effects_by_budget.csv", index=False, float_format=FLOAT)
+        configs = (analysis.configurations if analysis.configurations is not None
+                   else pd.DataFrame(columns=CONFIG_COLUMNS))
+        configs[CONFIG_COLUMNS].to_csv(out_dir / "configurations.csv", index=False, float_format=FLOAT)
     for parent in parents:
         try:
             client.log_artifacts(parent, str(out_dir), "report")
