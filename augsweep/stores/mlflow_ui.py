@@ -81,7 +81,13 @@ def study_links(client, experiment_id: str, base_url: str = LOCAL_UI, top: int =
     base = base_url.rstrip("/")
     runs_url = (f"{base}/#/experiments/{experiment_id}/runs?"
                 + urllib.parse.urlencode({"workflowType": "machine_learning", "viewStateShareKey": VIEW_KEY}))
-    best = [r for r in runs if r.info.status == "FINISHED" and "best_val_loss" in r.data.metrics][:top]
+    best, seen = [], set()
+    for r in runs:  # the best run of each of the `top` best distinct configurations (run name `tNN <label>`)
+        name = (r.info.run_name or "").split(" ", 1)[-1]
+        if r.info.status == "FINISHED" and "best_val_loss" in r.data.metrics and name not in seen:
+            seen.add(name)
+            best.append(r)
+    best = best[:top]
     compare = curves = None
     if len(best) >= 2:
         ids, exps = _json([r.info.run_id for r in best]), _json([experiment_id])
