@@ -522,6 +522,11 @@ def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, cu
     a = analysis
     method = a.full["ci_method"].iloc[0] if len(a.full) else "none"
     summary = Section("Answer", answer_blocks(exp, a, trials, mlruns))
+    # The first screen: the answer, then the forest plot and the effect-vs-budget figure side by side.
+    first = [(figures[k], alt) for k, alt in (("forest", "effect forest plot"), ("budget", "effect vs epoch budget"))
+             if k in figures]
+    if first:
+        summary.blocks.append(("images", first))
     summary.blocks += [
         f"{a.counts['COMPLETE']} complete trials x {exp.repeats} paired repeat(s) from the `{exp.sampler}` sampler "
         f"({a.counts['PRUNED']} pruned, {a.counts['FAIL']} failed, excluded), {a.seeds} seed replicate(s). `effect` "
@@ -534,10 +539,6 @@ def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, cu
         f"Method: {method}.",
         a.effects,
     ]
-    if "forest" in figures:
-        summary.blocks.append(("image", figures["forest"], "effect forest plot"))
-    if "budget" in figures:
-        summary.blocks.append(("image", figures["budget"], "effect vs epoch budget"))
     summary.blocks += estimand_blocks(exp, a)
     sections = [summary]
     if a.warnings:
