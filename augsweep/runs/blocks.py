@@ -125,12 +125,13 @@ def verdicts_at(table, exp: Experiment, looks_done: int, max_looks: int):
 def look_line(frame, blocks: int, max_blocks: int, decided_by: dict | None = None) -> str:
     """`look 2/4: decided flip hurts, contrast negligible; undecided warp (mde 0.031, ~1 more block)`; an
     augmentation decided by its conditional effects (a decided interaction) reads `warp: by interaction`."""
-    decided_by = decided_by or {}
+    done = {r.augmentation: (decided_by or {}).get(r.augmentation, r.verdict != "undecided") for r in frame.itertuples()}
+    # decided by its conditional effects when its marginal verdict is not what counts (a decided interaction)
     decided = [f"{r.augmentation} {r.verdict}" if r.verdict != "undecided" else f"{r.augmentation}: by interaction"
-               for r in frame.itertuples() if r.verdict != "undecided" or decided_by.get(r.augmentation)]
+               for r in frame.itertuples() if done[r.augmentation]]
     open_ = []
     for r in frame.itertuples():
-        if r.verdict == "undecided" and not decided_by.get(r.augmentation):
+        if not done[r.augmentation]:
             more = getattr(r, "blocks_to_decide", float("nan"))
             beyond = more == more and blocks + more > max_blocks
             hint = (f", ~{int(more)} more block(s){' beyond the cap' if beyond else ''}" if more == more
