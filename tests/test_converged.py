@@ -62,3 +62,20 @@ def test_training_stops_when_converged_and_keeps_the_best_weights():
     assert len(h) < 60  # stopped by EarlyStopping before the cap
     best = int(h["val_loss"].to_numpy().argmin())
     assert len(h) - 1 - best == 2  # exactly `patience` epochs without improvement
+
+
+def test_terminal_top_k_shows_distinct_configurations_by_their_mean():
+    import optuna
+
+    from augsweep.runs.sweep import distinct_best
+
+    def trial(number, name, value):
+        t = optuna.trial.create_trial(value=value, user_attrs={"config_name": name})
+        t.number = number
+        return t
+
+    trials = [trial(0, "d2 warp", 0.30), trial(1, "d2 none", 0.33), trial(2, "d2 warp", 0.40), trial(3, "d2 flip", 0.34)]
+    best = distinct_best(trials, 5)
+    assert [(t.user_attrs["config_name"], round(m, 3), n) for t, m, n in best] == [
+        ("d2 none", 0.33, 1), ("d2 flip", 0.34, 1), ("d2 warp", 0.35, 2)]
+    assert best[2][0].number == 0  # shown by its best trial

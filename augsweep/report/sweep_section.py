@@ -486,6 +486,14 @@ def _magnitude_words(exp: Experiment, a: Analysis) -> str:
             "does not leak into the other augmentations)")
 
 
+def _outcome_words(exp: Experiment) -> str:
+    conv = exp.train.until_converged
+    if conv is None:
+        return f"within {exp.train.epochs} epochs"
+    return (f"by each training run until converged (stopped once val_loss had not improved for {conv.patience} "
+            f"epochs, at most {conv.max_epochs})")
+
+
 def estimand_blocks(exp: Experiment, a: Analysis) -> list:
     """What `effect` is an effect of, in one sentence, and which sources of variation its interval covers."""
     split = (f"the fixed validation split ({exp.dataset.validation_split:g} of the data)"
@@ -497,8 +505,8 @@ def estimand_blocks(exp: Experiment, a: Analysis) -> list:
     used = (f" from the complete seed replicates of block(s) {', '.join(str(b + 1) for b in a.blocks_used)}"
             if a.blocks_used else "")
     lines = [
-        f"**What `effect` measures.** The change in the best validation loss reached within {exp.train.epochs} "
-        f"epochs, on {split}, from turning the augmentation on, {_magnitude_words(exp, a)}, averaged over "
+        f"**What `effect` measures.** The change in the best validation loss reached {_outcome_words(exp)}, "
+        f"on {split}, from turning the augmentation on, {_magnitude_words(exp, a)}, averaged over "
         f"{others}{depth_words}{used}. Its interval covers seed-to-seed variation (weight initialisation, "
         f"augmentation draws, batch order) across {a.seeds} seed replicate(s), not a different data split or a "
         f"different epoch budget: a verdict is a statement about this budget."]
