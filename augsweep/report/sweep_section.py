@@ -267,7 +267,7 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
                         + (f" (block(s) {', '.join(str(b + 1) for b in left)})." if left else "."))
     # `decided`: the rows behind the verdicts; the descriptive views below use every finished training.
     decided, full, looks, blocks_used = verdicts.table, verdicts.effects, verdicts.looks, list(verdicts.blocks_used)
-    alpha_effects = inference.sweep_alphas(len(augs), decided["depth"].nunique() if len(decided) else 0, alpha)[0]
+    alpha_effects = (verdicts.shares or {}).get("effects", alpha)  # the effects' share (descriptive doses use it)
     seed_frame = inference.seed_effects(decided, augs) if len(decided) else None
     doses = inference.dose_responses(decided, augs, alpha=alpha_effects) if len(decided) else None
     seeds = int(decided.groupby(["block", "repeat"]).ngroups) if len(decided) else 0
@@ -376,8 +376,8 @@ def budget_lines(exp: Experiment, a: Analysis) -> list[str]:
     out = []
     for r in a.full.itertuples():
         if _bound(a, r):
-            out.append(budget_mod.budget_words(r.verdict, r.effect, exp.train.epochs, a.by_budget,
-                                               budget_mod.moving_row(a.moving, r.augmentation)))
+            out.append(f"{r.augmentation} " + budget_mod.budget_words(
+                r.verdict, r.effect, exp.train.epochs, a.by_budget, budget_mod.moving_row(a.moving, r.augmentation)))
     if not out:
         return []
     hint = ("raise `train.until_converged.max_epochs`" if exp.train.until_converged
