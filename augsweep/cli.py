@@ -128,12 +128,13 @@ def _best_trials(outcome, exp, stores, mlruns) -> list[str]:
     """End-of-sweep table of the best trials and where to look next."""
     from .experiment.space import TrialConfig
 
-    lines = [f"\n{outcome.finished}/{outcome.budget} trials finished ({outcome.ran_now} run now). Best trials:"]
-    lines.append(f"  {'trial':>5}  {'value':>8}  configuration")
-    for t in outcome.best:
+    lines = [f"\n{outcome.finished}/{outcome.budget} trials finished ({outcome.ran_now} run now). Best distinct "
+             f"configurations by their mean (the report's configurations.csv pairs them with no augmentation):"]
+    lines.append(f"  {'mean':>8}  {'trials':>6}  best trial  configuration")
+    for t, mean, n in outcome.best:
         cfg = TrialConfig.from_flat(t.user_attrs["config"])
         mags = f"  ({cfg.parameters()})" if cfg.augmentations else ""
-        lines.append(_fit(f"  t{t.number:02d}    {t.value:8.4f}  {cfg.label()}{mags}"))
+        lines.append(_fit(f"  {mean:8.4f}  {n:>6}  t{t.number:02d} {t.value:.4f}  {cfg.label()}{mags}"))
     links = _ui_links(stores)
     if stores.embedded_tracking:
         ui = [f"  {_make_ui(mlruns)}", f"      # MLflow UI over {mlruns}/ on {mlflow_ui.LOCAL_UI}, then:"]

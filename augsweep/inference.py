@@ -79,11 +79,23 @@ def split_alpha(alpha: float, sizes: Sequence[int]) -> list[float]:
 
 
 def sweep_alphas(n_augmentations: int, n_depths: int, alpha: float = 0.05) -> tuple[float, float]:
-    """(effects, augmentation x depth contrasts) levels of a sweep report: the contrasts are a verdict table
-    only when the design has two depths or more, and then share the report's alpha with the effects."""
-    n_contrasts = n_augmentations if n_depths > 1 else 0
-    a_eff, a_int = split_alpha(alpha, [n_augmentations, n_contrasts])
-    return a_eff, (a_int if n_contrasts else 0.0)
+    """(effects, augmentation x depth contrasts) levels of a sweep report without pair tests or
+    configuration comparisons (`sweep_shares` holds the general split)."""
+    shares = sweep_shares(n_augmentations, n_depths, alpha)
+    return shares["effects"], shares["depth"]
+
+
+def sweep_shares(n_augmentations: int, n_depths: int, alpha: float = 0.05, n_pairs: int = 0,
+                 configurations: bool = False) -> dict[str, float]:
+    """Each verdict table's Šidák share of a sweep's `alpha`, by its number of rows: the effects (one per
+    augmentation), the augmentation x depth contrasts (one per augmentation, with two depths or more), the
+    augmentation x augmentation contrasts (`n_pairs`, a design that separates them) and the configurations
+    against no augmentation (one row: one question, "is the best configuration better than none?", answered
+    with Šidák over every configuration inside its share, so choosing the best afterwards costs nothing)."""
+    sizes = {"effects": n_augmentations, "depth": n_augmentations if n_depths > 1 else 0,
+             "pairs": max(int(n_pairs), 0), "configurations": 1 if configurations else 0}
+    shares = split_alpha(alpha, list(sizes.values()))
+    return {k: (a if sizes[k] else 0.0) for k, a in zip(sizes, shares)}
 
 
 VERDICT_CODES = np.array(["undecided", "helps", "hurts", "negligible"], dtype=object)
@@ -351,14 +363,21 @@ def fit_replicates(Y: np.ndarray, X: np.ndarray, base: int) -> tuple[np.ndarray,
 def switch_shift(Y: np.ndarray, X: np.ndarray, base: int, k: int, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per switch (columns 1..k of X), the variance a trial-shared shift adds to one block's per-seed effect
     (`shared_shift` of the residuals times the effect's squared weight on each training) and its df."""
+    L = np.eye(X.shape[1])[1:1 + k]
+    return contrast_shift(Y, X, base, L, groups)
+
+
+def contrast_shift(Y: np.ndarray, X: np.ndarray, base: int, L: np.ndarray, groups: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """`switch_shift` for any linear combinations `L` (rows) of X's coefficients."""
     P, _, used = _design_fit(X, base)
     Xu = X[:, used]
     fitted = (np.asarray(Y, dtype=float) @ P[used].T) @ Xu.T
     E = np.asarray(Y, dtype=float) - fitted
     df_res = X.shape[0] - int(np.linalg.matrix_rank(Xu))
     tau2, df = shared_shift(E, groups, df_res)
-    weight = (P[1:1 + k] ** 2).sum(axis=-1)
-    return tau2[..., None] * weight, np.broadcast_to(df[..., None], (*df.shape, k))
+    weight = ((np.asarray(L, dtype=float) @ P) ** 2).sum(axis=-1)
+    return tau2[..., None] * weight, np.broadcast_to(df[..., None], (*df.shape, len(weight)))
 
 
 def _replicate_fits(table: pd.DataFrame, augmentations: Sequence[str], outcome: str):
@@ -538,9 +557,10 @@ def all_decided(frame: pd.DataFrame) -> bool:
     return bool(frame["verdict"].isin(DECIDED).all())
 
 
-def should_stop(frame: pd.DataFrame, looks_done: int, max_looks: int) -> bool:
-    """Stop the sweep: everything decided, or the cap on looks reached."""
-    return all_decided(frame) or looks_done >= max_looks
+def should_stop(frame, looks_done: int, max_looks: int) -> bool:
+    """Stop the sweep: everything decided (a `SweepVerdicts` counts conditional effects), or the cap reached."""
+    done = frame.all_decided() if isinstance(frame, SweepVerdicts) else all_decided(frame)
+    return done or looks_done >= max_looks
 
 
 def interaction_contrast(table: pd.DataFrame, terms: Sequence[tuple[str, str]], augmentations: Sequence[str], *,
@@ -684,6 +704,161 @@ def ablation_effects(runs: pd.DataFrame, comparisons: pd.DataFrame, margin: floa
                            kind="stable").reset_index(drop=True)
 
 
+def separable_pairs(table: pd.DataFrame, augmentations: Sequence[str], outcome: str = "best_val_loss"
+                    ) -> list[tuple[str, str]]:
+    """Every two-augmentation pair, when a complete seed replicate's design separates all of them from the
+    main effects and from each other (a full factorial or a resolution >= V fraction: the model with every
+    main effect and every two-way product has full column rank); [] otherwise."""
+    names = list(dict.fromkeys(augmentations))
+    if len(names) < 2 or not len(table):
+        return []
+    df, names, cols = tidy(table, names, outcome)
+    reps = _replicates(df)
+    if not reps:
+        return []
+    x = 2.0 * df[cols].to_numpy(dtype=float)[reps[0][1]] - 1.0
+    pairs = list(itertools.combinations(names, 2))
+    X = np.column_stack([np.ones(len(x)), x, *[x[:, names.index(a)] * x[:, names.index(b)] for a, b in pairs]])
+    return pairs if np.linalg.matrix_rank(X) == X.shape[1] else []
+
+
+def pair_design(S: np.ndarray, depth: np.ndarray, ia: int, ib: int) -> np.ndarray:
+    """One replicate's fit for the pair (ia, ib): intercept, switches, depth dummies and their product (last
+    column): a's effect with b off is column 1 + ia, with b on that plus the last column."""
+    return np.column_stack([np.ones(len(S)), S, _depth_dummies(depth), S[:, ia] * S[:, ib]])
+
+
+COND_KINDS = ((0, False), (0, True), (1, False), (1, True))  # (which of the pair, the other on?)
+
+
+def conditional_from_beta(beta: np.ndarray, ia: int, ib: int) -> np.ndarray:
+    """(... x 4) conditional effects from a pair fit's coefficients: a | b off, a | b on, b | a off, b | a on."""
+    ab = beta[..., -1]
+    a, b = beta[..., 1 + ia], beta[..., 1 + ib]
+    return np.stack([a, a + ab, b, b + ab], axis=-1)
+
+
+def conditional_level(alpha_effects: float, k: int, n_conditional) -> np.ndarray:
+    """Per-comparison level of a conditional effect: Šidák within the effects' share over the k marginal
+    rows and the `n_conditional` conditional rows shown together."""
+    n = np.asarray(n_conditional, dtype=float)
+    return -np.expm1(np.log1p(-alpha_effects) / np.maximum(k + n, 1))
+
+
+def decide_conditional(B: np.ndarray, decided_pairs: np.ndarray, alpha_effects: float, k: int,
+                       margin: float, shift=None) -> dict[str, np.ndarray]:
+    """Verdicts on conditional effects (... x replicates x 4*pairs, the `COND_KINDS` of each pair in turn),
+    only for the pairs whose interaction is decided (`decided_pairs`, ... x pairs; the others are NaN, not
+    tested): each at `conditional_level` of the effects' look level, so that a report of k marginal rows and
+    m conditional rows is one Šidák family."""
+    mask = np.repeat(np.asarray(decided_pairs, dtype=bool), 4, axis=-1)
+    B = np.where(mask[..., None, :], B, np.nan)
+    m = mask.sum(axis=-1, keepdims=True)
+    per = conditional_level(alpha_effects, k, m)
+    # decide_arrays applies Šidák over the m tested rows; give it the level that returns `per` exactly
+    family = -np.expm1(np.maximum(m, 1) * np.log1p(-per))
+    return decide_arrays(B, family, margin, shift)
+
+
+def augmentation_decided(eff_codes: np.ndarray, pair_codes: np.ndarray | None, cond_codes: np.ndarray | None,
+                         pairs: Sequence[tuple[int, int]], k: int) -> np.ndarray:
+    """(... x k) whether each augmentation is decided for `stop: decided`: by its conditional effects when it
+    is in a decided interaction (all of them decided), else by its marginal effect."""
+    decided = np.asarray(eff_codes) != 0
+    if pair_codes is None or not len(pairs):
+        return decided
+    inter = np.isin(pair_codes, (1, 2))
+    in_inter = np.zeros(decided.shape, dtype=bool)
+    cond_ok = np.ones(decided.shape, dtype=bool)
+    for p, (ia, ib) in enumerate(pairs):
+        on = inter[..., p]
+        for j, (which, _) in enumerate(COND_KINDS):
+            col = ia if which == 0 else ib
+            ok = cond_codes[..., 4 * p + j] != 0
+            in_inter[..., col] |= on
+            cond_ok[..., col] &= ~on | ok
+    return np.where(in_inter, cond_ok, decided)
+
+
+def pair_verdicts(Y: np.ndarray, S: np.ndarray, depth: np.ndarray, groups: np.ndarray,
+                  pairs: Sequence[tuple[int, int]], *, alpha_pairs: float, alpha_effects: float, k: int,
+                  margin: float) -> tuple[dict, dict]:
+    """The aug x aug contrasts and the conditional effects of the decided ones, from stacked complete seed
+    replicates Y (... x replicates x rows, rows in the order of S/depth; `groups`: each replicate's block):
+    one fit per pair with its product term, a trial-shared shift widening each interval (`contrast_shift`);
+    contrasts at look level `alpha_pairs` (Šidák over the pairs), conditional effects by
+    `decide_conditional` at the effects' look level. Returns (pairs' `decide_arrays`, conditional's)."""
+    b_int, b_cond, v_int, v_cond, d_int, d_cond = [], [], [], [], [], []
+    for ia, ib in pairs:
+        Xp = pair_design(S, depth, ia, ib)
+        beta = fit_replicates(Y, Xp, Xp.shape[1])[0]
+        b_int.append(beta[..., -1:])
+        b_cond.append(conditional_from_beta(beta, ia, ib))
+        e = np.eye(Xp.shape[1])
+        L = np.stack([e[-1], e[1 + ia], e[1 + ia] + e[-1], e[1 + ib], e[1 + ib] + e[-1]])
+        var, df = contrast_shift(Y, Xp, Xp.shape[1], L, groups)
+        v_int.append(var[..., :1]), d_int.append(df[..., :1]), v_cond.append(var[..., 1:]), d_cond.append(df[..., 1:])
+    cat = lambda xs: np.concatenate(xs, axis=-1)  # noqa: E731
+    res_p = decide_arrays(cat(b_int), alpha_pairs, margin, (cat(v_int), cat(d_int)))
+    res_c = decide_conditional(cat(b_cond), np.isin(res_p["code"], (1, 2)), alpha_effects, k, margin,
+                               shift=(cat(v_cond), cat(d_cond)))
+    return res_p, res_c
+
+
+def replicate_matrix(table: pd.DataFrame, augmentations: Sequence[str], outcome: str = "best_val_loss"):
+    """Complete seed replicates of one design stacked (replicates x rows, rows sorted by switches and
+    depth), the design's switches and depths, and each replicate's block; None if the replicates' designs
+    differ."""
+    df, names, cols = tidy(table, augmentations, outcome)
+    reps = _replicates(df)
+    S_all, y, depth = df[cols].to_numpy(dtype=float), df[outcome].to_numpy(dtype=float), df["depth"].to_numpy()
+    rows, S0, d0 = [], None, None
+    for _, idx in reps:
+        order = idx[np.lexsort(np.column_stack([S_all[idx], depth[idx]]).T[::-1])]
+        if S0 is None:
+            S0, d0 = S_all[order], depth[order]
+        elif S_all[order].shape != S0.shape or (S_all[order] != S0).any() or (depth[order] != d0).any():
+            return None
+        rows.append(y[order])
+    if not rows:
+        return None
+    return np.vstack(rows), S0, d0, np.array([b for (b, _), _ in reps])
+
+
+def pair_frames(table: pd.DataFrame, pairs: Sequence[tuple[str, str]], augmentations: Sequence[str], *,
+                alpha_pairs: float, alpha_effects: float, margin: float, looks: tuple[int, int],
+                outcome: str = "best_val_loss") -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """`pair_verdicts` on a sweep's complete seed replicates, as frames: the aug x aug contrasts (`term`,
+    effect = the product term: how much a's effect changes when b is turned on) and the conditional effects
+    (`augmentation`, `given`) of the decided ones."""
+    names = list(dict.fromkeys(augmentations))
+    mat = replicate_matrix(table, names, outcome)
+    if mat is None or not pairs:
+        return None, None
+    Y, S, depth, groups = mat
+    idx = [(names.index(a), names.index(b)) for a, b in pairs]
+    rp, rc = pair_verdicts(Y, S, depth, groups, idx, alpha_pairs=alpha_pairs, alpha_effects=alpha_effects,
+                           k=len(names), margin=margin)
+    method = [f"t across {n} seeds, Šidák x{int(rp['n_family'][0])}, look {looks[0]}/{looks[1]} "
+              f"(alpha {alpha_pairs:.4g})" for n in rp["n_seeds"]]
+    pf = pd.DataFrame({"term": [f"{a} x {b}" for a, b in pairs], "effect": rp["effect"], "ci_low": rp["ci_low"],
+                       "ci_high": rp["ci_high"], "p_value": rp["p_value"], "verdict": VERDICT_CODES[rp["code"]],
+                       "mde": rp["mde"], "ci_method": method, "n_seeds": rp["n_seeds"]})
+    rows = []
+    for p, (a, b) in enumerate(pairs):
+        if rp["code"][p] not in (1, 2):
+            continue
+        for j, (which, other_on) in enumerate(COND_KINDS):
+            i = 4 * p + j
+            aug, other = (a, b) if which == 0 else (b, a)
+            rows.append({"augmentation": aug, "given": f"{other} {'on' if other_on else 'off'}",
+                         "effect": rc["effect"][i], "ci_low": rc["ci_low"][i], "ci_high": rc["ci_high"][i],
+                         "p_value": rc["p_value"][i], "verdict": VERDICT_CODES[rc["code"][i]],
+                         "n_seeds": int(rc["n_seeds"][i]), "pair": f"{a} x {b}"})
+    cols = ["augmentation", "given", "effect", "ci_low", "ci_high", "p_value", "verdict", "n_seeds", "pair"]
+    return _order(pf, "term"), pd.DataFrame(rows, columns=cols)
+
+
 @dataclass(frozen=True)
 class SweepVerdicts:
     """The verdict-bearing tables of a sweep at one look, and which data they used."""
@@ -693,6 +868,20 @@ class SweepVerdicts:
     looks: tuple[int, int]  # (looks done, maximum looks)
     blocks_used: tuple[int, ...]  # blocks whose complete seed replicates decided
     table: pd.DataFrame  # the rows that decided
+    pairs: pd.DataFrame | None = None  # augmentation x augmentation contrasts (a design that separates them)
+    conditional: pd.DataFrame | None = None  # conditional effects of the augmentations in decided pairs
+    shares: dict | None = None  # each verdict table's share of the sweep's alpha (`sweep_shares`)
+
+    def decided(self) -> dict[str, bool]:
+        """Per augmentation: decided for `stop: decided` (by its conditional effects when it interacts)."""
+        out = {r.augmentation: r.verdict in DECIDED for r in self.effects.itertuples()}
+        if self.conditional is not None and len(self.conditional):
+            for aug, g in self.conditional.groupby("augmentation"):
+                out[aug] = bool(g["verdict"].isin(DECIDED).all())
+        return out
+
+    def all_decided(self) -> bool:
+        return all(self.decided().values())
 
 
 def decide_sweep(table: pd.DataFrame, augmentations: Sequence[str], *, margin: float, alpha: float = 0.05,
@@ -700,8 +889,10 @@ def decide_sweep(table: pd.DataFrame, augmentations: Sequence[str], *, margin: f
                  seeds_per_block: int | None = None, spending: str = SPENDING) -> SweepVerdicts:
     """The one verdict rule applied to a sweep's (trial x repeat) table, as the sweep's stopping rule and the
     report both apply it: with a replicated design (`points` per block), only blocks in `finished` count,
-    a look is a finished block, and only complete seed replicates decide (a hole unbalances the fit); the
-    effects and the augmentation x depth contrasts share `alpha`."""
+    a look is a finished block, and only complete seed replicates decide (a hole unbalances the fit). The
+    effects, the augmentation x depth contrasts, the augmentation x augmentation contrasts (a replicated
+    design that separates them: full factorial or resolution >= V) and the configurations against none share
+    `alpha` (`sweep_shares`); an augmentation in a decided interaction gets conditional effects instead."""
     augs = list(dict.fromkeys(augmentations))
     looks = (1, 1)
     if points is not None and len(table):
@@ -709,16 +900,25 @@ def decide_sweep(table: pd.DataFrame, augmentations: Sequence[str], *, margin: f
         table = complete_replicates(table[table["block"].isin(done)], points)
         looks = (max(len(done), 1), max(len(done), 1, int(max_looks)))
     depths = sorted(table["depth"].unique()) if len(table) and "depth" in table else []
-    a_eff, a_depth = sweep_alphas(len(augs), len(depths), alpha)
-    eff = effects(table, augs, margin=margin, alpha=a_eff, looks_done=looks[0], max_looks=looks[1],
+    n_rep = table.groupby(["block", "repeat"]).ngroups if len(table) else 0
+    pairs = separable_pairs(table, augs) if points is not None and n_rep >= 2 else []
+    none_rows = bool(len(table)) and not table[[f"aug_{a}" for a in augs]].astype(bool).any(axis=1).all()
+    shares = sweep_shares(len(augs), len(depths), alpha, len(pairs), configurations=none_rows)
+    eff = effects(table, augs, margin=margin, alpha=shares["effects"], looks_done=looks[0], max_looks=looks[1],
                   spending=spending, seeds_per_block=seeds_per_block)
     inter = None
-    n_rep = table.groupby(["block", "repeat"]).ngroups if len(table) else 0
     if len(depths) > 1 and n_rep >= 2:
-        inter = interaction_contrast(table, [(a, "depth") for a in augs], augs, margin=margin, alpha=a_depth,
-                                     looks_done=looks[0], max_looks=looks[1], spending=spending)
+        inter = interaction_contrast(table, [(a, "depth") for a in augs], augs, margin=margin,
+                                     alpha=shares["depth"], looks_done=looks[0], max_looks=looks[1],
+                                     spending=spending)
+    pair_frame, cond = None, None
+    if pairs:
+        pair_frame, cond = pair_frames(
+            table, pairs, augs, margin=margin, looks=looks,
+            alpha_pairs=look_alpha(shares["pairs"], looks[0], looks[1], spending),
+            alpha_effects=look_alpha(shares["effects"], looks[0], looks[1], spending))
     used = tuple(sorted(set(int(b) for b in table["block"]))) if len(table) else ()
-    return SweepVerdicts(eff, inter, looks, used, table)
+    return SweepVerdicts(eff, inter, looks, used, table, pair_frame, cond, shares)
 
 
 def report_alphas(sizes: Sequence[int], alpha: float = 0.05) -> list[float]:

@@ -121,6 +121,27 @@ def forest(effects: pd.DataFrame, path: str | Path, title: str = "Effect on vali
     return save(fig, path)
 
 
+def effect_vs_budget(by_budget: pd.DataFrame, path: str | Path, epochs: int | None = None) -> Path:
+    """Each augmentation's effect on the best val_loss within e epochs against e, with its (descriptive)
+    simultaneous band; one line per augmentation, the experiment's budget marked."""
+    fig, axes = figure(1, 1, size=(6.5, 3.2))
+    ax = axes[0, 0]
+    for i, (aug, g) in enumerate(by_budget.groupby("augmentation", sort=True)):
+        g = g.sort_values("epochs")
+        ax.plot(g["epochs"], g["effect"], marker="o", ms=3, color=f"C{i}", label=aug)
+        ax.fill_between(g["epochs"], g["ci_low"], g["ci_high"], color=f"C{i}", alpha=0.15, lw=0)
+    ax.axhline(0, color="0.3", lw=0.8)
+    if epochs:
+        ax.axvline(epochs, color="0.5", lw=0.8, ls=":")
+    ax.set_xlabel("epoch budget e (best val_loss within the first e epochs)")
+    ax.set_ylabel("effect (negative = helps)")
+    ax.set_title("Effect vs epoch budget (descriptive bands)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.subplots_adjust(left=0.13, right=0.98, bottom=0.16, top=0.9)
+    return save(fig, path)
+
+
 def curves_by_augmentation(curves: pd.DataFrame, augmentations: list[str], path: str | Path) -> Path:
     """Mean val_loss by epoch with vs without each augmentation (shaded: spread over trials)."""
     n = max(1, len(augmentations))

@@ -43,7 +43,7 @@ def sweeps(rng: np.random.Generator, n: int, *, sd: float = 0.008, blocks: int =
            augs=AUGS, runs: int = 16, effects=None, dose: dict | None = None, interaction: float = 0.0,
            fail: float = 0.0, always_fail=(), diverge: float = 0.0, diverge_with: dict | None = None,
            noise: str = "normal", skewed_aug: str | None = None, trial_icc: float = 0.0,
-           blowup: float = 0.0, split_sd: float = 0.0) -> np.ndarray:
+           blowup: float = 0.0, split_sd: float = 0.0, conditional: tuple | None = None) -> np.ndarray:
     """Outcomes Y (n x blocks*repeats x runs) of n simulated sweeps; `sd` is the seed-to-seed sd of a per-seed
     effect on the nominal model.
 
@@ -55,7 +55,8 @@ def sweeps(rng: np.random.Generator, n: int, *, sd: float = 0.008, blocks: int =
     skewed_aug: trainings with this augmentation on get centred exponential noise (same mean and sd);
     trial_icc: intra-class correlation of the R repeats of one trial (a shift they share);
     blowup: chance of a rare large blow-up of one training (centred: mean 0);
-    split_sd: sd of an augmentation's effect that changes with the block (a split drawn per block).
+    split_sd: sd of an augmentation's effect that changes with the block (a split drawn per block);
+    conditional: (a, b, value): a changes the outcome by `value` when b is off and not at all when b is on.
     """
     S, pos, _ = design(augs, runs)
     Sf = S.astype(float)
@@ -70,6 +71,9 @@ def sweeps(rng: np.random.Generator, n: int, *, sd: float = 0.008, blocks: int =
     fixed = np.broadcast_to(0.3 + Sf @ eff, (n, runs)).copy()
     for i, j in itertools.combinations(range(k), 2):
         fixed += interaction * rng.choice([-1.0, 1.0], (n, 1)) * (X[:, i] * X[:, j])[None, :]
+    if conditional:
+        a, b, value = conditional
+        fixed += (value * Sf[:, augs.index(a)] * (1.0 - Sf[:, augs.index(b)]))[None, :]
     for a, change in (dose or {}).items():
         j = augs.index(a)
         fixed += (Sf[:, j] * change * (pos[:, j] - 0.5))[None, :]

@@ -63,7 +63,8 @@ def test_report_is_byte_identical_and_complete(digits_sweep, tmp_path):
     second = run_cli("report.py", path, "--mlruns", mlruns, "--out", tmp_path / "b")
     assert second.returncode == 0
     for name in ("report.md", "report.html", "effects.csv", "effects_forest.png", "curves_by_augmentation.png",
-                 "train_vs_val.png", "optimization_history.png"):
+                 "train_vs_val.png", "optimization_history.png", "effect_vs_budget.png", "effects_by_budget.csv",
+                 "configurations.csv"):
         a, b = (tmp_path / d / name for d in ("a", "b"))
         assert a.exists(), name
         assert a.read_bytes() == b.read_bytes(), f"{name} differs between two regenerations"
@@ -82,7 +83,7 @@ def test_report_is_byte_identical_and_complete(digits_sweep, tmp_path):
     assert order == sorted(order), order
     assert "## Augmentation x depth" not in md and "ci_method |" not in md.split("## Method")[0]
     html = (tmp_path / "a" / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4 and "<img src='http" not in html
+    assert html.count("data:image/png;base64,") == 5 and "<img src='http" not in html
     # The same files are logged to the sweep's parent run.
     exp = load_experiment(path)
     client = MlflowClient(f"sqlite:///{mlruns.resolve() / 'mlflow.db'}")

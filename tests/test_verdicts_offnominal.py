@@ -33,24 +33,45 @@ def mc_upper(p: float, n: int) -> float:
     return p + sps.norm.ppf(0.99) * math.sqrt(p * (1 - p) / n)
 
 
-def sequential_codes(Y: np.ndarray, *, alpha: float = 0.05, looks: int = LOOKS):
-    """Per simulated sweep: whether a null row was ever claimed, the codes where it stopped, looks taken."""
-    B = inf.fit_replicates(Y, X, BASE)[0][..., 1:1 + len(gen.AUGS)]
+PAIRS = [(i, j) for i in range(len(gen.AUGS)) for j in range(i + 1, len(gen.AUGS))]
+
+
+def sequential_all(Y: np.ndarray, *, alpha: float = 0.05, looks: int = LOOKS) -> dict:
+    """The stopping rule and the report's verdicts, vectorised: effects, aug x aug contrasts and the
+    conditional effects of decided pairs, sharing alpha as `decide_sweep` does (`sweep_shares`). Per sweep:
+    which rows were ever claimed (helps/hurts) at a look it took, the codes where it stopped, looks taken."""
+    k = len(gen.AUGS)
+    shares = inf.sweep_shares(k, 1, alpha, len(PAIRS), configurations=True)
+    B = inf.fit_replicates(Y, X, BASE)[0][..., 1:1 + k]
+    S = gen.design()[0].astype(float)
     n = Y.shape[0]
+    out = {"seen": np.zeros((n, k), bool), "seen_pairs": np.zeros((n, len(PAIRS)), bool),
+           "seen_cond": np.zeros((n, 4 * len(PAIRS)), bool), "final": np.zeros((n, k), int),
+           "final_pairs": np.zeros((n, len(PAIRS)), int), "final_cond": np.zeros((n, 4 * len(PAIRS)), int),
+           "taken": np.zeros(n, int)}
     stopped = np.zeros(n, dtype=bool)
-    final = np.zeros((n, len(gen.AUGS)), dtype=int)
-    seen = np.zeros((n, len(gen.AUGS)), dtype=bool)
-    taken = np.zeros(n, dtype=int)
     for look in range(1, looks + 1):
+        lr = look * R
         groups = np.repeat(np.arange(look), R)
-        shift = inf.switch_shift(Y[:, :look * R], X, BASE, len(gen.AUGS), groups)
-        code = inf.decide_arrays(B[:, :look * R], inf.look_alpha(alpha, look, looks), MARGIN, shift)["code"]
+        shift = inf.switch_shift(Y[:, :lr], X, BASE, k, groups)
+        a_eff = inf.look_alpha(shares["effects"], look, looks)
+        code = inf.decide_arrays(B[:, :lr], a_eff, MARGIN, shift)["code"]
+        rp, rc = inf.pair_verdicts(Y[:, :lr], S, np.full(len(S), 2), groups, PAIRS, k=k, margin=MARGIN,
+                                   alpha_pairs=inf.look_alpha(shares["pairs"], look, looks), alpha_effects=a_eff)
+        pcode, ccode = rp["code"], rc["code"]
         live = ~stopped
-        seen |= live[:, None] & np.isin(code, (1, 2))
-        final = np.where(live[:, None], code, final)
-        taken = np.where(live, look, taken)
-        stopped |= (code != 0).all(axis=-1)
-    return seen, final, taken
+        for key, c in (("", code), ("_pairs", pcode), ("_cond", ccode)):
+            out["seen" + key] |= live[:, None] & np.isin(c, (1, 2))
+            out["final" + key] = np.where(live[:, None], c, out["final" + key])
+        out["taken"] = np.where(live, look, out["taken"])
+        stopped |= inf.augmentation_decided(code, pcode, ccode, PAIRS, k).all(axis=-1)
+    return out
+
+
+def sequential_codes(Y: np.ndarray, *, alpha: float = 0.05, looks: int = LOOKS):
+    """Per simulated sweep: whether a marginal row was ever claimed, its codes where it stopped, looks taken."""
+    o = sequential_all(Y, alpha=alpha, looks=looks)
+    return o["seen"], o["final"], o["taken"]
 
 
 CONDITIONS = {
@@ -81,9 +102,12 @@ CONDITIONS = {
 def test_aa_whole_reports_off_the_nominal_model(condition):
     kwargs, true = CONDITIONS[condition]
     rng = np.random.default_rng(list(CONDITIONS).index(condition) + 100)
-    seen, _, _ = sequential_codes(gen.sweeps(rng, N, **kwargs))
+    o = sequential_all(gen.sweeps(rng, N, **kwargs))
     null = [a not in true for a in gen.AUGS]
-    false = seen[:, null].any(axis=1).mean()
+    false = o["seen"][:, null].any(axis=1)
+    if not kwargs.get("interaction"):  # no planted interaction: every aug x aug claim (and what follows) is false
+        false |= o["seen_pairs"].any(axis=1) | o["seen_cond"].any(axis=1)
+    false = false.mean()
     assert false <= mc_upper(0.05, N), f"{condition}: {false:.3%} of null reports carry a false verdict"
 
 
@@ -111,7 +135,9 @@ def test_a_divergence_that_follows_an_augmentation_is_its_harm():
     # Scored rather than dropped, a divergence the augmentation causes is part of its effect: found as harm.
     _, final, _ = sequential_codes(gen.sweeps(np.random.default_rng(8), N, diverge_with={"rotation": 0.2}))
     rotation = final[:, gen.AUGS.index("rotation")]
-    assert (rotation == 2).mean() >= 0.5 and not (rotation == 1).any()
+    # (>= 50% when the effects held all of alpha; with the 6 aug x aug contrasts and the configurations
+    # sharing it the effects get 4/11 of the 5%, and this weak harm is found in 39% of sweeps, seed 8)
+    assert (rotation == 2).mean() >= 0.35 and not (rotation == 1).any()
 
 
 def test_dose_response_does_not_leak_but_did_with_unbalanced_magnitudes():
@@ -320,3 +346,41 @@ def test_shared_shift_recovers_a_planted_shift_and_ignores_fixed_lack_of_fit():
     extra2, _ = inf.switch_shift(Y2, X, BASE, 4, groups)
     assert extra2.mean() < 0.2 * tau2 * weight.mean()
     assert S.shape == (16, 4)
+
+
+def _cond_col(a: str, b: str, other_on: bool) -> int:
+    """Column of `a | b on/off` in the conditional arrays (`inference.COND_KINDS` per pair)."""
+    i, j = gen.AUGS.index(a), gen.AUGS.index(b)
+    p = PAIRS.index((min(i, j), max(i, j)))
+    return 4 * p + (0 if i < j else 2) + (1 if other_on else 0)
+
+
+@pytest.mark.parametrize("sd", [0.008, 0.02])
+def test_a_planted_interaction_gets_conditional_effects(sd):
+    # warp helps without contrast (-0.1) and does nothing with it. Power: the warp x contrast contrast and
+    # warp's effect without contrast are decided within the cap; A/A: no claim on a quantity that is 0
+    # (warp with contrast, contrast without warp, the other pairs, the marginal effects of flip and rotation).
+    o = sequential_all(gen.sweeps(np.random.default_rng(21), N, sd=sd, conditional=("warp", "contrast", -0.1)))
+    p = PAIRS.index(tuple(sorted((gen.AUGS.index("contrast"), gen.AUGS.index("warp")))))
+    assert (o["final_pairs"][:, p] == 2).mean() >= 0.8  # +0.1 in 0/1 coding: the product term hurts
+    assert (o["final_cond"][:, _cond_col("warp", "contrast", False)] == 1).mean() >= 0.8
+    zero = [_cond_col("warp", "contrast", True), _cond_col("contrast", "warp", False)]
+    others = [q for q in range(len(PAIRS)) if q != p]
+    null_marg = [gen.AUGS.index(a) for a in gen.AUGS if a not in ("warp", "contrast")]
+    false = (o["seen_cond"][:, zero].any(axis=1) | o["seen_pairs"][:, others].any(axis=1)
+             | o["seen"][:, null_marg].any(axis=1)).mean()
+    assert false <= mc_upper(0.05, N), f"{false:.3%} of reports carry a false claim"
+
+
+def test_conditional_effects_on_the_reports_table_path():
+    # The same planted interaction through `decide_sweep` on the stores' table: the report's conditional rows.
+    rng = np.random.default_rng(22)
+    Y = gen.sweeps(rng, 1, sd=0.008, conditional=("warp", "contrast", -0.1))
+    table, _ = gen.to_tables(Y[0], rng)
+    v = inf.decide_sweep(table, gen.AUGS, margin=MARGIN, points=16, finished=[0, 1], max_looks=LOOKS)
+    assert v.pairs is not None and set(v.pairs["verdict"]) >= {"hurts"}
+    c = v.conditional.set_index(["augmentation", "given"])
+    assert c.loc[("warp", "contrast off"), "verdict"] == "helps"
+    assert abs(c.loc[("warp", "contrast off"), "effect"] + 0.1) < 0.02
+    assert c.loc[("warp", "contrast on"), "verdict"] in ("negligible", "undecided")
+    assert v.decided()["warp"] == bool(c.loc["warp", "verdict"].isin(list(inf.DECIDED)).all())

@@ -16,7 +16,7 @@ import yaml
 
 from ..augment import REGISTRY, ParamSpec
 from .schema import (APPLICATIONS, BASES, DEFAULT_MARGIN, DEFAULT_STREAM_THRESHOLD, ON_BAD_FILE, PRUNERS, SAMPLERS, SOURCES,
-                     STOPS, STREAMS, VALIDATIONS, AblationConfig, BaseConfig, Choice, ConfigError, DatasetConfig,
+                     STOPS, STREAMS, VALIDATIONS, AblationConfig, BaseConfig, Choice, ConfigError, Convergence, DatasetConfig,
                      Experiment, FloatRange, IntRange, ModelConfig, SearchSpace, TrainConfig, max_depth)
 
 FASHION_CLASSES = 10
@@ -332,10 +332,27 @@ def _train(ctx: _Ctx, data: Any) -> TrainConfig:
     ctx.no_unknown(
         data,
         {"epochs", "batch_size", "learning_rate", "adam_epsilon", "mixed_precision", "jit_compile",
-         "early_stopping", "reuse_compiled", "deterministic"},
+         "early_stopping", "reuse_compiled", "deterministic", "until_converged"},
         "train",
     )
     d = TrainConfig()
+    converged = None
+    if data.get("until_converged") is not None:
+        u = ctx.mapping(data["until_converged"], "train.until_converged")
+        ctx.no_unknown(u, {"patience", "max_epochs"}, "train.until_converged")
+        for key in ("patience", "max_epochs"):
+            if key not in u:
+                raise ctx.fail(f"train.until_converged.{key}", "is required (epochs without improvement; the "
+                                                                "epoch cap)", None)
+        converged = Convergence(ctx.integer(u["patience"], "train.until_converged.patience", 1, 10_000),
+                                ctx.integer(u["max_epochs"], "train.until_converged.max_epochs", 2, 10_000))
+        if converged.patience >= converged.max_epochs:
+            raise ctx.fail("train.until_converged.patience", f"must be below max_epochs ({converged.max_epochs})",
+                           converged.patience)
+        for key in ("epochs", "early_stopping"):
+            if key in data:
+                raise ctx.fail(f"train.{key}", "cannot be combined with train.until_converged (its max_epochs is "
+                                               "the cap, its patience the early stopping)", data[key])
     jit = data.get("jit_compile", d.jit_compile)
     if isinstance(jit, bool):
         jit = "true" if jit else "false"
@@ -345,7 +362,8 @@ def _train(ctx: _Ctx, data: Any) -> TrainConfig:
         reuse = "true" if reuse else "false"
     reuse = ctx.choice(reuse, "train.reuse_compiled", ("auto", "true", "false"))
     return TrainConfig(
-        epochs=ctx.integer(data.get("epochs", d.epochs), "train.epochs", 1, 10_000),
+        epochs=converged.max_epochs if converged else ctx.integer(data.get("epochs", d.epochs), "train.epochs",
+                                                                  1, 10_000),
         batch_size=ctx.integer(data.get("batch_size", d.batch_size), "train.batch_size", 1, 65_536),
         learning_rate=ctx.number(data.get("learning_rate", d.learning_rate), "train.learning_rate",
                                  0.0, None, low_open=True),
@@ -358,6 +376,7 @@ def _train(ctx: _Ctx, data: Any) -> TrainConfig:
                                    "train.early_stopping", 0, 10_000),
         reuse_compiled=reuse,
         deterministic=ctx.boolean(data.get("deterministic", d.deterministic), "train.deterministic"),
+        until_converged=converged,
     )
 
 

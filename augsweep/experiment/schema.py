@@ -143,8 +143,18 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class Convergence:
+    """`train.until_converged`: train until val_loss has not improved for `patience` epochs (Keras
+    EarlyStopping), at most `max_epochs`; the outcome is the converged best. A training that reaches the cap
+    without `patience` epochs since its best is unconverged (counted in the report)."""
+
+    patience: int
+    max_epochs: int
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    """How each repeat of a trial trains."""
+    """How each repeat of a trial trains (`epochs` is the cap when `until_converged` is set)."""
 
     epochs: int = 10
     batch_size: int = 64
@@ -155,6 +165,7 @@ class TrainConfig:
     early_stopping: int = 0  # patience in epochs; 0 = off
     reuse_compiled: str = "auto"  # auto | true | false: reuse one compiled model per structure (training.reuse)
     deterministic: bool = True  # deterministic ops (runtime.set_determinism): `--reproduce` matches to 1e-5
+    until_converged: Convergence | None = None  # None: the fixed budget of `epochs`
 
 
 @dataclass(frozen=True)
@@ -207,6 +218,8 @@ class Experiment:
                 d["dataset"].pop(key)
         if self.model == ModelConfig():
             d.pop("model")
+        if d["train"].get("until_converged") is None:  # added later: absent keeps old studies' identity
+            d["train"].pop("until_converged", None)
         d["search_space"] = space_to_dict(self.search_space)
         return _plain(d)
 

@@ -36,6 +36,7 @@ class Section:
 
     title: str
     blocks: list = field(default_factory=list)  # str (paragraph) | DataFrame | ("image", path, alt) | ("code", text)
+    # | ("images", [(path, alt), ...]): figures side by side
 
 
 def to_markdown(title: str, sections: list[Section]) -> str:
@@ -47,6 +48,8 @@ def to_markdown(title: str, sections: list[Section]) -> str:
                 out += [display(b).to_markdown(index=False), ""]
             elif isinstance(b, tuple) and b[0] == "image":
                 out += [f"![{b[2]}]({Path(b[1]).name})", ""]
+            elif isinstance(b, tuple) and b[0] == "images":
+                out += [" ".join(f"![{alt}]({Path(p).name})" for p, alt in b[1]), ""]
             elif isinstance(b, tuple) and b[0] == "code":
                 out += ["```", b[1].rstrip(), "```", ""]
             else:
@@ -84,6 +87,11 @@ def to_html(title: str, sections: list[Section]) -> str:
             elif isinstance(b, tuple) and b[0] == "image":
                 data = base64.b64encode(Path(b[1]).read_bytes()).decode()
                 out.append(f"<p><img alt='{html.escape(b[2])}' src='data:image/png;base64,{data}'></p>")
+            elif isinstance(b, tuple) and b[0] == "images":  # a row of figures side by side (the first screen)
+                cells = "".join(f"<img style='max-width:{100 // len(b[1])}%;height:auto' alt='{html.escape(alt)}' "
+                                f"src='data:image/png;base64,{base64.b64encode(Path(p).read_bytes()).decode()}'>"
+                                for p, alt in b[1])
+                out.append(f"<p style='display:flex;gap:0.5em;align-items:flex-start'>{cells}</p>")
             elif isinstance(b, tuple) and b[0] == "code":
                 out.append(f"<pre>{html.escape(b[1])}</pre>")
             else:

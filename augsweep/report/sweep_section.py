@@ -23,6 +23,8 @@ from ..stores.tracking import client_for
 from .. import inference
 from . import stats
 from . import render
+from . import budget as budget_mod
+from . import configurations as configurations_mod
 from .render import Section
 
 EFFECT_COLUMNS = ["augmentation", "effect", "ci_low", "ci_high", "p_value", "n_with", "n_without", "verdict", "source",
@@ -154,7 +156,14 @@ class Analysis:
     diverged: pd.DataFrame | None = None  # diverged trainings with and without each augmentation
     blocks_used: list[int] = field(default_factory=list)  # finished blocks whose complete replicates decide
     alpha: float = 0.05  # this sweep's share of the report's one alpha
-    table: pd.DataFrame | None = None  # the tidy table the effects came from (one row per configuration x seed)
+    pairs: pd.DataFrame | None = None  # augmentation x augmentation contrasts (a design that separates them)
+    conditional: pd.DataFrame | None = None  # conditional effects of the augmentations in decided pairs
+    configurations: pd.DataFrame | None = None  # configurations.csv: distinct configurations by their mean
+    configurations_alpha: float = 0.0  # the configurations' look level (Šidák over them inside it)
+    by_budget: pd.DataFrame | None = None  # effects_by_budget.csv (descriptive), set once the curves are read
+    moving: pd.DataFrame | None = None  # per augmentation: is its effect still moving at the end of the budget?
+    unconverged: pd.DataFrame | None = None  # train.until_converged: trainings that hit the cap, per augmentation
+    table: pd.DataFrame | None = None  # the rows that decided the verdicts (complete replicates, finished blocks)
 
 
 def looks_of(table: pd.DataFrame, design: dict | None, finished: list[int] | None = None) -> tuple[int, int]:
@@ -266,7 +275,7 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
                         + (f" (block(s) {', '.join(str(b + 1) for b in left)})." if left else "."))
     # `decided`: the rows behind the verdicts; the descriptive views below use every finished training.
     decided, full, looks, blocks_used = verdicts.table, verdicts.effects, verdicts.looks, list(verdicts.blocks_used)
-    alpha_effects = inference.sweep_alphas(len(augs), decided["depth"].nunique() if len(decided) else 0, alpha)[0]
+    alpha_effects = (verdicts.shares or {}).get("effects", alpha)  # the effects' share (descriptive doses use it)
     seed_frame = inference.seed_effects(decided, augs) if len(decided) else None
     doses = inference.dose_responses(decided, augs, alpha=alpha_effects) if len(decided) else None
     seeds = int(decided.groupby(["block", "repeat"]).ngroups) if len(decided) else 0
@@ -301,6 +310,10 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
         if isinstance(r.get("note"), str) and r["note"]:
             warnings.append(f"{r['augmentation']}: {r['note']}")
     interactions = verdicts.interactions
+    shares = verdicts.shares or {}
+    conf_alpha = (inference.look_alpha(shares["configurations"], *looks) if shares.get("configurations") else 0.0)
+    configs = (configurations_mod.configurations(decided, augs, margin=exp.equivalence_margin, alpha_look=conf_alpha)
+               if conf_alpha and len(decided) else None)
     return Analysis(
         augmentations=augs, counts=counts, effects=effects_table(full), full=full,
         budget=budget_table(table, augs) if len(table) else pd.DataFrame(),
@@ -310,8 +323,31 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
         by_depth=stats.effects_by_depth(table, augs, outcome="value"), interactions=interactions,
         looks=looks, seeds=seeds, warnings=warnings, design=design, doses=doses, seed_frame=seed_frame,
         failed_points=points_failed, diverged=diverged_table(table, augs) if len(table) else None,
-        blocks_used=blocks_used, alpha=alpha, table=table,
+        blocks_used=blocks_used, alpha=alpha, pairs=verdicts.pairs, conditional=verdicts.conditional,
+        configurations=configs, configurations_alpha=conf_alpha, table=decided,
+        unconverged=unconverged_table(table, augs, exp) if len(table) else None,
     )
+
+
+def unconverged_table(table: pd.DataFrame, augmentations: list[str], exp: Experiment) -> pd.DataFrame | None:
+    """`train.until_converged`: trainings that reached the epoch cap with fewer than `patience` epochs since
+    their best (early stopping never fired: not converged), with and without each augmentation."""
+    conv = exp.train.until_converged
+    if conv is None or "epochs_run" not in table or "best_epoch" not in table:
+        return None
+    left = table["epochs_run"].astype(float) - 1 - table["best_epoch"].astype(float)
+    capped = (table["epochs_run"].astype(float) >= conv.max_epochs) & (left < conv.patience)
+    rows = [{"augmentation": "(all)", "unconverged": int(capped.sum()), "trainings": int(len(table)),
+             "median_epochs_run": float(table["epochs_run"].median())}]
+    for a in augmentations:
+        on = table[f"aug_{a}"].astype(bool)
+        rows.append({"augmentation": a, "unconverged_with": int(capped[on].sum()), "trainings_with": int(on.sum()),
+                     "unconverged_without": int(capped[~on].sum()), "trainings_without": int((~on).sum()),
+                     "median_epochs_with": float(table.loc[on, "epochs_run"].median()) if on.any() else np.nan,
+                     "median_epochs_without": float(table.loc[~on, "epochs_run"].median()) if (~on).any() else np.nan})
+    out = pd.DataFrame(rows[1:])
+    out.attrs.update(rows[0])
+    return out
 
 
 def importance(study) -> tuple[pd.DataFrame | None, str]:
@@ -337,6 +373,48 @@ def _budget_word(a: Analysis, aug: str) -> str:
     return ""
 
 
+def _bound(a: Analysis, r) -> bool:
+    """Whether a `helps`/`hurts` row is budget-bound (its effect still moving at the end of the budget)."""
+    m = budget_mod.moving_row(a.moving, r.augmentation)
+    return r.verdict in ("helps", "hurts") and m is not None and bool(m["moving"])
+
+
+def budget_lines(exp: Experiment, a: Analysis) -> list[str]:
+    """`Budget-bound: rotation hurts at 60 epochs (shrinking: +0.344 at 20 → +0.050 at 60; ...)`."""
+    out = []
+    for r in a.full.itertuples():
+        if _bound(a, r):
+            out.append(f"{r.augmentation} " + budget_mod.budget_words(
+                r.verdict, r.effect, exp.train.epochs, a.by_budget, budget_mod.moving_row(a.moving, r.augmentation)))
+    if not out:
+        return []
+    hint = ("raise `train.until_converged.max_epochs`" if exp.train.until_converged
+            else "rerun with more `train.epochs`, or `train.until_converged` for the converged outcome")
+    return [f"Budget-bound ({hint}; the effect-vs-budget figure shows each trajectory): " + "; ".join(out) + "."]
+
+
+_COND_WORDS = {"helps": "helps", "hurts": "hurts", "negligible": "does nothing", "undecided": "is undecided"}
+
+
+def interaction_lines(a: Analysis) -> list[str]:
+    """`warp x contrast interact: warp helps without contrast (-0.050), does nothing with it (+0.001); ...`."""
+    if a.conditional is None or not len(a.conditional):
+        return []
+    out = []
+    for pair, g in a.conditional.groupby("pair", sort=True):
+        parts = []
+        for aug, h in g.groupby("augmentation", sort=False):
+            words = []
+            for r in h.itertuples():
+                other, state = r.given.rsplit(" ", 1)
+                words.append(f"{_COND_WORDS[r.verdict]} {'with' if state == 'on' else 'without'} "
+                             f"{other if not words else 'it'} ({r.effect:+.3f})")
+            parts.append(f"{aug} {', '.join(words)}")
+        out.append(f"{pair} interact: " + "; ".join(parts))
+    return ["**Decided interactions** (the averages above mislead for these; conditional effects decided at the "
+            "effects' level, Šidák over the marginal and conditional rows together): " + ". ".join(out) + "."]
+
+
 def network(exp: Experiment) -> str:
     """The network in words: the course's convnet, or the base, its weights and what of it trains."""
     m = exp.model
@@ -357,9 +435,8 @@ def answer_blocks(exp: Experiment, a: Analysis, trials: pd.DataFrame, mlruns: st
     e = a.full
     parts = []
     for verdict in ("helps", "hurts", "negligible"):
-        names = [f"{r.augmentation} ({r.effect:+.3f})" + (_budget_word(a, r.augmentation) if verdict == "hurts"
-                                                          else "")
-                 for r in e.itertuples() if r.verdict == verdict]
+        names = [f"{r.augmentation} ({r.effect:+.3f}" + (f", at {exp.train.epochs} epochs" if _bound(a, r) else "")
+                 + ")" for r in e.itertuples() if r.verdict == verdict]
         if names:
             parts.append(f"**{verdict}**: {', '.join(names)}")
     lines = [f"On `{exp.dataset.source}` ({'x'.join(map(str, exp.dataset.image_size))}) with {network(exp)}, "
@@ -368,20 +445,10 @@ def answer_blocks(exp: Experiment, a: Analysis, trials: pd.DataFrame, mlruns: st
     if exp.model.uses_base:
         lines.append(f"Depth is not searched: the network's depth is the base's ({exp.model.base}); only the "
                      f"augmentations and the head (`dense_units`, learning rate) vary.")
-    if any(_budget_word(a, r.augmentation) for r in e.itertuples() if r.verdict == "hurts"):
-        lines.append("\"At this budget\": most trainings with that augmentation were still improving when the "
-                     f"{exp.train.epochs} epochs ended; rerun with more `train.epochs` before calling it harmful.")
-    done = trials[trials["state"] == "COMPLETE"].sort_values(["value", "trial"])
-    if len(done):
-        b = done.iloc[0]
-        on = [c[4:] for c in done.columns if c.startswith("aug_") and c.count("_") == 1
-              and isinstance(b.get(c), (bool, np.bool_)) and bool(b.get(c))]
-        mags = ", ".join(f"{c[4:]}={b[c]:.3g}" if isinstance(b[c], float) else f"{c[4:]}={b[c]}"
-                         for c in done.columns if c.startswith("aug_") and c.count("_") >= 2 and pd.notna(b[c]))
-        depth = f"depth {int(b['depth'])}, " if not exp.model.uses_base else ""
-        lines.append(f"Best configuration: trial t{int(b['trial']):02d}, {depth}"
-                     f"{'+'.join(on) or 'no augmentation'}{' (' + mags + ')' if mags else ''}, "
-                     f"validation loss {b['value']:.4f}.")
+    lines += budget_lines(exp, a)
+    lines += interaction_lines(a)
+    if a.configurations is not None and len(a.configurations):
+        lines += configurations_mod.best_words(a.configurations, e, a.pairs, a.augmentations, a.configurations_alpha)
     undecided = [r for r in e.itertuples() if r.verdict == "undecided"]
     if undecided:
         more, needed = [], []
@@ -433,6 +500,14 @@ def _magnitude_words(exp: Experiment, a: Analysis) -> str:
             "does not leak into the other augmentations)")
 
 
+def _outcome_words(exp: Experiment) -> str:
+    conv = exp.train.until_converged
+    if conv is None:
+        return f"within {exp.train.epochs} epochs"
+    return (f"by each training run until converged (stopped once val_loss had not improved for {conv.patience} "
+            f"epochs, at most {conv.max_epochs})")
+
+
 def estimand_blocks(exp: Experiment, a: Analysis) -> list:
     """What `effect` is an effect of, in one sentence, and which sources of variation its interval covers."""
     split = (f"the fixed validation split ({exp.dataset.validation_split:g} of the data)"
@@ -444,8 +519,8 @@ def estimand_blocks(exp: Experiment, a: Analysis) -> list:
     used = (f" from the complete seed replicates of block(s) {', '.join(str(b + 1) for b in a.blocks_used)}"
             if a.blocks_used else "")
     lines = [
-        f"**What `effect` measures.** The change in the best validation loss reached within {exp.train.epochs} "
-        f"epochs, on {split}, from turning the augmentation on, {_magnitude_words(exp, a)}, averaged over "
+        f"**What `effect` measures.** The change in the best validation loss reached {_outcome_words(exp)}, "
+        f"on {split}, from turning the augmentation on, {_magnitude_words(exp, a)}, averaged over "
         f"{others}{depth_words}{used}. Its interval covers seed-to-seed variation (weight initialisation, "
         f"augmentation draws, batch order) across {a.seeds} seed replicate(s), not a different data split or a "
         f"different epoch budget: a verdict is a statement about this budget."]
@@ -509,14 +584,18 @@ def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, cu
     answer = answer_blocks(exp, a, trials, mlruns, command)
     later = [line for line in answer if line.startswith(("Best configuration:", "Next:"))]
     summary = Section("Answer", [line for line in answer if line not in later])
-    if "forest" in figures:
-        summary.blocks.append(("image", figures["forest"], "effect forest plot"))
+    # The first screen: the answer, then the forest plot and the effect-vs-budget figure side by side.
+    first = [(figures[k], alt) for k, alt in (("forest", "effect forest plot"), ("budget", "effect vs epoch budget"))
+             if k in figures]
+    if first:
+        summary.blocks.append(("images", first))
     summary.blocks += [*later, first_screen_table(a.effects)]
     summary.blocks += estimand_blocks(exp, a)
     sections = [summary]
     if a.warnings:
         sections.append(Section("Read this before quoting the numbers", [f"- {w}" for w in a.warnings]))
     sections.append(Section("Method", [methods_paragraph(exp, a), constants_sentence(a.effects)]))
+    sections += issue21_sections(exp, a)
     if len(a.budget):
         sections.append(Section("Verdicts and the epoch budget", [
             "Augmentation slows convergence, and the best validation loss within the epoch budget counts that as "
@@ -574,13 +653,16 @@ def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, cu
         if key in figures:
             plots_section.blocks += [caption, ("image", figures[key], key)]
     sections.append(plots_section)
-    best = trials[trials["state"] == "COMPLETE"].sort_values(["value", "trial"]).head(10)
+    best = trials[trials["state"] == "COMPLETE"].sort_values(["value", "trial"])
+    best = best.drop_duplicates("config_name").head(10) if "config_name" in best else best.head(10)
     best = best.assign(augmentations=[TrialConfig.from_flat(r.dropna().to_dict()).parameters()
                                       for _, r in best.iterrows()])
     cols = ["trial", "mlflow_run", "value", "depth", "augmentations"]
     failed = trials[trials["state"] == "FAIL"][["trial", "failure_reason"]]
     sections.append(Section("Trials", [
-        "Best complete trials (value = mean over repeats of the best validation loss):", best[cols],
+        "Best complete trial of each of the best distinct configurations (value = mean over its repeats of the "
+        "best validation loss; one trial's value is a winner's-curse pick: the configurations above are ranked by "
+        "their mean over every seed):", best[cols],
         *(["Failed trials:", failed] if len(failed) else []),
     ]))
     sections.append(Section("Provenance", [("code", yaml.safe_dump(provenance, sort_keys=False, width=120))]))
@@ -596,6 +678,55 @@ def forest_seeds(a: Analysis) -> pd.DataFrame | None:
     """The per-seed-replicate effects the forest plot draws as dots: the ones behind the verdicts (complete
     replicates of finished blocks), None when there are none to draw."""
     return a.seed_frame if a.seed_frame is not None and len(a.seed_frame) else None
+
+
+def issue21_sections(exp: Experiment, a: Analysis) -> list[Section]:
+    """Effect vs budget, aug x aug interactions, configurations by their mean, convergence (new blocks)."""
+    out = []
+    if a.by_budget is not None and len(a.by_budget):
+        wide = a.by_budget.pivot(index="augmentation", columns="epochs", values="effect")
+        wide.columns = [f"e={c}" for c in wide.columns]
+        blocks = ["Each augmentation's effect on the best validation loss within the first e epochs, from the "
+                  f"logged curves, by the verdicts' per-seed rule on the same seed replicates (the last column is "
+                  f"the verdict's effect). The intervals (in `effects_by_budget.csv` and the figure's bands) are "
+                  f"**descriptive**: simultaneous across the augmentations at each budget, at the verdicts' level, "
+                  f"with no verdict of their own and no share of the report's alpha.", wide.reset_index()]
+        if a.moving is not None and len(a.moving):
+            blocks += ["Still moving: the per-seed change of the effect from 3/4 of the budget to the budget, with "
+                       "its interval at the verdicts' per-comparison level; `moving` (the interval excludes 0) marks "
+                       "a `helps`/`hurts` as budget-bound in the answer. It only qualifies a verdict, so it takes no "
+                       "share of alpha.", a.moving[["augmentation", "at_three_quarters", "change", "ci_low",
+                                                    "ci_high", "moving", "direction"]]]
+        out.append(Section("Effect vs epoch budget", blocks))
+    if a.pairs is not None and len(a.pairs):
+        blocks = ["Two-way augmentation x augmentation contrasts (this design separates them from the main effects "
+                  "and from each other): `effect` is how much one augmentation's effect changes when the other is "
+                  "turned on, per seed replicate, under the same rule with its share of the sweep's alpha "
+                  "(Šidák over the pairs); `helps`/`hurts` = a decided interaction.",
+                  a.pairs[["term", "effect", "ci_low", "ci_high", "p_value", "verdict"]]]
+        if a.conditional is not None and len(a.conditional):
+            blocks += ["Conditional effects of the augmentations in a decided interaction (each decided at the "
+                       "effects' level, Šidák over the marginal and the conditional rows together; `stop: decided` "
+                       "counts such an augmentation decided when all of these are):",
+                       a.conditional[["augmentation", "given", "effect", "ci_low", "ci_high", "verdict"]]]
+        out.append(Section("Augmentation x augmentation interactions", blocks))
+    if a.configurations is not None and len(a.configurations):
+        out.append(Section("Configurations by their mean", [
+            f"Distinct configurations (depth and augmentations on; magnitudes averaged as in the effects), best "
+            f"mean first, over every seed replicate that decided the verdicts. `diff_vs_none`: paired by seed "
+            f"against no augmentation, simultaneous over the {a.configurations.attrs.get('n_family', 0)} "
+            f"configurations compared (Šidák) at their share of the sweep's alpha (one verdict row in the split; "
+            f"look level {a.configurations_alpha:.3g}), so naming the best afterwards costs no extra error.",
+            a.configurations.head(10)]))
+    if a.unconverged is not None:
+        conv = exp.train.until_converged
+        t = a.unconverged.attrs
+        out.append(Section("Convergence", [
+            f"`train.until_converged`: each training stopped once val_loss had not improved for {conv.patience} "
+            f"epochs (cap {conv.max_epochs}); the outcome is its converged best. {t['unconverged']} of "
+            f"{t['trainings']} trainings hit the cap unconverged (median epochs run: {t['median_epochs_run']:.0f}).",
+            a.unconverged]))
+    return out
 
 
 def file_sha256(path: str) -> str:
@@ -627,6 +758,12 @@ def sweep_part(exp: Experiment, stores: Stores, out_dir: Path, study, ablation_t
 
     figures = {"forest": plots.forest(analysis.effects, out_dir / "effects_forest.png",
                                       margin=exp.equivalence_margin, seeds=forest_seeds(analysis))}
+    if len(curves) and analysis.table is not None and len(analysis.table):
+        analysis.by_budget, analysis.moving = budget_mod.analyse_budget(
+            curves, analysis.table, analysis.full, analysis.augmentations, exp.train.epochs, exp.equivalence_margin)
+        if len(analysis.by_budget):
+            figures["budget"] = plots.effect_vs_budget(analysis.by_budget, out_dir / "effect_vs_budget.png",
+                                                       exp.train.epochs)
     if len(curves):
         complete = curves[curves["trial"].isin(trials.loc[trials["state"] == "COMPLETE", "trial"])]
         if len(complete):
@@ -674,5 +811,13 @@ def family_size(exp: Experiment) -> int:
     when the search space has two depths or more."""
     from ..experiment.design import depth_levels
 
+    from ..experiment.design import plan_for
+
     n = len(exp.search_space.augmentation_names)
-    return n * (2 if len(depth_levels(exp.search_space)) > 1 and not exp.model.uses_base else 1)
+    rows = n * (2 if len(depth_levels(exp.search_space)) > 1 and not exp.model.uses_base else 1)
+    if exp.sampler == "factorial" and n >= 2:
+        plan = plan_for(exp.search_space, exp.trials, sequential=exp.stop == "decided")
+        if plan.resolution is None or plan.resolution >= 5:  # aug x aug contrasts are separable: tested
+            rows += n * (n - 1) // 2
+        rows += 1  # the configurations against none: one row, Šidák over them inside its share
+    return rows

@@ -22,8 +22,9 @@ REPORT_ALPHA = 0.05  # the one family-wise error rate of a report
 
 
 # Every file the report writes (nothing else in --out is ever uploaded: the folder may hold anything).
-REPORT_FILES = ("report.md", "report.html", "effects.csv", "effects_forest.png", "curves_by_augmentation.png",
-                "train_vs_val.png", "optimization_history.png", "ablation_curves.png", "affinity_diversity.png")
+REPORT_FILES = ("report.md", "report.html", "effects.csv", "effects_by_budget.csv", "configurations.csv",
+                "effects_forest.png", "effect_vs_budget.png", "curves_by_augmentation.png", "train_vs_val.png",
+                "optimization_history.png", "ablation_curves.png", "affinity_diversity.png")
 
 
 def check_out(out: str | Path, stores: Stores) -> Path:
@@ -91,6 +92,15 @@ def write_report(exp: Experiment, stores: Stores, out: str | Path | None = None)
     (out_dir / "report.html").write_text(to_html(title, sections))
     pd.concat(effects, ignore_index=True)[EFFECT_COLUMNS].to_csv(out_dir / "effects.csv", index=False,
                                                                   float_format=FLOAT)
+    if analysis is not None:
+        from .budget import BUDGET_COLUMNS
+        from .configurations import CONFIG_COLUMNS
+
+        by_budget = analysis.by_budget if analysis.by_budget is not None else pd.DataFrame(columns=BUDGET_COLUMNS)
+        by_budget[BUDGET_COLUMNS].to_csv(out_dir / "effects_by_budget.csv", index=False, float_format=FLOAT)
+        configs = (analysis.configurations if analysis.configurations is not None
+                   else pd.DataFrame(columns=CONFIG_COLUMNS))
+        configs[CONFIG_COLUMNS].to_csv(out_dir / "configurations.csv", index=False, float_format=FLOAT)
     # Only this report's own files, never a walk of the folder (it may hold the stores, a pgpass, anything).
     written = [out_dir / n for n in REPORT_FILES
                if (out_dir / n).is_file() and (out_dir / n).stat().st_mtime >= started]

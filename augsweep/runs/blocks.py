@@ -61,10 +61,10 @@ class BlockPlanner:
             return "wait"
         blocks = self.blocks_enqueued(trials)
         if blocks and self.exp.stop == "decided":
-            frame = self.look(study, blocks)
-            if inference.should_stop(frame, blocks, self.max_blocks):  # the rule the tests simulate
+            verdicts = self.look(study, blocks)
+            if inference.should_stop(verdicts, blocks, self.max_blocks):  # the rule the tests simulate
                 study.set_user_attr(ATTR_STOPPED, f"every augmentation decided after block {blocks}"
-                                    if inference.all_decided(frame)
+                                    if verdicts.all_decided()
                                     else f"cap of {self.max_blocks} blocks reached (trials: {self.budget})")
                 return "stop"
         if blocks < self.max_blocks:
@@ -100,29 +100,38 @@ class BlockPlanner:
     def look(self, study, blocks: int):
         """Refit the effects after `blocks` finished blocks and say what is decided."""
         augs = self.exp.search_space.augmentation_names
-        frame = effects_at(trial_table(study, augs), self.exp, blocks, self.max_blocks)
+        verdicts = verdicts_at(trial_table(study, augs), self.exp, blocks, self.max_blocks)
         if blocks not in self.looked:
             self.looked.add(blocks)
-            self.echo(look_line(frame, blocks, self.max_blocks))
-        return frame
+            self.echo(look_line(verdicts.effects, blocks, self.max_blocks, verdicts.decided()))
+        return verdicts
 
 
 def effects_at(table, exp: Experiment, looks_done: int, max_looks: int):
-    """The verdict frame of a factorial sweep's table at one look: the report's rule (`decide_sweep`) on the
+    """The verdict frame of a factorial sweep's table at one look (`verdicts_at(...).effects`)."""
+    return verdicts_at(table, exp, looks_done, max_looks).effects
+
+
+def verdicts_at(table, exp: Experiment, looks_done: int, max_looks: int):
+    """The verdicts of a factorial sweep's table at one look: the report's rule (`decide_sweep`) on the
     complete seed replicates of the first `looks_done` blocks."""
     space = exp.search_space
     points = design.block_size(space, design.plan_for(space, exp.trials, sequential=exp.stop == "decided"))
     return inference.decide_sweep(table, space.augmentation_names, margin=exp.equivalence_margin, points=points,
                                   finished=range(looks_done), max_looks=max_looks,
-                                  seeds_per_block=exp.repeats).effects
+                                  seeds_per_block=exp.repeats)
 
 
-def look_line(frame, blocks: int, max_blocks: int) -> str:
-    """`look 2/4: decided flip hurts, contrast negligible; undecided warp (mde 0.031, ~1 more block)`."""
-    decided = [f"{r.augmentation} {r.verdict}" for r in frame.itertuples() if r.verdict != "undecided"]
+def look_line(frame, blocks: int, max_blocks: int, decided_by: dict | None = None) -> str:
+    """`look 2/4: decided flip hurts, contrast negligible; undecided warp (mde 0.031, ~1 more block)`; an
+    augmentation decided by its conditional effects (a decided interaction) reads `warp: by interaction`."""
+    done = {r.augmentation: (decided_by or {}).get(r.augmentation, r.verdict != "undecided") for r in frame.itertuples()}
+    # decided by its conditional effects when its marginal verdict is not what counts (a decided interaction)
+    decided = [f"{r.augmentation} {r.verdict}" if r.verdict != "undecided" else f"{r.augmentation}: by interaction"
+               for r in frame.itertuples() if done[r.augmentation]]
     open_ = []
     for r in frame.itertuples():
-        if r.verdict == "undecided":
+        if not done[r.augmentation]:
             more = getattr(r, "blocks_to_decide", float("nan"))
             beyond = more == more and blocks + more > max_blocks
             hint = (f", ~{int(more)} more block(s){' beyond the cap' if beyond else ''}" if more == more

@@ -411,12 +411,26 @@ def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: 
         return session.outcome(progress.ran)
 
 
+def distinct_best(trials, top: int) -> list:
+    """The `top` best distinct configurations (`config_name`) by their mean value over their trials, each
+    shown by its best trial with `mean_value` and `n_config_trials` user attrs read from this list (not stored)."""
+    groups: dict[str, list] = {}
+    for t in trials:
+        groups.setdefault(t.user_attrs.get("config_name", f"t{t.number}"), []).append(t)
+    ranked = sorted(groups.values(), key=lambda g: (sum(t.value for t in g) / len(g), min(t.number for t in g)))
+    out = []
+    for g in ranked[:top]:
+        rep = min(g, key=lambda t: (t.value, t.number))
+        out.append((rep, sum(t.value for t in g) / len(g), len(g)))
+    return out
+
+
 def outcome(study, study_name: str, parent_run_id: str, budget: int, ran_now: int) -> SweepOutcome:
     """The sweep's state as read back from the study."""
     import optuna
 
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    best = sorted(complete, key=lambda t: t.value)[:5]
+    best = distinct_best(complete, 5)
     return SweepOutcome(study_name, parent_run_id, budget, count_finished(study), ran_now, best)
 
 
