@@ -687,10 +687,10 @@ def issue21_sections(exp: Experiment, a: Analysis) -> list[Section]:
         wide = a.by_budget.pivot(index="augmentation", columns="epochs", values="effect")
         wide.columns = [f"e={c}" for c in wide.columns]
         blocks = ["Each augmentation's effect on the best validation loss within the first e epochs, from the "
-                  f"logged curves, by the verdicts' per-seed rule on the same seed replicates (the last column is "
-                  f"the verdict's effect). The intervals (in `effects_by_budget.csv` and the figure's bands) are "
-                  f"**descriptive**: simultaneous across the augmentations at each budget, at the verdicts' level, "
-                  f"with no verdict of their own and no share of the report's alpha.", wide.reset_index()]
+                  "logged curves, by the verdicts' per-seed rule on the same seed replicates (the last column is "
+                  "the verdict's effect). The intervals (in `effects_by_budget.csv` and the figure's bands) are "
+                  "**descriptive**: simultaneous across the augmentations at each budget, at the verdicts' level, "
+                  "with no verdict of their own and no share of the report's alpha.", wide.reset_index()]
         if a.moving is not None and len(a.moving):
             blocks += ["Still moving: the per-seed change of the effect from 3/4 of the budget to the budget, with "
                        "its interval at the verdicts' per-comparison level; `moving` (the interval excludes 0) marks "
