@@ -78,7 +78,7 @@ def test_report_is_byte_identical_and_complete(digits_sweep, tmp_path):
         assert text in md, text
     # The first screen: the answer, the forest plot, then the best configuration; the method below; one depth
     # searched, so no augmentation x depth table.
-    order = [md.index(t) for t in ("## Answer", "**hurts**", "![effect forest plot]", "Best configuration:",
+    order = [md.index(t) for t in ("## Answer", "**hurts**", "![effect forest plot]", "Best configuration",
                                    "## Method", "Method: ")]
     assert order == sorted(order), order
     assert "## Augmentation x depth" not in md and "ci_method |" not in md.split("## Method")[0]

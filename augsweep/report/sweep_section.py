@@ -582,7 +582,7 @@ def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, cu
     configuration; how the numbers were made (method, the full effects table) comes below."""
     a = analysis
     answer = answer_blocks(exp, a, trials, mlruns, command)
-    later = [line for line in answer if line.startswith(("Best configuration:", "Next:"))]
+    later = [line for line in answer if line.startswith(("Best configuration", "Next:"))]
     summary = Section("Answer", [line for line in answer if line not in later])
     # The first screen: the answer, then the forest plot and the effect-vs-budget figure side by side.
     first = [(figures[k], alt) for k, alt in (("forest", "effect forest plot"), ("budget", "effect vs epoch budget"))
