@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
 import yaml
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# A test suite started as a background job of a non-interactive shell (`make test &`, a CI step run with
+# `&`) inherits SIGINT ignored, and so would every sweep.py the tests start: the tool rightly leaves an
+# ignored SIGINT alone, so the Ctrl-C tests would see exit 0. They test Ctrl-C, so Ctrl-C must be deliverable.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
