@@ -105,7 +105,7 @@ def test_report_through_a_tracking_server_is_the_embedded_report(servers, tmp_pa
     assert local.returncode == 0, local.stderr[-3000:]
     # The printed commands differ by design (each names the stores it was made from: `make report … MLRUNS=` for
     # the embedded ones, the venv's python with --storage/--tracking-uri for the servers); the rest is the same.
-    command = re.compile(r"make (report|sweep|ablate) |\.venv/bin/python |rerun_")
+    command = re.compile(r"make (report|sweep|ablate) |\.venv/bin/python |rerun_|--storage |--tracking-uri ")
     for name in OUTPUTS:
         served_bytes = (tmp_path / "served-report" / name).read_bytes()
         local_bytes = (tmp_path / "local-report" / name).read_bytes()
