@@ -29,7 +29,6 @@ from .render import Section
 
 EFFECT_COLUMNS = ["augmentation", "effect", "ci_low", "ci_high", "p_value", "n_with", "n_without", "verdict", "source",
                   "comparison", "mde", "ci_method"]
-STILL_IMPROVING = 0.5  # share of an augmentation's trainings whose best epoch was one of the last two
 FLOAT = "%.6f"
 
 
@@ -364,13 +363,6 @@ def importance(study) -> tuple[pd.DataFrame | None, str]:
 
 
 # ----------------------------------------------------------------------------- rendering
-
-
-def _budget_word(a: Analysis, aug: str) -> str:
-    row = a.budget[a.budget["augmentation"] == aug] if len(a.budget) else a.budget
-    if len(row) and row["still_improving_with"].iloc[0] >= STILL_IMPROVING:
-        return " at this budget"
-    return ""
 
 
 def _bound(a: Analysis, r) -> bool:
