@@ -40,8 +40,10 @@ def sweep_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, help="total finished trials wanted (default: the file's `trials`)")
     p.add_argument("--mlruns", default="mlruns", help="root of the embedded stores (default: ./mlruns)")
     _store_arguments(p)
-    p.add_argument("--workers", type=_positive_int, default=1,
-                   help="worker processes on the study (default 1; one GPU each when several are visible)")
+    p.add_argument("--workers", type=_workers, default=1,
+                   help="worker processes on the study: N, or auto (one per CPU core; on GPUs as many per GPU as "
+                        "its free memory holds, one per core at most; `make sweep` uses auto). Default 1; one GPU "
+                        "each when several are visible")
     p.add_argument("--worker", action="store_true",
                    help="one of many equal workers (Kubernetes Job, SLURM array, by hand) on a shared --storage "
                         "database and --tracking-uri server: take trials until the study has TRIALS finished, "
@@ -58,6 +60,16 @@ def sweep_parser() -> argparse.ArgumentParser:
                            "and compare per-epoch val_loss with the logged one (exit 1 if they differ)")
     p.add_argument("--repeats", type=int, help="with --ablation: seeds per variant (default: ablation.repeats, 5)")
     return p
+
+
+def _workers(text: str):
+    """`--workers`: a positive integer or `auto`."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 or auto. Received: {text!r}") from None
 
 
 def _positive_int(text: str) -> int:
@@ -276,12 +288,15 @@ def _sweep_stores(args) -> int:
     try:
         if args.worker:
             outcome = run_sweep(exp, stores, trials=args.trials, peer=True)
-        elif args.workers > 1:
-            from .runs.workers import run_workers
-
-            outcome = run_workers(exp, stores, args.workers, trials=args.trials)
         else:
-            outcome = run_sweep(exp, stores, trials=args.trials)
+            from .runs.workers import auto_workers, parallel_cap, run_workers
+
+            workers, rule = (args.workers, "") if args.workers != "auto" else \
+                auto_workers(parallel_cap(exp, args.trials))
+            if workers > 1:
+                outcome = run_workers(exp, stores, workers, trials=args.trials, rule=rule)
+            else:
+                outcome = run_sweep(exp, stores, trials=args.trials)
     except SweepAborted as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -596,6 +596,9 @@ def interaction_contrast(table: pd.DataFrame, terms: Sequence[tuple[str, str]], 
                 extra = sa[:, None] * (d[:, None] == levels[None, 1:])
                 target = base.shape[1] + extra.shape[1] - 1
                 on = sa * (d == levels[-1])
+                alias = _depth_alias(s, d, names, a)
+                if alias:  # depth in a resolution IV plan: a x depth is another pair's column
+                    aliased.setdefault(j, set()).add(alias)
             else:
                 extra = (sa * s[:, names.index(b)])[:, None]
                 target = base.shape[1]
@@ -632,6 +635,21 @@ def _alias(s: np.ndarray, names: list[str], a: str, b: str) -> str:
     for i, j in itertools.combinations(range(len(names)), 2):
         if {names[i], names[j]} == {a, b}:
             continue
+        other = x[:, i] * x[:, j]
+        if np.all(other == target) or np.all(other == -target):
+            return f"{names[i]} x {names[j]}"
+    return ""
+
+
+def _depth_alias(s: np.ndarray, depth: np.ndarray, names: list[str], a: str) -> str:
+    """With two depths: a two-augmentation interaction whose +-1 column equals a x depth's (up to sign), if
+    any (depth as a factor of a resolution IV plan; never when the design is crossed with the depths)."""
+    levels = np.unique(depth)
+    if len(levels) != 2:
+        return ""
+    x = 2.0 * s - 1.0
+    target = x[:, names.index(a)] * np.where(depth == levels[1], 1.0, -1.0)
+    for i, j in itertools.combinations(range(len(names)), 2):
         other = x[:, i] * x[:, j]
         if np.all(other == target) or np.all(other == -target):
             return f"{names[i]} x {names[j]}"
@@ -719,6 +737,11 @@ def separable_pairs(table: pd.DataFrame, augmentations: Sequence[str], outcome: 
     x = 2.0 * df[cols].to_numpy(dtype=float)[reps[0][1]] - 1.0
     pairs = list(itertools.combinations(names, 2))
     X = np.column_stack([np.ones(len(x)), x, *[x[:, names.index(a)] * x[:, names.index(b)] for a, b in pairs]])
+    depth = df["depth"].to_numpy()[reps[0][1]]
+    levels = np.unique(depth)
+    if len(levels) == 2:  # and from depth and every augmentation x depth (depth may be a factor of the plan)
+        z = np.where(depth == levels[1], 1.0, -1.0)
+        X = np.column_stack([X, z, x * z[:, None]])
     return pairs if np.linalg.matrix_rank(X) == X.shape[1] else []
 
 

@@ -270,6 +270,7 @@ def set_determinism(on: bool) -> bool:
 
         if on:
             tf_config.enable_op_determinism()
+            _one_thread_per_training()
         elif tf_config.is_op_determinism_enabled():
             tf_config.disable_op_determinism()
         return _record(bool(tf_config.is_op_determinism_enabled()))
@@ -286,6 +287,34 @@ def set_determinism(on: bool) -> bool:
         torch.use_deterministic_algorithms(on)
         return _record(on)
     return _record(False)
+
+
+def _one_thread_per_training() -> None:
+    """Deterministic TensorFlow runs each op of a training on one CPU thread (intra-op parallelism 1).
+
+    Even with op determinism on, a CPU reduction split over T threads sums in an order that depends on T:
+    measured on the digits default, one epoch's val_loss differed in the 7th digit between 1 and 2 threads,
+    and training amplifies that. With one thread per training, a training's numbers do not depend on how
+    many workers share the machine (`--workers auto` runs one per core), so `effects.csv` is byte-identical
+    between 1 and N workers; the cores are used by running trainings side by side instead (a 16x16 convnet
+    cannot spread one training over two cores anyway). Must run before TensorFlow's first op; later (an
+    earlier training in this process) TensorFlow keeps its thread pools and this is a no-op.
+    """
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)  # inter-op threads only schedule whole ops
+    except RuntimeError:  # the runtime is initialised: its pools are fixed for this process
+        pass
+
+
+def training_threads() -> int:
+    """CPU threads one TensorFlow training may use in this process (0: TensorFlow's default, all cores)."""
+    if backend() != "tensorflow":
+        return 0
+    import tensorflow as tf
+
+    return int(tf.config.threading.get_intra_op_parallelism_threads())
 
 
 def _record(on: bool) -> bool:

@@ -134,11 +134,25 @@ def test_magnitudes_fixed_when_the_design_has_no_room():
 
 
 def test_magnitude_choices_balanced_when_there_is_room():
-    plan = two_level_design(["a", "b", "c"], 8)
+    plan = two_level_design(["a", "b", "c", "d"], 16)
     levels, how = magnitude_levels(plan, {}, {"a": {"kind": ["x", "y"]}})
     assert how == {"aug_a_kind": "choices x|y"}
     assert _independent_of_other_switches(plan, levels, "aug_a_kind", "a")
-    assert Counter(levels[i]["aug_a_kind"] for i in range(8) if plan.matrix[i, 0]) == {"x": 2, "y": 2}
+    assert Counter(levels[i]["aug_a_kind"] for i in range(16) if plan.matrix[i, 0]) == {"x": 4, "y": 4}
+
+
+def test_magnitudes_fixed_rather_than_leak_into_a_separated_interaction():
+    # Three factors in their 8-run full factorial: within the runs where a is on, the only column balanced
+    # against b and c is b x c itself, so a's dose-response would be read as a b x c interaction, which this
+    # design separates and tests. The choice is fixed instead; so is a range of the 16-run resolution V plan
+    # of four switches and depth (every free column is a two-factor interaction).
+    plan = two_level_design(["a", "b", "c"], 8)
+    _, how = magnitude_levels(plan, {}, {"a": {"kind": ["x", "y"]}})
+    assert how == {"aug_a_kind": "fixed at x"}
+    plan = two_level_design(["a", "b", "c", "d", "depth"], 16)
+    assert plan.resolution == 5
+    _, how = magnitude_levels(plan, {"a": {"factor": (0.1, 0.3)}}, {})
+    assert how == {"aug_a_factor": "fixed at 0.2"}
 
 
 def test_level_columns_catch_a_leaking_column():

@@ -426,3 +426,81 @@ def test_ablation_whole_reports_aa_both_comparisons_and_interaction_contrasts():
         false += bool(paired["verdict"].isin(["helps", "hurts"]).any()
                       or contrasts["verdict"].isin(["helps", "hurts"]).any())
     assert false / n <= mc_upper(0.05, n)
+
+
+# ------------------------------------------------------------------- depth as a factor of the plan
+
+
+def simulate_joint(rng: np.random.Generator, *, planted=(0.0, 0.0, 0.0, 0.0), repeats=4, blocks=2,
+                   noise_sd=0.02, seed_slope_sd=0.01, seed_sd=0.05, depth_step=0.1) -> pd.DataFrame:
+    """A sweep on the 16-run resolution V plan of four switches and depth (the default's design since issue
+    24): depth a two-level factor of the plan, not crossed. Loss = depth step + seed intercept + switches @
+    (planted + per-seed slopes) + right-skewed noise (centred exponential) whose scale grows with depth; no
+    interaction of any kind, so every helps/hurts in any verdict table is false."""
+    runs = two_level_design([*AUGS, "depth"], 16).matrix.astype(float)
+    P, dlev = runs[:, :4], runs[:, 4]
+    n_rep = blocks * repeats
+    slopes = rng.normal(0, seed_slope_sd, (n_rep, 4))
+    intercept = rng.normal(0, seed_sd, (n_rep, 1))
+    noise = (rng.exponential(1.0, (n_rep, 16)) - 1.0) * noise_sd * (0.8 + 0.4 * dlev)
+    Y = 0.4 + depth_step * dlev + P @ np.asarray(planted) + intercept + slopes @ P.T + noise
+    rep = np.arange(n_rep)
+    return pd.DataFrame({
+        "trial": np.repeat(rep // repeats, 16) * 16 + np.tile(np.arange(16), n_rep),
+        "block": np.repeat(rep // repeats, 16), "repeat": np.repeat(rep % repeats, 16),
+        "depth": np.tile(np.where(dlev > 0, 3, 2), n_rep),
+        **{f"aug_{a}": np.tile(P[:, j].astype(bool), n_rep) for j, a in enumerate(AUGS)},
+        "best_val_loss": Y.ravel()})
+
+
+def _claims(v) -> bool:
+    tables = [v.effects, v.interactions, v.pairs, v.conditional]
+    return any(t is not None and len(t) and t["verdict"].isin(["helps", "hurts"]).any() for t in tables)
+
+
+def test_aa_whole_reports_when_depth_is_a_factor_of_the_plan():
+    # Every verdict table of the report (effects, augmentation x depth, augmentation pairs, conditional
+    # effects) at both looks of the 2-block cap: at most 5% of null reports with any false verdict.
+    n, rng = 200, np.random.default_rng(2424)
+    false = 0
+    for _ in range(n):
+        table = simulate_joint(rng)
+        claim = False
+        for look in (1, 2):
+            v = inf.decide_sweep(table, AUGS, margin=0.02, points=16, finished=range(look), max_looks=2)
+            assert v.pairs is not None and len(v.pairs) == 6  # resolution V: every pair is separated
+            assert v.interactions is not None and v.interactions["note"].eq("").all()
+            claim |= _claims(v)
+            if inf.should_stop(v, look, 2):
+                break
+        false += claim
+    assert false / n <= mc_upper(0.05, n)
+
+
+def test_power_when_depth_is_a_factor_of_the_plan():
+    # flip +0.2 (mirrored digits), warp -0.05 (a small shift), contrast 0: decided right in most sweeps.
+    n, rng = 100, np.random.default_rng(2425)
+    ok = 0
+    for _ in range(n):
+        v = inf.decide_sweep(simulate_joint(rng, planted=(0.2, 0.0, 0.0, -0.05)), AUGS, margin=0.02, points=16,
+                             finished=range(2), max_looks=2)
+        verdict = dict(zip(v.effects["augmentation"], v.effects["verdict"]))
+        ok += verdict["flip"] == "hurts" and verdict["warp"] == "helps"
+    assert ok / n >= 0.8
+
+
+def test_depth_contrasts_aliased_in_a_resolution_iv_plan_are_not_tested():
+    # Three switches and depth in 8 runs: a x depth is the column of the other two switches' interaction.
+    plan = two_level_design(["flip", "contrast", "rotation", "depth"], 8)
+    assert plan.resolution == 4
+    M = plan.matrix
+    rng = np.random.default_rng(5)
+    table = pd.DataFrame({
+        "trial": np.tile(np.arange(8), 4), "block": 0, "repeat": np.repeat(np.arange(4), 8),
+        "depth": np.tile(np.where(M[:, 3], 2, 1), 4),
+        **{f"aug_{a}": np.tile(M[:, j], 4) for j, a in enumerate(["flip", "contrast", "rotation"])},
+        "best_val_loss": rng.normal(0.5, 0.01, 32)})
+    augs = ["flip", "contrast", "rotation"]
+    assert inf.separable_pairs(table, augs) == []
+    inter = inf.interaction_contrast(table, [(a, "depth") for a in augs], augs, margin=0.02)
+    assert inter["note"].str.startswith("aliased with").all() and inter["effect"].isna().all()

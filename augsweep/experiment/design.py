@@ -1,4 +1,5 @@
-"""Attribution designs: balanced two-level plans on augmentation switches, crossed with depths.
+"""Attribution designs: balanced two-level plans on augmentation switches, crossed with depths (or, when
+crossing does not fit, with depth as one more factor of the plan).
 
 Pure and deterministic: the same arguments give the same plan, the same magnitudes and the same
 run order, so a resumed sweep regenerates exactly the blocks it had started.
@@ -19,6 +20,9 @@ from .schema import Choice, FloatRange, IntRange, SearchSpace
 # Above this many (candidate sets x defining-relation words) the exhaustive minimum-aberration
 # search is skipped for the odd-weight construction, which is resolution IV by construction.
 _SEARCH_LIMIT = 200_000
+
+
+DEPTH = "depth"  # the plan's factor for a search space's two depths, when depth is part of the plan (`plan_for`)
 
 
 class DesignError(ValueError):
@@ -157,8 +161,11 @@ def level_columns(plan: DesignPlan, needs: Mapping[str, int]) -> dict[str, list[
     every other factor (and so must every product of a's columns), so that a dose-response of a cannot leak
     into another factor's effect, whatever its shape: the magnitudes of a are then distributed alike with and
     without every other factor. Columns also balanced against every two-factor interaction of the others are
-    preferred (nothing leaks into an interaction either). A factor may get fewer columns than it needs (none
-    in a small fraction: four factors in eight runs leave no free column); the caller fixes the rest.
+    preferred (nothing leaks into an interaction either); in a design that separates every two-factor
+    interaction (full factorial, resolution V or more) they are required, since its pair verdicts would
+    otherwise carry a dose-response (the 16-run resolution V plan of four switches and depth has none: its
+    magnitudes are fixed). A factor may get fewer columns than it needs (none in a small fraction: four
+    factors in eight runs leave no free column); the caller fixes the rest.
     """
     base = _base_columns(plan)
     p = base.shape[1]
@@ -179,8 +186,9 @@ def level_columns(plan: DesignPlan, needs: Mapping[str, int]) -> dict[str, list[
         pairs = [x[:, b] * x[:, c] for b, c in itertools.combinations([b for b in range(len(names)) if b != j], 2)]
         main_ok = [c for c in cands if _orthogonal(c, on, others)]
         strict = [c for c in main_ok if _orthogonal(c, on, pairs)]
+        separates_pairs = plan.full or (plan.resolution or 0) >= 5
         chosen: list[np.ndarray] = []
-        for c in strict + [c for c in main_ok if not any(c is s for s in strict)]:
+        for c in strict + ([] if separates_pairs else [c for c in main_ok if not any(c is s for s in strict)]):
             if len(chosen) >= want:
                 break
             # Every product of the chosen columns (the codes' joint distribution) must stay balanced too.
@@ -262,11 +270,17 @@ def block_points(
     if unknown:
         raise ValueError(f"magnitudes given for augmentations not in the design: {unknown}")
     levels, _ = magnitude_levels(plan, ranges, choices)
+    in_plan = DEPTH in plan.factors
+    if in_plan and len(depths) != 2:
+        raise DesignError(f"a plan with depth as a factor needs two depths. Received: {depths}")
     flat = []
     for row, mag in zip(plan.matrix, levels):
-        for d in depths:
+        on_at = dict(zip(plan.factors, row))
+        for d in ([depths[int(on_at[DEPTH])]] if in_plan else depths):
             point: dict[str, Any] = {"depth": int(d)}
             for aug, on in zip(plan.factors, row):
+                if aug == DEPTH:
+                    continue
                 point[f"aug_{aug}"] = bool(on)
                 if on:  # the project's flat convention: magnitudes only for augmentations that are on
                     params = {**ranges.get(aug, {}), **choices.get(aug, {})}
@@ -289,19 +303,48 @@ def depth_levels(space: SearchSpace) -> list[int]:
 
 
 def plan_for(space: SearchSpace, trials: int, sequential: bool = False) -> DesignPlan:
-    """The two-level design on the search space's augmentation switches whose block (design x depths)
-    fits in `trials` (twice when `sequential`, stop: decided, so there are at least two looks): full
-    factorial while it fits, else the smallest resolution IV fraction. The full factorial is preferred even
-    though a smaller block would give more seed replicates: measured on the digits default, the per-seed
-    effects of the 16-run full factorial varied 3x less from seed to seed (sd 0.006-0.008) than those of
-    the 8-run half fraction (0.017-0.024), more than the sqrt(2) its size alone explains."""
-    levels = len(depth_levels(space))
-    return two_level_design(list(space.augmentation_names), max(1, trials // (levels * (2 if sequential else 1))))
+    """The two-level design whose block fits in `trials` (twice when `sequential`, stop: decided, so there
+    are at least two looks).
+
+    The switches' full factorial crossed with every depth while it fits. Otherwise, with two depths, depth
+    becomes one more factor of the plan (a block of the 4 switches and 2 depths in 16 runs is then the
+    resolution V half fraction: every main effect, augmentation pair and augmentation x depth contrast
+    separated), else the smallest resolution IV fraction of the switches, crossed with the depths. The full
+    factorial is preferred even though a smaller block would give more seed replicates: measured on the digits
+    default, the per-seed effects of the 16-run full factorial varied 3x less from seed to seed (sd
+    0.006-0.008) than those of the 8-run half fraction (0.017-0.024), more than the sqrt(2) its size alone
+    explains."""
+    depths = depth_levels(space)
+    names = list(space.augmentation_names)
+    per_block = max(1, trials // (2 if sequential else 1))
+    if len(depths) == 2 and 2 ** len(names) * 2 > per_block:
+        try:
+            return two_level_design([*names, DEPTH], per_block)
+        except DesignError:
+            pass  # the crossed fraction's error says what would fit
+    return two_level_design(names, max(1, per_block // len(depths)))
+
+
+def depth_in_plan(plan: DesignPlan) -> bool:
+    """Whether depth is a factor of the plan (not crossed with it)."""
+    return DEPTH in plan.factors
 
 
 def block_size(space: SearchSpace, plan: DesignPlan) -> int:
     """Trials in one replicated block."""
-    return plan.runs * len(depth_levels(space))
+    return plan.runs * (1 if depth_in_plan(plan) else len(depth_levels(space)))
+
+
+def describe_plan(space: SearchSpace, plan: DesignPlan) -> str:
+    """One line on the block's shape: `16 runs x 2 depth(s)` or `16 runs, resolution V, depth in the plan`."""
+    res = "" if plan.resolution is None else f", resolution {_roman(plan.resolution)}"
+    if depth_in_plan(plan):
+        return f"{plan.runs} runs{res}, depth {'/'.join(map(str, depth_levels(space)))} as a factor"
+    return f"{plan.runs} runs{res} x {len(depth_levels(space))} depth(s)"
+
+
+def _roman(n: int) -> str:
+    return {3: "III", 4: "IV", 5: "V", 6: "VI", 7: "VII", 8: "VIII"}.get(n, str(n))
 
 
 def _space_ranges(space: SearchSpace) -> tuple[dict[str, dict[str, tuple]], dict[str, dict[str, list]]]:

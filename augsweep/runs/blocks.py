@@ -93,8 +93,7 @@ class BlockPlanner:
         for i, params in enumerate(points):
             study.enqueue_trial(params, user_attrs={"block": block, "design_point": i}, skip_if_exists=False)
         self.echo(f"block {block + 1}/{self.max_blocks}: {len(points)} design points queued "
-                  f"({self.plan.runs} runs{'' if self.plan.resolution is None else f', resolution {self.plan.resolution}'}"
-                  f" x {len(design.depth_levels(self.exp.search_space))} depth(s)), seeds {block * self.exp.repeats}"
+                  f"({design.describe_plan(self.exp.search_space, self.plan)}), seeds {block * self.exp.repeats}"
                   f"..{(block + 1) * self.exp.repeats - 1}")
 
     def look(self, study, blocks: int):

@@ -184,9 +184,8 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
     parent = tracker.start_parent(
         run_name=f"sweep {stores.study_name}",
         tags={"kind": "sweep", "study": stores.study_name, "sampler": exp.sampler, "pruner": exp.pruner,
-              "git_commit": runtime.git_commit(), "device": device, "dtype_policy": policy,
-              "deterministic": str(runtime.deterministic()).lower(),
-              "backend": runtime.backend() if policy else os.environ.get("KERAS_BACKEND", "tensorflow"), "budget": budget,
+              "git_commit": runtime.git_commit(), "budget": budget,
+              **(process_tags(device, policy) if policy else {"deterministic": str(exp.train.deterministic).lower()}),
               "optuna_storage": stores.storage_label, "dataset_fingerprint": dataset.fingerprint,
               "data_pipeline": dataset.pipeline, **model_tags(exp)},
         params={"dataset": exp.dataset.source, "image_size": "x".join(map(str, exp.dataset.image_size)),
@@ -208,6 +207,14 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(["val_loss"])
     return study, budget, tracker
+
+
+def process_tags(device: str, policy: str) -> dict:
+    """How this process trains, as the parent run's tags: device, dtype policy, deterministic ops, backend and
+    CPU threads per training. Set by the process that trains (a `--workers` launcher, which never imports
+    TensorFlow, leaves them to its workers)."""
+    return {"device": device, "dtype_policy": policy, "deterministic": str(runtime.deterministic()).lower(),
+            "backend": runtime.backend(), "training_threads": runtime.training_threads() or "default"}
 
 
 def model_tags(exp: Experiment) -> dict:
@@ -394,7 +401,10 @@ def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: 
             echo(session.header(f"worker {HOST}:{os.getpid()} on {device}; storage {stores.storage_label}, "
                                 f"tracking {stores.tracking_label}"))
         elif worker is None:
+            session.tracker.tag_parent({"workers": 1})
             echo(session.header(f"device {device}"))
+        else:  # spawned by `--workers`: the same tags a single-process sweep's parent run carries
+            session.tracker.tag_parent(process_tags(device, policy))
         progress = _Progress(session.budget, exp.max_consecutive_failures, echo)
         shown = SweepProgress(session.budget, lambda: session.already + progress.ran, exp.train.epochs,
                               exp.repeats, echo)

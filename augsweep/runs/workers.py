@@ -44,6 +44,68 @@ def visible_gpus() -> list[str]:
     return [str(i) for i, _ in enumerate(line for line in out.stdout.splitlines() if line.startswith("GPU "))]
 
 
+AUTO = "auto"
+GIB_PER_TRAINING = 2.0  # GPU memory one small convnet's worker is given by `--workers auto` (TF grows into it)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask; `os.cpu_count` where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def gpu_free_gib(gpus: list[str]) -> list[float]:
+    """Free memory (GiB) of each visible GPU by `nvidia-smi`, in the order of `gpus`; [] if it cannot tell."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=index,memory.free", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    free = {}
+    for line in out.stdout.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 2 and parts[1].replace(".", "", 1).isdigit():
+            free[parts[0]] = float(parts[1]) / 1024
+    return [free[g] for g in gpus if g in free] if out.returncode == 0 else []
+
+
+def auto_workers(cap: int, cores: int | None = None, gpus: list[str] | None = None,
+                 free_gib: list[float] | None = None) -> tuple[int, str]:
+    """`--workers auto`: (how many workers, the rule in words).
+
+    On CPU, one worker per usable core: one small training cannot keep two cores busy, independent trainings
+    can. With GPUs, as many per GPU as its free memory holds at `GIB_PER_TRAINING` each, at most one per core
+    in total (each worker needs a core to feed its GPU). Never more than `cap` (the trials one block, or the
+    budget, can run at once), never fewer than one."""
+    cores = usable_cores() if cores is None else cores
+    gpus = visible_gpus() if gpus is None else gpus
+    if gpus:
+        free = gpu_free_gib(gpus) if free_gib is None else free_gib
+        per_gpu = [max(1, int(f // GIB_PER_TRAINING)) for f in free] or [1] * len(gpus)
+        n = min(sum(per_gpu), cores)
+        rule = (f"{len(gpus)} GPU(s), up to {GIB_PER_TRAINING:g} GiB of free memory per training, at most one "
+                f"per core ({cores})")
+    else:
+        n, rule = cores, f"one per CPU core ({cores})"
+    n = max(1, min(n, cap))
+    if n == cap and cap < (cores if not gpus else n + 1):
+        rule += f", at most the {cap} trials that can run at once"
+    return n, rule
+
+
+def parallel_cap(exp: Experiment, trials: int | None) -> int:
+    """The most trials that can run at once: one block of a factorial design (the next waits for its
+    look), else the budget."""
+    if exp.sampler == "factorial":
+        from ..experiment import design
+
+        return design.block_size(exp.search_space, design.plan_for(exp.search_space, exp.trials,
+                                                                   sequential=exp.stop == "decided"))
+    return budget_of(exp, trials)
+
+
 def gpu_assignments(workers: int, gpus: list[str]) -> list[str | None]:
     """CUDA_VISIBLE_DEVICES of each worker: one GPU each (round-robin when workers outnumber
     GPUs); None everywhere with fewer than two GPUs (the environment is left alone)."""
@@ -57,6 +119,8 @@ def _worker_entry(experiment_path: str, stores: Stores, trials: int | None, inde
     os.setpgid(0, 0)  # out of the terminal's process group: the launcher forwards signals once
     if cuda is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = cuda  # before TensorFlow is imported
+    # JAX takes 75% of a GPU's memory at start; workers sharing a GPU allocate as they need instead.
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     runtime.quiet_backends()
 
     def main():
@@ -87,17 +151,20 @@ def _wait(procs) -> None:
 
 
 def run_workers(exp: Experiment, stores: Stores, workers: int, trials: int | None = None,
-                echo: Callable[[str], None] = print):
-    """Run the sweep in `workers` processes on one study; returns the `SweepOutcome`."""
+                echo: Callable[[str], None] = print, rule: str = ""):
+    """Run the sweep in `workers` processes on one study; returns the `SweepOutcome`. `rule`: why this many
+    (`auto_workers`), shown and tagged. The parent run's device, precision and determinism tags are set by
+    the workers themselves, once they know them (the launcher never imports TensorFlow)."""
     import multiprocessing
 
     budget = budget_of(exp, trials)
     dataset = prepare(exp, stores, echo)  # before any worker
     cuda = gpu_assignments(workers, visible_gpus())
     where = f"GPUs {', '.join(c for c in cuda)}" if cuda[0] is not None else "the default device each"
-    with SweepSession(exp, stores, dataset, budget, echo, device=f"{workers} workers on {where}",
-                      policy="") as session:
-        echo(session.header(f"{workers} workers on {where}"))
+    how = f"{workers} workers on {where}" + (f" (--workers auto: {rule})" if rule else "")
+    with SweepSession(exp, stores, dataset, budget, echo, device="", policy="") as session:
+        session.tracker.tag_parent({"workers": workers, "workers_rule": rule or "--workers N"})
+        echo(session.header(how))
         ctx = multiprocessing.get_context("spawn")
         procs = [ctx.Process(target=_worker_entry, args=(exp.path, stores, trials, i, cuda[i]),
                              name=f"augsweep-w{i}") for i in range(workers)]

@@ -217,6 +217,12 @@ class Tracker:
             if self.client.get_run(run_id).info.status != RUNNING:
                 self.client.update_run(run_id, status=RUNNING)
 
+    def tag_parent(self, tags: Mapping[str, Any]) -> None:
+        """Set tags on the parent run (a `--workers` worker records the device and settings it trains with)."""
+        if self.parent_run_id:
+            with store_write(), answering(self.tracking_uri):
+                self.client.log_batch(self.parent_run_id, tags=_tags(tags))
+
     def run_url(self, run_id: str) -> str:
         """Link to a run in the MLflow UI: the tracking server's, or `make ui`'s for the embedded store."""
         from .urls import mask

@@ -1,0 +1,70 @@
+"""`--workers auto`: how many, and the same answer as one worker (byte for byte), with the same tags.
+
+The sweeps are real `sweep.py` processes (each worker a fresh interpreter that pins one CPU thread per
+training), so the comparison covers what a user gets from `make sweep` with WORKERS=1 and WORKERS=auto.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from augsweep.runs.workers import auto_workers, usable_cores
+from tests.helpers import read_stores, run_cli, tiny_experiment
+
+# Three switches and two depths in the 8-run half fraction (depth a factor of the plan), 2 seeds per block, up to
+# 2 blocks: at most 16 trials of 2 short trainings.
+SPACE = {"depth": [1, 2], "augmentations": {"flip": {"mode": "horizontal"}, "contrast": {"factor": 0.3},
+                                            "rotation": {"factor": 0.05}}}
+PROCESS_TAGS = ("device", "dtype_policy", "deterministic", "backend", "training_threads")
+
+
+def test_auto_is_one_worker_per_core_on_cpu_capped_by_what_can_run_at_once():
+    assert auto_workers(cap=32, cores=2, gpus=[]) == (2, "one per CPU core (2)")
+    n, rule = auto_workers(cap=3, cores=16, gpus=[])
+    assert n == 3 and rule.endswith("at most the 3 trials that can run at once")
+    assert auto_workers(cap=8, cores=1, gpus=[])[0] == 1
+
+
+def test_auto_on_gpus_packs_by_free_memory_one_per_core_at_most():
+    n, rule = auto_workers(cap=64, cores=16, gpus=["0"], free_gib=[139.0])
+    assert n == 16 and "1 GPU(s)" in rule  # 69 would fit in memory; the 16 cores bound it
+    assert auto_workers(cap=64, cores=16, gpus=["0", "1"], free_gib=[3.0, 5.0])[0] == 3  # 1 + 2
+    assert auto_workers(cap=64, cores=16, gpus=["0"], free_gib=[0.5])[0] == 1  # at least one per GPU
+
+
+def test_workers_rejects_anything_but_a_count_or_auto(tmp_path):
+    out = run_cli("sweep.py", "experiments/default.yaml", "--mlruns", tmp_path / "m", "--workers", "many")
+    assert out.returncode == 2
+    assert "--workers: must be an integer >= 1 or auto. Received: 'many'" in out.stderr
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_effects_csv_is_byte_identical_between_one_worker_and_auto(tmp_path, write_experiment):
+    path = write_experiment(tiny_experiment(
+        name="parallel", search_space=SPACE, sampler="factorial", trials=16, repeats=2, stop="decided",
+        train={"epochs": 3}))
+    workers = "auto" if usable_cores() >= 2 else "2"  # auto on a 1-core machine is one worker: force two
+    outs = {}
+    for label, n in (("one", "1"), ("auto", workers)):
+        mlruns = tmp_path / label
+        out = run_cli("sweep.py", path, "--mlruns", mlruns, "--workers", n)
+        assert out.returncode == 0, out.stderr[-2000:]
+        rep = run_cli("report.py", path, "--mlruns", mlruns, "--out", tmp_path / f"report-{label}")
+        assert rep.returncode == 0, rep.stderr[-2000:]
+        outs[label] = out.stdout
+    assert "workers on" in outs["auto"] and "workers on" not in outs["one"]
+    one, auto = ((tmp_path / f"report-{x}" / "effects.csv").read_bytes() for x in ("one", "auto"))
+    assert one == auto
+    assert len(one.splitlines()) >= 4  # a header and a row per augmentation: not two empty files
+    tags = {}
+    for label in ("one", "auto"):
+        view = read_stores(path, tmp_path / label)
+        parent = [r for r in view.runs if r.data.tags.get("kind") == "sweep"]
+        assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+        tags[label] = parent[0].data.tags
+        trial_tags = {(r.data.tags["deterministic"], r.data.tags["device"]) for r in view.trial_runs}
+        assert trial_tags == {("true", tags[label]["device"])}
+    assert {k: tags["one"][k] for k in PROCESS_TAGS} == {k: tags["auto"][k] for k in PROCESS_TAGS}
+    assert tags["one"]["deterministic"] == "true" and tags["one"]["training_threads"] == "1"
+    assert tags["one"]["workers"] == "1" and int(tags["auto"]["workers"]) >= 2
