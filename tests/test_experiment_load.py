@@ -11,12 +11,17 @@ from tests.helpers import ROOT, run_cli, tiny_experiment
 def test_default_experiment_loads():
     exp = load_experiment(ROOT / "experiments" / "default.yaml")
     assert exp.dataset.source == "digits"
-    assert exp.sampler == "factorial" and exp.stop == "decided" and exp.equivalence_margin == 0.02
+    assert exp.sampler == "factorial" and exp.stop == "decided" and exp.equivalence_margin == 0.05
     params = exp.search_space.augmentation_params()
-    assert params["rotation"]["factor"] == FloatRange(0.05, 0.15)
+    # the design card (issue 24): flip, contrast, rotation and warp, at two depths
+    assert list(exp.search_space.augmentation_names) == ["flip", "contrast", "rotation", "warp"]
+    assert exp.search_space.depth == Choice((2, 3))
+    assert params["rotation"]["factor"] == Choice((0.03,))
     assert exp.dataset.train_samples == 150 and exp.repeats == 4
     assert params["warp"]["kind"] == Choice(("translation",))
     assert exp.search_space_path.endswith("search_spaces/default.yaml")
+    old = load_experiment(ROOT / "experiments" / "digits-photometric.yaml")  # the earlier default, kept by name
+    assert old.search_space.augmentation_params()["rotation"]["factor"] == FloatRange(0.05, 0.15)
 
 
 def test_inline_space_and_defaults(write_experiment):
