@@ -47,7 +47,7 @@ PRETRAINED ?= data/fashion-convnet-0-4.weights.h5
 pretrain: install data  ## train the course convnet on Fashion-MNIST classes 0-4, save its conv blocks to PRETRAINED
 	$(PY) -m augsweep.runs.pretrain --out $(PRETRAINED)
 
-sweep: install  ## run (or resume, to TRIALS in total) the experiment EXP into MLRUNS with WORKERS processes, then its report
+sweep: install  ## run (or resume, to TRIALS in total) the experiment EXP into MLRUNS on every core (WORKERS=auto|N), then its report
 	AUGSWEEP_UI_URL=http://127.0.0.1:$(PORT) $(PY) sweep.py $(EXP) --mlruns $(MLRUNS) --workers $(WORKERS) $(if $(TRIALS),--trials $(TRIALS))
 	$(PY) report.py $(EXP) --mlruns $(MLRUNS)
 
