@@ -173,6 +173,7 @@ class Report:
     effects: Any  # pandas DataFrame of effects.csv
     best: Any  # `report.export.Recommendation` (the recommended configuration and its best seed) or None
     model_version: Any = None  # the registered `<study>-best` MLflow model version, or None
+    notes: tuple = ()  # why no block was written or no model registered (e.g. stores older than model.keras)
 
     def augmentation_block(self):
         """The recommended augmentation block as a `keras.Sequential` (loads `augmentation.keras`).
@@ -215,7 +216,8 @@ class Report:
             index=False)
         best = (f"<p>Recommended block: {html.escape(self.best.config.parameters())} "
                 f"({html.escape(self.best.why)}).</p>" if self.best is not None else "")
-        return f"<div>{paragraphs}{best}{img}{table}</div>"
+        notes = "".join(f"<p><b>note:</b> {html.escape(n)}</p>" for n in self.notes)
+        return f"<div>{paragraphs}{best}{notes}{img}{table}</div>"
 
 
 def report(exp, *, mlruns: str | Path = "mlruns", out: str | Path | None = None, storage: str | None = None,
@@ -235,8 +237,9 @@ def report(exp, *, mlruns: str | Path = "mlruns", out: str | Path | None = None,
         study_name: the Optuna study's name (default: the experiment's `name`).
 
     Returns:
-        A `Report` with `.answer`, `.effects`, `.best`, `.augmentation_block()`; in a notebook it shows the
-        answer and the forest plot.
+        A `Report` with `.answer`, `.effects`, `.best`, `.augmentation_block()` and `.notes` (why no block was
+        written or no model registered, if so); in a notebook it shows the answer, the notes and the forest
+        plot.
 
     Raises:
         UserError: no stores, a bad `out`, bad input.
@@ -257,4 +260,5 @@ def report(exp, *, mlruns: str | Path = "mlruns", out: str | Path | None = None,
     published = written.published
     return Report(Path(written.out_dir), written.answer, written.effects,
                   published.recommendation if published is not None else None,
-                  published.model_version if published is not None else None)
+                  published.model_version if published is not None else None,
+                  tuple(published.notes) if published is not None else ())

@@ -104,3 +104,23 @@ def test_import_augsweep_is_cheap():
             "print(sorted(m for m in ('tensorflow', 'keras', 'mlflow', 'optuna', 'pandas') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_skipped_publishing_says_why_in_the_cli_and_the_api(done, monkeypatch, capsys):
+    """Stores older than model.keras: no block, no registered model, and the report says so (it used to be
+    silent: the reason was only in `Published.notes`)."""
+    from augsweep.cli import report_main
+    from augsweep.stores import registry
+
+    folder, exp, *_ = done
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(registry, "download_model", lambda *a, **k: None)  # what a run without model.keras gives
+    rep = augsweep.report(exp, mlruns=folder / "mlruns", out=folder / "old-api")
+    assert rep.model_version is None and len(rep.notes) == 1 and "holds no model.keras" in rep.notes[0]
+    assert "note:</b>" in rep._repr_html_() and "holds no model.keras" in rep._repr_html_()
+    code = report_main([str(folder / ".augsweep" / "api-tiny.yaml"), "--mlruns", str(folder / "mlruns"),
+                        "--out", str(folder / "old-cli")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert [line for line in out.splitlines() if "model.keras" in line] == [f"note: {rep.notes[0]}"]
+    assert not (folder / "old-cli" / "augmentation.keras").exists()

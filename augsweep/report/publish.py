@@ -83,7 +83,10 @@ def publish(exp: Experiment, stores: Stores, client, study, analysis, effects: p
                                    f"older version): no augmentation block or registered model",)
                 else:
                     done.files = tuple(write_block(rec, aug_seed, shape, stores.study_name, out_dir))
-                    if parent_run_id and mexp is not None:
+                    if not parent_run_id or mexp is None:
+                        done.notes += ("the stores hold no sweep parent run to log the model into: the best model "
+                                       f"is not registered as {name}",)
+                    else:
                         done.model_version = registry.register_best(
                             client, stores.tracking_uri, mexp.experiment_id, name, model_file, rec.run_id, repeat,
                             parent_run_id, description=f"{rec.config.parameters()}: {rec.why}",
