@@ -39,11 +39,15 @@ def verdict_table(effects: pd.DataFrame) -> str:
 
 
 def note_text(title: str, answer: str, effects: pd.DataFrame, rec: Recommendation | None, name: str) -> str:
-    """The experiment's description: the answer paragraph, the verdict table, the recommended block."""
-    parts = [f"### {title}", answer, verdict_table(effects)]
+    """The experiment's description: the answer paragraph, the verdict table, the recommended block.
+
+    The answer comes first: MLflow's experiment page shows the description collapsed to its first line (an
+    expand button shows the rest), and the experiment's name is already the page's title."""
+    parts = [answer, verdict_table(effects)]
     if rec is not None:
         parts.append(f"Recommended augmentation block: {rec.config.parameters()} ({rec.why}); registered model "
                      f"`{name}`, files `augmentation.py` and `augmentation.keras` beside the report.")
+    parts.append(f"_{title}_")
     return "\n\n".join(parts)
 
 
