@@ -101,3 +101,52 @@ def test_report_first_screen_shows_the_answer_and_the_forest_plot(swept, chromiu
         assert in_view(page, forest)
         box = forest.bounding_box()
         assert box["y"] + box["height"] <= 1000, box  # the whole plot, not just its top edge
+
+
+
+def _shown(page, locator) -> bool:
+    """`locator`'s first match is in the viewport and not clipped away: the element the browser hits at its
+    first characters is it (or inside it), not whatever an overflow-hidden box leaves there."""
+    from screenshot import in_view
+
+    return in_view(page, locator) and locator.first.evaluate(
+        "el => { const r = el.getBoundingClientRect();"
+        " const hit = document.elementFromPoint(r.left + Math.min(r.width, 40) / 2,"
+        "                                       r.top + Math.min(r.height, 16) / 2);"
+        " return !!hit && (el.contains(hit) || hit.contains(el)); }")
+
+
+def test_experiment_page_shows_the_answer_at_1600x1000(swept, chromium):
+    """issue 26: the report's answer is the experiment's description (`mlflow.note.content`), which MLflow 3's
+    experiment page shows under its title (ExperimentViewHeader's description box, rendered Markdown: collapsed
+    to about one line, its expand button shows the rest)."""
+    from screenshot import chromium_page, mlflow_ui
+
+    from augsweep.stores.registry import NOTE_TAG
+
+    path, mlruns, stdout, report = swept
+    view = read_stores(path, mlruns)
+    experiment = view.client.get_experiment_by_name("ui-check")
+    note = experiment.tags[NOTE_TAG]
+    answer = note.split("\n\n")[0]
+    assert "turning each augmentation on changes the best validation loss" in answer
+    assert answer in (report / "report.md").read_text()  # the report's own answer paragraph, first
+    shown_text = answer.replace("`", "").replace("**", "")  # as the UI renders its Markdown
+    with mlflow_ui(mlruns) as base, chromium_page() as page:
+        # The runs link the sweep printed: the page a user lands on (a bare #/experiments/<id> opens MLflow's
+        # GenAI overview, under a tour popover, for an experiment without traces).
+        runs_link = next(u for u in re.findall(r"http://127\.0\.0\.1:5000/#/\S+", stdout) if "/runs?" in u)
+        assert f"/experiments/{experiment.experiment_id}/" in runs_link
+        page.goto(runs_link.replace("http://127.0.0.1:5000", base))
+        box = page.locator('[data-component-id="mlflow.experiment.metadata_editor.edit_button"]').locator("xpath=..")
+        assert _shown(page, box.get_by_text(shown_text[:40], exact=False)), "the answer's start shows without a click"
+        box.locator('[data-component-id="mlflow.experiment.metadata_editor.expand_button"]').click()
+        # Expanded: the whole answer, the verdict table and the recommended block, without scrolling.
+        assert _shown(page, box.get_by_text(shown_text, exact=False))
+        assert _shown(page, box.get_by_role("columnheader", name="verdict"))
+        for row in ("flip", "contrast"):  # the verdict table's rows
+            assert _shown(page, box.get_by_role("cell", name=row, exact=True)), row
+        block = box.get_by_text("Recommended augmentation block:", exact=False)
+        assert _shown(page, block)
+        b = block.first.bounding_box()
+        assert b["y"] + b["height"] <= 1000, b

@@ -94,6 +94,43 @@ def test_four_workers_in_separate_folders_share_one_study_and_one_tracking_serve
     assert rep.returncode == 0, rep.stderr[-3000:]
     assert (out / "effects.csv").exists() and secret not in rep.stdout + rep.stderr
     assert not any(secret in f.read_text(errors="ignore") for f in out.rglob("*") if f.is_file())
+    # issue 26: the report publishes on the server too (publishing failures are only a printed warning).
+    assert "warning" not in rep.stdout + rep.stderr, rep.stdout[-3000:]
+    assert {"augmentation.py", "augmentation.keras"} <= {p.name for p in out.iterdir()}
+    _check_published_on_server(servers.tracking_uri, "four", parent, secret)
+
+
+def _check_published_on_server(tracking_uri: str, name: str, parent, secret: str) -> None:
+    """The answer is the experiment's description, the parent run holds the report files, and `<name>-best`
+    is registered on the server and loads with `mlflow.keras.load_model` and predicts in a fresh process."""
+    from augsweep.stores.registry import NOTE_TAG, SOURCE_TAG
+
+    client = MlflowClient(tracking_uri)
+    note = client.get_experiment_by_name(name).tags[NOTE_TAG]
+    assert "turning each augmentation on changes the best validation loss" in note, note
+    assert "| augmentation" in note and "verdict" in note and f"`{name}-best`" in note
+    assert secret not in note
+    files = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/report.html", "report/effects.csv", "report/augmentation.py",
+            "report/augmentation.keras"} <= files, files
+    versions = client.search_model_versions(f"name='{name}-best'")
+    assert len(versions) == 1 and versions[0].run_id == parent.info.run_id
+    assert versions[0].tags[SOURCE_TAG] and secret not in repr(versions[0])
+    script = (
+        "import mlflow, numpy as np, augsweep.augment\n"
+        "augsweep.augment.layers.crop_layer_class()\n"
+        f"model = mlflow.keras.load_model('models:/{name}-best/{versions[0].version}')\n"
+        "p = np.asarray(model.predict(np.full((3, 16, 16, 3), 0.5, np.float32), verbose=0))\n"
+        "assert p.shape == (3, 1) and np.all((p >= 0) & (p <= 1)), p\n"
+        "print('predicted', p.ravel().tolist())\n"
+    )
+    # A fresh process that knows only the server's URL (no PGPASSFILE, no local stores).
+    env = {k: v for k, v in os.environ.items() if k != "PGPASSFILE"}
+    env.update(MLFLOW_TRACKING_URI=tracking_uri, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    loaded = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env,
+                            cwd=ROOT)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert "predicted" in loaded.stdout
 
 
 def test_a_worker_killed_with_sigkill_is_failed_by_heartbeat_retried_and_its_run_killed(servers, tmp_path):

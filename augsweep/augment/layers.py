@@ -100,6 +100,8 @@ for _spec in (
 def _define_crop_layer():
     keras = _keras()
 
+    # Registered, so a saved model or augmentation block holding it loads wherever augsweep's layers are imported.
+    @keras.saving.register_keras_serializable(package="augsweep")
     class RandomCropResize(keras.layers.Layer):
         """Random crop of (1 - factor) of each side, resized back; identity at inference."""
 
@@ -135,12 +137,17 @@ def _define_crop_layer():
 _CROP_CLASS = None
 
 
-def RandomCropResize(factor, seed=None, **kwargs):  # noqa: N802 - reads like the Keras layer it builds
-    """Build the training-only crop+resize layer (class defined lazily with Keras)."""
+def crop_layer_class():
+    """The `RandomCropResize` Keras class (defined, and registered for loading, on first use)."""
     global _CROP_CLASS
     if _CROP_CLASS is None:
         _CROP_CLASS = _define_crop_layer()
-    return _CROP_CLASS(factor, seed=seed, **kwargs)
+    return _CROP_CLASS
+
+
+def RandomCropResize(factor, seed=None, **kwargs):  # noqa: N802 - reads like the Keras layer it builds
+    """Build the training-only crop+resize layer (class defined lazily with Keras)."""
+    return crop_layer_class()(factor, seed=seed, **kwargs)
 
 
 def preview(augmentations: Mapping[str, Mapping[str, Any]], aug_seed: int, image, n: int = 16):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -24,7 +25,8 @@ REPORT_ALPHA = 0.05  # the one family-wise error rate of a report
 # Every file the report writes (nothing else in --out is ever uploaded: the folder may hold anything).
 REPORT_FILES = ("report.md", "report.html", "effects.csv", "effects_by_budget.csv", "configurations.csv",
                 "effects_forest.png", "effect_vs_budget.png", "curves_by_augmentation.png", "train_vs_val.png",
-                "optimization_history.png", "ablation_curves.png", "affinity_diversity.png")
+                "optimization_history.png", "ablation_curves.png", "affinity_diversity.png",
+                "augmentation.py", "augmentation.keras")
 
 
 def check_out(out: str | Path, stores: Stores) -> Path:
@@ -49,6 +51,35 @@ def check_out(out: str | Path, stores: Stores) -> Path:
 def write_report(exp: Experiment, stores: Stores, out: str | Path | None = None) -> tuple[Path, Analysis | None]:
     """Read the stores, analyse the sweep and/or the latest ablation, and write report.md, report.html,
     effects.csv and PNGs into `out`. Returns the folder and the sweep's analysis (None without a sweep)."""
+    written = write(exp, stores, out)
+    return written.out_dir, written.analysis
+
+
+@dataclass
+class Written:
+    """What a report wrote: its folder, the sweep's analysis, the answer paragraph, the effects, and what was
+    published (the augmentation block, the registered model: `publish.Published`)."""
+
+    out_dir: Path
+    analysis: Analysis | None
+    answer: str
+    effects: pd.DataFrame
+    published: object = None
+
+
+def answer_of(sections) -> str:
+    """The report's answer: the first section's paragraphs, up to its first table or figure."""
+    lines = []
+    for block in sections[0].blocks if sections else []:
+        if not isinstance(block, str):
+            break
+        lines.append(block)
+    return "\n\n".join(lines)
+
+
+def write(exp: Experiment, stores: Stores, out: str | Path | None = None) -> Written:
+    """`write_report`, returning everything the API shows (`Written`); also writes the augmentation block,
+    registers the best model and sets the experiment's description (`publish`)."""
     mlruns = stores.mlruns
     # One MLflow client for the whole report (each one resolves the store again); not made before a
     # tracking store exists, so a report on a missing store does not create an empty one.
@@ -90,8 +121,8 @@ def write_report(exp: Experiment, stores: Stores, out: str | Path | None = None)
     title = f"augsweep report: {stores.study_name}"
     (out_dir / "report.md").write_text(to_markdown(title, sections))
     (out_dir / "report.html").write_text(to_html(title, sections))
-    pd.concat(effects, ignore_index=True)[EFFECT_COLUMNS].to_csv(out_dir / "effects.csv", index=False,
-                                                                  float_format=FLOAT)
+    all_effects = pd.concat(effects, ignore_index=True)[EFFECT_COLUMNS]
+    all_effects.to_csv(out_dir / "effects.csv", index=False, float_format=FLOAT)
     if analysis is not None:
         from .budget import BUDGET_COLUMNS
         from .configurations import CONFIG_COLUMNS
@@ -101,6 +132,15 @@ def write_report(exp: Experiment, stores: Stores, out: str | Path | None = None)
         configs = (analysis.configurations if analysis.configurations is not None
                    else pd.DataFrame(columns=CONFIG_COLUMNS))
         configs[CONFIG_COLUMNS].to_csv(out_dir / "configurations.csv", index=False, float_format=FLOAT)
+    answer = answer_of(sections)
+    from .publish import publish
+
+    try:
+        published = publish(exp, stores, client, study, analysis, all_effects, out_dir,
+                            study.user_attrs.get(ATTR_PARENT_RUN) if study is not None else None, title, answer)
+    except Exception as e:  # noqa: BLE001 - the files on disk are the report; the block and registry build on it
+        published = None
+        print(f"warning: could not export the augmentation block or register the best model: {e}")
     # Only this report's own files, never a walk of the folder (it may hold the stores, a pgpass, anything).
     written = [out_dir / n for n in REPORT_FILES
                if (out_dir / n).is_file() and (out_dir / n).stat().st_mtime >= started]
@@ -110,7 +150,7 @@ def write_report(exp: Experiment, stores: Stores, out: str | Path | None = None)
                 client.log_artifact(parent, str(path), "report")
         except Exception as e:  # the files on disk are the report; the artifact copy is a convenience
             print(f"warning: could not log the report to MLflow run {parent}: {e}")
-    return out_dir, analysis
+    return Written(out_dir, analysis, answer, all_effects, published)
 
 
 TERMINAL_WIDTH = 99  # the summary a terminal shows stays under 100 columns; effects.csv has every column

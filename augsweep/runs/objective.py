@@ -25,7 +25,7 @@ from ..training import train
 from ..training.checks import chance_loss, failure_reason, release_memory
 from ..training.data import Dataset
 from .progress import SweepProgress
-from .repeat import preview_images, train_repeat, write_artifacts
+from .repeat import MODEL_ARTIFACT, preview_images, save_model, train_repeat, write_artifacts
 
 
 def pruning_callback(trial, repeat: int, epochs: int):
@@ -139,9 +139,17 @@ class Objective:
                                         model=exp.model)
                     self._run_tags["jit_compile"] = done.jit_compile
                     histories.append(done.history)
-                    done.model = None  # the next repeat reuses it (training.reuse) or frees it by building anew
                     # A diverged training is an outcome, not a hole: scored by what it reached (checks.py).
                     summaries.append(done.check(chance_loss(self.dataset.num_classes)))
+                    # The trial's best repeat so far is kept as a file (the report registers the best
+                    # configuration's best seed from it, and never retrains); saved now because the next
+                    # repeat reuses (resets) this very model.
+                    best = summaries[-1]["best_val_loss"]
+                    if math.isfinite(best) and best <= min(x["best_val_loss"] for x in summaries
+                                                           if math.isfinite(x["best_val_loss"])):
+                        save_model(done, config, exp.train, tmp / MODEL_ARTIFACT)
+                        self._run_tags["model_repeat"] = r
+                    done.model = None  # the next repeat reuses it (training.reuse) or frees it by building anew
                     if prune.pruned_at is not None:
                         raise optuna.TrialPruned(f"pruned at repeat {s.repeat}, epoch {prune.pruned_at}")
                 value = float(np.mean([r["best_val_loss"] for r in summaries]))
@@ -201,4 +209,6 @@ class Objective:
         texts = {"traceback.txt": traceback_text} if traceback_text else {}
         title = getattr(self, "_title", config.label())
         artifacts = write_artifacts(tmp, history, title, images)
+        if state == "COMPLETE" and (tmp / MODEL_ARTIFACT).is_file():
+            artifacts.append(tmp / MODEL_ARTIFACT)
         self.tracker.finish_trial(run_id, status, history, metrics, tags, artifacts, texts)

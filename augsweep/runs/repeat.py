@@ -61,6 +61,23 @@ def train_repeat(config: TrialConfig, dataset: Dataset, settings: TrainConfig, s
     return RepeatOutcome(seeds, history, result.model, result.placement, jit, accuracy_name(dataset.num_classes))
 
 
+MODEL_ARTIFACT = "model.keras"  # a COMPLETE trial's best repeat, trained network with its augmentations in front
+
+
+def save_model(done: RepeatOutcome, config: TrialConfig, settings: TrainConfig, path: Path) -> Path:
+    """Save a repeat's trained network as a `.keras` file with every augmentation it trained with inside it:
+    those that ran in the input pipeline (`placement`) are put back in front, seeded as they trained."""
+    import keras
+
+    in_data = train.plan_placement(config, settings).in_data
+    model = done.model
+    if in_data:
+        layers = augment.build_layers({n: config.enabled[n] for n in in_data}, done.seeds.aug)
+        model = keras.Sequential([keras.Input(model.input_shape[1:]), *layers, model])
+    model.save(path)
+    return path
+
+
 def preview_image_index(x, candidates: int = 256) -> int:
     """A training image that shows what an augmentation does: the clearest (highest contrast) of the
     most asymmetric ones (a mirror or a quarter turn changes it most) among the first `candidates`.

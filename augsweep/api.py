@@ -1,0 +1,264 @@
+"""The Python API for notebooks and scripts: `load_experiment`, `sweep`, `report`.
+
+The same functions as the command lines (`augsweep.cli` -> `experiment.load`, `runs.sweep`, `report.write`),
+with the same errors: bad input raises `augsweep.UserError` (a `ValueError`; the CLI prints it as its one
+line and exits 2), never `SystemExit`. Heavy modules (TensorFlow, MLflow, Optuna) load on first use.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .runtime import UserError
+
+DICT_FOLDER = Path(".augsweep")  # where an experiment given as a dict is written (commands name a file)
+
+
+def load_experiment(path_or_dict: str | Path | Mapping[str, Any]):
+    """Read and validate an experiment, as `sweep.py` and `report.py` do.
+
+    Args:
+        path_or_dict: an experiment YAML file, or the same keys as a dict (written to
+            `.augsweep/<name>.yaml` in the current folder, so that every printed command names a file).
+
+    Returns:
+        The validated `Experiment` (frozen dataclass: `name`, `dataset`, `search_space`, `train`, ...).
+
+    Raises:
+        UserError: the file is missing or a key or value is invalid (the message names it).
+
+    Example:
+
+    ```python
+    exp = augsweep.load_experiment("experiments/synthetic.yaml")
+    exp = augsweep.load_experiment({"name": "mine", "dataset": {"source": "digits", "image_size": [16, 16]},
+                                    "search_space": {"augmentations": {"flip": {}}}})
+    ```
+    """
+    from .experiment.load import load_experiment as load
+
+    if isinstance(path_or_dict, Mapping):
+        import yaml
+
+        name = path_or_dict.get("name")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+            raise UserError(f"an experiment dict needs a `name` of letters, digits, '.', '_' or '-'. "
+                            f"Received: name={name!r}")
+        DICT_FOLDER.mkdir(exist_ok=True)
+        path = DICT_FOLDER / f"{name}.yaml"
+        path.write_text(yaml.safe_dump(dict(path_or_dict), sort_keys=False))
+        return load(path)
+    path = Path(path_or_dict)
+    if not path.is_file():
+        what = "is not a file" if path.exists() else "file not found"
+        raise UserError(f"experiment {what}. Received: path={str(path_or_dict)!r}")
+    return load(path)
+
+
+def _experiment(exp):
+    from .experiment.schema import Experiment
+
+    return exp if isinstance(exp, Experiment) else load_experiment(exp)
+
+
+def _stores(exp, mlruns, storage, tracking_uri, study_name):
+    from .stores.study import resolve_stores
+
+    stores = resolve_stores(exp, mlruns, storage, tracking_uri, study_name)
+    stores.check_paths()
+    stores.check_servers()
+    return stores
+
+
+@dataclass
+class Study:
+    """What `sweep` ran: the Optuna study name, trial counts and the best distinct configurations."""
+
+    name: str
+    finished: int
+    budget: int
+    ran_now: int
+    best: list = field(default_factory=list)  # (configuration label, mean best val_loss, trials) best first
+    parent_run_id: str = ""
+    mlruns: str = "mlruns"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        rows = "".join(f"<tr><td>{html.escape(c)}</td><td>{m:.4f}</td><td>{n}</td></tr>" for c, m, n in self.best)
+        return (f"<p>Study <b>{html.escape(self.name)}</b>: {self.finished}/{self.budget} trials finished "
+                f"({self.ran_now} run now).</p><table><tr><th>configuration</th><th>mean best val_loss</th>"
+                f"<th>trials</th></tr>{rows}</table>")
+
+
+def _bar_echo(total: int):
+    """`echo` for the sweep: a tqdm bar over trials (tqdm's notebook bar in Jupyter), other lines printed."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc="trials", unit="trial")
+    trial_line = re.compile(r"^\[\s*(\d+)/(\d+)\] (t\d+)")
+
+    def echo(line: str) -> None:
+        m = trial_line.match(line)
+        if m:
+            bar.n = min(int(m.group(1)), total)
+            bar.set_postfix_str(line.split("  ")[1] if "  " in line else "", refresh=False)
+            bar.refresh()
+        else:
+            bar.write(line)
+
+    return echo, bar
+
+
+def sweep(exp, trials: int | None = None, *, mlruns: str | Path = "mlruns", storage: str | None = None,
+          tracking_uri: str | None = None, study_name: str | None = None, progress: bool = True) -> Study:
+    """Run (or resume) a sweep until `trials` trials have finished in total, as `sweep.py` does.
+
+    Args:
+        exp: an `Experiment`, a path to its YAML file, or a dict (see `load_experiment`).
+        trials: finished trials wanted in total (default: the experiment's `trials`).
+        mlruns: root of the embedded stores (MLflow SQLite + artifacts, Optuna study).
+        storage: an Optuna storage URL instead of the embedded one (e.g. `postgresql+psycopg://...`).
+        tracking_uri: an MLflow tracking URI instead of the embedded one (e.g. `http://host:5000`).
+        study_name: the Optuna study's name (default: the experiment's `name`).
+        progress: show a bar over trials (tqdm's notebook bar in Jupyter); False prints nothing.
+
+    Returns:
+        A `Study` with the counts and the best distinct configurations by their mean.
+
+    Raises:
+        UserError: bad input (experiment, stores, URLs), before anything is trained.
+        RuntimeError: the sweep stopped on repeated failures (`runs.sweep.SweepAborted`).
+
+    Example:
+
+    ```python
+    study = augsweep.sweep("experiments/synthetic.yaml", trials=4, mlruns="/tmp/mlruns")
+    study.best[0]  # ('d1 flip', 0.61, 2)
+    ```
+    """
+    from .experiment.load import check_before_training
+
+    exp = _experiment(exp)
+    check_before_training(exp, sweep=True)
+    stores = _stores(exp, mlruns, storage, tracking_uri, study_name)
+    from .runs.sweep import budget_of, run_sweep
+    from .experiment.space import TrialConfig
+
+    bar = None
+    if progress:
+        echo, bar = _bar_echo(budget_of(exp, trials))
+    else:
+        def echo(line: str) -> None:
+            pass
+    try:
+        outcome = run_sweep(exp, stores, trials=trials, echo=echo)
+    finally:
+        if bar is not None:
+            bar.close()
+    best = [(TrialConfig.from_flat(t.user_attrs["config"]).label(), float(mean), int(n)) for t, mean, n in outcome.best]
+    return Study(outcome.study_name, outcome.finished, outcome.budget, outcome.ran_now, best,
+                 outcome.parent_run_id, str(mlruns))
+
+
+@dataclass
+class Report:
+    """A written report: the answer, the effects, the best configuration and the augmentation block."""
+
+    out_dir: Path
+    answer: str  # the report's answer paragraph (Markdown)
+    effects: Any  # pandas DataFrame of effects.csv
+    best: Any  # `report.export.Recommendation` (the recommended configuration and its best seed) or None
+    model_version: Any = None  # the registered `<study>-best` MLflow model version, or None
+    notes: tuple = ()  # why no block was written or no model registered (e.g. stores older than model.keras)
+
+    def augmentation_block(self):
+        """The recommended augmentation block as a `keras.Sequential` (loads `augmentation.keras`).
+
+        Returns:
+            The block: seeded Keras preprocessing layers, active only in training.
+
+        Raises:
+            UserError: the report wrote no block (no finished trial, or stores older than the block).
+
+        Example:
+
+        ```python
+        block = augsweep.report("experiments/synthetic.yaml").augmentation_block()
+        model = keras.Sequential([block, *my_layers])
+        ```
+        """
+        path = self.out_dir / "augmentation.keras"
+        if not path.is_file():
+            raise UserError(f"the report wrote no augmentation block. Received: out={str(self.out_dir)!r}")
+        import keras
+
+        from .augment.layers import crop_layer_class
+
+        crop_layer_class()  # registers augsweep's crop layer so a block holding it loads
+        return keras.saving.load_model(path)
+
+    def _repr_html_(self) -> str:
+        import base64
+        import html
+
+        from .report.render import display
+
+        forest = self.out_dir / "effects_forest.png"
+        img = (f'<img style="max-width:100%" src="data:image/png;base64,'
+               f'{base64.b64encode(forest.read_bytes()).decode()}" alt="forest plot of the effects">'
+               if forest.is_file() else "")
+        paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in self.answer.split("\n\n") if p)
+        table = display(self.effects[["augmentation", "effect", "ci_low", "ci_high", "verdict"]]).to_html(
+            index=False)
+        best = (f"<p>Recommended block: {html.escape(self.best.config.parameters())} "
+                f"({html.escape(self.best.why)}).</p>" if self.best is not None else "")
+        notes = "".join(f"<p><b>note:</b> {html.escape(n)}</p>" for n in self.notes)
+        return f"<div>{paragraphs}{best}{notes}{img}{table}</div>"
+
+
+def report(exp, *, mlruns: str | Path = "mlruns", out: str | Path | None = None, storage: str | None = None,
+           tracking_uri: str | None = None, study_name: str | None = None) -> Report:
+    """Write the report from the stores (never retrains), as `report.py` does.
+
+    Writes `report.md`, `report.html`, `effects.csv`, the CSVs and figures, and the recommended augmentation
+    block (`augmentation.py`, `augmentation.keras`) into `out`; registers the best model in MLflow as
+    `<study>-best` and puts the answer on the experiment's page.
+
+    Args:
+        exp: an `Experiment`, a path to its YAML file, or a dict (see `load_experiment`).
+        mlruns: root of the embedded stores the sweep wrote.
+        out: output folder (default: `reports/<study>/`).
+        storage: the Optuna storage URL the sweep used, if not the embedded one.
+        tracking_uri: the MLflow tracking URI the sweep used, if not the embedded one.
+        study_name: the Optuna study's name (default: the experiment's `name`).
+
+    Returns:
+        A `Report` with `.answer`, `.effects`, `.best`, `.augmentation_block()` and `.notes` (why no block was
+        written or no model registered, if so); in a notebook it shows the answer, the notes and the forest
+        plot.
+
+    Raises:
+        UserError: no stores, a bad `out`, bad input.
+
+    Example:
+
+    ```python
+    rep = augsweep.report("experiments/synthetic.yaml", mlruns="/tmp/mlruns")
+    print(rep.answer)
+    rep.effects  # DataFrame of effects.csv
+    ```
+    """
+    exp = _experiment(exp)
+    stores = _stores(exp, mlruns, storage, tracking_uri, study_name)
+    from .report.write import write
+
+    written = write(exp, stores, out)
+    published = written.published
+    return Report(Path(written.out_dir), written.answer, written.effects,
+                  published.recommendation if published is not None else None,
+                  published.model_version if published is not None else None,
+                  tuple(published.notes) if published is not None else ())

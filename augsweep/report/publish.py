@@ -1,0 +1,102 @@
+"""Using the answer: the recommended augmentation block written next to the report, the best configuration's
+model registered in MLflow as `<study>-best`, and the answer as the experiment's description.
+
+Reads the stores and writes files and MLflow entries; never trains. The model is the one the sweep saved: each
+COMPLETE trial's run holds `model.keras`, its best repeat's trained network with its augmentations inside
+(`runs.repeat.save_model`), so the best configuration's best seed is a download, not a retraining.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..experiment.schema import Experiment
+from ..experiment.seeding import RepeatSeeds
+from ..stores import registry
+from ..stores.study import Stores
+from .export import Recommendation, recommend, write_block
+from .render import display
+from .sweep_section import tidy_table, trials_frame
+
+
+@dataclass
+class Published:
+    """What `publish` did: the recommendation, the block's files, the registered model version (or None)."""
+
+    recommendation: Recommendation | None = None
+    files: tuple[Path, ...] = ()
+    model_version: object = None
+    notes: tuple[str, ...] = ()
+
+
+def verdict_table(effects: pd.DataFrame) -> str:
+    """The verdicts as a Markdown table (what the experiment's description shows)."""
+    cols = ["augmentation", "effect", "ci_low", "ci_high", "verdict", "source"]
+    return display(effects[cols]).to_markdown(index=False)
+
+
+def note_text(title: str, answer: str, effects: pd.DataFrame, rec: Recommendation | None, name: str) -> str:
+    """The experiment's description: the answer paragraph, the verdict table, the recommended block.
+
+    The answer comes first: MLflow's experiment page shows the description collapsed to its first line (an
+    expand button shows the rest), and the experiment's name is already the page's title."""
+    parts = [answer, verdict_table(effects)]
+    if rec is not None:
+        parts.append(f"Recommended augmentation block: {rec.config.parameters()} ({rec.why}); registered model "
+                     f"`{name}`, files `augmentation.py` and `augmentation.keras` beside the report.")
+    parts.append(f"_{title}_")
+    return "\n\n".join(parts)
+
+
+def _input_shape(model_file: Path | None):
+    if model_file is None:
+        return None
+    import keras
+
+    return tuple(keras.saving.load_model(model_file).input_shape[1:])
+
+
+def publish(exp: Experiment, stores: Stores, client, study, analysis, effects: pd.DataFrame, out_dir: Path,
+            parent_run_id: str | None, title: str, answer: str) -> Published:
+    """Write the block, register the best model and set the experiment's description (see the module)."""
+    done = Published()
+    mexp = client.get_experiment_by_name(exp.name)
+    name = registry.registered_name(stores.study_name)
+    if analysis is not None and analysis.configurations is not None:
+        trials, table = trials_frame(study), tidy_table(study, analysis.augmentations)
+        rec = recommend(analysis.configurations, effects, table, trials,
+                                              analysis.augmentations)
+        if rec is not None:
+            run = client.get_run(rec.run_id)
+            saved = run.data.tags.get("model_repeat")
+            repeat = int(saved) if saved is not None else rec.repeat
+            if repeat != rec.repeat:  # a tie within the trial: the saved repeat is the model and the block
+                from dataclasses import replace
+
+                rec = replace(rec, repeat=repeat)
+            done.recommendation = rec
+            aug_seed = RepeatSeeds.from_param(run.data.params[f"seeds_r{repeat}"], repeat).aug
+            with registry.temp_folder() as tmp:
+                model_file = registry.download_model(client, rec.run_id, tmp)
+                shape = _input_shape(model_file)
+                if shape is None:
+                    done.notes += (f"trial {rec.trial}'s run holds no {registry.MODEL_ARTIFACT} (written by an "
+                                   f"older version): no augmentation block or registered model",)
+                else:
+                    done.files = tuple(write_block(rec, aug_seed, shape, stores.study_name, out_dir))
+                    if not parent_run_id or mexp is None:
+                        done.notes += ("the stores hold no sweep parent run to log the model into: the best model "
+                                       f"is not registered as {name}",)
+                    else:
+                        done.model_version = registry.register_best(
+                            client, stores.tracking_uri, mexp.experiment_id, name, model_file, rec.run_id, repeat,
+                            parent_run_id, description=f"{rec.config.parameters()}: {rec.why}",
+                            tags={"configuration": rec.label, "which": rec.which, "trial": rec.trial,
+                                  "mean_best_val_loss": f"{rec.mean_best_val_loss:.4f}"})
+    if mexp is not None and len(effects):
+        registry.set_experiment_note(client, mexp.experiment_id,
+                                     note_text(title, answer, effects, done.recommendation, name))
+    return done

@@ -1,0 +1,126 @@
+"""The Python API end to end on one tiny sweep: `load_experiment`, `sweep`, `report` (answer, effects, best,
+augmentation block, notebook display), the best model registered in MLflow (loads and predicts in a fresh
+process), the answer on the experiment's page, the block on the parent run; and a cheap `import augsweep`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+import augsweep
+from augsweep.stores.registry import NOTE_TAG, SOURCE_TAG
+from tests.helpers import tiny_experiment
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    """One sweep and its report through the API (3 trials x 2 seeds, 2 epochs on 16x16 images)."""
+    folder = tmp_path_factory.mktemp("api")
+    exp_dict = tiny_experiment(name="api-tiny", repeats=2)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        exp = augsweep.load_experiment(exp_dict)
+        study = augsweep.sweep(exp, mlruns=folder / "mlruns", progress=False)
+        rep = augsweep.report(exp, mlruns=folder / "mlruns", out=folder / "report")
+        again = augsweep.report(exp, mlruns=folder / "mlruns", out=folder / "report2")
+    return folder, exp, study, rep, again
+
+
+def test_load_experiment_from_a_dict_a_path_and_bad_input(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exp = augsweep.load_experiment(tiny_experiment(name="from-dict"))
+    assert exp.name == "from-dict" and (tmp_path / ".augsweep" / "from-dict.yaml").is_file()
+    assert augsweep.load_experiment(tmp_path / ".augsweep" / "from-dict.yaml").sha256() == exp.sha256()
+    with pytest.raises(augsweep.UserError, match="file not found"):
+        augsweep.load_experiment(tmp_path / "missing.yaml")
+    with pytest.raises(augsweep.UserError, match="rotation.factor must be in"):
+        augsweep.load_experiment(tiny_experiment(search_space={"augmentations": {"rotation": {"factor": 1.7}}}))
+
+
+def test_sweep_returns_the_study(done):
+    _, exp, study, _, _ = done
+    assert (study.name, study.finished, study.budget, study.ran_now) == ("api-tiny", 3, 3, 3)
+    assert study.best and study.best[0][1] <= study.best[-1][1]
+    assert "api-tiny" in study._repr_html_()
+
+
+def test_report_gives_answer_effects_best_and_block(done):
+    folder, exp, _, rep, _ = done
+    assert "turning each augmentation on changes the best validation loss" in rep.answer
+    pd.testing.assert_frame_equal(rep.effects.reset_index(drop=True), pd.read_csv(folder / "report" / "effects.csv"),
+                                  check_dtype=False, atol=1e-4)
+    assert rep.best is not None and rep.best.which in ("best", "best without hurts")
+    block = rep.augmentation_block()
+    assert block.name == "augmentation"
+    x = np.full((2, 16, 16, 3), 0.5, np.float32)
+    np.testing.assert_array_equal(np.asarray(block(x, training=False)), x)
+    html = rep._repr_html_()
+    assert "data:image/png;base64," in html and "turning each augmentation on" in html
+    assert {"augmentation.py", "augmentation.keras"} <= {p.name for p in (folder / "report").iterdir()}
+
+
+def test_mlflow_holds_the_answer_the_block_and_one_registered_version(done):
+    folder, exp, _, rep, again = done
+    client = MlflowClient(f"sqlite:///{folder / 'mlruns' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(exp.name)
+    note = experiment.tags[NOTE_TAG]
+    assert rep.answer.split("\n\n")[0] in note and "| augmentation" in note and "verdict" in note
+    versions = client.search_model_versions("name='api-tiny-best'")
+    assert len(versions) == 1  # the second report found the same best model: no new version
+    assert again.model_version.version == rep.model_version.version == versions[0].version
+    assert versions[0].tags[SOURCE_TAG].startswith(rep.best.run_id)
+    parent = client.get_run(rep.model_version.run_id)
+    assert parent.data.tags.get("mlflow.parentRunId") is None  # the sweep's parent run holds them
+    report_files = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/report.html", "report/effects.csv", "report/augmentation.py",
+            "report/augmentation.keras"} <= report_files
+
+
+def test_registered_model_loads_and_predicts_in_a_fresh_process(done):
+    folder, exp, _, rep, _ = done
+    script = (
+        "import mlflow, numpy as np, augsweep.augment\n"
+        "augsweep.augment.layers.crop_layer_class()\n"
+        f"mlflow.set_tracking_uri('sqlite:///{folder / 'mlruns' / 'mlflow.db'}')\n"
+        "model = mlflow.keras.load_model('models:/api-tiny-best/1')\n"
+        "names = [l.name for l in model.layers]\n"
+        "p = np.asarray(model.predict(np.full((3, 16, 16, 3), 0.5, np.float32), verbose=0))\n"
+        "assert p.shape == (3, 1) and np.all((p >= 0) & (p <= 1)), p\n"
+        "print('layers', names)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in rep.best.config.enabled:  # the augmentation block is inside the registered model
+        assert f"aug_{name}" in result.stdout
+
+
+def test_import_augsweep_is_cheap():
+    code = ("import sys, augsweep; augsweep.UserError; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'mlflow', 'optuna', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_skipped_publishing_says_why_in_the_cli_and_the_api(done, monkeypatch, capsys):
+    """Stores older than model.keras: no block, no registered model, and the report says so (it used to be
+    silent: the reason was only in `Published.notes`)."""
+    from augsweep.cli import report_main
+    from augsweep.stores import registry
+
+    folder, exp, *_ = done
+    monkeypatch.chdir(folder)
+    monkeypatch.setattr(registry, "download_model", lambda *a, **k: None)  # what a run without model.keras gives
+    rep = augsweep.report(exp, mlruns=folder / "mlruns", out=folder / "old-api")
+    assert rep.model_version is None and len(rep.notes) == 1 and "holds no model.keras" in rep.notes[0]
+    assert "note:</b>" in rep._repr_html_() and "holds no model.keras" in rep._repr_html_()
+    code = report_main([str(folder / ".augsweep" / "api-tiny.yaml"), "--mlruns", str(folder / "mlruns"),
+                        "--out", str(folder / "old-cli")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert [line for line in out.splitlines() if "model.keras" in line] == [f"note: {rep.notes[0]}"]
+    assert not (folder / "old-cli" / "augmentation.keras").exists()
