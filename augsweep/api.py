@@ -114,7 +114,8 @@ def _bar_echo(total: int):
 
 
 def sweep(exp, trials: int | None = None, *, mlruns: str | Path = "mlruns", storage: str | None = None,
-          tracking_uri: str | None = None, study_name: str | None = None, progress: bool = True) -> Study:
+          tracking_uri: str | None = None, study_name: str | None = None, progress: bool = True,
+          workers: int | str = 1) -> Study:
     """Run (or resume) a sweep until `trials` trials have finished in total, as `sweep.py` does.
 
     Args:
@@ -125,6 +126,9 @@ def sweep(exp, trials: int | None = None, *, mlruns: str | Path = "mlruns", stor
         tracking_uri: an MLflow tracking URI instead of the embedded one (e.g. `http://host:5000`).
         study_name: the Optuna study's name (default: the experiment's `name`).
         progress: show a bar over trials (tqdm's notebook bar in Jupyter); False prints nothing.
+        workers: worker processes, as `sweep.py --workers`: 1 (this process), N, or `"auto"` (one per CPU
+            core, GPUs by free memory). Workers print their own progress lines (to the terminal the notebook
+            server runs in); the bar then moves when the sweep ends.
 
     Returns:
         A `Study` with the counts and the best distinct configurations by their mean.
@@ -142,10 +146,15 @@ def sweep(exp, trials: int | None = None, *, mlruns: str | Path = "mlruns", stor
     """
     from .experiment.load import check_before_training
 
+    if not (workers == "auto" or (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1)):
+        raise UserError(f"workers must be an integer >= 1 or 'auto'. Received: {workers!r}")
     exp = _experiment(exp)
     check_before_training(exp, sweep=True)
     stores = _stores(exp, mlruns, storage, tracking_uri, study_name)
     from .runs.sweep import budget_of, run_sweep
+    from .runs.workers import auto_workers, parallel_cap, run_workers
+
+    n, rule = auto_workers(parallel_cap(exp, trials)) if workers == "auto" else (workers, "")
     from .experiment.space import TrialConfig
 
     bar = None
@@ -155,7 +164,8 @@ def sweep(exp, trials: int | None = None, *, mlruns: str | Path = "mlruns", stor
         def echo(line: str) -> None:
             pass
     try:
-        outcome = run_sweep(exp, stores, trials=trials, echo=echo)
+        outcome = (run_workers(exp, stores, n, trials=trials, echo=echo, rule=rule) if n > 1
+                   else run_sweep(exp, stores, trials=trials, echo=echo))
     finally:
         if bar is not None:
             bar.close()

@@ -42,6 +42,15 @@ def test_load_experiment_from_a_dict_a_path_and_bad_input(tmp_path, monkeypatch)
         augsweep.load_experiment(tiny_experiment(search_space={"augmentations": {"rotation": {"factor": 1.7}}}))
 
 
+def test_sweep_refuses_a_bad_worker_count_before_training(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    exp = augsweep.load_experiment(tiny_experiment(name="bad-workers"))
+    for bad in (0, "many", True):
+        with pytest.raises(augsweep.UserError, match="workers must be an integer >= 1 or 'auto'. Received"):
+            augsweep.sweep(exp, mlruns=tmp_path / "m", progress=False, workers=bad)
+    assert not (tmp_path / "m").exists()
+
+
 def test_sweep_returns_the_study(done):
     _, exp, study, _, _ = done
     assert (study.name, study.finished, study.budget, study.ran_now) == ("api-tiny", 3, 3, 3)
