@@ -71,6 +71,8 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=16, help="total trials of each side (default: one block, 16)")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--tiny", action="store_true", help="a synthetic 4-trial sweep (smoke test)")
+    ap.add_argument("--workers", default="1,auto", help="the sides, comma-separated (default: 1,auto); the first "
+                                                        "is the speed-up's baseline")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -80,12 +82,12 @@ def main() -> None:
             experiment.write_text(yaml.safe_dump(TINY))
         exp = yaml.safe_load(experiment.read_text())
         repeats = int(exp.get("repeats", 1))
-        sides = {"1 worker": "1", "--workers auto": "auto"}
+        sides = {(f"--workers {w}" if w != "1" else "1 worker"): w for w in args.workers.split(",")}
         results: dict[str, list[dict]] = {k: [] for k in sides}
         for r in range(args.rounds):
             for name, workers in sides.items():
                 results[name].append(run_side(experiment, workers, trials, tmp, f"{r}-{workers}"))
-    base = median([x["wall"] for x in results["1 worker"]])
+    base = median([x["wall"] for x in next(iter(results.values()))])
     same = {x["effects"] for xs in results.values() for x in xs}
     rows = []
     for name, xs in results.items():

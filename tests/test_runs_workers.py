@@ -18,18 +18,20 @@ SPACE = {"depth": [1, 2], "augmentations": {"flip": {"mode": "horizontal"}, "con
 PROCESS_TAGS = ("device", "dtype_policy", "deterministic", "backend", "training_threads")
 
 
-def test_auto_is_one_worker_per_core_on_cpu_capped_by_what_can_run_at_once():
-    assert auto_workers(cap=32, cores=2, gpus=[]) == (2, "one per CPU core (2)")
-    n, rule = auto_workers(cap=3, cores=16, gpus=[])
+def test_auto_is_one_worker_per_core_plus_one_on_cpu_capped_by_memory_and_what_can_run_at_once():
+    assert auto_workers(cap=32, cores=2, gpus=[], ram_gib=24) == (3, "one per CPU core plus one (2 cores)")
+    n, rule = auto_workers(cap=3, cores=16, gpus=[], ram_gib=64)
     assert n == 3 and rule.endswith("at most the 3 trials that can run at once")
-    assert auto_workers(cap=8, cores=1, gpus=[])[0] == 1
+    assert auto_workers(cap=8, cores=1, gpus=[], ram_gib=24)[0] == 1  # one core: one process, no spawn
+    n, rule = auto_workers(cap=64, cores=16, gpus=[], ram_gib=7.0)
+    assert n == 4 and "at most 4 in 7 GiB of available memory" in rule
 
 
 def test_auto_on_gpus_packs_by_free_memory_one_per_core_at_most():
-    n, rule = auto_workers(cap=64, cores=16, gpus=["0"], free_gib=[139.0])
+    n, rule = auto_workers(cap=64, cores=16, gpus=["0"], free_gib=[139.0], ram_gib=128)
     assert n == 16 and "1 GPU(s)" in rule  # 69 would fit in memory; the 16 cores bound it
-    assert auto_workers(cap=64, cores=16, gpus=["0", "1"], free_gib=[3.0, 5.0])[0] == 3  # 1 + 2
-    assert auto_workers(cap=64, cores=16, gpus=["0"], free_gib=[0.5])[0] == 1  # at least one per GPU
+    assert auto_workers(cap=64, cores=16, gpus=["0", "1"], free_gib=[3.0, 5.0], ram_gib=128)[0] == 3  # 1 + 2
+    assert auto_workers(cap=64, cores=16, gpus=["0"], free_gib=[0.5], ram_gib=128)[0] == 1  # at least one per GPU
 
 
 def test_workers_rejects_anything_but_a_count_or_auto(tmp_path):

@@ -71,14 +71,31 @@ def gpu_free_gib(gpus: list[str]) -> list[float]:
     return [free[g] for g in gpus if g in free] if out.returncode == 0 else []
 
 
+RAM_GIB_PER_WORKER = 1.5  # resident memory of one worker (TensorFlow, Keras, MLflow, Optuna, the data): ~1.1 GiB
+
+
+def available_memory_gib() -> float | None:
+    """MemAvailable from /proc/meminfo, in GiB; None where there is no such file."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 2**20
+    except OSError:
+        return None
+    return None
+
+
 def auto_workers(cap: int, cores: int | None = None, gpus: list[str] | None = None,
-                 free_gib: list[float] | None = None) -> tuple[int, str]:
+                 free_gib: list[float] | None = None, ram_gib: float | None = None) -> tuple[int, str]:
     """`--workers auto`: (how many workers, the rule in words).
 
-    On CPU, one worker per usable core: one small training cannot keep two cores busy, independent trainings
-    can. With GPUs, as many per GPU as its free memory holds at `GIB_PER_TRAINING` each, at most one per core
-    in total (each worker needs a core to feed its GPU). Never more than `cap` (the trials one block, or the
-    budget, can run at once), never fewer than one."""
+    On CPU, one worker per usable core plus one: one small training cannot keep two cores busy, independent
+    trainings can, and a worker waits (on the shared stores, its input pipeline, the block's end) about a
+    quarter of its time, which the extra worker fills (bench/parallel.py on 2 cores: 1.50x with 2 workers at
+    150% CPU, 1.61x with 3 at 168%, the same effects.csv). With GPUs, as many per GPU as its free memory holds
+    at `GIB_PER_TRAINING` each, at most one per core in total (each worker needs a core to feed its GPU).
+    Never more than the memory holds at `RAM_GIB_PER_WORKER` each, nor than `cap` (the trials one block, or
+    the budget, can run at once); never fewer than one."""
     cores = usable_cores() if cores is None else cores
     gpus = visible_gpus() if gpus is None else gpus
     if gpus:
@@ -88,11 +105,16 @@ def auto_workers(cap: int, cores: int | None = None, gpus: list[str] | None = No
         rule = (f"{len(gpus)} GPU(s), up to {GIB_PER_TRAINING:g} GiB of free memory per training, at most one "
                 f"per core ({cores})")
     else:
-        n, rule = cores, f"one per CPU core ({cores})"
-    n = max(1, min(n, cap))
-    if n == cap and cap < (cores if not gpus else n + 1):
+        n = cores + 1 if cores > 1 else 1
+        rule = f"one per CPU core plus one ({cores} cores)"
+    ram = available_memory_gib() if ram_gib is None else ram_gib
+    if ram is not None and n > max(1, int(ram // RAM_GIB_PER_WORKER)):
+        n = max(1, int(ram // RAM_GIB_PER_WORKER))
+        rule += f", at most {n} in {ram:.0f} GiB of available memory"
+    if n > cap:
+        n = cap
         rule += f", at most the {cap} trials that can run at once"
-    return n, rule
+    return max(1, n), rule
 
 
 def parallel_cap(exp: Experiment, trials: int | None) -> int:
