@@ -156,8 +156,7 @@ def storage_load(storage_url: str, workers: int, trials: int, sleep: float = 0.0
                 optimize(study, exp, objective, _Progress(trials, 10**6, lambda line: None), trials, start_lock,
                          lambda line: None)
             finally:
-                if hasattr(start_lock, "close"):
-                    start_lock.close()
+                start_lock.close()
         except Exception as e:  # noqa: BLE001 - reported by the caller
             errors.append(f"{type(e).__name__}: {e}")
 

@@ -145,7 +145,7 @@ def test_pgpass_is_created_private_never_readable_for_a_moment(tmp_path, monkeyp
 
 
 def test_lock_folders_of_a_storage_url_are_private_and_not_in_tmp(tmp_path, monkeypatch):
-    from augsweep.stores.recovery import lock_dir
+    from augsweep.stores.locks import lock_dir
 
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
     (tmp_path / "run").mkdir(mode=0o700)

@@ -292,8 +292,7 @@ class SweepSession:
                 self.tracker.end_parent(KILLED)
         finally:
             self.alive.release()
-            if hasattr(self.start_lock, "close"):
-                self.start_lock.close()
+            self.start_lock.close()  # a `Lock`: the advisory lock's connection, the lock file
 
     def header(self, where: str) -> str:
         return (f"augsweep: study {self.stores.study_name!r} on {self.dataset.describe()}; {where}; "
@@ -484,6 +483,7 @@ def repair(exp: Experiment, stores: Stores, echo: Callable[[str], None] = print)
                 client_for(uri).set_terminated(parent, KILLED)
                 echo(f"closed the sweep's parent run {parent} as KILLED (no sweep process is alive)")
     finally:
+        start_lock.close()  # the advisory lock's connection would otherwise stay open until exit
         if nobody_alive:
             alive.release()
     closed = len(before - _running_runs(uri, exp.name))

@@ -269,7 +269,7 @@ def identity(exp: Experiment) -> str:
 
 def study_locks(stores: Stores):
     """(start lock, liveness lock) of the study; see `recovery`."""
-    from .recovery import study_locks as locks
+    from .locks import study_locks as locks
 
     return locks(stores.mlruns, stores.embedded_study, stores.storage_url, stores.study_name)
 
