@@ -247,7 +247,7 @@ JAX_DETERMINISM_FLAG = "--xla_gpu_deterministic_ops=true"
 _DETERMINISTIC = False  # what the last `set_determinism` turned on
 
 
-def set_determinism(on: bool) -> bool:
+def set_determinism(on: bool, pin_threads: bool = True) -> bool:
     """Deterministic ops for every training of this process (`train.deterministic`); returns whether they are on.
 
     Why it is needed even on CPU: TensorFlow's multithreaded reductions (oneDNN, Eigen) sum in an order that
@@ -262,6 +262,9 @@ def set_determinism(on: bool) -> bool:
       are chosen by `XLA_FLAGS`, read once when JAX starts its backend, so call this before
       `configure_device`.
     - torch: `use_deterministic_algorithms`.
+
+    `pin_threads` (TensorFlow, with `on`): one CPU thread per op (`_one_thread_per_training`), as every sweep
+    and ablation now trains; `--reproduce` passes what the original run's `training_threads` tag says.
     """
     name = backend()
     if name == "tensorflow":
@@ -270,7 +273,8 @@ def set_determinism(on: bool) -> bool:
 
         if on:
             tf_config.enable_op_determinism()
-            _one_thread_per_training()
+            if pin_threads:
+                _one_thread_per_training()
         elif tf_config.is_op_determinism_enabled():
             tf_config.disable_op_determinism()
         return _record(bool(tf_config.is_op_determinism_enabled()))
@@ -315,6 +319,12 @@ def training_threads() -> int:
     import tensorflow as tf
 
     return int(tf.config.threading.get_intra_op_parallelism_threads())
+
+
+def training_threads_tag() -> str:
+    """The `training_threads` tag of a run trained in this process: the intra-op thread count, or `default`
+    (TensorFlow's own, all cores). A training's numbers depend on it, so `--reproduce` retrains with the same."""
+    return str(training_threads() or "default")
 
 
 def _record(on: bool) -> bool:

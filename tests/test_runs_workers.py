@@ -65,8 +65,12 @@ def test_effects_csv_is_byte_identical_between_one_worker_and_auto(tmp_path, wri
         parent = [r for r in view.runs if r.data.tags.get("kind") == "sweep"]
         assert len(parent) == 1 and parent[0].info.status == "FINISHED"
         tags[label] = parent[0].data.tags
-        trial_tags = {(r.data.tags["deterministic"], r.data.tags["device"]) for r in view.trial_runs}
-        assert trial_tags == {("true", tags[label]["device"])}
+        trial_tags = {(r.data.tags["deterministic"], r.data.tags["device"], r.data.tags["training_threads"])
+                      for r in view.trial_runs}
+        assert trial_tags == {("true", tags[label]["device"], "1")}
     assert {k: tags["one"][k] for k in PROCESS_TAGS} == {k: tags["auto"][k] for k in PROCESS_TAGS}
     assert tags["one"]["deterministic"] == "true" and tags["one"]["training_threads"] == "1"
     assert tags["one"]["workers"] == "1" and int(tags["auto"]["workers"]) >= 2
+    # a worker's trial, retrained in a fresh process on the thread count its run records, is exact
+    rep = run_cli("sweep.py", path, "--mlruns", tmp_path / "auto", "--reproduce", "0")
+    assert rep.returncode == 0 and "the original ran deterministically): match" in rep.stdout, rep.stdout[-1500:]

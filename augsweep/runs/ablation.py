@@ -129,6 +129,7 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
         tags={"kind": KIND_PARENT, "ablation_id": aid, "base": base.label(), "base_source": base_source,
               "repeats": R, "git_commit": runtime.git_commit(), "device": device, "dtype_policy": policy,
               "deterministic": str(runtime.deterministic()).lower(), "backend": runtime.backend(),
+              "training_threads": runtime.training_threads_tag(),
               "dataset_fingerprint": dataset.fingerprint,
               "data_pipeline": dataset.pipeline, **model_tags(exp),
               "study": stores.study_name},
@@ -192,7 +193,7 @@ def _train_variant(tracker, exp: Experiment, dataset: Dataset, v: Variant, names
         f"{v.name} r{s.repeat}", params,
         {"kind": KIND_RUN, "ablation_id": aid, "variant": v.name, "variants": names, "variant_kind": v.kind,
          "variant_key": v.key, "seed_index": s.repeat, "device": device,
-         "deterministic": str(runtime.deterministic()).lower()},
+         "deterministic": str(runtime.deterministic()).lower(), "training_threads": runtime.training_threads_tag()},
     )
     started = time.perf_counter()
     with scratch_dir() as tmp:

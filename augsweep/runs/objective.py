@@ -107,7 +107,7 @@ class Objective:
             {"trial": trial.number, "study": trial.study.study_name, "device": self.device,
              "kind": "trial", "aug_placement": where.label, "dtype_policy": runtime.dtype_policy(),
              "deterministic": str(runtime.deterministic()).lower(),
-             **self.extra_tags},
+             "training_threads": runtime.training_threads_tag(), **self.extra_tags},
         )
         trial.set_user_attr("mlflow_run_id", run_id)
         # What optuna-dashboard shows beside each trial: its configuration and a link to its MLflow run.

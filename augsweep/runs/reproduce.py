@@ -34,9 +34,15 @@ def _deterministic(run) -> bool:
     return run.data.tags.get("deterministic") == "true"
 
 
+def _pinned(runs) -> bool:
+    """Whether the original trained with one CPU thread per op (tag `training_threads` = 1; runs logged before
+    the tag existed used TensorFlow's default threads)."""
+    return any(r.data.tags.get("training_threads") == "1" for r in runs)
+
+
 def _targets(exp: Experiment, target: str, stores, client, experiment_id: str):
-    """(label, config, [(seeds, logged val_loss by epoch, logged deterministically)]) of a trial number or an
-    ablation variant."""
+    """(label, config, [(seeds, logged val_loss by epoch, logged deterministically)], one thread per op) of a
+    trial number or an ablation variant."""
     if re.fullmatch(r"t?\d+", target):
         number = int(target.lstrip("t"))
         study = load_study_readonly(stores)
@@ -55,7 +61,7 @@ def _targets(exp: Experiment, target: str, stores, client, experiment_id: str):
                 r = int(m.group(1))
                 out.append((RepeatSeeds.from_param(text, r), repeat_metric_history(client, run_id, "val_loss", r),
                             _deterministic(run)))
-        return f"trial t{number:02d} {config.label()}", config, out
+        return f"trial t{number:02d} {config.label()}", config, out, _pinned([run])
     parent = latest_ablation(client, experiment_id)
     if parent is None:
         raise ConfigError(f"--reproduce: {target!r} is not a trial number and the experiment has no ablation. "
@@ -75,7 +81,7 @@ def _targets(exp: Experiment, target: str, stores, client, experiment_id: str):
         r = int(run.data.tags["seed_index"])
         out.append((RepeatSeeds.from_param(run.data.params[f"seeds_r{r}"], r),
                     repeat_metric_history(client, run.info.run_id, "val_loss", r), _deterministic(run)))
-    return f"variant {target} {config.label()}", config, out
+    return f"variant {target} {config.label()}", config, out, _pinned(mine)
 
 
 TOLERANCE = 1e-5
@@ -116,8 +122,10 @@ def reproduce(exp: Experiment, stores: Stores, target: str, echo: Callable[[str]
     if mexp is None:
         raise ConfigError(f"--reproduce: MLflow has no experiment {exp.name!r} in {stores.tracking_label}. "
                           f"Received: reproduce={target!r}")
-    label, config, logged = _targets(exp, target, stores, client, mexp.experiment_id)
-    runtime.set_determinism(True)  # the retraining is always deterministic; the original may not have been
+    label, config, logged, pinned = _targets(exp, target, stores, client, mexp.experiment_id)
+    # The retraining is always deterministic (the original may not have been), on the original's CPU threads:
+    # a reduction's summation order depends on how many threads split it.
+    runtime.set_determinism(True, pin_threads=pinned)
     runtime.configure_device()
     runtime.set_precision(exp.train.mixed_precision)
     exact = bool(logged) and all(d for _, _, d in logged)

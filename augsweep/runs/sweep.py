@@ -214,7 +214,7 @@ def process_tags(device: str, policy: str) -> dict:
     CPU threads per training. Set by the process that trains (a `--workers` launcher, which never imports
     TensorFlow, leaves them to its workers)."""
     return {"device": device, "dtype_policy": policy, "deterministic": str(runtime.deterministic()).lower(),
-            "backend": runtime.backend(), "training_threads": runtime.training_threads() or "default"}
+            "backend": runtime.backend(), "training_threads": runtime.training_threads_tag()}
 
 
 def model_tags(exp: Experiment) -> dict:
