@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from augsweep.cli import sweep_main
@@ -65,6 +65,9 @@ def _run(text: str, capsys) -> tuple[int, str, Path]:
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(text=experiment_texts())
+# found by CI: a search-space path holding a carriage return was printed raw, splitting the error line
+@example(text='name: fuzz\ndataset: {source: synthetic, image_size: [16, 16], samples: 96}\nsearch_space: "\\r"\n'
+              'trials: 3\n')
 def test_every_experiment_file_is_accepted_or_refused_in_one_line_and_writes_nothing(text, capsys):
     code, err, mlruns = _run(text, capsys)
     lines = [line for line in err.splitlines() if line.strip()]

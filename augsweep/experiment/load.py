@@ -546,6 +546,13 @@ def _check_design(space: SearchSpace, trials: int, sequential: bool, file: str) 
                           f"or search fewer augmentations.") from None
 
 
+def _shown(p) -> str:
+    """A path as an error line shows it: as is, or quoted with escapes when it holds a line break or another
+    unprintable character (the error must stay one line)."""
+    text = str(p)
+    return text if text.isprintable() else repr(text)
+
+
 def load_experiment(path: str | Path) -> Experiment:
     """Read and validate an experiment file (and the search-space file it names)."""
     path = Path(path)
@@ -576,7 +583,7 @@ def load_experiment(path: str | Path) -> Experiment:
         if not space_file.exists():
             raise ConfigError(
                 f"search_space file not found. Received: search_space={space_raw!r} (looked at "
-                f"{' and '.join(map(str, _candidates(space_raw, path)))}; {file}). {_space_hint(space_raw)}"
+                f"{' and '.join(map(_shown, _candidates(space_raw, path)))}; {file}). {_space_hint(space_raw)}"
             )
         space = parse_search_space(_read_yaml(space_file, "search_space", file), str(space_file), base)
     elif isinstance(space_raw, Mapping):

@@ -57,9 +57,12 @@ def pruning_callback(trial, repeat: int, epochs: int):
             if batched:
                 self.pending.append((value, repeat * epochs + epoch))
                 return
+            # The pruner's read is a storage session too: a SIGTERM inside its commit left Optuna unable to
+            # fail the trial ("Should not reach", CI 2026-12-05), so both are held until the session ends.
             with store_write():
                 trial.report(value, repeat * epochs + epoch)
-            if trial.should_prune():
+                prune = trial.should_prune()
+            if prune:
                 self.pruned_at = epoch
                 self.model.stop_training = True
 
