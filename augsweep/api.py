@@ -152,9 +152,9 @@ def sweep(exp, trials: int | None = None, *, mlruns: str | Path = "mlruns", stor
     check_before_training(exp, sweep=True)
     stores = _stores(exp, mlruns, storage, tracking_uri, study_name)
     from .runs.sweep import budget_of, run_sweep
-    from .runs.workers import auto_workers, parallel_cap, run_workers
+    from .runs.workers import resolve_workers, run_workers
 
-    n, rule = auto_workers(parallel_cap(exp, trials)) if workers == "auto" else (workers, "")
+    n, rule = resolve_workers(workers, exp, trials)
     from .experiment.space import TrialConfig
 
     bar = None

@@ -289,10 +289,9 @@ def _sweep_stores(args) -> int:
         if args.worker:
             outcome = run_sweep(exp, stores, trials=args.trials, peer=True)
         else:
-            from .runs.workers import auto_workers, parallel_cap, run_workers
+            from .runs.workers import resolve_workers, run_workers
 
-            workers, rule = (args.workers, "") if args.workers != "auto" else \
-                auto_workers(parallel_cap(exp, args.trials))
+            workers, rule = resolve_workers(args.workers, exp, args.trials)
             if workers > 1:
                 outcome = run_workers(exp, stores, workers, trials=args.trials, rule=rule)
             else:

@@ -312,19 +312,15 @@ def _one_thread_per_training() -> None:
         pass
 
 
-def training_threads() -> int:
-    """CPU threads one TensorFlow training may use in this process (0: TensorFlow's default, all cores)."""
+def training_threads_tag() -> str:
+    """The `training_threads` tag of a run trained in this process: TensorFlow's intra-op thread count, or
+    `default` (its own choice, all cores; other backends). A training's numbers depend on it, so
+    `--reproduce` retrains with the same."""
     if backend() != "tensorflow":
-        return 0
+        return "default"
     import tensorflow as tf
 
-    return int(tf.config.threading.get_intra_op_parallelism_threads())
-
-
-def training_threads_tag() -> str:
-    """The `training_threads` tag of a run trained in this process: the intra-op thread count, or `default`
-    (TensorFlow's own, all cores). A training's numbers depend on it, so `--reproduce` retrains with the same."""
-    return str(training_threads() or "default")
+    return str(tf.config.threading.get_intra_op_parallelism_threads() or "default")
 
 
 def _record(on: bool) -> bool:

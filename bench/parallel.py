@@ -27,7 +27,6 @@ from pathlib import Path
 
 import yaml
 
-import _common
 from _common import ROOT, machine, median, table
 
 TINY = {
@@ -105,5 +104,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    _ = _common  # sets up sys.path and the log level
     main()

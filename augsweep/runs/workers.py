@@ -128,6 +128,11 @@ def parallel_cap(exp: Experiment, trials: int | None) -> int:
     return budget_of(exp, trials)
 
 
+def resolve_workers(workers, exp: Experiment, trials: int | None) -> tuple[int, str]:
+    """`--workers` / the API's `workers`: (count, the rule in words; "" for an explicit count)."""
+    return auto_workers(parallel_cap(exp, trials)) if workers == AUTO else (int(workers), "")
+
+
 def gpu_assignments(workers: int, gpus: list[str]) -> list[str | None]:
     """CUDA_VISIBLE_DEVICES of each worker: one GPU each (round-robin when workers outnumber
     GPUs); None everywhere with fewer than two GPUs (the environment is left alone)."""
