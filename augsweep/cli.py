@@ -261,6 +261,12 @@ def _sweep(args) -> int:
         return 1
 
 
+def _setup(exp) -> runtime.RunEnv:
+    """How this process trains (device, precision, deterministic ops, threads), set up once and passed down. Not
+    for a `--workers` launcher (each worker sets up its own process) or `--reproduce` (the original's threads)."""
+    return runtime.setup(exp.train.deterministic, exp.train.mixed_precision)
+
+
 def _sweep_stores(args) -> int:
     exp, stores = _experiment_and_stores(args, training=not args.repair,
                                          sweep=not (args.repair or args.ablation or args.reproduce))
@@ -271,7 +277,7 @@ def _sweep_stores(args) -> int:
     if args.ablation:
         from .runs.ablation import run_ablation
 
-        outcome = run_ablation(exp, stores, repeats=args.repeats)
+        outcome = run_ablation(exp, stores, repeats=args.repeats, env=_setup(exp))
         print("\n".join(_ablation_done(outcome, exp, stores, args.mlruns)), flush=True)
         if outcome.failed:  # an ablation with failed trainings is not a success, even if the rest ran
             shown = "; ".join(outcome.failures[:5]) + (f"; and {len(outcome.failures) - 5} more"
@@ -287,7 +293,7 @@ def _sweep_stores(args) -> int:
         return 0
     try:
         if args.worker:
-            outcome = run_sweep(exp, stores, trials=args.trials, peer=True)
+            outcome = run_sweep(exp, stores, trials=args.trials, peer=True, env=_setup(exp))
         else:
             from .runs.workers import resolve_workers, run_workers
 
@@ -295,7 +301,7 @@ def _sweep_stores(args) -> int:
             if workers > 1:
                 outcome = run_workers(exp, stores, workers, trials=args.trials, rule=rule)
             else:
-                outcome = run_sweep(exp, stores, trials=args.trials)
+                outcome = run_sweep(exp, stores, trials=args.trials, env=_setup(exp))
     except SweepAborted as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

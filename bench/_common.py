@@ -79,6 +79,7 @@ def objective_on_temp_stores(experiment: dict, tracker_cls=None):
     """
     import optuna
 
+    from augsweep import runtime
     from augsweep.runs.objective import Objective
     from augsweep.runs.sweep import make_pruner, make_sampler
     from augsweep.stores.study import make_storage
@@ -89,7 +90,8 @@ def objective_on_temp_stores(experiment: dict, tracker_cls=None):
         tracker.start_parent("bench", {"kind": "sweep"}, {}, {})
         study = optuna.create_study(study_name=exp.name, storage=make_storage(stores.storage_url),
                                     sampler=make_sampler(exp), pruner=make_pruner(exp))
-        yield ds, study, Objective(exp, ds, tracker)
+        env = runtime.setup(exp.train.deterministic, exp.train.mixed_precision)
+        yield ds, study, Objective(exp, ds, tracker, env)
         tracker.end_parent()
 
 

@@ -38,6 +38,7 @@ def main(argv=None) -> int:
 
     from augsweep.experiment.seeding import repeat_seeds
     from augsweep.experiment.space import TrialConfig
+    from augsweep import runtime
     from augsweep.runs.objective import Objective
     from augsweep.runs.sweep import make_pruner, make_sampler
     from augsweep.stores.study import make_storage
@@ -68,12 +69,13 @@ def main(argv=None) -> int:
             "hyperband (min_resource 1, rf 3)": named("hyperband"),
         }
         sweeps = {}
+        env = runtime.setup(exp.train.deterministic, exp.train.mixed_precision)
         for i, (name, pruner) in enumerate(pruners.items()):
             tracker = Tracker(stores.tracking_uri, f"{exp.name}-{i}", stores.artifact_location)
             tracker.start_parent(name, {"kind": "sweep"}, {}, {})
             study = optuna.create_study(study_name=f"{exp.name}-{i}", storage=make_storage(stores.storage_url),
                                         sampler=make_sampler(exp), pruner=pruner)
-            sweeps[name] = {"study": study, "objective": Objective(exp, ds, tracker), "wall": [], "cpu": [],
+            sweeps[name] = {"study": study, "objective": Objective(exp, ds, tracker, env), "wall": [], "cpu": [],
                             "tracker": tracker}
         # One untimed trial first: the process's first trial pays one-off costs (first trace, gc freeze).
         warm = optuna.create_study(study_name=f"{exp.name}-warm-up", storage=make_storage(stores.storage_url),

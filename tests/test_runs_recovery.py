@@ -143,7 +143,7 @@ from augsweep.stores.study import resolve_stores
 exp = load_experiment(sys.argv[1])
 stores = resolve_stores(exp, sys.argv[2])
 stores.mlruns.mkdir(parents=True, exist_ok=True)
-study, _, tracker = open_study(exp, stores, load_dataset(exp.dataset, exp.seed), 2, print, "CPU", policy="")
+study, _, tracker = open_study(exp, stores, load_dataset(exp.dataset, exp.seed), 2, print, env=None)
 trial = study.ask()
 trial.set_user_attr("worker", worker_identity())
 run_id = tracker.start_trial("t00 dead", {"depth": 1}, {"kind": "trial", "trial": trial.number, "study": exp.name})

@@ -19,6 +19,7 @@ from typing import Callable, Mapping, Sequence
 import yaml
 
 from .. import runtime
+from ..runtime import RunEnv
 from ..experiment.schema import ConfigError, Experiment
 from ..experiment.seeding import RepeatSeeds, ablation_seeds
 from ..experiment.space import TrialConfig
@@ -93,8 +94,9 @@ def _spec(exp: Experiment, base: TrialConfig, base_source: str, variants: Sequen
 
 
 def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
-                 echo: Callable[[str], None] = print) -> AblationOutcome:
-    """Train every variant with the same `repeats` seeds (resuming), logged under one MLflow parent run."""
+                 echo: Callable[[str], None] = print, env: RunEnv | None = None) -> AblationOutcome:
+    """Train every variant with the same `repeats` seeds (resuming), logged under one MLflow parent run.
+    `env`: how this process trains, as its entry point set it up; set up from the experiment when None."""
     R = repeats if repeats is not None else exp.ablation.repeats
     if R < 1:
         raise ConfigError(f"--repeats must be >= 1. Received: repeats={R}")
@@ -115,9 +117,7 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
 
     if stores.embedded_tracking:
         stores.mlruns.mkdir(parents=True, exist_ok=True)
-    runtime.set_determinism(exp.train.deterministic)  # before the device: JAX reads its XLA flags once
-    device = runtime.configure_device()
-    policy = runtime.set_precision(exp.train.mixed_precision)
+    env = env or runtime.setup(exp.train.deterministic, exp.train.mixed_precision)
     tracker = Tracker(stores.tracking_uri, exp.name, stores.artifact_location)
     client = tracker.client
     found = client.search_runs(
@@ -127,9 +127,9 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
     parent = tracker.start_parent(
         run_name=f"ablation {base.label()} x{R}",
         tags={"kind": KIND_PARENT, "ablation_id": aid, "base": base.label(), "base_source": base_source,
-              "repeats": R, "git_commit": runtime.git_commit(), "device": device, "dtype_policy": policy,
-              "deterministic": str(runtime.deterministic()).lower(), "backend": runtime.backend(),
-              "training_threads": runtime.training_threads_tag(),
+              "repeats": R, "git_commit": runtime.git_commit(), "device": env.device, "dtype_policy": env.dtype_policy,
+              "deterministic": str(env.deterministic).lower(), "backend": env.backend,
+              "training_threads": env.training_threads,
               "dataset_fingerprint": dataset.fingerprint,
               "data_pipeline": dataset.pipeline, **model_tags(exp),
               "study": stores.study_name},
@@ -158,7 +158,7 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
     todo = [(vs[0], s) for vs in by_key.values() for s in seeds if (vs[0].key, s.repeat) not in done]
     total = len(by_key) * R
     echo(f"augsweep ablation: base {base.label()} ({base_source}); {len(variants)} variants "
-         f"({len(by_key)} distinct) x {R} seeds on {dataset.describe()}; device {device}; "
+         f"({len(by_key)} distinct) x {R} seeds on {dataset.describe()}; device {env.device}; "
          f"{total - len(todo)}/{total} trainings done, {len(todo)} to go")
     affinity_augs = {name: dict(params) for name, params in extra}
     failed = 0
@@ -169,7 +169,7 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
             names = ",".join(x.name for x in by_key[v.key])
             # `none` may share its trainings with a leave-one-out variant listed before it.
             plain = any(x.kind == "none" for x in by_key[v.key])
-            ok, line = _train_variant(tracker, exp, dataset, v, names, s, aid, device,
+            ok, line = _train_variant(tracker, exp, dataset, v, names, s, aid, env,
                                       affinity_augs if plain else None)
             failed += 0 if ok else 1
             if not ok:
@@ -185,15 +185,15 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
 
 
 def _train_variant(tracker, exp: Experiment, dataset: Dataset, v: Variant, names: str, s: RepeatSeeds,
-                   aid: str, device: str, affinity_augs: Mapping | None) -> tuple[bool, str]:
+                   aid: str, env: RunEnv, affinity_augs: Mapping | None) -> tuple[bool, str]:
     """Train one variant with one seed into its own nested MLflow run; never raises for a failed training."""
     flat = v.config.flat()
     params = {**flat, "seed": exp.seed, "repeat": s.repeat, **s.as_param()}
     run_id = tracker.start_trial(
         f"{v.name} r{s.repeat}", params,
         {"kind": KIND_RUN, "ablation_id": aid, "variant": v.name, "variants": names, "variant_kind": v.kind,
-         "variant_key": v.key, "seed_index": s.repeat, "device": device,
-         "deterministic": str(runtime.deterministic()).lower(), "training_threads": runtime.training_threads_tag()},
+         "variant_key": v.key, "seed_index": s.repeat, "device": env.device,
+         "deterministic": str(env.deterministic).lower(), "training_threads": env.training_threads},
     )
     started = time.perf_counter()
     with scratch_dir() as tmp:

@@ -19,7 +19,7 @@ from .. import runtime
 from ..experiment import space
 from ..experiment.schema import Experiment
 from ..experiment.seeding import repeat_seeds, sweep_seeds
-from ..runtime import store_write
+from ..runtime import RunEnv, store_write
 from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, TrackingUnavailable, repeat_metric, scratch_dir
 from ..training import train
 from ..training.checks import chance_loss, failure_reason, release_memory
@@ -82,8 +82,8 @@ class Objective:
     experiment: Experiment
     dataset: Dataset
     tracker: Tracker
+    env: RunEnv  # how this process trains: its device, dtype policy, determinism and threads tag each trial run
     grid: bool = False
-    device: str = "CPU"
     extra_tags: dict = field(default_factory=dict)
     progress: SweepProgress | None = None  # per-epoch terminal progress (the sweep's); None: silent
 
@@ -107,10 +107,10 @@ class Objective:
         where = train.plan_placement(config, exp.train)
         run_id = self.tracker.start_trial(
             run_name, params,
-            {"trial": trial.number, "study": trial.study.study_name, "device": self.device,
-             "kind": "trial", "aug_placement": where.label, "dtype_policy": runtime.dtype_policy(),
-             "deterministic": str(runtime.deterministic()).lower(),
-             "training_threads": runtime.training_threads_tag(), **self.extra_tags},
+            {"trial": trial.number, "study": trial.study.study_name, "device": self.env.device,
+             "kind": "trial", "aug_placement": where.label, "dtype_policy": self.env.dtype_policy,
+             "deterministic": str(self.env.deterministic).lower(),
+             "training_threads": self.env.training_threads, **self.extra_tags},
         )
         trial.set_user_attr("mlflow_run_id", run_id)
         # What optuna-dashboard shows beside each trial: its configuration and a link to its MLflow run.

@@ -125,9 +125,7 @@ def reproduce(exp: Experiment, stores: Stores, target: str, echo: Callable[[str]
     label, config, logged, pinned = _targets(exp, target, stores, client, mexp.experiment_id)
     # The retraining is always deterministic (the original may not have been), on the original's CPU threads:
     # a reduction's summation order depends on how many threads split it.
-    runtime.set_determinism(True, pin_threads=pinned)
-    runtime.configure_device()
-    runtime.set_precision(exp.train.mixed_precision)
+    runtime.setup(True, exp.train.mixed_precision, pin_threads=pinned)
     exact = bool(logged) and all(d for _, _, d in logged)
     echo(f"reproducing {label}: {len(logged)} seed(s) x {exp.train.epochs} epochs (deterministic ops)")
     if not exact:

@@ -15,6 +15,7 @@ from typing import Callable
 import yaml
 
 from .. import runtime
+from ..runtime import RunEnv
 from ..experiment import space
 from ..experiment.schema import ConfigError, Experiment
 from ..stores.study import (ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKING_URI, Stores, check_study_not_lost,
@@ -142,13 +143,14 @@ class _Progress:
 
 
 def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Callable[[str], None],
-               device: str, policy: str, attach: bool = False):
+               env: RunEnv | None, attach: bool = False):
     """Create or load the study and open the sweep's parent MLflow run; call under the start lock
     (with PostgreSQL a lock inside the database: the schema, the study, the MLflow experiment and the
     parent run are created once, by the first worker, while the others wait).
 
-    `attach` (a worker started by `--workers`, or a `--worker` peer): join the parent run that the
-    launcher or the first peer opened. Returns (study, budget, tracker).
+    `env`: how this process trains (its tags go on the parent run); None for a `--workers` launcher, which
+    never trains (its workers tag the parent run). `attach` (a worker started by `--workers`, or a `--worker`
+    peer): join the parent run that the launcher or the first peer opened. Returns (study, budget, tracker).
     """
     import warnings
 
@@ -185,7 +187,7 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
         run_name=f"sweep {stores.study_name}",
         tags={"kind": "sweep", "study": stores.study_name, "sampler": exp.sampler, "pruner": exp.pruner,
               "git_commit": runtime.git_commit(), "budget": budget,
-              **(process_tags(device, policy) if policy else {"deterministic": str(exp.train.deterministic).lower()}),
+              **(process_tags(env) if env is not None else {"deterministic": str(exp.train.deterministic).lower()}),
               "optuna_storage": stores.storage_label, "dataset_fingerprint": dataset.fingerprint,
               "data_pipeline": dataset.pipeline, **model_tags(exp)},
         params={"dataset": exp.dataset.source, "image_size": "x".join(map(str, exp.dataset.image_size)),
@@ -209,12 +211,12 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
     return study, budget, tracker
 
 
-def process_tags(device: str, policy: str) -> dict:
+def process_tags(env: RunEnv) -> dict:
     """How this process trains, as the parent run's tags: device, dtype policy, deterministic ops, backend and
     CPU threads per training. Set by the process that trains (a `--workers` launcher, which never imports
     TensorFlow, leaves them to its workers)."""
-    return {"device": device, "dtype_policy": policy, "deterministic": str(runtime.deterministic()).lower(),
-            "backend": runtime.backend(), "training_threads": runtime.training_threads_tag()}
+    return {"device": env.device, "dtype_policy": env.dtype_policy, "deterministic": str(env.deterministic).lower(),
+            "backend": env.backend, "training_threads": env.training_threads}
 
 
 def model_tags(exp: Experiment) -> dict:
@@ -259,9 +261,9 @@ class SweepSession:
     """
 
     def __init__(self, exp: Experiment, stores: Stores, dataset, budget: int, echo: Callable[[str], None],
-                 device: str, policy: str, role: str = OWNER):
+                 env: RunEnv | None, role: str = OWNER):
         self.exp, self.stores, self.dataset, self.echo = exp, stores, dataset, echo
-        self.budget, self.device, self.policy, self.role = budget, device, policy, role
+        self.budget, self.env, self.role = budget, env, role
         self.owner = role == OWNER
         self.start_lock, self.alive = study_locks(stores)
         self.study = self.tracker = None
@@ -278,7 +280,7 @@ class SweepSession:
         try:
             with self.start_lock:
                 self.study, self.budget, self.tracker = open_study(
-                    self.exp, self.stores, self.dataset, self.budget, self.echo, self.device, self.policy,
+                    self.exp, self.stores, self.dataset, self.budget, self.echo, self.env,
                     attach=self.role != OWNER)
             self.already = count_finished(self.study)
         except BaseException:
@@ -377,37 +379,36 @@ def optimize(study, exp: Experiment, objective, progress: "_Progress", budget: i
 
 
 def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: Callable[[str], None] = print,
-              worker: int | None = None, peer: bool = False) -> SweepOutcome:
+              worker: int | None = None, peer: bool = False, env: RunEnv | None = None) -> SweepOutcome:
     """Run (or resume) the experiment's study until `trials` trials have finished in total.
 
     Several processes may run this on the same stores at once (`worker` marks one started by
     `--workers`, which leaves the parent run to its launcher; `peer` one of many `--worker`
-    processes, possibly on many machines, sharing a database storage and a tracking server).
+    processes, possibly on many machines, sharing a database storage and a tracking server). `env`: how this
+    process trains, as its entry point set it up (`runtime.setup`); set up from the experiment when None.
     """
     from .objective import Objective
     from .progress import SweepProgress
 
     budget = budget_of(exp, trials)
-    runtime.set_determinism(exp.train.deterministic)  # before the device: JAX reads its XLA flags once
-    device = runtime.configure_device()
+    env = env or runtime.setup(exp.train.deterministic, exp.train.mixed_precision)
     dataset = prepare(exp, stores, echo if worker is None else (lambda line: None))
-    policy = runtime.set_precision(exp.train.mixed_precision)
     role = SPAWNED if worker is not None else PEER if peer else OWNER
-    with SweepSession(exp, stores, dataset, budget, echo, device, policy, role=role) as session:
+    with SweepSession(exp, stores, dataset, budget, echo, env, role=role) as session:
         if role == PEER:
             from ..stores.recovery import HOST
 
-            echo(session.header(f"worker {HOST}:{os.getpid()} on {device}; storage {stores.storage_label}, "
+            echo(session.header(f"worker {HOST}:{os.getpid()} on {env.device}; storage {stores.storage_label}, "
                                 f"tracking {stores.tracking_label}"))
         elif worker is None:
             session.tracker.tag_parent({"workers": 1})
-            echo(session.header(f"device {device}"))
+            echo(session.header(f"device {env.device}"))
         else:  # spawned by `--workers`: the same tags a single-process sweep's parent run carries
-            session.tracker.tag_parent(process_tags(device, policy))
+            session.tracker.tag_parent(process_tags(env))
         progress = _Progress(session.budget, exp.max_consecutive_failures, echo)
         shown = SweepProgress(session.budget, lambda: session.already + progress.ran, exp.train.epochs,
                               exp.repeats, echo)
-        objective = Objective(exp, dataset, session.tracker, grid=exp.sampler == "grid", device=device,
+        objective = Objective(exp, dataset, session.tracker, env, grid=exp.sampler == "grid",
                               progress=shown)
         optimize(session.study, exp, objective, progress, session.budget, session.start_lock, echo,
                  planner=session.planner)

@@ -158,7 +158,9 @@ def _worker_entry(experiment_path: str, stores: Stores, trials: int | None, inde
             print(f"[w{index}] {line}", flush=True)
 
         try:
-            run_sweep(load_experiment(experiment_path), stores, trials, worker=index, echo=echo)
+            exp = load_experiment(experiment_path)
+            env = runtime.setup(exp.train.deterministic, exp.train.mixed_precision)  # this process trains
+            run_sweep(exp, stores, trials, worker=index, echo=echo, env=env)
         except SweepAborted as e:
             print(f"error: [w{index}] {e}", file=sys.stderr, flush=True)
             return 1
@@ -189,7 +191,7 @@ def run_workers(exp: Experiment, stores: Stores, workers: int, trials: int | Non
     cuda = gpu_assignments(workers, visible_gpus())
     where = f"GPUs {', '.join(c for c in cuda)}" if cuda[0] is not None else "the default device each"
     how = f"{workers} workers on {where}" + (f" (--workers auto: {rule})" if rule else "")
-    with SweepSession(exp, stores, dataset, budget, echo, device="", policy="") as session:
+    with SweepSession(exp, stores, dataset, budget, echo, env=None) as session:
         session.tracker.tag_parent({"workers": workers, "workers_rule": rule or "--workers N"})
         echo(session.header(how))
         ctx = multiprocessing.get_context("spawn")

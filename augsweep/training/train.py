@@ -205,7 +205,7 @@ def acquire_model(config: TrialConfig, dataset: Dataset, settings: TrainConfig, 
         reuse.clear()
         return fresh()
     key = reuse.structure_key(config, dataset, settings, in_model, model, runtime.backend(), runtime.dtype_policy(),
-                              runtime.deterministic())
+                              runtime.deterministic_ops())
     set_global_seed(seeds.order)  # what `build` does first; a reused model skips `build`
     net, _ = reuse.acquire(key, seeds, config.learning_rate, fresh, list(in_model))
     return net
