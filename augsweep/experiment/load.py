@@ -15,11 +15,10 @@ from typing import Any, Mapping
 import yaml
 
 from ..augment import REGISTRY, ParamSpec
-from .schema import (APPLICATIONS, BASES, DEFAULT_MARGIN, DEFAULT_STREAM_THRESHOLD, ON_BAD_FILE, PRUNERS, SAMPLERS, SOURCES,
-                     STOPS, STREAMS, VALIDATIONS, AblationConfig, BaseConfig, Choice, ConfigError, Convergence, DatasetConfig,
-                     Experiment, FloatRange, IntRange, ModelConfig, SearchSpace, TrainConfig, max_depth)
-
-FASHION_CLASSES = 10
+from .keys import (APPLICATIONS, BASES, DEFAULT_MARGIN, DEFAULT_STREAM_THRESHOLD, FASHION_CLASSES, ON_BAD_FILE, PRUNERS,
+                   SAMPLERS, SOURCES, STOPS, SWITCH as STREAMS, VALIDATIONS)
+from .schema import (AblationConfig, BaseConfig, Choice, ConfigError, Convergence, DatasetConfig, Experiment, FloatRange,
+                     IntRange, ModelConfig, SearchSpace, TrainConfig, max_depth)
 
 
 # ----------------------------------------------------------------------------- validation helpers
