@@ -68,11 +68,11 @@ KEYS = (
     Key("description", CUSTOM, default=None, identity=False),  # free text, never stored
     Key("dataset", SECTION),
     Key("dataset.source", CHOICE, choices=SOURCES),
-    Key("dataset.image_size", CUSTOM),
+    Key("dataset.image_size", CUSTOM, low=4, high=1024),  # [height, width], each in [low, high]
     Key("dataset.path", CUSTOM, default=None, optional=True),
     Key("dataset.validation_split", NUMBER, default=None, low=0.0, high=0.9, low_open=True, optional=True),
     Key("dataset.samples", INT, default=600, low=20, high=1_000_000),
-    Key("dataset.classes", CUSTOM, default=2, low=2, high=3),  # fashion_mnist: a list of labels (all 10 by default)
+    Key("dataset.classes", INT, default=2, low=2, high=3),  # fashion_mnist: a list of labels (all 10 by default)
     Key("dataset.on_bad_file", CHOICE, default="error", choices=ON_BAD_FILE),
     Key("dataset.train_samples", INT, default=None, low=2, high=100_000_000, optional=True),
     Key("dataset.val_samples", INT, default=None, low=2, high=100_000_000, optional=True, late=OMITTED),
@@ -84,8 +84,8 @@ KEYS = (
     Key("model", SECTION, late=OMITTED),  # the whole section is left out while every key in it is at its default
     Key("model.base", CHOICE, default="convnet", choices=BASES),
     Key("model.weights", CUSTOM, default="none"),
-    Key("model.trainable", CUSTOM, default=True, low=1, high=10_000),  # or N; a base's default is False
-    Key("model.depth", INT, default=None, low=1, high=8, optional=True),
+    Key("model.trainable", INT, default=True, low=1, high=10_000),  # or true | false; a base's default is false
+    Key("model.depth", INT, default=None, low=1, high=8),  # a convnet base from a weights file
     Key("model.filters", INT, default=COURSE_FILTERS, low=1, high=1024),
     Key("search_space", CUSTOM),  # a path to a YAML file, or the mapping below inline
     Key("search_space.depth", CUSTOM, low=1, high=8),
