@@ -193,3 +193,9 @@ def test_pruner_default_and_settings(write_experiment):
     for name, kind in kinds.items():
         exp = load_experiment(write_experiment({**base, "pruner": name}, f"{name}.yaml"))
         assert exp.pruner == name and isinstance(make_pruner(exp), kind)
+
+
+def test_an_unknown_key_with_a_line_break_stays_one_line(write_experiment):
+    with pytest.raises(ConfigError) as e:
+        load_experiment(write_experiment(tiny_experiment(dataset={"\r": None})))
+    assert "\r" not in str(e.value) and "dataset.'\\r' is not a known key" in str(e.value)

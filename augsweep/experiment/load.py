@@ -1,5 +1,9 @@
 """Experiment and search-space files: `yaml.safe_load`, validated into the `schema` dataclasses.
 
+Which keys exist, their types, ranges, choices and defaults come from the key table (`keys.TABLE`, read by
+`_Ctx.key`); rules across keys (a key only used with one source, a pruner that sampler: factorial refuses) are
+the named functions here.
+
 Every rejection is a `ConfigError` whose message is one line in the Keras style, naming the key,
 what was expected, what was received and the file:
 `rotation.factor must be in (0, 1]. Received: factor=1.7 (experiments/x.yaml)`.
@@ -15,14 +19,14 @@ from typing import Any, Mapping
 import yaml
 
 from ..augment import REGISTRY, ParamSpec
-from .schema import (APPLICATIONS, BASES, DEFAULT_MARGIN, DEFAULT_STREAM_THRESHOLD, ON_BAD_FILE, PRUNERS, SAMPLERS, SOURCES,
-                     STOPS, STREAMS, VALIDATIONS, AblationConfig, BaseConfig, Choice, ConfigError, Convergence, DatasetConfig,
-                     Experiment, FloatRange, IntRange, ModelConfig, SearchSpace, TrainConfig, max_depth)
-
-FASHION_CLASSES = 10
+from .keys import APPLICATIONS, BOOL, CHOICE, FASHION_CLASSES, INT, NUMBER, SOURCES, SWITCH, TABLE, allowed, default
+from .schema import (AblationConfig, BaseConfig, Choice, ConfigError, Convergence, DatasetConfig, Experiment, FloatRange,
+                     IntRange, ModelConfig, SearchSpace, TrainConfig, max_depth)
 
 
 # ----------------------------------------------------------------------------- validation helpers
+
+_MISSING = object()
 
 
 class _Ctx:
@@ -43,10 +47,11 @@ class _Ctx:
     def no_unknown(self, value: Mapping, allowed, key: str) -> None:
         for k in value:
             if k not in allowed:
-                where = f"{key}.{k}" if key else str(k)
+                shown = _shown(k)  # a key holding a line break must not split the one-line message
+                where = f"{key}.{shown}" if key else shown
                 raise ConfigError(
                     f"{where} is not a known key; expected one of {sorted(allowed)}. "
-                    f"Received: {k}={value[k]!r} ({self.file})"
+                    f"Received: {shown}={value[k]!r} ({self.file})"
                 )
 
     def integer(self, value: Any, key: str, low: int | None = None, high: int | None = None) -> int:
@@ -78,6 +83,31 @@ class _Ctx:
         if not isinstance(value, bool):
             raise self.fail(key, "must be true or false", value)
         return value
+
+    def key(self, data: Mapping, name: str, value: Any = _MISSING) -> Any:
+        """Table key `name` from the mapping `data` (`value` instead, when given; its default when absent), checked
+        against the table's kind, range or choices."""
+        spec = TABLE[name]
+        if value is _MISSING:
+            value = data[spec.leaf] if spec.leaf in data else default(name)
+        if value is None and spec.optional:
+            return None
+        if spec.kind == INT:
+            return self.integer(value, name, spec.low, spec.high)
+        if spec.kind == NUMBER:
+            return self.number(value, name, spec.low, spec.high, low_open=spec.low_open)
+        if spec.kind == BOOL:
+            return self.boolean(value, name)
+        if spec.kind == CHOICE:
+            if spec.choices == SWITCH and isinstance(value, bool):
+                value = "true" if value else "false"
+            return self.choice(value, name, spec.choices)
+        raise TypeError(f"{name} is a {spec.kind} key: its own function checks it")
+
+
+def _bounds(name: str) -> tuple:
+    """(low, high) of a table key whose value a custom function checks (a search-space list, a range)."""
+    return TABLE[name].low, TABLE[name].high
 
 
 # ----------------------------------------------------------------------------- search space
@@ -148,9 +178,6 @@ def _default_param(spec: ParamSpec):
     return FloatRange(*d) if isinstance(d, tuple) else Choice((d,))
 
 
-_MISSING = object()
-
-
 def _augmentations(ctx: _Ctx, raw: Any, prefix: str, param) -> tuple:
     """An `augmentations` mapping: known names and parameter keys; `param(spec, value or _MISSING, key)`
     turns each parameter into what the caller keeps (a searchable range, or one fixed value)."""
@@ -178,7 +205,7 @@ def parse_search_space(data: Any, file: str, base: str | None = None) -> SearchS
     """
     ctx = _Ctx(file)
     data = ctx.mapping(data, "search_space")
-    ctx.no_unknown(data, {"depth", "filters", "dense_units", "learning_rate", "augmentations"}, "search_space")
+    ctx.no_unknown(data, allowed("search_space"), "search_space")
     if base is not None:
         for key in ("depth", "filters"):
             if key in data:
@@ -188,9 +215,11 @@ def parse_search_space(data: Any, file: str, base: str | None = None) -> SearchS
     elif "depth" not in data:
         raise ctx.fail("search_space.depth", "is required", None)
     else:
-        depth = _int_param(ctx, data["depth"], "depth", 1, 8)
-    filters = _int_param(ctx, data.get("filters", 32), "filters", 1, 1024)
-    dense = _int_param(ctx, data.get("dense_units", 6), "dense_units", 1, 4096)
+        depth = _int_param(ctx, data["depth"], "depth", *_bounds("search_space.depth"))
+    filters = _int_param(ctx, data.get("filters", default("search_space.filters")), "filters",
+                         *_bounds("search_space.filters"))
+    dense = _int_param(ctx, data.get("dense_units", default("search_space.dense_units")), "dense_units",
+                       *_bounds("search_space.dense_units"))
     for name, p in (("filters", filters), ("dense_units", dense)):
         if isinstance(p, IntRange):
             raise ctx.fail(name, "must be a number or a list of values, not a range", data[name])
@@ -217,21 +246,15 @@ def _resolve_path(value: str, experiment_file: Path) -> Path:
 
 def _dataset(ctx: _Ctx, data: Any, experiment_file: Path) -> DatasetConfig:
     data = ctx.mapping(data, "dataset")
-    ctx.no_unknown(
-        data, {"source", "image_size", "path", "validation_split", "samples", "classes", "on_bad_file",
-               "train_samples", "val_samples", "validation", "stream", "stream_threshold_bytes", "cache",
-               "follow_symlinks"},
-        "dataset",
-    )
+    ctx.no_unknown(data, allowed("dataset"), "dataset")
     if "source" not in data:
         raise ctx.fail("dataset.source", f"is required (one of {list(SOURCES)})", None)
-    source = ctx.choice(data["source"], "dataset.source", SOURCES)
-    size = data.get("image_size")
+    source = ctx.key(data, "dataset.source")
+    size, (low, high) = data.get("image_size"), _bounds("dataset.image_size")
     if (not isinstance(size, list) or len(size) != 2
-            or any(isinstance(v, bool) or not isinstance(v, int) or not 4 <= v <= 1024 for v in size)):
-        raise ctx.fail("dataset.image_size", "must be [height, width] with integers in [4, 1024]", size)
+            or any(isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high for v in size)):
+        raise ctx.fail("dataset.image_size", f"must be [height, width] with integers in [{low}, {high}]", size)
     path = data.get("path")
-    split = data.get("validation_split")
     if source in ("folder", "fashion_mnist"):
         if source == "folder" and (not isinstance(path, str) or not path):
             raise ctx.fail("dataset.path", "is required for source: folder and must be a string", path)
@@ -242,28 +265,22 @@ def _dataset(ctx: _Ctx, data: Any, experiment_file: Path) -> DatasetConfig:
     elif path is not None:
         raise ctx.fail("dataset.path", f"is only used with source: folder or fashion_mnist (source is {source})",
                        path)
-    if split is not None:
-        split = ctx.number(split, "dataset.validation_split", 0.0, 0.9, low_open=True)
-    samples = ctx.integer(data.get("samples", 600), "dataset.samples", 20, 1_000_000)
+    split = ctx.key(data, "dataset.validation_split")
+    samples = ctx.key(data, "dataset.samples")
     if source == "fashion_mnist":
         classes = _class_subset(ctx, data.get("classes", list(range(FASHION_CLASSES))))
     else:
-        classes = ctx.integer(data.get("classes", 2), "dataset.classes", 2, 3)
-    on_bad = ctx.choice(data.get("on_bad_file", "error"), "dataset.on_bad_file", ON_BAD_FILE)
-    train_samples, val_samples = (
-        None if data.get(k) is None else ctx.integer(data[k], f"dataset.{k}", 2, 100_000_000)
-        for k in ("train_samples", "val_samples"))
-    validation = ctx.choice(data.get("validation", "split"), "dataset.validation", VALIDATIONS)
+        classes = ctx.key(data, "dataset.classes")
+    on_bad = ctx.key(data, "dataset.on_bad_file")
+    train_samples, val_samples = ctx.key(data, "dataset.train_samples"), ctx.key(data, "dataset.val_samples")
+    validation = ctx.key(data, "dataset.validation")
     if validation == "test" and source != "fashion_mnist":
         raise ctx.fail("dataset.validation", f"test is only available with source: fashion_mnist (source is "
                                              f"{source})", validation)
     if validation == "test" and split is not None:
         raise ctx.fail("dataset.validation_split", "is not used with validation: test", split)
-    stream = data.get("stream", "auto")
-    stream = ("true" if stream else "false") if isinstance(stream, bool) else stream
-    stream = ctx.choice(stream, "dataset.stream", STREAMS)
-    threshold = ctx.integer(data.get("stream_threshold_bytes", DEFAULT_STREAM_THRESHOLD),
-                            "dataset.stream_threshold_bytes", 0)
+    stream = ctx.key(data, "dataset.stream")
+    threshold = ctx.key(data, "dataset.stream_threshold_bytes")
     cache = data.get("cache")
     for key in ("stream", "stream_threshold_bytes", "cache"):
         if key in data and source != "folder":
@@ -272,7 +289,7 @@ def _dataset(ctx: _Ctx, data: Any, experiment_file: Path) -> DatasetConfig:
         if not isinstance(cache, str) or not cache:
             raise ctx.fail("dataset.cache", "must be a file path", cache)
         cache = str(Path(cache).expanduser())
-    follow = ctx.boolean(data.get("follow_symlinks", False), "dataset.follow_symlinks")
+    follow = ctx.key(data, "dataset.follow_symlinks")
     if "follow_symlinks" in data and source != "folder":
         raise ctx.fail("dataset.follow_symlinks", f"is only used with source: folder (source is {source})", follow)
     return DatasetConfig(source, (size[0], size[1]), path, split, samples, classes, on_bad, train_samples,
@@ -294,9 +311,9 @@ def _model(ctx: _Ctx, data: Any, experiment_file: Path) -> ModelConfig:
     if data is None:
         return ModelConfig()
     data = ctx.mapping(data, "model")
-    ctx.no_unknown(data, {"base", "weights", "trainable", "depth", "filters"}, "model")
-    base = ctx.choice(data.get("base", "convnet"), "model.base", BASES)
-    weights = data.get("weights", "none")
+    ctx.no_unknown(data, allowed("model"), "model")
+    base = ctx.key(data, "model.base")
+    weights = data.get("weights", default("model.weights"))
     weights = "none" if weights is None else weights
     if not isinstance(weights, str) or not weights:
         raise ctx.fail("model.weights", "must be imagenet, none or a path to a .weights.h5/.keras file", weights)
@@ -311,79 +328,61 @@ def _model(ctx: _Ctx, data: Any, experiment_file: Path) -> ModelConfig:
     uses_base = base != "convnet" or weights != "none"
     trainable = data.get("trainable", not uses_base)
     if not isinstance(trainable, bool):
-        trainable = ctx.integer(trainable, "model.trainable", 1, 10_000)
+        trainable = ctx.key(data, "model.trainable", trainable)
     depth = filters = None
     if base == "convnet" and uses_base:
         if "depth" not in data:
             raise ctx.fail("model.depth", "is required for a convnet base loaded from a weights file "
                                           "(its conv blocks)", None)
-        depth = ctx.integer(data["depth"], "model.depth", 1, 8)
-        filters = ctx.integer(data.get("filters", 32), "model.filters", 1, 1024)
+        depth = ctx.key(data, "model.depth")
+        filters = ctx.key(data, "model.filters")
     else:
         for key in ("depth", "filters"):
             if key in data:
                 raise ctx.fail(f"model.{key}", "is only used with base: convnet and a weights file "
                                                "(the search space holds the plain convnet's)", data[key])
-    return ModelConfig(base, weights, trainable, depth, filters if filters is not None else 32)
+    return ModelConfig(base, weights, trainable, depth, default("model.filters") if filters is None else filters)
 
 
 def _train(ctx: _Ctx, data: Any) -> TrainConfig:
     data = ctx.mapping(data, "train")
-    ctx.no_unknown(
-        data,
-        {"epochs", "batch_size", "learning_rate", "adam_epsilon", "mixed_precision", "jit_compile",
-         "early_stopping", "reuse_compiled", "deterministic", "until_converged"},
-        "train",
-    )
-    d = TrainConfig()
-    converged = None
-    if data.get("until_converged") is not None:
-        u = ctx.mapping(data["until_converged"], "train.until_converged")
-        ctx.no_unknown(u, {"patience", "max_epochs"}, "train.until_converged")
-        for key in ("patience", "max_epochs"):
-            if key not in u:
-                raise ctx.fail(f"train.until_converged.{key}", "is required (epochs without improvement; the "
-                                                                "epoch cap)", None)
-        converged = Convergence(ctx.integer(u["patience"], "train.until_converged.patience", 1, 10_000),
-                                ctx.integer(u["max_epochs"], "train.until_converged.max_epochs", 2, 10_000))
-        if converged.patience >= converged.max_epochs:
-            raise ctx.fail("train.until_converged.patience", f"must be below max_epochs ({converged.max_epochs})",
-                           converged.patience)
-        for key in ("epochs", "early_stopping"):
-            if key in data:
-                raise ctx.fail(f"train.{key}", "cannot be combined with train.until_converged (its max_epochs is "
-                                               "the cap, its patience the early stopping)", data[key])
-    jit = data.get("jit_compile", d.jit_compile)
-    if isinstance(jit, bool):
-        jit = "true" if jit else "false"
-    jit = ctx.choice(jit, "train.jit_compile", ("auto", "true", "false"))
-    reuse = data.get("reuse_compiled", d.reuse_compiled)
-    if isinstance(reuse, bool):
-        reuse = "true" if reuse else "false"
-    reuse = ctx.choice(reuse, "train.reuse_compiled", ("auto", "true", "false"))
+    ctx.no_unknown(data, allowed("train"), "train")
+    converged = _convergence(ctx, data)
+    jit, reuse = ctx.key(data, "train.jit_compile"), ctx.key(data, "train.reuse_compiled")
     return TrainConfig(
-        epochs=converged.max_epochs if converged else ctx.integer(data.get("epochs", d.epochs), "train.epochs",
-                                                                  1, 10_000),
-        batch_size=ctx.integer(data.get("batch_size", d.batch_size), "train.batch_size", 1, 65_536),
-        learning_rate=ctx.number(data.get("learning_rate", d.learning_rate), "train.learning_rate",
-                                 0.0, None, low_open=True),
-        adam_epsilon=ctx.number(data.get("adam_epsilon", d.adam_epsilon), "train.adam_epsilon",
-                                0.0, None, low_open=True),
-        mixed_precision=ctx.boolean(data.get("mixed_precision", d.mixed_precision),
-                                    "train.mixed_precision"),
+        epochs=converged.max_epochs if converged else ctx.key(data, "train.epochs"),
+        batch_size=ctx.key(data, "train.batch_size"),
+        learning_rate=ctx.key(data, "train.learning_rate"),
+        adam_epsilon=ctx.key(data, "train.adam_epsilon"),
+        mixed_precision=ctx.key(data, "train.mixed_precision"),
         jit_compile=jit,
-        early_stopping=ctx.integer(data.get("early_stopping", d.early_stopping),
-                                   "train.early_stopping", 0, 10_000),
+        early_stopping=ctx.key(data, "train.early_stopping"),
         reuse_compiled=reuse,
-        deterministic=ctx.boolean(data.get("deterministic", d.deterministic), "train.deterministic"),
+        deterministic=ctx.key(data, "train.deterministic"),
         until_converged=converged,
     )
 
 
-EXPERIMENT_KEYS = {
-    "name", "dataset", "search_space", "train", "trials", "repeats", "sampler", "pruner", "seed",
-    "max_consecutive_failures", "ablation", "description", "stop", "equivalence_margin", "model",
-}
+def _convergence(ctx: _Ctx, data: Mapping) -> Convergence | None:
+    """`train.until_converged`: patience below max_epochs, and neither `epochs` nor `early_stopping` beside it."""
+    if data.get("until_converged") is None:
+        return None
+    u = ctx.mapping(data["until_converged"], "train.until_converged")
+    ctx.no_unknown(u, allowed("train.until_converged"), "train.until_converged")
+    for key in ("patience", "max_epochs"):
+        if key not in u:
+            raise ctx.fail(f"train.until_converged.{key}", "is required (epochs without improvement; the "
+                                                            "epoch cap)", None)
+    converged = Convergence(ctx.key(u, "train.until_converged.patience"),
+                            ctx.key(u, "train.until_converged.max_epochs"))
+    if converged.patience >= converged.max_epochs:
+        raise ctx.fail("train.until_converged.patience", f"must be below max_epochs ({converged.max_epochs})",
+                       converged.patience)
+    for key in ("epochs", "early_stopping"):
+        if key in data:
+            raise ctx.fail(f"train.{key}", "cannot be combined with train.until_converged (its max_epochs is "
+                                           "the cap, its patience the early stopping)", data[key])
+    return converged
 
 
 def _base(ctx: _Ctx, data: Any, deepest: int, fixed_depth: bool = False) -> BaseConfig | None:
@@ -393,7 +392,7 @@ def _base(ctx: _Ctx, data: Any, deepest: int, fixed_depth: bool = False) -> Base
     if isinstance(data, str):
         raise ctx.fail("ablation.base", "must be `best` or a mapping with depth and augmentations", data)
     data = ctx.mapping(data, "ablation.base")
-    ctx.no_unknown(data, {"depth", "filters", "dense_units", "learning_rate", "augmentations"}, "ablation.base")
+    ctx.no_unknown(data, allowed("search_space"), "ablation.base")  # a point of the search space
     if fixed_depth:
         if "depth" in data:
             raise ctx.fail("ablation.base.depth", "is not used with a pretrained base (model.base)", data["depth"])
@@ -402,10 +401,10 @@ def _base(ctx: _Ctx, data: Any, deepest: int, fixed_depth: bool = False) -> Base
         raise ctx.fail("ablation.base.depth", "is required", None)
     else:
         depth = ctx.integer(data["depth"], "ablation.base.depth", 1, deepest)
-    filters = ctx.integer(data["filters"], "ablation.base.filters", 1, 1024) if "filters" in data else None
-    dense = ctx.integer(data["dense_units"], "ablation.base.dense_units", 1, 4096) if "dense_units" in data else None
-    lr = (ctx.number(data["learning_rate"], "ablation.base.learning_rate", 0.0, None, low_open=True)
-          if "learning_rate" in data else None)
+    filters, dense = (ctx.integer(data[k], f"ablation.base.{k}", *_bounds(f"search_space.{k}")) if k in data else None
+                      for k in ("filters", "dense_units"))
+    lr = (ctx.number(data["learning_rate"], "ablation.base.learning_rate", *_bounds("search_space.learning_rate"),
+                     low_open=True) if "learning_rate" in data else None)
 
     def param(spec: ParamSpec, value: Any, key: str):
         if value is _MISSING:
@@ -420,11 +419,11 @@ def _base(ctx: _Ctx, data: Any, deepest: int, fixed_depth: bool = False) -> Base
 
 def _ablation(ctx: _Ctx, data: Any, deepest: int, fixed_depth: bool = False) -> AblationConfig:
     data = ctx.mapping(data, "ablation")
-    ctx.no_unknown(data, {"repeats", "base", "baselines"}, "ablation")
+    ctx.no_unknown(data, allowed("ablation"), "ablation")
     return AblationConfig(
-        repeats=ctx.integer(data.get("repeats", 5), "ablation.repeats", 1, 100),
+        repeats=ctx.key(data, "ablation.repeats"),
         base=_base(ctx, data.get("base"), deepest, fixed_depth),
-        baselines=ctx.boolean(data.get("baselines", True), "ablation.baselines"),
+        baselines=ctx.key(data, "ablation.baselines"),
     )
 
 
@@ -561,7 +560,7 @@ def load_experiment(path: str | Path) -> Experiment:
     ctx = _Ctx(file)
     if not isinstance(data, Mapping):
         raise ConfigError(f"experiment file must be a YAML mapping. Received: {type(data).__name__} ({file})")
-    ctx.no_unknown(data, EXPERIMENT_KEYS, "")
+    ctx.no_unknown(data, allowed(""), "")
     for key in ("name", "dataset", "search_space"):
         if key not in data:
             raise ctx.fail(key, "is required", None)
@@ -603,22 +602,20 @@ def load_experiment(path: str | Path) -> Experiment:
             f"(each block halves the size). Received: {key.split('.')[-1]}={top} ({space_path or file})"
         )
     train = _train(ctx, data.get("train", {}) or {})
-    sampler = ctx.choice(data.get("sampler", "random"), "sampler", SAMPLERS)
+    sampler = ctx.key(data, "sampler")
     # A design point pruned is a hole in its block and a survivor-only fit, so factorial never prunes.
-    pruner = data.get("pruner", "none" if sampler == "factorial" else "median")
-    pruner = "none" if pruner is None else pruner
-    pruner = ctx.choice(pruner, "pruner", PRUNERS)
+    pruner = data.get("pruner", "none" if sampler == "factorial" else default("pruner"))
+    pruner = ctx.key(data, "pruner", "none" if pruner is None else pruner)
     if sampler == "factorial" and pruner != "none":
         raise ConfigError(f"pruner must be none with sampler: factorial (a pruned design point would leave a hole "
                           f"in its block and the effects would be fitted on survivors). Received: pruner={pruner!r} "
                           f"({file})")
-    stop = ctx.choice(data.get("stop", "budget"), "stop", STOPS)
+    stop = ctx.key(data, "stop")
     if stop == "decided" and sampler != "factorial":
         raise ConfigError(f"stop: decided needs sampler: factorial (a design run in replicated blocks, refitted "
                           f"after each). Received: sampler={sampler!r} ({file})")
-    margin = ctx.number(data.get("equivalence_margin", DEFAULT_MARGIN), "equivalence_margin", 0.0, None,
-                        low_open=True)
-    trials = ctx.integer(data.get("trials", 20), "trials", 1, 100_000)
+    margin = ctx.key(data, "equivalence_margin")
+    trials = ctx.key(data, "trials")
     if sampler == "factorial":
         _check_design(space, trials, stop == "decided", file)
     return Experiment(
@@ -627,13 +624,11 @@ def load_experiment(path: str | Path) -> Experiment:
         search_space=space,
         train=train,
         trials=trials,
-        repeats=ctx.integer(data.get("repeats", 2), "repeats", 1, 100),
+        repeats=ctx.key(data, "repeats"),
         sampler=sampler,
         pruner=pruner,
-        seed=ctx.integer(data.get("seed", 0), "seed", 0, 2**31 - 1),
-        max_consecutive_failures=ctx.integer(
-            data.get("max_consecutive_failures", 5), "max_consecutive_failures", 1, 10_000
-        ),
+        seed=ctx.key(data, "seed"),
+        max_consecutive_failures=ctx.key(data, "max_consecutive_failures"),
         stop=stop,
         equivalence_margin=float(margin),
         ablation=_ablation(ctx, data.get("ablation") or {}, deepest, model.uses_base),

@@ -1,6 +1,7 @@
 """What an experiment is: frozen dataclasses for the experiment, its dataset, training and search space.
 
-`load` builds them from YAML; everything else reads them. `ConfigError` is bad user input.
+`load` builds them from YAML; everything else reads them. Their defaults come from the key table (`keys`).
+`ConfigError` is bad user input.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Mapping
 import yaml
 
 from ..runtime import UserError
+from .keys import OMITTED, default, late, lookup, resting
 
 
 
@@ -20,18 +22,6 @@ class ConfigError(UserError):
     """Bad user input: the CLI prints the message on one line and exits with code 2."""
 
 
-SOURCES = ("digits", "synthetic", "folder", "fashion_mnist")
-VALIDATIONS = ("split", "test")  # fashion_mnist: hold out validation_split of the training split, or the official test split
-STREAMS = ("auto", "true", "false")  # folder: stream from disk with tf.data, keep in memory, or choose by size
-DEFAULT_STREAM_THRESHOLD = 2 * 1024**3  # bytes of decoded float32 pixels above which `stream: auto` streams
-# Keras applications usable as `model.base` (plus `convnet`, the course's own network).
-APPLICATIONS = ("vgg16", "vgg19", "mobilenetv2", "efficientnetb0", "resnet50")
-BASES = ("convnet", *APPLICATIONS)
-SAMPLERS = ("tpe", "random", "grid", "factorial")
-STOPS = ("budget", "decided")  # stop at `trials`, or as soon as every augmentation is decided (factorial)
-DEFAULT_MARGIN = 0.02  # validation loss; see README "Verdicts" for why
-PRUNERS = ("none", "median", "successive_halving", "hyperband")
-ON_BAD_FILE = ("error", "skip")
 
 
 @dataclass(frozen=True)
@@ -80,8 +70,8 @@ class SearchSpace:
     """What Optuna may vary: depth, optional width/lr, and each augmentation's magnitudes."""
 
     depth: IntRange | Choice
-    filters: Choice = Choice((32,))
-    dense_units: Choice = Choice((6,))
+    filters: Choice = Choice((default("search_space.filters"),))
+    dense_units: Choice = Choice((default("search_space.dense_units"),))
     learning_rate: FloatRange | Choice | None = None  # None: train.learning_rate, not searched
     augmentations: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
 
@@ -100,24 +90,18 @@ class DatasetConfig:
 
     source: str
     image_size: tuple[int, int]
-    path: str | None = None
-    validation_split: float | None = None
-    samples: int = 600  # synthetic: images in total (train + validation)
-    classes: int | tuple[int, ...] = 2  # synthetic: 2 (car, truck) or 3 (+ bus); fashion_mnist: label subset
-    on_bad_file: str = "error"
-    train_samples: int | None = None  # a stratified, seeded subsample of the training split (None: all)
-    val_samples: int | None = None  # the same for the validation split
-    validation: str = "split"  # fashion_mnist: split | test (the official 10,000-image test split)
-    stream: str = "auto"  # folder: auto | true | false
-    stream_threshold_bytes: int = DEFAULT_STREAM_THRESHOLD
-    cache: str | None = None  # folder, streaming: a file for the decoded pixels (written once, then read)
-    follow_symlinks: bool = False  # folder: follow links that point outside dataset.path (refused otherwise)
-
-
-# Keys added after studies already existed: left out of the resolved experiment at their defaults, so the
-# identity of an existing study (a hash of the resolved experiment) does not change under it.
-_LATE_DEFAULTS = {"val_samples": None, "validation": "split", "stream": "auto",
-                  "stream_threshold_bytes": DEFAULT_STREAM_THRESHOLD, "cache": None, "follow_symlinks": False}
+    path: str | None = default("dataset.path")
+    validation_split: float | None = default("dataset.validation_split")
+    samples: int = default("dataset.samples")  # synthetic: images in total (train + validation)
+    classes: int | tuple[int, ...] = default("dataset.classes")  # synthetic: 2 or 3; fashion_mnist: labels
+    on_bad_file: str = default("dataset.on_bad_file")
+    train_samples: int | None = default("dataset.train_samples")  # a stratified, seeded subsample (None: all)
+    val_samples: int | None = default("dataset.val_samples")  # the same for the validation split
+    validation: str = default("dataset.validation")  # fashion_mnist: split | test (official)
+    stream: str = default("dataset.stream")  # folder: auto | true | false
+    stream_threshold_bytes: int = default("dataset.stream_threshold_bytes")
+    cache: str | None = default("dataset.cache")  # folder, streaming: decoded pixels' file
+    follow_symlinks: bool = default("dataset.follow_symlinks")  # folder: links out of dataset.path
 
 
 @dataclass(frozen=True)
@@ -130,11 +114,11 @@ class ModelConfig:
     not searched when a base is used).
     """
 
-    base: str = "convnet"
-    weights: str = "none"
-    trainable: bool | int = True
-    depth: int | None = None
-    filters: int = 32
+    base: str = default("model.base")
+    weights: str = default("model.weights")
+    trainable: bool | int = default("model.trainable")
+    depth: int | None = default("model.depth")
+    filters: int = default("model.filters")
 
     @property
     def uses_base(self) -> bool:
@@ -156,16 +140,16 @@ class Convergence:
 class TrainConfig:
     """How each repeat of a trial trains (`epochs` is the cap when `until_converged` is set)."""
 
-    epochs: int = 10
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    adam_epsilon: float = 0.01  # the course's Adam(epsilon=0.01)
-    mixed_precision: bool = False
-    jit_compile: str = "auto"  # auto | true | false
-    early_stopping: int = 0  # patience in epochs; 0 = off
-    reuse_compiled: str = "auto"  # auto | true | false: reuse one compiled model per structure (training.reuse)
-    deterministic: bool = True  # deterministic ops (runtime.set_determinism): `--reproduce` matches to 1e-5
-    until_converged: Convergence | None = None  # None: the fixed budget of `epochs`
+    epochs: int = default("train.epochs")
+    batch_size: int = default("train.batch_size")
+    learning_rate: float = default("train.learning_rate")
+    adam_epsilon: float = default("train.adam_epsilon")  # the course's Adam(epsilon=0.01)
+    mixed_precision: bool = default("train.mixed_precision")
+    jit_compile: str = default("train.jit_compile")  # auto | true | false
+    early_stopping: int = default("train.early_stopping")  # patience in epochs; 0 = off
+    reuse_compiled: str = default("train.reuse_compiled")  # auto | true | false (training.reuse)
+    deterministic: bool = default("train.deterministic")  # runtime.set_determinism
+    until_converged: Convergence | None = default("train.until_converged")  # None: the fixed budget of `epochs`
 
 
 @dataclass(frozen=True)
@@ -183,9 +167,9 @@ class BaseConfig:
 class AblationConfig:
     """How `sweep.py --ablation` runs: seeds per variant, and the base (None: the sweep's best trial)."""
 
-    repeats: int = 5
-    base: BaseConfig | None = None
-    baselines: bool = True  # also train RandAugment and TrivialAugment-style on the base's network
+    repeats: int = default("ablation.repeats")
+    base: BaseConfig | None = default("ablation.base")
+    baselines: bool = default("ablation.baselines")  # RandAugment, TrivialAugment-style
 
 
 @dataclass(frozen=True)
@@ -196,14 +180,14 @@ class Experiment:
     dataset: DatasetConfig
     search_space: SearchSpace
     train: TrainConfig = TrainConfig()
-    trials: int = 20
-    repeats: int = 2
-    sampler: str = "random"
-    pruner: str = "median"
-    seed: int = 0
-    max_consecutive_failures: int = 5
-    stop: str = "budget"
-    equivalence_margin: float = DEFAULT_MARGIN  # |effect| below this is negligible
+    trials: int = default("trials")
+    repeats: int = default("repeats")
+    sampler: str = default("sampler")
+    pruner: str = default("pruner")
+    seed: int = default("seed")
+    max_consecutive_failures: int = default("max_consecutive_failures")
+    stop: str = default("stop")
+    equivalence_margin: float = default("equivalence_margin")  # |effect| below this is negligible
     ablation: AblationConfig = AblationConfig()
     model: ModelConfig = ModelConfig()
     path: str = ""
@@ -213,13 +197,10 @@ class Experiment:
         """Everything that defines the experiment, with defaults filled in (for the MLflow artifact)."""
         d = asdict(self)
         d.pop("path")
-        for key, default in _LATE_DEFAULTS.items():
-            if d["dataset"].get(key) == default:
-                d["dataset"].pop(key)
-        if self.model == ModelConfig():
-            d.pop("model")
-        if d["train"].get("until_converged") is None:  # added later: absent keeps old studies' identity
-            d["train"].pop("until_converged", None)
+        for key in late(OMITTED):  # added after studies existed: absent at its default keeps their identity
+            section = lookup(d, key.section)
+            if isinstance(section, dict) and key.leaf in section and section[key.leaf] == resting(key):
+                section.pop(key.leaf)
         d["search_space"] = space_to_dict(self.search_space)
         return _plain(d)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .keys import default
 from .schema import Choice, FloatRange, IntRange, SearchSpace
 
 
@@ -13,9 +14,9 @@ class TrialConfig:
     """One configuration to train: model shape, learning rate, and the augmentations that are on."""
 
     depth: int
-    filters: int = 32
-    dense_units: int = 6
-    learning_rate: float = 1e-3
+    filters: int = default("search_space.filters")
+    dense_units: int = default("search_space.dense_units")
+    learning_rate: float = default("train.learning_rate")
     augmentations: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
 
     @property
@@ -51,9 +52,9 @@ class TrialConfig:
             augs.append((name, params))
         return cls(
             depth=int(flat["depth"]),
-            filters=int(flat.get("filters", 32)),
-            dense_units=int(flat.get("dense_units", 6)),
-            learning_rate=float(flat.get("learning_rate", 1e-3)),
+            filters=int(flat.get("filters", cls.filters)),
+            dense_units=int(flat.get("dense_units", cls.dense_units)),
+            learning_rate=float(flat.get("learning_rate", cls.learning_rate)),
             augmentations=tuple(augs),
         )
 

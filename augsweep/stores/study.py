@@ -3,14 +3,17 @@ storage behind them, the study's identity and counts, and its locks."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import warnings
 from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 
 import yaml
 
 from .. import runtime
+from ..experiment import keys
 from ..experiment.schema import ConfigError, Experiment
 
 # Study user attributes that tie the Optuna study to the MLflow store and to its experiment.
@@ -259,12 +262,36 @@ def count_running(study) -> int:
     return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
 
 
+def _identity_part(exp: Experiment) -> dict:
+    """The resolved experiment without the keys the table marks as outside the identity (the budget, ...)."""
+    resolved = exp.resolved()
+    for key in keys.outside_identity():
+        resolved.pop(key, None)
+    return resolved
+
+
+def _hash(resolved: dict) -> str:
+    return hashlib.sha256(yaml.safe_dump(resolved, sort_keys=True).encode()).hexdigest()
+
+
 def identity(exp: Experiment) -> str:
     """Hash of everything that must not change when a study is resumed (the budget may)."""
-    resolved = exp.resolved()
-    for key in ("trials", "max_consecutive_failures", "ablation", "stop", "equivalence_margin"):
-        resolved.pop(key, None)
-    return hashlib.sha256(yaml.safe_dump(resolved, sort_keys=True).encode()).hexdigest()
+    return _hash(_identity_part(exp))
+
+
+def identities(exp: Experiment) -> set[str]:
+    """`identity(exp)` and the identities a study of this same experiment stored before a key the table marks
+    `late=HASHED` existed (that key at its default left out): a study to resume may hold any of them."""
+    resolved = _identity_part(exp)
+    at_default = [key for key in keys.late(keys.HASHED) if keys.lookup(resolved, key.name) == key.default]
+    found = set()
+    for n in range(len(at_default) + 1):
+        for left_out in combinations(at_default, n):
+            older = copy.deepcopy(resolved)
+            for key in left_out:
+                keys.lookup(older, key.section).pop(key.leaf)
+            found.add(_hash(older))
+    return found
 
 
 def study_locks(stores: Stores):

@@ -1,0 +1,97 @@
+"""The key table (`experiment.keys`) is the one owner of the experiment file's keys: the dataclasses, the
+loader, the study identity and the README's key list all agree with it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import MISSING, fields, is_dataclass
+
+from augsweep.experiment import AblationConfig, DatasetConfig, Experiment, ModelConfig, TrainConfig, load_experiment
+from augsweep.experiment.keys import CUSTOM, HASHED, KEYS, REQUIRED, SECTION, TABLE, allowed, late
+from augsweep.stores.study import identities, identity
+from tests.helpers import ROOT, tiny_experiment
+
+SECTIONS = {"": Experiment, "dataset": DatasetConfig, "train": TrainConfig, "model": ModelConfig,
+            "ablation": AblationConfig}
+NOT_FILE_KEYS = {"path", "search_space_path"}  # where the files were, not what they say
+
+
+def test_every_dataclass_field_is_a_table_key_with_the_tables_default():
+    for section, cls in SECTIONS.items():
+        outside = NOT_FILE_KEYS if not section else set()
+        assert {f.name for f in fields(cls)} - outside == allowed(section) - {"description"}, section
+        for f in fields(cls):
+            if f.name in outside or f.default is MISSING or is_dataclass(f.default):
+                continue
+            key = TABLE[f"{section}.{f.name}" if section else f.name]
+            assert key.default is not REQUIRED and f.default == key.default, key.name
+
+
+def test_custom_and_section_keys_have_their_own_checks():
+    for key in KEYS:
+        assert key.kind in ("int", "number", "bool", "choice", CUSTOM, SECTION), key.name
+        assert not key.choices or key.kind == "choice", key.name
+
+
+# identity(synthetic.yaml) as the code computed it before train.reuse_compiled (cca3a73^) and before
+# train.deterministic (721e6b7^): studies created then stored these.
+BEFORE_REUSE_COMPILED = "7b1fd1099d4892d5cd0f97c4437e3174cfa692e4436eef30c1fc1b07e4384164"
+BEFORE_DETERMINISTIC = "897bb346b168338a7058353951092290f535056f75273ff86f13cadecd53f049"
+
+
+def test_a_study_created_before_a_late_key_existed_is_still_this_experiment(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    exp = load_experiment(ROOT / "experiments" / "synthetic.yaml")
+    assert {key.name for key in late(HASHED)} == {"train.reuse_compiled", "train.deterministic"}
+    assert identity(exp) not in (BEFORE_REUSE_COMPILED, BEFORE_DETERMINISTIC)  # why a plain compare refused them
+    assert {identity(exp), BEFORE_REUSE_COMPILED, BEFORE_DETERMINISTIC} <= identities(exp)
+
+
+def test_a_late_key_away_from_its_default_accepts_no_older_identity(write_experiment):
+    exp = load_experiment(write_experiment(tiny_experiment(train={"reuse_compiled": False, "deterministic": False})))
+    assert identities(exp) == {identity(exp)}  # no study before these keys trained that way
+    changed = load_experiment(write_experiment(tiny_experiment(train={"epochs": 3}), "b.yaml"))
+    assert not identities(changed) & identities(load_experiment(write_experiment(tiny_experiment(), "c.yaml")))
+
+
+def _readme_block(title: str, first: str) -> str:
+    """The YAML block of README.md's section `title` that starts with the line `first`."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index(title):]
+    start = section.index("```yaml\n" + first) + len("```yaml\n")
+    return section[start:section.index("```", start)]
+
+
+def _readme_keys(block: str, prefix: str = "") -> set[str]:
+    """Dotted keys a README YAML block names, commented-out ones included (`# stop: decided`, `#   base: vgg16`,
+    `# depth: 2, filters: 16`, `{patience: 10, max_epochs: 200}`); what lies under a CUSTOM key is its own."""
+    found, parents = set(), []  # parents: (indent, dotted name)
+    for raw in block.splitlines():
+        line = re.sub(r"^# ?", "", raw)
+        indent = len(line) - len(line.lstrip())
+        body = re.sub(r"\s+#\s.*$", "", line.strip().removeprefix("# ").strip())
+        match = re.match(r"([a-z_]+):(.*)", body)
+        if not match:
+            continue
+        parents = [(i, n) for i, n in parents if i < indent]
+        section = parents[-1][1] if parents else prefix.rstrip(".")
+        if parents and TABLE.get(section) is not None and TABLE[section].kind == CUSTOM:
+            continue
+        leaves = [match.group(1)] + re.findall(r",\s*([a-z_]+):", body if "{" not in body else "")
+        for leaf in leaves:
+            found.add(f"{section}.{leaf}" if section else leaf)
+        name = f"{section}.{match.group(1)}" if section else match.group(1)
+        parents.append((indent, name))
+        inner = re.match(r"\{(.*)\}$", match.group(2).strip())
+        if inner and TABLE.get(name) is not None and TABLE[name].kind == SECTION:
+            found |= {f"{name}.{leaf}" for leaf in re.findall(r"([a-z_]+):", inner.group(1))}
+    return found
+
+
+def test_the_readme_lists_every_key_of_the_table_and_no_other():
+    named = (_readme_keys(_readme_block("### Experiment file", "name:"))
+             | _readme_keys(_readme_block("### Ablation and reproduction", "ablation:"))
+             | _readme_keys(_readme_block("### Search space", "depth:"), "search_space."))
+    table = {key.name for key in KEYS}
+    assert sorted(table - named) == [], "keys in the table that README.md's key list does not name"
+    assert sorted(named - table) == [], "keys README.md names that the table does not have"
