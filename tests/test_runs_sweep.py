@@ -97,6 +97,33 @@ def test_changed_experiment_is_refused_on_resume(tmp_path, write_experiment):
         _sweep(path, mlruns)
 
 
+def test_a_study_created_before_a_late_key_existed_resumes(tmp_path, write_experiment):
+    """A study whose stored hash is the one computed before `train.deterministic` and `train.reuse_compiled`
+    existed (both at their defaults now) resumes instead of being refused as another experiment."""
+    import copy
+    import hashlib
+
+    import optuna
+    import yaml
+
+    from augsweep.stores.study import ATTR_EXPERIMENT_HASH
+
+    path = write_experiment(tiny_experiment(trials=1, search_space={"depth": 1}))
+    mlruns = tmp_path / "mlruns"
+    _sweep(path, mlruns)
+    # The identity as the code before those keys computed it, written here from its definition: the resolved
+    # experiment without the budget keys and without the two late keys, hashed as sorted YAML.
+    old = copy.deepcopy(load_experiment(path).resolved())
+    for key in ("trials", "max_consecutive_failures", "ablation", "stop", "equivalence_margin"):
+        old.pop(key, None)
+    old["train"].pop("deterministic"), old["train"].pop("reuse_compiled")
+    old_hash = hashlib.sha256(yaml.safe_dump(old, sort_keys=True).encode()).hexdigest()
+    study = optuna.load_study(study_name=load_experiment(path).name, storage=f"sqlite:///{mlruns}/optuna.db")
+    study.set_user_attr(ATTR_EXPERIMENT_HASH, old_hash)
+    done, text = _sweep(path, mlruns, trials=2)
+    assert done.finished == 2 and done.ran_now == 1
+
+
 def test_sequential_sweep_is_deterministic(tmp_path, write_experiment):
     """Same file, same seed, same machine: the same trial parameters and values (1e-6 on CPU)."""
     path = write_experiment(tiny_experiment(trials=3, search_space={

@@ -19,7 +19,7 @@ from ..runtime import RunEnv
 from ..experiment import space
 from ..experiment.schema import ConfigError, Experiment
 from ..stores.study import (ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKING_URI, Stores, check_study_not_lost,
-                            count_finished, count_running, finished_states, identity, make_storage, study_locks)
+                            count_finished, count_running, finished_states, identities, identity, make_storage, study_locks)
 from ..stores.recovery import close_orphan_runs, reap_dead_trials, retry_once, worker_identity
 from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, client_for
 from ..training.data import load_dataset
@@ -166,7 +166,7 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
     )
     ident = identity(exp)
     known = study.user_attrs.get(ATTR_EXPERIMENT_HASH)
-    if known and known != ident:
+    if known and known not in identities(exp):  # an older study may hold the hash from before a late key
         raise ConfigError(
             f"study {stores.study_name!r} in {stores.storage_label} was created from a different experiment "
             f"(dataset, search space, training or seeds changed). Received: {exp.path}; use --study-name NEW "
