@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -39,6 +39,31 @@ SPENDING = "obrien-fleming"
 
 _NOTE_FEW = "fewer than 2 seed replicates estimate it: no interval can include seed-to-seed variation"
 _NOTE_NONE = "not estimable in any seed replicate (always on, never on, or too few finished trials)"
+
+
+@dataclass(frozen=True)
+class VerdictRule:
+    """The parameters of the one verdict rule, as the sweep's stopping rule and the report both apply it.
+
+    `margin`: |effect| below it is negligible (the experiment's `equivalence_margin`); `alpha`: the error rate
+    of the whole family of verdicts; `spending`: how `alpha` is spent over sequential looks; `max_looks`: the
+    looks the plan allows (a replicated design's cap of blocks); `seeds_per_block`: seed replicates each
+    further look brings (None: estimated from the data), for `blocks_to_decide`.
+    """
+
+    margin: float
+    alpha: float = 0.05
+    spending: str = SPENDING
+    max_looks: int = 1
+    seeds_per_block: int | None = None
+
+    def alpha_at(self, looks_done: int) -> float:
+        """The family's level at look `looks_done` (`look_alpha`)."""
+        return look_alpha(self.alpha, looks_done, self.max_looks, self.spending)
+
+    def share(self, alpha: float, max_looks: int | None = None) -> "VerdictRule":
+        """The same rule for one verdict table's share of alpha (and a plan of `max_looks`, when given)."""
+        return replace(self, alpha=alpha, max_looks=self.max_looks if max_looks is None else max_looks)
 
 
 def spent_alpha(alpha: float, fraction: float, spending: str = SPENDING) -> float:
@@ -474,11 +499,12 @@ def _t_critical(level: float, df: int) -> float:
     return float(sps.t.isf(level / 2.0, df))
 
 
-def blocks_to_decide(row: pd.Series | dict, *, seeds_per_block: int, looks_done: int, max_looks: int,
-                     alpha: float, margin: float, spending: str = SPENDING) -> float:
+def blocks_to_decide(row: pd.Series | dict, rule: VerdictRule, looks_done: int, seeds_per_block: int) -> float:
     """More blocks after which the row would be decided if its effect and seed sd held (NaN: not within
-    100 blocks). Within the cap the cap's spending plan is used; beyond it, a plan whose cap is that look
-    (what a rerun with a larger `trials` gets), so a number above `max_looks - looks_done` means "raise the cap"."""
+    100 blocks), each block bringing `seeds_per_block` seed replicates. Within the cap the cap's spending plan
+    is used; beyond it, a plan whose cap is that look (what a rerun with a larger `trials` gets), so a number
+    above `rule.max_looks - looks_done` means "raise the cap"."""
+    alpha, margin, max_looks, spending = rule.alpha, rule.margin, rule.max_looks, rule.spending
     if row["verdict"] in DECIDED:
         return 0.0
     n, sd, effect = int(row["n_seeds"]), float(row["sd_seeds"]), float(row["effect"])
@@ -495,15 +521,15 @@ def blocks_to_decide(row: pd.Series | dict, *, seeds_per_block: int, looks_done:
     return float("nan")
 
 
-def summarize(seeds: pd.DataFrame, augmentations: Sequence[str], *, margin: float, alpha: float = 0.05,
-              looks_done: int = 1, max_looks: int = 1, spending: str = SPENDING,
-              seeds_per_block: int | None = None, shift: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
+def summarize(seeds: pd.DataFrame, augmentations: Sequence[str], rule: VerdictRule, looks_done: int = 1,
+              shift: tuple[np.ndarray, np.ndarray] | None = None) -> pd.DataFrame:
     """Verdict frame from per-seed effects (the output of `seed_effects`) at look `looks_done`; `shift`: per
     augmentation, what a trial-shared shift adds to a block's per-seed effect, and its df (`switch_shift`)."""
+    margin, max_looks = rule.margin, rule.max_looks
     if margin <= 0:
         raise ValueError("margin must be positive")
     names = list(dict.fromkeys(augmentations))
-    a_look = look_alpha(alpha, looks_done, max_looks, spending)
+    a_look = rule.alpha_at(looks_done)
     codes, n_rep, _ = _replicate_codes(seeds)
     pos = {a: j for j, a in enumerate(names)}
     col = np.array([pos.get(a, -1) for a in seeds["augmentation"]], dtype=np.int64)
@@ -519,13 +545,13 @@ def summarize(seeds: pd.DataFrame, augmentations: Sequence[str], *, margin: floa
     m = int(res["n_family"][0]) if len(names) else 1
     method = [f"t across {n} seeds, Šidák x{m}, look {looks_done}/{max_looks} (alpha {a_look:.4g})"
               for n in res["n_seeds"]]
+    seeds_per_block = rule.seeds_per_block
     if seeds_per_block is None:
         blocks = seeds["block"].to_numpy()
         seeds_per_block = max(round(n_rep / len(np.unique(blocks))), 1) if n_rep else 1
     to_decide = [
-        blocks_to_decide({"verdict": v, "n_seeds": n, "sd_seeds": sd, "effect": e, "n_family": m},
-                         seeds_per_block=seeds_per_block, looks_done=looks_done, max_looks=max_looks,
-                         alpha=alpha, margin=margin, spending=spending)
+        blocks_to_decide({"verdict": v, "n_seeds": n, "sd_seeds": sd, "effect": e, "n_family": m}, rule,
+                         looks_done, seeds_per_block)
         for v, n, sd, e in zip(res["verdict"], res["n_seeds"], res["sd_seeds"], res["effect"])]
     out = pd.DataFrame({
         "augmentation": names, "effect": res["effect"], "ci_low": res["ci_low"], "ci_high": res["ci_high"],
@@ -537,9 +563,8 @@ def summarize(seeds: pd.DataFrame, augmentations: Sequence[str], *, margin: floa
     return _order(out)
 
 
-def effects(table: pd.DataFrame, augmentations: Sequence[str], *, margin: float, alpha: float = 0.05,
-            looks_done: int = 1, max_looks: int = 1, spending: str = SPENDING,
-            outcome: str = "best_val_loss", seeds_per_block: int | None = None) -> pd.DataFrame:
+def effects(table: pd.DataFrame, augmentations: Sequence[str], rule: VerdictRule, looks_done: int = 1,
+            outcome: str = "best_val_loss") -> pd.DataFrame:
     """Each augmentation's effect on the outcome with a simultaneous, seed-replicated interval and verdict."""
     names, fits, designs = _replicate_fits(table, augmentations, outcome)
     seeds = _seed_frame(names, fits)
@@ -548,8 +573,7 @@ def effects(table: pd.DataFrame, augmentations: Sequence[str], *, margin: float,
         # The largest group of replicates sharing one design (all of a replicated design's complete ones).
         blocks, X, base, Y = max(designs, key=lambda d: len(d[0]))
         shift = switch_shift(Y, X, base, len(names), blocks)
-    return summarize(seeds, augmentations, margin=margin, alpha=alpha, looks_done=looks_done,
-                     max_looks=max_looks, spending=spending, seeds_per_block=seeds_per_block, shift=shift)
+    return summarize(seeds, augmentations, rule, looks_done, shift=shift)
 
 
 def all_decided(frame: pd.DataFrame) -> bool:
@@ -563,10 +587,10 @@ def should_stop(frame, looks_done: int, max_looks: int) -> bool:
     return done or looks_done >= max_looks
 
 
-def interaction_contrast(table: pd.DataFrame, terms: Sequence[tuple[str, str]], augmentations: Sequence[str], *,
-                         margin: float, alpha: float = 0.05, looks_done: int = 1, max_looks: int = 1,
-                         spending: str = SPENDING, outcome: str = "best_val_loss") -> pd.DataFrame:
+def interaction_contrast(table: pd.DataFrame, terms: Sequence[tuple[str, str]], augmentations: Sequence[str],
+                         rule: VerdictRule, looks_done: int = 1, outcome: str = "best_val_loss") -> pd.DataFrame:
     """Per-seed interaction of two augmentations (or an augmentation with depth), decided across seeds."""
+    margin, max_looks = rule.margin, rule.max_looks
     df, names, cols = tidy(table, augmentations, outcome)
     labels = []
     for a, b in terms:
@@ -610,7 +634,7 @@ def interaction_contrast(table: pd.DataFrame, terms: Sequence[tuple[str, str]], 
             n_with[j] += int(on.sum())
             if est[target] and j not in aliased:
                 B[r, j] = beta[target]
-    a_look = look_alpha(alpha, looks_done, max_looks, spending)
+    a_look = rule.alpha_at(looks_done)
     res = _decide(labels, B, a_look, margin)
     m = int(res["n_family"][0]) if labels else 1
     out = pd.DataFrame({
@@ -907,33 +931,31 @@ class SweepVerdicts:
         return all(self.decided().values())
 
 
-def decide_sweep(table: pd.DataFrame, augmentations: Sequence[str], *, margin: float, alpha: float = 0.05,
-                 points: int | None = None, finished: Sequence[int] | None = None, max_looks: int = 1,
-                 seeds_per_block: int | None = None, spending: str = SPENDING) -> SweepVerdicts:
+def decide_sweep(table: pd.DataFrame, augmentations: Sequence[str], rule: VerdictRule, points: int | None = None,
+                 finished: Sequence[int] | None = None) -> SweepVerdicts:
     """The one verdict rule applied to a sweep's (trial x repeat) table, as the sweep's stopping rule and the
     report both apply it: with a replicated design (`points` per block), only blocks in `finished` count,
     a look is a finished block, and only complete seed replicates decide (a hole unbalances the fit). The
     effects, the augmentation x depth contrasts, the augmentation x augmentation contrasts (a replicated
     design that separates them: full factorial or resolution >= V) and the configurations against none share
-    `alpha` (`sweep_shares`); an augmentation in a decided interaction gets conditional effects instead."""
+    `rule.alpha` (`sweep_shares`); an augmentation in a decided interaction gets conditional effects instead."""
+    alpha, margin, spending = rule.alpha, rule.margin, rule.spending
     augs = list(dict.fromkeys(augmentations))
     looks = (1, 1)
     if points is not None and len(table):
         done = sorted(set(int(b) for b in (finished if finished is not None else table["block"].unique())))
         table = complete_replicates(table[table["block"].isin(done)], points)
-        looks = (max(len(done), 1), max(len(done), 1, int(max_looks)))
+        looks = (max(len(done), 1), max(len(done), 1, int(rule.max_looks)))
     depths = sorted(table["depth"].unique()) if len(table) and "depth" in table else []
     n_rep = table.groupby(["block", "repeat"]).ngroups if len(table) else 0
     pairs = separable_pairs(table, augs) if points is not None and n_rep >= 2 else []
     none_rows = bool(len(table)) and not table[[f"aug_{a}" for a in augs]].astype(bool).any(axis=1).all()
     shares = sweep_shares(len(augs), len(depths), alpha, len(pairs), configurations=none_rows)
-    eff = effects(table, augs, margin=margin, alpha=shares["effects"], looks_done=looks[0], max_looks=looks[1],
-                  spending=spending, seeds_per_block=seeds_per_block)
+    eff = effects(table, augs, rule.share(shares["effects"], looks[1]), looks[0])
     inter = None
     if len(depths) > 1 and n_rep >= 2:
-        inter = interaction_contrast(table, [(a, "depth") for a in augs], augs, margin=margin,
-                                     alpha=shares["depth"], looks_done=looks[0], max_looks=looks[1],
-                                     spending=spending)
+        inter = interaction_contrast(table, [(a, "depth") for a in augs], augs, rule.share(shares["depth"], looks[1]),
+                                     looks[0])
     pair_frame, cond = None, None
     if pairs:
         pair_frame, cond = pair_frames(

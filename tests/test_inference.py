@@ -67,8 +67,8 @@ def sequential(table: pd.DataFrame, augs, *, margin, max_looks, alpha=0.05, spen
     seeds = inf.seed_effects(table, augs)
     false_claim, frame = False, None
     for look in range(1, max_looks + 1):
-        frame = inf.summarize(seeds[seeds["block"] < look], augs, margin=margin, alpha=alpha,
-                              looks_done=look, max_looks=max_looks, spending=spending)
+        frame = inf.summarize(seeds[seeds["block"] < look], augs,
+                              inf.VerdictRule(margin=margin, alpha=alpha, spending=spending, max_looks=max_looks), look)
         false_claim |= bool(frame["verdict"].isin(["helps", "hurts"]).any())
         if inf.should_stop(frame, look, max_looks):
             break
@@ -106,7 +106,7 @@ def test_array_rule_equals_the_table_rule():
     for i in range(6):
         t = simulate_sweep(rng, runs=16, depths=(1, 2), repeats=2, blocks=3, planted=[-0.05, 0, 0, 0.03])
         for look in range(1, 4):
-            fr = inf.effects(t[t["block"] < look], AUGS, margin=0.03, looks_done=look, max_looks=3)
+            fr = inf.effects(t[t["block"] < look], AUGS, inf.VerdictRule(margin=0.03, max_looks=3), look)
             if inf.should_stop(fr, look, 3):
                 break
         assert fr.set_index("augmentation").loc[AUGS, "verdict"].tolist() == list(inf.VERDICT_CODES[final[i]])
@@ -125,7 +125,7 @@ def test_planted_flip_helps_contrast_negligible():
     rng = np.random.default_rng(1)
     t = simulate_sweep(rng, augs=["flip", "contrast"], runs=4, planted=[-0.1, 0.0], blocks=6, repeats=2,
                        noise_sd=0.02, seed_slope_sd=0.005)
-    fr = inf.effects(t, ["flip", "contrast"], margin=0.02)
+    fr = inf.effects(t, ["flip", "contrast"], inf.VerdictRule(margin=0.02))
     assert list(fr.columns) == inf.EFFECT_COLUMNS + inf.EXTRA_COLUMNS
     assert list(fr["augmentation"]) == ["flip", "contrast"]  # best first
     flip, contrast = fr.iloc[0], fr.iloc[1]
@@ -139,7 +139,7 @@ def test_p_value_matches_interval():
     rng = np.random.default_rng(2)
     for i in range(20):
         t = simulate_sweep(rng, planted=rng.normal(0, 0.03, 4), blocks=3, repeats=1)
-        fr = inf.effects(t, AUGS, margin=0.02, looks_done=2, max_looks=3)
+        fr = inf.effects(t, AUGS, inf.VerdictRule(margin=0.02, max_looks=3), 2)
         excl = (fr["ci_low"] > 0) | (fr["ci_high"] < 0)
         assert ((fr["p_value"] < fr["alpha_look"]) == excl).all()
 
@@ -175,7 +175,7 @@ def _deterministic_table(repeats: int, blocks: int) -> pd.DataFrame:
 def test_aa_deterministic_never_helps_or_hurts(repeats):
     t = _deterministic_table(repeats, blocks=4)
     for blocks in range(1, 5):
-        fr = inf.effects(t[t["block"] < blocks], AUGS, margin=0.02)
+        fr = inf.effects(t[t["block"] < blocks], AUGS, inf.VerdictRule(margin=0.02))
         assert not fr["verdict"].isin(["helps", "hurts"]).any()
         if blocks * repeats >= 2:
             assert (fr["verdict"] == "negligible").all()
@@ -183,7 +183,7 @@ def test_aa_deterministic_never_helps_or_hurts(repeats):
 
 
 def test_single_seed_replicate_is_undecided():
-    fr = inf.effects(_deterministic_table(1, 1), AUGS, margin=0.02)
+    fr = inf.effects(_deterministic_table(1, 1), AUGS, inf.VerdictRule(margin=0.02))
     assert (fr["verdict"] == "undecided").all()
     assert fr["ci_low"].isna().all() and fr["p_value"].isna().all()
     assert fr["note"].str.contains("fewer than 2 seed replicates").all()
@@ -216,8 +216,8 @@ def null_report(table: pd.DataFrame, augs, *, margin, max_looks, depths, runs) -
     production rule (`decide_sweep`: effects and augmentation x depth contrasts sharing the alpha)."""
     claim = False
     for look in range(1, max_looks + 1):
-        v = inf.decide_sweep(table, augs, margin=margin, points=runs * len(depths), finished=range(look),
-                             max_looks=max_looks)
+        v = inf.decide_sweep(table, augs, inf.VerdictRule(margin=margin, max_looks=max_looks),
+                             points=runs * len(depths), finished=range(look))
         claim |= bool(v.effects["verdict"].isin(["helps", "hurts"]).any())
         if v.interactions is not None:
             claim |= bool(v.interactions["verdict"].isin(["helps", "hurts"]).any())
@@ -321,7 +321,7 @@ def test_always_on_and_never_on_are_undecided_not_estimable():
     t = simulate_sweep(rng, augs=["flip", "contrast"], runs=4, blocks=3)
     t["aug_rotation"] = True
     t["aug_warp"] = False
-    fr = inf.effects(t, ["flip", "contrast", "rotation", "warp"], margin=0.03).set_index("augmentation")
+    fr = inf.effects(t, ["flip", "contrast", "rotation", "warp"], inf.VerdictRule(margin=0.03)).set_index("augmentation")
     for a in ("rotation", "warp"):
         assert fr.loc[a, "verdict"] == "undecided" and np.isnan(fr.loc[a, "effect"])
         assert "not estimable" in fr.loc[a, "note"]
@@ -334,7 +334,7 @@ def test_failed_trials_inside_blocks():
     t = simulate_sweep(rng, runs=16, planted=[-0.1, 0, 0, 0], fail_rate=0.15, noise_sd=0.02)
     seeds = inf.seed_effects(t, AUGS)
     assert seeds["n_points"].max() < 48 and seeds["effect"].notna().all()
-    fr = inf.effects(t, AUGS, margin=0.04).set_index("augmentation")
+    fr = inf.effects(t, AUGS, inf.VerdictRule(margin=0.04)).set_index("augmentation")
     assert fr.loc["flip", "verdict"] == "helps"
     assert fr.loc["flip", "n_with"] + fr.loc["flip", "n_without"] == t["best_val_loss"].notna().sum()
     # a replicate left with fewer points than coefficients cannot estimate everything
@@ -357,22 +357,22 @@ def test_ols_recovers_effect_in_unbalanced_replicate():
 def test_deterministic_output():
     rng = np.random.default_rng(6)
     t = simulate_sweep(rng, fail_rate=0.1)
-    a = inf.effects(t, AUGS, margin=0.03, looks_done=3, max_looks=5)
-    b = inf.effects(t.sample(frac=1.0, random_state=0), AUGS, margin=0.03, looks_done=3, max_looks=5)
+    a = inf.effects(t, AUGS, inf.VerdictRule(margin=0.03, max_looks=5), 3)
+    b = inf.effects(t.sample(frac=1.0, random_state=0), AUGS, inf.VerdictRule(margin=0.03, max_looks=5), 3)
     assert a.to_csv() == b.to_csv()
 
 
 def test_blocks_to_decide_projection():
     rng = np.random.default_rng(8)
     t = simulate_sweep(rng, runs=16, blocks=2, planted=[-0.05, 0, 0, 0])
-    fr = inf.effects(t, AUGS, margin=0.04, looks_done=2, max_looks=5)
+    fr = inf.effects(t, AUGS, inf.VerdictRule(margin=0.04, max_looks=5), 2)
     for r in fr.to_dict("records"):
         if r["verdict"] in inf.DECIDED:
             assert r["blocks_to_decide"] == 0
         elif np.isfinite(r["blocks_to_decide"]):
             assert 1 <= r["blocks_to_decide"] <= 3
     # At the cap, an undecided row projects beyond it (what a rerun with a larger `trials` would need).
-    last = inf.effects(t, AUGS, margin=0.04, looks_done=2, max_looks=2)
+    last = inf.effects(t, AUGS, inf.VerdictRule(margin=0.04, max_looks=2), 2)
     undecided = last[~last["verdict"].isin(inf.DECIDED)]
     assert len(undecided) and (undecided["blocks_to_decide"].dropna() >= 1).all()
 
@@ -384,7 +384,7 @@ def test_interaction_contrast_found_and_null():
     t["best_val_loss"] += 0.1 * (X[:, 0] & X[:, 1])  # flip and contrast together add 0.1
     t["best_val_loss"] += -0.08 * (t["aug_warp"] & (t["depth"] == 2))  # warp helps only when deep
     fr = inf.interaction_contrast(t, [("flip", "contrast"), ("rotation", "warp"), ("warp", "depth")], AUGS,
-                                  margin=0.04).set_index("term")
+                                  inf.VerdictRule(margin=0.04)).set_index("term")
     assert fr.loc["flip x contrast", "verdict"] == "hurts"
     assert fr.loc["flip x contrast", "effect"] == pytest.approx(0.1, abs=0.03)
     assert fr.loc["warp x depth", "verdict"] == "helps"
@@ -397,7 +397,7 @@ def test_interaction_aliased_in_half_fraction_is_not_claimed():
     t = simulate_sweep(rng, runs=8, depths=(1, 2), blocks=5, inter_sd=0.0, noise_sd=0.02)
     X = t[["aug_flip", "aug_contrast"]].to_numpy()
     t["best_val_loss"] += 0.1 * (X[:, 0] & X[:, 1])
-    fr = inf.interaction_contrast(t, [("rotation", "warp"), ("flip", "contrast")], AUGS, margin=0.04)
+    fr = inf.interaction_contrast(t, [("rotation", "warp"), ("flip", "contrast")], AUGS, inf.VerdictRule(margin=0.04))
     assert (fr["verdict"] == "undecided").all()
     assert fr.set_index("term").loc["rotation x warp", "note"].startswith("aliased with flip x contrast")
 
@@ -467,7 +467,7 @@ def test_aa_whole_reports_when_depth_is_a_factor_of_the_plan():
         table = simulate_joint(rng)
         claim = False
         for look in (1, 2):
-            v = inf.decide_sweep(table, AUGS, margin=0.02, points=16, finished=range(look), max_looks=2)
+            v = inf.decide_sweep(table, AUGS, inf.VerdictRule(margin=0.02, max_looks=2), points=16, finished=range(look))
             assert v.pairs is not None and len(v.pairs) == 6  # resolution V: every pair is separated
             assert v.interactions is not None and v.interactions["note"].eq("").all()
             claim |= _claims(v)
@@ -482,8 +482,8 @@ def test_power_when_depth_is_a_factor_of_the_plan():
     n, rng = 100, np.random.default_rng(2425)
     ok = 0
     for _ in range(n):
-        v = inf.decide_sweep(simulate_joint(rng, planted=(0.2, 0.0, 0.0, -0.05)), AUGS, margin=0.02, points=16,
-                             finished=range(2), max_looks=2)
+        v = inf.decide_sweep(simulate_joint(rng, planted=(0.2, 0.0, 0.0, -0.05)), AUGS,
+                             inf.VerdictRule(margin=0.02, max_looks=2), points=16, finished=range(2))
         verdict = dict(zip(v.effects["augmentation"], v.effects["verdict"]))
         ok += verdict["flip"] == "hurts" and verdict["warp"] == "helps"
     assert ok / n >= 0.8
@@ -502,5 +502,5 @@ def test_depth_contrasts_aliased_in_a_resolution_iv_plan_are_not_tested():
         "best_val_loss": rng.normal(0.5, 0.01, 32)})
     augs = ["flip", "contrast", "rotation"]
     assert inf.separable_pairs(table, augs) == []
-    inter = inf.interaction_contrast(table, [(a, "depth") for a in augs], augs, margin=0.02)
+    inter = inf.interaction_contrast(table, [(a, "depth") for a in augs], augs, inf.VerdictRule(margin=0.02))
     assert inter["note"].str.startswith("aliased with").all() and inter["effect"].isna().all()

@@ -36,7 +36,7 @@ def simulate(slow: dict[str, float] | None = None, shift: dict[str, float] | Non
 
 
 def analyse(curves, table):
-    full = inference.effects(table, AUGS, margin=0.02)
+    full = inference.effects(table, AUGS, inference.VerdictRule(margin=0.02))
     by, moving = budget.analyse_budget(curves, table, full, AUGS, EPOCHS, 0.02)
     return full, by, moving
 
@@ -116,7 +116,7 @@ def test_configurations_are_distinct_by_their_mean_and_paired_against_none():
     assert row["n_trials"] == 2 and row["n_seeds"] == 8 and row["verdict"] == "helps"
     assert abs(row["diff_vs_none"] + 0.05) < 0.01
     assert c.set_index("configuration").loc["d2 none", "verdict"] == "baseline"
-    effects = inference.effects(two, AUGS, margin=0.02)
+    effects = inference.effects(two, AUGS, inference.VerdictRule(margin=0.02))
     words = conf.best_words(c, effects, None, AUGS, 0.05)
     assert words[0].startswith("Best configuration by its mean over 8 seed(s) (2 trial(s)): **d2 ")
     hurt = c.set_index("configuration").loc[["d2 flip+warp"]].reset_index()

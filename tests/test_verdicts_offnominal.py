@@ -164,8 +164,8 @@ def test_array_path_equals_the_reports_table_path():
     for i in range(len(Y)):
         table, trials = gen.to_tables(Y[i], rng)
         for look in range(1, taken[i] + 1):
-            v = inf.decide_sweep(table, gen.AUGS, margin=MARGIN, points=16, finished=range(look), max_looks=LOOKS,
-                                 seeds_per_block=R)
+            v = inf.decide_sweep(table, gen.AUGS, inf.VerdictRule(margin=MARGIN, max_looks=LOOKS, seeds_per_block=R),
+                                 points=16, finished=range(look))
         got = v.effects.set_index("augmentation").loc[gen.AUGS, "verdict"].tolist()
         assert got == list(inf.VERDICT_CODES[final[i]]), (i, got, final[i])
 
@@ -188,8 +188,8 @@ def test_live_reports_decide_on_finished_blocks_only():
                 continue
             if len(finished) > taken[i]:
                 break  # the sweep stopped before this block
-            v = inf.decide_sweep(table, gen.AUGS, margin=MARGIN, points=16, finished=finished, max_looks=LOOKS,
-                                 seeds_per_block=R)
+            v = inf.decide_sweep(table, gen.AUGS, inf.VerdictRule(margin=MARGIN, max_looks=LOOKS, seeds_per_block=R),
+                                 points=16, finished=finished)
             assert v.looks[0] == len(finished) and set(v.blocks_used) <= set(finished)
             claimed |= bool(v.effects["verdict"].isin(["helps", "hurts"]).any())
         assert not claimed or seen[i].any()  # never a claim the block-wise rule did not make
@@ -203,7 +203,7 @@ def test_failed_design_points_are_named_and_their_replicates_left_out():
     table, trials = gen.to_tables(Y, rng)
     names = failed_points(trials)
     assert len(names) == 2 and all("design point 5" in n and "2 attempt(s)" in n for n in names)
-    v = inf.decide_sweep(table, gen.AUGS, margin=MARGIN, points=16, finished=[0, 1], max_looks=LOOKS)
+    v = inf.decide_sweep(table, gen.AUGS, inf.VerdictRule(margin=MARGIN, max_looks=LOOKS), points=16, finished=[0, 1])
     assert v.blocks_used == () and (v.effects["verdict"] == "undecided").all()
 
 
@@ -286,7 +286,7 @@ def test_interval_level_look_and_df_exactly():
     seeds = pd.DataFrame([{"block": b, "repeat": r, "augmentation": a, "effect": rng.normal(0.01, 0.01),
                            "n_with": 8, "n_without": 8, "n_points": 16}
                           for b in range(2) for r in range(3) for a in gen.AUGS])
-    fr = inf.summarize(seeds, gen.AUGS, margin=MARGIN, alpha=0.05, looks_done=2, max_looks=3).set_index("augmentation")
+    fr = inf.summarize(seeds, gen.AUGS, inf.VerdictRule(margin=MARGIN, alpha=0.05, max_looks=3), 2).set_index("augmentation")
     z = sps.norm.isf(0.025)
     spent = lambda t: 2 * sps.norm.sf(z / math.sqrt(t))
     a_look = spent(2 / 3) - spent(1 / 3)
@@ -314,8 +314,8 @@ def test_blocks_to_decide_uses_the_family_size():
         return float("nan")
 
     for m in (1, 4):
-        got = inf.blocks_to_decide({**row, "n_family": m}, seeds_per_block=4, looks_done=1, max_looks=2,
-                                   alpha=0.05, margin=0.005)
+        got = inf.blocks_to_decide({**row, "n_family": m}, inf.VerdictRule(margin=0.005, alpha=0.05, max_looks=2),
+                                   looks_done=1, seeds_per_block=4)
         assert got == projected(m)
     assert projected(1) != projected(4)
 
@@ -375,7 +375,7 @@ def test_conditional_effects_on_the_reports_table_path():
     rng = np.random.default_rng(22)
     Y = gen.sweeps(rng, 1, sd=0.008, conditional=("warp", "contrast", -0.1))
     table, _ = gen.to_tables(Y[0], rng)
-    v = inf.decide_sweep(table, gen.AUGS, margin=MARGIN, points=16, finished=[0, 1], max_looks=LOOKS)
+    v = inf.decide_sweep(table, gen.AUGS, inf.VerdictRule(margin=MARGIN, max_looks=LOOKS), points=16, finished=[0, 1])
     assert v.pairs is not None and set(v.pairs["verdict"]) >= {"hurts"}
     c = v.conditional.set_index(["augmentation", "given"])
     assert c.loc[("warp", "contrast off"), "verdict"] == "helps"

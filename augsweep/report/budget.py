@@ -58,7 +58,8 @@ def budget_effects(curves: pd.DataFrame, table: pd.DataFrame, augmentations: lis
     if not len(curves) or not len(table):
         return pd.DataFrame(columns=BUDGET_COLUMNS)
     for e in budget_grid(epochs):
-        fr = inference.effects(table_at(curves, table, e, epochs), augmentations, margin=margin, alpha=alpha)
+        fr = inference.effects(table_at(curves, table, e, epochs), augmentations,
+                               inference.VerdictRule(margin=margin, alpha=alpha))
         for r in fr.itertuples(index=False):
             rows.append({"augmentation": r.augmentation, "epochs": e, "effect": r.effect, "ci_low": r.ci_low,
                          "ci_high": r.ci_high, "n_seeds": int(r.n_seeds)})

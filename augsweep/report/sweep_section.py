@@ -263,10 +263,10 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
                             f"the finished block(s) {', '.join(str(b + 1) for b in finished) or 'none'} only.")
     # The rule the sweep's stopping rule applies (runs/blocks.py), so the sweep stops on the verdicts printed
     # here: complete seed replicates of finished blocks, effects and depth contrasts sharing `alpha`.
-    verdicts = inference.decide_sweep(
-        table, augs, margin=exp.equivalence_margin, alpha=alpha,
-        points=int(design["block_size"]) if design and len(table) else None, finished=finished,
-        max_looks=int((design or {}).get("max_blocks", 1)), seeds_per_block=exp.repeats)
+    rule = inference.VerdictRule(margin=exp.equivalence_margin, alpha=alpha,
+                                 max_looks=int((design or {}).get("max_blocks", 1)), seeds_per_block=exp.repeats)
+    verdicts = inference.decide_sweep(table, augs, rule, points=int(design["block_size"]) if design and len(table)
+                                      else None, finished=finished)
     left = sorted(set(finished or []) - set(verdicts.blocks_used))
     if points_failed:
         warnings.append(f"{len(points_failed)} design point(s) have no finished training (named below); the "
@@ -282,7 +282,7 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
     def descriptive(outcome: str) -> pd.DataFrame | None:
         if outcome not in table or table[outcome].isna().all():
             return None
-        frame = inference.effects(table, augs, margin=exp.equivalence_margin, outcome=outcome)
+        frame = inference.effects(table, augs, inference.VerdictRule(margin=exp.equivalence_margin), outcome=outcome)
         return frame[["augmentation", "effect", "ci_low", "ci_high", "n_seeds"]]
 
     if exp.sampler == "tpe":

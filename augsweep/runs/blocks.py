@@ -116,9 +116,8 @@ def verdicts_at(table, exp: Experiment, looks_done: int, max_looks: int):
     complete seed replicates of the first `looks_done` blocks."""
     space = exp.search_space
     points = design.block_size(space, design.plan_for(space, exp.trials, sequential=exp.stop == "decided"))
-    return inference.decide_sweep(table, space.augmentation_names, margin=exp.equivalence_margin, points=points,
-                                  finished=range(looks_done), max_looks=max_looks,
-                                  seeds_per_block=exp.repeats)
+    rule = inference.VerdictRule(margin=exp.equivalence_margin, max_looks=max_looks, seeds_per_block=exp.repeats)
+    return inference.decide_sweep(table, space.augmentation_names, rule, points=points, finished=range(looks_done))
 
 
 def look_line(frame, blocks: int, max_blocks: int, decided_by: dict | None = None) -> str:
