@@ -1,12 +1,12 @@
 """The report reads its curves in bulk (`stores.run_files`): the same frames and the same report bytes as
-MLflow's per-run downloads, on the embedded store and through a real `mlflow server`."""
+the test's own per-run downloads through `MlflowClient`, on the embedded store and through a real
+`mlflow server`."""
 
 from __future__ import annotations
 
 import re
 
-import functools
-
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -32,8 +32,23 @@ def synthetic(tmp_path_factory):
     return path, folder / "mlruns"
 
 
+def downloaded_histories(tracking_uri: str, run_ids: list[str], dst) -> dict[str, pd.DataFrame]:
+    """Each run's `history.csv`, downloaded one run at a time by MLflow's own client (none of augsweep's
+    readers); a run without the file (pruned before its first epoch) is left out."""
+    client = mlflow.MlflowClient(tracking_uri)
+    out = {}
+    for run_id in run_ids:
+        if "history.csv" not in {a.path for a in client.list_artifacts(run_id)}:
+            continue
+        folder = dst / run_id
+        folder.mkdir(parents=True, exist_ok=True)
+        out[run_id] = pd.read_csv(client.download_artifacts(run_id, "history.csv", str(folder)))
+    return out
+
+
 def per_trial_frame(histories: dict, trials: pd.DataFrame, augmentations: list[str]) -> pd.DataFrame:
-    """How the report built the curves before the bulk read: one assign per trial, then one concat."""
+    """The curves frame built the plain way: each finished or pruned trial's history with its factors assigned
+    (`trial`, `depth`, `aug_<name>`: a logged switch, else False), one concat."""
     frames = []
     for _, t in trials[trials["state"].isin(["COMPLETE", "PRUNED"])].iterrows():
         if t["mlflow_run_id"] not in histories:
@@ -46,28 +61,28 @@ def per_trial_frame(histories: dict, trials: pd.DataFrame, augmentations: list[s
     return pd.concat(frames, ignore_index=True)
 
 
-def test_bulk_curves_are_the_per_run_downloads(synthetic):
+def test_bulk_curves_are_the_per_run_downloads(synthetic, tmp_path):
     path, mlruns = synthetic
     exp = load_experiment(path)
     s = stores(exp, mlruns)
     trials = trials_frame(load_study(s))
     client = client_for(s.tracking_uri)
     augs = exp.search_space.augmentation_names
-    bulk = load_curves(client, s.tracking_uri, exp.name, trials, augs)
-    per_run = load_curves(client, s.tracking_uri, exp.name, trials, augs, bulk=False)
-    pd.testing.assert_frame_equal(bulk, per_run, check_exact=True)
-    assert sorted(bulk["trial"].unique()) == [n for n in range(20) if n not in PRUNED]
-
     ids = [r for r in trials["mlflow_run_id"] if isinstance(r, str)]
+    expected = downloaded_histories(s.tracking_uri, ids, tmp_path)
+    assert set(expected) == set(ids) - {trials.loc[n, "mlflow_run_id"] for n in PRUNED}
+    curves = load_curves(client, s.tracking_uri, exp.name, trials, augs)
+    pd.testing.assert_frame_equal(curves, per_trial_frame(expected, trials, augs), check_exact=True)
+    assert sorted(curves["trial"].unique()) == [n for n in range(20) if n not in PRUNED]
+
     uris = artifact_uris(client, exp.name, ids)
     assert_layout_hint_is_mlflows(s.tracking_uri, exp.name, "file://")  # the embedded store: read in place
     in_place = read_run_files(s.tracking_uri, uris, "history.csv", pd.read_csv)
     downloaded = read_run_files(s.tracking_uri, uris, "history.csv", pd.read_csv, direct=False)
-    assert set(in_place) == set(downloaded) == set(ids) - {trials.loc[n, "mlflow_run_id"] for n in PRUNED}
-    for run_id, frame in in_place.items():
-        pd.testing.assert_frame_equal(frame, downloaded[run_id], check_exact=True)
-    # The factors repeated over one concat make the frame the per-trial assign-and-concat made.
-    pd.testing.assert_frame_equal(bulk, per_trial_frame(in_place, trials, augs), check_exact=True)
+    assert set(in_place) == set(downloaded) == set(expected)
+    for run_id, frame in expected.items():
+        pd.testing.assert_frame_equal(in_place[run_id], frame, check_exact=True)
+        pd.testing.assert_frame_equal(downloaded[run_id], frame, check_exact=True)
 
 
 def assert_layout_hint_is_mlflows(tracking_uri: str, name: str, scheme: str) -> None:
@@ -82,7 +97,13 @@ def assert_layout_hint_is_mlflows(tracking_uri: str, name: str, scheme: str) -> 
 def test_report_bytes_are_the_same_read_in_bulk_or_run_by_run(synthetic, tmp_path, monkeypatch):
     path, mlruns = synthetic
     report(path, mlruns, tmp_path / "bulk")
-    monkeypatch.setattr(sweep_section, "load_curves", functools.partial(load_curves, bulk=False))
+
+    def curves_downloaded_here(client, tracking_uri, experiment_name, trials, augmentations):
+        ids = [r for r in trials["mlflow_run_id"] if isinstance(r, str) and r]
+        histories = downloaded_histories(tracking_uri, ids, tmp_path / "downloads")
+        return per_trial_frame(histories, trials, augmentations)
+
+    monkeypatch.setattr(sweep_section, "load_curves", curves_downloaded_here)
     report(path, mlruns, tmp_path / "per-run")
     for name in OUTPUTS:
         assert (tmp_path / "bulk" / name).read_bytes() == (tmp_path / "per-run" / name).read_bytes(), name
