@@ -827,14 +827,15 @@ def augmentation_decided(eff_codes: np.ndarray, pair_codes: np.ndarray | None, c
     return np.where(in_inter, cond_ok, decided)
 
 
-def pair_verdicts(Y: np.ndarray, S: np.ndarray, depth: np.ndarray, groups: np.ndarray,
-                  pairs: Sequence[tuple[int, int]], *, alpha_pairs: float, alpha_effects: float, k: int,
-                  margin: float) -> tuple[dict, dict]:
-    """The aug x aug contrasts and the conditional effects of the decided ones, from stacked complete seed
-    replicates Y (... x replicates x rows, rows in the order of S/depth; `groups`: each replicate's block):
+def pair_verdicts(replicates: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], pairs: Sequence[tuple[int, int]],
+                  *, alpha_pairs: float, alpha_effects: float, k: int, margin: float) -> tuple[dict, dict]:
+    """The aug x aug contrasts and the conditional effects of the decided ones, from `replicates` = (Y, S, depth,
+    groups) as `replicate_matrix` returns them: stacked complete seed replicates Y (... x replicates x rows,
+    rows in the order of S/depth; `groups`: each replicate's block):
     one fit per pair with its product term, a trial-shared shift widening each interval (`contrast_shift`);
     contrasts at look level `alpha_pairs` (Šidák over the pairs), conditional effects by
     `decide_conditional` at the effects' look level. Returns (pairs' `decide_arrays`, conditional's)."""
+    Y, S, depth, groups = replicates
     b_int, b_cond, v_int, v_cond, d_int, d_cond = [], [], [], [], [], []
     for ia, ib in pairs:
         Xp = pair_design(S, depth, ia, ib)
@@ -873,19 +874,18 @@ def replicate_matrix(table: pd.DataFrame, augmentations: Sequence[str], outcome:
 
 
 def pair_frames(table: pd.DataFrame, pairs: Sequence[tuple[str, str]], augmentations: Sequence[str], *,
-                alpha_pairs: float, alpha_effects: float, margin: float, looks: tuple[int, int],
-                outcome: str = "best_val_loss") -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+                alpha_pairs: float, alpha_effects: float, margin: float, looks: tuple[int, int]
+                ) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     """`pair_verdicts` on a sweep's complete seed replicates, as frames: the aug x aug contrasts (`term`,
     effect = the product term: how much a's effect changes when b is turned on) and the conditional effects
     (`augmentation`, `given`) of the decided ones."""
     names = list(dict.fromkeys(augmentations))
-    mat = replicate_matrix(table, names, outcome)
+    mat = replicate_matrix(table, names)
     if mat is None or not pairs:
         return None, None
-    Y, S, depth, groups = mat
     idx = [(names.index(a), names.index(b)) for a, b in pairs]
-    rp, rc = pair_verdicts(Y, S, depth, groups, idx, alpha_pairs=alpha_pairs, alpha_effects=alpha_effects,
-                           k=len(names), margin=margin)
+    rp, rc = pair_verdicts(mat, idx, alpha_pairs=alpha_pairs, alpha_effects=alpha_effects, k=len(names),
+                           margin=margin)
     method = [f"t across {n} seeds, Šidák x{int(rp['n_family'][0])}, look {looks[0]}/{looks[1]} "
               f"(alpha {alpha_pairs:.4g})" for n in rp["n_seeds"]]
     pf = pd.DataFrame({"term": [f"{a} x {b}" for a, b in pairs], "effect": rp["effect"], "ci_low": rp["ci_low"],

@@ -56,7 +56,7 @@ def sequential_all(Y: np.ndarray, *, alpha: float = 0.05, looks: int = LOOKS) ->
         shift = inf.switch_shift(Y[:, :lr], X, BASE, k, groups)
         a_eff = inf.look_alpha(shares["effects"], look, looks)
         code = inf.decide_arrays(B[:, :lr], a_eff, MARGIN, shift)["code"]
-        rp, rc = inf.pair_verdicts(Y[:, :lr], S, np.full(len(S), 2), groups, PAIRS, k=k, margin=MARGIN,
+        rp, rc = inf.pair_verdicts((Y[:, :lr], S, np.full(len(S), 2), groups), PAIRS, k=k, margin=MARGIN,
                                    alpha_pairs=inf.look_alpha(shares["pairs"], look, looks), alpha_effects=a_eff)
         pcode, ccode = rp["code"], rc["code"]
         live = ~stopped
