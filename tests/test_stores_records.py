@@ -19,8 +19,8 @@ def test_trial_record_reads_back_what_was_stored():
 def test_a_retry_carries_its_design_slot_and_moves_to_fresh_seeds():
     trial = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={**rec.design_attrs(1, 2)})
     user, system = rec.retry_attrs(trial, fresh_seeds=True)
-    assert user == {rec.RETRY_OF: 0, rec.BLOCK: 1, rec.DESIGN_POINT: 2, rec.SEED_ATTEMPT: 1}
-    assert system[rec.SYS_FAILED_TRIAL] == 0 and not rec.is_retry(trial)
+    assert user == {rec.RETRY_OF: trial.number, rec.BLOCK: 1, rec.DESIGN_POINT: 2, rec.SEED_ATTEMPT: 1}
+    assert system[rec.SYS_FAILED_TRIAL] == trial.number and not rec.is_retry(trial)
 
 
 def test_study_record_round_trips():
