@@ -156,6 +156,7 @@ def sweep(exp, trials: int | None = None, *, mlruns: str | Path = "mlruns", stor
 
     n, rule = resolve_workers(workers, exp, trials)
     from .experiment.space import TrialConfig
+    from .stores.records import CONFIG
 
     bar = None
     if progress:
@@ -169,7 +170,7 @@ def sweep(exp, trials: int | None = None, *, mlruns: str | Path = "mlruns", stor
     finally:
         if bar is not None:
             bar.close()
-    best = [(TrialConfig.from_flat(t.user_attrs["config"]).label(), float(mean), int(n)) for t, mean, n in outcome.best]
+    best = [(TrialConfig.from_flat(t.user_attrs[CONFIG]).label(), float(mean), int(n)) for t, mean, n in outcome.best]
     return Study(outcome.study_name, outcome.finished, outcome.budget, outcome.ran_now, best,
                  outcome.parent_run_id, str(mlruns))
 

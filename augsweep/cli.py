@@ -139,12 +139,13 @@ def _experiment_and_stores(args, training: bool = False, sweep: bool = False):
 def _best_trials(outcome, exp, stores, mlruns) -> list[str]:
     """End-of-sweep table of the best trials and where to look next."""
     from .experiment.space import TrialConfig
+    from .stores.records import CONFIG
 
     lines = [f"\n{outcome.finished}/{outcome.budget} trials finished ({outcome.ran_now} run now). Best distinct "
              f"configurations by their mean (the report's configurations.csv pairs them with no augmentation):"]
     lines.append(f"  {'mean':>8}  {'trials':>6}  best trial  configuration")
     for t, mean, n in outcome.best:
-        cfg = TrialConfig.from_flat(t.user_attrs["config"])
+        cfg = TrialConfig.from_flat(t.user_attrs[CONFIG])
         mags = f"  ({cfg.parameters()})" if cfg.augmentations else ""
         lines.append(_fit(f"  {mean:8.4f}  {n:>6}  t{t.number:02d} {t.value:.4f}  {cfg.label()}{mags}"))
     links = _ui_links(stores)

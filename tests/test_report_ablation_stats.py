@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from augsweep.report import stats
-from augsweep.runs.variants import ADD_ONE_IN, LEAVE_ONE_OUT, build_variants, candidates, comparisons, config_key
+from augsweep.experiment.variants import ADD_ONE_IN, LEAVE_ONE_OUT, build_variants, candidates, comparisons, config_key
 from augsweep.experiment import load_experiment
 from augsweep import inference
 from augsweep.report.ablation_section import disagreements, interactions, primary_rows, side_by_side

@@ -10,7 +10,8 @@ import yaml
 from mlflow import MlflowClient
 
 from augsweep.experiment import load_experiment
-from augsweep.report.sweep_section import EFFECT_COLUMNS, analyse, tidy_table, trials_frame
+from augsweep.report.sweep_analysis import EFFECT_COLUMNS, analyse
+from augsweep.report.sweep_load import tidy_table, trials_frame
 from augsweep.stores.study import load_study
 from tests.helpers import report, run_cli, stores, sweep, tiny_experiment
 

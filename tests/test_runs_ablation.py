@@ -7,9 +7,10 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from augsweep.runs.variants import KIND_PARENT, KIND_RUN
+from augsweep.stores.records import KIND_ABLATION as KIND_PARENT
+from augsweep.stores.records import KIND_ABLATION_RUN as KIND_RUN
 from augsweep.experiment import ConfigError, load_experiment
-from augsweep.report.sweep_section import EFFECT_COLUMNS
+from augsweep.report.sweep_analysis import EFFECT_COLUMNS
 from augsweep.stores.tracking import tracking_uri_for
 from tests.helpers import ablate, report, reproduce, run_cli, sweep, tiny_experiment
 

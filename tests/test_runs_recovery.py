@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from augsweep.experiment import load_experiment
-from augsweep.stores.recovery import process_alive
+from augsweep.stores.liveness import process_alive
 from augsweep.runs.workers import gpu_assignments
 from tests.helpers import ROOT, read_stores, run_cli, sweep, tiny_experiment, wait_for_study
 
@@ -137,7 +137,7 @@ _DEAD_WORKER = """
 import os, signal, sys
 from augsweep.experiment import load_experiment
 from augsweep.training.data import load_dataset
-from augsweep.stores.recovery import worker_identity
+from augsweep.stores.liveness import worker_identity
 from augsweep.runs.sweep import open_study
 from augsweep.stores.study import resolve_stores
 exp = load_experiment(sys.argv[1])
@@ -190,7 +190,7 @@ def test_one_gpu_per_worker():
 
 
 def test_process_liveness():
-    from augsweep.stores.recovery import worker_identity
+    from augsweep.stores.liveness import worker_identity
 
     me = worker_identity()
     assert process_alive(me["pid"], me["start"])
@@ -202,7 +202,7 @@ def test_process_liveness():
 
 def test_heartbeat_settings_from_environment(monkeypatch):
     from augsweep.experiment import ConfigError
-    from augsweep.stores.recovery import HEARTBEAT_GRACE, HEARTBEAT_INTERVAL, heartbeat_settings
+    from augsweep.stores.liveness import HEARTBEAT_GRACE, HEARTBEAT_INTERVAL, heartbeat_settings
 
     monkeypatch.delenv("AUGSWEEP_HEARTBEAT_INTERVAL", raising=False)
     monkeypatch.delenv("AUGSWEEP_HEARTBEAT_GRACE", raising=False)

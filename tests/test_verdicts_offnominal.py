@@ -21,7 +21,7 @@ from scipy import stats as sps
 from augsweep import inference as inf
 from augsweep.experiment.design import plan_for
 from augsweep.experiment.seeding import STRIDE, ablation_seeds, repeat_seeds, sweep_seeds
-from augsweep.report.sweep_section import failed_points, finished_blocks
+from augsweep.report.sweep_analysis import failed_points, finished_blocks
 from tests import offnominal as gen
 
 N = 3000

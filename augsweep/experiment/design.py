@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .schema import Choice, FloatRange, IntRange, SearchSpace
+from .space import aug_key
 
 # Above this many (candidate sets x defining-relation words) the exhaustive minimum-aberration
 # search is skipped for the odd-weight construction, which is resolution IV by construction.
@@ -225,7 +226,7 @@ def magnitude_levels(plan: DesignPlan, ranges: Mapping[str, Mapping[str, tuple]]
     for aug, ps in params.items():
         free = list(cols.get(aug, []))
         for p, spec in ps:
-            key = f"aug_{aug}_{p}"
+            key = aug_key(aug, p)
             if isinstance(spec, tuple):
                 low, high = spec
                 if free:
@@ -281,11 +282,11 @@ def block_points(
             for aug, on in zip(plan.factors, row):
                 if aug == DEPTH:
                     continue
-                point[f"aug_{aug}"] = bool(on)
+                point[aug_key(aug)] = bool(on)
                 if on:  # the project's flat convention: magnitudes only for augmentations that are on
                     params = {**ranges.get(aug, {}), **choices.get(aug, {})}
                     for p in sorted(params):
-                        point[f"aug_{aug}_{p}"] = mag[f"aug_{aug}_{p}"]
+                        point[aug_key(aug, p)] = mag[aug_key(aug, p)]
             flat.append(point)
     # A partly finished block must not be confounded with run order.
     order = np.random.default_rng([seed, block, 3]).permutation(len(flat))

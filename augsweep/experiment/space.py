@@ -1,4 +1,6 @@
-"""The only place that calls `trial.suggest_*`: a `SearchSpace` + an Optuna trial -> `TrialConfig`."""
+"""The only place that calls `trial.suggest_*`: a `SearchSpace` + an Optuna trial -> `TrialConfig`; and the
+one owner of the flat-key format `aug_<name>[_<param>]` those suggestions (and every store) use
+(`aug_key` writes a key, `parse_aug_key` reads one back)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,29 @@ from typing import Any, Mapping
 
 from .keys import default
 from .schema import Choice, FloatRange, IntRange, SearchSpace
+
+AUG_PREFIX = "aug_"
+
+
+def aug_key(name: str, param: str | None = None) -> str:
+    """The flat key of an augmentation's switch (`aug_flip`) or of one of its parameters (`aug_rotation_factor`)."""
+    return f"{AUG_PREFIX}{name}" if param is None else f"{AUG_PREFIX}{name}_{param}"
+
+
+def parse_aug_key(key: str, names=()) -> tuple[str, str | None] | None:
+    """Inverse of `aug_key`: (name, param or None for the switch), None for a key that is not an augmentation's.
+    The longest of the known `names` that the key starts with is the name (a name may hold `_`); a key of no
+    known name splits at its first `_` after the prefix."""
+    if not key.startswith(AUG_PREFIX):
+        return None
+    rest = key[len(AUG_PREFIX):]
+    for name in sorted(names, key=len, reverse=True):
+        if rest == name:
+            return name, None
+        if rest.startswith(f"{name}_"):
+            return name, rest[len(name) + 1:]
+    name, _, param = rest.partition("_")
+    return (name, param) if param else (rest, None)
 
 
 @dataclass(frozen=True)
@@ -34,20 +59,21 @@ class TrialConfig:
         }
         enabled = self.enabled
         for name in dict.fromkeys([*all_augmentations, *enabled]):
-            out[f"aug_{name}"] = name in enabled
+            out[aug_key(name)] = name in enabled
             for p, v in enabled.get(name, {}).items():
-                out[f"aug_{name}_{p}"] = v
+                out[aug_key(name, p)] = v
         return out
 
     @classmethod
     def from_flat(cls, flat: Mapping[str, Any]) -> "TrialConfig":
         """Inverse of `flat` (ignores keys it does not know, such as seeds)."""
         augs = []
-        names = [k[4:] for k, v in flat.items() if k.startswith("aug_") and isinstance(v, bool)]
+        # A switch is the key whose value is a bool: its name is the rest of the key, underscores and all.
+        names = [k[len(AUG_PREFIX):] for k, v in flat.items() if k.startswith(AUG_PREFIX) and isinstance(v, bool)]
         for name in names:
-            if not flat[f"aug_{name}"]:
+            if not flat[aug_key(name)]:
                 continue
-            prefix = f"aug_{name}_"
+            prefix = aug_key(name, "")
             params = tuple((k[len(prefix):], flat[k]) for k in flat if k.startswith(prefix))
             augs.append((name, params))
         return cls(
@@ -96,8 +122,8 @@ def sample(trial, space: SearchSpace, default_learning_rate: float, grid: bool =
     )
     augs = []
     for name, params in space.augmentations:
-        if trial.suggest_categorical(f"aug_{name}", [False, True]):
-            values = tuple((p, _suggest(trial, f"aug_{name}_{p}", v, grid)) for p, v in params)
+        if trial.suggest_categorical(aug_key(name), [False, True]):
+            values = tuple((p, _suggest(trial, aug_key(name, p), v, grid)) for p, v in params)
             augs.append((name, values))
     return TrialConfig(int(depth), int(filters), int(dense), float(lr), tuple(augs))
 
@@ -107,7 +133,7 @@ def grid_search_space(space: SearchSpace) -> dict[str, list]:
     depth = space.depth.values() if isinstance(space.depth, IntRange) else list(space.depth.values)
     grid: dict[str, list] = {"depth": depth}
     for name in space.augmentation_names:
-        grid[f"aug_{name}"] = [False, True]
+        grid[aug_key(name)] = [False, True]
     return grid
 
 

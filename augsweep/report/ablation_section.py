@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from .. import plots, runtime
-from ..runs.ablation import latest_ablation
-from ..runs.variants import ADD_ONE_IN, KIND_RUN, LEAVE_ONE_OUT, SPEC_ARTIFACT, comparison_table
+from ..experiment.variants import ADD_ONE_IN, LEAVE_ONE_OUT, comparison_table
+from ..stores import records as rec
+from ..stores.records import KIND_ABLATION_RUN, SPEC_ARTIFACT, latest_ablation
 from ..stores.tracking import client_for
 from .. import inference
 from . import stats
@@ -58,20 +59,20 @@ def load_ablation(tracking_uri: str, experiment_name: str, client=None) -> Ablat
     pid = parent.info.run_id
     with tempfile.TemporaryDirectory() as tmp:
         spec = json.loads(Path(client.download_artifacts(pid, SPEC_ARTIFACT, tmp)).read_text())
-    children = client.search_runs([mexp.experiment_id],
-                                  f"tags.mlflow.parentRunId = '{pid}' and tags.kind = '{KIND_RUN}'",
+    children = client.search_runs([mexp.experiment_id], rec.children_filter(pid, KIND_ABLATION_RUN),
                                   max_results=50_000)
     # The search already holds every child's artifact folder: read the histories in bulk, not one download each.
     histories = read_run_files(tracking_uri, {r.info.run_id: r.info.artifact_uri for r in children
                                               if r.info.status == "FINISHED"}, "history.csv", pd.read_csv)
     runs, classes, affinity, curves, failed = [], [], [], [], []
-    for run in sorted(children, key=lambda r: (r.data.tags.get("variants", ""), r.data.tags.get("seed_index", ""))):
+    for run in sorted(children, key=lambda r: (r.data.tags.get(rec.TAG_VARIANTS, ""),
+                                               r.data.tags.get(rec.TAG_SEED_INDEX, ""))):
         tags, m = run.data.tags, run.data.metrics
-        names = [n for n in tags.get("variants", "").split(",") if n]
-        seed = int(tags.get("seed_index", -1))
+        names = rec.variant_names(tags)
+        seed = int(tags.get(rec.TAG_SEED_INDEX, -1))
         if run.info.status != "FINISHED":
             failed += [{"variant": n, "seed": seed, "status": run.info.status,
-                        "reason": tags.get("failure_reason", "")} for n in names]
+                        "reason": tags.get(rec.TAG_FAILURE_REASON, "")} for n in names]
             continue
         history = histories.get(run.info.run_id)
         for n in names:
@@ -320,10 +321,10 @@ def ablation_sections(data: AblationData, a: AblationAnalysis, figs: dict[str, P
         out.append(S("Ablation trainings that did not finish", [data.failed]))
     out.append(S("Ablation provenance", [("code", "\n".join([
         f"mlflow_parent_run: {data.parent_run_id}",
-        f"ablation_id: {data.tags.get('ablation_id', '')}",
-        f"git_commit: {data.tags.get('git_commit', 'unknown')}",
-        f"device: {data.tags.get('device', 'unknown')}",
-        f"dataset_fingerprint: {data.tags.get('dataset_fingerprint', 'unknown')}",
+        f"ablation_id: {data.tags.get(rec.TAG_ABLATION_ID, '')}",
+        f"git_commit: {data.tags.get(rec.TAG_GIT_COMMIT, 'unknown')}",
+        f"device: {data.tags.get(rec.TAG_DEVICE, 'unknown')}",
+        f"dataset_fingerprint: {data.tags.get(rec.TAG_DATASET_FINGERPRINT, 'unknown')}",
         f"rerun: {runtime.follow_up('sweep.py', experiment_path, mlruns, '', '--ablation', '--repeats', spec['repeats'])}",
         f"reproduce one variant: {runtime.follow_up('sweep.py', experiment_path, mlruns, '', '--reproduce', 'base')}",
     ]))]))

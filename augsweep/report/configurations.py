@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .. import inference
+from ..experiment.space import aug_key
 
 CONFIG_COLUMNS = ["configuration", "n_trials", "n_seeds", "mean_best_val_loss", "diff_vs_none", "ci_low",
                   "ci_high", "verdict"]
@@ -33,7 +34,7 @@ def configurations(table: pd.DataFrame, augmentations: list[str], *, margin: flo
         return pd.DataFrame(columns=CONFIG_COLUMNS)
     df = table[np.isfinite(table[outcome].astype(float))].copy()
     depth = df["depth"] if "depth" in df else pd.Series(0, index=df.index)
-    on = df[[f"aug_{a}" for a in augmentations]].astype(bool).to_numpy()
+    on = df[[aug_key(a) for a in augmentations]].astype(bool).to_numpy()
     df["configuration"] = [label(d, [a for a, o in zip(augmentations, row) if o]) for d, row in zip(depth, on)]
     df["_none"] = ~on.any(axis=1)
     df["_depth"] = depth.to_numpy()

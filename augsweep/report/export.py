@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..experiment.space import TrialConfig
+from ..experiment.space import TrialConfig, aug_key, parse_aug_key
 from .configurations import label
 
 BLOCK_FILES = ("augmentation.py", "augmentation.keras")
@@ -51,7 +51,7 @@ def recommend(configs: pd.DataFrame, effects: pd.DataFrame, table: pd.DataFrame,
         return None
     hurts = answer_hurts(effects)
     table = table[np.isfinite(table["best_val_loss"].astype(float))].copy()
-    on = table[[f"aug_{a}" for a in augmentations]].astype(bool).to_numpy()
+    on = table[[aug_key(a) for a in augmentations]].astype(bool).to_numpy()
     table["configuration"] = [label(d, [a for a, o in zip(augmentations, row) if o])
                               for d, row in zip(table["depth"], on)]
     table["_augs"] = [frozenset(a for a, o in zip(augmentations, row) if o) for row in on]
@@ -75,7 +75,7 @@ def recommend(configs: pd.DataFrame, effects: pd.DataFrame, table: pd.DataFrame,
     top = rows.iloc[0]
     trial = trials[trials["trial"] == int(top["trial"])].iloc[0]
     flat = {k: v for k, v in trial.items() if k == "depth" or k in ("filters", "dense_units", "learning_rate")
-            or str(k).startswith("aug_")}
+            or parse_aug_key(str(k)) is not None}
     flat = {k: (v.item() if hasattr(v, "item") else v) for k, v in flat.items()
             if not (isinstance(v, float) and np.isnan(v))}
     mean = float(configs.loc[configs["configuration"] == chosen, "mean_best_val_loss"].iloc[0])

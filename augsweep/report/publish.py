@@ -16,10 +16,11 @@ import pandas as pd
 from ..experiment.schema import Experiment
 from ..experiment.seeding import RepeatSeeds
 from ..stores import registry
+from ..stores.records import TAG_MODEL_REPEAT
 from ..stores.study import Stores
 from .export import Recommendation, recommend, write_block
 from .render import display
-from .sweep_section import tidy_table, trials_frame
+from .sweep_load import tidy_table, trials_frame
 
 
 @dataclass
@@ -71,7 +72,7 @@ def publish(exp: Experiment, stores: Stores, client, study, analysis, effects: p
                                               analysis.augmentations)
         if rec is not None:
             run = client.get_run(rec.run_id)
-            saved = run.data.tags.get("model_repeat")
+            saved = run.data.tags.get(TAG_MODEL_REPEAT)
             repeat = int(saved) if saved is not None else rec.repeat
             if repeat != rec.repeat:  # a tie within the trial: the saved repeat is the model and the block
                 from dataclasses import replace

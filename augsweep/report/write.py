@@ -10,13 +10,15 @@ from pathlib import Path
 import pandas as pd
 
 from ..experiment.schema import ConfigError, Experiment
-from ..stores.study import ATTR_PARENT_RUN, Stores, load_study
+from ..stores.records import ATTR_PARENT_RUN
+from ..stores.study import Stores, load_study
 from ..stores.tracking import client_for
 from .. import inference
 from .ablation_section import ablation_sections, analyse_ablation, effects_rows, family_size, figures, load_ablation
 from .render import display, to_html, to_markdown
-from .sweep_section import EFFECT_COLUMNS, FLOAT, Analysis, sweep_part
-from .sweep_section import family_size as sweep_family_size
+from .sweep_analysis import EFFECT_COLUMNS, FLOAT, Analysis
+from .sweep_analysis import family_size as sweep_family_size
+from .sweep_section import sweep_part
 
 
 REPORT_ALPHA = 0.05  # the one family-wise error rate of a report

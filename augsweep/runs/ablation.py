@@ -23,6 +23,11 @@ from ..runtime import RunEnv
 from ..experiment.schema import ConfigError, Experiment
 from ..experiment.seeding import RepeatSeeds, ablation_seeds
 from ..experiment.space import TrialConfig
+from ..experiment.variants import Variant, base_from_file, build_variants, candidates, config_key
+from ..stores import records as rec
+from ..stores.records import KIND_ABLATION as KIND_PARENT
+from ..stores.records import KIND_ABLATION_RUN as KIND_RUN
+from ..stores.records import SPEC_ARTIFACT
 from ..stores.study import Stores, identity, load_study_readonly
 from ..stores.tracking import FAILED, FINISHED, KILLED, RUNNING, Tracker, repeat_metric, scratch_dir
 from ..training import evaluate
@@ -31,8 +36,6 @@ from ..training.data import Dataset, load_dataset
 from ..training.model import check_model
 from .repeat import preview_images, train_repeat, write_artifacts
 from .sweep import model_tags
-from .variants import (KIND_PARENT, KIND_RUN, SPEC_ARTIFACT, Variant, base_from_file, build_variants, candidates,
-                       config_key)
 
 
 def base_from_sweep(exp: Experiment, stores: Stores) -> tuple[TrialConfig, str]:
@@ -50,7 +53,7 @@ def base_from_sweep(exp: Experiment, stores: Stores) -> tuple[TrialConfig, str]:
             f"{exp.path}"
         )
     best = min(complete, key=lambda t: t.value)
-    return (TrialConfig.from_flat(best.user_attrs["config"]),
+    return (TrialConfig.from_flat(best.user_attrs[rec.CONFIG]),
             f"best completed trial t{best.number:02d} of study {study_name!r} (value {best.value:.4f})")
 
 
@@ -121,18 +124,16 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
     tracker = Tracker(stores.tracking_uri, exp.name, stores.artifact_location)
     client = tracker.client
     found = client.search_runs(
-        [tracker.experiment_id], f"tags.kind = '{KIND_PARENT}' and tags.ablation_id = '{aid}'",
+        [tracker.experiment_id], f"{rec.kind_filter(KIND_PARENT)} and tags.{rec.TAG_ABLATION_ID} = '{aid}'",
         order_by=["attributes.start_time DESC"], max_results=1)
     spec = _spec(exp, base, base_source, variants, R, extra)
     parent = tracker.start_parent(
         run_name=f"ablation {base.label()} x{R}",
-        tags={"kind": KIND_PARENT, "ablation_id": aid, "base": base.label(), "base_source": base_source,
-              "repeats": R, "git_commit": runtime.git_commit(), "device": env.device, "dtype_policy": env.dtype_policy,
-              "deterministic": str(env.deterministic).lower(), "backend": env.backend,
-              "training_threads": env.training_threads,
-              "dataset_fingerprint": dataset.fingerprint,
+        tags={rec.TAG_KIND: KIND_PARENT, rec.TAG_ABLATION_ID: aid, "base": base.label(), "base_source": base_source,
+              "repeats": R, rec.TAG_GIT_COMMIT: runtime.git_commit(), **rec.env_tags(env),
+              rec.TAG_DATASET_FINGERPRINT: dataset.fingerprint,
               "data_pipeline": dataset.pipeline, **model_tags(exp),
-              "study": stores.study_name},
+              rec.TAG_STUDY: stores.study_name},
         params={"dataset": exp.dataset.source, "image_size": "x".join(map(str, exp.dataset.image_size)),
                 "epochs": exp.train.epochs, "batch_size": exp.train.batch_size, "repeats": R,
                 "seed": exp.seed, "variants": len(variants), "base": base.label()},
@@ -143,13 +144,13 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
     )
 
     done: set[tuple[str, int]] = set()
-    for run in client.search_runs([tracker.experiment_id], f"tags.mlflow.parentRunId = '{parent}'",
+    for run in client.search_runs([tracker.experiment_id], rec.children_filter(parent),
                                   max_results=50_000):
-        key, seed = run.data.tags.get("variant_key"), run.data.tags.get("seed_index")
+        key, seed = run.data.tags.get(rec.TAG_VARIANT_KEY), run.data.tags.get(rec.TAG_SEED_INDEX)
         if run.info.status == FINISHED and key is not None and seed is not None:
             done.add((key, int(seed)))
         elif run.info.status == RUNNING:  # left behind by a killed process: one ablation runs at a time
-            client.set_tag(run.info.run_id, "failure_reason", "interrupted (found RUNNING at resume)")
+            client.set_tag(run.info.run_id, rec.TAG_FAILURE_REASON, "interrupted (found RUNNING at resume)")
             client.set_terminated(run.info.run_id, KILLED)
 
     by_key: dict[str, list[Variant]] = {}
@@ -179,7 +180,7 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
     except BaseException:
         tracker.end_parent(KILLED)
         raise
-    tracker.client.set_tag(parent, "failed_trainings", str(failed))
+    tracker.client.set_tag(parent, rec.TAG_FAILED_TRAININGS, str(failed))
     tracker.end_parent(FINISHED if not failed else FAILED)
     return AblationOutcome(parent, variants, R, len(todo), failed, base_source, failures)
 
@@ -191,9 +192,8 @@ def _train_variant(tracker, exp: Experiment, dataset: Dataset, v: Variant, names
     params = {**flat, "seed": exp.seed, "repeat": s.repeat, **s.as_param()}
     run_id = tracker.start_trial(
         f"{v.name} r{s.repeat}", params,
-        {"kind": KIND_RUN, "ablation_id": aid, "variant": v.name, "variants": names, "variant_kind": v.kind,
-         "variant_key": v.key, "seed_index": s.repeat, "device": env.device,
-         "deterministic": str(env.deterministic).lower(), "training_threads": env.training_threads},
+        {rec.TAG_KIND: KIND_RUN, rec.TAG_ABLATION_ID: aid, "variant": v.name, rec.TAG_VARIANTS: names,
+         "variant_kind": v.kind, rec.TAG_VARIANT_KEY: v.key, rec.TAG_SEED_INDEX: s.repeat, **rec.env_tags(env)},
     )
     started = time.perf_counter()
     with scratch_dir() as tmp:
@@ -227,26 +227,17 @@ def _train_variant(tracker, exp: Experiment, dataset: Dataset, v: Variant, names
                                          preview_images(v.config, dataset, s.aug))
             metrics["trial_seconds"] = time.perf_counter() - started
             tracker.finish_trial(run_id, FINISHED, done.history.drop(columns="repeat"), metrics,
-                                 {"state": "COMPLETE", "aug_placement": done.placement}, artifacts)
+                                 {rec.TAG_STATE: "COMPLETE", "aug_placement": done.placement}, artifacts)
             return True, f"best_val_loss {summary['best_val_loss']:.4f}  {metrics['trial_seconds']:5.1f}s"
         except BaseException as e:  # noqa: BLE001 - every failure must close the MLflow run
             reason = failure_reason(e)
             status = KILLED if isinstance(e, (KeyboardInterrupt, SystemExit)) else FAILED
             try:
                 tracker.finish_trial(run_id, status, None, {"trial_seconds": time.perf_counter() - started},
-                                     {"state": "FAIL", "failure_reason": reason}, [],
+                                     {rec.TAG_STATE: "FAIL", rec.TAG_FAILURE_REASON: reason}, [],
                                      {"traceback.txt": "".join(traceback.format_exception(e))})
             except Exception:
                 pass
             if status == KILLED:
                 raise
             return False, f"FAILED ({reason})"
-
-
-def latest_ablation(client, experiment_id: str):
-    """The most recent ablation parent run of an MLflow experiment, or None."""
-    runs = client.search_runs([experiment_id], f"tags.kind = '{KIND_PARENT}'",
-                              order_by=["attributes.start_time DESC"], max_results=1)
-    return runs[0] if runs else None
-
-

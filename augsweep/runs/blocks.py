@@ -14,11 +14,10 @@ from typing import Callable
 from .. import inference
 from ..experiment import design
 from ..experiment.schema import Experiment
+from ..stores import records as rec
+from ..stores.records import ATTR_DESIGN, ATTR_STOPPED
 from ..stores.recovery import retry_once
 from ..stores.study import trial_table
-
-ATTR_DESIGN = "design"
-ATTR_STOPPED = "stopped"
 
 
 class BlockPlanner:
@@ -40,7 +39,7 @@ class BlockPlanner:
                 "magnitudes": design.space_magnitudes(self.exp.search_space, self.plan)}
 
     def blocks_enqueued(self, trials) -> int:
-        blocks = [int(t.user_attrs["block"]) for t in trials if "block" in t.user_attrs]
+        blocks = [int(t.user_attrs[rec.BLOCK]) for t in trials if rec.BLOCK in t.user_attrs]
         return max(blocks) + 1 if blocks else 0
 
     def next_action(self, study) -> str:
@@ -78,12 +77,13 @@ class BlockPlanner:
         verdicts then use only the seed replicates that are complete (`inference.complete_replicates`)."""
         import optuna
 
-        retried = {t.system_attrs.get("failed_trial") for t in trials}
+        retried = rec.retried_numbers(trials)
         queued = 0
         for t in trials:
-            if (t.state == optuna.trial.TrialState.FAIL and "block" in t.user_attrs
+            record = rec.TrialRecord.from_trial(t)
+            if (t.state == optuna.trial.TrialState.FAIL and record.block is not None
                     and t.number not in retried and retry_once(study, t, fresh_seeds=True) is not None):
-                self.echo(f"design point {t.user_attrs.get('design_point')} of block {t.user_attrs['block'] + 1} "
+                self.echo(f"design point {record.design_point} of block {record.block + 1} "
                           f"failed (t{t.number:02d}); queued once more on fresh seeds")
                 queued += 1
         return queued
@@ -91,7 +91,7 @@ class BlockPlanner:
     def enqueue(self, study, block: int) -> None:
         points = design.space_block(self.exp.search_space, self.plan, self.exp.seed, block)
         for i, params in enumerate(points):
-            study.enqueue_trial(params, user_attrs={"block": block, "design_point": i}, skip_if_exists=False)
+            study.enqueue_trial(params, user_attrs=rec.design_attrs(block, i), skip_if_exists=False)
         self.echo(f"block {block + 1}/{self.max_blocks}: {len(points)} design points queued "
                   f"({design.describe_plan(self.exp.search_space, self.plan)}), seeds {block * self.exp.repeats}"
                   f"..{(block + 1) * self.exp.repeats - 1}")

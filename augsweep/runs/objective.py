@@ -20,6 +20,7 @@ from ..experiment import space
 from ..experiment.schema import Experiment
 from ..experiment.seeding import repeat_seeds, sweep_seeds
 from ..runtime import RunEnv, store_write
+from ..stores import records as rec
 from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, TrackingUnavailable, repeat_metric, scratch_dir
 from ..training import train
 from ..training.checks import chance_loss, failure_reason, release_memory
@@ -92,11 +93,11 @@ class Objective:
         exp = self.experiment
         config = space.sample(trial, exp.search_space, exp.train.learning_rate, grid=self.grid)
         flat = config.flat(exp.search_space.augmentation_names)
-        trial.set_user_attr("config", flat)
+        trial.set_user_attr(rec.CONFIG, flat)
         # A design block trains with fresh seeds, shared by all of its points (seed index b*R + r).
         # A design point retried after a failure (attempt > 0) trains on fresh seeds in the same slots.
-        block = int(trial.user_attrs.get("block", 0))
-        attempt = int(trial.user_attrs.get("seed_attempt", 0))
+        block = int(trial.user_attrs.get(rec.BLOCK, 0))
+        attempt = int(trial.user_attrs.get(rec.SEED_ATTEMPT, 0))
         seeds = [sweep_seeds(exp.seed, block * exp.repeats + r, attempt) for r in range(exp.repeats)]
         # Per-repeat keys use the repeat's position in the trial (0..repeats-1) in every block, for the seeds
         # param, the curves and the best value alike, so runs of different blocks share their metric names.
@@ -107,15 +108,13 @@ class Objective:
         where = train.plan_placement(config, exp.train)
         run_id = self.tracker.start_trial(
             run_name, params,
-            {"trial": trial.number, "study": trial.study.study_name, "device": self.env.device,
-             "kind": "trial", "aug_placement": where.label, "dtype_policy": self.env.dtype_policy,
-             "deterministic": str(self.env.deterministic).lower(),
-             "training_threads": self.env.training_threads, **self.extra_tags},
+            {rec.TAG_TRIAL: trial.number, rec.TAG_STUDY: trial.study.study_name, rec.TAG_KIND: rec.KIND_TRIAL,
+             "aug_placement": where.label, **rec.env_tags(self.env), **self.extra_tags},
         )
-        trial.set_user_attr("mlflow_run_id", run_id)
+        trial.set_user_attr(rec.MLFLOW_RUN_ID, run_id)
         # What optuna-dashboard shows beside each trial: its configuration and a link to its MLflow run.
-        trial.set_user_attr("config_name", config.label())
-        trial.set_user_attr("mlflow_run_url", self.tracker.run_url(run_id))
+        trial.set_user_attr(rec.CONFIG_NAME, config.label())
+        trial.set_user_attr(rec.MLFLOW_RUN_URL, self.tracker.run_url(run_id))
         histories: list[pd.DataFrame] = []
         summaries: list[dict] = []
         started = time.perf_counter()
@@ -151,12 +150,12 @@ class Objective:
                     if math.isfinite(best) and best <= min(x["best_val_loss"] for x in summaries
                                                            if math.isfinite(x["best_val_loss"])):
                         save_model(done, config, exp.train, tmp / MODEL_ARTIFACT)
-                        self._run_tags["model_repeat"] = r
+                        self._run_tags[rec.TAG_MODEL_REPEAT] = r
                     done.model = None  # the next repeat reuses it (training.reuse) or frees it by building anew
                     if prune.pruned_at is not None:
                         raise optuna.TrialPruned(f"pruned at repeat {s.repeat}, epoch {prune.pruned_at}")
                 value = float(np.mean([r["best_val_loss"] for r in summaries]))
-                trial.set_user_attr("repeats", summaries)
+                trial.set_user_attr(rec.REPEATS, summaries)
                 diverged = sum(1 for r in summaries if "diverged_epoch" in r)
                 if diverged:
                     self._run_tags["diverged_repeats"] = diverged
@@ -167,14 +166,14 @@ class Objective:
                 self._finish(run_id, FINISHED, "COMPLETE", config, histories, summaries, tmp, started, value)
                 return value
             except optuna.TrialPruned as e:
-                trial.set_user_attr("repeats", summaries)
+                trial.set_user_attr(rec.REPEATS, summaries)
                 self._finish(run_id, KILLED, "PRUNED", config, histories, summaries, tmp, started,
                              reason=str(e))
                 raise
             except BaseException as e:  # noqa: BLE001 - every failure must close the MLflow run
                 reason = failure_reason(e)
-                trial.set_user_attr("failure_reason", reason)
-                trial.set_user_attr("repeats", summaries)
+                trial.set_user_attr(rec.FAILURE_REASON, reason)
+                trial.set_user_attr(rec.REPEATS, summaries)
                 tb = "".join(traceback.format_exception(e))
                 status = KILLED if isinstance(e, (KeyboardInterrupt, SystemExit)) else FAILED
                 if isinstance(e, TrackingUnavailable):
@@ -206,9 +205,9 @@ class Objective:
             metrics["best_val_loss"] = value
         for r, s in enumerate(summaries):
             metrics[repeat_metric("best_val_loss", r)] = s["best_val_loss"]
-        tags = {"state": state, **getattr(self, "_run_tags", {})}
+        tags = {rec.TAG_STATE: state, **getattr(self, "_run_tags", {})}
         if reason:
-            tags["failure_reason" if state == "FAIL" else "prune_reason"] = reason
+            tags[rec.TAG_FAILURE_REASON if state == "FAIL" else rec.TAG_PRUNE_REASON] = reason
         texts = {"traceback.txt": traceback_text} if traceback_text else {}
         title = getattr(self, "_title", config.label())
         artifacts = write_artifacts(tmp, history, title, images)

@@ -22,22 +22,22 @@ from .. import runtime
 from ..experiment.schema import ConfigError, Experiment
 from ..experiment.seeding import RepeatSeeds
 from ..experiment.space import TrialConfig
+from ..stores import records as rec
+from ..stores.records import SPEC_ARTIFACT, latest_ablation
 from ..stores.study import Stores, load_study_readonly
 from ..stores.tracking import client_for, repeat_metric_history
 from ..training import train
 from ..training.data import load_dataset
-from .ablation import latest_ablation
-from .variants import SPEC_ARTIFACT
 
 
 def _deterministic(run) -> bool:
-    return run.data.tags.get("deterministic") == "true"
+    return run.data.tags.get(rec.TAG_DETERMINISTIC) == "true"
 
 
 def _pinned(runs) -> bool:
     """Whether the original trained with one CPU thread per op (tag `training_threads` = 1; runs logged before
     the tag existed used TensorFlow's default threads)."""
-    return any(r.data.tags.get("training_threads") == "1" for r in runs)
+    return any(r.data.tags.get(rec.TAG_TRAINING_THREADS) == "1" for r in runs)
 
 
 def _targets(exp: Experiment, target: str, stores, client, experiment_id: str):
@@ -47,13 +47,14 @@ def _targets(exp: Experiment, target: str, stores, client, experiment_id: str):
         number = int(target.lstrip("t"))
         study = load_study_readonly(stores)
         trials = [t for t in (study.get_trials(deepcopy=False) if study else []) if t.number == number]
-        if not trials or "config" not in trials[0].user_attrs:
+        if not trials or rec.CONFIG not in trials[0].user_attrs:
             raise ConfigError(f"--reproduce: study {stores.study_name!r} has no trial {number}. "
                               f"Received: reproduce={target!r}")
         trial = trials[0]
-        run_id = trial.user_attrs.get("mlflow_run_id")
+        record = rec.TrialRecord.from_trial(trial)
+        run_id = record.mlflow_run_id
         run = client.get_run(run_id)
-        config = TrialConfig.from_flat(trial.user_attrs["config"])
+        config = TrialConfig.from_flat(record.config)
         out = []
         for key, text in sorted(run.data.params.items()):
             m = re.fullmatch(r"seeds_r(\d+)", key)
@@ -66,19 +67,19 @@ def _targets(exp: Experiment, target: str, stores, client, experiment_id: str):
     if parent is None:
         raise ConfigError(f"--reproduce: {target!r} is not a trial number and the experiment has no ablation. "
                           f"Received: reproduce={target!r}")
-    runs = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+    runs = client.search_runs([experiment_id], rec.children_filter(parent.info.run_id),
                               max_results=50_000)
-    mine = [r for r in runs if target in r.data.tags.get("variants", "").split(",") and r.info.status == "FINISHED"]
+    mine = [r for r in runs if target in rec.variant_names(r.data.tags) and r.info.status == "FINISHED"]
     if not mine:
-        names = sorted({n for r in runs for n in r.data.tags.get("variants", "").split(",") if n})
+        names = sorted({n for r in runs for n in rec.variant_names(r.data.tags)})
         raise ConfigError(f"--reproduce: no finished ablation run of variant {target!r}; variants: "
                           f"{', '.join(names) or 'none'}. Received: reproduce={target!r}")
     with tempfile.TemporaryDirectory() as tmp:
         spec = json.loads(Path(client.download_artifacts(parent.info.run_id, SPEC_ARTIFACT, tmp)).read_text())
     config = TrialConfig.from_flat(next(v["config"] for v in spec["variants"] if v["name"] == target))
     out = []
-    for run in sorted(mine, key=lambda r: int(r.data.tags["seed_index"])):
-        r = int(run.data.tags["seed_index"])
+    for run in sorted(mine, key=lambda r: int(r.data.tags[rec.TAG_SEED_INDEX])):
+        r = int(run.data.tags[rec.TAG_SEED_INDEX])
         out.append((RepeatSeeds.from_param(run.data.params[f"seeds_r{r}"], r),
                     repeat_metric_history(client, run.info.run_id, "val_loss", r), _deterministic(run)))
     return f"variant {target} {config.label()}", config, out, _pinned(mine)

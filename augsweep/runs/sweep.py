@@ -18,9 +18,12 @@ from .. import runtime
 from ..runtime import RunEnv
 from ..experiment import space
 from ..experiment.schema import ConfigError, Experiment
-from ..stores.study import (ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKING_URI, Stores, check_study_not_lost,
-                            count_finished, count_running, finished_states, identities, identity, make_storage, study_locks)
-from ..stores.recovery import close_orphan_runs, reap_dead_trials, retry_once, worker_identity
+from ..stores import records as rec
+from ..stores.records import ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKING_URI
+from ..stores.study import (Stores, check_study_not_lost, count_finished, count_running, finished_states, identities,
+                            identity, make_storage, study_locks)
+from ..stores.liveness import worker_identity
+from ..stores.recovery import close_orphan_runs, reap_dead_trials, retry_once
 from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, client_for
 from ..training.data import load_dataset
 from ..training.model import check_model
@@ -116,18 +119,19 @@ class _Progress:
         except ValueError:
             best_text = "best -"
         value = f"{trial.value:.4f}" if trial.value is not None else "-"
-        label = space.TrialConfig.from_flat(trial.user_attrs["config"]).label() if "config" in trial.user_attrs else ""
+        record = rec.TrialRecord.from_trial(trial)
+        label = space.TrialConfig.from_flat(record.config).label() if record.config is not None else ""
         secs = trial.duration.total_seconds() if trial.duration else 0.0
         line = (f"[{min(done, self.budget):>3}/{self.budget}] t{trial.number:02d} {state:<8} {value:>7}  {best_text}"
                 f"  {secs:6.1f}s  elapsed {time.perf_counter() - self.started:6.0f}s  {label}")
-        reps = trial.user_attrs.get("repeats") or []
+        reps = record.repeats
         # Scored, but a configuration none of whose repeats reached one finite epoch never trained: in a row,
         # such trials say the set-up is broken as clearly as failures do.
         never = trial.state == optuna.trial.TrialState.COMPLETE and reps and all(r.get("best_epoch", 0) < 0 for r in reps)
         diverged = sum(1 for r in reps if "diverged_epoch" in r)
         if trial.state == optuna.trial.TrialState.FAIL or never:
             self.streak += 1
-            self.last_reason = (trial.user_attrs.get("failure_reason", "see the MLflow run's traceback.txt")
+            self.last_reason = (trial.user_attrs.get(rec.FAILURE_REASON, "see the MLflow run's traceback.txt")
                                 if not never else "non-finite loss at epoch 0 in every repeat (scored at ln K)")
             line += f"  ({self.last_reason})"
         else:
@@ -185,10 +189,10 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
     resolved_yaml = yaml.safe_dump(exp.resolved(), sort_keys=False)
     parent = tracker.start_parent(
         run_name=f"sweep {stores.study_name}",
-        tags={"kind": "sweep", "study": stores.study_name, "sampler": exp.sampler, "pruner": exp.pruner,
-              "git_commit": runtime.git_commit(), "budget": budget,
-              **(process_tags(env) if env is not None else {"deterministic": str(exp.train.deterministic).lower()}),
-              "optuna_storage": stores.storage_label, "dataset_fingerprint": dataset.fingerprint,
+        tags={rec.TAG_KIND: rec.KIND_SWEEP, rec.TAG_STUDY: stores.study_name, "sampler": exp.sampler, "pruner": exp.pruner,
+              rec.TAG_GIT_COMMIT: runtime.git_commit(), "budget": budget,
+              **(process_tags(env) if env is not None else {rec.TAG_DETERMINISTIC: str(exp.train.deterministic).lower()}),
+              "optuna_storage": stores.storage_label, rec.TAG_DATASET_FINGERPRINT: dataset.fingerprint,
               "data_pipeline": dataset.pipeline, **model_tags(exp)},
         params={"dataset": exp.dataset.source, "image_size": "x".join(map(str, exp.dataset.image_size)),
                 "epochs": exp.train.epochs, "batch_size": exp.train.batch_size, "repeats": exp.repeats,
@@ -199,11 +203,10 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
                "versions.yaml": yaml.safe_dump(runtime.package_versions(), sort_keys=True)},
         resume_run_id=study.user_attrs.get(ATTR_PARENT_RUN),
     )
-    study.set_user_attr(ATTR_PARENT_RUN, parent)
-    study.set_user_attr(ATTR_EXPERIMENT_HASH, ident)
-    study.set_user_attr(ATTR_TRACKING_URI, stores.tracking_label)  # resolved back by tracking.client_for
-    study.set_user_attr("experiment", exp.resolved())
-    study.set_user_attr("dataset_fingerprint", dataset.fingerprint)
+    # The tracking URI is stored masked, resolved back by tracking.client_for.
+    for key, value in rec.StudyRecord(parent, ident, stores.tracking_label, exp.resolved(),
+                                      dataset.fingerprint).to_attrs().items():
+        study.set_user_attr(key, value)
     if study.metric_names is None:
         with warnings.catch_warnings():  # experimental in Optuna; optuna-dashboard shows the objective's name
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -215,8 +218,7 @@ def process_tags(env: RunEnv) -> dict:
     """How this process trains, as the parent run's tags: device, dtype policy, deterministic ops, backend and
     CPU threads per training. Set by the process that trains (a `--workers` launcher, which never imports
     TensorFlow, leaves them to its workers)."""
-    return {"device": env.device, "dtype_policy": env.dtype_policy, "deterministic": str(env.deterministic).lower(),
-            "backend": env.backend, "training_threads": env.training_threads}
+    return rec.env_tags(env)
 
 
 def model_tags(exp: Experiment) -> dict:
@@ -350,7 +352,7 @@ def optimize(study, exp: Experiment, objective, progress: "_Progress", budget: i
                 def gated(trial):
                     start_lock.release()  # the trial is RUNNING now: it counts for every other worker
                     state["released"], state["number"] = True, trial.number
-                    trial.set_user_attr("worker", me)
+                    trial.set_user_attr(rec.WORKER, me)
                     with runtime.interruptible():
                         return objective(trial)
 
@@ -396,7 +398,7 @@ def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: 
     role = SPAWNED if worker is not None else PEER if peer else OWNER
     with SweepSession(exp, stores, dataset, budget, echo, env, role=role) as session:
         if role == PEER:
-            from ..stores.recovery import HOST
+            from ..stores.liveness import HOST
 
             echo(session.header(f"worker {HOST}:{os.getpid()} on {env.device}; storage {stores.storage_label}, "
                                 f"tracking {stores.tracking_label}"))
@@ -426,7 +428,7 @@ def distinct_best(trials, top: int) -> list:
     shown by its best trial with `mean_value` and `n_config_trials` user attrs read from this list (not stored)."""
     groups: dict[str, list] = {}
     for t in trials:
-        groups.setdefault(t.user_attrs.get("config_name", f"t{t.number}"), []).append(t)
+        groups.setdefault(t.user_attrs.get(rec.CONFIG_NAME, f"t{t.number}"), []).append(t)
     ranked = sorted(groups.values(), key=lambda g: (sum(t.value for t in g) / len(g), min(t.number for t in g)))
     out = []
     for g in ranked[:top]:

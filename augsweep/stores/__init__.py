@@ -1,5 +1,9 @@
-"""Where results live: `Stores` (embedded under `mlruns/` or URLs), the Optuna storage, MLflow tracking,
-locks and crash recovery; imports `augsweep.experiment` and `runtime` only."""
+"""Where results live; imports `augsweep.experiment` and `runtime` only. One owner per job:
+`records` the stored record format (every Optuna attribute and MLflow tag key, `TrialRecord`/`StudyRecord`,
+the ablation's run query), `study` the `Stores`, the Optuna storage and the tidy trial table, `tracking`
+MLflow runs, `run_files` bulk artifact reads, `locks` the study's locks, `liveness` heartbeat settings and
+process identity, `recovery` dead trials and orphaned runs, `registry` the Model Registry, `mlflow_ui` and
+`servers` the UIs and local servers, `urls` URL checks and masking."""
 
 from .study import (ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKING_URI, Stores, count_finished, count_running,
                     identity, load_study, load_study_readonly, make_storage, resolve_stores)

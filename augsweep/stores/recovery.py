@@ -1,5 +1,6 @@
-"""Crash recovery for a study shared by several processes: dead workers, stale runs (the locks that
-serialize the workers are in `locks`).
+"""Crash recovery for a study shared by several processes: dead trials and stale runs (whether a worker is
+alive is `liveness`; the locks that serialize the workers are in `locks`; the keys read and written are
+`records`').
 
 A trial is dead when the process that ran it is gone. On this machine that is known exactly
 (the trial records its host, pid and process start time); for a worker on another machine
@@ -11,74 +12,10 @@ MLflow run is closed as KILLED with the reason, and its configuration is queued 
 from __future__ import annotations
 
 import datetime
-import os
-import socket
-from pathlib import Path
 from typing import Callable
 
-# The machine a worker records with its trials. Containers that share a host network (or tests that play
-# several machines on one) name themselves with AUGSWEEP_HOST; their dead workers are then found by heartbeat.
-HOST = os.environ.get("AUGSWEEP_HOST") or socket.gethostname()
-# Optuna heartbeat: a running trial beats every INTERVAL s; after GRACE s without a beat it is stale.
-HEARTBEAT_INTERVAL = 10  # seconds
-HEARTBEAT_GRACE = 60  # seconds
-ENV_INTERVAL = "AUGSWEEP_HEARTBEAT_INTERVAL"
-ENV_GRACE = "AUGSWEEP_HEARTBEAT_GRACE"
-
-
-def heartbeat_settings() -> tuple[int, int]:
-    """(interval, grace) in seconds; the environment may shorten them (tests, preemptible nodes)."""
-    from ..experiment.schema import ConfigError
-
-    out = []
-    for name, default in ((ENV_INTERVAL, HEARTBEAT_INTERVAL), (ENV_GRACE, HEARTBEAT_GRACE)):
-        raw = os.environ.get(name, "")
-        try:
-            value = int(raw) if raw else default
-        except ValueError:
-            value = 0
-        if value < 1:
-            raise ConfigError(f"{name} must be a positive integer (seconds). Received: {name}={raw!r}")
-        out.append(value)
-    interval, grace = out
-    return interval, max(grace, interval + 1)
-
-
-# ----------------------------------------------------------------------------- process identity
-
-
-def _proc_stat(pid: int) -> tuple[str, str] | None:
-    """(state, start time in clock ticks) from /proc, or None where /proc is unavailable."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = text[text.rfind(")") + 2:].split()
-    return fields[0], fields[19]
-
-
-def worker_identity() -> dict:
-    """What a trial records about the process running it."""
-    stat = _proc_stat(os.getpid())
-    return {"host": HOST, "pid": os.getpid(), "start": stat[1] if stat else None}
-
-
-def process_alive(pid: int, start: str | None = None) -> bool:
-    """Is process `pid` (started at `start`, guarding against pid reuse) alive on this machine?"""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    stat = _proc_stat(pid)
-    if stat is None:
-        return True
-    state, started = stat
-    if state in ("Z", "X"):  # killed but not yet reaped by its parent
-        return False
-    return start is None or started == start
-
+from . import records as rec
+from .liveness import HOST, heartbeat_settings, process_alive
 
 # ----------------------------------------------------------------------------- dead trials
 
@@ -90,25 +27,20 @@ def retry_once(study, trial, fresh_seeds: bool = False) -> int | None:
     have caused; a trial killed from outside retries on its own seeds."""
     import optuna
 
-    if trial.system_attrs.get("failed_trial") is not None:
+    if rec.is_retry(trial):
         return None  # a retry that failed too: the configuration has had its second chance
-    # System attrs carry over (GridSampler's grid_id: the retry is the same grid point), as in
-    # Optuna's RetryHeartbeatStaleTrialCallback; user attrs belong to the dead run and do not.
+    user_attrs, system_attrs = rec.retry_attrs(trial, fresh_seeds)
     study.add_trial(optuna.trial.create_trial(
         state=optuna.trial.TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-        # The design's block and point travel with the retry (its seeds and its place in the design).
-        user_attrs={"retry_of": trial.number,
-                    **{k: trial.user_attrs[k] for k in ("block", "design_point") if k in trial.user_attrs},
-                    **({"seed_attempt": int(trial.user_attrs.get("seed_attempt", 0)) + 1} if fresh_seeds else {})},
-        system_attrs={**trial.system_attrs, "failed_trial": trial.number, "retry_history": [trial.number]},
+        user_attrs=user_attrs, system_attrs=system_attrs,
     ))
     return study.get_trials(deepcopy=False)[-1].number
 
 
 def close_trial_run(study, trial, reason: str, status: str = "KILLED") -> str | None:
     """End the MLflow run of a dead or interrupted trial (if still RUNNING) with the reason."""
-    run_id = trial.user_attrs.get("mlflow_run_id")
-    uri = study.user_attrs.get("mlflow_tracking_uri")
+    run_id = trial.user_attrs.get(rec.MLFLOW_RUN_ID)
+    uri = study.user_attrs.get(rec.ATTR_TRACKING_URI)
     if not run_id or not uri:
         return None
     from .tracking import RUNNING, client_for
@@ -120,8 +52,8 @@ def close_trial_run(study, trial, reason: str, status: str = "KILLED") -> str | 
         return None
     if run.info.status != RUNNING:
         return None
-    client.set_tag(run_id, "state", "FAIL")
-    client.set_tag(run_id, "failure_reason", reason)
+    client.set_tag(run_id, rec.TAG_STATE, "FAIL")
+    client.set_tag(run_id, rec.TAG_FAILURE_REASON, reason)
     client.set_terminated(run_id, status)
     return run_id
 
@@ -133,7 +65,7 @@ def fail_dead_trial(study, trial, reason: str, echo: Callable[[str], None]) -> b
 
     try:
         # Optuna has no public call to change another process's trial; its own fail_stale_trials uses these.
-        study._storage.set_trial_user_attr(trial._trial_id, "failure_reason", reason)
+        study._storage.set_trial_user_attr(trial._trial_id, rec.FAILURE_REASON, reason)
         if not study._storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL):
             return False
     except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError):
@@ -172,7 +104,7 @@ def reap_dead_trials(study, echo: Callable[[str], None], no_local_workers: bool 
         return 0  # nothing running: nothing can be dead or stale
     remote = []
     for t in running:
-        w = t.user_attrs.get("worker")
+        w = t.user_attrs.get(rec.WORKER)
         if not w:  # killed between Optuna's ask and our first write: no heartbeat may exist either
             if t.datetime_start and (now - t.datetime_start).total_seconds() > grace:
                 n += fail_dead_trial(study, t, "worker gone before the trial recorded its process", echo)
@@ -195,13 +127,13 @@ def close_orphan_runs(study, echo: Callable[[str], None]) -> int:
     """Close RUNNING MLflow trial runs of this study whose Optuna trial is not running any more."""
     import optuna
 
-    uri = study.user_attrs.get("mlflow_tracking_uri")
-    if not uri:
+    stored = rec.StudyRecord.from_study(study)
+    if not stored.tracking_uri:
         return 0
     from .tracking import KILLED, client_for
 
-    client = client_for(uri)
-    exp = client.get_experiment_by_name(study.user_attrs.get("experiment", {}).get("name", study.study_name))
+    client = client_for(stored.tracking_uri)
+    exp = client.get_experiment_by_name(stored.experiment_name(study.study_name))
     if exp is None:
         return 0
     states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
@@ -209,13 +141,15 @@ def close_orphan_runs(study, echo: Callable[[str], None]) -> int:
     n = 0
     for run in runs:
         tags = run.data.tags
-        if tags.get("kind") != "trial" or tags.get("study") != study.study_name or "trial" not in tags:
+        if (tags.get(rec.TAG_KIND) != rec.KIND_TRIAL or tags.get(rec.TAG_STUDY) != study.study_name
+                or rec.TAG_TRIAL not in tags):
             continue
-        state = states.get(int(tags["trial"]))
+        state = states.get(int(tags[rec.TAG_TRIAL]))
         if state is None or state == optuna.trial.TrialState.RUNNING:
             continue
-        client.set_tag(run.info.run_id, "state", "FAIL")
-        client.set_tag(run.info.run_id, "failure_reason", f"orphaned: Optuna trial {tags['trial']} is {state.name}")
+        client.set_tag(run.info.run_id, rec.TAG_STATE, "FAIL")
+        client.set_tag(run.info.run_id, rec.TAG_FAILURE_REASON,
+                       f"orphaned: Optuna trial {tags[rec.TAG_TRIAL]} is {state.name}")
         client.set_terminated(run.info.run_id, KILLED)
         echo(f"closed MLflow run {run.info.run_id} ({run.info.run_name}) as KILLED: its trial is {state.name}")
         n += 1

@@ -15,11 +15,10 @@ import yaml
 from .. import runtime
 from ..experiment import keys
 from ..experiment.schema import ConfigError, Experiment
+from ..experiment.space import aug_key, parse_aug_key
+from .records import ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKING_URI, KIND_TRIAL, TrialRecord, kind_filter
 
-# Study user attributes that tie the Optuna study to the MLflow store and to its experiment.
-ATTR_PARENT_RUN = "mlflow_parent_run_id"
-ATTR_EXPERIMENT_HASH = "experiment_sha256"
-ATTR_TRACKING_URI = "mlflow_tracking_uri"
+__all__ = ["ATTR_EXPERIMENT_HASH", "ATTR_PARENT_RUN", "ATTR_TRACKING_URI"]  # re-exported: the keys are `records`'
 
 
 def _shown_path(path: Path) -> str:
@@ -145,8 +144,7 @@ def check_study_not_lost(stores: Stores, storage=None) -> None:
     experiment = client.get_experiment_by_name(stores.study_name)
     if experiment is None:
         return
-    runs = client.search_runs([experiment.experiment_id],
-                              f"tags.kind = 'trial' and tags.study = '{stores.study_name}'", max_results=1)
+    runs = client.search_runs([experiment.experiment_id], kind_filter(KIND_TRIAL, stores.study_name), max_results=1)
     if runs:
         raise ConfigError(
             f"the Optuna storage {stores.storage_label} has no study {stores.study_name!r}, but MLflow "
@@ -180,13 +178,14 @@ def make_storage(url: str):
     The embedded default is SQLite (one file beside MLflow's, read by the report) with a 120 s
     busy timeout, so parallel workers wait for each other's short writes instead of failing
     with "database is locked", and a heartbeat: a trial of a worker that died on another
-    machine is failed after `recovery.HEARTBEAT_GRACE` s and its configuration retried once.
+    machine is failed after `liveness.HEARTBEAT_GRACE` s and its configuration retried once.
     (Optuna's JournalStorage also takes parallel workers but has no heartbeat.)
     """
     import optuna
     from optuna.storages import RDBStorage
 
-    from .recovery import heartbeat_settings, on_stale_heartbeat
+    from .liveness import heartbeat_settings
+    from .recovery import on_stale_heartbeat
 
     runtime.tune_sqlite()  # before the first connection: WAL + synchronous=NORMAL
     if url.startswith(("journal:", "file:")) or url.endswith(".journal"):
@@ -312,23 +311,30 @@ def trial_table(study, augmentations):
 
     rows = []
     for t in study.get_trials(deepcopy=False):
-        if t.state.name != "COMPLETE" or "config" not in t.user_attrs:
+        rec = TrialRecord.from_trial(t)
+        if rec.state != "COMPLETE" or rec.config is None:
             continue
-        cfg = t.user_attrs["config"]
+        cfg = rec.config
         # Only compared, never shown: JSON (what Optuna stored the config as) is ~40x faster than YAML
         # (0.7 s of a 1,000-trial report on a busy machine).
         key = json.dumps(cfg, sort_keys=True)
-        for r, rep in enumerate(t.user_attrs.get("repeats", [])):
+        for r, rep in enumerate(rec.repeats):
             rows.append({
-                "trial": t.number, "block": int(t.user_attrs.get("block", 0)), "repeat": r, "config_key": key,
+                "trial": rec.number, "block": int(rec.block or 0), "repeat": r, "config_key": key,
                 "best_val_loss": rep["best_val_loss"], "gap": rep.get("gap"),
                 "best_val_accuracy": rep.get("best_val_accuracy"), "best_epoch": rep.get("best_epoch"),
                 "epochs_run": rep.get("epochs_run"), "final_loss": rep.get("final_loss"),
                 "final_val_loss": rep.get("final_val_loss"), "depth": cfg["depth"],
-                "design_point": t.user_attrs.get("design_point"), "diverged": "diverged_epoch" in rep,
-                **{f"aug_{a}": bool(cfg.get(f"aug_{a}", False)) for a in augmentations},
+                "design_point": rec.design_point, "diverged": "diverged_epoch" in rep,
+                **{aug_key(a): bool(cfg.get(aug_key(a), False)) for a in augmentations},
                 # Numeric magnitudes (the fit's magnitude x switch terms); absent where the augmentation is off.
-                **{k: float(v) for k, v in cfg.items() if k.startswith("aug_") and k[4:] not in augmentations
+                **{k: float(v) for k, v in cfg.items() if _is_magnitude(k, augmentations)
                    and isinstance(v, (int, float)) and not isinstance(v, bool)},
             })
     return pd.DataFrame(rows)
+
+
+def _is_magnitude(key: str, augmentations) -> bool:
+    """An `aug_<name>_<param>` key (not a switch `aug_<name>` of the space's augmentations)."""
+    parsed = parse_aug_key(key, augmentations)
+    return parsed is not None and not (parsed[1] is None and parsed[0] in augmentations)

@@ -5,7 +5,8 @@ the base; the base minus each of its augmentations (leave-one-out); no augmentat
 augmentation plus each augmentation alone (add-one-in, over the base's augmentations and the rest
 of the search space at their midpoints); and two baselines from the literature on the base's
 network, RandAugment and TrivialAugment-style. Variants with identical configurations (the base
-minus its only augmentation is `none`) share one set of trainings. Pure: no stores, no training.
+minus its only augmentation is `none`) share one set of trainings. Pure: no stores, no training (so the
+ablation that trains them, `runs.ablation`, and the report that reads them back share it).
 """
 
 from __future__ import annotations
@@ -18,12 +19,10 @@ from typing import Any, Mapping, Sequence
 import pandas as pd
 
 from ..augment import POLICIES
-from ..experiment.schema import Choice, Experiment, FloatRange, IntRange
-from ..experiment.space import TrialConfig
+from .schema import Choice, Experiment, FloatRange, IntRange
+from .space import TrialConfig
 
-KIND_PARENT, KIND_RUN = "ablation", "ablation-run"
 LEAVE_ONE_OUT, ADD_ONE_IN = "leave-one-out", "add-one-in"
-SPEC_ARTIFACT = "ablation.json"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,253 @@
+"""The sweep's part of the report, analysis (pure: no stores): the effects under the one verdict rule and the
+descriptive views, as one `Analysis`; `effects_table` is the `effects.csv` contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .. import inference
+from ..experiment.schema import ConfigError, Experiment
+from ..experiment.space import aug_key
+from . import configurations as configurations_mod
+from . import stats
+
+EFFECT_COLUMNS = ["augmentation", "effect", "ci_low", "ci_high", "p_value", "n_with", "n_without", "verdict", "source",
+                  "comparison", "mde", "ci_method"]
+FLOAT = "%.6f"
+
+def effects_table(frame: pd.DataFrame, source: str = "sweep", comparison: str = "adjusted (all trials)") -> pd.DataFrame:
+    """The `effects.csv` contract from an `inference.effects` frame, best first, ties by name."""
+    out = frame.assign(source=source, comparison=comparison)[EFFECT_COLUMNS].copy()
+    out["_nan"] = out["effect"].isna()
+    out = out.sort_values(["_nan", "effect", "augmentation"], kind="mergesort").drop(columns="_nan")
+    return out.reset_index(drop=True)
+
+@dataclass
+class Analysis:
+    """Everything the report says, computed from the tidy table and the trials frame."""
+
+    augmentations: list[str]
+    counts: dict[str, int]
+    effects: pd.DataFrame  # the effects.csv rows of the sweep
+    full: pd.DataFrame  # the inference frame behind them (se, sd over seeds, blocks to decide, notes)
+    budget: pd.DataFrame  # per augmentation: still improving at the last epoch? final train/val gap
+    matched: pd.DataFrame
+    gap: pd.DataFrame | None
+    accuracy: pd.DataFrame | None
+    by_depth: pd.DataFrame
+    interactions: pd.DataFrame | None
+    looks: tuple[int, int]
+    seeds: int
+    warnings: list[str] = field(default_factory=list)
+    design: dict | None = None  # what a factorial study recorded about its design (block size, cap)
+    doses: pd.DataFrame | None = None  # per augmentation and magnitude: low -> high change (descriptive)
+    seed_frame: pd.DataFrame | None = None  # per-seed effects behind the verdicts (the strip in the forest plot)
+    failed_points: list[str] = field(default_factory=list)  # design points with no finished training, named
+    diverged: pd.DataFrame | None = None  # diverged trainings with and without each augmentation
+    blocks_used: list[int] = field(default_factory=list)  # finished blocks whose complete replicates decide
+    alpha: float = 0.05  # this sweep's share of the report's one alpha
+    pairs: pd.DataFrame | None = None  # augmentation x augmentation contrasts (a design that separates them)
+    conditional: pd.DataFrame | None = None  # conditional effects of the augmentations in decided pairs
+    configurations: pd.DataFrame | None = None  # configurations.csv: distinct configurations by their mean
+    configurations_alpha: float = 0.0  # the configurations' look level (Šidák over them inside it)
+    by_budget: pd.DataFrame | None = None  # effects_by_budget.csv (descriptive), set once the curves are read
+    moving: pd.DataFrame | None = None  # per augmentation: is its effect still moving at the end of the budget?
+    unconverged: pd.DataFrame | None = None  # train.until_converged: trainings that hit the cap, per augmentation
+    table: pd.DataFrame | None = None  # the rows that decided the verdicts (complete replicates, finished blocks)
+
+def looks_of(table: pd.DataFrame, design: dict | None, finished: list[int] | None = None) -> tuple[int, int]:
+    """(looks done, maximum looks) of a factorial sweep's sequential design; (1, 1) otherwise. A look is a
+    finished block (the stopping rule looks after each); without `finished`, every block in the table."""
+    if not design or not len(table):
+        return 1, 1
+    done = len(finished) if finished is not None else int(table["block"].max()) + 1
+    done = max(done, 1)
+    return done, max(done, int(design.get("max_blocks", done)))
+
+def finished_blocks(trials: pd.DataFrame) -> list[int]:
+    """Blocks none of whose trials is still queued or running (a live report decides on these only)."""
+    if "block" not in trials or not len(trials):
+        return []
+    t = trials[trials["block"].notna()]
+    busy = set(t.loc[t["state"].isin(["RUNNING", "WAITING"]), "block"].astype(int))
+    return sorted(set(t["block"].astype(int)) - busy)
+
+def failed_points(trials: pd.DataFrame) -> list[str]:
+    """Design points of finished blocks that have no COMPLETE trial (each failed, and so did its retry)."""
+    if "design_point" not in trials or not len(trials):
+        return []
+    t = trials[trials["design_point"].notna() & trials["block"].notna()]
+    out = []
+    for (block, point), g in t.groupby(["block", "design_point"], sort=True):
+        if (g["state"] == "COMPLETE").any() or g["state"].isin(["RUNNING", "WAITING"]).any():
+            continue
+        last = g.sort_values("trial").iloc[-1]
+        reason = next((r for r in g.sort_values("trial")["failure_reason"][::-1] if r), last["state"].lower())
+        name = last.get("config_name") or "?"
+        out.append(f"block {int(block) + 1}, design point {int(point)} ({name}): "
+                   f"{len(g)} attempt(s), t{', t'.join(f'{int(n):02d}' for n in g['trial'])}; last: {reason}")
+    return out
+
+def diverged_table(table: pd.DataFrame, augmentations: list[str]) -> pd.DataFrame | None:
+    """Trainings that diverged (scored, not dropped), with and without each augmentation; None if none did."""
+    if "diverged" not in table or not table["diverged"].fillna(False).astype(bool).any():
+        return None
+    d = table["diverged"].fillna(False).astype(bool)
+    rows = []
+    for a in augmentations:
+        on = table[aug_key(a)].astype(bool)
+        rows.append({"augmentation": a, "diverged_with": int(d[on].sum()), "trainings_with": int(on.sum()),
+                     "diverged_without": int(d[~on].sum()), "trainings_without": int((~on).sum())})
+    return pd.DataFrame(rows)
+
+def budget_table(table: pd.DataFrame, augmentations: list[str]) -> pd.DataFrame:
+    """Per augmentation: share of trainings with it (and without) whose best epoch was one of the last two
+    (still improving when the epoch budget ended), and the final val − train loss gap with and without."""
+    rows = []
+    last = table["epochs_run"] - 1
+    improving = table["best_epoch"] >= last - 1
+    for a in augmentations:
+        on = table[aug_key(a)].astype(bool)
+        rows.append({"augmentation": a,
+                     "still_improving_with": float(improving[on].mean()) if on.any() else np.nan,
+                     "still_improving_without": float(improving[~on].mean()) if (~on).any() else np.nan,
+                     "final_gap_with": float(table.loc[on, "gap"].mean()) if on.any() else np.nan,
+                     "final_gap_without": float(table.loc[~on, "gap"].mean()) if (~on).any() else np.nan})
+    return pd.DataFrame(rows)
+
+def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: dict | None = None,
+            alpha: float = 0.05) -> Analysis:
+    """Effects under the one verdict rule, descriptive views (pairs, gap, accuracy, depth), warnings.
+
+    `alpha`: the sweep's share of the report's one alpha (all of it without an ablation). A factorial sweep
+    decides on the complete seed replicates of its finished blocks only, the data its stopping rule saw."""
+    augs = exp.search_space.augmentation_names
+    counts = {s: int((trials["state"] == s).sum()) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")} \
+        if len(trials) else {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "RUNNING": 0}
+    if counts["COMPLETE"] == 0:
+        raise ConfigError(f"no finished trials in study {exp.name!r}: nothing to report yet "
+                          f"({counts['FAIL']} failed, {counts['PRUNED']} pruned); run sweep.py first")
+    if not augs:
+        raise ConfigError(f"search_space has no augmentations: there is no effect to estimate ({exp.path})")
+    warnings = []
+    if len(table):
+        # With common seeds, a configuration repeated within a block retrains to the same numbers: a replica.
+        first = table.groupby(["config_key", "block"])["trial"].transform("min")
+        replicas = table.loc[table["trial"] != first, "trial"].nunique()
+        if replicas:
+            warnings.append(f"{replicas} trial(s) repeated an earlier configuration with the same seeds; each "
+                            "configuration is counted once.")
+        table = table[table["trial"] == first]
+    finished, points_failed, busy = None, [], []
+    if design and len(table):
+        finished = finished_blocks(trials)
+        points_failed = failed_points(trials[trials["block"].isin(finished)])
+        busy = sorted(set(trials["block"].dropna().astype(int)) - set(finished))
+        if busy:
+            warnings.append(f"Block(s) {', '.join(str(b + 1) for b in busy)} still running: this report decides on "
+                            f"the finished block(s) {', '.join(str(b + 1) for b in finished) or 'none'} only.")
+    # The rule the sweep's stopping rule applies (runs/blocks.py), so the sweep stops on the verdicts printed
+    # here: complete seed replicates of finished blocks, effects and depth contrasts sharing `alpha`.
+    rule = inference.VerdictRule(margin=exp.equivalence_margin, alpha=alpha,
+                                 max_looks=int((design or {}).get("max_blocks", 1)), seeds_per_block=exp.repeats)
+    verdicts = inference.decide_sweep(table, augs, rule, points=int(design["block_size"]) if design and len(table)
+                                      else None, finished=finished)
+    left = sorted(set(finished or []) - set(verdicts.blocks_used))
+    if points_failed:
+        warnings.append(f"{len(points_failed)} design point(s) have no finished training (named below); the "
+                        f"seed replicates of their block(s) are incomplete and left out of the verdicts"
+                        + (f" (block(s) {', '.join(str(b + 1) for b in left)})." if left else "."))
+    # `decided`: the rows behind the verdicts; the descriptive views below use every finished training.
+    decided, full, looks, blocks_used = verdicts.table, verdicts.effects, verdicts.looks, list(verdicts.blocks_used)
+    alpha_effects = (verdicts.shares or {}).get("effects", alpha)  # the effects' share (descriptive doses use it)
+    seed_frame = inference.seed_effects(decided, augs) if len(decided) else None
+    doses = inference.dose_responses(decided, augs, alpha=alpha_effects) if len(decided) else None
+    seeds = int(decided.groupby(["block", "repeat"]).ngroups) if len(decided) else 0
+
+    def descriptive(outcome: str) -> pd.DataFrame | None:
+        if outcome not in table or table[outcome].isna().all():
+            return None
+        frame = inference.effects(table, augs, inference.VerdictRule(margin=exp.equivalence_margin), outcome=outcome)
+        return frame[["augmentation", "effect", "ci_low", "ci_high", "n_seeds"]]
+
+    if exp.sampler == "tpe":
+        warnings.append("This sweep used the TPE sampler, which concentrates trials where it expects good "
+                        "values, so configurations are sampled unevenly and effects are estimated from an "
+                        "unbalanced design. Prefer `sampler: factorial` to answer which augmentation helps.")
+    elif exp.sampler in ("random", "grid"):
+        warnings.append(f"The `{exp.sampler}` sampler answers \"what is a good configuration?\"; effects are "
+                        "estimated from it, but `sampler: factorial` (a balanced design run in replicated blocks) "
+                        "is the design that answers \"what does each augmentation do?\".")
+    if seeds < 2:
+        warnings.append("Every trial trained with the same seed(s): the effects hold no seed-to-seed variation, "
+                        "so no verdict other than `undecided` can be honest. Use `repeats: 2` or more (or a "
+                        "factorial design, whose blocks bring fresh seeds).")
+    if counts["PRUNED"]:
+        warnings.append(f"{counts['PRUNED']} pruned trial(s) are excluded from the effects (their partial curves "
+                        "are in the plots). Pruning removes the worst configurations, so effects are conditional "
+                        "on surviving; use `pruner: none` for unbiased estimates.")
+    if counts["FAIL"]:
+        warnings.append(f"{counts['FAIL']} failed trial(s) are excluded (reasons below).")
+    if counts["RUNNING"]:
+        warnings.append(f"{counts['RUNNING']} trial(s) were still running when this report was made.")
+    for _, r in full.iterrows():
+        if isinstance(r.get("note"), str) and r["note"]:
+            warnings.append(f"{r['augmentation']}: {r['note']}")
+    interactions = verdicts.interactions
+    shares = verdicts.shares or {}
+    conf_alpha = (inference.look_alpha(shares["configurations"], *looks) if shares.get("configurations") else 0.0)
+    configs = (configurations_mod.configurations(decided, augs, margin=exp.equivalence_margin, alpha_look=conf_alpha)
+               if conf_alpha and len(decided) else None)
+    return Analysis(
+        augmentations=augs, counts=counts, effects=effects_table(full), full=full,
+        budget=budget_table(table, augs) if len(table) else pd.DataFrame(),
+        matched=stats.matched_pairs(table, augs, outcome="value").drop(columns=["p_value", "verdict"],
+                                                                        errors="ignore"),
+        gap=descriptive("gap"), accuracy=descriptive("best_val_accuracy"),
+        by_depth=stats.effects_by_depth(table, augs, outcome="value"), interactions=interactions,
+        looks=looks, seeds=seeds, warnings=warnings, design=design, doses=doses, seed_frame=seed_frame,
+        failed_points=points_failed, diverged=diverged_table(table, augs) if len(table) else None,
+        blocks_used=blocks_used, alpha=alpha, pairs=verdicts.pairs, conditional=verdicts.conditional,
+        configurations=configs, configurations_alpha=conf_alpha, table=decided,
+        unconverged=unconverged_table(table, augs, exp) if len(table) else None,
+    )
+
+def unconverged_table(table: pd.DataFrame, augmentations: list[str], exp: Experiment) -> pd.DataFrame | None:
+    """`train.until_converged`: trainings that reached the epoch cap with fewer than `patience` epochs since
+    their best (early stopping never fired: not converged), with and without each augmentation."""
+    conv = exp.train.until_converged
+    if conv is None or "epochs_run" not in table or "best_epoch" not in table:
+        return None
+    left = table["epochs_run"].astype(float) - 1 - table["best_epoch"].astype(float)
+    capped = (table["epochs_run"].astype(float) >= conv.max_epochs) & (left < conv.patience)
+    rows = [{"augmentation": "(all)", "unconverged": int(capped.sum()), "trainings": int(len(table)),
+             "median_epochs_run": float(table["epochs_run"].median())}]
+    for a in augmentations:
+        on = table[aug_key(a)].astype(bool)
+        rows.append({"augmentation": a, "unconverged_with": int(capped[on].sum()), "trainings_with": int(on.sum()),
+                     "unconverged_without": int(capped[~on].sum()), "trainings_without": int((~on).sum()),
+                     "median_epochs_with": float(table.loc[on, "epochs_run"].median()) if on.any() else np.nan,
+                     "median_epochs_without": float(table.loc[~on, "epochs_run"].median()) if (~on).any() else np.nan})
+    out = pd.DataFrame(rows[1:])
+    out.attrs.update(rows[0])
+    return out
+
+def family_size(exp: Experiment) -> int:
+    """Verdict rows a sweep report carries: one per augmentation, and one augmentation x depth contrast each
+    when the search space has two depths or more."""
+    from ..experiment.design import depth_levels
+
+    from ..experiment.design import plan_for
+
+    n = len(exp.search_space.augmentation_names)
+    rows = n * (2 if len(depth_levels(exp.search_space)) > 1 and not exp.model.uses_base else 1)
+    if exp.sampler == "factorial" and n >= 2:
+        plan = plan_for(exp.search_space, exp.trials, sequential=exp.stop == "decided")
+        if plan.resolution is None or plan.resolution >= 5:  # aug x aug contrasts are separable: tested
+            rows += n * (n - 1) // 2
+        rows += 1  # the configurations against none: one row, Šidák over them inside its share
+    return rows

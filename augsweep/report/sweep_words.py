@@ -1,0 +1,349 @@
+"""The sweep's part of the report, words: the prose templates (answer, estimand, method, warnings' sections)
+around an `Analysis`, in reading order as `render.Section`s (`build_sections`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .. import runtime
+from ..experiment.schema import Experiment
+from ..experiment.space import TrialConfig, parse_aug_key
+from . import budget as budget_mod
+from . import configurations as configurations_mod
+from . import render
+from .render import Section
+from .sweep_analysis import Analysis
+
+
+def _bound(a: Analysis, r) -> bool:
+    """Whether a `helps`/`hurts` row is budget-bound (its effect still moving at the end of the budget)."""
+    m = budget_mod.moving_row(a.moving, r.augmentation)
+    return r.verdict in ("helps", "hurts") and m is not None and bool(m["moving"])
+
+def budget_lines(exp: Experiment, a: Analysis) -> list[str]:
+    """`Budget-bound: rotation hurts at 60 epochs (shrinking: +0.344 at 20 → +0.050 at 60; ...)`."""
+    out = []
+    for r in a.full.itertuples():
+        if _bound(a, r):
+            out.append(f"{r.augmentation} " + budget_mod.budget_words(
+                r.verdict, r.effect, exp.train.epochs, a.by_budget, budget_mod.moving_row(a.moving, r.augmentation)))
+    if not out:
+        return []
+    hint = ("raise `train.until_converged.max_epochs`" if exp.train.until_converged
+            else "rerun with more `train.epochs`, or `train.until_converged` for the converged outcome")
+    return [f"Budget-bound ({hint}; the effect-vs-budget figure shows each trajectory): " + "; ".join(out) + "."]
+
+_COND_WORDS = {"helps": "helps", "hurts": "hurts", "negligible": "does nothing", "undecided": "is undecided"}
+
+def interaction_lines(a: Analysis) -> list[str]:
+    """`warp x contrast interact: warp helps without contrast (-0.050), does nothing with it (+0.001); ...`."""
+    if a.conditional is None or not len(a.conditional):
+        return []
+    out = []
+    for pair, g in a.conditional.groupby("pair", sort=True):
+        parts = []
+        for aug, h in g.groupby("augmentation", sort=False):
+            words = []
+            for r in h.itertuples():
+                other, state = r.given.rsplit(" ", 1)
+                words.append(f"{_COND_WORDS[r.verdict]} {'with' if state == 'on' else 'without'} "
+                             f"{other if not words else 'it'} ({r.effect:+.3f})")
+            parts.append(f"{aug} {', '.join(words)}")
+        out.append(f"{pair} interact: " + "; ".join(parts))
+    return ["**Decided interactions** (the averages above mislead for these; conditional effects decided at the "
+            "effects' level, Šidák over the marginal and conditional rows together): " + ". ".join(out) + "."]
+
+def network(exp: Experiment) -> str:
+    """The network in words: the course's convnet, or the base, its weights and what of it trains."""
+    m = exp.model
+    if not m.uses_base:
+        return "the course's convnet"
+    weights = {"none": "random weights", "imagenet": "ImageNet weights"}.get(m.weights, f"weights from `{m.weights}`")
+    trains = {True: "fine-tuned whole", False: "frozen"}.get(m.trainable, f"top {m.trainable} layers fine-tuned")
+    return f"a `{m.base}` base ({weights}, {trains}) under the course's head"
+
+def answer_blocks(exp: Experiment, a: Analysis, trials: pd.DataFrame, mlruns: str, command=None) -> list:
+    """The answer paragraph: decided verdicts first, then the best configuration, what is undecided and how
+    large an effect it could have seen, and the next command (`command(script, *args)`: one that runs as
+    printed, `Stores.command`; default: `runtime.follow_up` on the embedded stores under `mlruns`)."""
+    if command is None:
+        def command(script, *extra):
+            return runtime.follow_up(script, exp.path, mlruns, "", *extra)
+    e = a.full
+    parts = []
+    for verdict in ("helps", "hurts", "negligible"):
+        names = [f"{r.augmentation} ({r.effect:+.3f}" + (f", at {exp.train.epochs} epochs" if _bound(a, r) else "")
+                 + ")" for r in e.itertuples() if r.verdict == verdict]
+        if names:
+            parts.append(f"**{verdict}**: {', '.join(names)}")
+    lines = [f"On `{exp.dataset.source}` ({'x'.join(map(str, exp.dataset.image_size))}) with {network(exp)}, "
+             f"turning each augmentation on changes the best validation loss as follows: "
+             + ("; ".join(parts) + "." if parts else "nothing is decided yet.")]
+    if exp.model.uses_base:
+        lines.append(f"Depth is not searched: the network's depth is the base's ({exp.model.base}); only the "
+                     f"augmentations and the head (`dense_units`, learning rate) vary.")
+    lines += budget_lines(exp, a)
+    lines += interaction_lines(a)
+    if a.configurations is not None and len(a.configurations):
+        lines += configurations_mod.best_words(a.configurations, e, a.pairs, a.augmentations, a.configurations_alpha)
+    undecided = [r for r in e.itertuples() if r.verdict == "undecided"]
+    if undecided:
+        more, needed = [], []
+        block = int((a.design or {}).get("block_size", 0)) or None
+        for r in undecided:
+            hint = getattr(r, "blocks_to_decide", float("nan"))
+            text = f"{r.augmentation} (could have detected {r.mde:.3g} with 80% power"
+            if hint == hint and block:
+                text += f"; about {int(hint)} more block(s) ({int(hint) * block} trials) would decide it if its " \
+                        f"effect and seed-to-seed spread held"
+                needed.append(int(hint))
+            elif hint == hint:
+                text += f"; about {int(hint)} more seed replicate block(s) would decide it"
+            more.append(text + ")")
+        lines.append("Undecided: " + "; ".join(more) + ".")
+        if needed and block and exp.sampler == "factorial":
+            total = int((trials["state"] == "COMPLETE").sum()) + max(needed) * block
+            lines.append(f"Next: `{command('sweep.py', '--trials', total)}` continues the same "
+                         f"study with more blocks of fresh seeds until every augmentation is decided.")
+        else:
+            total = int((trials["state"] == "COMPLETE").sum()) * 2
+            lines.append(f"Next: `{command('sweep.py', '--trials', total)}` continues the same study to {total} "
+                         f"trials (`sampler: factorial` + `stop: decided` runs blocks until every augmentation is "
+                         f"decided), or `{command('sweep.py', '--ablation')}` for paired seeds around the best "
+                         f"configuration.")
+    else:
+        lines.append(f"Next: `{command('sweep.py', '--ablation')}` explains the best configuration with paired "
+                     f"seeds.")
+    return lines
+
+def _magnitude_words(exp: Experiment, a: Analysis) -> str:
+    how = (a.design or {}).get("magnitudes") or {}
+    if how:
+        parts = []
+        for key, text in sorted(how.items()):
+            name = " ".join(part for part in parse_aug_key(key, a.augmentations) if part)
+            if text.startswith("levels "):
+                parts.append(f"{name} at {' and '.join(text[7:].split('|'))} (half each)")
+            elif text.startswith("choices "):
+                parts.append(f"{name} over {', '.join(text[8:].split('|'))}")
+            else:
+                parts.append(f"{name} {text}")
+        return ("over its magnitudes: " + "; ".join(parts)
+                + " (each balanced against every other switch, so a dose-response stays inside its own augmentation)")
+    if exp.sampler == "factorial":
+        return "at its magnitudes"
+    return ("at its average sampled magnitude (the fit holds centred magnitude x switch terms, so a dose-response "
+            "does not leak into the other augmentations)")
+
+def _outcome_words(exp: Experiment) -> str:
+    conv = exp.train.until_converged
+    if conv is None:
+        return f"within {exp.train.epochs} epochs"
+    return (f"by each training run until converged (stopped once val_loss had not improved for {conv.patience} "
+            f"epochs, at most {conv.max_epochs})")
+
+def estimand_blocks(exp: Experiment, a: Analysis) -> list:
+    """What `effect` is an effect of, in one sentence, and which sources of variation its interval covers."""
+    split = (f"the fixed validation split ({exp.dataset.validation_split:g} of the data)"
+             if getattr(exp.dataset, "validation_split", None) else "the fixed validation split")
+    others = ("every on/off setting of the other augmentations (each half the time)" if exp.sampler == "factorial"
+              else "the settings of the other augmentations this sweep sampled")
+    depths = sorted(set(int(d) for d in a.by_depth["depth"])) if "depth" in a.by_depth else []
+    depth_words = f" and depth(s) {', '.join(map(str, depths))}" if depths and not exp.model.uses_base else ""
+    used = (f" from the complete seed replicates of block(s) {', '.join(str(b + 1) for b in a.blocks_used)}"
+            if a.blocks_used else "")
+    lines = [
+        f"**What `effect` measures.** The change in the best validation loss reached {_outcome_words(exp)}, "
+        f"on {split}, from turning the augmentation on, {_magnitude_words(exp, a)}, averaged over "
+        f"{others}{depth_words}{used}. Its interval covers seed-to-seed variation (weight initialisation, "
+        f"augmentation draws, batch order) across {a.seeds} seed replicate(s), not a different data split or a "
+        f"different epoch budget: a verdict is a statement about this budget."]
+    if a.doses is not None and len(a.doses):
+        lines += ["Dose-response (descriptive, no verdict): change in best validation loss from the lowest to the "
+                  "highest magnitude trained, with the augmentation on; simultaneous intervals across seeds.",
+                  a.doses[["augmentation", "magnitude", "effect", "ci_low", "ci_high", "n_seeds"]]]
+    if a.failed_points:
+        lines += ["Design points with no finished training (failed, and failed again on fresh seeds):",
+                  *[f"- {p}" for p in a.failed_points]]
+    if a.diverged is not None:
+        lines += ["Trainings that diverged (non-finite loss) are scored, not dropped: each counts with the best "
+                  "validation loss it reached before diverging (ln K, the loss of guessing, if it reached none).",
+                  a.diverged]
+    return lines
+
+FIRST_SCREEN_COLUMNS = ["augmentation", "effect", "ci_low", "ci_high", "p_value", "verdict"]
+
+def constant_columns(effects: pd.DataFrame) -> list[str]:
+    """Columns of the effects table with one value in every row (said once in a sentence instead)."""
+    keep = set(FIRST_SCREEN_COLUMNS)
+    return [c for c in effects.columns if c not in keep and len(effects) > 1 and effects[c].nunique(dropna=False) == 1]
+
+def first_screen_table(effects: pd.DataFrame) -> pd.DataFrame:
+    """The effects table as the first screen shows it: the verdict's columns, plus any that vary by row."""
+    varying = [c for c in effects.columns if c not in FIRST_SCREEN_COLUMNS and c not in constant_columns(effects)
+               and c not in ("ci_method", "comparison")]
+    return effects[[c for c in effects.columns if c in FIRST_SCREEN_COLUMNS or c in varying]]
+
+def constants_sentence(effects: pd.DataFrame) -> str:
+    """`Every row: source = sweep; n_with = 16; …` for the columns `constant_columns` leaves out."""
+    parts = [f"{c} = {render.display(effects[[c]]).iloc[0, 0]}" for c in constant_columns(effects)
+             if c != "ci_method"]  # the method paragraph names it
+    return f"Every row of `effects.csv` also has: {'; '.join(parts)}." if parts else ""
+
+def methods_paragraph(exp: Experiment, a: Analysis) -> str:
+    """How the effects and verdicts were computed (below the first screen)."""
+    method = a.full["ci_method"].iloc[0] if len(a.full) else "none"
+    return (
+        f"{a.counts['COMPLETE']} complete trials x {exp.repeats} paired repeat(s) from the `{exp.sampler}` sampler "
+        f"({a.counts['PRUNED']} pruned, {a.counts['FAIL']} failed, excluded), {a.seeds} seed replicate(s). `effect` "
+        f"is the change in best validation loss from turning the augmentation on (negative = it helped), estimated "
+        f"within each seed replicate (adjusted for the other augmentations and depth) and averaged over them; the "
+        f"interval comes from how the effect varies from seed to seed (the forest plot's dots: one per seed "
+        f"replicate). One verdict rule: simultaneous 95% intervals across the augmentations (and across the "
+        f"sequential looks of a `stop: decided` sweep), `p_value` adjusted the same way. `helps`/`hurts`: interval "
+        f"entirely below/above 0; `negligible`: inside ±{exp.equivalence_margin:g} (the forest plot's grey band); "
+        f"`undecided`: otherwise (`mde` = smallest effect detectable with 80% power). Method: {method}.")
+
+def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, curves: pd.DataFrame,
+                   imp: tuple, provenance: dict, figures: dict[str, Path], mlruns: str, command=None) -> list[Section]:
+    """The report's content, in reading order: the first screen holds the answer, the forest plot and the best
+    configuration; how the numbers were made (method, the full effects table) comes below."""
+    a = analysis
+    answer = answer_blocks(exp, a, trials, mlruns, command)
+    later = [line for line in answer if line.startswith(("Best configuration", "Next:"))]
+    summary = Section("Answer", [line for line in answer if line not in later])
+    # The first screen: the answer, then the forest plot and the effect-vs-budget figure side by side.
+    first = [(figures[k], alt) for k, alt in (("forest", "effect forest plot"), ("budget", "effect vs epoch budget"))
+             if k in figures]
+    if first:
+        summary.blocks.append(("images", first))
+    summary.blocks += [*later, first_screen_table(a.effects)]
+    summary.blocks += estimand_blocks(exp, a)
+    sections = [summary]
+    if a.warnings:
+        sections.append(Section("Read this before quoting the numbers", [f"- {w}" for w in a.warnings]))
+    sections.append(Section("Method", [methods_paragraph(exp, a), constants_sentence(a.effects)]))
+    sections += issue21_sections(exp, a)
+    if len(a.budget):
+        sections.append(Section("Verdicts and the epoch budget", [
+            "Augmentation slows convergence, and the best validation loss within the epoch budget counts that as "
+            "harm. `still_improving_*` = share of trainings whose best epoch was one of the last two (the curve "
+            "was still falling when training stopped); the final val − train gap is descriptive (any "
+            "augmentation narrows it mechanically, so a lower gap is not a verdict).",
+            a.budget,
+        ]))
+    matched = a.matched[a.matched["n_pairs"] > 0]
+    sections.append(Section("Same on/off pattern (descriptive)", [
+        "Configurations that differ in exactly one augmentation's switch, under the same seeds; magnitudes of the "
+        "other augmentations may differ. Descriptive only (no verdict): the effects table above is the answer.",
+        matched if len(matched) else "No such pairs in this sweep.",
+    ]))
+    extra = []
+    if a.gap is not None:
+        extra += ["Generalization gap (final `val_loss − loss`), descriptive (no verdict; not corrected across "
+                  "outcomes): any augmentation lowers it mechanically.", a.gap]
+    if a.accuracy is not None:
+        extra += ["Best validation accuracy (positive = higher accuracy), descriptive (no verdict).", a.accuracy]
+    if extra:
+        sections.append(Section("Other outcomes", extra))
+    if a.interactions is not None:
+        sections.append(Section("Augmentation x depth interactions", [
+            "Each augmentation's effect at the deepest minus at the shallowest depth, per seed replicate, under "
+            "the same verdict rule (`helps`/`hurts` = the effect changes with depth).",
+            a.interactions[["augmentation", "effect", "ci_low", "ci_high", "p_value", "verdict"]]
+            if "augmentation" in a.interactions else a.interactions,
+        ]))
+    if len(a.by_depth) and a.by_depth["depth"].nunique() > 1:  # one depth: the effects table already says it
+        sections.append(Section("Augmentation x depth", [
+            "Mean best validation loss with and without each augmentation at each depth (trial means).",
+            a.by_depth,
+        ]))
+    imp_frame, evaluator = imp
+    sections.append(Section("Parameter importance (secondary view)", [
+        f"Optuna importance by {evaluator}: how much of the variance in trial values each parameter explains. "
+        "It has no sign and no confidence interval; the effects above are the answer."
+        if imp_frame is not None else f"Optuna importance: {evaluator}.",
+        *([imp_frame] if imp_frame is not None else []),
+    ]))
+    plots_section = Section("Learning curves", [])
+    for key, caption in (("curves", "Unadjusted: mean val_loss by epoch of the trials with vs without each "
+                                    "augmentation (shaded: interquartile range over trials; log scale, zoomed on the later epochs "
+                                    "where the differences are). Depth and the other "
+                                    "augmentations are not held fixed here; the effects above are adjusted for them."),
+                         ("train_vs_val", "Train vs validation loss: best trial and best trial without "
+                                          "augmentation (the course's comparison)."),
+                         ("history", "Optimization history: each trial's value"
+                                     + (" and the best so far" if exp.sampler != "factorial" else
+                                        " (a factorial design runs its points in a shuffled order, so there is no "
+                                        "\"best so far\")")
+                                     + "; every trial's val_loss curve, coloured by its value, the best trial "
+                                       "highlighted, pruned dashed.")):
+        if key in figures:
+            plots_section.blocks += [caption, ("image", figures[key], key)]
+    sections.append(plots_section)
+    best = trials[trials["state"] == "COMPLETE"].sort_values(["value", "trial"])
+    best = best.drop_duplicates("config_name").head(10) if "config_name" in best else best.head(10)
+    best = best.assign(augmentations=[TrialConfig.from_flat(r.dropna().to_dict()).parameters()
+                                      for _, r in best.iterrows()])
+    cols = ["trial", "mlflow_run", "value", "depth", "augmentations"]
+    failed = trials[trials["state"] == "FAIL"][["trial", "failure_reason"]]
+    sections.append(Section("Trials", [
+        "Best complete trial of each of the best distinct configurations (value = mean over its repeats of the "
+        "best validation loss; one trial's value is a winner's-curse pick: the configurations above are ranked by "
+        "their mean over every seed):", best[cols],
+        *(["Failed trials:", failed] if len(failed) else []),
+    ]))
+    sections.append(Section("Provenance", [("code", yaml.safe_dump(provenance, sort_keys=False, width=120))]))
+    return sections
+
+def issue21_sections(exp: Experiment, a: Analysis) -> list[Section]:
+    """Effect vs budget, aug x aug interactions, configurations by their mean, convergence (new blocks)."""
+    out = []
+    if a.by_budget is not None and len(a.by_budget):
+        wide = a.by_budget.pivot(index="augmentation", columns="epochs", values="effect")
+        wide.columns = [f"e={c}" for c in wide.columns]
+        blocks = ["Each augmentation's effect on the best validation loss within the first e epochs, from the "
+                  "logged curves, by the verdicts' per-seed rule on the same seed replicates (the last column is "
+                  "the verdict's effect). The intervals (in `effects_by_budget.csv` and the figure's bands) are "
+                  "**descriptive**: simultaneous across the augmentations at each budget, at the verdicts' level, "
+                  "with no verdict of their own and no share of the report's alpha.", wide.reset_index()]
+        if a.moving is not None and len(a.moving):
+            blocks += ["Still moving: the per-seed change of the effect from 3/4 of the budget to the budget, with "
+                       "its interval at the verdicts' per-comparison level; `moving` (the interval excludes 0) marks "
+                       "a `helps`/`hurts` as budget-bound in the answer. It only qualifies a verdict, so it takes no "
+                       "share of alpha.", a.moving[["augmentation", "at_three_quarters", "change", "ci_low",
+                                                    "ci_high", "moving", "direction"]]]
+        out.append(Section("Effect vs epoch budget", blocks))
+    if a.pairs is not None and len(a.pairs):
+        blocks = ["Two-way augmentation x augmentation contrasts (this design separates them from the main effects "
+                  "and from each other): `effect` is how much one augmentation's effect changes when the other is "
+                  "turned on, per seed replicate, under the same rule with its share of the sweep's alpha "
+                  "(Šidák over the pairs); `helps`/`hurts` = a decided interaction.",
+                  a.pairs[["term", "effect", "ci_low", "ci_high", "p_value", "verdict"]]]
+        if a.conditional is not None and len(a.conditional):
+            blocks += ["Conditional effects of the augmentations in a decided interaction (each decided at the "
+                       "effects' level, Šidák over the marginal and the conditional rows together; `stop: decided` "
+                       "counts such an augmentation decided when all of these are):",
+                       a.conditional[["augmentation", "given", "effect", "ci_low", "ci_high", "verdict"]]]
+        out.append(Section("Augmentation x augmentation interactions", blocks))
+    if a.configurations is not None and len(a.configurations):
+        out.append(Section("Configurations by their mean", [
+            f"Distinct configurations (depth and augmentations on; magnitudes averaged as in the effects), best "
+            f"mean first, over every seed replicate that decided the verdicts. `diff_vs_none`: paired by seed "
+            f"against no augmentation, simultaneous over the {a.configurations.attrs.get('n_family', 0)} "
+            f"configurations compared (Šidák) at their share of the sweep's alpha (one verdict row in the split; "
+            f"look level {a.configurations_alpha:.3g}), so naming the best afterwards costs no extra error.",
+            a.configurations.head(10)]))
+    if a.unconverged is not None:
+        conv = exp.train.until_converged
+        t = a.unconverged.attrs
+        out.append(Section("Convergence", [
+            f"`train.until_converged`: each training stopped once val_loss had not improved for {conv.patience} "
+            f"epochs (cap {conv.max_epochs}); the outcome is its converged best. {t['unconverged']} of "
+            f"{t['trainings']} trainings hit the cap unconverged (median epochs run: {t['median_epochs_run']:.0f}).",
+            a.unconverged]))
+    return out
