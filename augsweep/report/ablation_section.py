@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +54,6 @@ def load_ablation(tracking_uri: str, experiment_name: str, client=None) -> Ablat
     parent = latest_ablation(client, mexp.experiment_id)
     if parent is None:
         return None
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     pid = parent.info.run_id
     with tempfile.TemporaryDirectory() as tmp:
         spec = json.loads(Path(client.download_artifacts(pid, SPEC_ARTIFACT, tmp)).read_text())

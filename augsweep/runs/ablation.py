@@ -11,9 +11,7 @@ import hashlib
 import json
 import re
 import time
-import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import yaml
@@ -29,12 +27,13 @@ from ..stores.records import KIND_ABLATION as KIND_PARENT
 from ..stores.records import KIND_ABLATION_RUN as KIND_RUN
 from ..stores.records import SPEC_ARTIFACT
 from ..stores.study import Stores, identity, load_study_readonly
-from ..stores.tracking import FAILED, FINISHED, KILLED, RUNNING, Tracker, repeat_metric, scratch_dir
+from ..stores.tracking import FAILED, FINISHED, KILLED, RUNNING, Tracker, TrackingUnavailable, repeat_metric
 from ..training import evaluate
 from ..training.checks import chance_loss, failure_reason
 from ..training.data import Dataset, load_dataset
 from ..training.model import check_model
-from .repeat import preview_images, train_repeat, write_artifacts
+from .lifecycle import TrainingRun
+from .repeat import preview_images, train_repeat
 from .sweep import model_tags
 
 
@@ -161,7 +160,7 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
     echo(f"augsweep ablation: base {base.label()} ({base_source}); {len(variants)} variants "
          f"({len(by_key)} distinct) x {R} seeds on {dataset.describe()}; device {env.device}; "
          f"{total - len(todo)}/{total} trainings done, {len(todo)} to go")
-    affinity_augs = {name: dict(params) for name, params in extra}
+    trainer = _VariantTrainer(tracker, exp, dataset, aid, env, {name: dict(params) for name, params in extra})
     failed = 0
     failures: list[str] = []
     started_all = time.perf_counter()
@@ -170,8 +169,7 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
             names = ",".join(x.name for x in by_key[v.key])
             # `none` may share its trainings with a leave-one-out variant listed before it.
             plain = any(x.kind == "none" for x in by_key[v.key])
-            ok, line = _train_variant(tracker, exp, dataset, v, names, s, aid, env,
-                                      affinity_augs if plain else None)
+            ok, line = trainer.train(v, names, s, affinity=plain)
             failed += 0 if ok else 1
             if not ok:
                 failures.append(f"{names} r{s.repeat}: {line.removeprefix('FAILED (').removesuffix(')')}")
@@ -185,59 +183,64 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
     return AblationOutcome(parent, variants, R, len(todo), failed, base_source, failures)
 
 
-def _train_variant(tracker, exp: Experiment, dataset: Dataset, v: Variant, names: str, s: RepeatSeeds,
-                   aid: str, env: RunEnv, affinity_augs: Mapping | None) -> tuple[bool, str]:
-    """Train one variant with one seed into its own nested MLflow run; never raises for a failed training."""
-    flat = v.config.flat()
-    params = {**flat, "seed": exp.seed, "repeat": s.repeat, **s.as_param()}
-    run_id = tracker.start_trial(
-        f"{v.name} r{s.repeat}", params,
-        {rec.TAG_KIND: KIND_RUN, rec.TAG_ABLATION_ID: aid, "variant": v.name, rec.TAG_VARIANTS: names,
-         "variant_kind": v.kind, rec.TAG_VARIANT_KEY: v.key, rec.TAG_SEED_INDEX: s.repeat, **rec.env_tags(env)},
-    )
-    started = time.perf_counter()
-    with scratch_dir() as tmp:
-        tmp = Path(tmp)
+@dataclass(frozen=True)
+class _VariantTrainer:
+    """Trains one variant with one seed into its own nested MLflow run (`TrainingRun`: one failure policy with
+    the sweep's trials); what every training of one ablation shares."""
+
+    tracker: Tracker
+    exp: Experiment
+    dataset: Dataset
+    aid: str  # the ablation's id (tag `ablation_id`)
+    env: RunEnv
+    affinity_augs: Mapping  # the augmentations whose affinity the plain network's trainings measure
+
+    def train(self, v: Variant, names: str, s: RepeatSeeds, affinity: bool) -> tuple[bool, str]:
+        """(trained, the line to print); a failed training is recorded and reported, never raised (Ctrl-C,
+        SIGTERM and a tracking server that stopped answering are)."""
+        exp, dataset = self.exp, self.dataset
+        params = {**v.config.flat(), "seed": exp.seed, "repeat": s.repeat, **s.as_param()}
+        tags = {rec.TAG_KIND: KIND_RUN, rec.TAG_ABLATION_ID: self.aid, "variant": v.name, rec.TAG_VARIANTS: names,
+                "variant_kind": v.kind, rec.TAG_VARIANT_KEY: v.key, rec.TAG_SEED_INDEX: s.repeat,
+                **rec.env_tags(self.env)}
         try:
-            runtime.freeze_long_lived_objects()
-            done = train_repeat(v.config, dataset, exp.train, s, [tracker.epoch_logger(run_id, s.repeat)],
-                                model=exp.model)
-            summary = done.check(chance_loss(dataset.num_classes))
-            metrics = {"best_val_loss": summary["best_val_loss"], repeat_metric("best_val_loss", s.repeat): summary["best_val_loss"],
-                       "final_loss": summary["final_loss"], "final_val_loss": summary["final_val_loss"],
-                       "gap": summary["gap"], "best_epoch": summary["best_epoch"]}
-            if "best_val_accuracy" in summary:
-                metrics["best_val_accuracy"] = summary["best_val_accuracy"]
-            artifacts = []
-            classes = evaluate.per_class(done.model, dataset.x_val, dataset.y_val, dataset.class_names)
-            classes.to_csv(tmp / "per_class.csv", index=False)
-            artifacts.append(tmp / "per_class.csv")
-            for row in classes.itertuples(index=False):
-                metrics[f"class_val_loss/{_metric_name(row[0])}"] = row.val_loss
-                metrics[f"class_val_accuracy/{_metric_name(row[0])}"] = row.val_accuracy
-            if affinity_augs:
-                aff = evaluate.affinity(done.model, dataset.x_val, dataset.y_val, dataset.num_classes,
-                                        affinity_augs, s.aug)
-                aff.to_csv(tmp / "affinity.csv", index=False)
-                artifacts.append(tmp / "affinity.csv")
-                for row in aff.itertuples(index=False):
-                    metrics[f"affinity/{row.augmentation}"] = row.affinity
-            done.model = None
-            artifacts += write_artifacts(tmp, done.history, f"{v.name} r{s.repeat}",
-                                         preview_images(v.config, dataset, s.aug))
-            metrics["trial_seconds"] = time.perf_counter() - started
-            tracker.finish_trial(run_id, FINISHED, done.history.drop(columns="repeat"), metrics,
-                                 {rec.TAG_STATE: "COMPLETE", "aug_placement": done.placement}, artifacts)
-            return True, f"best_val_loss {summary['best_val_loss']:.4f}  {metrics['trial_seconds']:5.1f}s"
-        except BaseException as e:  # noqa: BLE001 - every failure must close the MLflow run
-            reason = failure_reason(e)
-            status = KILLED if isinstance(e, (KeyboardInterrupt, SystemExit)) else FAILED
-            try:
-                tracker.finish_trial(run_id, status, None, {"trial_seconds": time.perf_counter() - started},
-                                     {rec.TAG_STATE: "FAIL", rec.TAG_FAILURE_REASON: reason}, [],
-                                     {"traceback.txt": "".join(traceback.format_exception(e))})
-            except Exception:
-                pass
-            if status == KILLED:
-                raise
-            return False, f"FAILED ({reason})"
+            with TrainingRun(self.tracker, f"{v.name} r{s.repeat}", params, tags, f"{v.name} r{s.repeat}") as run:
+                runtime.freeze_long_lived_objects()
+                done = train_repeat(v.config, dataset, exp.train, s, [self.tracker.epoch_logger(run.run_id, s.repeat)],
+                                    model=exp.model)
+                run.histories.append(done.history)
+                summary = done.check(chance_loss(dataset.num_classes))
+                run.metrics.update({
+                    "best_val_loss": summary["best_val_loss"],
+                    repeat_metric("best_val_loss", s.repeat): summary["best_val_loss"],
+                    "final_loss": summary["final_loss"], "final_val_loss": summary["final_val_loss"],
+                    "gap": summary["gap"], "best_epoch": summary["best_epoch"]})
+                if "best_val_accuracy" in summary:
+                    run.metrics["best_val_accuracy"] = summary["best_val_accuracy"]
+                self._evaluate(run, done, s, affinity)
+                done.model = None
+                run.images = preview_images(v.config, dataset, s.aug)
+                run.tags["aug_placement"] = done.placement
+                run.end(FINISHED, "COMPLETE")
+                return True, f"best_val_loss {summary['best_val_loss']:.4f}  {run.seconds():5.1f}s"
+        except TrackingUnavailable:
+            raise  # the store is gone: every later training would wait for it again
+        except Exception as e:  # noqa: BLE001 - recorded by `TrainingRun`; the ablation goes on with the next one
+            return False, f"FAILED ({failure_reason(e)})"
+
+    def _evaluate(self, run: TrainingRun, done, s: RepeatSeeds, affinity: bool) -> None:
+        """Per-class validation loss and accuracy, and (the plain network) each augmentation's affinity."""
+        dataset = self.dataset
+        classes = evaluate.per_class(done.model, dataset.x_val, dataset.y_val, dataset.class_names)
+        classes.to_csv(run.tmp / "per_class.csv", index=False)
+        run.artifacts.append(run.tmp / "per_class.csv")
+        for row in classes.itertuples(index=False):
+            run.metrics[f"class_val_loss/{_metric_name(row[0])}"] = row.val_loss
+            run.metrics[f"class_val_accuracy/{_metric_name(row[0])}"] = row.val_accuracy
+        if affinity and self.affinity_augs:
+            aff = evaluate.affinity(done.model, dataset.x_val, dataset.y_val, dataset.num_classes,
+                                    self.affinity_augs, s.aug)
+            aff.to_csv(run.tmp / "affinity.csv", index=False)
+            run.artifacts.append(run.tmp / "affinity.csv")
+            for row in aff.itertuples(index=False):
+                run.metrics[f"affinity/{row.augmentation}"] = row.affinity

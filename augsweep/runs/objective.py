@@ -7,13 +7,9 @@ as Keras callbacks; `train` itself knows neither.
 from __future__ import annotations
 
 import math
-import time
-import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from .. import runtime
 from ..experiment import space
@@ -21,12 +17,13 @@ from ..experiment.schema import Experiment
 from ..experiment.seeding import repeat_seeds, sweep_seeds
 from ..runtime import RunEnv, store_write
 from ..stores import records as rec
-from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, TrackingUnavailable, repeat_metric, scratch_dir
+from ..stores.tracking import FINISHED, KILLED, Tracker, repeat_metric
 from ..training import train
-from ..training.checks import chance_loss, failure_reason, release_memory
+from ..training.checks import chance_loss, failure_reason
 from ..training.data import Dataset
 from .progress import SweepProgress
-from .repeat import MODEL_ARTIFACT, preview_images, save_model, train_repeat, write_artifacts
+from .lifecycle import TrainingRun
+from .repeat import MODEL_ARTIFACT, preview_images, save_model, train_repeat
 
 
 def pruning_callback(trial, repeat: int, epochs: int):
@@ -103,114 +100,79 @@ class Objective:
         # param, the curves and the best value alike, so runs of different blocks share their metric names.
         params = {**flat, "seed": exp.seed, "repeats": exp.repeats,
                   **{k: v for r, s in enumerate(seeds) for k, v in s.as_param(r).items()}}
-        run_name = f"t{trial.number:02d} {config.label()}"
-        self._title = f"trial {trial.number}: d{config.depth} {config.parameters()}"
         where = train.plan_placement(config, exp.train)
-        run_id = self.tracker.start_trial(
-            run_name, params,
-            {rec.TAG_TRIAL: trial.number, rec.TAG_STUDY: trial.study.study_name, rec.TAG_KIND: rec.KIND_TRIAL,
-             "aug_placement": where.label, **rec.env_tags(self.env), **self.extra_tags},
-        )
-        trial.set_user_attr(rec.MLFLOW_RUN_ID, run_id)
-        # What optuna-dashboard shows beside each trial: its configuration and a link to its MLflow run.
-        trial.set_user_attr(rec.CONFIG_NAME, config.label())
-        trial.set_user_attr(rec.MLFLOW_RUN_URL, self.tracker.run_url(run_id))
-        histories: list[pd.DataFrame] = []
-        summaries: list[dict] = []
-        started = time.perf_counter()
-        self._run_tags: dict = {}
-        shown = self.progress.trial(trial.number, config.label()) if self.progress is not None else None
-        try:
-            return self._train(trial, config, seeds, run_id, histories, summaries, started, shown)
-        finally:
-            if shown is not None:
-                shown.close()
+        with TrainingRun(self.tracker, f"t{trial.number:02d} {config.label()}", params,
+                         {rec.TAG_TRIAL: trial.number, rec.TAG_STUDY: trial.study.study_name,
+                          rec.TAG_KIND: rec.KIND_TRIAL, "aug_placement": where.label, **rec.env_tags(self.env),
+                          **self.extra_tags},
+                         title=f"trial {trial.number}: d{config.depth} {config.parameters()}") as run:
+            trial.set_user_attr(rec.MLFLOW_RUN_ID, run.run_id)
+            # What optuna-dashboard shows beside each trial: its configuration and a link to its MLflow run.
+            trial.set_user_attr(rec.CONFIG_NAME, config.label())
+            trial.set_user_attr(rec.MLFLOW_RUN_URL, self.tracker.run_url(run.run_id))
+            shown = self.progress.trial(trial.number, config.label()) if self.progress is not None else None
+            try:
+                return self._train(trial, config, seeds, run, shown)
+            finally:
+                if shown is not None:
+                    shown.close()
+        # No gc.collect() after a trial: the next build's keras.backend.clear_session() runs one anyway.
 
-    def _train(self, trial, config, seeds, run_id, histories, summaries, started, shown) -> float:
+    def _train(self, trial, config, seeds, run: TrainingRun, shown) -> float:
+        """Train the repeats into `run`; tell Optuna how the trial ended only once its run holds it (the run's
+        failure policy is `TrainingRun`'s; this adds the trial's side: its repeats and failure reason)."""
         import optuna
 
         exp = self.experiment
-        with scratch_dir() as tmp:
-            tmp = Path(tmp)
-            try:
-                for r, s in enumerate(seeds):
-                    prune = pruning_callback(trial, s.repeat, exp.train.epochs)
-                    listeners = [prune, self.tracker.epoch_logger(run_id, r, since=started)]
-                    done = train_repeat(config, self.dataset, exp.train, s,
-                                        listeners + ([shown.callback(s.repeat)] if shown is not None else []),
-                                        model=exp.model)
-                    self._run_tags["jit_compile"] = done.jit_compile
-                    histories.append(done.history)
-                    # A diverged training is an outcome, not a hole: scored by what it reached (checks.py).
-                    summaries.append(done.check(chance_loss(self.dataset.num_classes)))
-                    # The trial's best repeat so far is kept as a file (the report registers the best
-                    # configuration's best seed from it, and never retrains); saved now because the next
-                    # repeat reuses (resets) this very model.
-                    best = summaries[-1]["best_val_loss"]
-                    if math.isfinite(best) and best <= min(x["best_val_loss"] for x in summaries
-                                                           if math.isfinite(x["best_val_loss"])):
-                        save_model(done, config, exp.train, tmp / MODEL_ARTIFACT)
-                        self._run_tags[rec.TAG_MODEL_REPEAT] = r
-                    done.model = None  # the next repeat reuses it (training.reuse) or frees it by building anew
-                    if prune.pruned_at is not None:
-                        raise optuna.TrialPruned(f"pruned at repeat {s.repeat}, epoch {prune.pruned_at}")
-                value = float(np.mean([r["best_val_loss"] for r in summaries]))
-                trial.set_user_attr(rec.REPEATS, summaries)
-                diverged = sum(1 for r in summaries if "diverged_epoch" in r)
-                if diverged:
-                    self._run_tags["diverged_repeats"] = diverged
-                # Written before Optuna is told: a trial counts as COMPLETE only once its run holds every
-                # metric and artifact. (Finishing on a background thread after the tell once lost a COMPLETE
-                # trial's data to a kill, an OOM or a read-only store in that second: issue 22, item 3.)
-                # A kill during the write leaves the trial RUNNING; the resume fails it and retries it once.
-                self._finish(run_id, FINISHED, "COMPLETE", config, histories, summaries, tmp, started, value)
-                return value
-            except optuna.TrialPruned as e:
-                trial.set_user_attr(rec.REPEATS, summaries)
-                self._finish(run_id, KILLED, "PRUNED", config, histories, summaries, tmp, started,
-                             reason=str(e))
-                raise
-            except BaseException as e:  # noqa: BLE001 - every failure must close the MLflow run
-                reason = failure_reason(e)
-                trial.set_user_attr(rec.FAILURE_REASON, reason)
-                trial.set_user_attr(rec.REPEATS, summaries)
-                tb = "".join(traceback.format_exception(e))
-                status = KILLED if isinstance(e, (KeyboardInterrupt, SystemExit)) else FAILED
-                if isinstance(e, TrackingUnavailable):
-                    # The server already had its bounded wait: do not wait twice more to record the failure.
-                    # The run stays RUNNING until a later resume/--repair/worker closes it (close_orphan_runs).
-                    raise
-                try:
-                    self._finish(run_id, status, "FAIL", config, histories, summaries, tmp, started,
-                                 reason=reason, traceback_text=tb)
-                except Exception:  # the store itself failing must not hide the original error
-                    try:  # an interruption may have broken the batch above: at least end the run
-                        self.tracker.client.set_terminated(run_id, status)
-                    except Exception:
-                        pass  # left RUNNING: the next resume or --repair closes it (recovery.close_orphan_runs)
-                if reason.startswith("out of memory"):
-                    release_memory()
-                raise
-            # No gc.collect() here: the next build's keras.backend.clear_session() runs one anyway.
+        summaries: list[dict] = []
+        try:
+            for r, s in enumerate(seeds):
+                prune = pruning_callback(trial, s.repeat, exp.train.epochs)
+                listeners = [prune, self.tracker.epoch_logger(run.run_id, r, since=run.started)]
+                done = train_repeat(config, self.dataset, exp.train, s,
+                                    listeners + ([shown.callback(s.repeat)] if shown is not None else []),
+                                    model=exp.model)
+                run.tags["jit_compile"] = done.jit_compile
+                run.histories.append(done.history)
+                # A diverged training is an outcome, not a hole: scored by what it reached (checks.py).
+                summaries.append(done.check(chance_loss(self.dataset.num_classes)))
+                run.metrics[repeat_metric("best_val_loss", r)] = summaries[-1]["best_val_loss"]
+                # The trial's best repeat so far is kept as a file (the report registers the best
+                # configuration's best seed from it, and never retrains); saved now because the next
+                # repeat reuses (resets) this very model.
+                best = summaries[-1]["best_val_loss"]
+                if math.isfinite(best) and best <= min(x["best_val_loss"] for x in summaries
+                                                       if math.isfinite(x["best_val_loss"])):
+                    save_model(done, config, exp.train, run.tmp / MODEL_ARTIFACT)
+                    run.tags[rec.TAG_MODEL_REPEAT] = r
+                done.model = None  # the next repeat reuses it (training.reuse) or frees it by building anew
+                if prune.pruned_at is not None:
+                    raise optuna.TrialPruned(f"pruned at repeat {s.repeat}, epoch {prune.pruned_at}")
+            value = float(np.mean([r["best_val_loss"] for r in summaries]))
+            trial.set_user_attr(rec.REPEATS, summaries)
+            diverged = sum(1 for r in summaries if "diverged_epoch" in r)
+            if diverged:
+                run.tags["diverged_repeats"] = diverged
+            # Written before Optuna is told: a trial counts as COMPLETE only once its run holds every
+            # metric and artifact. (Finishing on a background thread after the tell once lost a COMPLETE
+            # trial's data to a kill, an OOM or a read-only store in that second: issue 22, item 3.)
+            # A kill during the write leaves the trial RUNNING; the resume fails it and retries it once.
+            run.metrics["best_val_loss"] = value
+            run.images = self._preview(config)
+            if (run.tmp / MODEL_ARTIFACT).is_file():
+                run.artifacts.append(run.tmp / MODEL_ARTIFACT)
+            run.end(FINISHED, "COMPLETE")
+            return value
+        except optuna.TrialPruned as e:
+            trial.set_user_attr(rec.REPEATS, summaries)
+            run.images = self._preview(config)
+            run.end(KILLED, "PRUNED", (rec.TAG_PRUNE_REASON, str(e)))
+            raise
+        except BaseException as e:  # the trial's side of a failure; `run` closes the MLflow run on the way out
+            trial.set_user_attr(rec.FAILURE_REASON, failure_reason(e))
+            trial.set_user_attr(rec.REPEATS, summaries)
+            raise
 
-    def _finish(self, run_id, status, state, config, histories, summaries, tmp: Path, started,
-                value: float | None = None, reason: str = "", traceback_text: str = "") -> None:
-        """Close the trial's MLflow run with its curves, summary metrics, tags and artifacts, before Optuna
-        hears how the trial ended (a kill in between leaves it RUNNING, and the resume retries it)."""
-        history = pd.concat(histories, ignore_index=True) if histories else None
-        images = None if state == "FAIL" else preview_images(config, self.dataset,
-                                                             repeat_seeds(self.experiment.seed, 0).aug)
-        metrics = {"trial_seconds": time.perf_counter() - started}
-        if value is not None:
-            metrics["best_val_loss"] = value
-        for r, s in enumerate(summaries):
-            metrics[repeat_metric("best_val_loss", r)] = s["best_val_loss"]
-        tags = {rec.TAG_STATE: state, **getattr(self, "_run_tags", {})}
-        if reason:
-            tags[rec.TAG_FAILURE_REASON if state == "FAIL" else rec.TAG_PRUNE_REASON] = reason
-        texts = {"traceback.txt": traceback_text} if traceback_text else {}
-        title = getattr(self, "_title", config.label())
-        artifacts = write_artifacts(tmp, history, title, images)
-        if state == "COMPLETE" and (tmp / MODEL_ARTIFACT).is_file():
-            artifacts.append(tmp / MODEL_ARTIFACT)
-        self.tracker.finish_trial(run_id, status, history, metrics, tags, artifacts, texts)
+    def _preview(self, config):
+        """The preview grid of the configuration's augmentations, on the first repeat's augmentation seed."""
+        return preview_images(config, self.dataset, repeat_seeds(self.experiment.seed, 0).aug)

@@ -29,9 +29,6 @@ def set_experiment_note(client, experiment_id: str, text: str) -> None:
 
 def download_model(client, run_id: str, dst: str | Path) -> Path | None:
     """A trial run's `model.keras` downloaded into `dst`; None when the run holds none (older stores)."""
-    import os
-
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file otherwise
     try:
         names = {a.path for a in client.list_artifacts(run_id)}
     except Exception:  # noqa: BLE001 - a run whose artifacts cannot be listed holds no model we can use

@@ -12,7 +12,6 @@ depends on which path served it: the same bytes reach the same reader.
 
 from __future__ import annotations
 
-import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -64,7 +63,6 @@ def read_run_files(tracking_uri: str, runs: Mapping[str, str | None], path: str,
             fetch.append((run_id, None if folder is not None else uri))
     if not fetch:
         return out
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per file otherwise
 
     def download(item: tuple[str, str | None]):
         import mlflow

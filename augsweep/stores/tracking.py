@@ -65,6 +65,9 @@ def client_for(tracking_uri: str):
     from mlflow import MlflowClient
 
     runtime.tune_sqlite()
+    # Every artifact download of this process (reports, the registry, bulk reads) comes after a client: MLflow
+    # would draw one progress bar per file.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     tracking_uri = remember_uri(tracking_uri)
     if is_remote(tracking_uri):
         for key, value in HTTP_RETRY.items():

@@ -1,3 +1,8 @@
-"""One repeat of one configuration: data, the convnet builder, where augmentations run, the fit, evaluation
-and the checks on its result; imports `augsweep.experiment`, `augsweep.augment` and `runtime`, never Optuna or
-MLflow."""
+"""One repeat of one configuration; imports `augsweep.experiment`, `augsweep.augment` and `runtime`, never Optuna
+or MLflow.
+
+Data: `data.load_dataset` (one subsample for every source, one process cache) over `sources` (digits,
+synthetic), `fashion` (Fashion-MNIST's IDX files), `folder` (image folders, in memory or streamed through
+`image_files`) and `dataset` (the `Dataset`, stratified splits and subsamples, memory checks). The network:
+`model` (the convnet, pretrained bases), `placement` (where augmentations run), `train` (the fit), `reuse` (a
+compiled model reused across repeats), `evaluate` and `checks` (the result's checks and failure reasons)."""
