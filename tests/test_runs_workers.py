@@ -27,6 +27,16 @@ def test_auto_is_one_worker_per_core_plus_one_on_cpu_capped_by_memory_and_what_c
     assert n == 4 and "at most 4 in 7 GiB of available memory" in rule
 
 
+def test_auto_fills_every_round_of_a_factorial_block():
+    # 16 points on 3 workers leave one training alone at each block's end: 4 run 4 full rounds
+    n, rule = auto_workers(cap=16, cores=2, gpus=[], ram_gib=24, block=16)
+    assert n == 4 and rule.endswith("raised to 4 so that each round of a 16-point block is full")
+    assert auto_workers(cap=15, cores=2, gpus=[], ram_gib=24, block=15)[0] == 3  # 3 divides 15 already
+    assert auto_workers(cap=7, cores=2, gpus=[], ram_gib=24, block=7)[0] == 3  # no divisor within 2x the cores
+    assert auto_workers(cap=16, cores=2, gpus=[], ram_gib=5.0, block=16)[0] == 3  # memory still bounds it
+    assert auto_workers(cap=16, cores=1, gpus=[], ram_gib=24, block=16)[0] == 1  # one core: one process
+
+
 def test_auto_on_gpus_packs_by_free_memory_one_per_core_at_most():
     n, rule = auto_workers(cap=64, cores=16, gpus=["0"], free_gib=[139.0], ram_gib=128)
     assert n == 16 and "1 GPU(s)" in rule  # 69 would fit in memory; the 16 cores bound it

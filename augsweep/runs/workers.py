@@ -85,15 +85,24 @@ def available_memory_gib() -> float | None:
     return None
 
 
+def full_rounds(n: int, block: int, limit: int) -> int:
+    """The fewest workers >= `n` (and <= `limit`) that divide `block`, so each round of a block is full; `n` if
+    none does."""
+    return next((m for m in range(n, min(block, limit) + 1) if block % m == 0), n)
+
+
 def auto_workers(cap: int, cores: int | None = None, gpus: list[str] | None = None,
-                 free_gib: list[float] | None = None, ram_gib: float | None = None) -> tuple[int, str]:
+                 free_gib: list[float] | None = None, ram_gib: float | None = None,
+                 block: int | None = None) -> tuple[int, str]:
     """`--workers auto`: (how many workers, the rule in words).
 
     On CPU, one worker per usable core plus one: one small training cannot keep two cores busy, independent
-    trainings can, and a worker waits (on the shared stores, its input pipeline, the block's end) about a
-    quarter of its time, which the extra worker fills (bench/parallel.py on 2 cores: 1.50x with 2 workers at
-    150% CPU, 1.61x with 3 at 168%, the same effects.csv). With GPUs, as many per GPU as its free memory holds
-    at `GIB_PER_TRAINING` each, at most one per core in total (each worker needs a core to feed its GPU).
+    trainings can, and a worker waits (on the shared stores, its input pipeline) part of its time, which the
+    extra worker fills. With a factorial design (`block`: its points, run before the next block's look), that
+    count is raised to the next divisor of the block, at most twice the cores: otherwise a block's last round
+    leaves cores idle (the default's 16 points on 3 workers left one training alone for 47 s of each 250 s
+    block on 2 cores; 4 workers run 4 full rounds). With GPUs, as many per GPU as its free memory holds at
+    `GIB_PER_TRAINING` each, at most one per core in total (each worker needs a core to feed its GPU).
     Never more than the memory holds at `RAM_GIB_PER_WORKER` each, nor than `cap` (the trials one block, or
     the budget, can run at once); never fewer than one."""
     cores = usable_cores() if cores is None else cores
@@ -107,6 +116,9 @@ def auto_workers(cap: int, cores: int | None = None, gpus: list[str] | None = No
     else:
         n = cores + 1 if cores > 1 else 1
         rule = f"one per CPU core plus one ({cores} cores)"
+        if block and cores > 1 and full_rounds(n, block, 2 * cores) != n:
+            n = full_rounds(n, block, 2 * cores)
+            rule += f", raised to {n} so that each round of a {block}-point block is full"
     ram = available_memory_gib() if ram_gib is None else ram_gib
     if ram is not None and n > max(1, int(ram // RAM_GIB_PER_WORKER)):
         n = max(1, int(ram // RAM_GIB_PER_WORKER))
@@ -130,7 +142,10 @@ def parallel_cap(exp: Experiment, trials: int | None) -> int:
 
 def resolve_workers(workers, exp: Experiment, trials: int | None) -> tuple[int, str]:
     """`--workers` / the API's `workers`: (count, the rule in words; "" for an explicit count)."""
-    return auto_workers(parallel_cap(exp, trials)) if workers == AUTO else (int(workers), "")
+    if workers != AUTO:
+        return int(workers), ""
+    cap = parallel_cap(exp, trials)
+    return auto_workers(cap, block=cap if exp.sampler == "factorial" else None)
 
 
 def gpu_assignments(workers: int, gpus: list[str]) -> list[str | None]:

@@ -36,8 +36,10 @@ FINISHED, FAILED, KILLED, RUNNING = "FINISHED", "FAILED", "KILLED", "RUNNING"
 # (one per run, and the URL would carry a password written into the tracking URI).
 HTTP_RETRY = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "6", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
               "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+# masked URI (as recorded in the study) -> the URI this process was given: not a cache, the one place a password
+# given on the command line lives while the process runs (stores hold the masked form only)
 _REAL_URIS: dict[str, str] = {}
-LIVE_AFTER = 30.0  # seconds into a trial after which its epochs are written as they end (see epoch_logger)  # masked URI (as recorded in the study) -> the URI this process was given
+LIVE_AFTER = 30.0  # seconds into a trial after which its epochs are written as they end (see epoch_logger)
 
 
 class TrackingUnavailable(RuntimeError):
