@@ -4,8 +4,9 @@ The launcher validates the data and opens the study and the parent MLflow run (s
 still exits 2 before anything starts, and the workers find one parent run), then starts N
 workers with multiprocessing's `spawn` (a fresh interpreter each: TensorFlow is never forked).
 Each worker is an ordinary `run_sweep` on the same stores, sharing the launcher's `SweepSession`
-(study and parent run); the study's start lock (see `stores.recovery`) keeps the total at `trials` finished trials. The launcher itself never imports
-TensorFlow, so it holds no GPU memory.
+(study and parent run); the study's start lock (`stores.locks`) keeps the total at `trials` finished trials.
+The launcher itself never imports TensorFlow, so it holds no GPU memory; each worker sets up its own process
+(`runtime.setup`) and tags the parent run with it.
 
 Signals: workers run in their own process group, so a terminal's Ctrl-C reaches only the
 launcher, which forwards exactly one SIGINT (or SIGTERM) to each worker; each fails its current

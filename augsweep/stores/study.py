@@ -294,7 +294,7 @@ def identities(exp: Experiment) -> set[str]:
 
 
 def study_locks(stores: Stores):
-    """(start lock, liveness lock) of the study; see `recovery`."""
+    """(start lock, liveness lock) of the study; see `locks`."""
     from .locks import study_locks as locks
 
     return locks(stores.mlruns, stores.embedded_study, stores.storage_url, stores.study_name)

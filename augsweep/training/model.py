@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
+from ..experiment.keys import COURSE_DENSE_UNITS, COURSE_FILTERS
 from ..experiment.schema import ConfigError, ModelConfig, max_depth
 
 # base -> (keras.applications constructor, module holding its preprocess_input)
@@ -109,8 +110,8 @@ def build_convnet(
     input_shape: tuple[int, int, int],
     num_classes: int,
     depth: int,
-    filters: int = 32,
-    dense_units: int = 6,
+    filters: int = COURSE_FILTERS,
+    dense_units: int = COURSE_DENSE_UNITS,
     augmentation_layers: Sequence = (),
     seed: int = 0,
 ):
@@ -136,7 +137,7 @@ def _check_depth(depth: int, input_shape) -> None:
         )
 
 
-def convnet_base(input_shape: tuple[int, int, int], depth: int, filters: int = 32, seed: int = 0):
+def convnet_base(input_shape: tuple[int, int, int], depth: int, filters: int = COURSE_FILTERS, seed: int = 0):
     """The convnet's conv blocks alone (what `make pretrain` saves and `model.base: convnet` loads)."""
     import keras
 
@@ -288,8 +289,8 @@ def build_model(
     input_shape: tuple[int, int, int],
     num_classes: int,
     depth: int,
-    filters: int = 32,
-    dense_units: int = 6,
+    filters: int = COURSE_FILTERS,
+    dense_units: int = COURSE_DENSE_UNITS,
     augmentation_layers: Sequence = (),
     seed: int = 0,
 ):
