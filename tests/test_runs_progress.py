@@ -19,6 +19,19 @@ def test_eta_uses_this_trials_pace_then_the_mean_trial():
     assert shown.eta(epochs_left=0, epoch_seconds=2.0, trials_after=2) == pytest.approx(40)
 
 
+
+def test_eta_under_workers_shares_the_rest_of_the_budget():
+    # 4 workers on a 32-trial budget, this one has finished 2 trials of 40 s: the others are taken to have
+    # finished as many, 4 are running, so 32 - 8 - 4 = 20 trials remain, 5 rounds of 40 s after this trial
+    shown = SweepProgress(budget=32, finished=lambda: 2, epochs=5, repeats=2, echo=lambda line: None, tty=False,
+                          parallel=4)
+    shown.trial_seconds = [40.0, 40.0]
+    assert shown.trials_after() == 20
+    assert shown.eta(epochs_left=3, epoch_seconds=2.0, trials_after=shown.trials_after()) == pytest.approx(6 + 5 * 40)
+    alone = SweepProgress(budget=32, finished=lambda: 2, epochs=5, repeats=2, echo=lambda line: None, tty=False)
+    alone.trial_seconds = [40.0, 40.0]
+    assert alone.trials_after() == 29  # one process: everything but its finished and its running trial
+
 def test_plain_lines_when_not_a_terminal(monkeypatch):
     monkeypatch.setattr(progress_module, "PLAIN_EVERY", 0.0)
     lines = []

@@ -23,17 +23,28 @@ class SweepProgress:
     """Knows the sweep's budget and how long trials take; hands each trial a Keras callback."""
 
     def __init__(self, budget: int, finished: Callable[[], int], epochs: int, repeats: int,
-                 echo: Callable[[str], None] = print, tty: bool | None = None):
+                 echo: Callable[[str], None] = print, tty: bool | None = None, parallel: int = 1):
         self.budget, self.finished, self.epochs, self.repeats, self.echo = budget, finished, epochs, repeats, echo
         self.tty = sys.stdout.isatty() if tty is None else tty
+        self.parallel = max(1, parallel)  # processes sharing the budget (`--workers N`), each as fast as this one
         self.trial_seconds: list[float] = []
 
+    def trials_after(self) -> int:
+        """Trials still to start once the ones running now end: `finished` counts this process's own, so with
+        N workers the others are taken to have finished as many, and N are running."""
+        mine = self.finished()
+        return max(0, self.budget - mine - (self.parallel - 1) * self._ran() - self.parallel)
+
+    def _ran(self) -> int:
+        return len(self.trial_seconds)
+
     def eta(self, epochs_left: int, epoch_seconds: float, trials_after: int) -> float:
-        """Seconds until the budget is done: this trial's remaining epochs, then the trials after it at the
-        mean duration of this process's trials (or this trial's pace before one has finished)."""
+        """Seconds until the budget is done: this trial's remaining epochs, then the trials after it, shared by
+        the `parallel` processes, at the mean duration of this process's trials (or this trial's pace before one
+        has finished)."""
         per_trial = (sum(self.trial_seconds) / len(self.trial_seconds) if self.trial_seconds
                      else epoch_seconds * self.epochs * self.repeats)
-        return epochs_left * epoch_seconds + trials_after * per_trial
+        return epochs_left * epoch_seconds + -(-trials_after // self.parallel) * per_trial
 
     def trial(self, number: int, label: str) -> "TrialProgress":
         return TrialProgress(self, number, label)
@@ -59,7 +70,7 @@ class TrialProgress:
         self.done += 1
         now = time.perf_counter()
         per_epoch = (now - self.started) / self.done
-        trials_after = max(0, self.sweep.budget - self.sweep.finished() - 1)
+        trials_after = self.sweep.trials_after()
         eta = self.sweep.eta(self.total - self.done, per_epoch, trials_after)
         loss = f"{val_loss:.4f}" if val_loss is not None else "-"
         if self.bar is not None:

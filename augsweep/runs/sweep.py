@@ -381,10 +381,10 @@ def optimize(study, exp: Experiment, objective, progress: "_Progress", budget: i
 
 
 def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: Callable[[str], None] = print,
-              worker: int | None = None, peer: bool = False, env: RunEnv | None = None) -> SweepOutcome:
+              worker: tuple[int, int] | None = None, peer: bool = False, env: RunEnv | None = None) -> SweepOutcome:
     """Run (or resume) the experiment's study until `trials` trials have finished in total.
 
-    Several processes may run this on the same stores at once (`worker` marks one started by
+    Several processes may run this on the same stores at once (`worker` = (index, workers) marks one started by
     `--workers`, which leaves the parent run to its launcher; `peer` one of many `--worker`
     processes, possibly on many machines, sharing a database storage and a tracking server). `env`: how this
     process trains, as its entry point set it up (`runtime.setup`); set up from the experiment when None.
@@ -409,7 +409,7 @@ def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: 
             session.tracker.tag_parent(process_tags(env))
         progress = _Progress(session.budget, exp.max_consecutive_failures, echo)
         shown = SweepProgress(session.budget, lambda: session.already + progress.ran, exp.train.epochs,
-                              exp.repeats, echo)
+                              exp.repeats, echo, parallel=worker[1] if worker is not None else 1)
         objective = Objective(exp, dataset, session.tracker, env, grid=exp.sampler == "grid",
                               progress=shown)
         optimize(session.study, exp, objective, progress, session.budget, session.start_lock, echo,

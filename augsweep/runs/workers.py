@@ -157,7 +157,8 @@ def gpu_assignments(workers: int, gpus: list[str]) -> list[str | None]:
     return [gpus[i % len(gpus)] for i in range(workers)]
 
 
-def _worker_entry(experiment_path: str, stores: Stores, trials: int | None, index: int, cuda: str | None) -> None:
+def _worker_entry(experiment_path: str, stores: Stores, trials: int | None, worker: tuple[int, int],
+                  cuda: str | None) -> None:
     """A worker process: the same sweep as `sweep.py`, its lines prefixed with `[wN]`."""
     os.setpgid(0, 0)  # out of the terminal's process group: the launcher forwards signals once
     if cuda is not None:
@@ -165,6 +166,7 @@ def _worker_entry(experiment_path: str, stores: Stores, trials: int | None, inde
     # JAX takes 75% of a GPU's memory at start; workers sharing a GPU allocate as they need instead.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     runtime.quiet_backends()
+    index = worker[0]
 
     def main():
         from ..experiment.load import load_experiment
@@ -176,7 +178,7 @@ def _worker_entry(experiment_path: str, stores: Stores, trials: int | None, inde
         try:
             exp = load_experiment(experiment_path)
             env = runtime.setup(exp.train.deterministic, exp.train.mixed_precision)  # this process trains
-            run_sweep(exp, stores, trials, worker=index, echo=echo, env=env)
+            run_sweep(exp, stores, trials, worker=worker, echo=echo, env=env)
         except SweepAborted as e:
             print(f"error: [w{index}] {e}", file=sys.stderr, flush=True)
             return 1
@@ -211,7 +213,7 @@ def run_workers(exp: Experiment, stores: Stores, workers: int, trials: int | Non
         session.tracker.tag_parent({"workers": workers, "workers_rule": rule or "--workers N"})
         echo(session.header(how))
         ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_worker_entry, args=(exp.path, stores, trials, i, cuda[i]),
+        procs = [ctx.Process(target=_worker_entry, args=(exp.path, stores, trials, (i, workers), cuda[i]),
                              name=f"augsweep-w{i}") for i in range(workers)]
         try:
             for p in procs:
