@@ -82,6 +82,11 @@ def test_long_trials_write_each_epoch_as_it_ends(tmp_path, monkeypatch):
     live = tracker.epoch_logger(run_id, 1, since=time.perf_counter())
     live.on_epoch_end(0, {"val_loss": 0.7})
     assert [m.value for m in tracker.client.get_metric_history(run_id, "repeat1/val_loss")] == [0.7]
-    live.on_epoch_end(1, {"val_loss": 0.6})
+    live.on_epoch_end(1, {"val_loss": 0.6})  # within LIVE_EVERY of the last write: held until the next one
+    assert [m.step for m in tracker.client.get_metric_history(run_id, "repeat1/val_loss")] == [0]
+    monkeypatch.setattr(tracking, "LIVE_EVERY", 0.0)
+    live.on_epoch_end(2, {"val_loss": 0.5})
+    assert [m.step for m in tracker.client.get_metric_history(run_id, "repeat1/val_loss")] == [0, 1, 2]
+    live.on_epoch_end(3, {"val_loss": 0.4})
     live.on_train_end()
-    assert [m.step for m in tracker.client.get_metric_history(run_id, "repeat1/val_loss")] == [0, 1]
+    assert [m.step for m in tracker.client.get_metric_history(run_id, "repeat1/val_loss")] == [0, 1, 2, 3]

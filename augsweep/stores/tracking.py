@@ -39,7 +39,10 @@ HTTP_RETRY = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "6", "MLFLOW_HTTP_REQUEST_BACKO
 # masked URI (as recorded in the study) -> the URI this process was given: not a cache, the one place a password
 # given on the command line lives while the process runs (stores hold the masked form only)
 _REAL_URIS: dict[str, str] = {}
-LIVE_AFTER = 30.0  # seconds into a trial after which its epochs are written as they end (see epoch_logger)
+LIVE_AFTER = 30.0  # seconds into a trial after which its epochs are written while it trains (see epoch_logger)
+# ... at most this often: with 4 workers on 2 cores a default trial takes ~56 s, and one write per epoch after
+# 30 s was ~100 SQLite commits a trial, 4 writers contending for the store's lock
+LIVE_EVERY = 5.0
 
 
 class TrackingUnavailable(RuntimeError):
@@ -261,8 +264,9 @@ class Tracker:
 
         Buffered: a short trial's epochs go to the store in one `log_batch` when training ends
         (stopped, pruned or diverged alike), not one SQLite write per epoch. Once the trial has run
-        `LIVE_AFTER` seconds (`since`: its start, `time.perf_counter()`; default this repeat's), each
-        epoch is written when it ends, so the UI draws a long trial's curves while it trains.
+        `LIVE_AFTER` seconds (`since`: its start, `time.perf_counter()`; default this repeat's), the epochs
+        so far are written at once and then every `LIVE_EVERY` seconds, so the UI draws a long trial's
+        curves while it trains.
         """
         import keras
 
@@ -273,6 +277,7 @@ class Tracker:
                 super().__init__()
                 self.buffer: list = []
                 self.since = since
+                self.written: float | None = None  # when the buffer was last written live
 
             def on_train_begin(self, logs=None):
                 if self.since is None:
@@ -281,8 +286,11 @@ class Tracker:
             def on_epoch_end(self, epoch, logs=None):
                 values = {repeat_metric(k, repeat): v for k, v in (logs or {}).items() if _is_number(v)}
                 self.buffer += _metrics(values, step=epoch)
-                if self.since is not None and time.perf_counter() - self.since >= LIVE_AFTER:
+                now = time.perf_counter()
+                live = self.since is not None and now - self.since >= LIVE_AFTER
+                if live and (self.written is None or now - self.written >= LIVE_EVERY):
                     self.write()
+                    self.written = now
 
             def on_train_end(self, logs=None):
                 self.write()
