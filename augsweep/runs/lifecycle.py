@@ -43,7 +43,6 @@ class TrainingRun:
         self.tags: dict[str, Any] = {}
         self.artifacts: list[Path] = []
         self.images = None
-        self.failure = ""  # the failure's one-line reason, once it failed
         self.ended = False
         self._scratch = scratch_dir()
         self.tmp = Path()
@@ -79,16 +78,16 @@ class TrainingRun:
         self.ended = True
 
     def _fail(self, exc: BaseException) -> None:
-        self.failure = failure_reason(exc)
         if isinstance(exc, TrackingUnavailable):
             return  # the server already had its bounded wait: do not wait twice more to record the failure
         status = KILLED if isinstance(exc, (KeyboardInterrupt, SystemExit)) else FAILED
+        reason = failure_reason(exc)
         try:
-            self.end(status, "FAIL", (TAG_FAILURE_REASON, self.failure), "".join(traceback.format_exception(exc)))
+            self.end(status, "FAIL", (TAG_FAILURE_REASON, reason), "".join(traceback.format_exception(exc)))
         except Exception:  # the store itself failing must not hide the original error
             try:  # an interruption may have broken the batch above: at least end the run
                 self.tracker.client.set_terminated(self.run_id, status)
             except Exception:
                 pass  # left RUNNING: the next resume or --repair closes it (recovery.close_orphan_runs)
-        if self.failure.startswith("out of memory"):
+        if reason.startswith("out of memory"):
             release_memory()

@@ -32,11 +32,8 @@ class SweepProgress:
     def trials_after(self) -> int:
         """Trials still to start once the ones running now end: `finished` counts this process's own, so with
         N workers the others are taken to have finished as many, and N are running."""
-        mine = self.finished()
-        return max(0, self.budget - mine - (self.parallel - 1) * self._ran() - self.parallel)
-
-    def _ran(self) -> int:
-        return len(self.trial_seconds)
+        others = (self.parallel - 1) * len(self.trial_seconds)
+        return max(0, self.budget - self.finished() - others - self.parallel)
 
     def eta(self, epochs_left: int, epoch_seconds: float, trials_after: int) -> float:
         """Seconds until the budget is done: this trial's remaining epochs, then the trials after it, shared by

@@ -191,7 +191,7 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
         run_name=f"sweep {stores.study_name}",
         tags={rec.TAG_KIND: rec.KIND_SWEEP, rec.TAG_STUDY: stores.study_name, "sampler": exp.sampler, "pruner": exp.pruner,
               rec.TAG_GIT_COMMIT: runtime.git_commit(), "budget": budget,
-              **(process_tags(env) if env is not None else {rec.TAG_DETERMINISTIC: str(exp.train.deterministic).lower()}),
+              **(rec.env_tags(env) if env is not None else {rec.TAG_DETERMINISTIC: str(exp.train.deterministic).lower()}),
               "optuna_storage": stores.storage_label, rec.TAG_DATASET_FINGERPRINT: dataset.fingerprint,
               "data_pipeline": dataset.pipeline, **model_tags(exp)},
         params={"dataset": exp.dataset.source, "image_size": "x".join(map(str, exp.dataset.image_size)),
@@ -212,13 +212,6 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(["val_loss"])
     return study, budget, tracker
-
-
-def process_tags(env: RunEnv) -> dict:
-    """How this process trains, as the parent run's tags: device, dtype policy, deterministic ops, backend and
-    CPU threads per training. Set by the process that trains (a `--workers` launcher, which never imports
-    TensorFlow, leaves them to its workers)."""
-    return rec.env_tags(env)
 
 
 def model_tags(exp: Experiment) -> dict:
@@ -406,7 +399,7 @@ def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: 
             session.tracker.tag_parent({"workers": 1})
             echo(session.header(f"device {env.device}"))
         else:  # spawned by `--workers`: the same tags a single-process sweep's parent run carries
-            session.tracker.tag_parent(process_tags(env))
+            session.tracker.tag_parent(rec.env_tags(env))
         progress = _Progress(session.budget, exp.max_consecutive_failures, echo)
         shown = SweepProgress(session.budget, lambda: session.already + progress.ran, exp.train.epochs,
                               exp.repeats, echo, parallel=worker[1] if worker is not None else 1)

@@ -101,7 +101,7 @@ def auto_workers(cap: int, cores: int | None = None, gpus: list[str] | None = No
     trainings can, and a worker waits (on the shared stores, its input pipeline) part of its time, which the
     extra worker fills. With a factorial design (`block`: its points, run before the next block's look), that
     count is raised to the next divisor of the block, at most twice the cores: otherwise a block's last round
-    leaves cores idle (the default's 16 points on 3 workers left one training alone for 47 s of each 250 s
+    leaves cores idle (the default's 16 points on 3 workers left one training alone for ~25 s of each ~250 s
     block on 2 cores; 4 workers run 4 full rounds). With GPUs, as many per GPU as its free memory holds at
     `GIB_PER_TRAINING` each, at most one per core in total (each worker needs a core to feed its GPU).
     Never more than the memory holds at `RAM_GIB_PER_WORKER` each, nor than `cap` (the trials one block, or
@@ -117,8 +117,9 @@ def auto_workers(cap: int, cores: int | None = None, gpus: list[str] | None = No
     else:
         n = cores + 1 if cores > 1 else 1
         rule = f"one per CPU core plus one ({cores} cores)"
-        if block and cores > 1 and full_rounds(n, block, 2 * cores) != n:
-            n = full_rounds(n, block, 2 * cores)
+        full = full_rounds(n, block, 2 * cores) if block and cores > 1 else n
+        if full != n:
+            n = full
             rule += f", raised to {n} so that each round of a {block}-point block is full"
     ram = available_memory_gib() if ram_gib is None else ram_gib
     if ram is not None and n > max(1, int(ram // RAM_GIB_PER_WORKER)):
