@@ -185,6 +185,7 @@ class Report:
     best: Any  # `report.export.Recommendation` (the recommended configuration and its best seed) or None
     model_version: Any = None  # the registered `<study>-best` MLflow model version, or None
     notes: tuple = ()  # why no block was written or no model registered (e.g. stores older than model.keras)
+    next_steps: tuple = ()  # the report's `Next:` lines (Markdown): the block, the registered model, what to run
 
     def augmentation_block(self):
         """The recommended augmentation block as a `keras.Sequential` (loads `augmentation.keras`).
@@ -216,19 +217,18 @@ class Report:
         import base64
         import html
 
-        from .report.render import display
+        from .report.render import display, inline_md
 
         forest = self.out_dir / "effects_forest.png"
         img = (f'<img style="max-width:100%" src="data:image/png;base64,'
                f'{base64.b64encode(forest.read_bytes()).decode()}" alt="forest plot of the effects">'
                if forest.is_file() else "")
-        paragraphs = "".join(f"<p>{html.escape(p)}</p>" for p in self.answer.split("\n\n") if p)
+        paragraphs = "".join(f"<p>{inline_md(p)}</p>" for p in self.answer.split("\n\n") if p)
         table = display(self.effects[["augmentation", "effect", "ci_low", "ci_high", "verdict"]]).to_html(
             index=False)
-        best = (f"<p>Recommended block: {html.escape(self.best.config.parameters())} "
-                f"({html.escape(self.best.why)}).</p>" if self.best is not None else "")
+        steps = "".join(f"<p>{inline_md(line)}</p>" for line in self.next_steps)
         notes = "".join(f"<p><b>note:</b> {html.escape(n)}</p>" for n in self.notes)
-        return f"<div>{paragraphs}{best}{notes}{img}{table}</div>"
+        return f"<div>{paragraphs}{steps}{notes}{img}{table}</div>"
 
 
 def report(exp, *, mlruns: str | Path = "mlruns", out: str | Path | None = None, storage: str | None = None,
@@ -272,4 +272,4 @@ def report(exp, *, mlruns: str | Path = "mlruns", out: str | Path | None = None,
     return Report(Path(written.out_dir), written.answer, written.effects,
                   published.recommendation if published is not None else None,
                   published.model_version if published is not None else None,
-                  tuple(published.notes) if published is not None else ())
+                  tuple(published.notes) if published is not None else (), tuple(written.next_steps))

@@ -319,19 +319,21 @@ def _report(args) -> int:
     exp, stores = _experiment_and_stores(args)
     import pandas as pd
 
-    from .report.write import terminal_table, write
+    from .report.write import plain_answer, terminal_table, write
 
     written = write(exp, stores, args.out)
     out_dir, analysis = written.out_dir, written.analysis
     print(terminal_table(pd.read_csv(out_dir / "effects.csv")))
+    print("\n" + plain_answer(written.answer))
     for w in analysis.warnings if analysis is not None else []:
         print(f"note: {w}")
     for w in written.published.notes if written.published is not None else ():  # why no block / no model
         print(f"note: {w}")
     print(f"\nreport: {out_dir / 'report.html'}  ({out_dir / 'report.md'}, {out_dir / 'effects.csv'})")
-    for line in (out_dir / "report.md").read_text().splitlines():  # the report's next step, as it says it
-        if line.startswith("Next: "):
-            print(line)
+    for path in written.published.files if written.published is not None else ():
+        print(f"block:  {path}")
+    for line in written.next_steps:  # the report's next steps, as it says them
+        print(line)
     return 0
 
 

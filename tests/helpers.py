@@ -43,6 +43,22 @@ def tiny_experiment(**overrides) -> dict:
     return exp
 
 
+# A tiny experiment whose network clearly learns (every training ends well below ln 10): 100 of scikit-learn's
+# digits at their native 8x8, 6 epochs. `tiny_experiment`'s synthetic silhouettes stay at chance in 2 epochs, so
+# the report withholds its verdicts, its block and its model; tests of those use this one.
+LEARNS = {"dataset": {"source": "digits", "image_size": [8, 8], "train_samples": 100, "val_samples": 100},
+          "train": {"epochs": 6, "batch_size": 8, "learning_rate": 0.01}}
+
+
+def learning_experiment(**overrides) -> dict:
+    """`tiny_experiment` on data and a budget where the network learns (about a second per training)."""
+    merged = {**LEARNS, **overrides}
+    for key in ("dataset", "train"):
+        if key in overrides:
+            merged[key] = {**LEARNS[key], **overrides[key]}
+    return tiny_experiment(**merged)
+
+
 def run_cli(script: str, *args, cwd: Path | None = None, timeout: float = 600, env=None) -> subprocess.CompletedProcess:
     """Run `python sweep.py|report.py ARGS` as a real process."""
     full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}

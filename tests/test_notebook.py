@@ -4,6 +4,7 @@ the repository with its outputs stripped."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import nbformat
@@ -33,3 +34,7 @@ def test_quickstart_notebook_executes(tmp_path):
     assert "turning each augmentation on changes the best validation loss" in texts  # the report's display
     assert "def augmentation_block" in json.dumps([o.get("text", "") for o in outputs])
     assert (tmp_path / "reports" / "quickstart" / "augmentation.keras").is_file()
+    shown = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", json.dumps([o.get("data", {}).get("text/html", "")
+                                                                              for o in outputs]))
+    assert not re.search(r"\bnan\b", shown), shown  # numbers in words are numbers
+    assert "no augmentation" in json.dumps([o.get("text", "") for o in outputs])  # the block's standing

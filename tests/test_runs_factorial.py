@@ -19,7 +19,7 @@ from augsweep.experiment import load_experiment
 from augsweep.runs.blocks import ATTR_DESIGN, ATTR_STOPPED
 from augsweep.training import data
 from augsweep.training.data import load_dataset
-from tests.helpers import ROOT, read_stores, report, run_cli, sweep, tiny_experiment, wait_for_study
+from tests.helpers import LEARNS, ROOT, read_stores, report, run_cli, sweep, tiny_experiment, wait_for_study
 
 # Two switches: a 4-run full factorial per block; 2 repeats per trial, so each block adds 2 seeds.
 SPACE = {"depth": 1, "augmentations": {"flip": {"mode": ["horizontal"]}, "contrast": {"factor": [0.1, 0.5]}}}
@@ -156,7 +156,8 @@ def test_killed_mid_block_resumes_the_same_blocks(tmp_path, write_experiment, mo
 
 
 def test_stop_decided_stops_at_the_cap_and_says_so(tmp_path, write_experiment):
-    path = write_experiment(_factorial(name="decided", stop="decided", trials=8))
+    # a network that learns: one that does not is stopped after the first block, with no verdicts
+    path = write_experiment(_factorial(name="decided", stop="decided", trials=8, **LEARNS))
     exp = load_experiment(path)
     lines: list[str] = []
     outcome = sweep(exp, tmp_path / "m", echo=lines.append)

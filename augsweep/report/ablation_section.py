@@ -19,7 +19,9 @@ from ..stores import records as rec
 from ..stores.records import KIND_ABLATION_RUN, SPEC_ARTIFACT, latest_ablation
 from ..stores.tracking import client_for
 from .. import inference
+from ..learned import check_wide, not_learned_line
 from . import stats
+from .sweep_analysis import withhold
 from .render import Section as S
 from .render import verdict_sentence
 
@@ -38,6 +40,7 @@ class AblationData:
     affinity: pd.DataFrame  # seed x augmentation: affinity (no-augmentation model)
     curves: pd.DataFrame  # variant x seed x epoch: history columns
     failed: pd.DataFrame  # variant, seed, reason
+    params: dict = field(default_factory=dict)  # the ablation parent run's params (classes, chance loss)
 
 
 def load_ablation(tracking_uri: str, experiment_name: str, client=None) -> AblationData | None:
@@ -95,6 +98,7 @@ def load_ablation(tracking_uri: str, experiment_name: str, client=None) -> Ablat
         affinity=pd.DataFrame(affinity, columns=["seed", "augmentation", "affinity"]).drop_duplicates(),
         curves=pd.concat(curves, ignore_index=True) if curves else pd.DataFrame(),
         failed=pd.DataFrame(failed, columns=["variant", "seed", "status", "reason"]),
+        params=dict(parent.data.params),
     )
 
 
@@ -201,7 +205,8 @@ def family_size(data: AblationData) -> int:
     return len(comps) + int((both >= 2).sum())
 
 
-def analyse_ablation(data: AblationData, margin: float, alpha: float = 0.05) -> AblationAnalysis:
+def analyse_ablation(data: AblationData, margin: float, alpha: float = 0.05,
+                     gate_alpha: float = 0.05) -> AblationAnalysis:
     """Pure: paired statistics, baselines, per-class effects and affinity/diversity from the loaded runs."""
     comps = comparison_table(data.spec["variants"])
     both = comps.groupby("augmentation")["comparison"].nunique()
@@ -227,6 +232,18 @@ def analyse_ablation(data: AblationData, margin: float, alpha: float = 0.05) -> 
         warns.append(f"{data.failed['seed'].count()} variant x seed training(s) did not finish and are left out "
                      "of the pairs (listed below).")
     contrasts = interactions(data.runs, comps, margin, alpha_contrast) if seeds >= 2 else None
+    chance = rec.chance_of(data.params)
+    if chance is not None and len(data.runs):
+        check = check_wide(data.runs.pivot_table(index="seed", columns="variant", values="best_val_loss"), chance,
+                           gate_alpha, margin, data.runs["best_val_loss"].to_numpy(dtype=float))
+        if not check.ok:  # no verdict about a network that did not learn
+            paired, primary = withhold(paired), withhold(primary)
+            contrasts = withhold(contrasts)
+            classes = data.params.get(rec.PARAM_CLASSES)
+            warns.insert(0, not_learned_line(check, int(data.params.get("epochs", 0) or 0), None,
+                                             str(data.params.get("image_size", "?")),
+                                             int(classes) if str(classes).isdigit() else None,
+                                             consequence="No verdicts from this ablation."))
     return AblationAnalysis(paired, primary, baselines_table(data.runs), per_class, aff,
                             disagreements(paired, contrasts), warns, margin)
 

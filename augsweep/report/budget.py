@@ -97,11 +97,12 @@ def still_moving(curves: pd.DataFrame, table: pd.DataFrame, augmentations: list[
 
 
 def budget_words(verdict: str, effect: float, epochs: int, by_budget: pd.DataFrame, moving: pd.Series | None) -> str:
-    """`hurts at 60 epochs (shrinking: +0.34 at 20 -> +0.05 at 60; run longer)` for a budget-bound verdict,
-    the plain verdict otherwise."""
-    if moving is None or not bool(moving.get("moving", False)) or verdict not in ("helps", "hurts"):
+    """`hurts at 60 epochs (shrinking: +0.34 at 20 -> +0.05 at 60; ...)` for a verdict whose effect is still
+    moving at the end of the budget (a `negligible` or `undecided` one too: the budget bounds every word), the
+    plain verdict otherwise."""
+    if moving is None or not bool(moving.get("moving", False)):
         return verdict
-    traj = by_budget.dropna(subset=["effect"])
+    traj = by_budget.dropna(subset=["effect"]) if by_budget is not None else pd.DataFrame(columns=["effect"])
     if "augmentation" in traj and "augmentation" in moving:
         traj = traj[traj["augmentation"] == moving["augmentation"]]
     if moving["direction"] == "growing":

@@ -60,6 +60,30 @@ def configurations(table: pd.DataFrame, augmentations: list[str], *, margin: flo
     return out.sort_values(["mean_best_val_loss", "configuration"], kind="stable").reset_index(drop=True)
 
 
+def no_baseline_words(configuration: str) -> str:
+    """Why a configuration has no comparison against no augmentation."""
+    depth = configuration.split(" ", 1)[0]
+    return (f"no comparison against no augmentation: this design trained no `{depth} none` to pair it with "
+            f"(a fractional design holds only some of the combinations)")
+
+
+def standing(configs: pd.DataFrame, configuration: str) -> str:
+    """Where a recommended configuration stands against no augmentation, in words."""
+    row = configs[configs["configuration"] == configuration]
+    if not len(row):
+        return "not in the configurations compared"
+    r = row.iloc[0]
+    if r["verdict"] == "baseline":
+        return "it is no augmentation"
+    if not np.isfinite(r["diff_vs_none"]):
+        return "best by its mean; " + no_baseline_words(configuration)
+    diff = (f"{r['diff_vs_none']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]" if np.isfinite(r["ci_low"])
+            else f"{r['diff_vs_none']:+.3f}, no interval with {int(r['n_seeds'])} seed(s)")
+    if r["verdict"] == "helps":
+        return f"decided better than no augmentation ({diff})"
+    return f"best by its mean, not decided better than no augmentation ({diff}, `{r['verdict']}`)"
+
+
 def best_words(configs: pd.DataFrame, effects: pd.DataFrame, pairs: pd.DataFrame | None, augmentations: list[str],
                alpha_look: float) -> list[str]:
     """The answer's sentence on the best configuration by its mean, its interval against none, and what to
@@ -72,7 +96,7 @@ def best_words(configs: pd.DataFrame, effects: pd.DataFrame, pairs: pd.DataFrame
     vs = (f"{b['diff_vs_none']:+.3f} [{b['ci_low']:+.3f}, {b['ci_high']:+.3f}] against no augmentation "
           f"(`{b['verdict']}`; paired by seed, simultaneous over the {m} configurations compared with none, "
           f"alpha {alpha_look:.3g})" if b["verdict"] != "baseline" and np.isfinite(b["diff_vs_none"])
-          else "no augmentation itself" if b["verdict"] == "baseline" else "no no-augmentation run to compare with")
+          else "no augmentation itself" if b["verdict"] == "baseline" else no_baseline_words(b["configuration"]))
     lines.append(f"Best configuration by its mean over {int(b['n_seeds'])} seed(s) ({int(b['n_trials'])} trial(s)): "
                  f"**{b['configuration']}**, mean best validation loss {b['mean_best_val_loss']:.4f}, {vs}.")
     on = [a for a in augmentations if a in b["configuration"].split(" ", 1)[-1].split("+")]

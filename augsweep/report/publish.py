@@ -61,11 +61,15 @@ def _input_shape(model_file: Path | None):
 
 
 def publish(exp: Experiment, stores: Stores, client, study, analysis, effects: pd.DataFrame, out_dir: Path,
-            parent_run_id: str | None, title: str, answer: str) -> Published:
-    """Write the block, register the best model and set the experiment's description (see the module)."""
+            parent_run_id: str | None) -> Published:
+    """Write the block and register the best model (see the module); nothing about a network that did not
+    learn."""
     done = Published()
     mexp = client.get_experiment_by_name(exp.name)
     name = registry.registered_name(stores.study_name)
+    if analysis is not None and analysis.did_not_learn:
+        done.notes += ("the network did not learn: no augmentation block is exported and no model registered",)
+        return done
     if analysis is not None and analysis.configurations is not None:
         trials, table = trials_frame(study), tidy_table(study, analysis.augmentations)
         rec = recommend(analysis.configurations, effects, table, trials,
@@ -97,7 +101,14 @@ def publish(exp: Experiment, stores: Stores, client, study, analysis, effects: p
                             parent_run_id, description=f"{rec.config.parameters()}: {rec.why}",
                             tags={"configuration": rec.label, "which": rec.which, "trial": rec.trial,
                                   "mean_best_val_loss": f"{rec.mean_best_val_loss:.4f}"})
-    if mexp is not None and len(effects):
-        registry.set_experiment_note(client, mexp.experiment_id,
-                                     note_text(title, answer, effects, done.recommendation, name))
     return done
+
+
+def describe(exp: Experiment, stores: Stores, client, effects: pd.DataFrame, published: Published | None,
+             title: str, answer: str) -> None:
+    """Put the answer on the experiment's MLflow page (its description)."""
+    mexp = client.get_experiment_by_name(exp.name)
+    if mexp is not None and len(effects):
+        rec = published.recommendation if published is not None else None
+        registry.set_experiment_note(client, mexp.experiment_id,
+                                     note_text(title, answer, effects, rec, registry.registered_name(stores.study_name)))

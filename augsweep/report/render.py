@@ -63,7 +63,7 @@ th{background:#f3f3f3}td:first-child{text-align:left}img{max-width:100%}pre{back
 .helps{color:#1a7f37;font-weight:600}.hurts{color:#cf222e;font-weight:600}"""
 
 
-def _inline_md(text: str) -> str:
+def inline_md(text: str) -> str:
     """Escape, then render the two inline marks the report uses: **bold** and `code`."""
     import re
 
@@ -95,7 +95,7 @@ def to_html(title: str, sections: list[Section]) -> str:
             elif isinstance(b, tuple) and b[0] == "code":
                 out.append(f"<pre>{html.escape(b[1])}</pre>")
             else:
-                out.append(f"<p>{_inline_md(str(b))}</p>")
+                out.append(f"<p>{inline_md(str(b))}</p>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"
 

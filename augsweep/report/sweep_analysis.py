@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .. import inference
+from ..learned import LearnedCheck, check_learned
 from ..experiment.schema import ConfigError, Experiment
 from ..experiment.space import aug_key
 from . import configurations as configurations_mod
@@ -58,6 +59,13 @@ class Analysis:
     moving: pd.DataFrame | None = None  # per augmentation: is its effect still moving at the end of the budget?
     unconverged: pd.DataFrame | None = None  # train.until_converged: trainings that hit the cap, per augmentation
     table: pd.DataFrame | None = None  # the rows that decided the verdicts (complete replicates, finished blocks)
+    learned: LearnedCheck | None = None  # the gate before any verdict (None: the stores hold no chance loss)
+    num_classes: int | None = None
+
+    @property
+    def did_not_learn(self) -> bool:
+        """The network did not learn: every verdict is withheld, nothing is exported or registered."""
+        return self.learned is not None and not self.learned.ok
 
 def looks_of(table: pd.DataFrame, design: dict | None, finished: list[int] | None = None) -> tuple[int, int]:
     """(looks done, maximum looks) of a factorial sweep's sequential design; (1, 1) otherwise. A look is a
@@ -120,11 +128,14 @@ def budget_table(table: pd.DataFrame, augmentations: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: dict | None = None,
-            alpha: float = 0.05) -> Analysis:
+            alpha: float = 0.05, chance: float | None = None, num_classes: int | None = None,
+            gate_alpha: float = 0.05) -> Analysis:
     """Effects under the one verdict rule, descriptive views (pairs, gap, accuracy, depth), warnings.
 
     `alpha`: the sweep's share of the report's one alpha (all of it without an ablation). A factorial sweep
-    decides on the complete seed replicates of its finished blocks only, the data its stopping rule saw."""
+    decides on the complete seed replicates of its finished blocks only, the data its stopping rule saw.
+    `chance`: the loss of guessing; when given, verdicts are withheld unless the network learned (`learned`),
+    a gate tested first at the report's `gate_alpha`."""
     augs = exp.search_space.augmentation_names
     counts = {s: int((trials["state"] == s).sum()) for s in ("COMPLETE", "PRUNED", "FAIL", "RUNNING")} \
         if len(trials) else {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "RUNNING": 0}
@@ -202,6 +213,12 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
     conf_alpha = (inference.look_alpha(shares["configurations"], *looks) if shares.get("configurations") else 0.0)
     configs = (configurations_mod.configurations(decided, augs, margin=exp.equivalence_margin, alpha_look=conf_alpha)
                if conf_alpha and len(decided) else None)
+    learned = check_learned(decided, augs, chance, gate_alpha, margin=exp.equivalence_margin) if chance is not None and len(decided) else None
+    pairs, conditional = verdicts.pairs, verdicts.conditional
+    if learned is not None and not learned.ok:
+        # No verdict about a network that did not learn: every verdict-bearing table says `undecided`.
+        full, pairs, conditional, interactions, configs = (
+            withhold(f) for f in (full, pairs, conditional, interactions, configs))
     return Analysis(
         augmentations=augs, counts=counts, effects=effects_table(full), full=full,
         budget=budget_table(table, augs) if len(table) else pd.DataFrame(),
@@ -211,10 +228,20 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
         by_depth=stats.effects_by_depth(table, augs, outcome="value"), interactions=interactions,
         looks=looks, seeds=seeds, warnings=warnings, design=design, doses=doses, seed_frame=seed_frame,
         failed_points=points_failed, diverged=diverged_table(table, augs) if len(table) else None,
-        blocks_used=blocks_used, alpha=alpha, pairs=verdicts.pairs, conditional=verdicts.conditional,
+        blocks_used=blocks_used, alpha=alpha, pairs=pairs, conditional=conditional, learned=learned,
+        num_classes=num_classes,
         configurations=configs, configurations_alpha=conf_alpha, table=decided,
         unconverged=unconverged_table(table, augs, exp) if len(table) else None,
     )
+
+def withhold(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    """A verdict table with every decided verdict replaced by `undecided` (a baseline row stays a baseline)."""
+    if frame is None or "verdict" not in frame:
+        return frame
+    out = frame.copy()
+    out.attrs.update(frame.attrs)
+    out.loc[out["verdict"].isin(["helps", "hurts", "negligible"]), "verdict"] = "undecided"
+    return out
 
 def unconverged_table(table: pd.DataFrame, augmentations: list[str], exp: Experiment) -> pd.DataFrame | None:
     """`train.until_converged`: trainings that reached the epoch cap with fewer than `patience` epochs since

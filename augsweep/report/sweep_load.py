@@ -74,22 +74,22 @@ def trial_factors(t: pd.Series, augmentations: list[str]) -> dict:
         out[aug_key(a)] = bool(on) if isinstance(on, (bool, np.bool_)) else False
     return out
 
-def load_parent(client, tracking_uri: str, run_id: str | None) -> tuple[dict, dict]:
-    """Tags of the sweep's parent run and the package versions it recorded."""
+def load_parent(client, tracking_uri: str, run_id: str | None) -> tuple[dict, dict, dict]:
+    """Tags of the sweep's parent run, the package versions it recorded, and its params."""
     from ..stores.run_files import read_run_files
 
     if not run_id:
-        return {}, {}
+        return {}, {}, {}
     try:
         run = client.get_run(run_id)
     except Exception:
-        return {}, {}
+        return {}, {}, {}
     try:
         versions = read_run_files(tracking_uri, {run_id: run.info.artifact_uri}, "versions.yaml",
                                   lambda path: yaml.safe_load(path.read_text())).get(run_id)
     except Exception:
         versions = {}
-    return dict(run.data.tags), versions or {}
+    return dict(run.data.tags), versions or {}, dict(run.data.params)
 
 def importance(study) -> tuple[pd.DataFrame | None, str]:
     """Optuna's fANOVA importance (seeded) as a secondary, unsigned view."""

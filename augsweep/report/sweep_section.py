@@ -36,13 +36,15 @@ def sweep_part(exp: Experiment, stores: Stores, out_dir: Path, study, ablation_t
     stored = StudyRecord.from_study(study)
     trials = trials_frame(study)
     table = tidy_table(study, exp.search_space.augmentation_names)
+    client = client or client_for(stores.tracking_uri)
+    tags, versions, params = load_parent(client, stores.tracking_uri, stored.parent_run_id)
     try:
-        analysis = analyse(table, trials, exp, stored.design, alpha=alpha)
+        analysis = analyse(table, trials, exp, stored.design, alpha=alpha, chance=rec.chance_of(params),
+                           num_classes=int(params[rec.PARAM_CLASSES]) if str(params.get(rec.PARAM_CLASSES, '')).isdigit() else None)
     except ConfigError as e:
         if ablation_too:
             return [Section("Sweep: effects across all trials", [f"Not estimated: {e}"])], None, None
         raise
-    client = client or client_for(stores.tracking_uri)
     curves = load_curves(client, stores.tracking_uri, exp.name, trials, exp.search_space.augmentation_names)
     missing = missing_curves(trials, curves)
     if missing:
@@ -50,7 +52,6 @@ def sweep_part(exp: Experiment, stores: Stores, out_dir: Path, study, ablation_t
             f"{len(missing)} complete trial(s) have no curves in MLflow ({', '.join(f't{n:02d}' for n in missing[:10])}"
             f"{', …' if len(missing) > 10 else ''}): their results count in the effects, but their curves are "
             "missing from the figures (a run written by an older version, or an artifact store that lost them).")
-    tags, versions = load_parent(client, stores.tracking_uri, stored.parent_run_id)
     if len(curves) and analysis.table is not None and len(analysis.table):
         analysis.by_budget, analysis.moving = budget_mod.analyse_budget(
             curves, analysis.table, analysis.full, analysis.augmentations, exp.train.epochs, exp.equivalence_margin)

@@ -12,6 +12,7 @@ import yaml
 from .. import runtime
 from ..experiment.schema import Experiment
 from ..experiment.space import TrialConfig, parse_aug_key
+from ..learned import not_learned_line
 from . import budget as budget_mod
 from . import configurations as configurations_mod
 from . import render
@@ -19,43 +20,78 @@ from .render import Section
 from .sweep_analysis import Analysis
 
 
-def _bound(a: Analysis, r) -> bool:
-    """Whether a `helps`/`hurts` row is budget-bound (its effect still moving at the end of the budget)."""
+def _moving(a: Analysis, r) -> bool:
+    """Whether a row's effect is still moving at the end of the budget (every verdict is then budget-bound)."""
     m = budget_mod.moving_row(a.moving, r.augmentation)
-    return r.verdict in ("helps", "hurts") and m is not None and bool(m["moving"])
+    return m is not None and bool(m["moving"])
 
 def budget_lines(exp: Experiment, a: Analysis) -> list[str]:
-    """`Budget-bound: rotation hurts at 60 epochs (shrinking: +0.344 at 20 → +0.050 at 60; ...)`."""
-    out = []
-    for r in a.full.itertuples():
-        if _bound(a, r):
-            out.append(f"{r.augmentation} " + budget_mod.budget_words(
-                r.verdict, r.effect, exp.train.epochs, a.by_budget, budget_mod.moving_row(a.moving, r.augmentation)))
-    if not out:
+    """`Budget-bound: flip, warp (...)`: the rows still moving at the end of the budget, whatever their verdict,
+    and what to change to answer for a longer training."""
+    names = [r.augmentation for r in a.full.itertuples() if _moving(a, r)]
+    if not names:
         return []
     hint = ("raise `train.until_converged.max_epochs`" if exp.train.until_converged
             else "rerun with more `train.epochs`, or `train.until_converged` for the converged outcome")
-    return [f"Budget-bound ({hint}; the effect-vs-budget figure shows each trajectory): " + "; ".join(out) + "."]
+    return [f"Budget-bound: {', '.join(names)} still moving at the end of the budget, so their verdicts hold for "
+            f"{exp.train.epochs} epochs only ({hint}; the effect-vs-budget figure shows each trajectory)."]
 
 _COND_WORDS = {"helps": "helps", "hurts": "hurts", "negligible": "does nothing", "undecided": "is undecided"}
 
-def interaction_lines(a: Analysis) -> list[str]:
-    """`warp x contrast interact: warp helps without contrast (-0.050), does nothing with it (+0.001); ...`."""
+def _conditional_words(a: Analysis, aug: str) -> str:
+    """`helps without flip (-0.046), does nothing with it (-0.002)` for an augmentation in a decided pair."""
     if a.conditional is None or not len(a.conditional):
-        return []
+        return ""
     out = []
-    for pair, g in a.conditional.groupby("pair", sort=True):
-        parts = []
-        for aug, h in g.groupby("augmentation", sort=False):
-            words = []
-            for r in h.itertuples():
-                other, state = r.given.rsplit(" ", 1)
-                words.append(f"{_COND_WORDS[r.verdict]} {'with' if state == 'on' else 'without'} "
-                             f"{other if not words else 'it'} ({r.effect:+.3f})")
-            parts.append(f"{aug} {', '.join(words)}")
-        out.append(f"{pair} interact: " + "; ".join(parts))
-    return ["**Decided interactions** (the averages above mislead for these; conditional effects decided at the "
-            "effects' level, Šidák over the marginal and conditional rows together): " + ". ".join(out) + "."]
+    for pair, g in a.conditional[a.conditional["augmentation"] == aug].groupby("pair", sort=True):
+        words = []
+        for r in g.itertuples():
+            other, state = r.given.rsplit(" ", 1)
+            words.append(f"{_COND_WORDS[r.verdict]} {'with' if state == 'on' else 'without'} "
+                         f"{other if not words else 'it'} ({r.effect:+.3f})")
+        out.append(", ".join(words))
+    return "; ".join(out)
+
+def _interval(r) -> str:
+    return (f"{r.effect:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}]" if r.ci_low == r.ci_low
+            else f"{r.effect:+.3f}, no interval" if r.effect == r.effect else "not estimated")
+
+def augmentation_words(exp: Experiment, a: Analysis) -> list[str]:
+    """One line per augmentation, what to do with it: its verdict, its decided conditional effects, whether the
+    budget bounds it, and why a significant effect can still be `negligible`."""
+    margin = exp.equivalence_margin
+    out = []
+    block = int((a.design or {}).get("block_size", 0)) or None
+    for r in a.full.itertuples():
+        cond = _conditional_words(a, r.augmentation)
+        text = f"- **{r.augmentation}** "
+        if r.verdict == "negligible":
+            significant = r.ci_low == r.ci_low and (r.ci_high < 0 or r.ci_low > 0)
+            text += (f"is negligible ({_interval(r)}: "
+                     + ("distinguishable from 0 but " if significant else "")
+                     + f"inside ±{margin:g}, the equivalence margin below which a change counts as too small "
+                       f"to matter here)")
+        elif r.verdict in ("helps", "hurts"):
+            text += f"{r.verdict} ({_interval(r)})"
+        else:
+            mde = getattr(r, "mde", float("nan"))
+            hint = getattr(r, "blocks_to_decide", float("nan"))
+            text += f"is undecided ({_interval(r)}"
+            if mde == mde:
+                text += f"; effects of {mde:.3g} or more would have been detected with 80% power"
+            if hint == hint:
+                text += (f"; about {int(hint)} more block(s) ({int(hint) * block} trials) would decide it"
+                         if block else f"; about {int(hint)} more seed replicate block(s) would decide it")
+            text += ")"
+        if cond:
+            text += (f"; on average only: in a decided interaction it {cond}" if r.verdict != "undecided"
+                     else f"; in a decided interaction it {cond}")
+        m = budget_mod.moving_row(a.moving, r.augmentation)
+        if m is not None and bool(m["moving"]):
+            words = budget_mod.budget_words(r.verdict, r.effect, exp.train.epochs, a.by_budget, m)
+            text += f"; a statement about {exp.train.epochs} epochs: {words.split(' (', 1)[1].rstrip(')')}"
+        out.append(text + ".")
+    return out
 
 def network(exp: Experiment) -> str:
     """The network in words: the course's convnet, or the base, its weights and what of it trains."""
@@ -67,44 +103,39 @@ def network(exp: Experiment) -> str:
     return f"a `{m.base}` base ({weights}, {trains}) under the course's head"
 
 def answer_blocks(exp: Experiment, a: Analysis, trials: pd.DataFrame, mlruns: str, command=None) -> list:
-    """The answer paragraph: decided verdicts first, then the best configuration, what is undecided and how
-    large an effect it could have seen, and the next command (`command(script, *args)`: one that runs as
-    printed, `Stores.command`; default: `runtime.follow_up` on the embedded stores under `mlruns`)."""
+    """The answer: the verdicts in one sentence, then one line per augmentation (conditional effects, budget,
+    margin), the best configuration, and the next command (`command(script, *args)`: one that runs as printed,
+    `Stores.command`; default: `runtime.follow_up` on the embedded stores under `mlruns`). A network that did not
+    learn gets one line saying so and what to change, and no verdicts."""
     if command is None:
         def command(script, *extra):
             return runtime.follow_up(script, exp.path, mlruns, "", *extra)
+    if a.did_not_learn:
+        t = exp.train
+        return [not_learned_line(a.learned, t.epochs, t.learning_rate, exp.dataset.image_size, a.num_classes),
+                f"Next: after changing `{exp.path}`, `{command('sweep.py')}` runs it again (a changed experiment "
+                f"needs its own `name` or a fresh `--mlruns`)."]
     e = a.full
     parts = []
     for verdict in ("helps", "hurts", "negligible"):
-        names = [f"{r.augmentation} ({r.effect:+.3f}" + (f", at {exp.train.epochs} epochs" if _bound(a, r) else "")
+        names = [f"{r.augmentation} ({r.effect:+.3f}" + (f", at {exp.train.epochs} epochs" if _moving(a, r) else "")
                  + ")" for r in e.itertuples() if r.verdict == verdict]
         if names:
             parts.append(f"**{verdict}**: {', '.join(names)}")
     lines = [f"On `{exp.dataset.source}` ({'x'.join(map(str, exp.dataset.image_size))}) with {network(exp)}, "
-             f"turning each augmentation on changes the best validation loss as follows: "
+             f"turning each augmentation on changes the best validation loss {_outcome_words(exp)} as follows: "
              + ("; ".join(parts) + "." if parts else "nothing is decided yet.")]
+    lines += augmentation_words(exp, a)
     if exp.model.uses_base:
         lines.append(f"Depth is not searched: the network's depth is the base's ({exp.model.base}); only the "
                      f"augmentations and the head (`dense_units`, learning rate) vary.")
     lines += budget_lines(exp, a)
-    lines += interaction_lines(a)
     if a.configurations is not None and len(a.configurations):
         lines += configurations_mod.best_words(a.configurations, e, a.pairs, a.augmentations, a.configurations_alpha)
     undecided = [r for r in e.itertuples() if r.verdict == "undecided"]
     if undecided:
-        more, needed = [], []
+        needed = [int(h) for r in undecided for h in [getattr(r, "blocks_to_decide", float("nan"))] if h == h]
         block = int((a.design or {}).get("block_size", 0)) or None
-        for r in undecided:
-            hint = getattr(r, "blocks_to_decide", float("nan"))
-            text = f"{r.augmentation} (could have detected {r.mde:.3g} with 80% power"
-            if hint == hint and block:
-                text += f"; about {int(hint)} more block(s) ({int(hint) * block} trials) would decide it if its " \
-                        f"effect and seed-to-seed spread held"
-                needed.append(int(hint))
-            elif hint == hint:
-                text += f"; about {int(hint)} more seed replicate block(s) would decide it"
-            more.append(text + ")")
-        lines.append("Undecided: " + "; ".join(more) + ".")
         if needed and block and exp.sampler == "factorial":
             total = int((trials["state"] == "COMPLETE").sum()) + max(needed) * block
             lines.append(f"Next: `{command('sweep.py', '--trials', total)}` continues the same "

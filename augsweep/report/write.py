@@ -67,6 +67,16 @@ class Written:
     answer: str
     effects: pd.DataFrame
     published: object = None
+    next_steps: tuple = ()  # the answer's `Next:` lines, as the report says them
+
+
+def add_next(section, lines: list[str]) -> None:
+    """Put `lines` before the section's first `Next:` line (or at its end)."""
+    if not lines:
+        return
+    at = next((i for i, b in enumerate(section.blocks) if isinstance(b, str) and b.startswith("Next:")),
+              len(section.blocks))
+    section.blocks[at:at] = lines
 
 
 def answer_of(sections) -> str:
@@ -121,8 +131,6 @@ def write(exp: Experiment, stores: Stores, out: str | Path | None = None) -> Wri
         if study.user_attrs.get(ATTR_PARENT_RUN):
             parents.append(study.user_attrs[ATTR_PARENT_RUN])
     title = f"augsweep report: {stores.study_name}"
-    (out_dir / "report.md").write_text(to_markdown(title, sections))
-    (out_dir / "report.html").write_text(to_html(title, sections))
     all_effects = pd.concat(effects, ignore_index=True)[EFFECT_COLUMNS]
     all_effects.to_csv(out_dir / "effects.csv", index=False, float_format=FLOAT)
     if analysis is not None:
@@ -134,15 +142,24 @@ def write(exp: Experiment, stores: Stores, out: str | Path | None = None) -> Wri
         configs = (analysis.configurations if analysis.configurations is not None
                    else pd.DataFrame(columns=CONFIG_COLUMNS))
         configs[CONFIG_COLUMNS].to_csv(out_dir / "configurations.csv", index=False, float_format=FLOAT)
-    answer = answer_of(sections)
-    from .publish import publish
+    from .next_steps import use_lines
+    from .publish import describe, publish
 
-    try:
+    try:  # before rendering, so the report's Next: lines name what was exported and registered
         published = publish(exp, stores, client, study, analysis, all_effects, out_dir,
-                            study.user_attrs.get(ATTR_PARENT_RUN) if study is not None else None, title, answer)
+                            study.user_attrs.get(ATTR_PARENT_RUN) if study is not None else None)
     except Exception as e:  # noqa: BLE001 - the files on disk are the report; the block and registry build on it
         published = None
         print(f"warning: could not export the augmentation block or register the best model: {e}")
+    if sections and analysis is not None:
+        add_next(sections[0], use_lines(published, analysis.configurations, stores.tracking_label))
+    (out_dir / "report.md").write_text(to_markdown(title, sections))
+    (out_dir / "report.html").write_text(to_html(title, sections))
+    answer = answer_of(sections)
+    try:
+        describe(exp, stores, client, all_effects, published, title, answer)
+    except Exception as e:  # noqa: BLE001 - the description is a convenience; the report is on disk
+        print(f"warning: could not set the experiment's description in MLflow: {e}")
     # Only this report's own files, never a walk of the folder (it may hold the stores, a pgpass, anything).
     written = [out_dir / n for n in REPORT_FILES
                if (out_dir / n).is_file() and (out_dir / n).stat().st_mtime >= started]
@@ -152,7 +169,8 @@ def write(exp: Experiment, stores: Stores, out: str | Path | None = None) -> Wri
                 client.log_artifact(parent, str(path), "report")
         except Exception as e:  # the files on disk are the report; the artifact copy is a convenience
             print(f"warning: could not log the report to MLflow run {parent}: {e}")
-    return Written(out_dir, analysis, answer, all_effects, published)
+    next_steps = tuple(b for b in (sections[0].blocks if sections else ()) if isinstance(b, str) and b.startswith("Next:"))
+    return Written(out_dir, analysis, answer, all_effects, published, next_steps)
 
 
 TERMINAL_WIDTH = 99  # the summary a terminal shows stays under 100 columns; effects.csv has every column
@@ -171,6 +189,11 @@ def terminal_table(effects: pd.DataFrame) -> str:
         rows.append(row)
     text = pd.DataFrame(rows).to_string(index=False)
     return "\n".join(line[:TERMINAL_WIDTH] for line in text.splitlines())
+
+
+def plain_answer(answer: str) -> str:
+    """The answer as a terminal shows it: Markdown's emphasis and code marks taken out."""
+    return answer.replace("**", "").replace("`", "")
 
 
 def _signed(v) -> str:

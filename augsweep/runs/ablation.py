@@ -29,6 +29,7 @@ from ..stores.records import SPEC_ARTIFACT
 from ..stores.study import Stores, identity, load_study_readonly
 from ..stores.tracking import FAILED, FINISHED, KILLED, RUNNING, Tracker, TrackingUnavailable, repeat_metric
 from ..training import evaluate
+from ..learned import chance_loss_of
 from ..training.checks import chance_loss, failure_reason
 from ..training.data import Dataset, load_dataset
 from ..training.model import check_model
@@ -135,7 +136,9 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
               rec.TAG_STUDY: stores.study_name},
         params={"dataset": exp.dataset.source, "image_size": "x".join(map(str, exp.dataset.image_size)),
                 "epochs": exp.train.epochs, "batch_size": exp.train.batch_size, "repeats": R,
-                "seed": exp.seed, "variants": len(variants), "base": base.label()},
+                "seed": exp.seed, "variants": len(variants), "base": base.label(),
+                rec.PARAM_CLASSES: dataset.num_classes,
+                rec.PARAM_CHANCE: round(chance_loss_of(dataset.y_val, dataset.num_classes), 6)},
         files={"experiment.yaml": yaml.safe_dump(exp.resolved(), sort_keys=False),
                "versions.yaml": yaml.safe_dump(runtime.package_versions(), sort_keys=True),
                SPEC_ARTIFACT: json.dumps(spec, indent=1, sort_keys=True)},

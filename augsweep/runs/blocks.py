@@ -14,6 +14,7 @@ from typing import Callable
 from .. import inference
 from ..experiment import design
 from ..experiment.schema import Experiment
+from ..learned import check_learned
 from ..stores import records as rec
 from ..stores.records import ATTR_DESIGN, ATTR_STOPPED
 from ..stores.recovery import retry_once
@@ -23,8 +24,8 @@ from ..stores.study import trial_table
 class BlockPlanner:
     """Decides, under the study's start lock, whether a worker runs a queued point, waits, or stops."""
 
-    def __init__(self, exp: Experiment, budget: int, echo: Callable[[str], None]):
-        self.exp, self.echo = exp, echo
+    def __init__(self, exp: Experiment, budget: int, echo: Callable[[str], None], chance: float | None = None):
+        self.exp, self.echo, self.chance = exp, echo, chance
         self.plan = design.plan_for(exp.search_space, exp.trials, sequential=exp.stop == "decided")
         self.block_size = design.block_size(exp.search_space, self.plan)
         self.max_blocks = max(1, budget // self.block_size)
@@ -61,6 +62,10 @@ class BlockPlanner:
         blocks = self.blocks_enqueued(trials)
         if blocks and self.exp.stop == "decided":
             verdicts = self.look(study, blocks)
+            if not self.learns(verdicts):  # more seeds at the same budget will not make it learn
+                study.set_user_attr(ATTR_STOPPED, f"the network did not learn in {blocks} block(s): no verdicts "
+                                    f"(change the training; the report says what)")
+                return "stop"
             if inference.should_stop(verdicts, blocks, self.max_blocks):  # the rule the tests simulate
                 study.set_user_attr(ATTR_STOPPED, f"every augmentation decided after block {blocks}"
                                     if verdicts.all_decided()
@@ -70,6 +75,14 @@ class BlockPlanner:
             self.enqueue(study, blocks)
             return "run"
         return "stop"
+
+    def learns(self, verdicts) -> bool:
+        """The report's gate (`learned.check_learned`) on the rows behind this look's verdicts; True when the
+        chance loss is unknown."""
+        if self.chance is None or not len(verdicts.table):
+            return True
+        return check_learned(verdicts.table, self.exp.search_space.augmentation_names, self.chance,
+                             margin=self.exp.equivalence_margin).ok
 
     def retry_failed_points(self, study, trials) -> int:
         """Queue a failed design point once more (same block and parameters, fresh seeds in the same slots),

@@ -25,6 +25,7 @@ from ..stores.study import (Stores, check_study_not_lost, count_finished, count_
 from ..stores.liveness import worker_identity
 from ..stores.recovery import close_orphan_runs, reap_dead_trials, retry_once
 from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, client_for
+from ..learned import chance_loss_of
 from ..training.data import load_dataset
 from ..training.model import check_model
 
@@ -106,6 +107,7 @@ class _Progress:
         self.last_reason = ""
         self.ran = 0
         self.aborted = False
+        self.watch = None  # `first_look.LearningWatch`: warns once when the first look's networks learned nothing
 
     def __call__(self, study, trial) -> None:
         import optuna
@@ -139,6 +141,8 @@ class _Progress:
             if diverged:
                 line += f"  ({diverged} of {len(reps)} repeat(s) diverged; scored, not dropped)"
         self.echo(line)
+        if self.watch is not None and trial.state == optuna.trial.TrialState.COMPLETE:
+            self.watch(study)
         if self.streak >= self.max_failures:
             self.aborted = True
             study.stop()
@@ -198,7 +202,9 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
                 "epochs": exp.train.epochs, "batch_size": exp.train.batch_size, "repeats": exp.repeats,
                 "sampler": exp.sampler, "pruner": exp.pruner, "seed": exp.seed,
                 "train_images": len(dataset.x_train), "val_images": len(dataset.x_val),
-                "classes": dataset.num_classes},
+                rec.PARAM_CLASSES: dataset.num_classes,
+                # The loss of guessing the validation classes' prior: the report's did-it-learn gate reads it.
+                rec.PARAM_CHANCE: round(chance_loss_of(dataset.y_val, dataset.num_classes), 6)},
         files={"experiment.yaml": resolved_yaml,
                "versions.yaml": yaml.safe_dump(runtime.package_versions(), sort_keys=True)},
         resume_run_id=study.user_attrs.get(ATTR_PARENT_RUN),
@@ -267,7 +273,7 @@ class SweepSession:
         if exp.sampler == "factorial":
             from .blocks import BlockPlanner
 
-            self.planner = BlockPlanner(exp, budget, echo)
+            self.planner = BlockPlanner(exp, budget, echo, chance_loss_of(dataset.y_val, dataset.num_classes))
             self.budget = self.planner.budget
 
     def __enter__(self) -> "SweepSession":
@@ -401,6 +407,11 @@ def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: 
         else:  # spawned by `--workers`: the same tags a single-process sweep's parent run carries
             session.tracker.tag_parent(rec.env_tags(env))
         progress = _Progress(session.budget, exp.max_consecutive_failures, echo)
+        from .first_look import LearningWatch, first_look_size
+
+        progress.watch = LearningWatch(
+            exp, chance_loss_of(dataset.y_val, dataset.num_classes), dataset.num_classes,
+            first_look_size(exp, session.budget, session.planner.block_size if session.planner else None), echo)
         shown = SweepProgress(session.budget, lambda: session.already + progress.ran, exp.train.epochs,
                               exp.repeats, echo, parallel=worker[1] if worker is not None else 1)
         objective = Objective(exp, dataset, session.tracker, env, grid=exp.sampler == "grid",

@@ -184,6 +184,25 @@ TAG_SEED_INDEX = "seed_index"  # the seed replicate
 TAG_FAILED_TRAININGS = "failed_trainings"  # on the ablation's parent
 SPEC_ARTIFACT = "ablation.json"  # the ablation's design, an artifact of its parent run
 
+# ----------------------------------------------------------------------------- MLflow parent-run params
+
+PARAM_CLASSES = "classes"  # the dataset's number of classes
+PARAM_CHANCE = "chance_val_loss"  # the loss of guessing the validation classes' prior (`learned.chance_loss_of`)
+
+
+def chance_of(params: dict) -> float | None:
+    """The chance loss a parent run recorded; ln K from its class count for runs written before it; else None."""
+    import math
+
+    try:
+        if PARAM_CHANCE in params:
+            return float(params[PARAM_CHANCE])
+        if PARAM_CLASSES in params:
+            return math.log(max(int(params[PARAM_CLASSES]), 2))
+    except (TypeError, ValueError):
+        pass
+    return None
+
 
 def kind_filter(kind: str, study: str | None = None) -> str:
     """MLflow search filter for runs of a kind (and of a study)."""

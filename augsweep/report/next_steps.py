@@ -1,0 +1,42 @@
+"""The report's `Next:` lines about using the answer: where the exported block is, how to load the registered
+model from any folder (tracking URI included), and where the recommendation stands against no augmentation.
+Pure: built from what `publish` did, never parsed back out of rendered text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from . import configurations as configurations_mod
+
+
+def load_model_code(tracking_uri: str, name: str, version) -> str:
+    """Python that loads a registered model from any folder: the tracking URI first (MLflow's default,
+    `./mlflow.db`, is another store), then `models:/<name>/<version>`."""
+    return (f'import mlflow; mlflow.set_tracking_uri("{tracking_uri}"); '
+            f'model = mlflow.keras.load_model("models:/{name}/{version}")')
+
+
+def use_lines(published, configs: pd.DataFrame | None, tracking_label: str) -> list[str]:
+    """`Next:` lines naming what exists: the exported block (paths), the registered model (the exact lines that
+    load it) and where the recommendation stands against no augmentation."""
+    if published is None or published.recommendation is None:
+        return []
+    rec = published.recommendation
+    where = (configurations_mod.standing(configs, rec.label) if configs is not None and len(configs)
+             else "no configurations compared")
+    lines = []
+    files = {Path(f).name for f in published.files}
+    if "augmentation.py" in files:  # named beside the report, so the report reads the same wherever it is written
+        lines.append(f"Next: use the recommended block, {rec.config.parameters()} ({rec.label}: {where}): "
+                     f"`augmentation.py` beside this report builds it with Keras alone (copy it into your project; "
+                     f"`from augmentation import augmentation_block`), and `augmentation.keras` loads with "
+                     f"`keras.saving.load_model`.")
+    version = published.model_version
+    if version is not None:
+        name = getattr(version, "name", None)
+        lines.append(f"Next: the best model (trial {rec.trial}, seed {rec.repeat}) is registered as `{name}` "
+                     f"version {version.version}; load it from any folder with "
+                     f"`{load_model_code(tracking_label, name, version.version)}`.")
+    return lines
