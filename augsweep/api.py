@@ -208,9 +208,9 @@ class Report:
             raise UserError(f"the report wrote no augmentation block. Received: out={str(self.out_dir)!r}")
         import keras
 
-        from .augment.layers import crop_layer_class
+        from .augment.layers import layer_classes
 
-        crop_layer_class()  # registers augsweep's crop layer so a block holding it loads
+        layer_classes()  # registers augsweep's own layers (crop, mirror) so a block holding them loads
         return keras.saving.load_model(path)
 
     def _repr_html_(self) -> str:

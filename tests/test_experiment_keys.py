@@ -6,9 +6,11 @@ from __future__ import annotations
 import re
 from dataclasses import MISSING, fields, is_dataclass
 
+import yaml
+
 from augsweep.experiment import AblationConfig, DatasetConfig, Experiment, ModelConfig, TrainConfig, load_experiment
 from augsweep.experiment.keys import CUSTOM, HASHED, KEYS, REQUIRED, SECTION, TABLE, allowed, late
-from augsweep.stores.study import identities, identity
+from augsweep.stores.study import identities, identity, outdated
 from tests.helpers import ROOT, tiny_experiment
 
 SECTIONS = {"": Experiment, "dataset": DatasetConfig, "train": TrainConfig, "model": ModelConfig,
@@ -34,17 +36,31 @@ def test_custom_and_section_keys_have_their_own_checks():
 
 
 # identity(synthetic.yaml) as the code computed it before train.reuse_compiled (cca3a73^) and before
-# train.deterministic (721e6b7^): studies created then stored these.
+# train.deterministic (721e6b7^): studies created then stored these. They predate contrast's change of meaning too,
+# so they are refused now; the same file without contrast keeps them (FLIP_ONLY_*, computed on those commits).
 BEFORE_REUSE_COMPILED = "7b1fd1099d4892d5cd0f97c4437e3174cfa692e4436eef30c1fc1b07e4384164"
 BEFORE_DETERMINISTIC = "897bb346b168338a7058353951092290f535056f75273ff86f13cadecd53f049"
+FLIP_ONLY_BEFORE_REUSE_COMPILED = "4a3c6e7e88e682eeb1723467c81ab8f1e7348d8f39c6368f0145a154ed6f5886"
+FLIP_ONLY_BEFORE_DETERMINISTIC = "9e72d89ef4a12927af1674989eaaa4d7335fdcc13b2e1a8c0d9254ea88900bdc"
 
 
-def test_a_study_created_before_a_late_key_existed_is_still_this_experiment(monkeypatch):
+def test_a_study_created_before_a_late_key_existed_is_still_this_experiment(monkeypatch, write_experiment):
+    monkeypatch.chdir(ROOT)
+    data = yaml.safe_load((ROOT / "experiments" / "synthetic.yaml").read_text())
+    del data["search_space"]["augmentations"]["contrast"]
+    exp = load_experiment(write_experiment(data))
+    assert {key.name for key in late(HASHED)} == {"train.reuse_compiled", "train.deterministic"}
+    old = {FLIP_ONLY_BEFORE_REUSE_COMPILED, FLIP_ONLY_BEFORE_DETERMINISTIC}
+    assert identity(exp) not in old  # why a plain compare refused them
+    assert {identity(exp)} | old <= identities(exp)
+
+
+def test_a_study_from_before_contrast_changed_is_refused_whatever_keys_it_predates(monkeypatch):
     monkeypatch.chdir(ROOT)
     exp = load_experiment(ROOT / "experiments" / "synthetic.yaml")
-    assert {key.name for key in late(HASHED)} == {"train.reuse_compiled", "train.deterministic"}
-    assert identity(exp) not in (BEFORE_REUSE_COMPILED, BEFORE_DETERMINISTIC)  # why a plain compare refused them
-    assert {identity(exp), BEFORE_REUSE_COMPILED, BEFORE_DETERMINISTIC} <= identities(exp)
+    for old in (BEFORE_REUSE_COMPILED, BEFORE_DETERMINISTIC):
+        assert old not in identities(exp)
+        assert [line.split(":")[0] for line in outdated(exp, old)] == ["contrast's meaning changed"]
 
 
 def test_a_late_key_away_from_its_default_accepts_no_older_identity(write_experiment):

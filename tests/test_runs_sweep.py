@@ -97,31 +97,53 @@ def test_changed_experiment_is_refused_on_resume(tmp_path, write_experiment):
         _sweep(path, mlruns)
 
 
-def test_a_study_created_before_a_late_key_existed_resumes(tmp_path, write_experiment):
-    """A study whose stored hash is the one computed before `train.deterministic` and `train.reuse_compiled`
-    existed (both at their defaults now) resumes instead of being refused as another experiment."""
+def _old_identity(path, *late_keys) -> str:
+    """The identity as the code before the augmentations' revisions (and before `late_keys`) computed it, written
+    here from its definition: the resolved experiment without the budget keys, hashed as sorted YAML."""
     import copy
     import hashlib
 
-    import optuna
     import yaml
 
-    from augsweep.stores.study import ATTR_EXPERIMENT_HASH
-
-    path = write_experiment(tiny_experiment(trials=1, search_space={"depth": 1}))
-    mlruns = tmp_path / "mlruns"
-    _sweep(path, mlruns)
-    # The identity as the code before those keys computed it, written here from its definition: the resolved
-    # experiment without the budget keys and without the two late keys, hashed as sorted YAML.
     old = copy.deepcopy(load_experiment(path).resolved())
     for key in ("trials", "max_consecutive_failures", "ablation", "stop", "equivalence_margin"):
         old.pop(key, None)
-    old["train"].pop("deterministic"), old["train"].pop("reuse_compiled")
-    old_hash = hashlib.sha256(yaml.safe_dump(old, sort_keys=True).encode()).hexdigest()
+    for key in late_keys:
+        old["train"].pop(key)
+    return hashlib.sha256(yaml.safe_dump(old, sort_keys=True).encode()).hexdigest()
+
+
+def _store_identity(path, mlruns, value):
+    import optuna
+
+    from augsweep.stores.study import ATTR_EXPERIMENT_HASH
+
     study = optuna.load_study(study_name=load_experiment(path).name, storage=f"sqlite:///{mlruns}/optuna.db")
-    study.set_user_attr(ATTR_EXPERIMENT_HASH, old_hash)
+    study.set_user_attr(ATTR_EXPERIMENT_HASH, value)
+
+
+def test_a_study_created_before_a_late_key_existed_resumes(tmp_path, write_experiment):
+    """A study whose stored hash is the one computed before `train.deterministic` and `train.reuse_compiled`
+    existed (both at their defaults now) resumes instead of being refused as another experiment; so does one
+    from before the augmentations' revisions, when its space holds none that changed meaning (flip here)."""
+    path = write_experiment(tiny_experiment(trials=1, search_space={"depth": 1, "augmentations": {"flip": None}}))
+    mlruns = tmp_path / "mlruns"
+    _sweep(path, mlruns)
+    _store_identity(path, mlruns, _old_identity(path, "deterministic", "reuse_compiled"))
     done, text = _sweep(path, mlruns, trials=2)
     assert done.finished == 2 and done.ran_now == 1
+
+
+def test_a_study_from_before_contrast_changed_meaning_is_refused(tmp_path, write_experiment):
+    """Contrast drew its factor from [1, 1 + f] before: such a study measured another augmentation, so resuming it
+    would mix two meanings under one name. The refusal says why."""
+    path = write_experiment(tiny_experiment(trials=1, search_space={"depth": 1}))  # flip and contrast
+    mlruns = tmp_path / "mlruns"
+    _sweep(path, mlruns)
+    _store_identity(path, mlruns, _old_identity(path))
+    with pytest.raises(ConfigError, match=r"was created before contrast's meaning changed: its factor is now drawn "
+                                          r"from \[1 - f, 1 \+ f\].*not resumed.*--study-name"):
+        _sweep(path, mlruns, trials=2)
 
 
 def test_sequential_sweep_is_deterministic(tmp_path, write_experiment):

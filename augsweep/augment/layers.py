@@ -1,28 +1,78 @@
 """The built-in augmentations (flip, contrast, brightness, rotation, warp, crop) as registry entries.
 
 Builders import Keras lazily and return layers that are active only in training: every Keras
-random preprocessing layer is the identity when `training=False`, and `crop` is wrapped so that
-inference never crops.
+random preprocessing layer is the identity when `training=False`, and augsweep's own layers
+(`RandomCropResize`, `RandomMirror`) pass images through at inference.
+
+Each entry's `ranges` states what its layer draws, for a given `factor`, in the units below (images are
+float32 in [0, 1]); tests/test_augment_ranges.py measures every one on the built layers.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from .registry import VALUE_RANGE, AugmentationSpec, ParamSpec, build_layers, register
+from .registry import VALUE_RANGE, AugmentationSpec, Drawn, ParamSpec, Revision, build_layers, register
 from .registry import keras as _keras
 
 WARP_KINDS = ("translation", "zoom", "shear", "perspective", "elastic")
 
+SYMMETRIC = ((0.0, -1.0), (0.0, 1.0))  # [-f, +f]
+LEFT_RIGHT = Drawn("mirrored left-right", (0.5, 0.0), chance=True)
+UP_DOWN = Drawn("mirrored up-down", (0.5, 0.0), chance=True)
+DISTORTED = Drawn("distorted", (1.0, 0.0), chance=True)  # Keras's perspective and elastic layers may skip images
+RANGES = {
+    "flip": {
+        "horizontal": (LEFT_RIGHT,),
+        "vertical": (UP_DOWN,),
+        "both": (LEFT_RIGHT, UP_DOWN),  # independently
+    },
+    "contrast": {"": (Drawn("contrast factor", (1.0, -1.0), (1.0, 1.0),
+                            note="each channel's deviations from its mean are multiplied by it, then clipped to "
+                                 "[0, 1]"),)},
+    "brightness": {"": (Drawn("brightness offset", *SYMMETRIC, unit="x the value range (1)",
+                              note="added to every pixel, then clipped to [0, 1]"),)},
+    "rotation": {"": (Drawn("angle", *SYMMETRIC, unit="turns", note="+-360 f degrees, counter-clockwise positive"),)},
+    "warp": {
+        "translation": (Drawn("shift right", *SYMMETRIC, unit="x the width"),
+                        Drawn("shift down", *SYMMETRIC, unit="x the height")),
+        "zoom": (Drawn("zoom", (1.0, -1.0), (1.0, 1.0),
+                       note="the image is shown at 1/zoom its size about its centre, both axes alike: "
+                            "above 1 zooms out"),),
+        "shear": (Drawn("shear x", *SYMMETRIC),
+                  Drawn("shear y", *SYMMETRIC,
+                        note="the pixel at (x, y) shows the input's (x + shear x * y, y + shear y * x): about the "
+                             "top-left corner (Keras's definition), so the image also shifts, by up to about f/2 "
+                             "of its side")),
+        "perspective": (DISTORTED,
+                        Drawn("corner shift", (0.0, -0.5), (0.0, 0.5), unit="x the side",
+                              note="each corner but the top-left moves along each axis where its coordinate is "
+                                   "not 0 (Keras's definition)")),
+        "elastic": (DISTORTED,
+                    Drawn("elastic magnitude", (0.0, 0.0), (0.0, 1.0), per="batch",
+                          note="each pixel moves by alpha times a Gaussian-blurred normal field of sd sigma, alpha "
+                               "= 0.1 magnitude x the longer side, sigma = 0.05 magnitude x the shorter side, in "
+                               "pixels; Keras draws one field for both axes")),
+    },
+    "crop": {"": (Drawn("window side", (1.0, -1.0), unit="x the side"),
+                  Drawn("window left", (0.0, 0.0), (0.0, 1.0), unit="x the width"),
+                  Drawn("window top", (0.0, 0.0), (0.0, 1.0), unit="x the height",
+                        note="the window is resized back to the image size"))},
+}
+
 
 def _flip(p, seed):
-    mode = {"horizontal": "horizontal", "vertical": "vertical", "both": "horizontal_and_vertical"}
-    return _keras().layers.RandomFlip(mode[p["mode"]], seed=seed, name="aug_flip")
+    if p["mode"] == "both":
+        # Keras's "horizontal_and_vertical" flips both axes with one draw: never a single mirror.
+        return RandomMirror(seed=seed, name="aug_flip")
+    return _keras().layers.RandomFlip(p["mode"], seed=seed, name="aug_flip")
 
 
 def _contrast(p, seed):
+    # A single float f gives [1, 1 + f]: Keras clamps the lower factor at 0 (RandomContrast._FACTOR_BOUNDS);
+    # (f, f) is its spelling of [1 - f, 1 + f].
     return _keras().layers.RandomContrast(
-        p["factor"], value_range=VALUE_RANGE, seed=seed, name="aug_contrast"
+        (p["factor"], p["factor"]), value_range=VALUE_RANGE, seed=seed, name="aug_contrast"
     )
 
 
@@ -46,12 +96,13 @@ def _warp(p, seed):
         return layers.RandomZoom(f, seed=seed, name="aug_warp")
     if kind == "shear":
         return layers.RandomShear(x_factor=f, y_factor=f, seed=seed, name="aug_warp")
+    # `factor` is these layers' probability of applying, drawn per image in [low, high]: a single 1.0 means
+    # [0, 1], i.e. half the images; (1.0, 1.0) distorts every one. The searched magnitude is `scale`.
     if kind == "perspective":
-        # factor=1.0: always applied; the searched magnitude is the corner displacement.
-        return layers.RandomPerspective(factor=1.0, scale=f, seed=seed, name="aug_warp")
+        return layers.RandomPerspective(factor=(1.0, 1.0), scale=f, seed=seed, name="aug_warp")
     if kind == "elastic":
         return layers.RandomElasticTransform(
-            factor=1.0, scale=f, value_range=VALUE_RANGE, seed=seed, name="aug_warp"
+            factor=(1.0, 1.0), scale=f, value_range=VALUE_RANGE, seed=seed, name="aug_warp"
         )
     raise ValueError(f"warp.kind must be one of {WARP_KINDS}. Received: kind={kind!r}")
 
@@ -66,18 +117,24 @@ for _spec in (
         {"mode": ParamSpec("choice", choices=("horizontal", "vertical", "both"), default=("horizontal",))},
         _flip,
         "mirror the image",
+        ranges=RANGES["flip"],
+        revisions=(Revision(2, "mode both now mirrors left-right and up-down independently (before, both or "
+                               "neither: half the images turned by 180 degrees, none mirrored along one axis only)",
+                            ("both",)),),
     ),
     AugmentationSpec(
         "contrast", {"factor": ParamSpec("float", 0.0, 1.0, default=(0.1, 0.5))}, _contrast,
-        "scale contrast by a random factor in [1 - factor, 1 + factor]",
+        "scale each image's contrast by a random factor", ranges=RANGES["contrast"],
+        revisions=(Revision(2, "its factor is now drawn from [1 - f, 1 + f]; before, Keras clamped it to "
+                               "[1, 1 + f], so contrast was only ever raised"),),
     ),
     AugmentationSpec(
         "brightness", {"factor": ParamSpec("float", 0.0, 1.0, default=(0.05, 0.3))}, _brightness,
-        "add a random offset of up to factor x value range",
+        "add a random offset to every pixel", ranges=RANGES["brightness"],
     ),
     AugmentationSpec(
         "rotation", {"factor": ParamSpec("float", 0.0, 1.0, default=(0.02, 0.5))}, _rotation,
-        "rotate by up to factor of a full turn", geometric=True,
+        "rotate about the centre by a random angle", geometric=True, ranges=RANGES["rotation"],
     ),
     AugmentationSpec(
         "warp",
@@ -86,44 +143,55 @@ for _spec in (
             "factor": ParamSpec("float", 0.0, 1.0, default=(0.05, 0.3)),
         },
         _warp,
-        "translation, zoom, shear, perspective or elastic distortion of size factor",
-        geometric=True,
+        "distort the geometry: a translation, zoom, shear, perspective or elastic distortion of size factor",
+        geometric=True, ranges=RANGES["warp"],
+        revisions=(Revision(2, "kinds perspective and elastic now distort every image (before, about half of "
+                               "them)", ("perspective", "elastic")),),
     ),
     AugmentationSpec(
         "crop", {"factor": ParamSpec("float", 0.0, 0.9, default=(0.05, 0.3))}, _crop,
-        "crop a random window (side shrunk by factor) and resize it back", geometric=True,
+        "crop a random window of each image and resize it back", geometric=True, ranges=RANGES["crop"],
+        revisions=(Revision(2, "each image now gets its own window, of side exactly 1 - f (before, one window "
+                               "position for the whole batch, its side rounded to whole pixels)"),),
     ),
 ):
     register(_spec)
 
 
-def _define_crop_layer():
+def _define_layers():
     keras = _keras()
+    ops = keras.ops
 
-    # Registered, so a saved model or augmentation block holding it loads wherever augsweep's layers are imported.
+    # Registered, so a saved model or augmentation block holding them loads wherever augsweep's layers are imported.
     @keras.saving.register_keras_serializable(package="augsweep")
     class RandomCropResize(keras.layers.Layer):
-        """Random crop of (1 - factor) of each side, resized back; identity at inference."""
+        """A random window of side (1 - factor) of each image, its own for every image, resized back (bilinear,
+        as `Resizing` would); identity at inference."""
 
         def __init__(self, factor, seed=None, **kwargs):
             super().__init__(**kwargs)
             self.factor = float(factor)
             self.seed = seed
             self.seed_generator = keras.random.SeedGenerator(seed)
-
-        def build(self, input_shape):
-            height, width = int(input_shape[-3]), int(input_shape[-2])
-            self._crop = keras.layers.RandomCrop(
-                max(1, round(height * (1 - self.factor))),
-                max(1, round(width * (1 - self.factor))),
-                seed=self.seed,
-            )
-            self._resize = keras.layers.Resizing(height, width)
+            self.supports_jit = False  # like Keras's geometric layers on TensorFlow (placement.jit_capable: JAX)
 
         def call(self, inputs, training=None):
             if not training:
                 return inputs
-            return self._resize(self._crop(inputs, training=True))
+            shape = ops.shape(inputs)
+            height, width = ops.cast(shape[-3], "float32"), ops.cast(shape[-2], "float32")
+            # Window top-left corner (a fraction of the side in [0, factor]) for each image.
+            corner = keras.random.uniform((shape[0], 2), 0.0, self.factor, seed=self.seed_generator)
+            side = 1.0 - self.factor
+            # affine_transform maps each output pixel (x, y) to the input point it reads; pixel centres sit at
+            # half-pixel offsets of the window, as when cropping then resizing.
+            zero = ops.zeros_like(corner[:, 0])
+            x0 = side * 0.5 - 0.5 + corner[:, 0] * width
+            y0 = side * 0.5 - 0.5 + corner[:, 1] * height
+            transform = ops.stack([zero + side, zero, x0, zero, zero + side, y0, zero, zero], axis=1)
+            out = ops.image.affine_transform(ops.cast(inputs, "float32"), transform, interpolation="bilinear",
+                                             fill_mode="nearest")
+            return ops.cast(out, inputs.dtype)
 
         def compute_output_shape(self, input_shape):
             return input_shape
@@ -131,23 +199,57 @@ def _define_crop_layer():
         def get_config(self):
             return {**super().get_config(), "factor": self.factor, "seed": self.seed}
 
-    return RandomCropResize
+    @keras.saving.register_keras_serializable(package="augsweep")
+    class RandomMirror(keras.layers.Layer):
+        """Mirror each image left-right with probability 0.5 and, independently, up-down with probability 0.5;
+        identity at inference."""
+
+        def __init__(self, seed=None, **kwargs):
+            super().__init__(**kwargs)
+            self.seed = seed
+            self.seed_generator = keras.random.SeedGenerator(seed)
+
+        def call(self, inputs, training=None):
+            if not training:
+                return inputs
+            draws = keras.random.uniform((ops.shape(inputs)[0], 2), seed=self.seed_generator)
+            left_right = ops.reshape(draws[:, 0] < 0.5, (-1, 1, 1, 1))
+            up_down = ops.reshape(draws[:, 1] < 0.5, (-1, 1, 1, 1))
+            out = ops.where(left_right, ops.flip(inputs, axis=-2), inputs)
+            return ops.where(up_down, ops.flip(out, axis=-3), out)
+
+        def compute_output_shape(self, input_shape):
+            return input_shape
+
+        def get_config(self):
+            return {**super().get_config(), "seed": self.seed}
+
+    return {"RandomCropResize": RandomCropResize, "RandomMirror": RandomMirror}
 
 
-_CROP_CLASS = None
+_CLASSES: dict = {}
+
+
+def layer_classes() -> dict:
+    """augsweep's own Keras layer classes by name (defined, and registered for loading, on first use)."""
+    if not _CLASSES:
+        _CLASSES.update(_define_layers())
+    return _CLASSES
 
 
 def crop_layer_class():
-    """The `RandomCropResize` Keras class (defined, and registered for loading, on first use)."""
-    global _CROP_CLASS
-    if _CROP_CLASS is None:
-        _CROP_CLASS = _define_crop_layer()
-    return _CROP_CLASS
+    """The `RandomCropResize` Keras class; defining it registers every augsweep layer for loading."""
+    return layer_classes()["RandomCropResize"]
 
 
 def RandomCropResize(factor, seed=None, **kwargs):  # noqa: N802 - reads like the Keras layer it builds
     """Build the training-only crop+resize layer (class defined lazily with Keras)."""
-    return crop_layer_class()(factor, seed=seed, **kwargs)
+    return layer_classes()["RandomCropResize"](factor, seed=seed, **kwargs)
+
+
+def RandomMirror(seed=None, **kwargs):  # noqa: N802 - reads like the Keras layer it builds
+    """Build the training-only layer that mirrors each axis independently (class defined lazily with Keras)."""
+    return layer_classes()["RandomMirror"](seed=seed, **kwargs)
 
 
 def preview(augmentations: Mapping[str, Mapping[str, Any]], aug_seed: int, image, n: int = 16):

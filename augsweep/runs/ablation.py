@@ -17,6 +17,7 @@ from typing import Callable, Mapping, Sequence
 import yaml
 
 from .. import runtime
+from ..augment import revisions
 from ..runtime import RunEnv
 from ..experiment.schema import ConfigError, Experiment
 from ..experiment.seeding import RepeatSeeds, ablation_seeds
@@ -57,9 +58,14 @@ def base_from_sweep(exp: Experiment, stores: Stores) -> tuple[TrialConfig, str]:
             f"best completed trial t{best.number:02d} of study {study_name!r} (value {best.value:.4f})")
 
 
-def ablation_id(exp: Experiment, base: TrialConfig, repeats: int) -> str:
-    """What identifies an ablation: the experiment (as the sweep sees it), the base and the seeds."""
+def ablation_id(exp: Experiment, base: TrialConfig, repeats: int, variants: Sequence[Variant] = ()) -> str:
+    """What identifies an ablation: the experiment (as the sweep sees it), the base, the seeds, and the meaning of
+    every augmentation its variants train where that changed (a TrivialAugment baseline trained before its contrast
+    became symmetric is not this ablation's)."""
     text = f"{identity(exp)}|{config_key(base)}|{exp.seed}|{repeats}|fresh-seeds"  # seeds past the sweep's
+    trained = revisions({name: params for v in variants for name, params in v.config.enabled.items()})
+    if trained:
+        text += f"|{sorted(trained.items())}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -114,7 +120,7 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
         base, base_source = base_from_sweep(exp, stores)
     extra = candidates(base, exp)
     variants = build_variants(base, extra, exp.ablation.baselines)
-    aid = ablation_id(exp, base, R)
+    aid = ablation_id(exp, base, R, variants)
     # Fresh seeds, never used by the sweep: the base was picked on the sweep's seeds (selection on noise).
     seeds = [ablation_seeds(exp.seed, r) for r in range(R)]
 

@@ -21,7 +21,7 @@ from ..experiment.schema import ConfigError, Experiment
 from ..stores import records as rec
 from ..stores.records import ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKING_URI
 from ..stores.study import (Stores, check_study_not_lost, count_finished, count_running, finished_states, identities,
-                            identity, make_storage, study_locks)
+                            identity, make_storage, outdated, study_locks)
 from ..stores.liveness import worker_identity
 from ..stores.recovery import close_orphan_runs, reap_dead_trials, retry_once
 from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, client_for
@@ -175,6 +175,13 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
     ident = identity(exp)
     known = study.user_attrs.get(ATTR_EXPERIMENT_HASH)
     if known and known not in identities(exp):  # an older study may hold the hash from before a late key
+        changed = outdated(exp, known)
+        if changed:
+            raise ConfigError(
+                f"study {stores.study_name!r} in {stores.storage_label} was created before {'; '.join(changed)}. "
+                f"Its trials measured the old meaning, so it is not resumed. Received: {exp.path}; use "
+                f"--study-name NEW or another --mlruns"
+            )
         raise ConfigError(
             f"study {stores.study_name!r} in {stores.storage_label} was created from a different experiment "
             f"(dataset, search space, training or seeds changed). Received: {exp.path}; use --study-name NEW "

@@ -7,12 +7,12 @@ import copy
 import hashlib
 import warnings
 from dataclasses import dataclass
-from itertools import combinations
+from itertools import combinations, product
 from pathlib import Path
 
 import yaml
 
-from .. import runtime
+from .. import augment, runtime
 from ..experiment import keys
 from ..experiment.schema import ConfigError, Experiment
 from ..experiment.space import aug_key, parse_aug_key
@@ -261,11 +261,18 @@ def count_running(study) -> int:
     return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
 
 
-def _identity_part(exp: Experiment) -> dict:
-    """The resolved experiment without the keys the table marks as outside the identity (the budget, ...)."""
+REVISIONS = "augmentation_revisions"  # in the identity only while an augmentation of the space changed meaning
+
+
+def _identity_part(exp: Experiment, revisions: dict[str, int] | None = None) -> dict:
+    """The resolved experiment without the keys the table marks as outside the identity (the budget, ...), plus the
+    revision of each augmentation of its space whose meaning changed (`augment.revisions`; default: today's)."""
     resolved = exp.resolved()
     for key in keys.outside_identity():
         resolved.pop(key, None)
+    revisions = augment.revisions(exp.search_space.augmentation_params()) if revisions is None else revisions
+    if revisions:
+        resolved[REVISIONS] = dict(sorted(revisions.items()))
     return resolved
 
 
@@ -278,10 +285,9 @@ def identity(exp: Experiment) -> str:
     return _hash(_identity_part(exp))
 
 
-def identities(exp: Experiment) -> set[str]:
-    """`identity(exp)` and the identities a study of this same experiment stored before a key the table marks
-    `late=HASHED` existed (that key at its default left out): a study to resume may hold any of them."""
-    resolved = _identity_part(exp)
+def _with_older_keys(resolved: dict) -> set[str]:
+    """The hash of `resolved` and those of it with any key the table marks `late=HASHED` left out while at its
+    default (how a study created before that key existed stored its identity)."""
     at_default = [key for key in keys.late(keys.HASHED) if keys.lookup(resolved, key.name) == key.default]
     found = set()
     for n in range(len(at_default) + 1):
@@ -291,6 +297,24 @@ def identities(exp: Experiment) -> set[str]:
                 keys.lookup(older, key.section).pop(key.leaf)
             found.add(_hash(older))
     return found
+
+
+def identities(exp: Experiment) -> set[str]:
+    """`identity(exp)` and the identities a study of this same experiment stored before a key the table marks
+    `late=HASHED` existed (that key at its default left out): a study to resume may hold any of them."""
+    return _with_older_keys(_identity_part(exp))
+
+
+def outdated(exp: Experiment, known: str) -> list[str]:
+    """When `known` is the identity of this experiment as it was before one of its augmentations changed meaning,
+    what changed, in words (a study of the earlier meaning must not be resumed as this one); else []."""
+    space = exp.search_space.augmentation_params()
+    now = augment.revisions(space)
+    for earlier in product(*[[(name, n) for n in range(1, number + 1)] for name, number in now.items()]):
+        before = {name: n for name, n in earlier if n > 1}
+        if before != now and known in _with_older_keys(_identity_part(exp, before)):
+            return augment.changes(space, before)
+    return []
 
 
 def study_locks(stores: Stores):
