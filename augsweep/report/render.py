@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..plots import PAGE_PX
+
 
 def _fmt(v, digits: int = 4) -> str:
     if v is None or (isinstance(v, float) and not np.isfinite(v)):
@@ -78,10 +80,12 @@ def to_markdown(title: str, sections: list[Section]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:0.5em 0 1em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-th{background:#f3f3f3}td:first-child{text-align:left}div.table{overflow-x:auto}img{max-width:100%}pre{background:#f6f6f6;padding:0.8em;overflow:auto}
-.helps{color:#1a7f37;font-weight:600}.hurts{color:#cf222e;font-weight:600}"""
+# The column is as wide as `plots` sizes its figures for: each shows at its natural size, its text as drawn.
+CSS = f"""body{{font-family:system-ui,sans-serif;max-width:{PAGE_PX}px;margin:2em auto;padding:0 1em;color:#222}}
+table{{border-collapse:collapse;margin:0.5em 0 1em}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}
+th{{background:#f3f3f3}}td:first-child{{text-align:left}}div.table{{overflow-x:auto}}img{{max-width:100%}}
+pre{{background:#f6f6f6;padding:0.8em;overflow:auto}}.helps{{color:#1a7f37;font-weight:600}}
+.hurts{{color:#cf222e;font-weight:600}}"""
 
 
 def _inline_md(text: str) -> str:
