@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import ROOT, run_cli, tiny_experiment
+from tests.helpers import ROOT, assert_tables_and_figures_fit, run_cli, tiny_experiment, untidy
 
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -35,6 +35,7 @@ def test_first_screen_fits_and_the_new_files_are_written(tmp_path):
                                   "ci_low", "ci_high", "verdict"]
     assert conf["configuration"].is_unique and len(conf) == 4 and (conf["verdict"] == "baseline").sum() == 1
     assert conf["mean_best_val_loss"].is_monotonic_increasing
+    assert untidy((tmp_path / "r" / "report.md").read_text()) == []
 
     from screenshot import CHROMIUM, chromium_page
 
@@ -48,6 +49,7 @@ def test_first_screen_fits_and_the_new_files_are_written(tmp_path):
         for alt in ("effect forest plot", "effect vs epoch budget"):
             box = page.locator(f"img[alt='{alt}']").bounding_box()
             assert box is not None and box["y"] + box["height"] <= 1000 and box["x"] + box["width"] <= 1600, (alt, box)
+        assert_tables_and_figures_fit(page)
 
 
 def _figures():

@@ -13,7 +13,7 @@ from augsweep.experiment import load_experiment
 from augsweep.report.sweep_analysis import EFFECT_COLUMNS, analyse
 from augsweep.report.sweep_load import tidy_table, trials_frame
 from augsweep.stores.study import load_study
-from tests.helpers import report, run_cli, stores, sweep, tiny_experiment
+from tests.helpers import report, run_cli, stores, sweep, tiny_experiment, untidy
 
 DIGITS = {
     # Horizontal flips and large rotations destroy digit identity (6 vs 9, 2 vs 5): both must hurt.
@@ -83,6 +83,7 @@ def test_report_is_byte_identical_and_complete(digits_sweep, tmp_path):
                                    "## Method", "Method: ")]
     assert order == sorted(order), order
     assert "## Augmentation x depth" not in md and "ci_method |" not in md.split("## Method")[0]
+    assert untidy(md) == []  # no table column that reads the same in every row, no empty section
     html = (tmp_path / "a" / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 5 and "<img src='http" not in html
     # The same files are logged to the sweep's parent run.
