@@ -157,3 +157,44 @@ def wait_for_study(proc: subprocess.Popen, db: Path, query: str, at_least: int =
         time.sleep(0.05)
     proc.kill()
     raise AssertionError(f"the sweep never got there: {query}")
+
+
+def markdown_tables(md: str) -> list[tuple[list[str], list[list[str]]]]:
+    """Every table of a Markdown report: (header, rows of cells)."""
+    tables, block = [], []
+    for line in [*md.splitlines(), ""]:
+        if line.startswith("|"):
+            block.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        elif block:
+            tables.append((block[0], block[2:]))  # block[1] is the |---| line
+            block = []
+    return tables
+
+
+def untidy(md: str) -> list[str]:
+    """What a tidy report never holds: a table column (other than the first, which names the rows) that reads the
+    same in every row of two or more, and a section with nothing under its heading, or only a placeholder."""
+    found = [f"{header[i]} in the table of {header}" for header, rows in markdown_tables(md) if len(rows) > 1
+             for i in range(1, len(header)) if len({row[i] for row in rows}) == 1]
+    for section in md.split("\n## ")[1:]:
+        title, _, body = section.partition("\n")
+        if not body.strip() or any(p in body for p in ("No such pairs", "not available", "No baseline finished")):
+            found.append(f"empty section {title!r}")
+    return found
+
+
+def assert_tables_and_figures_fit(page) -> None:
+    """report.html as a Playwright `page` shows it: no table wider than the page's column, no table column (but
+    the first) that reads the same in every row, every figure at its natural size (its text as `plots` drew it)."""
+    tables = page.evaluate("""() => [...document.querySelectorAll('table')].map(t => ({
+        right: t.getBoundingClientRect().right, column: document.body.getBoundingClientRect().right,
+        header: [...t.querySelectorAll('th')].map(th => th.innerText.trim()),
+        rows: [...t.querySelectorAll('tbody tr')].map(tr => [...tr.cells].map(td => td.innerText.trim()))}))""")
+    assert tables
+    for t in tables:
+        assert t["right"] <= min(t["column"], page.viewport_size["width"]), t
+        if len(t["rows"]) > 1:
+            same = [h for i, h in enumerate(t["header"]) if i and len({r[i] for r in t["rows"]}) == 1]
+            assert not same, (t["header"], same)
+    images = page.evaluate("() => [...document.images].map(i => [i.alt, i.clientWidth, i.naturalWidth])")
+    assert images and all(shown == natural for _, shown, natural in images), images

@@ -75,7 +75,11 @@ BAD_INPUTS = {
                                         "sampler: factorial needs augmentations", "Add at least one"),
     "infeasible design": ({"sampler": "factorial", "trials": 3, "search_space": {"depth": 1, "augmentations": {
         "flip": None, "contrast": None, "rotation": None, "brightness": None}}},
-        "sampler: factorial cannot fit in trials=3", "Raise trials to"),
+        "sampler: factorial cannot fit in trials=3", "Raise trials to at least 8,"),
+    "infeasible design, two depths and stop: decided": ({"sampler": "factorial", "stop": "decided", "trials": 16,
+                                                          "search_space": {"depth": [2, 3], "augmentations": {
+        "flip": None, "contrast": None, "rotation": None, "brightness": None}}},
+        "takes 16 runs, and stop: decided needs two blocks of it", "Raise trials to at least 32,"),
 }
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from augsweep.experiment.design import (DesignError, block_points, crossed, level_columns, magnitude_levels,
-                                       two_level_design)
+                                       min_trials, plan_for, two_level_design)
+from augsweep.experiment.schema import Choice, SearchSpace
 
 AUGS = ["flip", "contrast", "rotation", "warp"]
 
@@ -69,6 +70,18 @@ def test_design_error_names_factors_and_runs(k, max_runs, needed):
     assert isinstance(err.value, ValueError)
     msg = str(err.value)
     assert f"{k} factors" in msg and f"at least {needed} runs" in msg and f"only {max_runs} runs" in msg
+
+
+@pytest.mark.parametrize("augs", range(1, 8))
+@pytest.mark.parametrize("depths", [(2,), (2, 3), (1, 2, 3)])
+@pytest.mark.parametrize("sequential", [False, True])
+def test_min_trials_is_the_fewest_trials_a_design_fits_in(augs, depths, sequential):
+    """The number the "cannot fit" message asks for: it fits, one fewer does not."""
+    space = SearchSpace(depth=Choice(depths), augmentations=tuple((f"a{i}", ()) for i in range(augs)))
+    need = min_trials(space, sequential)
+    plan_for(space, need, sequential)
+    with pytest.raises(DesignError):
+        plan_for(space, need - 1, sequential)
 
 
 def test_design_is_deterministic_and_read_only():

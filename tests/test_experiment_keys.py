@@ -10,7 +10,7 @@ import yaml
 
 from augsweep.experiment import AblationConfig, DatasetConfig, Experiment, ModelConfig, TrainConfig, load_experiment
 from augsweep.experiment.keys import CUSTOM, HASHED, KEYS, REQUIRED, SECTION, TABLE, allowed, late
-from augsweep.stores.study import identities, identity, outdated
+from augsweep.stores.study import identities, identity, identity_changes, outdated
 from tests.helpers import ROOT, tiny_experiment
 
 SECTIONS = {"": Experiment, "dataset": DatasetConfig, "train": TrainConfig, "model": ModelConfig,
@@ -68,6 +68,20 @@ def test_a_late_key_away_from_its_default_accepts_no_older_identity(write_experi
     assert identities(exp) == {identity(exp)}  # no study before these keys trained that way
     changed = load_experiment(write_experiment(tiny_experiment(train={"epochs": 3}), "b.yaml"))
     assert not identities(changed) & identities(load_experiment(write_experiment(tiny_experiment(), "c.yaml")))
+
+
+def test_identity_changes_name_each_changed_key_and_both_values(write_experiment):
+    before = load_experiment(write_experiment(tiny_experiment(), "a.yaml")).resolved()
+    after = load_experiment(write_experiment(tiny_experiment(
+        trials=50, train={"epochs": 15}, search_space={"augmentations": {
+            "flip": {"mode": ["horizontal"]}, "contrast": {"factor": [0.1, 0.5]}, "rotation": {"factor": 0.1}}}),
+        "b.yaml"))
+    assert identity_changes(before, after) == [  # key order; the budget (trials) is not the identity
+        "search_space.augmentations.rotation: none → {factor: [0.1]}", "train.epochs: 2 → 15"]
+    for key in ("reuse_compiled", "deterministic"):  # stored before these keys existed: read at their defaults
+        before["train"].pop(key)
+    assert identity_changes(before, load_experiment(write_experiment(tiny_experiment(), "c.yaml"))) == []
+    assert identity_changes(None, after) == []  # a study that stored no resolved experiment
 
 
 def _readme_block(title: str, first: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, read_stores, run_cli, tiny_experiment
+from tests.helpers import ROOT, assert_tables_and_figures_fit, read_stores, run_cli, tiny_experiment
 
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -101,6 +101,11 @@ def test_report_first_screen_shows_the_answer_and_the_forest_plot(swept, chromiu
         assert in_view(page, forest)
         box = forest.bounding_box()
         assert box["y"] + box["height"] <= 1000, box  # the whole plot, not just its top edge
+        # The lower half: the interaction table without its constant columns (ci_method, n_seeds, …), every
+        # table inside the page, every figure at its natural size.
+        assert page.get_by_role("heading", name="Augmentation x depth interactions").count() == 1
+        assert page.get_by_role("columnheader", name="ci_method").count() == 0
+        assert_tables_and_figures_fit(page)
 
 
 

@@ -121,3 +121,25 @@ def test_configurations_are_distinct_by_their_mean_and_paired_against_none():
     assert words[0].startswith("Best configuration by its mean over 8 seed(s) (2 trial(s)): **d2 ")
     hurt = c.set_index("configuration").loc[["d2 flip+warp"]].reset_index()
     assert "most likely noise" in conf.best_words(hurt, effects, None, AUGS, 0.05)[1]
+
+
+def test_budget_figure_has_a_panel_per_augmentation_on_its_own_scale_with_whole_epochs():
+    from augsweep import plots
+
+    # A 3-epoch run: flip's large harm beside warp's small reversal (+0.04 at 1 epoch, -0.05 at 3).
+    effects = {"flip": [0.2, 0.35, 0.5], "contrast": [0.0, -0.01, -0.01], "warp": [0.04, 0.0, -0.05]}
+    by = pd.DataFrame([{"augmentation": a, "epochs": e + 1, "effect": v, "ci_low": v - 0.01, "ci_high": v + 0.01,
+                        "n_seeds": 4} for a, values in effects.items() for e, v in enumerate(values)])
+    fig = plots.effect_vs_budget(by, epochs=3, margin=0.02)
+    panels = {ax.get_title(loc="left"): ax for ax in fig.axes if ax.get_visible() and ax.axison}
+    assert sorted(panels) == sorted(effects)
+    for name, ax in panels.items():
+        low, high = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks and all(float(t).is_integer() for t in ticks), (name, ticks)
+        y_low, y_high = ax.get_ylim()
+        assert y_low <= -0.02 and y_high >= 0.02, name  # 0 and the ±margin band are always in view
+        assert any(set(line.get_ydata()) == {0} for line in ax.get_lines()), name  # the 0 line
+    warp = panels["warp"].get_ylim()
+    assert warp[1] - warp[0] < 0.2 and warp[0] < -0.05 and warp[1] > 0.04  # its own scale, not flip's 0..0.5
+    assert panels["flip"].get_ylim()[1] > 0.5

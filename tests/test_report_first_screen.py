@@ -7,11 +7,12 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import ROOT, run_cli, tiny_experiment
+from tests.helpers import ROOT, assert_tables_and_figures_fit, run_cli, tiny_experiment, untidy
 
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -34,6 +35,7 @@ def test_first_screen_fits_and_the_new_files_are_written(tmp_path):
                                   "ci_low", "ci_high", "verdict"]
     assert conf["configuration"].is_unique and len(conf) == 4 and (conf["verdict"] == "baseline").sum() == 1
     assert conf["mean_best_val_loss"].is_monotonic_increasing
+    assert untidy((tmp_path / "r" / "report.md").read_text()) == []
 
     from screenshot import CHROMIUM, chromium_page
 
@@ -47,3 +49,46 @@ def test_first_screen_fits_and_the_new_files_are_written(tmp_path):
         for alt in ("effect forest plot", "effect vs epoch budget"):
             box = page.locator(f"img[alt='{alt}']").bounding_box()
             assert box is not None and box["y"] + box["height"] <= 1000 and box["x"] + box["width"] <= 1600, (alt, box)
+        assert_tables_and_figures_fit(page)
+
+
+def _figures():
+    """Every figure a report draws, on small made-up inputs, with the width report.html gives it."""
+    from augsweep import plots
+
+    rng = np.random.default_rng(0)
+    augs = ["flip", "contrast", "rotation", "warp"]
+    effects = pd.DataFrame({"augmentation": augs, "effect": [-0.05, 0.0, 0.01, 0.5], "ci_low": [-0.08, -0.03, 0, 0.4],
+                            "ci_high": [-0.02, 0.03, 0.02, 0.6], "verdict": ["helps", "undecided", "negligible", "hurts"]})
+    seeds = pd.DataFrame({"augmentation": np.repeat(augs, 3), "effect": rng.normal(0, 0.05, 12)})
+    by = pd.DataFrame([{"augmentation": a, "epochs": e, "effect": 0.01 * e, "ci_low": 0.0, "ci_high": 0.02 * e}
+                       for a in augs for e in (1, 2, 3)])
+    curves = pd.DataFrame([{"trial": t, "epoch": e, "repeat": 0, "val_loss": 1 / (e + 1) + 0.01 * t, "loss": 0.9 / (e + 1),
+                            **{f"aug_{a}": bool(t >> i & 1) for i, a in enumerate(augs)}}
+                           for t in range(16) for e in range(3)])
+    trials = pd.DataFrame({"trial": range(16), "state": "COMPLETE", "value": curves.groupby("trial")["val_loss"].min().to_numpy()})
+    variants = curves.assign(variant=np.where(curves["trial"] % 2, "base", "none"), seed=curves["trial"] // 2)
+    affinity = pd.DataFrame({"augmentation": augs, "affinity": [0.9, 0.8, 1.0, 0.7], "diversity": [1.1, 1.2, 1.0, 1.3],
+                             "effect": [-0.05, 0.0, 0.01, 0.5]})
+    half, page = plots.HALF_PX, plots.PAGE_PX
+    return {
+        "forest": (plots.forest(effects, margin=0.02, seeds=seeds), half),
+        "budget": (plots.effect_vs_budget(by, epochs=3, margin=0.02), half),
+        "curves": (plots.curves_by_augmentation(curves, augs), page),
+        "train_vs_val": (plots.train_vs_val({"best trial: t03": curves[curves["trial"] == 3],
+                                             "best without augmentation: t00": curves[curves["trial"] == 0]}), page),
+        "history": (plots.optimization_history(trials, curves, running_best=False), page),
+        "ablation_curves": (plots.variant_curves(variants, ["none", "base"]), page),
+        "affinity": (plots.affinity_scatter(affinity), page),
+    }
+
+
+def test_every_report_figure_shows_at_its_natural_size_with_text_of_11_px_or_more():
+    from augsweep import plots
+    from augsweep.report.render import CSS
+
+    assert f"max-width:{plots.PAGE_PX}px" in CSS and 2 * plots.HALF_PX + 16 <= plots.PAGE_PX  # two fit side by side
+    for name, (fig, place) in _figures().items():
+        width = fig.get_figwidth() * plots.DPI
+        assert width <= place, f"{name} is {width:.0f} px wide, shown in {place}: the browser would shrink it"
+        assert plots.text_px(fig, place) >= plots.MIN_TEXT_PX, (name, plots.text_px(fig, place))

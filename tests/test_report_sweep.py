@@ -13,7 +13,7 @@ from augsweep.experiment import load_experiment
 from augsweep.report.sweep_analysis import EFFECT_COLUMNS, analyse
 from augsweep.report.sweep_load import tidy_table, trials_frame
 from augsweep.stores.study import load_study
-from tests.helpers import report, run_cli, stores, sweep, tiny_experiment
+from tests.helpers import report, run_cli, stores, sweep, tiny_experiment, untidy
 
 DIGITS = {
     # Horizontal flips and large rotations destroy digit identity (6 vs 9, 2 vs 5): both must hurt.
@@ -83,6 +83,7 @@ def test_report_is_byte_identical_and_complete(digits_sweep, tmp_path):
                                    "## Method", "Method: ")]
     assert order == sorted(order), order
     assert "## Augmentation x depth" not in md and "ci_method |" not in md.split("## Method")[0]
+    assert untidy(md) == []  # no table column that reads the same in every row, no empty section
     html = (tmp_path / "a" / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 5 and "<img src='http" not in html
     # The same files are logged to the sweep's parent run.
@@ -136,3 +137,21 @@ def test_report_says_when_a_complete_trials_curves_are_missing(tmp_path, write_e
     (pathlib.Path(urlparse(run.info.artifact_uri).path) / "history.csv").unlink()
     _, analysis = report(exp, mlruns, tmp_path / "r")
     assert any("have no curves" in w and f"t{first.number:02d}" in w for w in analysis.warnings), analysis.warnings
+
+
+def test_tables_state_their_constant_columns_once_and_empty_sections_are_left_out():
+    from augsweep.report.render import Section, to_html, to_markdown
+
+    table = pd.DataFrame({"term": ["flip x depth", "warp x depth"], "effect": [-0.003, 0.05],
+                          "ci_method": ["t across 4 seeds, Šidák x4"] * 2, "n_seeds": [4, 4], "note": ["", ""]})
+    alone = pd.DataFrame({"term": ["flip x depth"], "ci_method": ["t"]})  # one row: nothing is "constant"
+    same = pd.DataFrame({"augmentation": ["flip", "flip"], "depth": [2, 3]})  # the first column names the rows
+    sections = [Section("Interactions", [table, alone, same]), Section("Nothing here", [])]
+    md, html = to_markdown("t", sections), to_html("t", sections)
+    for text in (md, html):
+        assert "Nothing here" not in text
+        assert "All rows: ci_method = t across 4 seeds, Šidák x4; n_seeds = 4." in text  # said once, not `note`
+        assert text.count("ci_method") == 2  # the sentence, and the one-row table's header
+    header = md.split("\n\n")[2].splitlines()[0]
+    assert [c.strip() for c in header.strip("|").split("|")] == ["term", "effect"]
+    assert "| augmentation   |   depth |" in md and "<th>ci_method</th>" in html

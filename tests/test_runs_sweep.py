@@ -88,12 +88,26 @@ def test_resume_continues_to_the_total_budget(tmp_path, write_experiment):
     assert sorted(r.info.status for r in runs) == ["FINISHED"] * 4
 
 
-def test_changed_experiment_is_refused_on_resume(tmp_path, write_experiment):
+def test_changed_experiment_is_refused_on_resume_naming_the_keys(tmp_path, write_experiment):
+    import optuna
+
+    from augsweep.stores.records import ATTR_EXPERIMENT
+
     path = write_experiment(tiny_experiment(trials=1, search_space={"depth": 1}))
     mlruns = tmp_path / "mlruns"
     _sweep(path, mlruns)
     write_experiment(tiny_experiment(trials=1, search_space={"depth": 2}))
     with pytest.raises(ConfigError, match="was created from a different experiment.*--study-name"):
+        _sweep(path, mlruns)
+    write_experiment(tiny_experiment(trials=1, search_space={"depth": 1}, train={"epochs": 15}))
+    with pytest.raises(ConfigError) as refused:
+        _sweep(path, mlruns)
+    message = str(refused.value)
+    assert "different experiment (train.epochs: 2 → 15)." in message and "\n" not in message, message
+    # A study that stored only the hash (written before the resolved experiment was) gets the general wording.
+    study = optuna.load_study(study_name=load_experiment(path).name, storage=f"sqlite:///{mlruns}/optuna.db")
+    study.set_user_attr(ATTR_EXPERIMENT, None)
+    with pytest.raises(ConfigError, match=r"\(dataset, search space, training or seeds changed\)"):
         _sweep(path, mlruns)
 
 

@@ -87,6 +87,19 @@ def _choose_generators(k: int, p: int) -> tuple[list[int], int]:
     return chosen, min(_word_lengths(chosen, p))
 
 
+def _base_factors(k: int) -> int:
+    """Base factors p of the smallest resolution IV fraction of `k` factors (2^p runs)."""
+    p = max(1, math.ceil(math.log2(k))) + 1  # resolution IV holds at most 2^(p-1) factors
+    while 2 ** (p - 1) < k:
+        p += 1
+    return p
+
+
+def runs_needed(k: int) -> int:
+    """The fewest runs `two_level_design` accepts for `k` factors."""
+    return min(2 ** _base_factors(k), 2**k)
+
+
 def two_level_design(factors: list[str], max_runs: int) -> DesignPlan:
     """Full factorial if it fits `max_runs`, else the smallest resolution >= IV regular fraction."""
     names = list(factors)
@@ -95,12 +108,10 @@ def two_level_design(factors: list[str], max_runs: int) -> DesignPlan:
         raise DesignError("a design needs at least one factor")
     if len(set(names)) != k:
         raise DesignError(f"factor names repeat: {names}")
-    p = max(1, math.ceil(math.log2(k))) + 1  # resolution IV holds at most 2^(p-1) factors
-    while 2 ** (p - 1) < k:
-        p += 1
+    p = _base_factors(k)
     full = 2**k <= max_runs
     if not full and (p >= k or 2**p > max_runs):
-        needed = min(2**p, 2**k)
+        needed = runs_needed(k)
         raise DesignError(
             f"{k} factors need at least {needed} runs for a resolution IV design "
             f"(full factorial {2**k}), but only {max_runs} runs are available"
@@ -324,6 +335,18 @@ def plan_for(space: SearchSpace, trials: int, sequential: bool = False) -> Desig
         except DesignError:
             pass  # the crossed fraction's error says what would fit
     return two_level_design(names, max(1, per_block // len(depths)))
+
+
+def min_trials(space: SearchSpace, sequential: bool = False) -> int:
+    """The fewest `trials` in which `plan_for` finds a design: its smallest block (the switches' resolution IV
+    fraction at every depth, or with two depths the fraction that holds depth as a factor), twice when
+    `sequential`."""
+    depths = depth_levels(space)
+    n = len(space.augmentation_names)
+    block = runs_needed(n) * len(depths)
+    if len(depths) == 2:
+        block = min(block, runs_needed(n + 1))
+    return block * (2 if sequential else 1)
 
 
 def depth_in_plan(plan: DesignPlan) -> bool:

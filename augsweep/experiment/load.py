@@ -530,19 +530,23 @@ def check_before_training(exp: Experiment, sweep: bool = True) -> None:
 
 def _check_design(space: SearchSpace, trials: int, sequential: bool, file: str) -> None:
     """`sampler: factorial`: one block of the design (resolution IV at least) must fit in `trials`."""
-    from .design import DesignError, plan_for
-    from .design import depth_levels as design_depths
+    from .design import DesignError, depth_levels, min_trials, plan_for
 
     if not space.augmentation_names:
         raise ConfigError(f"sampler: factorial needs augmentations to switch on and off. Received: none ({file}). "
                           f"{add_augmentation()}")
     try:
         plan_for(space, trials, sequential)
-    except DesignError as e:
-        levels = len(design_depths(space)) * (2 if sequential else 1)
-        raise ConfigError(f"sampler: factorial cannot fit in trials={trials}: {e} ({file}). Raise trials to that "
-                          f"many runs{f' x {levels} (depths' + (' x 2 looks for stop: decided' if sequential else '') + ')' if levels > 1 else ''}, "
-                          f"or search fewer augmentations.") from None
+    except DesignError:
+        block = min_trials(space)
+        depths = len(depth_levels(space))
+        at = f" at {depths} depths" if depths > 1 else ""
+        raise ConfigError(
+            f"sampler: factorial cannot fit in trials={trials}: the smallest design of {len(space.augmentation_names)} "
+            f"augmentation(s){at} (resolution IV or more) takes {block} runs"
+            + (", and stop: decided needs two blocks of it" if sequential else "")
+            + f" ({file}). Raise trials to at least {min_trials(space, sequential)}, or search fewer augmentations."
+        ) from None
 
 
 def _shown(p) -> str:

@@ -263,9 +263,9 @@ def figures(data: AblationData, analysis: AblationAnalysis, out_dir: Path) -> di
     out = {}
     if len(data.curves):
         order = [v["name"] for v in data.spec["variants"]]
-        out["ablation_curves"] = plots.variant_curves(data.curves, order, out_dir / "ablation_curves.png")
+        out["ablation_curves"] = plots.save(plots.variant_curves(data.curves, order), out_dir / "ablation_curves.png")
     if len(analysis.affinity.dropna(subset=["affinity", "diversity"])):
-        out["affinity"] = plots.affinity_scatter(analysis.affinity, out_dir / "affinity_diversity.png")
+        out["affinity"] = plots.save(plots.affinity_scatter(analysis.affinity), out_dir / "affinity_diversity.png")
     return out
 
 
@@ -300,12 +300,11 @@ def ablation_sections(data: AblationData, a: AblationAnalysis, figs: dict[str, P
         *( [side] if len(side) else ["Nothing to compare."] ),
         a.paired[cols],
     ]))
-    out.append(S("Baselines", [
-        "Best validation loss and accuracy over seeds (mean ± std): no augmentation, the base, Keras "
-        "RandAugment (2 operations, factor 0.5) and a TrivialAugment-style policy (one operation per image, "
-        "uniform strength) on the base's network.",
-        a.baselines if len(a.baselines) else "No baseline finished.",
-    ]))
+    if len(a.baselines):
+        out.append(S("Baselines", [
+            "Best validation loss and accuracy over seeds (mean ± std): no augmentation, the base, Keras "
+            "RandAugment (2 operations, factor 0.5) and a TrivialAugment-style policy (one operation per image, "
+            "uniform strength) on the base's network.", a.baselines]))
     if len(a.per_class):
         worst = a.per_class[a.per_class["worst"]][["augmentation", "comparison", "class", "loss_change",
                                                    "accuracy_change"]]

@@ -27,16 +27,17 @@ def sweep_figures(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, cur
                   out_dir: Path) -> dict[str, Path]:
     """The sweep's figures by key (`forest`, `budget`, `curves`, `train_vs_val`, `history`), each where there is
     something to draw (the effect-vs-budget figure once `analysis.by_budget` is set)."""
-    figures = {"forest": plots.forest(analysis.effects, out_dir / "effects_forest.png",
-                                      margin=exp.equivalence_margin, seeds=forest_seeds(analysis))}
+    save = plots.save
+    figures = {"forest": save(plots.forest(analysis.effects, margin=exp.equivalence_margin,
+                                           seeds=forest_seeds(analysis)), out_dir / "effects_forest.png")}
     if analysis.by_budget is not None and len(analysis.by_budget):
-        figures["budget"] = plots.effect_vs_budget(analysis.by_budget, out_dir / "effect_vs_budget.png",
-                                                   exp.train.epochs)
+        figures["budget"] = save(plots.effect_vs_budget(analysis.by_budget, exp.train.epochs, exp.equivalence_margin),
+                                 out_dir / "effect_vs_budget.png")
     if len(curves):
         complete = curves[curves["trial"].isin(trials.loc[trials["state"] == "COMPLETE", "trial"])]
         if len(complete):
-            figures["curves"] = plots.curves_by_augmentation(complete, analysis.augmentations,
-                                                             out_dir / "curves_by_augmentation.png")
+            figures["curves"] = save(plots.curves_by_augmentation(complete, analysis.augmentations),
+                                     out_dir / "curves_by_augmentation.png")
         done = trials[trials["state"] == "COMPLETE"].sort_values(["value", "trial"])
         named = {}
         if len(done):
@@ -47,8 +48,8 @@ def sweep_figures(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, cur
             named[f"best without augmentation: {_run_label(plain.iloc[0])}"] = int(plain.iloc[0]["trial"])
         histories = {k: curves[curves["trial"] == v] for k, v in named.items() if (curves["trial"] == v).any()}
         if histories:
-            figures["train_vs_val"] = plots.train_vs_val(histories, out_dir / "train_vs_val.png")
+            figures["train_vs_val"] = save(plots.train_vs_val(histories), out_dir / "train_vs_val.png")
         # A factorial design runs its points in a shuffled order: a "best so far" line would read as progress.
-        figures["history"] = plots.optimization_history(trials, curves, out_dir / "optimization_history.png",
-                                                        running_best=exp.sampler != "factorial")
+        figures["history"] = save(plots.optimization_history(trials, curves, running_best=exp.sampler != "factorial"),
+                                  out_dir / "optimization_history.png")
     return figures

@@ -268,11 +268,11 @@ def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, cu
             a.budget,
         ]))
     matched = a.matched[a.matched["n_pairs"] > 0]
-    sections.append(Section("Same on/off pattern (descriptive)", [
-        "Configurations that differ in exactly one augmentation's switch, under the same seeds; magnitudes of the "
-        "other augmentations may differ. Descriptive only (no verdict): the effects table above is the answer.",
-        matched if len(matched) else "No such pairs in this sweep.",
-    ]))
+    if len(matched):
+        sections.append(Section("Same on/off pattern (descriptive)", [
+            "Configurations that differ in exactly one augmentation's switch, under the same seeds; magnitudes of "
+            "the other augmentations may differ. Descriptive only (no verdict): the effects table above is the "
+            "answer.", matched]))
     extra = []
     if a.gap is not None:
         extra += ["Generalization gap (final `val_loss − loss`), descriptive (no verdict; not corrected across "
@@ -285,8 +285,8 @@ def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, cu
         sections.append(Section("Augmentation x depth interactions", [
             "Each augmentation's effect at the deepest minus at the shallowest depth, per seed replicate, under "
             "the same verdict rule (`helps`/`hurts` = the effect changes with depth).",
-            a.interactions[["augmentation", "effect", "ci_low", "ci_high", "p_value", "verdict"]]
-            if "augmentation" in a.interactions else a.interactions,
+            a.interactions[[c for c in ("term", "augmentation", "effect", "ci_low", "ci_high", "p_value", "verdict")
+                            if c in a.interactions]],
         ]))
     if len(a.by_depth) and a.by_depth["depth"].nunique() > 1:  # one depth: the effects table already says it
         sections.append(Section("Augmentation x depth", [
@@ -294,12 +294,10 @@ def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, cu
             a.by_depth,
         ]))
     imp_frame, evaluator = imp
-    sections.append(Section("Parameter importance (secondary view)", [
-        f"Optuna importance by {evaluator}: how much of the variance in trial values each parameter explains. "
-        "It has no sign and no confidence interval; the effects above are the answer."
-        if imp_frame is not None else f"Optuna importance: {evaluator}.",
-        *([imp_frame] if imp_frame is not None else []),
-    ]))
+    if imp_frame is not None:
+        sections.append(Section("Parameter importance (secondary view)", [
+            f"Optuna importance by {evaluator}: how much of the variance in trial values each parameter explains. "
+            "It has no sign and no confidence interval; the effects above are the answer.", imp_frame]))
     plots_section = Section("Learning curves", [])
     for key, caption in (("curves", "Unadjusted: mean val_loss by epoch of the trials with vs without each "
                                     "augmentation (shaded: interquartile range over trials; log scale, zoomed on the later epochs "

@@ -118,7 +118,7 @@ def write_artifacts(folder: Path, history: pd.DataFrame | None, title: str, imag
     if history is not None and len(history):  # already in `ordered` columns (train_repeat made it so)
         history.to_csv(folder / "history.csv", index=False)
         out.append(folder / "history.csv")
-        out.append(plots.learning_curves(history, folder / "learning_curves.png", title))
+        out.append(plots.save(plots.learning_curves(history, title), folder / "learning_curves.png"))
     if images is not None:
         out.append(plots.image_grid(images, folder / "augmentation_preview.png"))
     return out

@@ -21,7 +21,7 @@ from ..experiment.schema import ConfigError, Experiment
 from ..stores import records as rec
 from ..stores.records import ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKING_URI
 from ..stores.study import (Stores, check_study_not_lost, count_finished, count_running, finished_states, identities,
-                            identity, make_storage, outdated, study_locks)
+                            identity, identity_changes, make_storage, outdated, study_locks)
 from ..stores.liveness import worker_identity
 from ..stores.recovery import close_orphan_runs, reap_dead_trials, retry_once
 from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, client_for
@@ -182,10 +182,12 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
                 f"Its trials measured the old meaning, so it is not resumed. Received: {exp.path}; use "
                 f"--study-name NEW or another --mlruns"
             )
+        changes = identity_changes(study.user_attrs.get(rec.ATTR_EXPERIMENT), exp)
+        what = ("; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
+                if changes else "dataset, search space, training or seeds changed")  # a study that predates it
         raise ConfigError(
             f"study {stores.study_name!r} in {stores.storage_label} was created from a different experiment "
-            f"(dataset, search space, training or seeds changed). Received: {exp.path}; use --study-name NEW "
-            f"or another --mlruns"
+            f"({what}). Received: {exp.path}; use --study-name NEW or another --mlruns"
         )
     if exp.sampler == "grid" and budget > space.grid_size(exp.search_space):
         if not attach:

@@ -317,6 +317,51 @@ def outdated(exp: Experiment, known: str) -> list[str]:
     return []
 
 
+_ABSENT = object()
+
+
+def _short(value, limit: int = 40) -> str:
+    """A value as one short line of YAML flow style (`{factor: 0.3}`, `[2, 3]`, `none` when absent)."""
+    if value is _ABSENT:
+        return "none"
+    if isinstance(value, dict):
+        text = "{" + ", ".join(f"{k}: {_short(v, limit)}" for k, v in value.items()) + "}"
+    elif isinstance(value, (list, tuple)):
+        text = "[" + ", ".join(_short(v, limit) for v in value) + "]"
+    else:
+        text = "null" if value is None else str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def identity_changes(stored: dict | None, exp: Experiment) -> list[str]:
+    """`train.epochs: 3 → 15` for each key of the identity whose value differs between the resolved experiment
+    a study stored (`records.ATTR_EXPERIMENT`) and `exp`, in key order; [] when the study stored none."""
+    if not isinstance(stored, dict):
+        return []
+    before = copy.deepcopy(stored)
+    for key in keys.outside_identity():
+        before.pop(key, None)
+    # A key added late that the stored experiment predates reads as its default, as `identities` accepts it.
+    for key in keys.late(keys.HASHED):
+        section = keys.lookup(before, key.section)
+        if isinstance(section, dict) and key.leaf not in section:
+            section[key.leaf] = key.default
+    out = []
+
+    def walk(old, new, name):
+        if isinstance(old, dict) and isinstance(new, dict):
+            for k in sorted(set(old) | set(new), key=str):
+                walk(old.get(k, _ABSENT), new.get(k, _ABSENT), f"{name}.{k}" if name else str(k))
+        elif old != new:
+            out.append(f"{name}: {_short(old)} → {_short(new)}")
+
+    now = _identity_part(exp)
+    now.pop(REVISIONS, None)  # the stored experiment never holds it; `outdated` names a change of meaning
+    before.pop(REVISIONS, None)
+    walk(before, now, "")
+    return out
+
+
 def study_locks(stores: Stores):
     """(start lock, liveness lock) of the study; see `locks`."""
     from .locks import study_locks as locks
