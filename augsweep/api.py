@@ -208,8 +208,9 @@ class Report:
         import keras
 
         from .augment.layers import crop_layer_class
+        from .report import standalone_layers  # noqa: F401 - registers the layers augmentation.py defines
 
-        crop_layer_class()  # registers augsweep's crop layer so a block holding it loads
+        crop_layer_class()  # registers augsweep's crop layer, which blocks written by older versions hold
         return keras.saving.load_model(path)
 
     def _repr_html_(self) -> str:
