@@ -7,6 +7,7 @@ here: what the registered model takes (`model_input_text`) and the lines that lo
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -296,11 +297,12 @@ STUDY_INPUT_SHAPE = {tuple(int(s) for s in input_shape)}  # height, width, chann
 def augmentation_block(input_shape=None, seed=SEED):
     """The recommended augmentations as a `keras.Sequential`, the identity at inference.
 
-    `input_shape`: (height, width, channels) of the images, or None (any height, width and channels)."""
+    `input_shape`: (height, width, channels) of the images; None leaves the block unbuilt, so it takes images
+    of any height, width and channels, as the first layer of a model with or without a `keras.Input`."""
     layers = [
 {layers}    ]
-    shape = (None, None, None) if input_shape is None else tuple(input_shape)
-    return keras.Sequential([keras.Input(shape), *layers], name="augmentation")
+    inputs = [] if input_shape is None else [keras.Input(tuple(input_shape))]
+    return keras.Sequential([*inputs, *layers], name="augmentation")
 '''
 
 
@@ -313,13 +315,15 @@ def block_from_source(source: str, input_shape=None):
 
 def write_block(rec: Recommendation, aug_seed: int, input_shape, study: str, out_dir: Path,
                 model_input: str = "") -> list[Path]:
-    """Write `augmentation.py` and `augmentation.keras` (the block that file builds, on any input shape) into
+    """Write `augmentation.py` and `augmentation.keras` (the block that file builds, unbuilt: any input shape) into
     `out_dir`; returns their paths. `model_input`: `model_input_text` of the study's dataset, for the docstring."""
     source = block_source(rec, aug_seed, input_shape, study, model_input)
     py = out_dir / "augmentation.py"
     py.write_text(source)
     keras_file = out_dir / "augmentation.keras"
-    block_from_source(source).save(keras_file)
+    with warnings.catch_warnings():  # unbuilt on purpose (any input shape); its layers hold no weights
+        warnings.filterwarnings("ignore", message="You are saving a model that has not yet been built")
+        block_from_source(source).save(keras_file)
     return [py, keras_file]
 
 
