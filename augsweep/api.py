@@ -209,8 +209,9 @@ class Report:
         import keras
 
         from .augment.layers import layer_classes
+        from .augment import standalone  # noqa: F401 - registers the layers augmentation.py defines
 
-        layer_classes()  # registers augsweep's own layers (crop, mirror) so a block holding them loads
+        layer_classes()  # registers augsweep's own layers (crop, mirror), which blocks written by older versions hold
         return keras.saving.load_model(path)
 
     def _repr_html_(self) -> str:

@@ -31,6 +31,26 @@ def write_experiment(tmp_path):
 
 
 @pytest.fixture(scope="session")
+def tiny_report(tmp_path_factory):
+    """One tiny sweep and two reports of it through the API (3 trials x 2 seeds on 8x8 digits, a network that
+    learns),
+    shared by the tests that need a real report and registered model: (folder, experiment, study, report,
+    the second report). The stores are `folder / "mlruns"`."""
+    import augsweep
+    from tests.helpers import learning_experiment
+
+    folder = tmp_path_factory.mktemp("api")
+    exp_dict = learning_experiment(name="api-tiny", repeats=2)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        exp = augsweep.load_experiment(exp_dict)
+        study = augsweep.sweep(exp, mlruns=folder / "mlruns", progress=False)
+        rep = augsweep.report(exp, mlruns=folder / "mlruns", out=folder / "report")
+        again = augsweep.report(exp, mlruns=folder / "mlruns", out=folder / "report2")
+    return folder, exp, study, rep, again
+
+
+@pytest.fixture(scope="session")
 def servers():
     """A real PostgreSQL (temporary data folder, free port, 127.0.0.1) and a real `mlflow server` on it,
     for the whole session; stopped (and the folder removed) at the end, whatever happened."""

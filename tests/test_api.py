@@ -18,18 +18,10 @@ from augsweep.stores.registry import NOTE_TAG, SOURCE_TAG
 from tests.helpers import learning_experiment, tiny_experiment
 
 
-@pytest.fixture(scope="module")
-def done(tmp_path_factory):
-    """One sweep and its report through the API (3 trials x 2 seeds on 8x8 digits, a network that learns)."""
-    folder = tmp_path_factory.mktemp("api")
-    exp_dict = learning_experiment(name="api-tiny", repeats=2)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(folder)
-        exp = augsweep.load_experiment(exp_dict)
-        study = augsweep.sweep(exp, mlruns=folder / "mlruns", progress=False)
-        rep = augsweep.report(exp, mlruns=folder / "mlruns", out=folder / "report")
-        again = augsweep.report(exp, mlruns=folder / "mlruns", out=folder / "report2")
-    return folder, exp, study, rep, again
+@pytest.fixture
+def done(tiny_report):
+    """One sweep and its report through the API (conftest's `tiny_report`, shared with other files)."""
+    return tiny_report
 
 
 def test_load_experiment_from_a_dict_a_path_and_bad_input(tmp_path, monkeypatch):

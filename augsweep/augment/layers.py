@@ -159,72 +159,14 @@ for _spec in (
 
 
 def _define_layers():
-    keras = _keras()
-    ops = keras.ops
+    from . import standalone
 
-    # Registered, so a saved model or augmentation block holding them loads wherever augsweep's layers are imported.
-    @keras.saving.register_keras_serializable(package="augsweep")
-    class RandomCropResize(keras.layers.Layer):
-        """A random window of side (1 - factor) of each image, its own for every image, resized back (bilinear,
-        as `Resizing` would); identity at inference."""
-
-        def __init__(self, factor, seed=None, **kwargs):
-            super().__init__(**kwargs)
-            self.factor = float(factor)
-            self.seed = seed
-            self.seed_generator = keras.random.SeedGenerator(seed)
-            self.supports_jit = False  # like Keras's geometric layers on TensorFlow (placement.jit_capable: JAX)
-
-        def call(self, inputs, training=None):
-            if not training:
-                return inputs
-            shape = ops.shape(inputs)
-            height, width = ops.cast(shape[-3], "float32"), ops.cast(shape[-2], "float32")
-            # Window top-left corner (a fraction of the side in [0, factor]) for each image.
-            corner = keras.random.uniform((shape[0], 2), 0.0, self.factor, seed=self.seed_generator)
-            side = 1.0 - self.factor
-            # affine_transform maps each output pixel (x, y) to the input point it reads; pixel centres sit at
-            # half-pixel offsets of the window, as when cropping then resizing.
-            zero = ops.zeros_like(corner[:, 0])
-            x0 = side * 0.5 - 0.5 + corner[:, 0] * width
-            y0 = side * 0.5 - 0.5 + corner[:, 1] * height
-            transform = ops.stack([zero + side, zero, x0, zero, zero + side, y0, zero, zero], axis=1)
-            out = ops.image.affine_transform(ops.cast(inputs, "float32"), transform, interpolation="bilinear",
-                                             fill_mode="nearest")
-            return ops.cast(out, inputs.dtype)
-
-        def compute_output_shape(self, input_shape):
-            return input_shape
-
-        def get_config(self):
-            return {**super().get_config(), "factor": self.factor, "seed": self.seed}
-
-    @keras.saving.register_keras_serializable(package="augsweep")
-    class RandomMirror(keras.layers.Layer):
-        """Mirror each image left-right with probability 0.5 and, independently, up-down with probability 0.5;
-        identity at inference."""
-
-        def __init__(self, seed=None, **kwargs):
-            super().__init__(**kwargs)
-            self.seed = seed
-            self.seed_generator = keras.random.SeedGenerator(seed)
-
-        def call(self, inputs, training=None):
-            if not training:
-                return inputs
-            draws = keras.random.uniform((ops.shape(inputs)[0], 2), seed=self.seed_generator)
-            left_right = ops.reshape(draws[:, 0] < 0.5, (-1, 1, 1, 1))
-            up_down = ops.reshape(draws[:, 1] < 0.5, (-1, 1, 1, 1))
-            out = ops.where(left_right, ops.flip(inputs, axis=-2), inputs)
-            return ops.where(up_down, ops.flip(out, axis=-3), out)
-
-        def compute_output_shape(self, input_shape):
-            return input_shape
-
-        def get_config(self):
-            return {**super().get_config(), "seed": self.seed}
-
-    return {"RandomCropResize": RandomCropResize, "RandomMirror": RandomMirror}
+    classes = {"RandomCropResize": standalone.RandomCropResize, "RandomMirror": standalone.RandomMirror}
+    # Models saved before these classes moved name them `augsweep>...`: they keep loading.
+    custom = _keras().saving.get_custom_objects()
+    for name, cls in classes.items():
+        custom.setdefault(f"augsweep>{name}", cls)
+    return classes
 
 
 _CLASSES: dict = {}

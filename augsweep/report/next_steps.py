@@ -9,16 +9,10 @@ from pathlib import Path
 import pandas as pd
 
 from . import configurations as configurations_mod
+from .export import load_model_lines
 
 
-def load_model_code(tracking_uri: str, name: str, version) -> str:
-    """Python that loads a registered model from any folder: the tracking URI first (MLflow's default,
-    `./mlflow.db`, is another store), then `models:/<name>/<version>`."""
-    return (f'import mlflow; mlflow.set_tracking_uri("{tracking_uri}"); '
-            f'model = mlflow.keras.load_model("models:/{name}/{version}")')
-
-
-def use_lines(published, configs: pd.DataFrame | None, tracking_label: str) -> list[str]:
+def use_lines(published, configs: pd.DataFrame | None, tracking_uri: str, study: str) -> list[str]:
     """`Next:` lines naming what exists: the exported block (paths), the registered model (the exact lines that
     load it) and where the recommendation stands against no augmentation."""
     if published is None or published.recommendation is None:
@@ -36,7 +30,9 @@ def use_lines(published, configs: pd.DataFrame | None, tracking_label: str) -> l
     version = published.model_version
     if version is not None:
         name = getattr(version, "name", None)
+        # one line a user can paste: the snippet's statements, its comments left out
+        code = "; ".join(line.split("  #", 1)[0] for line in load_model_lines(
+            tracking_uri, study, version.version, rec.config.enabled) if not line.startswith("#"))
         lines.append(f"Next: the best model (trial {rec.trial}, seed {rec.repeat}) is registered as `{name}` "
-                     f"version {version.version}; load it from any folder with "
-                     f"`{load_model_code(tracking_label, name, version.version)}`.")
+                     f"version {version.version}; load it from any folder with `{code}`.")
     return lines

@@ -18,7 +18,7 @@ from ..experiment.seeding import RepeatSeeds
 from ..stores import registry
 from ..stores.records import TAG_MODEL_REPEAT
 from ..stores.study import Stores
-from .export import Recommendation, recommend, write_block
+from .export import Recommendation, model_input_text, recommend, write_block
 from .render import display
 from .sweep_load import tidy_table, trials_frame
 
@@ -91,14 +91,15 @@ def publish(exp: Experiment, stores: Stores, client, study, analysis, effects: p
                     done.notes += (f"trial {rec.trial}'s run holds no {registry.MODEL_ARTIFACT} (written by an "
                                    f"older version): no augmentation block or registered model",)
                 else:
-                    done.files = tuple(write_block(rec, aug_seed, shape, stores.study_name, out_dir))
+                    model_input = model_input_text(exp.dataset)
+                    done.files = tuple(write_block(rec, aug_seed, shape, stores.study_name, out_dir, model_input))
                     if not parent_run_id or mexp is None:
                         done.notes += ("the stores hold no sweep parent run to log the model into: the best model "
                                        f"is not registered as {name}",)
                     else:
                         done.model_version = registry.register_best(
                             client, stores.tracking_uri, mexp.experiment_id, name, model_file, rec.run_id, repeat,
-                            parent_run_id, description=f"{rec.config.parameters()}: {rec.why}",
+                            parent_run_id, description=f"{rec.config.parameters()}: {rec.why}. {model_input}",
                             tags={"configuration": rec.label, "which": rec.which, "trial": rec.trial,
                                   "mean_best_val_loss": f"{rec.mean_best_val_loss:.4f}"})
     return done

@@ -152,7 +152,7 @@ def write(exp: Experiment, stores: Stores, out: str | Path | None = None) -> Wri
         published = None
         print(f"warning: could not export the augmentation block or register the best model: {e}")
     if sections and analysis is not None:
-        add_next(sections[0], use_lines(published, analysis.configurations, stores.tracking_label))
+        add_next(sections[0], use_lines(published, analysis.configurations, stores.tracking_uri, stores.study_name))
     (out_dir / "report.md").write_text(to_markdown(title, sections))
     (out_dir / "report.html").write_text(to_html(title, sections))
     answer = answer_of(sections)
