@@ -33,8 +33,10 @@ def budget_lines(exp: Experiment, a: Analysis) -> list[str]:
         return []
     hint = ("raise `train.until_converged.max_epochs`" if exp.train.until_converged
             else "rerun with more `train.epochs`, or `train.until_converged` for the converged outcome")
-    return [f"Budget-bound: {', '.join(names)} still moving at the end of the budget, so their verdicts hold for "
-            f"{exp.train.epochs} epochs only ({hint}; the effect-vs-budget figure shows each trajectory)."]
+    return [f"Budget-bound: {', '.join(names)} still moving at the end of the budget (the effect's change over "
+            f"the last quarter of the budget has an interval that excludes 0 at the verdicts' per-comparison level), "
+            f"so their verdicts hold for {exp.train.epochs} epochs only ({hint}; the effect-vs-budget figure shows "
+            f"each trajectory)."]
 
 _COND_WORDS = {"helps": "helps", "hurts": "hurts", "negligible": "does nothing", "undecided": "is undecided"}
 
