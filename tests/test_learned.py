@@ -102,7 +102,7 @@ def test_a_folder_that_cannot_be_learned_gets_no_verdict_no_export_no_model(tmp_
     assert (effects["verdict"] == "undecided").all()
     md = (out / "report.md").read_text()
     answer = md.split("## Answer", 1)[1].split("\n\n")[1]
-    assert answer.startswith("The network did not learn") and "ln 2 = 0.693" in answer
+    assert answer.startswith("On `folder` (8x8)") and "The network did not learn" in answer and "ln 2 = 0.693" in answer
     assert "`train.epochs` (now 3)" in answer and "**negligible**" not in md and "**helps**" not in md
     assert not (out / "augmentation.py").exists() and not (out / "augmentation.keras").exists()
     client = read_stores(path, tmp_path / "m").client

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, assert_tables_and_figures_fit, read_stores, run_cli, tiny_experiment
+from tests.helpers import ROOT, assert_tables_and_figures_fit, learning_experiment, read_stores, run_cli, tiny_experiment
 
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -36,7 +36,7 @@ def swept(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("ui")
     path = tmp / "exp.yaml"
-    path.write_text(yaml.safe_dump(tiny_experiment(name="ui-check", trials=6, repeats=2, train={"epochs": 2})))
+    path.write_text(yaml.safe_dump(learning_experiment(name="ui-check", trials=6, repeats=2)))
     result = run_cli("sweep.py", path, "--mlruns", tmp / "mlruns")
     assert result.returncode == 0, result.stderr[-3000:]
     report = run_cli("report.py", path, "--mlruns", tmp / "mlruns", "--out", tmp / "report")

@@ -82,7 +82,7 @@ def test_did_not_learn_is_one_line_with_what_to_change_and_no_verdict():
     check = LearnedCheck(False, math.log(2), "d1 flip", 0.6935, 0.6950, 2, 3, 0.05)
     lines = answer_blocks(exp, analysis(did_not_learn=True, learned=check, num_classes=2),
                           pd.DataFrame({"state": ["COMPLETE"] * 4}), "mlruns")
-    assert len(lines) == 2 and lines[0].startswith("The network did not learn: ")
+    assert len(lines) == 2 and ": The network did not learn: " in lines[0] and lines[0].startswith("On `synthetic`")
     assert "ln 2 = 0.693" in lines[0] and "`train.epochs` (now 3)" in lines[0]
     assert not any(v in "\n".join(lines) for v in ("**helps**", "**hurts**", "**negligible**"))
     assert lines[1].startswith("Next: ")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from augsweep.runs.workers import auto_workers, usable_cores
-from tests.helpers import read_stores, run_cli, tiny_experiment
+from tests.helpers import read_stores, run_cli, tiny_experiment, learning_experiment
 
 # Three switches and two depths in the 8-run half fraction (depth a factor of the plan), 2 seeds per block, up to
 # 2 blocks: at most 16 trials of 2 short trainings.
@@ -53,9 +53,8 @@ def test_workers_rejects_anything_but_a_count_or_auto(tmp_path):
 
 @pytest.mark.slow
 def test_effects_csv_is_byte_identical_between_one_worker_and_auto(tmp_path, write_experiment):
-    path = write_experiment(tiny_experiment(
-        name="parallel", search_space=SPACE, sampler="factorial", trials=16, repeats=2, stop="decided",
-        train={"epochs": 3}))
+    path = write_experiment(learning_experiment(
+        name="parallel", search_space=SPACE, sampler="factorial", trials=16, repeats=2, stop="decided"))
     workers = "auto" if usable_cores() >= 2 else "2"  # auto on a 1-core machine is one worker: force two
     outs = {}
     for label, n in (("one", "1"), ("auto", workers)):

@@ -21,7 +21,7 @@ from mlflow import MlflowClient
 from augsweep.stores.servers import free_port, port_open
 from augsweep.stores.urls import mask
 from tests.cluster import ROOT, finish, start_worker, storage_load
-from tests.helpers import run_cli, tiny_experiment
+from tests.helpers import LEARNS, run_cli, tiny_experiment
 
 
 def write_exp(tmp_path: Path, name: str, **overrides) -> Path:
@@ -61,7 +61,7 @@ def wait_for(predicate, timeout: float, what: str, step: float = 0.2):
 
 def test_four_workers_in_separate_folders_share_one_study_and_one_tracking_server(servers, tmp_path):
     storage = servers.database()
-    exp = write_exp(tmp_path, "four", trials=5, train={"epochs": 1})
+    exp = write_exp(tmp_path, "four", trials=5, **LEARNS)  # a network that learns: the report publishes
     procs = [start_worker(exp, tmp_path / f"machine{i}", storage, servers.tracking_uri) for i in range(4)]
     results = finish(procs)
     for code, text in results:
@@ -86,7 +86,7 @@ def test_four_workers_in_separate_folders_share_one_study_and_one_tracking_serve
     assert t.user_attrs["config_name"]
     assert study.metric_names == ["val_loss"]
     history = MlflowClient(servers.tracking_uri).get_metric_history(t.user_attrs["mlflow_run_id"], "val_loss")
-    assert len(history) == 1  # one epoch
+    assert len(history) == LEARNS["train"]["epochs"]  # one point per epoch
     # The report reads the same servers, and shows no password either.
     out = tmp_path / "report"
     rep = run_cli("report.py", exp, "--storage", storage, "--tracking-uri", servers.tracking_uri, "--out", out,
@@ -120,8 +120,8 @@ def _check_published_on_server(tracking_uri: str, name: str, parent, secret: str
         "import mlflow, numpy as np, augsweep.augment\n"
         "augsweep.augment.layers.crop_layer_class()\n"
         f"model = mlflow.keras.load_model('models:/{name}-best/{versions[0].version}')\n"
-        "p = np.asarray(model.predict(np.full((3, 16, 16, 3), 0.5, np.float32), verbose=0))\n"
-        "assert p.shape == (3, 1) and np.all((p >= 0) & (p <= 1)), p\n"
+        "p = np.asarray(model.predict(np.full((3, *model.input_shape[1:]), 0.5, np.float32), verbose=0))\n"
+        "assert p.shape[0] == 3 and np.all((p >= 0) & (p <= 1)), p\n"
         "print('predicted', p.ravel().tolist())\n"
     )
     # A fresh process that knows only the server's URL (no PGPASSFILE, no local stores).

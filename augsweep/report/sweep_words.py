@@ -114,9 +114,12 @@ def answer_blocks(exp: Experiment, a: Analysis, trials: pd.DataFrame, mlruns: st
             return runtime.follow_up(script, exp.path, mlruns, "", *extra)
     if a.did_not_learn:
         t = exp.train
-        return [not_learned_line(a.learned, t.epochs, t.learning_rate, exp.dataset.image_size, a.num_classes),
-                f"Next: after changing `{exp.path}`, `{command('sweep.py')}` runs it again (a changed experiment "
-                f"needs its own `name` or a fresh `--mlruns`)."]
+        lines = [f"On `{exp.dataset.source}` ({'x'.join(map(str, exp.dataset.image_size))}) with {network(exp)}: "
+                 + not_learned_line(a.learned, t.epochs, t.learning_rate, exp.dataset.image_size, a.num_classes)]
+        if exp.model.uses_base:
+            lines.append(f"Depth is not searched: the network's depth is the base's ({exp.model.base}).")
+        return lines + [f"Next: after changing `{exp.path}`, `{command('sweep.py')}` runs it again (a changed "
+                        f"experiment needs its own `name` or a fresh `--mlruns`)."]
     e = a.full
     parts = []
     for verdict in ("helps", "hurts", "negligible"):
