@@ -21,7 +21,7 @@ _DEPTH_COLUMNS = ["augmentation", "depth", "mean_with", "mean_without", "differe
 
 def _prepare(table: pd.DataFrame, augmentations: Sequence[str], outcome: str) -> tuple[pd.DataFrame, list[str], list[str]]:
     """The columns we use, aug indicators as bool, rows without an outcome dropped, by trial and repeat."""
-    return inference.tidy(table, augmentations, outcome, keys=("trial", "repeat"))
+    return inference.scored_trainings(table, augmentations, outcome, keys=("trial", "repeat"))
 
 
 def _sort(frame: pd.DataFrame, by: str) -> pd.DataFrame:

@@ -61,20 +61,12 @@ class Analysis:
     table: pd.DataFrame | None = None  # the rows that decided the verdicts (complete replicates, finished blocks)
     learned: LearnedCheck | None = None  # the gate before any verdict (None: the stores hold no chance loss)
     num_classes: int | None = None
+    rule: inference.VerdictRule | None = None  # the sweep's verdict rule (`VerdictRule.for_sweep`)
 
     @property
     def did_not_learn(self) -> bool:
         """The network did not learn: every verdict is withheld, nothing is exported or registered."""
         return self.learned is not None and not self.learned.ok
-
-def looks_of(table: pd.DataFrame, design: dict | None, finished: list[int] | None = None) -> tuple[int, int]:
-    """(looks done, maximum looks) of a factorial sweep's sequential design; (1, 1) otherwise. A look is a
-    finished block (the stopping rule looks after each); without `finished`, every block in the table."""
-    if not design or not len(table):
-        return 1, 1
-    done = len(finished) if finished is not None else int(table["block"].max()) + 1
-    done = max(done, 1)
-    return done, max(done, int(design.get("max_blocks", done)))
 
 def finished_blocks(trials: pd.DataFrame) -> list[int]:
     """Blocks none of whose trials is still queued or running (a live report decides on these only)."""
@@ -163,8 +155,7 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
                             f"the finished block(s) {', '.join(str(b + 1) for b in finished) or 'none'} only.")
     # The rule the sweep's stopping rule applies (runs/blocks.py), so the sweep stops on the verdicts printed
     # here: complete seed replicates of finished blocks, effects and depth contrasts sharing `alpha`.
-    rule = inference.VerdictRule(margin=exp.equivalence_margin, alpha=alpha,
-                                 max_looks=int((design or {}).get("max_blocks", 1)), seeds_per_block=exp.repeats)
+    rule = inference.VerdictRule.for_sweep(exp, design, alpha)
     verdicts = inference.decide_sweep(table, augs, rule, points=int(design["block_size"]) if design and len(table)
                                       else None, finished=finished)
     left = sorted(set(finished or []) - set(verdicts.blocks_used))
@@ -182,7 +173,7 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
     def descriptive(outcome: str) -> pd.DataFrame | None:
         if outcome not in table or table[outcome].isna().all():
             return None
-        frame = inference.effects(table, augs, inference.VerdictRule(margin=exp.equivalence_margin), outcome=outcome)
+        frame = inference.effects(table, augs, rule.share(0.05, max_looks=1), outcome=outcome)
         return frame[["augmentation", "effect", "ci_low", "ci_high", "n_seeds"]]
 
     if exp.sampler == "tpe":
@@ -222,14 +213,13 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
     return Analysis(
         augmentations=augs, counts=counts, effects=effects_table(full), full=full,
         budget=budget_table(table, augs) if len(table) else pd.DataFrame(),
-        matched=stats.matched_pairs(table, augs, outcome="value").drop(columns=["p_value", "verdict"],
-                                                                        errors="ignore"),
+        matched=stats.matched_pairs(table, augs, outcome="value"),
         gap=descriptive("gap"), accuracy=descriptive("best_val_accuracy"),
         by_depth=stats.effects_by_depth(table, augs, outcome="value"), interactions=interactions,
         looks=looks, seeds=seeds, warnings=warnings, design=design, doses=doses, seed_frame=seed_frame,
         failed_points=points_failed, diverged=diverged_table(table, augs) if len(table) else None,
         blocks_used=blocks_used, alpha=alpha, pairs=pairs, conditional=conditional, learned=learned,
-        num_classes=num_classes,
+        num_classes=num_classes, rule=rule,
         configurations=configs, configurations_alpha=conf_alpha, table=decided,
         unconverged=unconverged_table(table, augs, exp) if len(table) else None,
     )

@@ -54,7 +54,7 @@ def sweep_part(exp: Experiment, stores: Stores, out_dir: Path, study, ablation_t
             "missing from the figures (a run written by an older version, or an artifact store that lost them).")
     if len(curves) and analysis.table is not None and len(analysis.table):
         analysis.by_budget, analysis.moving = budget_mod.analyse_budget(
-            curves, analysis.table, analysis.full, analysis.augmentations, exp.train.epochs, exp.equivalence_margin)
+            curves, analysis.table, analysis.full, analysis.augmentations, exp.train.epochs, analysis.rule)
     figures = sweep_figures(exp, analysis, trials, curves, out_dir)
 
     provenance = {
