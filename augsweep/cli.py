@@ -317,13 +317,11 @@ def _sweep_stores(args) -> int:
 
 def _report(args) -> int:
     exp, stores = _experiment_and_stores(args)
-    import pandas as pd
-
     from .report.write import plain_answer, terminal_table, write
 
     written = write(exp, stores, args.out)
     out_dir, analysis = written.out_dir, written.analysis
-    print(terminal_table(pd.read_csv(out_dir / "effects.csv")))
+    print(terminal_table(written.effects))
     print("\n" + plain_answer(written.answer))
     for w in analysis.warnings if analysis is not None else []:
         print(f"note: {w}")

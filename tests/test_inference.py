@@ -406,7 +406,7 @@ def test_interaction_aliased_in_half_fraction_is_not_claimed():
 def test_ablation_whole_reports_aa_both_comparisons_and_interaction_contrasts():
     # A null ablation report: leave-one-out and add-one-in rows for 4 augmentations and the 4 interaction
     # contrasts, alpha split as analyse_ablation splits it; at most 5% of reports carry any helps/hurts.
-    from augsweep.report.ablation_section import ADD_ONE_IN, LEAVE_ONE_OUT, interactions
+    from augsweep.report.ablation_analysis import ADD_ONE_IN, LEAVE_ONE_OUT, interactions
 
     n, rng, seeds = 300, np.random.default_rng(21), 6
     variants = ["base", "none", *(f"base-{a}" for a in AUGS), *(f"+{a}" for a in AUGS)]

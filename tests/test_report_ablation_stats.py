@@ -10,7 +10,7 @@ from augsweep.report import stats
 from augsweep.experiment.variants import ADD_ONE_IN, LEAVE_ONE_OUT, build_variants, candidates, comparisons, config_key
 from augsweep.experiment import load_experiment
 from augsweep import inference
-from augsweep.report.ablation_section import disagreements, interactions, primary_rows, side_by_side
+from augsweep.report.ablation_analysis import disagreements, interactions, primary_rows, side_by_side
 from augsweep.experiment.space import TrialConfig
 from tests.helpers import tiny_experiment
 

@@ -247,7 +247,7 @@ def test_failed_design_points_are_named_and_their_replicates_left_out():
 def test_one_alpha_for_a_report_with_sweep_and_ablation():
     # Null sweep effects and a null ablation (leave-one-out, add-one-in, their interaction contrasts) in
     # one report, alpha split by the tables' sizes as report/write.py splits it: <= 5% of reports err.
-    from augsweep.report.ablation_section import ADD_ONE_IN, LEAVE_ONE_OUT, interactions
+    from augsweep.report.ablation_analysis import ADD_ONE_IN, LEAVE_ONE_OUT, interactions
 
     n, rng, seeds = 300, np.random.default_rng(13), 5
     comps = pd.DataFrame(

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 from ..experiment.space import TrialConfig, aug_key, parse_aug_key
-from ..stores.registry import registered_name
 from .configurations import label
 
 BLOCK_FILES = ("augmentation.py", "augmentation.keras")
@@ -347,8 +346,8 @@ def portable_tracking_uri(tracking_uri: str) -> tuple[str, bool]:
     return urlunsplit(parts._replace(netloc=f"{user}{host}")), http
 
 
-def load_model_lines(tracking_uri: str, study: str, version, augmentations=()) -> list[str]:
-    """Python lines that load the registered `<study>-best` version `version` from any folder: the tracking
+def load_model_lines(tracking_uri: str, model_name: str, version, augmentations=()) -> list[str]:
+    """Python lines that load the registered model `model_name` version `version` from any folder: the tracking
     URI set first (see `portable_tracking_uri`; without it MLflow looks in `./mlflow.db`, finds no registered
     model and leaves an empty database behind). `augmentations`: those inside the model (name -> parameters);
     `crop`, flip `both` and TrivialAugment are augsweep's own layers, registered by a line that needs augsweep."""
@@ -361,4 +360,4 @@ def load_model_lines(tracking_uri: str, study: str, version, augmentations=()) -
     if credentials:
         lines.append("# the server's user and password: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
     return lines + [f"mlflow.set_tracking_uri({uri!r})",
-                    f"model = mlflow.keras.load_model({f'models:/{registered_name(study)}/{version}'!r})"]
+                    f"model = mlflow.keras.load_model({f'models:/{model_name}/{version}'!r})"]

@@ -9,10 +9,9 @@ from pathlib import Path
 import pandas as pd
 
 from . import configurations as configurations_mod
-from .export import load_model_lines
 
 
-def use_lines(published, configs: pd.DataFrame | None, tracking_uri: str, study: str) -> list[str]:
+def use_lines(published, configs: pd.DataFrame | None) -> list[str]:
     """`Next:` lines naming what exists: the exported block (paths), the registered model (the exact lines that
     load it) and where the recommendation stands against no augmentation."""
     if published is None or published.recommendation is None:
@@ -31,8 +30,7 @@ def use_lines(published, configs: pd.DataFrame | None, tracking_uri: str, study:
     if version is not None:
         name = getattr(version, "name", None)
         # one line a user can paste: the snippet's statements, its comments left out
-        code = "; ".join(line.split("  #", 1)[0] for line in load_model_lines(
-            tracking_uri, study, version.version, rec.config.enabled) if not line.startswith("#"))
+        code = "; ".join(line.split("  #", 1)[0] for line in published.load_lines if not line.startswith("#"))
         lines.append(f"Next: the best model (trial {rec.trial}, seed {rec.repeat}) is registered as `{name}` "
                      f"version {version.version}; load it from any folder with `{code}`.")
     return lines

@@ -18,19 +18,21 @@ from ..experiment.seeding import RepeatSeeds
 from ..stores import registry
 from ..stores.records import TAG_MODEL_REPEAT
 from ..stores.study import Stores
-from .export import Recommendation, model_input_text, recommend, write_block
+from .export import Recommendation, load_model_lines, model_input_text, recommend, write_block
+from .inputs import SweepData
 from .render import display
-from .sweep_load import tidy_table, trials_frame
 
 
 @dataclass
 class Published:
-    """What `publish` did: the recommendation, the block's files, the registered model version (or None)."""
+    """What `publish` did: the recommendation, the block's files, the registered model version (or None) and the
+    Python lines that load it from any folder."""
 
     recommendation: Recommendation | None = None
     files: tuple[Path, ...] = ()
     model_version: object = None
     notes: tuple[str, ...] = ()
+    load_lines: tuple[str, ...] = ()
 
 
 def verdict_table(effects: pd.DataFrame) -> str:
@@ -60,10 +62,10 @@ def _input_shape(model_file: Path | None):
     return tuple(keras.saving.load_model(model_file).input_shape[1:])
 
 
-def publish(exp: Experiment, stores: Stores, client, study, analysis, effects: pd.DataFrame, out_dir: Path,
-            parent_run_id: str | None) -> Published:
-    """Write the block and register the best model (see the module); nothing about a network that did not
-    learn."""
+def publish(exp: Experiment, stores: Stores, client, data: SweepData | None, analysis, effects: pd.DataFrame,
+            out_dir: Path, parent_run_id: str | None) -> Published:
+    """Write the block and register the best model (see the module) from the loaded sweep (`data`) and its
+    analysis; nothing about a network that did not learn."""
     done = Published()
     mexp = client.get_experiment_by_name(exp.name)
     name = registry.registered_name(stores.study_name)
@@ -71,9 +73,7 @@ def publish(exp: Experiment, stores: Stores, client, study, analysis, effects: p
         done.notes += ("the network did not learn: no augmentation block is exported and no model registered",)
         return done
     if analysis is not None and analysis.configurations is not None:
-        trials, table = trials_frame(study), tidy_table(study, analysis.augmentations)
-        rec = recommend(analysis.configurations, effects, table, trials,
-                                              analysis.augmentations)
+        rec = recommend(analysis.configurations, effects, data.trainings, data.trials, analysis.augmentations)
         if rec is not None:
             run = client.get_run(rec.run_id)
             saved = run.data.tags.get(TAG_MODEL_REPEAT)
@@ -102,6 +102,10 @@ def publish(exp: Experiment, stores: Stores, client, study, analysis, effects: p
                             parent_run_id, description=f"{rec.config.parameters()}: {rec.why}. {model_input}",
                             tags={"configuration": rec.label, "which": rec.which, "trial": rec.trial,
                                   "mean_best_val_loss": f"{rec.mean_best_val_loss:.4f}"})
+                        version = done.model_version
+                        if version is not None:
+                            done.load_lines = tuple(load_model_lines(stores.tracking_uri, name,
+                                                                     version.version, rec.config.enabled))
     return done
 
 

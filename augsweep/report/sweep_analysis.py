@@ -1,5 +1,6 @@
 """The sweep's part of the report, analysis (pure: no stores): the effects under the one verdict rule and the
-descriptive views, as one `Analysis`; `effects_table` is the `effects.csv` contract.
+descriptive views, as one `Analysis` (`analyse_sweep` from a loaded `SweepData`); `effects_table` is the
+`effects.csv` contract.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ import numpy as np
 import pandas as pd
 
 from .. import inference
-from ..learned import LearnedCheck, check_learned
 from ..experiment.schema import ConfigError, Experiment
 from ..experiment.space import aug_key
+from ..learned import LearnedCheck, check_learned
+from . import budget as budget_mod
 from . import configurations as configurations_mod
 from . import stats
+from .inputs import SweepData
 
 EFFECT_COLUMNS = ["augmentation", "effect", "ci_low", "ci_high", "p_value", "n_with", "n_without", "verdict", "source",
                   "comparison", "mde", "ci_method"]
@@ -268,3 +271,30 @@ def family_size(exp: Experiment) -> int:
             rows += n * (n - 1) // 2
         rows += 1  # the configurations against none: one row, Šidák over them inside its share
     return rows
+
+
+def missing_curves(trials: pd.DataFrame, curves: pd.DataFrame) -> list[int]:
+    """Numbers of the COMPLETE trials whose history the report could not read."""
+    done = trials.loc[trials["state"] == "COMPLETE", "trial"].astype(int) if len(trials) else pd.Series(dtype=int)
+    have = set(curves["trial"].astype(int)) if len(curves) else set()
+    return sorted(n for n in done if n not in have)
+
+
+def analyse_sweep(exp: Experiment, data: SweepData, alpha: float = 0.05) -> Analysis:
+    """`analyse` on the loaded sweep, then what needs the curves (the epoch budget) and what the loading could
+    not read (curves, provenance), said in the warnings."""
+    analysis = analyse(data.trainings, data.trials, exp, data.design, alpha=alpha, chance=data.chance,
+                       num_classes=data.num_classes)
+    missing = missing_curves(data.trials, data.curves)
+    if missing:
+        analysis.warnings.append(
+            f"{len(missing)} complete trial(s) have no curves in MLflow ({', '.join(f't{n:02d}' for n in missing[:10])}"
+            f"{', …' if len(missing) > 10 else ''}): their results count in the effects, but their curves are "
+            "missing from the figures (a run written by an older version, or an artifact store that lost them).")
+    if data.parent.problem:
+        analysis.warnings.append(f"Provenance incomplete: {data.parent.problem}; the Provenance section says "
+                                 "`unknown` for what it could not read.")
+    if len(data.curves) and analysis.table is not None and len(analysis.table):
+        analysis.by_budget, analysis.moving = budget_mod.analyse_budget(
+            data.curves, analysis.table, analysis.full, analysis.augmentations, exp.train.epochs, analysis.rule)
+    return analysis

@@ -18,7 +18,7 @@ from ..learned import check_learned
 from ..stores import records as rec
 from ..stores.records import ATTR_DESIGN, ATTR_STOPPED
 from ..stores.recovery import retry_once
-from ..stores.study import trial_table
+from ..stores.study import trainings_table
 
 
 class BlockPlanner:
@@ -112,7 +112,7 @@ class BlockPlanner:
     def look(self, study, blocks: int):
         """Refit the effects after `blocks` finished blocks and say what is decided."""
         augs = self.exp.search_space.augmentation_names
-        verdicts = verdicts_at(trial_table(study, augs), self.exp, self.describe(), blocks)
+        verdicts = verdicts_at(trainings_table(study, augs), self.exp, self.describe(), blocks)
         if blocks not in self.looked:
             self.looked.add(blocks)
             self.echo(look_line(verdicts.effects, blocks, self.max_blocks, verdicts.decided()))

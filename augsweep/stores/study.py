@@ -73,12 +73,17 @@ class Stores:
     def command(self, script: str, exp: Experiment, *extra, mlruns: str | Path | None = None) -> str:
         """A follow-up command on these stores that runs as printed in a fresh shell (`runtime.follow_up`):
         `make report EXP=… MLRUNS=…` for the embedded stores, else the venv's python with the URLs (masked)."""
+        return self.follow_ups(exp, mlruns)(script, *extra)
+
+    def follow_ups(self, exp: Experiment, mlruns: str | Path | None = None) -> runtime.FollowUp:
+        """How `command` writes follow-up commands on these stores, as a value (`runtime.FollowUp`)."""
         shown = str(mlruns if mlruns is not None else _shown_path(self.mlruns))
         urls = " ".join(p for p in ("" if self.embedded_study else f"--storage {self.storage_label}",
                                     "" if self.embedded_tracking else f"--tracking-uri {self.tracking_label}",
                                     "" if self.study_name == exp.name else f"--study-name {self.study_name}") if p)
         local = self.embedded_study or self.embedded_tracking
-        return runtime.follow_up(script, exp.path, shown if local else None, urls, *extra)
+        return runtime.FollowUp(exp.path, shown if local else None, urls)
+
 
     def check_servers(self) -> None:
         """Bad URLs exit 2 before anything is written: connect once to a storage database and ask a
@@ -369,7 +374,7 @@ def study_locks(stores: Stores):
     return locks(stores.mlruns, stores.embedded_study, stores.storage_url, stores.study_name)
 
 
-def trial_table(study, augmentations):
+def trainings_table(study, augmentations):
     """One row per (trial, repeat) of the study's COMPLETE trials: `trial`, `block`, `repeat`, the repeat's
     summary (`best_val_loss`, `gap`, `best_val_accuracy`, `best_epoch`, `epochs_run`, `final_loss`), `depth`,
     `design_point`, `diverged`, `aug_<name>` switches, numeric magnitudes `aug_<name>_<param>` and `config_key`
