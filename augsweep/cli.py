@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from . import runtime
-from .stores import mlflow_ui
+from .serve import mlflow_ui
 
 # A password belongs in the environment (a Kubernetes Secret, PGPASSFILE), not on a command line that `ps` shows.
 ENV_STORAGE, ENV_TRACKING = "AUGSWEEP_STORAGE", "AUGSWEEP_TRACKING_URI"
@@ -173,7 +173,7 @@ def _fit(line: str, width: int = WIDTH) -> str:
 
 def _ui_links(stores):
     """The study's links into the MLflow UI (`make ui`'s port for the embedded store); None if unreadable."""
-    from .stores import mlflow_ui
+    from .serve import mlflow_ui
     from .stores.tracking import client_for
 
     base = mlflow_ui.LOCAL_UI if stores.embedded_tracking else stores.tracking_label

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from .experiment.space import aug_key
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -206,7 +208,7 @@ def curves_by_augmentation(curves: pd.DataFrame, augmentations: list[str]) -> Fi
     for ax, aug in zip(axes.flat, augmentations):
         shown = []
         for on, colour in ((False, "C0"), (True, "C1")):
-            sub = curves[curves[f"aug_{aug}"] == on]
+            sub = curves[curves[aug_key(aug)] == on]
             if sub.empty:
                 continue
             per_trial = sub.groupby(["trial", "epoch"])["val_loss"].mean().unstack("trial")

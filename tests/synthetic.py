@@ -61,8 +61,8 @@ def build_study(folder: Path, name: str, trials: int, repeats: int = 4, epochs: 
     from augsweep.experiment import design, space
     from augsweep.runs.blocks import ATTR_DESIGN, BlockPlanner
     from augsweep.runs.sweep import make_sampler
-    from augsweep.stores.study import (ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKING_URI, identity,
-                                       make_storage, resolve_stores)
+    from augsweep.experiment.identity import identity
+    from augsweep.stores.study import ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKING_URI, make_storage, resolve_stores
     from augsweep.stores.tracking import FINISHED, KILLED, Tracker, _metrics, repeat_metric
     from augsweep.training.checks import summarize_repeat
 

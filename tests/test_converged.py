@@ -6,7 +6,7 @@ import pytest
 
 from augsweep.experiment import load_experiment
 from augsweep.experiment.schema import ConfigError, Convergence
-from augsweep.stores.study import identity
+from augsweep.experiment.identity import identity
 from tests.helpers import run_cli, tiny_experiment
 
 

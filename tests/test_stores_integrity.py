@@ -140,7 +140,7 @@ def _real_disk_full_error(tmp_path):
 def _real_database_lost_error():
     import psycopg
 
-    from augsweep.stores.servers import free_port
+    from augsweep.serve.process import free_port
 
     try:
         psycopg.connect(host="127.0.0.1", port=free_port(), user="x", dbname="x", connect_timeout=5)

@@ -49,7 +49,7 @@ def test_unknown_schemes_are_bad_input_with_the_url_masked():
 def test_a_tracking_server_that_stays_away_fails_the_call_with_one_clear_masked_reason(monkeypatch):
     import time
 
-    from augsweep.stores.servers import free_port
+    from augsweep.serve.process import free_port
     from augsweep.stores.tracking import TrackingUnavailable, answering, client_for
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # the bound, shortened for the test

@@ -2,7 +2,7 @@
 part of a study's identity, and whether it was added late (in the spirit of scikit-learn's `_parameter_constraints`).
 
 The table drives `load`'s validation, defaults and allowed-key lists, the dataclass defaults in `schema`,
-`Experiment.resolved()`, the study identity (`stores.study.identity`) and the key list in the README (checked by
+`Experiment.resolved()`, the study identity (`experiment.identity`) and the key list in the README (checked by
 `tests/test_experiment_keys.py`). What a table cannot say (rules across keys) stays in `load` as named functions.
 """
 

@@ -27,7 +27,8 @@ from ..stores import records as rec
 from ..stores.records import KIND_ABLATION as KIND_PARENT
 from ..stores.records import KIND_ABLATION_RUN as KIND_RUN
 from ..stores.records import SPEC_ARTIFACT
-from ..stores.study import Stores, identity, load_study_readonly
+from ..experiment.identity import identity
+from ..stores.study import Stores, load_study_readonly
 from ..stores.tracking import FAILED, FINISHED, KILLED, RUNNING, Tracker, TrackingUnavailable, repeat_metric
 from ..training import evaluate
 from ..learned import chance_loss_of

@@ -2,7 +2,8 @@
 
 `SweepSession` is what the single-process sweep and the `--workers` launcher share: budget, locks,
 the study and the parent MLflow run, opened under the study's start lock and closed with the
-right status.
+right status. One module over 400 lines on purpose: opening, resuming and closing a session are one protocol
+under that lock.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from ..experiment import space
 from ..experiment.schema import ConfigError, Experiment
 from ..stores import records as rec
 from ..stores.records import ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKING_URI
-from ..stores.study import (Stores, check_study_not_lost, count_finished, count_running, finished_states, identities,
-                            identity, identity_changes, make_storage, outdated, study_locks)
+from ..experiment.identity import identities, identity, identity_changes, outdated
+from ..stores.study import (Stores, check_study_not_lost, count_finished, count_running, finished_states, make_storage,
+                            study_locks)
 from ..stores.liveness import worker_identity
 from ..stores.recovery import close_orphan_runs, reap_dead_trials, retry_once
 from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, client_for
