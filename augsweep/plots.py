@@ -213,7 +213,8 @@ def curves_by_augmentation(curves: pd.DataFrame, augmentations: list[str]) -> Fi
                 continue
             per_trial = sub.groupby(["trial", "epoch"])["val_loss"].mean().unstack("trial")
             mean, lo, hi = per_trial.mean(axis=1), per_trial.quantile(0.25, axis=1), per_trial.quantile(0.75, axis=1)
-            ax.plot(mean.index, mean, color=colour, label=f"{'with' if on else 'without'} ({per_trial.shape[1]} trials)")
+            ax.plot(mean.index, mean, color=colour,
+                    label=f"{'with' if on else 'without'} ({per_trial.shape[1]} trials)")
             ax.fill_between(mean.index, lo, hi, color=colour, alpha=0.2)
             shown.append((lo, hi))
         _focus(ax, shown)

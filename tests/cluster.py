@@ -122,7 +122,6 @@ def storage_load(storage_url: str, workers: int, trials: int, sleep: float = 0.0
 
     Returns (seconds, errors, study): `errors` lists every exception a worker raised."""
     import optuna
-
     import yaml
 
     from augsweep.experiment import load_experiment

@@ -10,9 +10,8 @@ import pytest
 from scipy import stats as sps
 
 from augsweep import inference as inf
-from augsweep.inference import fits, frames
 from augsweep.experiment.design import two_level_design
-
+from augsweep.inference import fits, frames
 
 AUGS = ["flip", "contrast", "rotation", "warp"]
 
@@ -310,7 +309,10 @@ def test_ablation_columns_and_seeds_needed():
     need = row["seeds_needed"]
     # at `need` seeds the projected power condition holds, one seed fewer it does not
     a = inf.sidak_level(1 - 0.95 ** 0.5, 2)  # one family over both comparison kinds: each gets its Šidák share
-    f = lambda n: (sps.t.isf(a / 2, n - 1) + sps.t.ppf(0.8, n - 1)) * row["sd_seeds"] / math.sqrt(n)
+
+    def f(n):
+        return (sps.t.isf(a / 2, n - 1) + sps.t.ppf(0.8, n - 1)) * row["sd_seeds"] / math.sqrt(n)
+
     assert f(need) <= abs(row["effect"]) < f(need - 1)
 
 
@@ -322,7 +324,8 @@ def test_always_on_and_never_on_are_undecided_not_estimable():
     t = simulate_sweep(rng, augs=["flip", "contrast"], runs=4, blocks=3)
     t["aug_rotation"] = True
     t["aug_warp"] = False
-    fr = inf.effects(t, ["flip", "contrast", "rotation", "warp"], inf.VerdictRule(margin=0.03)).set_index("augmentation")
+    fr = inf.effects(t, ["flip", "contrast", "rotation", "warp"], inf.VerdictRule(margin=0.03))
+    fr = fr.set_index("augmentation")
     for a in ("rotation", "warp"):
         assert fr.loc[a, "verdict"] == "undecided" and np.isnan(fr.loc[a, "effect"])
         assert "not estimable" in fr.loc[a, "note"]
@@ -468,7 +471,8 @@ def test_aa_whole_reports_when_depth_is_a_factor_of_the_plan():
         table = simulate_joint(rng)
         claim = False
         for look in (1, 2):
-            v = inf.decide_sweep(table, AUGS, inf.VerdictRule(margin=0.02, max_looks=2), points=16, finished=range(look))
+            v = inf.decide_sweep(table, AUGS, inf.VerdictRule(margin=0.02, max_looks=2), points=16,
+                                 finished=range(look))
             assert v.pairs is not None and len(v.pairs) == 6  # resolution V: every pair is separated
             assert v.interactions is not None and v.interactions["note"].eq("").all()
             claim |= _claims(v)

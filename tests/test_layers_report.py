@@ -62,7 +62,8 @@ def _file(module: str) -> Path:
 
 
 def test_analysis_words_and_rendering_import_nothing_from_the_stores():
-    bad = {f"{m}: {i}" for m in PURE for i in _imports(_file(m), m.rsplit(".", 1)[0]) if i.startswith("augsweep.stores")}
+    bad = {f"{m}: {i}" for m in PURE for i in _imports(_file(m), m.rsplit(".", 1)[0])
+           if i.startswith("augsweep.stores")}
     assert not bad, f"a stage after the load step reads the stores: {sorted(bad)}"
     code = (f"import sys, importlib\nfor m in {PURE!r}: importlib.import_module(m)\n"
             "print(sorted(m for m in sys.modules if m.startswith('augsweep.stores')))")

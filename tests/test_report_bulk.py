@@ -131,8 +131,9 @@ def test_report_through_a_tracking_server_is_the_embedded_report(servers, tmp_pa
         served_bytes = (tmp_path / "served-report" / name).read_bytes()
         local_bytes = (tmp_path / "local-report" / name).read_bytes()
         if name.endswith((".md", ".html")):
-            strip = lambda b: [ln for ln in b.decode().splitlines() if not command.search(ln)]
-            assert strip(served_bytes) == strip(local_bytes), name
+            served, local = ([ln for ln in b.decode().splitlines() if not command.search(ln)]
+                             for b in (served_bytes, local_bytes))
+            assert served == local, name
         else:
             assert served_bytes == local_bytes, name
     assert servers.tracking_uri in (tmp_path / "served-report" / "report.md").read_text()

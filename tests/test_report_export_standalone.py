@@ -16,8 +16,15 @@ import pytest
 from augsweep import augment
 from augsweep.experiment.schema import DatasetConfig
 from augsweep.experiment.space import TrialConfig
-from augsweep.report.export import (Recommendation, block_from_source, block_source, load_model_lines,
-                                    model_input_text, portable_tracking_uri, write_block)
+from augsweep.report.export import (
+    Recommendation,
+    block_from_source,
+    block_source,
+    load_model_lines,
+    model_input_text,
+    portable_tracking_uri,
+    write_block,
+)
 
 SHAPES = ((32, 32, 3), (16, 16, 1))
 SEED = 1234

@@ -91,7 +91,8 @@ def test_report_is_byte_identical_and_complete(digits_sweep, tmp_path):
     client = MlflowClient(f"sqlite:///{mlruns.resolve() / 'mlflow.db'}")
     parent = [r for r in client.search_runs([client.get_experiment_by_name(exp.name).experiment_id])
               if r.data.tags.get("kind") == "sweep"][0]
-    assert {"report/effects.csv", "report/report.html"} <= {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/effects.csv", "report/report.html"} <= logged
 
 
 def test_missing_study_and_empty_study_exit_2(tmp_path, write_experiment):

@@ -293,7 +293,8 @@ def test_cluster_up_then_down_serves_the_dashboard_and_leaves_no_process():
         again = subprocess.run([*make, "cluster-up"], cwd=ROOT, capture_output=True, text=True, timeout=240)
         assert again.returncode == 0 and "already running" in again.stdout, again.stdout + again.stderr
         assert "postgresql" in again.stdout and "mlflow" in again.stdout and "dashboard" in again.stdout
-        assert _alive(postmaster) and [int((cluster / f"{n}.pid").read_text()) for n in ("mlflow", "dashboard")] == groups
+        assert _alive(postmaster)
+        assert [int((cluster / f"{n}.pid").read_text()) for n in ("mlflow", "dashboard")] == groups
         from augsweep.serve.process import stop_group
 
         stop_group(groups[1])

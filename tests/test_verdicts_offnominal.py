@@ -19,9 +19,9 @@ import pytest
 from scipy import stats as sps
 
 from augsweep import inference as inf
-from augsweep.inference import fits, pairs, power
 from augsweep.experiment.design import plan_for
 from augsweep.experiment.seeding import STRIDE, ablation_seeds, repeat_seeds, sweep_seeds
+from augsweep.inference import fits, pairs, power
 from augsweep.report.sweep_analysis import failed_points, finished_blocks
 from tests import offnominal as gen
 
@@ -323,9 +323,13 @@ def test_interval_level_look_and_df_exactly():
     seeds = pd.DataFrame([{"block": b, "repeat": r, "augmentation": a, "effect": rng.normal(0.01, 0.01),
                            "n_with": 8, "n_without": 8, "n_points": 16}
                           for b in range(2) for r in range(3) for a in gen.AUGS])
-    fr = inf.summarize(seeds, gen.AUGS, inf.VerdictRule(margin=MARGIN, alpha=0.05, max_looks=3), 2).set_index("augmentation")
+    fr = inf.summarize(seeds, gen.AUGS, inf.VerdictRule(margin=MARGIN, alpha=0.05, max_looks=3), 2)
+    fr = fr.set_index("augmentation")
     z = sps.norm.isf(0.025)
-    spent = lambda t: 2 * sps.norm.sf(z / math.sqrt(t))
+
+    def spent(t):
+        return 2 * sps.norm.sf(z / math.sqrt(t))
+
     a_look = spent(2 / 3) - spent(1 / 3)
     assert fr["alpha_look"].iloc[0] == pytest.approx(a_look, rel=1e-12)
     per = 1 - (1 - a_look) ** (1 / 4)

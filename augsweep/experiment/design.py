@@ -229,7 +229,8 @@ def magnitude_levels(plan: DesignPlan, ranges: Mapping[str, Mapping[str, tuple]]
     params: dict[str, list[tuple[str, Any]]] = {}
     for aug in plan.factors:
         for p in sorted({**ranges.get(aug, {}), **choices.get(aug, {})}):
-            params.setdefault(aug, []).append((p, ranges[aug][p] if p in ranges.get(aug, {}) else list(choices[aug][p])))
+            values = ranges[aug][p] if p in ranges.get(aug, {}) else list(choices[aug][p])
+            params.setdefault(aug, []).append((p, values))
     needs = {a: sum(1 if isinstance(v, tuple) else _bits(len(v)) for _, v in ps) for a, ps in params.items()}
     cols = level_columns(plan, needs)
     runs = plan.runs

@@ -14,7 +14,6 @@ from .. import augment
 from . import keys
 from .schema import Experiment
 
-
 REVISIONS = "augmentation_revisions"  # in the identity only while an augmentation of the space changed meaning
 
 

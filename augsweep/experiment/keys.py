@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 SOURCES = ("digits", "synthetic", "folder", "fashion_mnist")
-VALIDATIONS = ("split", "test")  # fashion_mnist: hold out validation_split of the training split, or the official test split
+# fashion_mnist: hold out validation_split of the training split, or the official test split
+VALIDATIONS = ("split", "test")
 SWITCH = ("auto", "true", "false")  # auto | true | false; YAML's true/false are read as "true"/"false"
 # Keras applications usable as `model.base` (plus `convnet`, the course's own network).
 APPLICATIONS = ("vgg16", "vgg19", "mobilenetv2", "efficientnetb0", "resnet50")

@@ -21,9 +21,21 @@ import yaml
 
 from ..augment import REGISTRY, ParamSpec
 from .keys import APPLICATIONS, BOOL, CHOICE, FASHION_CLASSES, INT, NUMBER, SOURCES, SWITCH, TABLE, allowed, default
-from .schema import (AblationConfig, BaseConfig, Choice, ConfigError, Convergence, DatasetConfig, Experiment, FloatRange,
-                     IntRange, ModelConfig, SearchSpace, TrainConfig, max_depth)
-
+from .schema import (
+    AblationConfig,
+    BaseConfig,
+    Choice,
+    ConfigError,
+    Convergence,
+    DatasetConfig,
+    Experiment,
+    FloatRange,
+    IntRange,
+    ModelConfig,
+    SearchSpace,
+    TrainConfig,
+    max_depth,
+)
 
 # ----------------------------------------------------------------------------- validation helpers
 

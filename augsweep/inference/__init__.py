@@ -20,9 +20,21 @@ column names and the flat key format. The names below are the public face.
 
 from .alpha import SPENDING, SPENDINGS, VerdictRule, look_alpha, sidak_level, split_alpha, sweep_shares
 from .core import DECIDED, VERDICT_CODES, VERDICTS, decide_arrays, decided, should_stop
-from .frames import (EXTRA_COLUMNS, VERDICT_COLUMNS, SweepVerdicts, ablation_effects, all_decided,
-                     complete_replicates, decide_sweep, dose_responses, effects, interaction_contrast,
-                     scored_trainings, seed_effects, summarize)
+from .frames import (
+    EXTRA_COLUMNS,
+    VERDICT_COLUMNS,
+    SweepVerdicts,
+    ablation_effects,
+    all_decided,
+    complete_replicates,
+    decide_sweep,
+    dose_responses,
+    effects,
+    interaction_contrast,
+    scored_trainings,
+    seed_effects,
+    summarize,
+)
 
 __all__ = ["DECIDED", "EXTRA_COLUMNS", "SPENDING", "SPENDINGS", "VERDICTS", "VERDICT_CODES", "VERDICT_COLUMNS",
            "SweepVerdicts", "VerdictRule", "ablation_effects", "all_decided", "complete_replicates", "decide_arrays",

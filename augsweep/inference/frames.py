@@ -18,8 +18,8 @@ from .core import COND_KINDS, DECIDED, VERDICT_CODES, codes_of, decide_arrays
 from .core import decided as decided_codes
 from .core import should_stop as stop_arrays
 from .fits import fit_replicates, interaction_estimates, replicate_design, switch_shift
-from .pairs import pair_verdicts, separates_pairs
 from .paired import paired_t
+from .pairs import pair_verdicts, separates_pairs
 from .power import blocks_to_decide
 
 VERDICT_COLUMNS = ["augmentation", "effect", "ci_low", "ci_high", "p_value", "n_with", "n_without",
@@ -90,7 +90,8 @@ def complete_replicates(table: pd.DataFrame, points: int, outcome: str = OUTCOME
     if not len(table):
         return table
     ok = table[np.isfinite(table[outcome].astype(float))]
-    sizes = ok.groupby(["block", "repeat"])["trial"].nunique() if "trial" in ok else ok.groupby(["block", "repeat"]).size()
+    by = ok.groupby(["block", "repeat"])
+    sizes = by["trial"].nunique() if "trial" in ok else by.size()
     full = sizes[sizes >= points].index
     keys = pd.MultiIndex.from_frame(table[["block", "repeat"]])
     return table[keys.isin(full)].reset_index(drop=True)

@@ -81,7 +81,8 @@ def ablation_sections(data: AblationData, a: AblationAnalysis, figs: dict[str, P
     out.append(S("Ablation provenance", [("code", "\n".join([
         f"mlflow_parent_run: {data.parent_run_id}",
         *[f"{key}: {value}" for key, value in data.provenance.items()],
-        f"rerun: {runtime.follow_up('sweep.py', experiment_path, mlruns, '', '--ablation', '--repeats', spec['repeats'])}",
+        "rerun: " + runtime.follow_up("sweep.py", experiment_path, mlruns, "", "--ablation", "--repeats",
+                                      spec["repeats"]),
         f"reproduce one variant: {runtime.follow_up('sweep.py', experiment_path, mlruns, '', '--reproduce', 'base')}",
     ]))]))
     return Words(out, tuple(paragraphs), tuple(use))

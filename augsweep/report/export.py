@@ -10,7 +10,6 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np

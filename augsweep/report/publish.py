@@ -116,4 +116,5 @@ def describe(exp: Experiment, stores: Stores, client, effects: pd.DataFrame, pub
     if mexp is not None and len(effects):
         rec = published.recommendation if published is not None else None
         registry.set_experiment_note(client, mexp.experiment_id,
-                                     note_text(title, answer, effects, rec, registry.registered_name(stores.study_name)))
+                                     note_text(title, answer, effects, rec,
+                                               registry.registered_name(stores.study_name)))

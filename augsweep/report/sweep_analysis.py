@@ -23,7 +23,8 @@ EFFECT_COLUMNS = ["augmentation", "effect", "ci_low", "ci_high", "p_value", "n_w
                   "comparison", "mde", "ci_method"]
 FLOAT = "%.6f"
 
-def effects_table(frame: pd.DataFrame, source: str = "sweep", comparison: str = "adjusted (all trials)") -> pd.DataFrame:
+def effects_table(frame: pd.DataFrame, source: str = "sweep", comparison: str = "adjusted (all trials)"
+                  ) -> pd.DataFrame:
     """The `effects.csv` contract from an `inference.effects` frame, best first, ties by name."""
     out = frame.assign(source=source, comparison=comparison)[EFFECT_COLUMNS].copy()
     out["_nan"] = out["effect"].isna()
@@ -207,7 +208,8 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
     conf_alpha = (inference.look_alpha(shares["configurations"], *looks) if shares.get("configurations") else 0.0)
     configs = (configurations_mod.configurations(decided, augs, margin=exp.equivalence_margin, alpha_look=conf_alpha)
                if conf_alpha and len(decided) else None)
-    learned = check_learned(decided, augs, chance, gate_alpha, margin=exp.equivalence_margin) if chance is not None and len(decided) else None
+    learned = (check_learned(decided, augs, chance, gate_alpha, margin=exp.equivalence_margin)
+               if chance is not None and len(decided) else None)
     pairs, conditional = verdicts.pairs, verdicts.conditional
     if learned is not None and not learned.ok:
         # No verdict about a network that did not learn: every verdict-bearing table says `undecided`.
@@ -259,9 +261,7 @@ def unconverged_table(table: pd.DataFrame, augmentations: list[str], exp: Experi
 def family_size(exp: Experiment) -> int:
     """Verdict rows a sweep report carries: one per augmentation, and one augmentation x depth contrast each
     when the search space has two depths or more."""
-    from ..experiment.design import depth_levels
-
-    from ..experiment.design import plan_for
+    from ..experiment.design import depth_levels, plan_for
 
     n = len(exp.search_space.augmentation_names)
     rows = n * (2 if len(depth_levels(exp.search_space)) > 1 and not exp.model.uses_base else 1)

@@ -312,7 +312,8 @@ def build_sections(exp: Experiment, analysis: Analysis, data: SweepData, figures
             "It has no sign and no confidence interval; the effects above are the answer.", imp_frame]))
     plots_section = Section("Learning curves", [])
     for key, caption in (("curves", "Unadjusted: mean val_loss by epoch of the trials with vs without each "
-                                    "augmentation (shaded: interquartile range over trials; log scale, zoomed on the later epochs "
+                                    "augmentation (shaded: interquartile range over trials; log scale, zoomed on the "
+                                    "later epochs "
                                     "where the differences are). Depth and the other "
                                     "augmentations are not held fixed here; the effects above are adjusted for them."),
                          ("train_vs_val", "Train vs validation loss: best trial and best trial without "

@@ -21,7 +21,6 @@ from .render import display, to_html, to_markdown
 from .sweep_analysis import FLOAT, Analysis
 from .words import report_words
 
-
 # Every file the report writes (nothing else in --out is ever uploaded: the folder may hold anything).
 REPORT_FILES = ("report.md", "report.html", "effects.csv", "effects_by_budget.csv", "configurations.csv",
                 "effects_forest.png", "effect_vs_budget.png", "curves_by_augmentation.png", "train_vs_val.png",

@@ -131,7 +131,8 @@ def verdicts_at(table, exp: Experiment, recorded: dict, looks_done: int):
 def look_line(frame, blocks: int, max_blocks: int, decided_by: dict | None = None) -> str:
     """`look 2/4: decided flip hurts, contrast negligible; undecided warp (mde 0.031, ~1 more block)`; an
     augmentation decided by its conditional effects (a decided interaction) reads `warp: by interaction`."""
-    done = {r.augmentation: (decided_by or {}).get(r.augmentation, r.verdict != "undecided") for r in frame.itertuples()}
+    done = {r.augmentation: (decided_by or {}).get(r.augmentation, r.verdict != "undecided")
+            for r in frame.itertuples()}
     # decided by its conditional effects when its marginal verdict is not what counts (a decided interaction)
     decided = [f"{r.augmentation} {r.verdict}" if r.verdict != "undecided" else f"{r.augmentation}: by interaction"
                for r in frame.itertuples() if done[r.augmentation]]

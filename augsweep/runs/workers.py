@@ -27,7 +27,6 @@ from ..experiment.schema import Experiment
 from ..stores.study import Stores, count_finished
 from .sweep import SweepAborted, SweepSession, budget_of, prepare
 
-
 CRASHED = 70  # a worker's exit code for an unexpected error (BSD's EX_SOFTWARE); 1 means "too many failed trials"
 
 

@@ -115,8 +115,8 @@ def study_links(client, experiment_id: str, base_url: str = LOCAL_UI, top: int =
     base = base_url.rstrip("/")
     runs_url = (f"{base}/#/experiments/{experiment_id}/runs?"
                 + urllib.parse.urlencode({"workflowType": "machine_learning", "viewStateShareKey": VIEW_KEY}))
-    best = distinct_configurations([r for r in runs if r.info.status == "FINISHED" and "best_val_loss" in r.data.metrics],
-                                   top)
+    finished = [r for r in runs if r.info.status == "FINISHED" and "best_val_loss" in r.data.metrics]
+    best = distinct_configurations(finished, top)
     compare = curves = None
     if len(best) >= 2:
         ids, exps = _json([r.info.run_id for r in best]), _json([experiment_id])

@@ -173,8 +173,8 @@ def dashboard_server(storage: str, port: int, log: Path, env: dict | None = None
 def serve_dashboard(storage: str, host: str, port: int) -> None:
     """optuna-dashboard with every request other than GET/HEAD refused: a dashboard to look at a study,
     not to delete it or edit its notes from a browser."""
-    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
     from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
     import optuna
     from optuna_dashboard import wsgi
@@ -251,8 +251,10 @@ class Cluster:
                     raise RuntimeError(f"port {pg.port} is in use by another program (PG_PORT=...)")
                 pg.start()
                 started.append(pg)
-            ports = {"mlflow": int(old.get("mlflow", mlflow_port)), "dashboard": int(old.get("dashboard", dashboard_port))}
-            (self.root / "ports").write_text(f"pg={pg.port}\nmlflow={ports['mlflow']}\ndashboard={ports['dashboard']}\n")
+            ports = {"mlflow": int(old.get("mlflow", mlflow_port)),
+                     "dashboard": int(old.get("dashboard", dashboard_port))}
+            (self.root / "ports").write_text(
+                f"pg={pg.port}\nmlflow={ports['mlflow']}\ndashboard={ports['dashboard']}\n")
             env = pg.env()
             # The Optuna schema is created here, once, before any worker or the dashboard opens the database.
             os.environ["PGPASSFILE"] = env["PGPASSFILE"]
@@ -333,13 +335,15 @@ def main(argv=None) -> int:
         return 1
     if cluster.already:
         print(f"already running (left as they are): {', '.join(cluster.already)}")
+    worker = runtime.follow_up("sweep.py", args.experiment, None,
+                               f"--storage {urls['storage']} --tracking-uri {urls['tracking']}", "--worker")
     print(f"""PostgreSQL      {urls['storage']}   (password in {urls['pgpass']})
 MLflow server   {urls['tracking']}
 optuna-dashboard {urls['dashboard']}
 
 Start workers (each takes trials until the study has `trials` finished; one GPU each with CUDA_VISIBLE_DEVICES):
   export PGPASSFILE={urls['pgpass']}
-  {runtime.follow_up('sweep.py', args.experiment, None, f"--storage {urls['storage']} --tracking-uri {urls['tracking']}", '--worker')}
+  {worker}
 Stop everything: make cluster-down""")
     return 0
 
