@@ -25,7 +25,6 @@ from .frames import (
     VERDICT_COLUMNS,
     SweepVerdicts,
     ablation_effects,
-    all_decided,
     complete_replicates,
     decide_sweep,
     dose_responses,
@@ -37,7 +36,7 @@ from .frames import (
 )
 
 __all__ = ["DECIDED", "EXTRA_COLUMNS", "SPENDING", "SPENDINGS", "VERDICTS", "VERDICT_CODES", "VERDICT_COLUMNS",
-           "SweepVerdicts", "VerdictRule", "ablation_effects", "all_decided", "complete_replicates", "decide_arrays",
+           "SweepVerdicts", "VerdictRule", "ablation_effects", "complete_replicates", "decide_arrays",
            "decide_sweep", "decided", "dose_responses", "effects", "interaction_contrast", "look_alpha",
            "scored_trainings", "seed_effects", "should_stop", "sidak_level", "split_alpha", "summarize",
            "sweep_shares"]

@@ -246,11 +246,6 @@ def effects(table: pd.DataFrame, augmentations: Sequence[str], rule: VerdictRule
     return summarize(seeds, augmentations, rule, looks_done, shift=shift)
 
 
-def all_decided(frame: pd.DataFrame) -> bool:
-    """Whether every row has a decided verdict (helps, hurts or negligible)."""
-    return bool(frame["verdict"].isin(DECIDED).all())
-
-
 def interaction_contrast(table: pd.DataFrame, terms: Sequence[tuple[str, str]], augmentations: Sequence[str],
                          rule: VerdictRule, looks_done: int = 1, outcome: str = OUTCOME) -> pd.DataFrame:
     """Per-seed interaction of two augmentations (or an augmentation with depth), decided across seeds."""

@@ -66,7 +66,7 @@ def load_ablation(tracking_uri: str, experiment_name: str, client=None) -> Ablat
     tags, params = dict(parent.data.tags), dict(parent.data.params)
     class_count = str(params.get(rec.PARAM_CLASSES, ""))
     return AblationData(
-        parent_run_id=pid, tags=tags, spec=spec,
+        parent_run_id=pid, spec=spec,
         runs=pd.DataFrame(runs, columns=["variant", "seed", "best_val_loss", "final_loss", "best_val_accuracy",
                                          "run_id"]),
         per_class=pd.DataFrame(classes, columns=["variant", "seed", "class", "val_loss", "val_accuracy"]),

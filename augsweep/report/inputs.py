@@ -45,7 +45,6 @@ class AblationData:
     """What the stores hold about the latest ablation of an experiment."""
 
     parent_run_id: str
-    tags: dict
     spec: dict
     runs: pd.DataFrame  # variant x seed (finished): best_val_loss, final_loss, best_val_accuracy
     per_class: pd.DataFrame  # variant x seed x class: val_loss, val_accuracy
