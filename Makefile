@@ -59,16 +59,16 @@ report: install  ## write reports/<study>/ from the stores (never retrains)
 	$(PY) report.py $(EXP) --mlruns $(MLRUNS)
 
 ui: install  ## MLflow UI on http://127.0.0.1:$(PORT) over MLRUNS; prints (and opens) the link to each study's trials
-	$(PY) -m augsweep.stores.mlflow_ui --mlruns $(MLRUNS) --port $(PORT)
+	$(PY) -m augsweep.serve.mlflow_ui --mlruns $(MLRUNS) --port $(PORT)
 
 dashboard: install  ## optuna-dashboard (read-only) on http://127.0.0.1:$(DASHBOARD_PORT) over MLRUNS or STORAGE=URL
-	$(PY) -m augsweep.stores.servers dashboard $(if $(STORAGE),$(STORAGE),sqlite:///$(abspath $(MLRUNS))/optuna.db) --port $(DASHBOARD_PORT)
+	$(PY) -m augsweep.serve.servers dashboard $(if $(STORAGE),$(STORAGE),sqlite:///$(abspath $(MLRUNS))/optuna.db) --port $(DASHBOARD_PORT)
 
 cluster-up: install  ## PostgreSQL + MLflow server + optuna-dashboard on 127.0.0.1 (data in CLUSTER=.cluster/); prints the worker command
-	$(PY) -m augsweep.stores.servers up --dir $(CLUSTER) --pg-port $(PG_PORT) --mlflow-port $(MLFLOW_PORT) --dashboard-port $(DASHBOARD_PORT) --experiment $(EXP)
+	$(PY) -m augsweep.serve.servers up --dir $(CLUSTER) --pg-port $(PG_PORT) --mlflow-port $(MLFLOW_PORT) --dashboard-port $(DASHBOARD_PORT) --experiment $(EXP)
 
 cluster-down:  ## stop what cluster-up started (the data stays in CLUSTER/)
-	$(PY) -m augsweep.stores.servers down --dir $(CLUSTER)
+	$(PY) -m augsweep.serve.servers down --dir $(CLUSTER)
 
 test: install  ## the whole test suite (fast tests and the slow end-to-end runs; fetches Fashion-MNIST when it can)
 	@$(MAKE) --no-print-directory data || echo "note: Fashion-MNIST could not be fetched; its tests will be skipped"

@@ -3,7 +3,7 @@
 import sys
 
 try:
-    from augsweep.cli import sweep_main, script
+    from augsweep.cli import script, sweep_main
 except KeyboardInterrupt:  # Ctrl-C while the package loads
     sys.exit(130)
 

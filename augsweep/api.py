@@ -208,8 +208,8 @@ class Report:
             raise UserError(f"the report wrote no augmentation block. Received: out={str(self.out_dir)!r}")
         import keras
 
-        from .augment.layers import layer_classes
         from .augment import standalone  # noqa: F401 - registers the layers augmentation.py defines
+        from .augment.layers import layer_classes
 
         layer_classes()  # registers augsweep's own layers (crop, mirror), which blocks written by older versions hold
         return keras.saving.load_model(path)

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from . import runtime
-from .stores import mlflow_ui
+from .serve import mlflow_ui
 
 # A password belongs in the environment (a Kubernetes Secret, PGPASSFILE), not on a command line that `ps` shows.
 ENV_STORAGE, ENV_TRACKING = "AUGSWEEP_STORAGE", "AUGSWEEP_TRACKING_URI"
@@ -173,7 +173,7 @@ def _fit(line: str, width: int = WIDTH) -> str:
 
 def _ui_links(stores):
     """The study's links into the MLflow UI (`make ui`'s port for the embedded store); None if unreadable."""
-    from .stores import mlflow_ui
+    from .serve import mlflow_ui
     from .stores.tracking import client_for
 
     base = mlflow_ui.LOCAL_UI if stores.embedded_tracking else stores.tracking_label
@@ -317,13 +317,11 @@ def _sweep_stores(args) -> int:
 
 def _report(args) -> int:
     exp, stores = _experiment_and_stores(args)
-    import pandas as pd
-
     from .report.write import plain_answer, terminal_table, write
 
     written = write(exp, stores, args.out)
     out_dir, analysis = written.out_dir, written.analysis
-    print(terminal_table(pd.read_csv(out_dir / "effects.csv")))
+    print(terminal_table(written.effects))
     print("\n" + plain_answer(written.answer))
     for w in analysis.warnings if analysis is not None else []:
         print(f"note: {w}")

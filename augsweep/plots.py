@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from .experiment.space import aug_key
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -206,12 +208,13 @@ def curves_by_augmentation(curves: pd.DataFrame, augmentations: list[str]) -> Fi
     for ax, aug in zip(axes.flat, augmentations):
         shown = []
         for on, colour in ((False, "C0"), (True, "C1")):
-            sub = curves[curves[f"aug_{aug}"] == on]
+            sub = curves[curves[aug_key(aug)] == on]
             if sub.empty:
                 continue
             per_trial = sub.groupby(["trial", "epoch"])["val_loss"].mean().unstack("trial")
             mean, lo, hi = per_trial.mean(axis=1), per_trial.quantile(0.25, axis=1), per_trial.quantile(0.75, axis=1)
-            ax.plot(mean.index, mean, color=colour, label=f"{'with' if on else 'without'} ({per_trial.shape[1]} trials)")
+            ax.plot(mean.index, mean, color=colour,
+                    label=f"{'with' if on else 'without'} ({per_trial.shape[1]} trials)")
             ax.fill_between(mean.index, lo, hi, color=colour, alpha=0.2)
             shown.append((lo, hi))
         _focus(ax, shown)

@@ -36,8 +36,8 @@ def main(argv=None) -> int:
 
     from augsweep.runs import objective as objective_mod
     from augsweep.runs import repeat as repeat_mod
-    from augsweep.training import train
     from augsweep.stores.tracking import Tracker
+    from augsweep.training import train
 
     keys = ("train", "callbacks", "train_end", "train_cpu", "callbacks_cpu", "train_end_cpu")
     clock = dict.fromkeys(keys, 0.0) | {"epochs": 0}
@@ -115,7 +115,8 @@ def main(argv=None) -> int:
          f"{median(fit_cpus):.3f}", rounds_text(fit_cpus)],
         ["bookkeeping per trial s (outside fit)", f"{median(fixed):.3f}", rounds_text(fixed, "{:.3f}"),
          f"{median(fixed_cpu):.3f}", rounds_text(fixed_cpu, "{:.3f}")],
-        ["bookkeeping per epoch ms (callbacks)", f"{1000 * e:.1f}", rounds_text([1000 * x for x in per_epoch], "{:.1f}"),
+        ["bookkeeping per epoch ms (callbacks)", f"{1000 * e:.1f}",
+         rounds_text([1000 * x for x in per_epoch], "{:.1f}"),
          f"{1000 * e_cpu:.1f}", rounds_text([1000 * x for x in per_epoch_cpu], "{:.1f}")],
     ]))
     print(f"share of a 10 s trial with {args.epochs} epochs: {100 * share:.1f}% wall, {100 * share_cpu:.1f}% CPU "

@@ -69,11 +69,11 @@ def main(argv=None) -> int:
 
     from augsweep import augment as aug
     from augsweep import runtime
-    from augsweep.training import train
     from augsweep.experiment import TrainConfig
-    from augsweep.training.data import Dataset, make_synthetic
     from augsweep.experiment.seeding import repeat_seeds
     from augsweep.experiment.space import TrialConfig
+    from augsweep.training import train
+    from augsweep.training.data import Dataset, make_synthetic
 
     device = runtime.configure_device()
     backend = runtime.backend()

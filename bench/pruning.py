@@ -36,9 +36,9 @@ def main(argv=None) -> int:
     import numpy as np
     import optuna
 
+    from augsweep import runtime
     from augsweep.experiment.seeding import repeat_seeds
     from augsweep.experiment.space import TrialConfig
-    from augsweep import runtime
     from augsweep.runs.objective import Objective
     from augsweep.runs.sweep import make_pruner, make_sampler
     from augsweep.stores.study import make_storage

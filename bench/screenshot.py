@@ -26,8 +26,8 @@ CHROMIUM = os.environ.get("AUGSWEEP_CHROMIUM", "/usr/bin/chromium")
 @contextlib.contextmanager
 def mlflow_ui(mlruns: Path):
     """`mlflow ui` over an embedded store on a free port (what `make ui` runs); yields its base URL."""
-    from augsweep.stores.mlflow_ui import ui_command
-    from augsweep.stores.servers import Service, free_port
+    from augsweep.serve.mlflow_ui import ui_command
+    from augsweep.serve.process import Service, free_port
 
     port = free_port()
     cmd, env = ui_command(Path(mlruns).resolve(), "127.0.0.1", port)
@@ -90,7 +90,7 @@ def tiny_sweep(folder: Path) -> Path:
 
 def links_for(mlruns: Path, base_url: str):
     """augsweep's links for the store's (first) study, against the UI at `base_url`."""
-    from augsweep.stores.mlflow_ui import all_study_links
+    from augsweep.serve.mlflow_ui import all_study_links
     from augsweep.stores.tracking import tracking_uri_for
 
     return all_study_links(tracking_uri_for(mlruns), base_url)[0]

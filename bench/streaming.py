@@ -15,10 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 import _common  # noqa: F401 - sets sys.path and TF log level
 from _common import alternate, machine, median, table
-
-import numpy as np
 
 
 def make_folder(root: Path, n: int, size: int) -> None:
@@ -45,13 +45,13 @@ def main() -> int:
     args = p.parse_args()
     n, size, rounds = (32, 32, 1) if args.tiny else (args.images, args.size, args.rounds)
 
+    import tensorflow as tf
+
     from augsweep.experiment import DatasetConfig, TrainConfig
     from augsweep.experiment.seeding import repeat_seeds
     from augsweep.experiment.space import TrialConfig
     from augsweep.training import train
     from augsweep.training.data import load_dataset
-
-    import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")  # one model per path: Keras's retracing notes are expected here
     batch = 32

@@ -63,11 +63,11 @@ def main(argv=None) -> int:
     import keras
 
     from augsweep import augment, runtime
-    from augsweep.training import train
     from augsweep.experiment import DatasetConfig, TrainConfig
-    from augsweep.training.data import load_dataset
     from augsweep.experiment.seeding import repeat_seeds
     from augsweep.experiment.space import TrialConfig
+    from augsweep.training import train
+    from augsweep.training.data import load_dataset
 
     samples = 96 if args.tiny else 1500
     ds = load_dataset(DatasetConfig(args.source, (args.image_size, args.image_size), samples=samples), 0)

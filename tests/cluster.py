@@ -15,7 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from augsweep.stores.servers import MLFLOW_DATABASE, Postgres, Service, free_port, mlflow_server, pg_bin
+from augsweep.serve.process import Service, free_port
+from augsweep.serve.servers import MLFLOW_DATABASE, Postgres, mlflow_server, pg_bin
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -121,7 +122,6 @@ def storage_load(storage_url: str, workers: int, trials: int, sleep: float = 0.0
 
     Returns (seconds, errors, study): `errors` lists every exception a worker raised."""
     import optuna
-
     import yaml
 
     from augsweep.experiment import load_experiment

@@ -147,11 +147,11 @@ def to_tables(Y: np.ndarray, rng: np.random.Generator, *, repeats: int = 4, augs
 
 def design_matrix(augs=AUGS, runs: int = 16):
     """The design X (runs x columns) a complete seed replicate of these sweeps is fitted on, built by the
-    production `inference.replicate_design` from the table's columns, and where its magnitude terms start."""
-    from augsweep import inference
+    production `inference.fits.replicate_design` from the table's columns, and where its magnitude terms start."""
+    from augsweep.inference import fits
 
     S, _, levels = design(augs, runs)
     mags = [(j, f"aug_{a}_factor", np.array([levels[i][f"aug_{a}_factor"] if S[i, j] else np.nan
                                               for i in range(runs)])) for j, a in enumerate(augs)]
-    X, base, _ = inference.replicate_design(S.astype(float), np.full(runs, 2), mags)
+    X, base, _ = fits.replicate_design(S.astype(float), np.full(runs, 2), mags)
     return X, base

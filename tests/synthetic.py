@@ -57,12 +57,17 @@ def build_study(folder: Path, name: str, trials: int, repeats: int = 4, epochs: 
     import yaml
 
     from augsweep import runtime
-    from augsweep.experiment import load_experiment
-    from augsweep.experiment import design, space
+    from augsweep.experiment import design, load_experiment, space
+    from augsweep.experiment.identity import identity
     from augsweep.runs.blocks import ATTR_DESIGN, BlockPlanner
     from augsweep.runs.sweep import make_sampler
-    from augsweep.stores.study import (ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKING_URI, identity,
-                                       make_storage, resolve_stores)
+    from augsweep.stores.study import (
+        ATTR_EXPERIMENT_HASH,
+        ATTR_PARENT_RUN,
+        ATTR_TRACKING_URI,
+        make_storage,
+        resolve_stores,
+    )
     from augsweep.stores.tracking import FINISHED, KILLED, Tracker, _metrics, repeat_metric
     from augsweep.training.checks import summarize_repeat
 

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 
 import augsweep
 from augsweep.stores.registry import NOTE_TAG, SOURCE_TAG
-from tests.helpers import learning_experiment, tiny_experiment
+from tests.helpers import tiny_experiment
 
 
 @pytest.fixture

@@ -53,8 +53,8 @@ def test_layer_seeds_depend_on_name_not_order(images):
     flip, rotation = {"mode": "horizontal"}, {"factor": 0.3}
     one = augment.build_layers({"flip": flip, "rotation": rotation}, 5)
     other = augment.build_layers({"rotation": rotation, "flip": flip}, 5)
-    assert [l.name for l in one] == [l.name for l in other] == ["aug_flip", "aug_rotation"]
-    assert [l.seed for l in one] == [l.seed for l in other]
+    assert [x.name for x in one] == [x.name for x in other] == ["aug_flip", "aug_rotation"]
+    assert [x.seed for x in one] == [x.seed for x in other]
 
     def apply(layers):
         batch = images[:8]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from augsweep.experiment import load_experiment
+from augsweep.experiment.identity import identity
 from augsweep.experiment.schema import ConfigError, Convergence
-from augsweep.stores.study import identity
 from tests.helpers import run_cli, tiny_experiment
 
 
@@ -30,8 +30,10 @@ def test_option_sets_the_cap_and_joins_the_identity_only_when_set(write_experime
     ({"until_converged": {"patience": 3}}, "train.until_converged.max_epochs is required"),
     ({"until_converged": {"patience": 0, "max_epochs": 9}}, "train.until_converged.patience must be in [1, 10000]. "
                                                             "Received: patience=0"),
-    ({"until_converged": {"patience": 9, "max_epochs": 9}}, "patience must be below max_epochs (9). Received: patience=9"),
-    ({"until_converged": {"patience": 2, "max_epochs": 9, "delta": 1}}, "train.until_converged.delta is not a known key"),
+    ({"until_converged": {"patience": 9, "max_epochs": 9}},
+     "patience must be below max_epochs (9). Received: patience=9"),
+    ({"until_converged": {"patience": 2, "max_epochs": 9, "delta": 1}},
+     "train.until_converged.delta is not a known key"),
     ({"until_converged": {"patience": 2, "max_epochs": 9}, "epochs": 5}, "train.epochs cannot be combined with "
                                                                         "train.until_converged"),
     ({"until_converged": 5}, "train.until_converged must be a mapping. Received: until_converged=5"),
@@ -74,7 +76,8 @@ def test_terminal_top_k_shows_distinct_configurations_by_their_mean():
         t.number = number
         return t
 
-    trials = [trial(0, "d2 warp", 0.30), trial(1, "d2 none", 0.33), trial(2, "d2 warp", 0.40), trial(3, "d2 flip", 0.34)]
+    trials = [trial(0, "d2 warp", 0.30), trial(1, "d2 none", 0.33), trial(2, "d2 warp", 0.40),
+              trial(3, "d2 flip", 0.34)]
     best = distinct_best(trials, 5)
     assert [(t.user_attrs["config_name"], round(m, 3), n) for t, m, n in best] == [
         ("d2 none", 0.33, 1), ("d2 flip", 0.34, 1), ("d2 warp", 0.35, 2)]

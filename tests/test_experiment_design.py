@@ -8,8 +8,16 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from augsweep.experiment.design import (DesignError, block_points, crossed, level_columns, magnitude_levels,
-                                       min_trials, plan_for, two_level_design)
+from augsweep.experiment.design import (
+    DesignError,
+    block_points,
+    crossed,
+    level_columns,
+    magnitude_levels,
+    min_trials,
+    plan_for,
+    two_level_design,
+)
 from augsweep.experiment.schema import Choice, SearchSpace
 
 AUGS = ["flip", "contrast", "rotation", "warp"]
@@ -31,9 +39,9 @@ def _main_aliased_with_two_factor(matrix: np.ndarray) -> list[tuple[int, int, in
     X = np.where(matrix, 1, -1)
     bad = []
     for i in range(X.shape[1]):
-        for j, l in itertools.combinations([c for c in range(X.shape[1]) if c != i], 2):
-            if (X[:, i] * X[:, j] * X[:, l]).sum() != 0:
-                bad.append((i, j, l))
+        for j, m in itertools.combinations([c for c in range(X.shape[1]) if c != i], 2):
+            if (X[:, i] * X[:, j] * X[:, m]).sum() != 0:
+                bad.append((i, j, m))
     return bad
 
 
@@ -184,9 +192,15 @@ def test_block_points_flat_convention_and_order():
     b0 = block_points(plan, [1, 2], ranges, choices, seed=5, block=0)
     assert b0 == block_points(plan, [1, 2], ranges, choices, seed=5, block=0)
     b1 = block_points(plan, [1, 2], ranges, choices, seed=5, block=1)
-    key = lambda p: (p["depth"], *(p[f"aug_{a}"] for a in AUGS))
+
+    def key(p):
+        return (p["depth"], *(p[f"aug_{a}"] for a in AUGS))
+
     assert sorted(map(key, b0)) == sorted(map(key, b1))  # same design points
-    canon = lambda pts: sorted(tuple(sorted(p.items())) for p in pts)
+
+    def canon(pts):
+        return sorted(tuple(sorted(p.items())) for p in pts)
+
     assert canon(b0) == canon(b1)  # with the same magnitudes: blocks replicate the design over seeds
     assert [key(p) for p in b0] != [key(p) for p in b1]  # shuffled differently per block
     assert [key(p) for p in b0] != [(d, *map(bool, r)) for r in plan.matrix for d in (1, 2)]

@@ -7,7 +7,7 @@ import pytest
 
 from augsweep import augment
 from augsweep.experiment import load_experiment
-from augsweep.stores.study import identities, identity, outdated
+from augsweep.experiment.identity import identities, identity, outdated
 from tests.helpers import ROOT, tiny_experiment
 
 # (identity(exp), exp.sha256()) computed on the code before the key table (commit 113f9d4); the identities of

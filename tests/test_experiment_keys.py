@@ -9,8 +9,8 @@ from dataclasses import MISSING, fields, is_dataclass
 import yaml
 
 from augsweep.experiment import AblationConfig, DatasetConfig, Experiment, ModelConfig, TrainConfig, load_experiment
+from augsweep.experiment.identity import identities, identity, identity_changes, outdated
 from augsweep.experiment.keys import CUSTOM, HASHED, KEYS, REQUIRED, SECTION, TABLE, allowed, late
-from augsweep.stores.study import identities, identity, identity_changes, outdated
 from tests.helpers import ROOT, tiny_experiment
 
 SECTIONS = {"": Experiment, "dataset": DatasetConfig, "train": TrainConfig, "model": ModelConfig,

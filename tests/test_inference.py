@@ -11,7 +11,7 @@ from scipy import stats as sps
 
 from augsweep import inference as inf
 from augsweep.experiment.design import two_level_design
-
+from augsweep.inference import fits, frames
 
 AUGS = ["flip", "contrast", "rotation", "warp"]
 
@@ -70,7 +70,7 @@ def sequential(table: pd.DataFrame, augs, *, margin, max_looks, alpha=0.05, spen
         frame = inf.summarize(seeds[seeds["block"] < look], augs,
                               inf.VerdictRule(margin=margin, alpha=alpha, spending=spending, max_looks=max_looks), look)
         false_claim |= bool(frame["verdict"].isin(["helps", "hurts"]).any())
-        if inf.should_stop(frame, look, max_looks):
+        if inf.should_stop(frame["verdict"].isin(inf.DECIDED).to_numpy(), look, max_looks):
             break
     return false_claim, frame, look
 
@@ -82,15 +82,15 @@ def sequential_arrays(rng, n: int, *, augs=AUGS, margin, max_looks, repeats, alp
             for _ in range(n)]
     Y = np.stack([y for y, _, _ in sims])
     P, D = sims[0][1], sims[0][2]
-    X, base, _ = inf.replicate_design(P.astype(float), D)
+    X, base, _ = fits.replicate_design(P.astype(float), D)
     k = len(augs)
-    B = inf.fit_replicates(Y, X, base)[0][..., 1:1 + k]
+    B = fits.fit_replicates(Y, X, base)[0][..., 1:1 + k]
     stopped = np.zeros(n, dtype=bool)
     seen = np.zeros(n, dtype=bool)
     final = np.zeros((n, k), dtype=int)
     for look in range(1, max_looks + 1):
         rows = look * repeats
-        shift = inf.switch_shift(Y[:, :rows], X, base, k, np.repeat(np.arange(look), repeats))
+        shift = fits.switch_shift(Y[:, :rows], X, base, k, np.repeat(np.arange(look), repeats))
         code = inf.decide_arrays(B[:, :rows], inf.look_alpha(alpha, look, max_looks), margin, shift)["code"]
         seen |= ~stopped & np.isin(code, (1, 2)).any(axis=-1)
         final = np.where(stopped[:, None], final, code)
@@ -107,7 +107,7 @@ def test_array_rule_equals_the_table_rule():
         t = simulate_sweep(rng, runs=16, depths=(1, 2), repeats=2, blocks=3, planted=[-0.05, 0, 0, 0.03])
         for look in range(1, 4):
             fr = inf.effects(t[t["block"] < look], AUGS, inf.VerdictRule(margin=0.03, max_looks=3), look)
-            if inf.should_stop(fr, look, 3):
+            if inf.should_stop(fr["verdict"].isin(inf.DECIDED).to_numpy(), look, 3):
                 break
         assert fr.set_index("augmentation").loc[AUGS, "verdict"].tolist() == list(inf.VERDICT_CODES[final[i]])
 
@@ -126,7 +126,7 @@ def test_planted_flip_helps_contrast_negligible():
     t = simulate_sweep(rng, augs=["flip", "contrast"], runs=4, planted=[-0.1, 0.0], blocks=6, repeats=2,
                        noise_sd=0.02, seed_slope_sd=0.005)
     fr = inf.effects(t, ["flip", "contrast"], inf.VerdictRule(margin=0.02))
-    assert list(fr.columns) == inf.EFFECT_COLUMNS + inf.EXTRA_COLUMNS
+    assert list(fr.columns) == inf.VERDICT_COLUMNS + inf.EXTRA_COLUMNS
     assert list(fr["augmentation"]) == ["flip", "contrast"]  # best first
     flip, contrast = fr.iloc[0], fr.iloc[1]
     assert flip["effect"] == pytest.approx(-0.1, abs=0.02) and flip["verdict"] == "helps"
@@ -221,7 +221,7 @@ def null_report(table: pd.DataFrame, augs, *, margin, max_looks, depths, runs) -
         claim |= bool(v.effects["verdict"].isin(["helps", "hurts"]).any())
         if v.interactions is not None:
             claim |= bool(v.interactions["verdict"].isin(["helps", "hurts"]).any())
-        if inf.should_stop(v.effects, look, max_looks):
+        if v.should_stop(look, max_looks):
             break
     return claim
 
@@ -302,14 +302,17 @@ def test_ablation_columns_and_seeds_needed():
     runs, comps = _ablation(rng, 6, {"flip": -0.05, "contrast": 0.0})
     loo = comps.assign(comparison="leave-one-out")
     fr = inf.ablation_effects(runs, pd.concat([comps, loo], ignore_index=True), margin=0.03)
-    assert list(fr.columns[:12]) == ["augmentation", "comparison", *inf.EFFECT_COLUMNS[1:]]
+    assert list(fr.columns[:12]) == ["augmentation", "comparison", *inf.VERDICT_COLUMNS[1:]]
     assert "seeds_needed" in fr and (fr["n_seeds"] == 6).all()
     assert (fr["ci_method"].str.contains("Šidák x2")).all()
     row = fr[(fr.augmentation == "flip") & (fr.comparison == "add-one-in")].iloc[0]
     need = row["seeds_needed"]
     # at `need` seeds the projected power condition holds, one seed fewer it does not
     a = inf.sidak_level(1 - 0.95 ** 0.5, 2)  # one family over both comparison kinds: each gets its Šidák share
-    f = lambda n: (sps.t.isf(a / 2, n - 1) + sps.t.ppf(0.8, n - 1)) * row["sd_seeds"] / math.sqrt(n)
+
+    def f(n):
+        return (sps.t.isf(a / 2, n - 1) + sps.t.ppf(0.8, n - 1)) * row["sd_seeds"] / math.sqrt(n)
+
     assert f(need) <= abs(row["effect"]) < f(need - 1)
 
 
@@ -321,7 +324,8 @@ def test_always_on_and_never_on_are_undecided_not_estimable():
     t = simulate_sweep(rng, augs=["flip", "contrast"], runs=4, blocks=3)
     t["aug_rotation"] = True
     t["aug_warp"] = False
-    fr = inf.effects(t, ["flip", "contrast", "rotation", "warp"], inf.VerdictRule(margin=0.03)).set_index("augmentation")
+    fr = inf.effects(t, ["flip", "contrast", "rotation", "warp"], inf.VerdictRule(margin=0.03))
+    fr = fr.set_index("augmentation")
     for a in ("rotation", "warp"):
         assert fr.loc[a, "verdict"] == "undecided" and np.isnan(fr.loc[a, "effect"])
         assert "not estimable" in fr.loc[a, "note"]
@@ -405,7 +409,7 @@ def test_interaction_aliased_in_half_fraction_is_not_claimed():
 def test_ablation_whole_reports_aa_both_comparisons_and_interaction_contrasts():
     # A null ablation report: leave-one-out and add-one-in rows for 4 augmentations and the 4 interaction
     # contrasts, alpha split as analyse_ablation splits it; at most 5% of reports carry any helps/hurts.
-    from augsweep.report.ablation_section import ADD_ONE_IN, LEAVE_ONE_OUT, interactions
+    from augsweep.report.ablation_analysis import ADD_ONE_IN, LEAVE_ONE_OUT, interactions
 
     n, rng, seeds = 300, np.random.default_rng(21), 6
     variants = ["base", "none", *(f"base-{a}" for a in AUGS), *(f"+{a}" for a in AUGS)]
@@ -467,11 +471,12 @@ def test_aa_whole_reports_when_depth_is_a_factor_of_the_plan():
         table = simulate_joint(rng)
         claim = False
         for look in (1, 2):
-            v = inf.decide_sweep(table, AUGS, inf.VerdictRule(margin=0.02, max_looks=2), points=16, finished=range(look))
+            v = inf.decide_sweep(table, AUGS, inf.VerdictRule(margin=0.02, max_looks=2), points=16,
+                                 finished=range(look))
             assert v.pairs is not None and len(v.pairs) == 6  # resolution V: every pair is separated
             assert v.interactions is not None and v.interactions["note"].eq("").all()
             claim |= _claims(v)
-            if inf.should_stop(v, look, 2):
+            if v.should_stop(look, 2):
                 break
         false += claim
     assert false / n <= mc_upper(0.05, n)
@@ -501,6 +506,6 @@ def test_depth_contrasts_aliased_in_a_resolution_iv_plan_are_not_tested():
         **{f"aug_{a}": np.tile(M[:, j], 4) for j, a in enumerate(["flip", "contrast", "rotation"])},
         "best_val_loss": rng.normal(0.5, 0.01, 32)})
     augs = ["flip", "contrast", "rotation"]
-    assert inf.separable_pairs(table, augs) == []
+    assert frames.separable_pairs(table, augs) == []
     inter = inf.interaction_contrast(table, [(a, "depth") for a in augs], augs, inf.VerdictRule(margin=0.02))
     assert inter["note"].str.startswith("aliased with").all() and inter["effect"].isna().all()

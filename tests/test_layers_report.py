@@ -45,3 +45,34 @@ def test_the_import_check_sees_an_upward_import_inside_a_function(tmp_path):
     fake = tmp_path / "x.py"
     fake.write_text("def f():\n    from ..runs.ablation import run_ablation\n    from .. import training\n")
     assert {"augsweep.runs.ablation", "augsweep.training"} <= _imports(fake)
+
+
+# The report is one way through: `load` (sweep_load, ablation_load) alone reads the stores; what comes after it
+# (analysis, words, figures and rendering), and the statistics it uses, reads only the loaded values.
+PURE = [*(f"augsweep.report.{m}" for m in ("inputs", "analysis", "sweep_analysis", "ablation_analysis", "stats",
+                                           "budget", "configurations", "words", "sweep_words", "ablation_words",
+                                           "next_steps", "figures", "render", "export")),
+        "augsweep.learned", "augsweep.plots",
+        *(f"augsweep.inference.{p.stem}" for p in sorted((PACKAGE / "inference").glob("*.py")) if p.stem != "__init__")]
+
+
+def _file(module: str) -> Path:
+    path = PACKAGE.joinpath(*module.split(".")[1:])
+    return path.with_suffix(".py") if path.with_suffix(".py").is_file() else path / "__init__.py"
+
+
+def test_analysis_words_and_rendering_import_nothing_from_the_stores():
+    bad = {f"{m}: {i}" for m in PURE for i in _imports(_file(m), m.rsplit(".", 1)[0])
+           if i.startswith("augsweep.stores")}
+    assert not bad, f"a stage after the load step reads the stores: {sorted(bad)}"
+    code = (f"import sys, importlib\nfor m in {PURE!r}: importlib.import_module(m)\n"
+            "print(sorted(m for m in sys.modules if m.startswith('augsweep.stores')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
+
+
+def test_only_the_load_modules_read_the_stores():
+    readers = {p.stem for p in sorted((PACKAGE / "report").glob("*.py"))
+               if any(m.startswith("augsweep.stores") for m in _imports(p))}
+    # write and publish hand the stores to the load step and publish the answer back to MLflow
+    assert readers == {"sweep_load", "ablation_load", "load", "write", "publish"}, readers

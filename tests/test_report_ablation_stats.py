@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from augsweep.report import stats
-from augsweep.experiment.variants import ADD_ONE_IN, LEAVE_ONE_OUT, build_variants, candidates, comparisons, config_key
-from augsweep.experiment import load_experiment
 from augsweep import inference
-from augsweep.report.ablation_section import disagreements, interactions, primary_rows, side_by_side
+from augsweep.experiment import load_experiment
 from augsweep.experiment.space import TrialConfig
+from augsweep.experiment.variants import ADD_ONE_IN, LEAVE_ONE_OUT, build_variants, candidates, comparisons, config_key
+from augsweep.report import stats
+from augsweep.report.ablation_analysis import disagreements, interactions, primary_rows, side_by_side
 from tests.helpers import tiny_experiment
 
 FLIP = ("flip", (("mode", "horizontal"),))

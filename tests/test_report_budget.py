@@ -37,7 +37,7 @@ def simulate(slow: dict[str, float] | None = None, shift: dict[str, float] | Non
 
 def analyse(curves, table):
     full = inference.effects(table, AUGS, inference.VerdictRule(margin=0.02))
-    by, moving = budget.analyse_budget(curves, table, full, AUGS, EPOCHS, 0.02)
+    by, moving = budget.analyse_budget(curves, table, full, AUGS, EPOCHS, inference.VerdictRule(margin=0.02))
     return full, by, moving
 
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from augsweep.experiment import load_experiment
-from augsweep.report import sweep_section
-from augsweep.report.sweep_section import load_curves, trials_frame
+from augsweep.report import sweep_load
+from augsweep.report.sweep_load import load_curves, trials_by_number
 from augsweep.stores.run_files import artifact_uris, read_run_files
 from augsweep.stores.study import load_study
 from augsweep.stores.tracking import client_for
@@ -65,7 +65,7 @@ def test_bulk_curves_are_the_per_run_downloads(synthetic, tmp_path):
     path, mlruns = synthetic
     exp = load_experiment(path)
     s = stores(exp, mlruns)
-    trials = trials_frame(load_study(s))
+    trials = trials_by_number(load_study(s))
     client = client_for(s.tracking_uri)
     augs = exp.search_space.augmentation_names
     ids = [r for r in trials["mlflow_run_id"] if isinstance(r, str)]
@@ -103,7 +103,7 @@ def test_report_bytes_are_the_same_read_in_bulk_or_run_by_run(synthetic, tmp_pat
         histories = downloaded_histories(tracking_uri, ids, tmp_path / "downloads")
         return per_trial_frame(histories, trials, augmentations)
 
-    monkeypatch.setattr(sweep_section, "load_curves", curves_downloaded_here)
+    monkeypatch.setattr(sweep_load, "load_curves", curves_downloaded_here)
     report(path, mlruns, tmp_path / "per-run")
     for name in OUTPUTS:
         assert (tmp_path / "bulk" / name).read_bytes() == (tmp_path / "per-run" / name).read_bytes(), name
@@ -131,8 +131,9 @@ def test_report_through_a_tracking_server_is_the_embedded_report(servers, tmp_pa
         served_bytes = (tmp_path / "served-report" / name).read_bytes()
         local_bytes = (tmp_path / "local-report" / name).read_bytes()
         if name.endswith((".md", ".html")):
-            strip = lambda b: [ln for ln in b.decode().splitlines() if not command.search(ln)]
-            assert strip(served_bytes) == strip(local_bytes), name
+            served, local = ([ln for ln in b.decode().splitlines() if not command.search(ln)]
+                             for b in (served_bytes, local_bytes))
+            assert served == local, name
         else:
             assert served_bytes == local_bytes, name
     assert servers.tracking_uri in (tmp_path / "served-report" / "report.md").read_text()

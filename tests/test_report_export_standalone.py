@@ -16,8 +16,15 @@ import pytest
 from augsweep import augment
 from augsweep.experiment.schema import DatasetConfig
 from augsweep.experiment.space import TrialConfig
-from augsweep.report.export import (Recommendation, block_from_source, block_source, load_model_lines,
-                                    model_input_text, portable_tracking_uri, write_block)
+from augsweep.report.export import (
+    Recommendation,
+    block_from_source,
+    block_source,
+    load_model_lines,
+    model_input_text,
+    portable_tracking_uri,
+    write_block,
+)
 
 SHAPES = ((32, 32, 3), (16, 16, 1))
 SEED = 1234
@@ -171,7 +178,7 @@ def test_the_crop_resamples_images_whose_size_is_known_only_at_run_time():
 
 def test_load_lines_name_an_absolute_store_and_never_a_password(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert load_model_lines("sqlite:///mlruns/mlflow.db", "digits", 3) == [
+    assert load_model_lines("sqlite:///mlruns/mlflow.db", "digits-best", 3) == [
         "import mlflow",
         f"mlflow.set_tracking_uri('sqlite:///{tmp_path.resolve() / 'mlruns' / 'mlflow.db'}')",
         "model = mlflow.keras.load_model('models:/digits-best/3')",
@@ -201,7 +208,7 @@ def test_registered_model_loads_as_printed_from_any_folder(tiny_report, tmp_path
     from augsweep.stores.tracking import tracking_uri_for
 
     folder, exp, _, rep, _ = tiny_report
-    lines = load_model_lines(tracking_uri_for(folder / "mlruns"), exp.name, rep.model_version.version,
+    lines = load_model_lines(tracking_uri_for(folder / "mlruns"), f"{exp.name}-best", rep.model_version.version,
                              rep.best.config.enabled)
     script = "\n".join([*lines, "import numpy as np",
                         "p = np.asarray(model.predict(np.full((2, 8, 8, 1), 0.5, np.float32), verbose=0))",

@@ -59,14 +59,16 @@ def _figures():
     rng = np.random.default_rng(0)
     augs = ["flip", "contrast", "rotation", "warp"]
     effects = pd.DataFrame({"augmentation": augs, "effect": [-0.05, 0.0, 0.01, 0.5], "ci_low": [-0.08, -0.03, 0, 0.4],
-                            "ci_high": [-0.02, 0.03, 0.02, 0.6], "verdict": ["helps", "undecided", "negligible", "hurts"]})
+                            "ci_high": [-0.02, 0.03, 0.02, 0.6],
+                            "verdict": ["helps", "undecided", "negligible", "hurts"]})
     seeds = pd.DataFrame({"augmentation": np.repeat(augs, 3), "effect": rng.normal(0, 0.05, 12)})
     by = pd.DataFrame([{"augmentation": a, "epochs": e, "effect": 0.01 * e, "ci_low": 0.0, "ci_high": 0.02 * e}
                        for a in augs for e in (1, 2, 3)])
-    curves = pd.DataFrame([{"trial": t, "epoch": e, "repeat": 0, "val_loss": 1 / (e + 1) + 0.01 * t, "loss": 0.9 / (e + 1),
-                            **{f"aug_{a}": bool(t >> i & 1) for i, a in enumerate(augs)}}
+    curves = pd.DataFrame([{"trial": t, "epoch": e, "repeat": 0, "val_loss": 1 / (e + 1) + 0.01 * t,
+                            "loss": 0.9 / (e + 1), **{f"aug_{a}": bool(t >> i & 1) for i, a in enumerate(augs)}}
                            for t in range(16) for e in range(3)])
-    trials = pd.DataFrame({"trial": range(16), "state": "COMPLETE", "value": curves.groupby("trial")["val_loss"].min().to_numpy()})
+    trials = pd.DataFrame({"trial": range(16), "state": "COMPLETE",
+                           "value": curves.groupby("trial")["val_loss"].min().to_numpy()})
     variants = curves.assign(variant=np.where(curves["trial"] % 2, "base", "none"), seed=curves["trial"] // 2)
     affinity = pd.DataFrame({"augmentation": augs, "affinity": [0.9, 0.8, 1.0, 0.7], "diversity": [1.1, 1.2, 1.0, 1.3],
                              "effect": [-0.05, 0.0, 0.01, 0.5]})

@@ -11,8 +11,8 @@ from mlflow import MlflowClient
 
 from augsweep.experiment import load_experiment
 from augsweep.report.sweep_analysis import EFFECT_COLUMNS, analyse
-from augsweep.report.sweep_load import tidy_table, trials_frame
-from augsweep.stores.study import load_study
+from augsweep.report.sweep_load import trials_by_number
+from augsweep.stores.study import load_study, trainings_table
 from tests.helpers import report, run_cli, stores, sweep, tiny_experiment, untidy
 
 DIGITS = {
@@ -91,7 +91,8 @@ def test_report_is_byte_identical_and_complete(digits_sweep, tmp_path):
     client = MlflowClient(f"sqlite:///{mlruns.resolve() / 'mlflow.db'}")
     parent = [r for r in client.search_runs([client.get_experiment_by_name(exp.name).experiment_id])
               if r.data.tags.get("kind") == "sweep"][0]
-    assert {"report/effects.csv", "report/report.html"} <= {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/effects.csv", "report/report.html"} <= logged
 
 
 def test_missing_study_and_empty_study_exit_2(tmp_path, write_experiment):
@@ -114,8 +115,9 @@ def test_one_trial_is_too_few_and_always_on_is_explained(tmp_path, write_experim
     exp = load_experiment(path)
     sweep(exp, mlruns, echo=lambda line: None)
     study = load_study(stores(exp, mlruns))
-    table = tidy_table(study, exp.search_space.augmentation_names).assign(aug_contrast=True)
-    analysis = analyse(table, trials_frame(study), exp)
+    table = trainings_table(study, exp.search_space.augmentation_names)
+    table = table.assign(value=table["best_val_loss"], aug_contrast=True)
+    analysis = analyse(table, trials_by_number(study), exp)
     row = analysis.effects.set_index("augmentation").loc["contrast"]
     assert row["verdict"] == "undecided" and pd.isna(row["effect"])
     assert analysis.effects["augmentation"].tolist()[-1] == "contrast"  # NaN rows last

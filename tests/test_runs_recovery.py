@@ -16,8 +16,8 @@ import sys
 import pytest
 
 from augsweep.experiment import load_experiment
-from augsweep.stores.liveness import process_alive
 from augsweep.runs.workers import gpu_assignments
+from augsweep.stores.liveness import process_alive
 from tests.helpers import ROOT, read_stores, run_cli, sweep, tiny_experiment, wait_for_study
 
 SPACE = {"depth": {"low": 1, "high": 2}, "augmentations": {"flip": None, "contrast": None}}

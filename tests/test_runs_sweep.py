@@ -48,7 +48,8 @@ def test_sweep_logs_parent_and_nested_trial_runs(swept):
         assert abs(child.data.metrics["best_val_loss"] - trial.value) < 1e-9
         floats = {k: float(v) for k, v in params.items() if "." in v and v.replace(".", "", 1).isdigit()}
         assert all(v == float(f"{v:.4g}") for v in floats.values()), floats  # rounded for the UI
-        for key in ("loss", "val_loss", "binary_accuracy", "val_binary_accuracy", "repeat0/val_loss", "repeat1/val_loss"):
+        for key in ("loss", "val_loss", "binary_accuracy", "val_binary_accuracy", "repeat0/val_loss",
+                    "repeat1/val_loss"):
             history = client.get_metric_history(child.info.run_id, key)
             assert [m.step for m in history] == [0, 1], key
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}

@@ -52,7 +52,7 @@ def test_a_store_write_on_another_thread_never_corrupts_the_main_threads_hold():
                 pass
     finally:
         signal.signal(signal.SIGINT, previous)
-        runtime._HOLD.update(depth=0, pending=None)
+        runtime.signals._HOLD.update(depth=0, pending=None)
 
 
 def test_ctrl_c_before_the_handlers_would_have_been_installed_exits_130(monkeypatch, tmp_path, capsys):
@@ -99,13 +99,13 @@ def test_ctrl_c_in_each_window_of_a_sweep_exits_130(monkeypatch, tmp_path, exper
 
         def sweep_then_held(args):
             code = real_sweep(args)
-            runtime._HOLD["depth"] += 1
+            runtime.signals._HOLD["depth"] += 1
             _ctrl_c()
             return code
 
         monkeypatch.setattr(cli, "_sweep", sweep_then_held)
     code = _call(cli.sweep_main, [str(experiment_file), "--mlruns", str(mlruns)])
     assert code == 130, capsys.readouterr()
-    assert runtime._HOLD == {"depth": 0, "pending": None}
+    assert runtime.signals._HOLD == {"depth": 0, "pending": None}
     states = [t.state.name for t in read_stores(experiment_file, mlruns).trials]
     assert states[0] == "COMPLETE" and "RUNNING" not in states

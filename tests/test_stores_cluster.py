@@ -18,7 +18,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from augsweep.stores.servers import free_port, port_open
+from augsweep.serve.process import free_port, port_open
 from augsweep.stores.urls import mask
 from tests.cluster import ROOT, finish, start_worker, storage_load
 from tests.helpers import LEARNS, run_cli, tiny_experiment
@@ -258,7 +258,7 @@ def test_cluster_up_then_down_serves_the_dashboard_and_leaves_no_process():
     import shutil
     import tempfile
 
-    from augsweep.stores.servers import pg_bin
+    from augsweep.serve.servers import pg_bin
 
     if pg_bin("initdb") is None and not os.environ.get("AUGSWEEP_REQUIRE_POSTGRES"):
         pytest.skip("PostgreSQL is not installed (.ci/run installs it)")
@@ -293,8 +293,9 @@ def test_cluster_up_then_down_serves_the_dashboard_and_leaves_no_process():
         again = subprocess.run([*make, "cluster-up"], cwd=ROOT, capture_output=True, text=True, timeout=240)
         assert again.returncode == 0 and "already running" in again.stdout, again.stdout + again.stderr
         assert "postgresql" in again.stdout and "mlflow" in again.stdout and "dashboard" in again.stdout
-        assert _alive(postmaster) and [int((cluster / f"{n}.pid").read_text()) for n in ("mlflow", "dashboard")] == groups
-        from augsweep.stores.servers import stop_group
+        assert _alive(postmaster)
+        assert [int((cluster / f"{n}.pid").read_text()) for n in ("mlflow", "dashboard")] == groups
+        from augsweep.serve.process import stop_group
 
         stop_group(groups[1])
         third = subprocess.run([*make, "cluster-up"], cwd=ROOT, capture_output=True, text=True, timeout=240)

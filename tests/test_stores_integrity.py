@@ -122,9 +122,9 @@ def read_stores_runs(path, mlruns):
 
 def _real_disk_full_error(tmp_path):
     """A real 'database or disk is full' from SQLite through SQLAlchemy (a database capped at its size)."""
-    import sqlalchemy
-
     import uuid
+
+    import sqlalchemy
 
     engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / f'full-{uuid.uuid4().hex}.db'}")
     with engine.connect() as conn:
@@ -140,7 +140,7 @@ def _real_disk_full_error(tmp_path):
 def _real_database_lost_error():
     import psycopg
 
-    from augsweep.stores.servers import free_port
+    from augsweep.serve.process import free_port
 
     try:
         psycopg.connect(host="127.0.0.1", port=free_port(), user="x", dbname="x", connect_timeout=5)
@@ -157,7 +157,8 @@ def test_disk_full_and_database_lost_end_in_one_line_with_the_resume_command(tmp
     assert cli.stopped_by_environment(_real_disk_full_error(tmp_path)) == "disk full"
     assert cli.stopped_by_environment(_real_database_lost_error()) == "database lost"
     assert cli.stopped_by_environment(ValueError("a bug")) is None
-    for error, cause in ((_real_disk_full_error(tmp_path), "disk full"), (_real_database_lost_error(), "database lost")):
+    for error, cause in ((_real_disk_full_error(tmp_path), "disk full"),
+                         (_real_database_lost_error(), "database lost")):
         def fails(args, error=error):
             raise RuntimeError("finishing the trial failed") from error
 

@@ -21,7 +21,8 @@ from augsweep.stores.urls import check_database, check_tracking, first_line, mas
     ("postgresql://alice:p%40w%2Fx@db/study?sslmode=require", "postgresql://alice:***@db/study?sslmode=require"),
     ("postgresql://db/study?user=alice&password=hunter22", "postgresql://db/study?user=alice&password=***"),
     ("storage='postgresql://u:a/b@h/db'.", "storage='postgresql://u:***@h/db'."),
-    ("database postgresql+psycopg://u:pw@h:1/db: (driver) failed", "database postgresql+psycopg://u:***@h:1/db: (driver) failed"),
+    ("database postgresql+psycopg://u:pw@h:1/db: (driver) failed",
+     "database postgresql+psycopg://u:***@h:1/db: (driver) failed"),
 ])
 def test_mask_hides_every_password_and_keeps_user_and_host(url, masked):
     assert mask(url) == masked
@@ -49,7 +50,7 @@ def test_unknown_schemes_are_bad_input_with_the_url_masked():
 def test_a_tracking_server_that_stays_away_fails_the_call_with_one_clear_masked_reason(monkeypatch):
     import time
 
-    from augsweep.stores.servers import free_port
+    from augsweep.serve.process import free_port
     from augsweep.stores.tracking import TrackingUnavailable, answering, client_for
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # the bound, shortened for the test

@@ -126,7 +126,7 @@ def test_a_search_space_naming_a_system_file_never_echoes_its_content(tmp_path, 
 
 
 def test_pgpass_is_created_private_never_readable_for_a_moment(tmp_path, monkeypatch):
-    from augsweep.stores import servers
+    from augsweep.serve import servers
 
     seen = []
     real_open = os.open

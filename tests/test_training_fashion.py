@@ -17,7 +17,8 @@ from tests.helpers import read_stores, run_cli, sweep, tiny_experiment
 
 def write_idx(path: Path, array: np.ndarray, zipped: bool = True, cut: int = 0) -> Path:
     """An IDX file (uint8) of `array`; `cut` drops that many bytes from the end."""
-    raw = b"\0\0\x08" + bytes([array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(np.uint8).tobytes()
+    header = b"\0\0\x08" + bytes([array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    raw = header + array.astype(np.uint8).tobytes()
     raw = raw[: len(raw) - cut]
     path.write_bytes(gzip.compress(raw) if zipped else raw)
     return path

@@ -14,8 +14,8 @@ def test_depth_gives_blocks_and_doubling_filters(depth):
     import keras
 
     model = build_convnet((32, 32, 3), 2, depth)
-    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
-    pools = [l for l in model.layers if isinstance(l, keras.layers.MaxPooling2D)]
+    convs = [x for x in model.layers if isinstance(x, keras.layers.Conv2D)]
+    pools = [x for x in model.layers if isinstance(x, keras.layers.MaxPooling2D)]
     assert len(convs) == len(pools) == depth
     assert [c.filters for c in convs] == [32 * 2**i for i in range(depth)]
     assert convs[0].kernel_size == (5, 5) and all(c.kernel_size == (3, 3) for c in convs[1:])
@@ -43,7 +43,7 @@ def test_builder_is_pure_and_seeded():
 def test_augmentations_sit_inside_the_model_and_only_train():
     layers = augment.build_layers({"flip": {"mode": "horizontal"}, "contrast": {"factor": 0.5}}, 1)
     model = build_convnet((16, 16, 3), 2, 1, augmentation_layers=layers)
-    assert [l.name for l in model.layers[:2]] == ["aug_flip", "aug_contrast"]
+    assert [x.name for x in model.layers[:2]] == ["aug_flip", "aug_contrast"]
     twin = build_convnet((16, 16, 3), 2, 1)  # the same network and initial weights, no augmentation
     assert [w.shape for w in model.get_weights()] == [w.shape for w in twin.get_weights()]
     for a, b in zip(model.get_weights(), twin.get_weights()):

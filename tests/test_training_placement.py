@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from augsweep.training import placement, train
 from augsweep.experiment import DatasetConfig, TrainConfig, load_experiment
-from augsweep.training.data import load_dataset
 from augsweep.experiment.seeding import repeat_seeds
 from augsweep.experiment.space import TrialConfig
 from augsweep.stores.study import resolve_stores
+from augsweep.training import placement, train
+from augsweep.training.data import load_dataset
 from tests.helpers import sweep, tiny_experiment
 
 FLIP_ROTATION = (("flip", (("mode", "horizontal"),)), ("rotation", (("factor", 0.2),)))

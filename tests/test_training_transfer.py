@@ -45,7 +45,8 @@ def base_of(model):
 
 def train_once(cfg: ModelConfig, epochs=2):
     config = TrialConfig(0, dense_units=8, learning_rate=0.01, augmentations=(("flip", (("mode", "horizontal"),)),))
-    return train.run(config, tiny_data(), TrainConfig(epochs=epochs, batch_size=16), repeat_seeds(0, 0), model=cfg).model
+    done = train.run(config, tiny_data(), TrainConfig(epochs=epochs, batch_size=16), repeat_seeds(0, 0), model=cfg)
+    return done.model
 
 
 def test_frozen_base_is_identical_after_training_and_only_the_head_changes(tmp_path):

@@ -1,7 +1,7 @@
 """Verdicts off the nominal model: whole reports under A/A for the awkward sweeps real trainings produce.
 
 The sweeps come from `tests/offnominal.py`, simulated in bulk and independently of the statistics; they go
-through the production pipeline: `inference.replicate_design` / `fit_replicates` / `switch_shift` /
+through the production pipeline: `inference.fits.replicate_design` / `fit_replicates` / `switch_shift` /
 `decide_arrays` for 3,000 sweeps per condition (the vectorised path), checked equal to the table path the
 report and the stopping rule use (`inference.decide_sweep` on the stores' tables) on a sample of them.
 A report counts as false when any verdict on a null augmentation says `helps` or `hurts` at any look the
@@ -21,6 +21,7 @@ from scipy import stats as sps
 from augsweep import inference as inf
 from augsweep.experiment.design import plan_for
 from augsweep.experiment.seeding import STRIDE, ablation_seeds, repeat_seeds, sweep_seeds
+from augsweep.inference import fits, pairs, power
 from augsweep.report.sweep_analysis import failed_points, finished_blocks
 from tests import offnominal as gen
 
@@ -42,21 +43,21 @@ def sequential_all(Y: np.ndarray, *, alpha: float = 0.05, looks: int = LOOKS) ->
     which rows were ever claimed (helps/hurts) at a look it took, the codes where it stopped, looks taken."""
     k = len(gen.AUGS)
     shares = inf.sweep_shares(k, 1, alpha, len(PAIRS), configurations=True)
-    B = inf.fit_replicates(Y, X, BASE)[0][..., 1:1 + k]
+    B = fits.fit_replicates(Y, X, BASE)[0][..., 1:1 + k]
     S = gen.design()[0].astype(float)
     n = Y.shape[0]
     out = {"seen": np.zeros((n, k), bool), "seen_pairs": np.zeros((n, len(PAIRS)), bool),
            "seen_cond": np.zeros((n, 4 * len(PAIRS)), bool), "final": np.zeros((n, k), int),
            "final_pairs": np.zeros((n, len(PAIRS)), int), "final_cond": np.zeros((n, 4 * len(PAIRS)), int),
-           "taken": np.zeros(n, int)}
+           "taken": np.zeros(n, int), "decided": []}
     stopped = np.zeros(n, dtype=bool)
     for look in range(1, looks + 1):
         lr = look * R
         groups = np.repeat(np.arange(look), R)
-        shift = inf.switch_shift(Y[:, :lr], X, BASE, k, groups)
+        shift = fits.switch_shift(Y[:, :lr], X, BASE, k, groups)
         a_eff = inf.look_alpha(shares["effects"], look, looks)
         code = inf.decide_arrays(B[:, :lr], a_eff, MARGIN, shift)["code"]
-        rp, rc = inf.pair_verdicts((Y[:, :lr], S, np.full(len(S), 2), groups), PAIRS, k=k, margin=MARGIN,
+        rp, rc = pairs.pair_verdicts((Y[:, :lr], S, np.full(len(S), 2), groups), PAIRS, k=k, margin=MARGIN,
                                    alpha_pairs=inf.look_alpha(shares["pairs"], look, looks), alpha_effects=a_eff)
         pcode, ccode = rp["code"], rc["code"]
         live = ~stopped
@@ -64,7 +65,9 @@ def sequential_all(Y: np.ndarray, *, alpha: float = 0.05, looks: int = LOOKS) ->
             out["seen" + key] |= live[:, None] & np.isin(c, (1, 2))
             out["final" + key] = np.where(live[:, None], c, out["final" + key])
         out["taken"] = np.where(live, look, out["taken"])
-        stopped |= inf.augmentation_decided(code, pcode, ccode, PAIRS, k).all(axis=-1)
+        decided = inf.decided(code, pcode, ccode, PAIRS, k)  # the one rule, as production calls it
+        out["decided"].append(decided)
+        stopped |= inf.should_stop(decided, look, looks)
     return out
 
 
@@ -152,7 +155,7 @@ def test_dose_response_does_not_leak_but_did_with_unbalanced_magnitudes():
     u = np.random.default_rng(0).random(16)  # one unbalanced draw of rotation's magnitudes, kept per block
     leak = S[:, j] * 0.1 * (u - 0.5) - S[:, j] * 0.1 * (pos[:, j] - 0.5)
     plain = X[:, :BASE]
-    B = inf.fit_replicates(Y + leak, plain, BASE)[0][..., 1:5]
+    B = fits.fit_replicates(Y + leak, plain, BASE)[0][..., 1:5]
     other = [i for i in range(4) if i != j]
     assert np.abs(B[..., other].mean(axis=(0, 1))).max() > 0.003  # a systematic shift in another effect
 
@@ -168,6 +171,40 @@ def test_array_path_equals_the_reports_table_path():
                                  points=16, finished=range(look))
         got = v.effects.set_index("augmentation").loc[gen.AUGS, "verdict"].tolist()
         assert got == list(inf.VERDICT_CODES[final[i]]), (i, got, final[i])
+
+
+def _decided_by_the_tables(v) -> dict[str, bool]:
+    """The rule read off the report's tables alone: an augmentation is decided by its verdict, or, when it has
+    conditional rows (it is in a decided interaction), when every one of them is decided."""
+    out = {r.augmentation: r.verdict in inf.DECIDED for r in v.effects.itertuples()}
+    if v.conditional is not None:
+        for aug, g in v.conditional.groupby("augmentation"):
+            out[aug] = bool(g["verdict"].isin(list(inf.DECIDED)).all())
+    return out
+
+
+def test_stop_decision_of_the_array_core_is_the_reports_at_every_look():
+    # The decision itself, not only the codes: per augmentation and for the sweep, at every look (stopped or
+    # not), the vectorised core's `decided` / `should_stop` equal what `decide_sweep` on the stores' table says
+    # (`SweepVerdicts.decided`, `should_stop`) and what its tables say. The sample mixes decided interactions
+    # (conditional effects), planted effects and nulls, so both branches of the rule are taken.
+    rng = np.random.default_rng(23)
+    Y = np.concatenate([gen.sweeps(rng, 6, sd=0.008, conditional=("warp", "contrast", -0.1)),
+                        gen.sweeps(rng, 5, sd=0.008, effects=[0.05, 0, 0, -0.05]),
+                        gen.sweeps(rng, 5, sd=0.02, fail=0.1, interaction=0.05, trial_icc=0.3)])
+    o = sequential_all(Y)
+    rule = inf.VerdictRule(margin=MARGIN, max_looks=LOOKS, seeds_per_block=R)
+    seen = {"interaction": 0, "all decided": 0, "open": 0}
+    for i in range(len(Y)):
+        table, _ = gen.to_tables(Y[i], rng)
+        for look in range(1, LOOKS + 1):
+            v = inf.decide_sweep(table, gen.AUGS, rule, points=16, finished=range(look))
+            core = dict(zip(gen.AUGS, o["decided"][look - 1][i].tolist()))
+            assert v.decided() == core == _decided_by_the_tables(v), (i, look)
+            assert v.should_stop(look, LOOKS) == bool(inf.should_stop(o["decided"][look - 1][i], look, LOOKS))
+            seen["interaction"] += v.conditional is not None and len(v.conditional) > 0
+            seen["all decided" if all(core.values()) else "open"] += 1
+    assert all(seen.values()), seen
 
 
 def test_live_reports_decide_on_finished_blocks_only():
@@ -210,7 +247,7 @@ def test_failed_design_points_are_named_and_their_replicates_left_out():
 def test_one_alpha_for_a_report_with_sweep_and_ablation():
     # Null sweep effects and a null ablation (leave-one-out, add-one-in, their interaction contrasts) in
     # one report, alpha split by the tables' sizes as report/write.py splits it: <= 5% of reports err.
-    from augsweep.report.ablation_section import ADD_ONE_IN, LEAVE_ONE_OUT, interactions
+    from augsweep.report.ablation_analysis import ADD_ONE_IN, LEAVE_ONE_OUT, interactions
 
     n, rng, seeds = 300, np.random.default_rng(13), 5
     comps = pd.DataFrame(
@@ -218,7 +255,7 @@ def test_one_alpha_for_a_report_with_sweep_and_ablation():
          for a in gen.AUGS]
         + [{"augmentation": a, "comparison": ADD_ONE_IN, "with_variant": f"+{a}", "without_variant": "none"}
            for a in gen.AUGS])
-    a_sweep, a_ablation = inf.report_alphas([len(gen.AUGS), len(comps) + len(gen.AUGS)])
+    a_sweep, a_ablation = inf.split_alpha(0.05, [len(gen.AUGS), len(comps) + len(gen.AUGS)])
     assert (1 - a_sweep) * (1 - a_ablation) == pytest.approx(0.95)
     a_paired, a_contrast = inf.split_alpha(a_ablation, [len(comps), len(gen.AUGS)])
     # The two parts are independent: the sweep's rate from N vectorised sweeps, the ablation's from n reports.
@@ -286,9 +323,13 @@ def test_interval_level_look_and_df_exactly():
     seeds = pd.DataFrame([{"block": b, "repeat": r, "augmentation": a, "effect": rng.normal(0.01, 0.01),
                            "n_with": 8, "n_without": 8, "n_points": 16}
                           for b in range(2) for r in range(3) for a in gen.AUGS])
-    fr = inf.summarize(seeds, gen.AUGS, inf.VerdictRule(margin=MARGIN, alpha=0.05, max_looks=3), 2).set_index("augmentation")
+    fr = inf.summarize(seeds, gen.AUGS, inf.VerdictRule(margin=MARGIN, alpha=0.05, max_looks=3), 2)
+    fr = fr.set_index("augmentation")
     z = sps.norm.isf(0.025)
-    spent = lambda t: 2 * sps.norm.sf(z / math.sqrt(t))
+
+    def spent(t):
+        return 2 * sps.norm.sf(z / math.sqrt(t))
+
     a_look = spent(2 / 3) - spent(1 / 3)
     assert fr["alpha_look"].iloc[0] == pytest.approx(a_look, rel=1e-12)
     per = 1 - (1 - a_look) ** (1 / 4)
@@ -302,7 +343,7 @@ def test_interval_level_look_and_df_exactly():
 
 
 def test_blocks_to_decide_uses_the_family_size():
-    row = {"verdict": "undecided", "n_seeds": 4, "sd_seeds": 0.02, "effect": 0.012}
+    row = {"n_seeds": 4, "sd_seeds": 0.02, "effect": 0.012}
 
     def projected(m):
         for extra in range(1, 101):
@@ -314,8 +355,9 @@ def test_blocks_to_decide_uses_the_family_size():
         return float("nan")
 
     for m in (1, 4):
-        got = inf.blocks_to_decide({**row, "n_family": m}, inf.VerdictRule(margin=0.005, alpha=0.05, max_looks=2),
-                                   looks_done=1, seeds_per_block=4)
+        got = power.blocks_to_decide(False, row["n_seeds"], row["sd_seeds"], row["effect"], m,
+                                     inf.VerdictRule(margin=0.005, alpha=0.05, max_looks=2), looks_done=1,
+                                     seeds_per_block=4)
         assert got == projected(m)
     assert projected(1) != projected(4)
 
@@ -334,15 +376,15 @@ def test_shared_shift_recovers_a_planted_shift_and_ignores_fixed_lack_of_fit():
     rng = np.random.default_rng(15)
     Y = gen.sweeps(rng, 2000, trial_icc=0.5, sd=0.02)
     groups = np.repeat([0, 1], R)
-    extra, df = inf.switch_shift(Y, X, BASE, 4, groups)
-    weight = (inf._projector(X)[0][1:5] ** 2).sum(axis=-1)
+    extra, df = fits.switch_shift(Y, X, BASE, 4, groups)
+    weight = (fits.projector(X)[0][1:5] ** 2).sum(axis=-1)
     train_sd = 2.0 * math.sqrt(0.02**2 - 0.01**2)
     tau2 = 0.5 * train_sd**2
     assert extra.mean(axis=0) == pytest.approx(tau2 * weight, rel=0.15)
     assert (df[:, 0] == 7).all()  # (blocks - 1) x residual df of the 9-column fit
     # Interactions are fixed across blocks: with two blocks they do not pass for a shared shift.
     Y2 = gen.sweeps(np.random.default_rng(16), 2000, interaction=0.1)
-    extra2, _ = inf.switch_shift(Y2, X, BASE, 4, groups)
+    extra2, _ = fits.switch_shift(Y2, X, BASE, 4, groups)
     assert extra2.mean() < 0.2 * tau2 * weight.mean()
 
 

@@ -6,8 +6,21 @@ from . import layers as _layers  # noqa: F401 - registers flip, contrast, bright
 from . import policies as _policies  # noqa: F401 - registers randaugment, trivialaugment
 from .layers import WARP_KINDS, RandomCropResize, preview
 from .policies import POLICIES
-from .registry import (REGISTRY, VALUE_RANGE, AugmentationSpec, Drawn, ParamSpec, Revision, build_layers, build_order,
-                       changes, layer_seed, register, revisions, unregister)
+from .registry import (
+    REGISTRY,
+    VALUE_RANGE,
+    AugmentationSpec,
+    Drawn,
+    ParamSpec,
+    Revision,
+    build_layers,
+    build_order,
+    changes,
+    layer_seed,
+    register,
+    revisions,
+    unregister,
+)
 
 __all__ = ["REGISTRY", "VALUE_RANGE", "AugmentationSpec", "Drawn", "ParamSpec", "POLICIES", "Revision", "WARP_KINDS",
            "RandomCropResize", "build_layers", "build_order", "changes", "layer_seed", "preview", "register",

@@ -6,9 +6,23 @@ identity, and whether it was added late. The dataclasses' defaults, the loader's
 `Experiment.resolved()`, the study identity and the README's key list follow it."""
 
 from .load import load_experiment, parse_search_space
-from .schema import (AblationConfig, BaseConfig, Choice, ConfigError, DatasetConfig, Experiment, FloatRange, IntRange,
-                     ModelConfig, SearchSpace, TrainConfig, max_depth, space_to_dict)
+from .schema import (
+    AblationConfig,
+    BaseConfig,
+    Choice,
+    ConfigError,
+    DatasetConfig,
+    Experiment,
+    FloatRange,
+    IntRange,
+    ModelConfig,
+    SearchSpace,
+    TrainConfig,
+    max_depth,
+    space_to_dict,
+)
 
 __all__ = ["AblationConfig", "BaseConfig", "Choice", "ConfigError", "DatasetConfig", "Experiment", "FloatRange",
-           "IntRange", "ModelConfig", "SearchSpace", "TrainConfig", "load_experiment", "max_depth", "parse_search_space",
+           "IntRange", "ModelConfig", "SearchSpace", "TrainConfig", "load_experiment", "max_depth",
+           "parse_search_space",
            "space_to_dict"]

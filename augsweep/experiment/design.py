@@ -2,7 +2,8 @@
 crossing does not fit, with depth as one more factor of the plan).
 
 Pure and deterministic: the same arguments give the same plan, the same magnitudes and the same
-run order, so a resumed sweep regenerates exactly the blocks it had started.
+run order, so a resumed sweep regenerates exactly the blocks it had started. One module over 400 lines on
+purpose: the plan, its magnitudes and its run order change together, or a resumed sweep regenerates other blocks.
 """
 
 from __future__ import annotations
@@ -228,7 +229,8 @@ def magnitude_levels(plan: DesignPlan, ranges: Mapping[str, Mapping[str, tuple]]
     params: dict[str, list[tuple[str, Any]]] = {}
     for aug in plan.factors:
         for p in sorted({**ranges.get(aug, {}), **choices.get(aug, {})}):
-            params.setdefault(aug, []).append((p, ranges[aug][p] if p in ranges.get(aug, {}) else list(choices[aug][p])))
+            values = ranges[aug][p] if p in ranges.get(aug, {}) else list(choices[aug][p])
+            params.setdefault(aug, []).append((p, values))
     needs = {a: sum(1 if isinstance(v, tuple) else _bits(len(v)) for _, v in ps) for a, ps in params.items()}
     cols = level_columns(plan, needs)
     runs = plan.runs

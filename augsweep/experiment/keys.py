@@ -2,7 +2,7 @@
 part of a study's identity, and whether it was added late (in the spirit of scikit-learn's `_parameter_constraints`).
 
 The table drives `load`'s validation, defaults and allowed-key lists, the dataclass defaults in `schema`,
-`Experiment.resolved()`, the study identity (`stores.study.identity`) and the key list in the README (checked by
+`Experiment.resolved()`, the study identity (`experiment.identity`) and the key list in the README (checked by
 `tests/test_experiment_keys.py`). What a table cannot say (rules across keys) stays in `load` as named functions.
 """
 
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 SOURCES = ("digits", "synthetic", "folder", "fashion_mnist")
-VALIDATIONS = ("split", "test")  # fashion_mnist: hold out validation_split of the training split, or the official test split
+# fashion_mnist: hold out validation_split of the training split, or the official test split
+VALIDATIONS = ("split", "test")
 SWITCH = ("auto", "true", "false")  # auto | true | false; YAML's true/false are read as "true"/"false"
 # Keras applications usable as `model.base` (plus `convnet`, the course's own network).
 APPLICATIONS = ("vgg16", "vgg19", "mobilenetv2", "efficientnetb0", "resnet50")

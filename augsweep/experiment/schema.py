@@ -17,7 +17,6 @@ from ..runtime import UserError
 from .keys import OMITTED, default, late, lookup, resting
 
 
-
 class ConfigError(UserError):
     """Bad user input: the CLI prints the message on one line and exits with code 2."""
 

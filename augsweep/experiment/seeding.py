@@ -25,7 +25,8 @@ class RepeatSeeds:
         """The MLflow param `seeds_r<index>` (default: the repeat's seed index): `init=…,aug=…,order=…` (read
         back by `from_param`). A sweep's trial passes the repeat's position in the trial, the index its
         `repeat<r>/…` metrics carry."""
-        return {f"seeds_r{self.repeat if index is None else index}": f"init={self.init},aug={self.aug},order={self.order}"}
+        key = f"seeds_r{self.repeat if index is None else index}"
+        return {key: f"init={self.init},aug={self.aug},order={self.order}"}
 
     @classmethod
     def from_param(cls, text: str, repeat: int) -> "RepeatSeeds":

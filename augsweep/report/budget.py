@@ -50,16 +50,16 @@ def table_at(curves: pd.DataFrame, table: pd.DataFrame, budget: int, epochs: int
 
 
 def budget_effects(curves: pd.DataFrame, table: pd.DataFrame, augmentations: list[str], epochs: int, *,
-                   margin: float, alpha: float) -> pd.DataFrame:
+                   rule: inference.VerdictRule, alpha: float) -> pd.DataFrame:
     """`effects_by_budget.csv`: per augmentation and budget on `budget_grid(epochs)`, the effect on the best
-    val_loss within that budget with its (descriptive) simultaneous interval and the seeds behind it. With
-    `alpha` the verdicts' look level, the row at the full budget is the verdict's effect and interval."""
+    val_loss within that budget with its (descriptive) simultaneous interval and the seeds behind it: `rule` as
+    one look at level `alpha`. With `alpha` the verdicts' look level, the row at the full budget is the
+    verdict's effect and interval."""
     rows = []
     if not len(curves) or not len(table):
         return pd.DataFrame(columns=BUDGET_COLUMNS)
     for e in budget_grid(epochs):
-        fr = inference.effects(table_at(curves, table, e, epochs), augmentations,
-                               inference.VerdictRule(margin=margin, alpha=alpha))
+        fr = inference.effects(table_at(curves, table, e, epochs), augmentations, rule.share(alpha, max_looks=1))
         for r in fr.itertuples(index=False):
             rows.append({"augmentation": r.augmentation, "epochs": e, "effect": r.effect, "ci_low": r.ci_low,
                          "ci_high": r.ci_high, "n_seeds": int(r.n_seeds)})
@@ -68,7 +68,7 @@ def budget_effects(curves: pd.DataFrame, table: pd.DataFrame, augmentations: lis
 
 
 def still_moving(curves: pd.DataFrame, table: pd.DataFrame, augmentations: list[str], epochs: int, *,
-                 margin: float, alpha_per: float) -> pd.DataFrame:
+                 alpha_per: float) -> pd.DataFrame:
     """Per augmentation: the per-seed change of its effect from three quarters of the budget to the budget
     (`change`, with its interval at per-comparison level `alpha_per`), and whether it is still `moving`
     (interval excludes 0): `shrinking` toward 0, `growing`, or `reversing` (changing sign). It only ever
@@ -115,16 +115,16 @@ def budget_words(verdict: str, effect: float, epochs: int, by_budget: pd.DataFra
 
 
 def analyse_budget(curves: pd.DataFrame, table: pd.DataFrame, full: pd.DataFrame, augmentations: list[str],
-                   epochs: int, margin: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(effects_by_budget, still_moving) of a sweep on the rows that decided its verdicts (`table`), at the
-    verdicts' own look level (`full`: the verdict frame), so the last budget reproduces the verdicts."""
+                   epochs: int, rule: inference.VerdictRule) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(effects_by_budget, still_moving) of a sweep on the rows that decided its verdicts (`table`), under the
+    sweep's `rule` at the verdicts' own look level (`full`: the verdict frame), so the last budget reproduces
+    the verdicts."""
     if not len(full) or not len(table) or not len(curves):
         return pd.DataFrame(columns=BUDGET_COLUMNS), pd.DataFrame()
     a_look = float(full["alpha_look"].iloc[0])
     m = int(full["n_family"].iloc[0]) if "n_family" in full else len(augmentations)
-    by = budget_effects(curves, table, augmentations, epochs, margin=margin, alpha=a_look)
-    moving = still_moving(curves, table, augmentations, epochs, margin=margin,
-                          alpha_per=inference.sidak_level(a_look, m))
+    by = budget_effects(curves, table, augmentations, epochs, rule=rule, alpha=a_look)
+    moving = still_moving(curves, table, augmentations, epochs, alpha_per=inference.sidak_level(a_look, m))
     return by, moving
 
 

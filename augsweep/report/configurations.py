@@ -104,7 +104,8 @@ def best_words(configs: pd.DataFrame, effects: pd.DataFrame, pairs: pd.DataFrame
     for a in hurts:
         inter = []
         if pairs is not None and len(pairs):
-            inter = [t for t, v in zip(pairs["term"], pairs["verdict"]) if a in t.split(" x ") and v in ("helps", "hurts")]
+            inter = [t for t, v in zip(pairs["term"], pairs["verdict"])
+                     if a in t.split(" x ") and v in ("helps", "hurts")]
         if inter:
             why = f"a decided interaction ({', '.join(inter)}) explains it: see the conditional effects"
         else:

@@ -10,14 +10,12 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pandas as pd
 
 from ..experiment.space import TrialConfig, aug_key, parse_aug_key
-from ..stores.registry import registered_name
 from .configurations import label
 
 BLOCK_FILES = ("augmentation.py", "augmentation.keras")
@@ -243,7 +241,7 @@ def model_input_text(dataset) -> str:
             f"the classes ({classes}).")
 
 
-def block_source(rec: Recommendation, aug_seed: int, input_shape, study: str, model_input: str = "") -> str:
+def block_source(choice: Recommendation, aug_seed: int, input_shape, study: str, model_input: str = "") -> str:
     """The text of `augmentation.py`: Keras alone (see `block_code`)."""
     import inspect
     import textwrap
@@ -251,14 +249,15 @@ def block_source(rec: Recommendation, aug_seed: int, input_shape, study: str, mo
     from ..augment import layer_seed
     from ..augment import standalone as standalone_layers
 
-    code = block_code(rec.config.enabled, aug_seed)
+    code = block_code(choice.config.enabled, aug_seed)
     shape = "x".join(str(int(s)) for s in input_shape)
     saved = (f"after `import augmentation` (this file defines and registers {', '.join(code.own)}, which the saved "
              f"block holds)" if code.own else "with Keras alone")
     summary = "\n".join(f"    {line}" for line in code.summary) or "    none (the block passes images through)"
     parts = [
-        f"Which: {rec.why}. Its mean best validation loss is {rec.mean_best_val_loss:.4f}; the magnitudes below are "
-        f"those of its best seed (trial {rec.trial}, repeat {rec.repeat}, best val_loss {rec.best_val_loss:.4f}), "
+        f"Which: {choice.why}. Its mean best validation loss is {choice.mean_best_val_loss:.4f}; the magnitudes "
+        f"below are those of its best seed (trial {choice.trial}, repeat {choice.repeat}, best val_loss "
+        f"{choice.best_val_loss:.4f}), "
         f"and SEED is the seed that trained, so `augmentation_block()` builds the very layers the sweep trained "
         f"with: the same classes, arguments and seeds as augsweep's registry.",
         f"The layers act only in training (`training=True`); at inference they pass images through. Images are "
@@ -313,11 +312,11 @@ def block_from_source(source: str, input_shape=None):
     return namespace["augmentation_block"](input_shape)
 
 
-def write_block(rec: Recommendation, aug_seed: int, input_shape, study: str, out_dir: Path,
+def write_block(choice: Recommendation, aug_seed: int, input_shape, study: str, out_dir: Path,
                 model_input: str = "") -> list[Path]:
     """Write `augmentation.py` and `augmentation.keras` (the block that file builds, unbuilt: any input shape) into
     `out_dir`; returns their paths. `model_input`: `model_input_text` of the study's dataset, for the docstring."""
-    source = block_source(rec, aug_seed, input_shape, study, model_input)
+    source = block_source(choice, aug_seed, input_shape, study, model_input)
     py = out_dir / "augmentation.py"
     py.write_text(source)
     keras_file = out_dir / "augmentation.keras"
@@ -347,8 +346,8 @@ def portable_tracking_uri(tracking_uri: str) -> tuple[str, bool]:
     return urlunsplit(parts._replace(netloc=f"{user}{host}")), http
 
 
-def load_model_lines(tracking_uri: str, study: str, version, augmentations=()) -> list[str]:
-    """Python lines that load the registered `<study>-best` version `version` from any folder: the tracking
+def load_model_lines(tracking_uri: str, model_name: str, version, augmentations=()) -> list[str]:
+    """Python lines that load the registered model `model_name` version `version` from any folder: the tracking
     URI set first (see `portable_tracking_uri`; without it MLflow looks in `./mlflow.db`, finds no registered
     model and leaves an empty database behind). `augmentations`: those inside the model (name -> parameters);
     `crop`, flip `both` and TrivialAugment are augsweep's own layers, registered by a line that needs augsweep."""
@@ -361,4 +360,4 @@ def load_model_lines(tracking_uri: str, study: str, version, augmentations=()) -
     if credentials:
         lines.append("# the server's user and password: set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD")
     return lines + [f"mlflow.set_tracking_uri({uri!r})",
-                    f"model = mlflow.keras.load_model({f'models:/{registered_name(study)}/{version}'!r})"]
+                    f"model = mlflow.keras.load_model({f'models:/{model_name}/{version}'!r})"]

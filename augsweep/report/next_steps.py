@@ -9,21 +9,20 @@ from pathlib import Path
 import pandas as pd
 
 from . import configurations as configurations_mod
-from .export import load_model_lines
 
 
-def use_lines(published, configs: pd.DataFrame | None, tracking_uri: str, study: str) -> list[str]:
+def use_lines(published, configs: pd.DataFrame | None) -> list[str]:
     """`Next:` lines naming what exists: the exported block (paths), the registered model (the exact lines that
     load it) and where the recommendation stands against no augmentation."""
     if published is None or published.recommendation is None:
         return []
-    rec = published.recommendation
-    where = (configurations_mod.standing(configs, rec.label) if configs is not None and len(configs)
+    choice = published.recommendation
+    where = (configurations_mod.standing(configs, choice.label) if configs is not None and len(configs)
              else "no configurations compared")
     lines = []
     files = {Path(f).name for f in published.files}
     if "augmentation.py" in files:  # named beside the report, so the report reads the same wherever it is written
-        lines.append(f"Next: use the recommended block, {rec.config.parameters()} ({rec.label}: {where}): "
+        lines.append(f"Next: use the recommended block, {choice.config.parameters()} ({choice.label}: {where}): "
                      f"`augmentation.py` beside this report builds it with Keras alone (copy it into your project; "
                      f"`from augmentation import augmentation_block`), and `augmentation.keras` loads with "
                      f"`keras.saving.load_model`.")
@@ -31,8 +30,7 @@ def use_lines(published, configs: pd.DataFrame | None, tracking_uri: str, study:
     if version is not None:
         name = getattr(version, "name", None)
         # one line a user can paste: the snippet's statements, its comments left out
-        code = "; ".join(line.split("  #", 1)[0] for line in load_model_lines(
-            tracking_uri, study, version.version, rec.config.enabled) if not line.startswith("#"))
-        lines.append(f"Next: the best model (trial {rec.trial}, seed {rec.repeat}) is registered as `{name}` "
+        code = "; ".join(line.split("  #", 1)[0] for line in published.load_lines if not line.startswith("#"))
+        lines.append(f"Next: the best model (trial {choice.trial}, seed {choice.repeat}) is registered as `{name}` "
                      f"version {version.version}; load it from any folder with `{code}`.")
     return lines

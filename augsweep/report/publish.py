@@ -18,19 +18,21 @@ from ..experiment.seeding import RepeatSeeds
 from ..stores import registry
 from ..stores.records import TAG_MODEL_REPEAT
 from ..stores.study import Stores
-from .export import Recommendation, model_input_text, recommend, write_block
+from .export import Recommendation, load_model_lines, model_input_text, recommend, write_block
+from .inputs import SweepData
 from .render import display
-from .sweep_load import tidy_table, trials_frame
 
 
 @dataclass
 class Published:
-    """What `publish` did: the recommendation, the block's files, the registered model version (or None)."""
+    """What `publish` did: the recommendation, the block's files, the registered model version (or None) and the
+    Python lines that load it from any folder."""
 
     recommendation: Recommendation | None = None
     files: tuple[Path, ...] = ()
     model_version: object = None
     notes: tuple[str, ...] = ()
+    load_lines: tuple[str, ...] = ()
 
 
 def verdict_table(effects: pd.DataFrame) -> str:
@@ -39,14 +41,14 @@ def verdict_table(effects: pd.DataFrame) -> str:
     return display(effects[cols]).to_markdown(index=False)
 
 
-def note_text(title: str, answer: str, effects: pd.DataFrame, rec: Recommendation | None, name: str) -> str:
+def note_text(title: str, answer: str, effects: pd.DataFrame, choice: Recommendation | None, name: str) -> str:
     """The experiment's description: the answer paragraph, the verdict table, the recommended block.
 
     The answer comes first: MLflow's experiment page shows the description collapsed to its first line (an
     expand button shows the rest), and the experiment's name is already the page's title."""
     parts = [answer, verdict_table(effects)]
-    if rec is not None:
-        parts.append(f"Recommended augmentation block: {rec.config.parameters()} ({rec.why}); registered model "
+    if choice is not None:
+        parts.append(f"Recommended augmentation block: {choice.config.parameters()} ({choice.why}); registered model "
                      f"`{name}`, files `augmentation.py` and `augmentation.keras` beside the report.")
     parts.append(f"_{title}_")
     return "\n\n".join(parts)
@@ -60,10 +62,10 @@ def _input_shape(model_file: Path | None):
     return tuple(keras.saving.load_model(model_file).input_shape[1:])
 
 
-def publish(exp: Experiment, stores: Stores, client, study, analysis, effects: pd.DataFrame, out_dir: Path,
-            parent_run_id: str | None) -> Published:
-    """Write the block and register the best model (see the module); nothing about a network that did not
-    learn."""
+def publish(exp: Experiment, stores: Stores, client, data: SweepData | None, analysis, effects: pd.DataFrame,
+            out_dir: Path, parent_run_id: str | None) -> Published:
+    """Write the block and register the best model (see the module) from the loaded sweep (`data`) and its
+    analysis; nothing about a network that did not learn."""
     done = Published()
     mexp = client.get_experiment_by_name(exp.name)
     name = registry.registered_name(stores.study_name)
@@ -71,37 +73,39 @@ def publish(exp: Experiment, stores: Stores, client, study, analysis, effects: p
         done.notes += ("the network did not learn: no augmentation block is exported and no model registered",)
         return done
     if analysis is not None and analysis.configurations is not None:
-        trials, table = trials_frame(study), tidy_table(study, analysis.augmentations)
-        rec = recommend(analysis.configurations, effects, table, trials,
-                                              analysis.augmentations)
-        if rec is not None:
-            run = client.get_run(rec.run_id)
+        choice = recommend(analysis.configurations, effects, data.trainings, data.trials, analysis.augmentations)
+        if choice is not None:
+            run = client.get_run(choice.run_id)
             saved = run.data.tags.get(TAG_MODEL_REPEAT)
-            repeat = int(saved) if saved is not None else rec.repeat
-            if repeat != rec.repeat:  # a tie within the trial: the saved repeat is the model and the block
+            repeat = int(saved) if saved is not None else choice.repeat
+            if repeat != choice.repeat:  # a tie within the trial: the saved repeat is the model and the block
                 from dataclasses import replace
 
-                rec = replace(rec, repeat=repeat)
-            done.recommendation = rec
+                choice = replace(choice, repeat=repeat)
+            done.recommendation = choice
             aug_seed = RepeatSeeds.from_param(run.data.params[f"seeds_r{repeat}"], repeat).aug
             with registry.temp_folder() as tmp:
-                model_file = registry.download_model(client, rec.run_id, tmp)
+                model_file = registry.download_model(client, choice.run_id, tmp)
                 shape = _input_shape(model_file)
                 if shape is None:
-                    done.notes += (f"trial {rec.trial}'s run holds no {registry.MODEL_ARTIFACT} (written by an "
+                    done.notes += (f"trial {choice.trial}'s run holds no {registry.MODEL_ARTIFACT} (written by an "
                                    f"older version): no augmentation block or registered model",)
                 else:
                     model_input = model_input_text(exp.dataset)
-                    done.files = tuple(write_block(rec, aug_seed, shape, stores.study_name, out_dir, model_input))
+                    done.files = tuple(write_block(choice, aug_seed, shape, stores.study_name, out_dir, model_input))
                     if not parent_run_id or mexp is None:
                         done.notes += ("the stores hold no sweep parent run to log the model into: the best model "
                                        f"is not registered as {name}",)
                     else:
                         done.model_version = registry.register_best(
-                            client, stores.tracking_uri, mexp.experiment_id, name, model_file, rec.run_id, repeat,
-                            parent_run_id, description=f"{rec.config.parameters()}: {rec.why}. {model_input}",
-                            tags={"configuration": rec.label, "which": rec.which, "trial": rec.trial,
-                                  "mean_best_val_loss": f"{rec.mean_best_val_loss:.4f}"})
+                            client, stores.tracking_uri, mexp.experiment_id, name, model_file, choice.run_id, repeat,
+                            parent_run_id, description=f"{choice.config.parameters()}: {choice.why}. {model_input}",
+                            tags={"configuration": choice.label, "which": choice.which, "trial": choice.trial,
+                                  "mean_best_val_loss": f"{choice.mean_best_val_loss:.4f}"})
+                        version = done.model_version
+                        if version is not None:
+                            done.load_lines = tuple(load_model_lines(stores.tracking_uri, name,
+                                                                     version.version, choice.config.enabled))
     return done
 
 
@@ -110,6 +114,7 @@ def describe(exp: Experiment, stores: Stores, client, effects: pd.DataFrame, pub
     """Put the answer on the experiment's MLflow page (its description)."""
     mexp = client.get_experiment_by_name(exp.name)
     if mexp is not None and len(effects):
-        rec = published.recommendation if published is not None else None
+        choice = published.recommendation if published is not None else None
         registry.set_experiment_note(client, mexp.experiment_id,
-                                     note_text(title, answer, effects, rec, registry.registered_name(stores.study_name)))
+                                     note_text(title, answer, effects, choice,
+                                               registry.registered_name(stores.study_name)))

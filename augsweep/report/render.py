@@ -59,6 +59,16 @@ class Section:
     # | ("images", [(path, alt), ...]): figures side by side
 
 
+@dataclass(frozen=True)
+class Words:
+    """One part of the report in words: its sections in reading order, its answer (the paragraphs the first
+    screen opens with) and its `Next:` lines, each as the sections say them."""
+
+    sections: list
+    answer: tuple[str, ...] = ()
+    next_steps: tuple[str, ...] = ()
+
+
 def to_markdown(title: str, sections: list[Section]) -> str:
     out = [f"# {title}", ""]
     for s in sections:

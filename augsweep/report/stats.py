@@ -19,9 +19,10 @@ _PAIR_COLUMNS = ["augmentation", "n_pairs", "mean_diff", "ci_low", "ci_high"]
 _DEPTH_COLUMNS = ["augmentation", "depth", "mean_with", "mean_without", "difference", "n_with", "n_without"]
 
 
-def _prepare(table: pd.DataFrame, augmentations: Sequence[str], outcome: str) -> tuple[pd.DataFrame, list[str], list[str]]:
+def _prepare(table: pd.DataFrame, augmentations: Sequence[str], outcome: str
+             ) -> tuple[pd.DataFrame, list[str], list[str]]:
     """The columns we use, aug indicators as bool, rows without an outcome dropped, by trial and repeat."""
-    return inference.tidy(table, augmentations, outcome, keys=("trial", "repeat"))
+    return inference.scored_trainings(table, augmentations, outcome, keys=("trial", "repeat"))
 
 
 def _sort(frame: pd.DataFrame, by: str) -> pd.DataFrame:
@@ -78,7 +79,8 @@ def per_class_effects(per_class: pd.DataFrame, comparisons: pd.DataFrame) -> pd.
     keyed = per_class.set_index(["variant", "seed", "class"])[["val_loss", "val_accuracy"]]
     rows = []
     for c in comparisons.itertuples(index=False):
-        if c.with_variant not in keyed.index.get_level_values(0) or c.without_variant not in keyed.index.get_level_values(0):
+        variants = keyed.index.get_level_values(0)
+        if c.with_variant not in variants or c.without_variant not in variants:
             continue
         w, wo = keyed.xs(c.with_variant, level="variant"), keyed.xs(c.without_variant, level="variant")
         both = w.index.intersection(wo.index)

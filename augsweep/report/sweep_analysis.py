@@ -1,5 +1,6 @@
 """The sweep's part of the report, analysis (pure: no stores): the effects under the one verdict rule and the
-descriptive views, as one `Analysis`; `effects_table` is the `effects.csv` contract.
+descriptive views, as one `Analysis` (`analyse_sweep` from a loaded `SweepData`); `effects_table` is the
+`effects.csv` contract.
 """
 
 from __future__ import annotations
@@ -10,17 +11,20 @@ import numpy as np
 import pandas as pd
 
 from .. import inference
-from ..learned import LearnedCheck, check_learned
 from ..experiment.schema import ConfigError, Experiment
 from ..experiment.space import aug_key
+from ..learned import LearnedCheck, check_learned
+from . import budget as budget_mod
 from . import configurations as configurations_mod
 from . import stats
+from .inputs import SweepData
 
 EFFECT_COLUMNS = ["augmentation", "effect", "ci_low", "ci_high", "p_value", "n_with", "n_without", "verdict", "source",
                   "comparison", "mde", "ci_method"]
 FLOAT = "%.6f"
 
-def effects_table(frame: pd.DataFrame, source: str = "sweep", comparison: str = "adjusted (all trials)") -> pd.DataFrame:
+def effects_table(frame: pd.DataFrame, source: str = "sweep", comparison: str = "adjusted (all trials)"
+                  ) -> pd.DataFrame:
     """The `effects.csv` contract from an `inference.effects` frame, best first, ties by name."""
     out = frame.assign(source=source, comparison=comparison)[EFFECT_COLUMNS].copy()
     out["_nan"] = out["effect"].isna()
@@ -61,20 +65,12 @@ class Analysis:
     table: pd.DataFrame | None = None  # the rows that decided the verdicts (complete replicates, finished blocks)
     learned: LearnedCheck | None = None  # the gate before any verdict (None: the stores hold no chance loss)
     num_classes: int | None = None
+    rule: inference.VerdictRule | None = None  # the sweep's verdict rule (`VerdictRule.for_sweep`)
 
     @property
     def did_not_learn(self) -> bool:
         """The network did not learn: every verdict is withheld, nothing is exported or registered."""
         return self.learned is not None and not self.learned.ok
-
-def looks_of(table: pd.DataFrame, design: dict | None, finished: list[int] | None = None) -> tuple[int, int]:
-    """(looks done, maximum looks) of a factorial sweep's sequential design; (1, 1) otherwise. A look is a
-    finished block (the stopping rule looks after each); without `finished`, every block in the table."""
-    if not design or not len(table):
-        return 1, 1
-    done = len(finished) if finished is not None else int(table["block"].max()) + 1
-    done = max(done, 1)
-    return done, max(done, int(design.get("max_blocks", done)))
 
 def finished_blocks(trials: pd.DataFrame) -> list[int]:
     """Blocks none of whose trials is still queued or running (a live report decides on these only)."""
@@ -163,8 +159,7 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
                             f"the finished block(s) {', '.join(str(b + 1) for b in finished) or 'none'} only.")
     # The rule the sweep's stopping rule applies (runs/blocks.py), so the sweep stops on the verdicts printed
     # here: complete seed replicates of finished blocks, effects and depth contrasts sharing `alpha`.
-    rule = inference.VerdictRule(margin=exp.equivalence_margin, alpha=alpha,
-                                 max_looks=int((design or {}).get("max_blocks", 1)), seeds_per_block=exp.repeats)
+    rule = inference.VerdictRule.for_sweep(exp, design, alpha)
     verdicts = inference.decide_sweep(table, augs, rule, points=int(design["block_size"]) if design and len(table)
                                       else None, finished=finished)
     left = sorted(set(finished or []) - set(verdicts.blocks_used))
@@ -182,7 +177,7 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
     def descriptive(outcome: str) -> pd.DataFrame | None:
         if outcome not in table or table[outcome].isna().all():
             return None
-        frame = inference.effects(table, augs, inference.VerdictRule(margin=exp.equivalence_margin), outcome=outcome)
+        frame = inference.effects(table, augs, rule.share(0.05, max_looks=1), outcome=outcome)
         return frame[["augmentation", "effect", "ci_low", "ci_high", "n_seeds"]]
 
     if exp.sampler == "tpe":
@@ -213,7 +208,8 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
     conf_alpha = (inference.look_alpha(shares["configurations"], *looks) if shares.get("configurations") else 0.0)
     configs = (configurations_mod.configurations(decided, augs, margin=exp.equivalence_margin, alpha_look=conf_alpha)
                if conf_alpha and len(decided) else None)
-    learned = check_learned(decided, augs, chance, gate_alpha, margin=exp.equivalence_margin) if chance is not None and len(decided) else None
+    learned = (check_learned(decided, augs, chance, gate_alpha, margin=exp.equivalence_margin)
+               if chance is not None and len(decided) else None)
     pairs, conditional = verdicts.pairs, verdicts.conditional
     if learned is not None and not learned.ok:
         # No verdict about a network that did not learn: every verdict-bearing table says `undecided`.
@@ -222,14 +218,13 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
     return Analysis(
         augmentations=augs, counts=counts, effects=effects_table(full), full=full,
         budget=budget_table(table, augs) if len(table) else pd.DataFrame(),
-        matched=stats.matched_pairs(table, augs, outcome="value").drop(columns=["p_value", "verdict"],
-                                                                        errors="ignore"),
+        matched=stats.matched_pairs(table, augs, outcome="value"),
         gap=descriptive("gap"), accuracy=descriptive("best_val_accuracy"),
         by_depth=stats.effects_by_depth(table, augs, outcome="value"), interactions=interactions,
         looks=looks, seeds=seeds, warnings=warnings, design=design, doses=doses, seed_frame=seed_frame,
         failed_points=points_failed, diverged=diverged_table(table, augs) if len(table) else None,
         blocks_used=blocks_used, alpha=alpha, pairs=pairs, conditional=conditional, learned=learned,
-        num_classes=num_classes,
+        num_classes=num_classes, rule=rule,
         configurations=configs, configurations_alpha=conf_alpha, table=decided,
         unconverged=unconverged_table(table, augs, exp) if len(table) else None,
     )
@@ -266,9 +261,7 @@ def unconverged_table(table: pd.DataFrame, augmentations: list[str], exp: Experi
 def family_size(exp: Experiment) -> int:
     """Verdict rows a sweep report carries: one per augmentation, and one augmentation x depth contrast each
     when the search space has two depths or more."""
-    from ..experiment.design import depth_levels
-
-    from ..experiment.design import plan_for
+    from ..experiment.design import depth_levels, plan_for
 
     n = len(exp.search_space.augmentation_names)
     rows = n * (2 if len(depth_levels(exp.search_space)) > 1 and not exp.model.uses_base else 1)
@@ -278,3 +271,30 @@ def family_size(exp: Experiment) -> int:
             rows += n * (n - 1) // 2
         rows += 1  # the configurations against none: one row, Šidák over them inside its share
     return rows
+
+
+def missing_curves(trials: pd.DataFrame, curves: pd.DataFrame) -> list[int]:
+    """Numbers of the COMPLETE trials whose history the report could not read."""
+    done = trials.loc[trials["state"] == "COMPLETE", "trial"].astype(int) if len(trials) else pd.Series(dtype=int)
+    have = set(curves["trial"].astype(int)) if len(curves) else set()
+    return sorted(n for n in done if n not in have)
+
+
+def analyse_sweep(exp: Experiment, data: SweepData, alpha: float = 0.05) -> Analysis:
+    """`analyse` on the loaded sweep, then what needs the curves (the epoch budget) and what the loading could
+    not read (curves, provenance), said in the warnings."""
+    analysis = analyse(data.trainings, data.trials, exp, data.design, alpha=alpha, chance=data.chance,
+                       num_classes=data.num_classes)
+    missing = missing_curves(data.trials, data.curves)
+    if missing:
+        analysis.warnings.append(
+            f"{len(missing)} complete trial(s) have no curves in MLflow ({', '.join(f't{n:02d}' for n in missing[:10])}"
+            f"{', …' if len(missing) > 10 else ''}): their results count in the effects, but their curves are "
+            "missing from the figures (a run written by an older version, or an artifact store that lost them).")
+    if data.parent.problem:
+        analysis.warnings.append(f"Provenance incomplete: {data.parent.problem}; the Provenance section says "
+                                 "`unknown` for what it could not read.")
+    if len(data.curves) and analysis.table is not None and len(analysis.table):
+        analysis.by_budget, analysis.moving = budget_mod.analyse_budget(
+            data.curves, analysis.table, analysis.full, analysis.augmentations, exp.train.epochs, analysis.rule)
+    return analysis

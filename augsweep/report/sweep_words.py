@@ -1,10 +1,12 @@
 """The sweep's part of the report, words: the prose templates (answer, estimand, method, warnings' sections)
-around an `Analysis`, in reading order as `render.Section`s (`build_sections`).
+around an `Analysis`, in reading order as `render.Section`s, with the answer and the `Next:` lines as values of
+their own (`build_sections` -> `Words`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 import yaml
@@ -16,7 +18,8 @@ from ..learned import not_learned_line
 from . import budget as budget_mod
 from . import configurations as configurations_mod
 from . import render
-from .render import Section
+from .inputs import SweepData
+from .render import Section, Words
 from .sweep_analysis import Analysis
 
 
@@ -244,20 +247,27 @@ def methods_paragraph(exp: Experiment, a: Analysis) -> str:
         f"entirely below/above 0; `negligible`: inside ±{exp.equivalence_margin:g} (the forest plot's grey band); "
         f"`undecided`: otherwise (`mde` = smallest effect detectable with 80% power). Method: {method}.")
 
-def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, curves: pd.DataFrame,
-                   imp: tuple, provenance: dict, figures: dict[str, Path], mlruns: str, command=None) -> list[Section]:
-    """The report's content, in reading order: the first screen holds the answer, the forest plot and the best
-    configuration; how the numbers were made (method, the full effects table) comes below."""
-    a = analysis
-    answer = answer_blocks(exp, a, trials, mlruns, command)
-    later = [line for line in answer if line.startswith(("Best configuration", "Next:"))]
-    summary = Section("Answer", [line for line in answer if line not in later])
+def build_sections(exp: Experiment, analysis: Analysis, data: SweepData, figures: dict[str, Path],
+                   use: Sequence[str] = (), headline: bool = True) -> Words:
+    """The sweep's content, in reading order: the first screen holds the answer, the forest plot and the best
+    configuration, then the `Next:` lines (`use`: those about using the answer first); how the numbers were
+    made (method, the full effects table) comes below. `headline`: the sweep is the report's answer (False:
+    an ablation's paired verdicts are, and the sweep's become the wider view)."""
+    a, trials = analysis, data.trials
+    lines = answer_blocks(exp, a, trials, "", data.commands)
+    later = [line for line in lines if line.startswith(("Best configuration", "Next:"))]
+    answer = [line for line in lines if line not in later]
+    if data.stopped:
+        answer.insert(1, f"The sweep stopped: {data.stopped}.")
+    best = [line for line in later if not line.startswith("Next:")]
+    steps = [*use, *(line for line in later if line.startswith("Next:"))]
+    summary = Section("Answer" if headline else "Sweep: effects across all trials", list(answer))
     # The first screen: the answer, then the forest plot and the effect-vs-budget figure side by side.
     first = [(figures[k], alt) for k, alt in (("forest", "effect forest plot"), ("budget", "effect vs epoch budget"))
              if k in figures]
     if first:
         summary.blocks.append(("images", first))
-    summary.blocks += [*later, first_screen_table(a.effects)]
+    summary.blocks += [*best, *steps, first_screen_table(a.effects)]
     summary.blocks += estimand_blocks(exp, a)
     sections = [summary]
     if a.warnings:
@@ -298,14 +308,15 @@ def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, cu
             "Mean best validation loss with and without each augmentation at each depth (trial means).",
             a.by_depth,
         ]))
-    imp_frame, evaluator = imp
+    imp_frame, evaluator = data.importance
     if imp_frame is not None:
         sections.append(Section("Parameter importance (secondary view)", [
             f"Optuna importance by {evaluator}: how much of the variance in trial values each parameter explains. "
             "It has no sign and no confidence interval; the effects above are the answer.", imp_frame]))
     plots_section = Section("Learning curves", [])
     for key, caption in (("curves", "Unadjusted: mean val_loss by epoch of the trials with vs without each "
-                                    "augmentation (shaded: interquartile range over trials; log scale, zoomed on the later epochs "
+                                    "augmentation (shaded: interquartile range over trials; log scale, zoomed on the "
+                                    "later epochs "
                                     "where the differences are). Depth and the other "
                                     "augmentations are not held fixed here; the effects above are adjusted for them."),
                          ("train_vs_val", "Train vs validation loss: best trial and best trial without "
@@ -331,8 +342,8 @@ def build_sections(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, cu
         "their mean over every seed):", best[cols],
         *(["Failed trials:", failed] if len(failed) else []),
     ]))
-    sections.append(Section("Provenance", [("code", yaml.safe_dump(provenance, sort_keys=False, width=120))]))
-    return sections
+    sections.append(Section("Provenance", [("code", yaml.safe_dump(data.provenance, sort_keys=False, width=120))]))
+    return Words(sections, tuple(answer), tuple(steps))
 
 def issue21_sections(exp: Experiment, a: Analysis) -> list[Section]:
     """Effect vs budget, aug x aug interactions, configurations by their mean, convergence (new blocks)."""

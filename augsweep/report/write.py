@@ -1,5 +1,7 @@
-"""The report's entry point: read the stores, analyse the sweep and/or the latest ablation, write
-`report.md`, `report.html`, `effects.csv` and the figures."""
+"""The report's entry point, one way through: load everything from the stores once (`load`), analyse it
+(`analysis`, pure), draw the figures, export the augmentation block and register the best model (`publish`),
+put it in words (`words`), render Markdown, HTML and CSV (`render`), and publish the answer to MLflow. Nothing
+after the load step reads the stores, and nothing is parsed back out of rendered text."""
 
 from __future__ import annotations
 
@@ -10,19 +12,14 @@ from pathlib import Path
 import pandas as pd
 
 from ..experiment.schema import ConfigError, Experiment
-from ..stores.records import ATTR_PARENT_RUN
-from ..stores.study import Stores, load_study
+from ..stores.study import Stores
 from ..stores.tracking import client_for
-from .. import inference
-from .ablation_section import ablation_sections, analyse_ablation, effects_rows, family_size, figures, load_ablation
+from .analysis import ReportAnalysis, analyse_report
+from .figures import report_figures
+from .load import load_report
 from .render import display, to_html, to_markdown
-from .sweep_analysis import EFFECT_COLUMNS, FLOAT, Analysis
-from .sweep_analysis import family_size as sweep_family_size
-from .sweep_section import sweep_part
-
-
-REPORT_ALPHA = 0.05  # the one family-wise error rate of a report
-
+from .sweep_analysis import FLOAT, Analysis
+from .words import report_words
 
 # Every file the report writes (nothing else in --out is ever uploaded: the folder may hold anything).
 REPORT_FILES = ("report.md", "report.html", "effects.csv", "effects_by_budget.csv", "configurations.csv",
@@ -57,10 +54,11 @@ def write_report(exp: Experiment, stores: Stores, out: str | Path | None = None)
     return written.out_dir, written.analysis
 
 
-@dataclass
+@dataclass(frozen=True)
 class Written:
-    """What a report wrote: its folder, the sweep's analysis, the answer paragraph, the effects, and what was
-    published (the augmentation block, the registered model: `publish.Published`)."""
+    """What a report concluded and wrote: its folder, the sweep's analysis, the answer paragraph, the effects,
+    what was published (the augmentation block, the registered model: `publish.Published`) and the answer's
+    `Next:` lines, each a value of its own (never read back from the files)."""
 
     out_dir: Path
     analysis: Analysis | None
@@ -69,70 +67,16 @@ class Written:
     published: object = None
     next_steps: tuple = ()  # the answer's `Next:` lines, as the report says them
 
-
-def add_next(section, lines: list[str]) -> None:
-    """Put `lines` before the section's first `Next:` line (or at its end)."""
-    if not lines:
-        return
-    at = next((i for i, b in enumerate(section.blocks) if isinstance(b, str) and b.startswith("Next:")),
-              len(section.blocks))
-    section.blocks[at:at] = lines
+    @property
+    def recommendation(self):
+        """The recommended configuration (`export.Recommendation`), or None."""
+        return getattr(self.published, "recommendation", None)
 
 
-def answer_of(sections) -> str:
-    """The report's answer: the first section's paragraphs, up to its first table or figure."""
-    lines = []
-    for block in sections[0].blocks if sections else []:
-        if not isinstance(block, str):
-            break
-        lines.append(block)
-    return "\n\n".join(lines)
-
-
-def write(exp: Experiment, stores: Stores, out: str | Path | None = None) -> Written:
-    """`write_report`, returning everything the API shows (`Written`); also writes the augmentation block,
-    registers the best model and sets the experiment's description (`publish`)."""
-    mlruns = stores.mlruns
-    # One MLflow client for the whole report (each one resolves the store again); not made before a
-    # tracking store exists, so a report on a missing store does not create an empty one.
-    client = client_for(stores.tracking_uri) if stores.has_tracking_store() else None
-    ablation = load_ablation(stores.tracking_uri, exp.name, client) if client is not None else None
-    study = None
-    if stores.has_study_store():
-        try:
-            study = load_study(stores)
-        except ConfigError:
-            if ablation is None:
-                raise
-    elif ablation is None:
-        raise ConfigError(f"--mlruns has no study store. Received: mlruns={str(mlruns)!r} "
-                          f"(expected {stores.study_db}); run sweep.py (or sweep.py --ablation) first")
-    out_dir = check_out(out if out else Path("reports") / stores.study_name, stores)
-    started = time.time() - 0.05  # files older than this were not written by this report
-
-    sections, effects, parents = [], [], []
-    # One alpha for every verdict in the report: the sweep's and the ablation's tables share it (Šidák by
-    # their sizes), so a report holding both still errs with probability <= 0.05.
-    sizes = [sweep_family_size(exp) if study is not None else 0, family_size(ablation) if ablation is not None else 0]
-    alpha_sweep, alpha_ablation = inference.split_alpha(REPORT_ALPHA, sizes)
-    if ablation is not None:
-        ab = analyse_ablation(ablation, exp.equivalence_margin, alpha_ablation)
-        sections += ablation_sections(ablation, ab, figures(ablation, ab, out_dir), str(mlruns), exp.path)
-        effects.append(effects_rows(ab))
-        parents.append(ablation.parent_run_id)
-    analysis = None
-    if study is not None:
-        client = client or client_for(stores.tracking_uri)
-        sweep_sections, sweep_effects, analysis = sweep_part(exp, stores, out_dir, study, ablation is not None,
-                                                             client, alpha=alpha_sweep)
-        sections += sweep_sections
-        if sweep_effects is not None:
-            effects.insert(0, sweep_effects)
-        if study.user_attrs.get(ATTR_PARENT_RUN):
-            parents.append(study.user_attrs[ATTR_PARENT_RUN])
-    title = f"augsweep report: {stores.study_name}"
-    all_effects = pd.concat(effects, ignore_index=True)[EFFECT_COLUMNS]
-    all_effects.to_csv(out_dir / "effects.csv", index=False, float_format=FLOAT)
+def write_tables(result: ReportAnalysis, out_dir: Path) -> None:
+    """`effects.csv`, and with a sweep `effects_by_budget.csv` and `configurations.csv`."""
+    result.effects.to_csv(out_dir / "effects.csv", index=False, float_format=FLOAT)
+    analysis = result.sweep
     if analysis is not None:
         from .budget import BUDGET_COLUMNS
         from .configurations import CONFIG_COLUMNS
@@ -142,24 +86,40 @@ def write(exp: Experiment, stores: Stores, out: str | Path | None = None) -> Wri
         configs = (analysis.configurations if analysis.configurations is not None
                    else pd.DataFrame(columns=CONFIG_COLUMNS))
         configs[CONFIG_COLUMNS].to_csv(out_dir / "configurations.csv", index=False, float_format=FLOAT)
-    from .next_steps import use_lines
+
+
+def write(exp: Experiment, stores: Stores, out: str | Path | None = None) -> Written:
+    """`write_report`, returning everything the API shows (`Written`); also writes the augmentation block,
+    registers the best model and sets the experiment's description (`publish`)."""
+    # One MLflow client for the whole report (each one resolves the store again); not made before a
+    # tracking store exists, so a report on a missing store does not create an empty one.
+    client = client_for(stores.tracking_uri) if stores.has_tracking_store() else None
+    inputs = load_report(exp, stores, client)
+    out_dir = check_out(out if out else Path("reports") / stores.study_name, stores)
+    started = time.time() - 0.05  # files older than this were not written by this report
+    result = analyse_report(exp, inputs)
+    if inputs.sweep is not None:
+        client = client or client_for(stores.tracking_uri)
+    figures = report_figures(exp, inputs, result, out_dir)
+    write_tables(result, out_dir)
     from .publish import describe, publish
 
-    try:  # before rendering, so the report's Next: lines name what was exported and registered
-        published = publish(exp, stores, client, study, analysis, all_effects, out_dir,
-                            study.user_attrs.get(ATTR_PARENT_RUN) if study is not None else None)
+    sweep = inputs.sweep
+    try:  # before the words, so the report's Next: lines name what was exported and registered
+        published = publish(exp, stores, client, sweep, result.sweep, result.effects, out_dir,
+                            sweep.parent_run_id if sweep is not None else None)
     except Exception as e:  # noqa: BLE001 - the files on disk are the report; the block and registry build on it
         published = None
         print(f"warning: could not export the augmentation block or register the best model: {e}")
-    if sections and analysis is not None:
-        add_next(sections[0], use_lines(published, analysis.configurations, stores.tracking_uri, stores.study_name))
-    (out_dir / "report.md").write_text(to_markdown(title, sections))
-    (out_dir / "report.html").write_text(to_html(title, sections))
-    answer = answer_of(sections)
+    words = report_words(exp, inputs, result, figures, published)
+    (out_dir / "report.md").write_text(to_markdown(words.title, words.sections))
+    (out_dir / "report.html").write_text(to_html(words.title, words.sections))
     try:
-        describe(exp, stores, client, all_effects, published, title, answer)
+        describe(exp, stores, client, result.effects, published, words.title, words.answer)
     except Exception as e:  # noqa: BLE001 - the description is a convenience; the report is on disk
         print(f"warning: could not set the experiment's description in MLflow: {e}")
+    parents = [p for p in (inputs.ablation.parent_run_id if inputs.ablation is not None else None,
+                           sweep.parent_run_id if sweep is not None else None) if p]
     # Only this report's own files, never a walk of the folder (it may hold the stores, a pgpass, anything).
     written = [out_dir / n for n in REPORT_FILES
                if (out_dir / n).is_file() and (out_dir / n).stat().st_mtime >= started]
@@ -169,8 +129,7 @@ def write(exp: Experiment, stores: Stores, out: str | Path | None = None) -> Wri
                 client.log_artifact(parent, str(path), "report")
         except Exception as e:  # the files on disk are the report; the artifact copy is a convenience
             print(f"warning: could not log the report to MLflow run {parent}: {e}")
-    next_steps = tuple(b for b in (sections[0].blocks if sections else ()) if isinstance(b, str) and b.startswith("Next:"))
-    return Written(out_dir, analysis, answer, all_effects, published, next_steps)
+    return Written(out_dir, result.sweep, words.answer, result.effects, published, words.next_steps)
 
 
 TERMINAL_WIDTH = 99  # the summary a terminal shows stays under 100 columns; effects.csv has every column

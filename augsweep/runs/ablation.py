@@ -18,19 +18,20 @@ import yaml
 
 from .. import runtime
 from ..augment import revisions
-from ..runtime import RunEnv
+from ..experiment.identity import identity
 from ..experiment.schema import ConfigError, Experiment
 from ..experiment.seeding import RepeatSeeds, ablation_seeds
 from ..experiment.space import TrialConfig
 from ..experiment.variants import Variant, base_from_file, build_variants, candidates, config_key
+from ..learned import chance_loss_of
+from ..runtime import RunEnv
 from ..stores import records as rec
 from ..stores.records import KIND_ABLATION as KIND_PARENT
 from ..stores.records import KIND_ABLATION_RUN as KIND_RUN
 from ..stores.records import SPEC_ARTIFACT
-from ..stores.study import Stores, identity, load_study_readonly
+from ..stores.study import Stores, load_study_readonly
 from ..stores.tracking import FAILED, FINISHED, KILLED, RUNNING, Tracker, TrackingUnavailable, repeat_metric
 from ..training import evaluate
-from ..learned import chance_loss_of
 from ..training.checks import chance_loss, failure_reason
 from ..training.data import Dataset, load_dataset
 from ..training.model import check_model

@@ -18,7 +18,7 @@ from ..learned import check_learned
 from ..stores import records as rec
 from ..stores.records import ATTR_DESIGN, ATTR_STOPPED
 from ..stores.recovery import retry_once
-from ..stores.study import trial_table
+from ..stores.study import trainings_table
 
 
 class BlockPlanner:
@@ -66,7 +66,7 @@ class BlockPlanner:
                 study.set_user_attr(ATTR_STOPPED, f"the network did not learn in {blocks} block(s): no verdicts "
                                     f"(change the training; the report says what)")
                 return "stop"
-            if inference.should_stop(verdicts, blocks, self.max_blocks):  # the rule the tests simulate
+            if verdicts.should_stop(blocks, self.max_blocks):  # the rule the tests simulate (`inference.decided`)
                 study.set_user_attr(ATTR_STOPPED, f"every augmentation decided after block {blocks}"
                                     if verdicts.all_decided()
                                     else f"cap of {self.max_blocks} blocks reached (trials: {self.budget})")
@@ -112,31 +112,27 @@ class BlockPlanner:
     def look(self, study, blocks: int):
         """Refit the effects after `blocks` finished blocks and say what is decided."""
         augs = self.exp.search_space.augmentation_names
-        verdicts = verdicts_at(trial_table(study, augs), self.exp, blocks, self.max_blocks)
+        verdicts = verdicts_at(trainings_table(study, augs), self.exp, self.describe(), blocks)
         if blocks not in self.looked:
             self.looked.add(blocks)
             self.echo(look_line(verdicts.effects, blocks, self.max_blocks, verdicts.decided()))
         return verdicts
 
 
-def effects_at(table, exp: Experiment, looks_done: int, max_looks: int):
-    """The verdict frame of a factorial sweep's table at one look (`verdicts_at(...).effects`)."""
-    return verdicts_at(table, exp, looks_done, max_looks).effects
-
-
-def verdicts_at(table, exp: Experiment, looks_done: int, max_looks: int):
-    """The verdicts of a factorial sweep's table at one look: the report's rule (`decide_sweep`) on the
-    complete seed replicates of the first `looks_done` blocks."""
-    space = exp.search_space
-    points = design.block_size(space, design.plan_for(space, exp.trials, sequential=exp.stop == "decided"))
-    rule = inference.VerdictRule(margin=exp.equivalence_margin, max_looks=max_looks, seeds_per_block=exp.repeats)
-    return inference.decide_sweep(table, space.augmentation_names, rule, points=points, finished=range(looks_done))
+def verdicts_at(table, exp: Experiment, recorded: dict, looks_done: int):
+    """The verdicts of a factorial sweep's table at one look: the report's rule (`decide_sweep` under
+    `VerdictRule.for_sweep` of the design the study records) on the complete seed replicates of the first
+    `looks_done` blocks."""
+    rule = inference.VerdictRule.for_sweep(exp, recorded)
+    return inference.decide_sweep(table, exp.search_space.augmentation_names, rule, points=int(recorded["block_size"]),
+                                  finished=range(looks_done))
 
 
 def look_line(frame, blocks: int, max_blocks: int, decided_by: dict | None = None) -> str:
     """`look 2/4: decided flip hurts, contrast negligible; undecided warp (mde 0.031, ~1 more block)`; an
     augmentation decided by its conditional effects (a decided interaction) reads `warp: by interaction`."""
-    done = {r.augmentation: (decided_by or {}).get(r.augmentation, r.verdict != "undecided") for r in frame.itertuples()}
+    done = {r.augmentation: (decided_by or {}).get(r.augmentation, r.verdict != "undecided")
+            for r in frame.itertuples()}
     # decided by its conditional effects when its marginal verdict is not what counts (a decided interaction)
     decided = [f"{r.augmentation} {r.verdict}" if r.verdict != "undecided" else f"{r.augmentation}: by interaction"
                for r in frame.itertuples() if done[r.augmentation]]

@@ -8,7 +8,7 @@ from typing import Callable
 
 from ..experiment.schema import Experiment
 from ..learned import SWEEP_CONSEQUENCE, check_learned, not_learned_line
-from ..stores.study import trial_table
+from ..stores.study import trainings_table
 
 
 def first_look_size(exp: Experiment, budget: int, block_size: int | None) -> int:
@@ -27,7 +27,7 @@ class LearningWatch:
         """The gate's answer at the first look (None before it, or once it has been said)."""
         if self.done:
             return None
-        table = trial_table(study, self.exp.search_space.augmentation_names)
+        table = trainings_table(study, self.exp.search_space.augmentation_names)
         if table["trial"].nunique() < self.at if len(table) else True:
             return None
         self.done = True

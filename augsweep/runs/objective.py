@@ -21,8 +21,8 @@ from ..stores.tracking import FINISHED, KILLED, Tracker, repeat_metric
 from ..training import train
 from ..training.checks import chance_loss, failure_reason
 from ..training.data import Dataset
-from .progress import SweepProgress
 from .lifecycle import TrainingRun
+from .progress import SweepProgress
 from .repeat import MODEL_ARTIFACT, preview_images, save_model, train_repeat
 
 
@@ -34,9 +34,8 @@ def pruning_callback(trial, repeat: int, epochs: int):
     pruner (`NopPruner`) nobody reads the values during training, so the repeat's reports are
     written when training ends rather than one storage round trip per epoch.
     """
-    import optuna
-
     import keras
+    import optuna
 
     callbacks = keras.callbacks
     batched = isinstance(getattr(getattr(trial, "study", None), "pruner", None), optuna.pruners.NopPruner)

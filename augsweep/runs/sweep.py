@@ -2,7 +2,8 @@
 
 `SweepSession` is what the single-process sweep and the `--workers` launcher share: budget, locks,
 the study and the parent MLflow run, opened under the study's start lock and closed with the
-right status.
+right status. One module over 400 lines on purpose: opening, resuming and closing a session are one protocol
+under that lock.
 """
 
 from __future__ import annotations
@@ -15,17 +16,25 @@ from typing import Callable
 import yaml
 
 from .. import runtime
-from ..runtime import RunEnv
 from ..experiment import space
+from ..experiment.identity import identities, identity, identity_changes, outdated
 from ..experiment.schema import ConfigError, Experiment
-from ..stores import records as rec
-from ..stores.records import ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKING_URI
-from ..stores.study import (Stores, check_study_not_lost, count_finished, count_running, finished_states, identities,
-                            identity, identity_changes, make_storage, outdated, study_locks)
-from ..stores.liveness import worker_identity
-from ..stores.recovery import close_orphan_runs, reap_dead_trials, retry_once
-from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, client_for
 from ..learned import chance_loss_of
+from ..runtime import RunEnv
+from ..stores import records as rec
+from ..stores.liveness import worker_identity
+from ..stores.records import ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKING_URI
+from ..stores.recovery import close_orphan_runs, reap_dead_trials, retry_once
+from ..stores.study import (
+    Stores,
+    check_study_not_lost,
+    count_finished,
+    count_running,
+    finished_states,
+    make_storage,
+    study_locks,
+)
+from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, client_for
 from ..training.data import load_dataset
 from ..training.model import check_model
 
@@ -129,7 +138,8 @@ class _Progress:
         reps = record.repeats
         # Scored, but a configuration none of whose repeats reached one finite epoch never trained: in a row,
         # such trials say the set-up is broken as clearly as failures do.
-        never = trial.state == optuna.trial.TrialState.COMPLETE and reps and all(r.get("best_epoch", 0) < 0 for r in reps)
+        never = (trial.state == optuna.trial.TrialState.COMPLETE and reps
+                 and all(r.get("best_epoch", 0) < 0 for r in reps))
         diverged = sum(1 for r in reps if "diverged_epoch" in r)
         if trial.state == optuna.trial.TrialState.FAIL or never:
             self.streak += 1
@@ -202,9 +212,11 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
     resolved_yaml = yaml.safe_dump(exp.resolved(), sort_keys=False)
     parent = tracker.start_parent(
         run_name=f"sweep {stores.study_name}",
-        tags={rec.TAG_KIND: rec.KIND_SWEEP, rec.TAG_STUDY: stores.study_name, "sampler": exp.sampler, "pruner": exp.pruner,
+        tags={rec.TAG_KIND: rec.KIND_SWEEP, rec.TAG_STUDY: stores.study_name, "sampler": exp.sampler,
+              "pruner": exp.pruner,
               rec.TAG_GIT_COMMIT: runtime.git_commit(), "budget": budget,
-              **(rec.env_tags(env) if env is not None else {rec.TAG_DETERMINISTIC: str(exp.train.deterministic).lower()}),
+              **(rec.env_tags(env) if env is not None
+                 else {rec.TAG_DETERMINISTIC: str(exp.train.deterministic).lower()}),
               "optuna_storage": stores.storage_label, rec.TAG_DATASET_FINGERPRINT: dataset.fingerprint,
               "data_pipeline": dataset.pipeline, **model_tags(exp)},
         params={"dataset": exp.dataset.source, "image_size": "x".join(map(str, exp.dataset.image_size)),

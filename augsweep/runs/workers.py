@@ -28,7 +28,6 @@ from ..stores import records as rec
 from ..stores.study import Stores, count_finished
 from .sweep import SweepAborted, SweepSession, budget_of, prepare
 
-
 CRASHED = 70  # a worker's exit code for an unexpected error (BSD's EX_SOFTWARE); 1 means "too many failed trials"
 
 

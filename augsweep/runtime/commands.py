@@ -4,6 +4,7 @@ shell (`make …` where the Makefile's defaults allow it, else the interpreter's
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 MAKE_DEFAULTS = {"EXP": "experiments/default.yaml", "MLRUNS": "mlruns"}  # the Makefile's defaults
@@ -62,3 +63,16 @@ def follow_up(script: str, experiment: str, mlruns: str | Path | None = None, st
     if mlruns is not None:
         words += ["--mlruns", shlex.quote(str(mlruns))]
     return " ".join([*words, *([store_options] if store_options else []), *map(shlex.quote, extra)])
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """How follow-up commands on one experiment's stores are written (`follow_up` with these stores' options),
+    as a value: words about a report name commands without knowing where the stores are."""
+
+    experiment: str
+    mlruns: str | None = None
+    store_options: str = ""
+
+    def __call__(self, script: str, *extra) -> str:
+        return follow_up(script, self.experiment, self.mlruns, self.store_options, *extra)

@@ -17,7 +17,7 @@ from typing import Any
 
 # Written once per sweep by `runs.sweep.open_study`; read by the report, recovery and `--repair`.
 ATTR_PARENT_RUN = "mlflow_parent_run_id"  # the sweep's MLflow parent run
-ATTR_EXPERIMENT_HASH = "experiment_sha256"  # `study.identity`: a resume must not change the experiment
+ATTR_EXPERIMENT_HASH = "experiment_sha256"  # `experiment.identity`: a resume must not change it
 ATTR_TRACKING_URI = "mlflow_tracking_uri"  # masked; resolved back by `tracking.client_for`
 ATTR_EXPERIMENT = "experiment"  # the resolved experiment (its `name` is the MLflow experiment's)
 ATTR_DATASET_FINGERPRINT = "dataset_fingerprint"

@@ -1,19 +1,13 @@
 """Where a study's results live: the `Stores` (embedded under `mlruns/` or given as URLs), the Optuna
-storage behind them, the study's identity and counts, and its locks."""
+storage behind them, the study's counts and locks, and its trainings table (one row per trial x repeat)."""
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import warnings
 from dataclasses import dataclass
-from itertools import combinations, product
 from pathlib import Path
 
-import yaml
-
-from .. import augment, runtime
-from ..experiment import keys
+from .. import runtime
 from ..experiment.schema import ConfigError, Experiment
 from ..experiment.space import aug_key, parse_aug_key
 from .records import ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKING_URI, KIND_TRIAL, TrialRecord, kind_filter
@@ -73,12 +67,16 @@ class Stores:
     def command(self, script: str, exp: Experiment, *extra, mlruns: str | Path | None = None) -> str:
         """A follow-up command on these stores that runs as printed in a fresh shell (`runtime.follow_up`):
         `make report EXP=… MLRUNS=…` for the embedded stores, else the venv's python with the URLs (masked)."""
+        return self.follow_ups(exp, mlruns)(script, *extra)
+
+    def follow_ups(self, exp: Experiment, mlruns: str | Path | None = None) -> runtime.FollowUp:
+        """How `command` writes follow-up commands on these stores, as a value (`runtime.FollowUp`)."""
         shown = str(mlruns if mlruns is not None else _shown_path(self.mlruns))
         urls = " ".join(p for p in ("" if self.embedded_study else f"--storage {self.storage_label}",
                                     "" if self.embedded_tracking else f"--tracking-uri {self.tracking_label}",
                                     "" if self.study_name == exp.name else f"--study-name {self.study_name}") if p)
         local = self.embedded_study or self.embedded_tracking
-        return runtime.follow_up(script, exp.path, shown if local else None, urls, *extra)
+        return runtime.FollowUp(exp.path, shown if local else None, urls)
 
     def check_servers(self) -> None:
         """Bad URLs exit 2 before anything is written: connect once to a storage database and ask a
@@ -261,107 +259,6 @@ def count_running(study) -> int:
     return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))
 
 
-REVISIONS = "augmentation_revisions"  # in the identity only while an augmentation of the space changed meaning
-
-
-def _identity_part(exp: Experiment, revisions: dict[str, int] | None = None) -> dict:
-    """The resolved experiment without the keys the table marks as outside the identity (the budget, ...), plus the
-    revision of each augmentation of its space whose meaning changed (`augment.revisions`; default: today's)."""
-    resolved = exp.resolved()
-    for key in keys.outside_identity():
-        resolved.pop(key, None)
-    revisions = augment.revisions(exp.search_space.augmentation_params()) if revisions is None else revisions
-    if revisions:
-        resolved[REVISIONS] = dict(sorted(revisions.items()))
-    return resolved
-
-
-def _hash(resolved: dict) -> str:
-    return hashlib.sha256(yaml.safe_dump(resolved, sort_keys=True).encode()).hexdigest()
-
-
-def identity(exp: Experiment) -> str:
-    """Hash of everything that must not change when a study is resumed (the budget may)."""
-    return _hash(_identity_part(exp))
-
-
-def _with_older_keys(resolved: dict) -> set[str]:
-    """The hash of `resolved` and those of it with any key the table marks `late=HASHED` left out while at its
-    default (how a study created before that key existed stored its identity)."""
-    at_default = [key for key in keys.late(keys.HASHED) if keys.lookup(resolved, key.name) == key.default]
-    found = set()
-    for n in range(len(at_default) + 1):
-        for left_out in combinations(at_default, n):
-            older = copy.deepcopy(resolved)
-            for key in left_out:
-                keys.lookup(older, key.section).pop(key.leaf)
-            found.add(_hash(older))
-    return found
-
-
-def identities(exp: Experiment) -> set[str]:
-    """`identity(exp)` and the identities a study of this same experiment stored before a key the table marks
-    `late=HASHED` existed (that key at its default left out): a study to resume may hold any of them."""
-    return _with_older_keys(_identity_part(exp))
-
-
-def outdated(exp: Experiment, known: str) -> list[str]:
-    """When `known` is the identity of this experiment as it was before one of its augmentations changed meaning,
-    what changed, in words (a study of the earlier meaning must not be resumed as this one); else []."""
-    space = exp.search_space.augmentation_params()
-    now = augment.revisions(space)
-    for earlier in product(*[[(name, n) for n in range(1, number + 1)] for name, number in now.items()]):
-        before = {name: n for name, n in earlier if n > 1}
-        if before != now and known in _with_older_keys(_identity_part(exp, before)):
-            return augment.changes(space, before)
-    return []
-
-
-_ABSENT = object()
-
-
-def _short(value, limit: int = 40) -> str:
-    """A value as one short line of YAML flow style (`{factor: 0.3}`, `[2, 3]`, `none` when absent)."""
-    if value is _ABSENT:
-        return "none"
-    if isinstance(value, dict):
-        text = "{" + ", ".join(f"{k}: {_short(v, limit)}" for k, v in value.items()) + "}"
-    elif isinstance(value, (list, tuple)):
-        text = "[" + ", ".join(_short(v, limit) for v in value) + "]"
-    else:
-        text = "null" if value is None else str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def identity_changes(stored: dict | None, exp: Experiment) -> list[str]:
-    """`train.epochs: 3 → 15` for each key of the identity whose value differs between the resolved experiment
-    a study stored (`records.ATTR_EXPERIMENT`) and `exp`, in key order; [] when the study stored none."""
-    if not isinstance(stored, dict):
-        return []
-    before = copy.deepcopy(stored)
-    for key in keys.outside_identity():
-        before.pop(key, None)
-    # A key added late that the stored experiment predates reads as its default, as `identities` accepts it.
-    for key in keys.late(keys.HASHED):
-        section = keys.lookup(before, key.section)
-        if isinstance(section, dict) and key.leaf not in section:
-            section[key.leaf] = key.default
-    out = []
-
-    def walk(old, new, name):
-        if isinstance(old, dict) and isinstance(new, dict):
-            for k in sorted(set(old) | set(new), key=str):
-                walk(old.get(k, _ABSENT), new.get(k, _ABSENT), f"{name}.{k}" if name else str(k))
-        elif old != new:
-            out.append(f"{name}: {_short(old)} → {_short(new)}")
-
-    now = _identity_part(exp)
-    now.pop(REVISIONS, None)  # the stored experiment never holds it; `outdated` names a change of meaning
-    before.pop(REVISIONS, None)
-    walk(before, now, "")
-    return out
-
-
 def study_locks(stores: Stores):
     """(start lock, liveness lock) of the study; see `locks`."""
     from .locks import study_locks as locks
@@ -369,7 +266,7 @@ def study_locks(stores: Stores):
     return locks(stores.mlruns, stores.embedded_study, stores.storage_url, stores.study_name)
 
 
-def trial_table(study, augmentations):
+def trainings_table(study, augmentations):
     """One row per (trial, repeat) of the study's COMPLETE trials: `trial`, `block`, `repeat`, the repeat's
     summary (`best_val_loss`, `gap`, `best_val_accuracy`, `best_epoch`, `epochs_run`, `final_loss`), `depth`,
     `design_point`, `diverged`, `aug_<name>` switches, numeric magnitudes `aug_<name>_<param>` and `config_key`

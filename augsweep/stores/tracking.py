@@ -233,9 +233,7 @@ class Tracker:
 
     def run_url(self, run_id: str) -> str:
         """Link to a run in the MLflow UI: the tracking server's, or `make ui`'s for the embedded store."""
-        from .urls import mask
-
-        from .urls import LOCAL_UI
+        from .urls import LOCAL_UI, mask
 
         base = mask(self.tracking_uri).rstrip("/") if self.remote else LOCAL_UI
         return f"{base}/#/experiments/{self.experiment_id}/runs/{run_id}"
@@ -251,7 +249,8 @@ class Tracker:
         """Nested run for one trial, with its flat params and seeds."""
         all_tags = {"mlflow.parentRunId": self.parent_run_id, **tags} if self.parent_run_id else dict(tags)
         with store_write(), answering(self.tracking_uri):
-            run_id = self.client.create_run(self.experiment_id, tags=str_values(all_tags), run_name=run_name).info.run_id
+            run = self.client.create_run(self.experiment_id, tags=str_values(all_tags), run_name=run_name)
+            run_id = run.info.run_id
             # `best_val_loss` first (NaN until the trial ends, then its value at a later timestamp): MLflow's
             # compare page plots the runs' first shared metric, in the order each key was first logged, so
             # its parallel-coordinates plot opens on the answer instead of `repeat0/accuracy`.

@@ -4,7 +4,6 @@ the servers a sweep is pointed at (bad input exits 2 before anything is written)
 from __future__ import annotations
 
 import os
-
 import re
 from urllib.parse import urlsplit
 

@@ -81,9 +81,9 @@ def diverged_summary(history: pd.DataFrame, bad_epoch: int, acc: str, chance: fl
 
 def release_memory() -> None:
     """Drop the failed trial's graph and buffers (Keras session) so the next trial starts clean."""
-    import keras
-
     import gc
+
+    import keras
 
     from . import reuse
 

@@ -15,10 +15,31 @@ from pathlib import Path
 from typing import Callable
 
 from ..experiment.schema import ConfigError, DatasetConfig
-from .dataset import (DEFAULT_VALIDATION_SPLIT, MEMORY_SHARE, Dataset, available_memory, check_memory, decoded_bytes,
-                      fingerprint, stratified_keep, stratified_split, subsample, take_rows)
-from .fashion import (FASHION_DIRS, FASHION_NAMES, FETCH, IDX_DTYPES, REPO_ROOT, fashion_mnist_dir, fashion_pixels,
-                      read_fashion_mnist, read_fashion_split, read_idx)
+from .dataset import (
+    DEFAULT_VALIDATION_SPLIT,
+    MEMORY_SHARE,
+    Dataset,
+    available_memory,
+    check_memory,
+    decoded_bytes,
+    fingerprint,
+    stratified_keep,
+    stratified_split,
+    subsample,
+    take_rows,
+)
+from .fashion import (
+    FASHION_DIRS,
+    FASHION_NAMES,
+    FETCH,
+    IDX_DTYPES,
+    REPO_ROOT,
+    fashion_mnist_dir,
+    fashion_pixels,
+    read_fashion_mnist,
+    read_fashion_split,
+    read_idx,
+)
 from .folder import MAX_LISTED, folder_state, load_folder, wants_stream
 from .image_files import IMAGE_SUFFIXES, MAX_IMAGE_PIXELS, ImageFiles, read_image, shown_name
 from .sources import SYNTHETIC_CLASSES, load_digits, load_synthetic, make_synthetic, resize_float

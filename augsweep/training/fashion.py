@@ -18,7 +18,8 @@ FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal"
                  "Ankle boot")
 # Where the IDX files are looked for when `dataset.path` is not given: `make data`'s copy, then Debian's.
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FASHION_DIRS = (Path("data/fashion-mnist"), REPO_ROOT / "data" / "fashion-mnist", Path("/usr/share/datasets/fashion-mnist"))
+FASHION_DIRS = (Path("data/fashion-mnist"), REPO_ROOT / "data" / "fashion-mnist",
+                Path("/usr/share/datasets/fashion-mnist"))
 FETCH = "`make data` (or: apt-get install dataset-fashion-mnist)"
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"),
               0x0E: np.dtype(">f8")}
@@ -69,13 +70,15 @@ def _idx_file(folder: Path, stem: str) -> Path:
 
 def read_fashion_split(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 (N, 28, 28), labels) of the `train` or `t10k` split, checked against each other."""
-    images_path, labels_path = _idx_file(folder, f"{split}-images-idx3-ubyte"), _idx_file(folder, f"{split}-labels-idx1-ubyte")
+    images_path = _idx_file(folder, f"{split}-images-idx3-ubyte")
+    labels_path = _idx_file(folder, f"{split}-labels-idx1-ubyte")
     images, labels = read_idx(images_path, 3), read_idx(labels_path, 1)
     if len(images) != len(labels):
         raise ConfigError(f"dataset: {images_path} holds {len(images)} images but {labels_path} {len(labels)} labels; "
                           f"fetch them again with {FETCH}")
     if labels.size and labels.max() >= len(FASHION_NAMES):
-        raise ConfigError(f"dataset: {labels_path} has label {int(labels.max())}, outside 0-9; fetch it again with {FETCH}")
+        raise ConfigError(f"dataset: {labels_path} has label {int(labels.max())}, outside 0-9; "
+                          f"fetch it again with {FETCH}")
     return images, labels.astype(np.int32)
 
 

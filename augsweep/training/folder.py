@@ -117,7 +117,8 @@ def load_folder(cfg: DatasetConfig, seed: int) -> Dataset:
         if not files:
             which = [d for d, m in (("train", train), ("valid", valid or {})) if m.get(name) == []]
             raise ConfigError(
-                f"dataset.path: class folder {name!r} is empty ({'/'.join(which) or 'train'}). Received: path={cfg.path!r}"
+                f"dataset.path: class folder {name!r} is empty ({'/'.join(which) or 'train'}). "
+                f"Received: path={cfg.path!r}"
             )
     names = tuple(sorted(train))
     if len(names) < 2:

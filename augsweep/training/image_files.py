@@ -106,7 +106,8 @@ class ImageFiles:
 
     def identity(self) -> str:
         """Paths, sizes and modification times (the fingerprint of streamed data)."""
-        return "\n".join(f"{shown_name(str(p))}\t{os.stat(p).st_size}\t{os.stat(p).st_mtime_ns}" for p in self.paths) + str(self.size)
+        lines = (f"{shown_name(str(p))}\t{os.stat(p).st_size}\t{os.stat(p).st_mtime_ns}" for p in self.paths)
+        return "\n".join(lines) + str(self.size)
 
     def cached(self, path: str) -> "ImageFiles":
         """These images backed by a `.npy` cache file at `path`, written (in chunks) unless a cache of exactly

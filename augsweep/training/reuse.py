@@ -14,10 +14,11 @@ their state to what a fresh build with the repeat's seeds would hold:
 
 What counts as the structure (the cache key, `structure_key`): backend, dtype policy, deterministic ops (kernels
 chosen while tracing may depend on them), input shape, classes, depth, filters, dense units, Adam's epsilon,
-`jit_compile`, the augmentations in the model **with all their parameters, magnitudes included**. Keras's random preprocessing layers keep their factors as Python floats
-and read them while the step is traced, so a factor changed on a built layer is baked into the traced graph
-under TensorFlow and JAX alike: the old magnitude would silently keep running. Keying on the magnitudes is
-the only option that stays correct on every backend without rewriting Keras's layers, so a reused model is
+`jit_compile`, the augmentations in the model **with all their parameters, magnitudes included**. Keras's random
+preprocessing layers keep their factors as Python floats and read them while the step is traced, so a factor
+changed on a built layer is baked into the traced graph under TensorFlow and JAX alike: the old magnitude would
+silently keep running. Keying on the magnitudes is the only option that stays correct on every backend without
+rewriting Keras's layers, so a reused model is
 found for the repeats of one trial (repeats 2..R), for ablation variants' seeds, and for trials that repeat a
 configuration exactly (factorial/grid designs, no augmentation); a new magnitude builds afresh.
 

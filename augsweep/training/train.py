@@ -162,7 +162,8 @@ def fit(model, dataset: Dataset, epochs: int, batch_size: int, callbacks: Sequen
         if data_augmentation:
             raise ValueError("augmentation in the input pipeline needs the TensorFlow backend")
         if dataset.pipeline == "stream":
-            raise ValueError("streaming image folders needs the TensorFlow backend (tf.data); set dataset.stream: false")
+            raise ValueError("streaming image folders needs the TensorFlow backend (tf.data); "
+                             "set dataset.stream: false")
         history = model.fit(
             dataset.x_train, dataset.y_train,
             validation_data=(dataset.x_val, dataset.y_val),

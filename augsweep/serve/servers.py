@@ -3,9 +3,9 @@ run as the `postgres` user because `initdb`/`pg_ctl` refuse root), an MLflow tra
 proxied artifacts on it, and optuna-dashboard (read-only) on the study database. Bound to 127.0.0.1
 unless told otherwise. Used by `make cluster-up`/`cluster-down`/`dashboard`, the tests and the bench.
 
-    python -m augsweep.stores.servers up [--dir .cluster] [--pg-port P] [--mlflow-port P] [--dashboard-port P]
-    python -m augsweep.stores.servers down [--dir .cluster]
-    python -m augsweep.stores.servers dashboard STORAGE [--port P]
+    python -m augsweep.serve.servers up [--dir .cluster] [--pg-port P] [--mlflow-port P] [--dashboard-port P]
+    python -m augsweep.serve.servers down [--dir .cluster]
+    python -m augsweep.serve.servers dashboard STORAGE [--port P]
 
 Passwords never go on a command line (`ps` shows those): servers and workers read them from a
 `pgpass` file (PGPASSFILE), which libpq, and so psycopg, reads.
@@ -19,32 +19,17 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import runtime
+from .process import HOST, Service, port_open, stop_group
 
-HOST = "127.0.0.1"
 USER = DATABASE = "augsweep"
 # MLflow and Optuna both keep their schema version in an `alembic_version` table: one database each.
 MLFLOW_DATABASE = "mlflow"
-
-
-def free_port(host: str = HOST) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def port_open(port: int, host: str = HOST) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
 
 
 def pg_bin(name: str) -> str | None:
@@ -83,22 +68,6 @@ def _give_to_postgres(*paths: Path) -> None:
     if os.geteuid() == 0:
         for p in paths:
             shutil.chown(p, "postgres", "postgres")
-
-
-def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) -> None:
-    """Poll `url` until it answers 200; a RuntimeError (with the server's exit) after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{url}: the server exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
 
 
 @dataclass
@@ -183,57 +152,6 @@ class Postgres:
                                          "stop"]), capture_output=True, text=True)
 
 
-class Service:
-    """A server process in its own session (so stopping it stops its children: uvicorn workers)."""
-
-    def __init__(self, name: str, cmd: list[str], url: str, log: Path, env: dict | None = None):
-        self.name, self.cmd, self.url, self.log, self.env = name, cmd, url, Path(log), env
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 120, health: str = "") -> "Service":
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         start_new_session=True, env=self.env)
-        try:
-            wait_http(self.url + health, timeout, self.proc)
-        except RuntimeError as e:
-            self.stop()
-            raise RuntimeError(f"{self.name}: {e}; see {self.log}:\n{self.log.read_text()[-2000:]}") from None
-        return self
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None:
-            stop_group(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-            self.proc = None
-
-
-def stop_group(pgid: int, sig: int = signal.SIGTERM, wait: float = 5) -> None:
-    """Signal a process group, then SIGKILL what is left after `wait` s."""
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
 def mlflow_server(backend_uri: str, artifacts: Path, port: int, log: Path, env: dict | None = None,
                   host: str = HOST) -> Service:
     """`mlflow server` on a database with proxied artifacts (workers need no shared filesystem), 1 worker."""
@@ -248,20 +166,20 @@ def mlflow_server(backend_uri: str, artifacts: Path, port: int, log: Path, env: 
 
 def dashboard_server(storage: str, port: int, log: Path, env: dict | None = None, host: str = HOST) -> Service:
     """optuna-dashboard (read-only: see `serve_dashboard`) on a study storage."""
-    cmd = [sys.executable, "-m", "augsweep.stores.servers", "dashboard", storage, "--host", host, "--port", str(port)]
+    cmd = [sys.executable, "-m", "augsweep.serve.servers", "dashboard", storage, "--host", host, "--port", str(port)]
     return Service("optuna-dashboard", cmd, f"http://{host}:{port}", log, env)
 
 
 def serve_dashboard(storage: str, host: str, port: int) -> None:
     """optuna-dashboard with every request other than GET/HEAD refused: a dashboard to look at a study,
     not to delete it or edit its notes from a browser."""
-    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
     from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
     import optuna
     from optuna_dashboard import wsgi
 
-    from .urls import database_engine_kwargs
+    from ..stores.urls import database_engine_kwargs
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     app = wsgi(optuna.storages.RDBStorage(storage, engine_kwargs=database_engine_kwargs(storage)))
@@ -317,7 +235,7 @@ class Cluster:
         left alone. A failed start stops only the processes this call started."""
         import optuna
 
-        from .urls import database_engine_kwargs
+        from ..stores.urls import database_engine_kwargs
 
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "artifacts").mkdir(exist_ok=True)
@@ -333,8 +251,10 @@ class Cluster:
                     raise RuntimeError(f"port {pg.port} is in use by another program (PG_PORT=...)")
                 pg.start()
                 started.append(pg)
-            ports = {"mlflow": int(old.get("mlflow", mlflow_port)), "dashboard": int(old.get("dashboard", dashboard_port))}
-            (self.root / "ports").write_text(f"pg={pg.port}\nmlflow={ports['mlflow']}\ndashboard={ports['dashboard']}\n")
+            ports = {"mlflow": int(old.get("mlflow", mlflow_port)),
+                     "dashboard": int(old.get("dashboard", dashboard_port))}
+            (self.root / "ports").write_text(
+                f"pg={pg.port}\nmlflow={ports['mlflow']}\ndashboard={ports['dashboard']}\n")
             env = pg.env()
             # The Optuna schema is created here, once, before any worker or the dashboard opens the database.
             os.environ["PGPASSFILE"] = env["PGPASSFILE"]
@@ -342,7 +262,7 @@ class Cluster:
             services = {"mlflow": mlflow_server(pg.url(database=MLFLOW_DATABASE), (self.root / "artifacts").resolve(),
                                                 ports["mlflow"], self.root / "mlflow.log", env),
                         "dashboard": dashboard_server(pg.url(), ports["dashboard"], self.root / "dashboard.log", env)}
-            markers = {"mlflow": "mlflow server", "dashboard": "augsweep.stores.servers dashboard"}
+            markers = {"mlflow": "mlflow server", "dashboard": "augsweep.serve.servers dashboard"}
             for (name, svc), health in zip(services.items(), ("/health", "/api/meta")):
                 pid = self._running(name, markers[name], ports[name])
                 if pid is not None:
@@ -365,7 +285,7 @@ class Cluster:
 
     def down(self) -> list[str]:
         stopped = []
-        markers = {"mlflow": "mlflow server", "dashboard": "augsweep.stores.servers dashboard"}
+        markers = {"mlflow": "mlflow server", "dashboard": "augsweep.serve.servers dashboard"}
         ports = self._ports()
         for name in ("dashboard", "mlflow"):
             pidfile = self._pidfile(name)
@@ -384,7 +304,7 @@ class Cluster:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m augsweep.stores.servers", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m augsweep.serve.servers", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start PostgreSQL, an MLflow server and optuna-dashboard on this machine")
     up.add_argument("--dir", default=".cluster")
@@ -415,13 +335,15 @@ def main(argv=None) -> int:
         return 1
     if cluster.already:
         print(f"already running (left as they are): {', '.join(cluster.already)}")
+    worker = runtime.follow_up("sweep.py", args.experiment, None,
+                               f"--storage {urls['storage']} --tracking-uri {urls['tracking']}", "--worker")
     print(f"""PostgreSQL      {urls['storage']}   (password in {urls['pgpass']})
 MLflow server   {urls['tracking']}
 optuna-dashboard {urls['dashboard']}
 
 Start workers (each takes trials until the study has `trials` finished; one GPU each with CUDA_VISIBLE_DEVICES):
   export PGPASSFILE={urls['pgpass']}
-  {runtime.follow_up('sweep.py', args.experiment, None, f"--storage {urls['storage']} --tracking-uri {urls['tracking']}", '--worker')}
+  {worker}
 Stop everything: make cluster-down""")
     return 0
 

@@ -1,5 +1,5 @@
-"""The sweep's part of the report, figures: the PNGs drawn from an `Analysis`, the trials and their curves
-(drawing itself is `plots`')."""
+"""The report's figures: the sweep's PNGs drawn from an `Analysis`, the trials and their curves, and the
+ablation's from its runs and `AblationAnalysis` (drawing itself is `plots`'; no stores)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ import pandas as pd
 from .. import plots
 from ..experiment.schema import Experiment
 from ..experiment.space import aug_key
+from .ablation_analysis import AblationAnalysis
+from .analysis import ReportAnalysis
+from .inputs import AblationData, ReportInputs
 from .sweep_analysis import Analysis
 
 
@@ -52,4 +55,25 @@ def sweep_figures(exp: Experiment, analysis: Analysis, trials: pd.DataFrame, cur
         # A factorial design runs its points in a shuffled order: a "best so far" line would read as progress.
         figures["history"] = save(plots.optimization_history(trials, curves, running_best=exp.sampler != "factorial"),
                                   out_dir / "optimization_history.png")
+    return figures
+
+
+def ablation_figures(data: AblationData, analysis: AblationAnalysis, out_dir: Path) -> dict[str, Path]:
+    """The ablation's PNGs: learning curves per variant and the affinity/diversity scatter."""
+    out = {}
+    if len(data.curves):
+        order = [v["name"] for v in data.spec["variants"]]
+        out["ablation_curves"] = plots.save(plots.variant_curves(data.curves, order), out_dir / "ablation_curves.png")
+    if len(analysis.affinity.dropna(subset=["affinity", "diversity"])):
+        out["affinity"] = plots.save(plots.affinity_scatter(analysis.affinity), out_dir / "affinity_diversity.png")
+    return out
+
+
+def report_figures(exp: Experiment, inputs: ReportInputs, result: ReportAnalysis, out_dir: Path) -> dict[str, Path]:
+    """Every figure of the report by key: the ablation's and the sweep's (their keys differ)."""
+    figures = {}
+    if result.ablation is not None:
+        figures.update(ablation_figures(inputs.ablation, result.ablation, out_dir))
+    if result.sweep is not None:
+        figures.update(sweep_figures(exp, result.sweep, inputs.sweep.trials, inputs.sweep.curves, out_dir))
     return figures

@@ -8,7 +8,7 @@ UI's own "Share" button writes). augsweep writes one such view per experiment (t
 first, the columns that matter) and links to it in the model-training view, plus MLflow's compare
 page for the top trials.
 
-    python -m augsweep.stores.mlflow_ui --mlruns DIR [--port 5000]   # `make ui`: links, then the UI
+    python -m augsweep.serve.mlflow_ui --mlruns DIR [--port 5000]   # `make ui`: links, then the UI
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
-from .urls import LOCAL_UI
+from ..experiment.space import parse_aug_key
+from ..stores.urls import LOCAL_UI
 
 VIEW_KEY = "augsweep-trials"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
@@ -39,11 +40,11 @@ def column(kind: str, key: str) -> str:
     return f"{kind}.`{key}`"
 
 
-def trials_view(aug_params: list[str]) -> dict:
-    """The saved view: trial runs only, best first; the columns `depth` and the switches `aug_<name>` first,
+def trials_view(switches: list[str]) -> dict:
+    """The saved view: trial runs only, best first; the columns `depth` and the augmentations' switches first,
     then `best_val_loss` and `val_loss` (magnitudes and the rest stay in each run's page); every run in the
     charts (not the first 10), charts of the mean curves only (`CHARTS_FILTER`)."""
-    switches = sorted(p for p in aug_params if p.count("_") == 1)
+    switches = sorted(switches)
     columns = [column("params", "depth"), *[column("params", p) for p in switches],
                column("metrics", "best_val_loss"), column("metrics", "val_loss")]
     return {
@@ -57,12 +58,23 @@ def trials_view(aug_params: list[str]) -> dict:
     }
 
 
+def switch_params(runs: list) -> list[str]:
+    """The augmentations' switch params of these runs: flat augmentation keys (`parse_aug_key`) whose logged
+    values are booleans (a name may hold `_`, so the key's shape cannot tell a switch from a magnitude)."""
+    values: dict[str, set] = {}
+    for r in runs:
+        for k, v in r.data.params.items():
+            if parse_aug_key(k):
+                values.setdefault(k, set()).add(v)
+    return sorted(k for k, seen in values.items() if seen <= {"True", "False"})
+
+
 def distinct_configurations(runs: list, top: int) -> list:
     """The first `top` runs whose configurations differ (depth and every `aug_*` param): a configuration
     repeated by a later block, with the same settings, is one configuration, shown once (its best run)."""
     seen, out = set(), []
     for r in runs:
-        key = tuple(sorted((k, v) for k, v in r.data.params.items() if k == "depth" or k.startswith("aug_")))
+        key = tuple(sorted((k, v) for k, v in r.data.params.items() if k == "depth" or parse_aug_key(k)))
         if key not in seen:
             seen.add(key)
             out.append(r)
@@ -96,16 +108,15 @@ def study_links(client, experiment_id: str, base_url: str = LOCAL_UI, top: int =
     of the `top` best finished trials."""
     runs = client.search_runs([experiment_id], "tags.kind = 'trial'", order_by=["metrics.best_val_loss ASC"],
                               max_results=1000)
-    aug = sorted({k for r in runs for k in r.data.params if k.startswith("aug_")})
-    view = json.dumps(trials_view(aug))
+    view = json.dumps(trials_view(switch_params(runs)))
     experiment = client.get_experiment(experiment_id)
     if experiment.tags.get(VIEW_TAG) != view:
         client.set_experiment_tag(experiment_id, VIEW_TAG, view)
     base = base_url.rstrip("/")
     runs_url = (f"{base}/#/experiments/{experiment_id}/runs?"
                 + urllib.parse.urlencode({"workflowType": "machine_learning", "viewStateShareKey": VIEW_KEY}))
-    best = distinct_configurations([r for r in runs if r.info.status == "FINISHED" and "best_val_loss" in r.data.metrics],
-                                   top)
+    finished = [r for r in runs if r.info.status == "FINISHED" and "best_val_loss" in r.data.metrics]
+    best = distinct_configurations(finished, top)
     compare = curves = None
     if len(best) >= 2:
         ids, exps = _json([r.info.run_id for r in best]), _json([experiment_id])
@@ -155,7 +166,7 @@ def open_in_browser(url: str) -> bool:
 
 def all_study_links(tracking_uri: str, base_url: str) -> list[Links]:
     """Links for every experiment of the store that has trial runs."""
-    from .tracking import client_for
+    from ..stores.tracking import client_for
 
     client = client_for(tracking_uri)
     out = []
@@ -174,7 +185,7 @@ def ui_command(mlruns: Path, host: str, port: int, workers: int = 1) -> tuple[li
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m augsweep.stores.mlflow_ui",
+    p = argparse.ArgumentParser(prog="python -m augsweep.serve.mlflow_ui",
                                 description="The MLflow UI over an embedded store, with links to each study's trials.")
     p.add_argument("--mlruns", default="mlruns")
     p.add_argument("--host", default="127.0.0.1")
@@ -184,7 +195,7 @@ def main(argv=None) -> int:
     base = f"http://{args.host}:{args.port}"
     links = []
     if (mlruns / "mlflow.db").exists():
-        from .tracking import tracking_uri_for
+        from ..stores.tracking import tracking_uri_for
 
         links = all_study_links(tracking_uri_for(mlruns), base)
     print(f"MLflow UI on {base} over {args.mlruns}/ (Ctrl-C stops it)")
@@ -198,7 +209,7 @@ def main(argv=None) -> int:
     proc = subprocess.Popen(cmd, env=env, start_new_session=True)  # its own group: stopped with its workers
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     if links and can_open_browser():
-        from .servers import wait_http
+        from .process import wait_http
 
         def open_when_up():
             try:
@@ -211,7 +222,7 @@ def main(argv=None) -> int:
     try:
         return proc.wait()
     except KeyboardInterrupt:
-        from .servers import stop_group
+        from .process import stop_group
 
         stop_group(proc.pid)
         return 0

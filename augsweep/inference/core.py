@@ -1,0 +1,123 @@
+"""The array-only core of the verdict rule: per-seed estimates in, simultaneous t intervals and verdict codes
+out, and the one rule that says whether an augmentation is decided (`decided`) and whether a sweep stops
+(`should_stop`). Leading axes are independent families, so thousands of simulated sweeps run through the rule
+production runs at once. No column names, no frames.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from scipy import stats as sps
+
+VERDICTS = ("helps", "hurts", "negligible", "undecided")
+DECIDED = frozenset({"helps", "hurts", "negligible"})
+VERDICT_CODES = np.array(["undecided", "helps", "hurts", "negligible"], dtype=object)
+POWER = 0.8
+COND_KINDS = ((0, False), (0, True), (1, False), (1, True))  # (which of the pair, the other on?)
+
+
+def verdict_codes(n: np.ndarray, lo: np.ndarray, hi: np.ndarray, margin: float) -> np.ndarray:
+    """0 undecided, 1 helps, 2 hurts, 3 negligible (elementwise)."""
+    ok = (n >= 2) & np.isfinite(lo) & np.isfinite(hi)
+    # An interval inside the margin band is a decided "no practical effect" even when it excludes 0:
+    # a perfectly reproducible 1e-4 change must not be reported as helping or hurting.
+    with np.errstate(invalid="ignore"):
+        code = np.where((-margin < lo) & (hi < margin), 3, np.where(hi < 0, 1, np.where(lo > 0, 2, 0)))
+    return np.where(ok, code, 0)
+
+
+def codes_of(verdicts: Sequence[str]) -> np.ndarray:
+    """Verdict words as codes (`VERDICT_CODES` positions)."""
+    index = {v: i for i, v in enumerate(VERDICT_CODES)}
+    return np.array([index[v] for v in verdicts], dtype=int)
+
+
+def variance_of_mean(B: np.ndarray, shift: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """Mean of per-seed estimates over replicates (axis -2, NaN = none), its variance and degrees of freedom.
+
+    The seed-to-seed part is the sample variance / n (n - 1 df). `shift` (what a trial-shared shift adds to
+    one block's per-seed estimate, and its df; `fits.switch_shift`) is added in full, as if every block shared
+    the same shift: the blocks' shifts are not assumed independent (a shift that follows the design point would
+    not average out over blocks), which is conservative; the df are then Welch-Satterthwaite's. (Measured on
+    the default's size, 3,000 simulated null sweeps with a shift of intra-class correlation 0.5: weighting
+    each block's shift by (its replicates / n)^2 instead let 5.5% of reports carry a false verdict, in full
+    3.2%, at no loss of power for a 0.05 effect; a between-block ANOVA of the per-seed estimates themselves,
+    with its one df at two blocks, cost a fifth of that power.)
+    """
+    ok = np.isfinite(B)
+    n = ok.sum(axis=-2)
+    Bz = np.where(ok, B, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(n > 0, Bz.sum(axis=-2) / np.maximum(n, 1), np.nan)
+        dev = np.where(ok, B - mean[..., None, :], 0.0)
+        var_total = np.where(n > 1, (dev**2).sum(axis=-2) / np.maximum(n - 1, 1), np.nan)
+    a1 = var_total / np.maximum(n, 1)
+    out = {"mean": mean, "n": n, "var": a1, "df": (n - 1).astype(float), "sd": np.sqrt(var_total)}
+    if shift is None:
+        return out
+    extra = np.broadcast_to(shift[0], a1.shape)
+    df_extra = np.broadcast_to(shift[1], a1.shape)
+    var = a1 + extra
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df = np.where((extra > 0) & (df_extra > 0),
+                      var**2 / (a1**2 / np.maximum(n - 1, 1) + extra**2 / np.maximum(df_extra, 1)), n - 1.0)
+    usable = np.isfinite(var) & (n > 1)
+    out["var"] = np.where(usable, var, a1)
+    out["df"] = np.where(usable, df, out["df"])
+    out["sd"] = np.where(usable, np.sqrt(var * np.maximum(n, 1)), out["sd"])
+    return out
+
+
+def decide_arrays(B: np.ndarray, alpha_look: float, margin: float,
+                  shift: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The verdict rule on a (... x replicates x labels) array of per-seed estimates (NaN = none): simultaneous
+    (Šidák over the labels with two or more estimates) t intervals at `alpha_look`, p-values adjusted the
+    same way, verdict codes (`VERDICT_CODES`). Leading axes are independent families (vectorised A/A)."""
+    v = variance_of_mean(B, shift)
+    mean, n, se = v["mean"], v["n"], np.sqrt(v["var"])
+    tested = n >= 2
+    m = np.maximum(tested.sum(axis=-1, keepdims=True), 1)
+    a = -np.expm1(np.log1p(-alpha_look) / m)
+    df = np.where(tested, np.maximum(v["df"], 1e-9), 1.0)
+    tcrit = np.where(tested, sps.t.isf(a / 2.0, df), np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tstat = np.where(se > 0, np.abs(mean) / np.where(se > 0, se, 1.0), np.where(mean == 0, 0.0, np.inf))
+    p_raw = np.where(tested, 2.0 * sps.t.sf(tstat, df), np.nan)
+    # Šidák-adjusted, so p_value < alpha_look exactly when the simultaneous interval excludes 0.
+    p_adj = np.where(tested, -np.expm1(m * np.log1p(-np.minimum(p_raw, 1.0))), np.nan)
+    half = tcrit * se
+    lo = np.where(tested, mean - half, np.nan)
+    hi = np.where(tested, mean + half, np.nan)
+    mde = np.where(tested, (tcrit + sps.t.ppf(POWER, df)) * se, np.nan)
+    return {"effect": mean, "ci_low": lo, "ci_high": hi, "p_value": p_adj, "code": verdict_codes(n, lo, hi, margin),
+            "mde": mde, "n_seeds": n.astype(int), "se": se, "sd_seeds": v["sd"], "df": v["df"],
+            "n_family": np.broadcast_to(m, n.shape), "tcrit": tcrit}
+
+
+def decided(eff_codes: np.ndarray, pair_codes: np.ndarray | None, cond_codes: np.ndarray | None,
+            pairs: Sequence[tuple[int, int]], k: int) -> np.ndarray:
+    """The one rule for `stop: decided`, (... x k): whether each augmentation is decided, by its conditional
+    effects when it is in a decided interaction (all of them decided), else by its marginal effect. Codes are
+    `decide_arrays`' (effects ... x k, pair contrasts ... x pairs, conditional effects ... x 4 * pairs in
+    `COND_KINDS` order per pair); `pair_codes` None: no pair is tested."""
+    out = np.asarray(eff_codes) != 0
+    if pair_codes is None or not len(pairs):
+        return out
+    inter = np.isin(pair_codes, (1, 2))
+    in_inter = np.zeros(out.shape, dtype=bool)
+    cond_ok = np.ones(out.shape, dtype=bool)
+    for p, (ia, ib) in enumerate(pairs):
+        on = inter[..., p]
+        for j, (which, _) in enumerate(COND_KINDS):
+            col = ia if which == 0 else ib
+            ok = cond_codes[..., 4 * p + j] != 0
+            in_inter[..., col] |= on
+            cond_ok[..., col] &= ~on | ok
+    return np.where(in_inter, cond_ok, out)
+
+
+def should_stop(decided_now: np.ndarray, looks_done: int, max_looks: int) -> np.ndarray:
+    """Stop the sweep (...): every augmentation decided (`decided`, ... x k), or the cap of looks reached."""
+    return np.asarray(decided_now, dtype=bool).all(axis=-1) | (looks_done >= max_looks)
