@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, assert_tables_and_figures_fit, learning_experiment, read_stores, run_cli, tiny_experiment
+from tests.helpers import (
+    ROOT,
+    assert_tables_and_figures_fit,
+    learning_experiment,
+    read_stores,
+    run_cli,
+)
 
 sys.path.insert(0, str(ROOT / "bench"))
 

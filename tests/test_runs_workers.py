@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from augsweep.runs.workers import auto_workers, usable_cores
-from tests.helpers import read_stores, run_cli, tiny_experiment, learning_experiment
+from tests.helpers import learning_experiment, read_stores, run_cli
 
 # Three switches and two depths in the 8-run half fraction (depth a factor of the plan), 2 seeds per block, up to
 # 2 blocks: at most 16 trials of 2 short trainings.
