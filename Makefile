@@ -17,7 +17,7 @@ DASHBOARD_PORT ?= 8080
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install data pretrain sweep ablate report ui dashboard cluster-up cluster-down test bench bench-gpu clean
+.PHONY: help install data pretrain sweep ablate report ui dashboard cluster-up cluster-down test bench bench-gpu docs docs-serve clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/$$(PORT)/$(PORT)/g' -e 's/$$(DASHBOARD_PORT)/$(DASHBOARD_PORT)/g' \
@@ -81,6 +81,12 @@ bench: install  ## benchmarks (CPU, ~3 min each): ratios measured side by side; 
 
 bench-gpu: install  ## images/s of the course convnet at 128x128 on a GPU (bench/gpu.py, under 5 min)
 	$(PY) bench/gpu.py
+
+docs: install  ## build the documentation site into site/ (mkdocs build --strict: a broken link or page fails)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
+docs-serve: install  ## serve the documentation on http://127.0.0.1:8000, rebuilt as you edit
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve -a 127.0.0.1:8000
 
 clean:  ## remove stores and reports (keeps .venv and data/)
 	rm -rf $(MLRUNS) reports

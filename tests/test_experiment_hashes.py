@@ -21,6 +21,11 @@ FILES = {
                                           "9068f6f545d6cd964a45c6fc33d729a3ef9781de81ccba6977c4f7d3537eda8c"),
     "digits-photometric.yaml": ("8d47889b81d6638bf3a2cb67010b96ae346d6383ee3486c184093f09bf54aa9d",
                                 "18cc6d34da4c5cad4d6b87222d1410fc21957d1f48d329a9eeb7782f5c2bf27e"),
+    # The examples for a folder of your own images, pinned when they were added.
+    "folder-flat.yaml": ("1013a45353ea267c4b43d080a081fe2f2a56f33940a1ba84cc8086ef7483cd64",
+                         "b89f22c6a9d777f34d2ce8cd75292e03d48ce35bedd05489a0e668ee9ce3f948"),
+    "folder-split.yaml": ("ebd3974e341504f5b7c4c2d74beef96a70c259061718affb37a85fb8f73264da",
+                          "3b32e66ef3a50effd33f57201c70098d38976b14c313154f101cf66f524a017e"),
     "synthetic.yaml": ("f67f985ff91884f9883a00479a13acf887dc798c33f2752dcecccfc6a4433218",
                        "bcc42748e6ef2ae669c9cbe2ae61e93fa3bdb75537bb839b633ec8de24ad9c69"),
     "transfer.yaml": ("e64694741c268a5e189bef840b7f8280142fb60270ab87c5204faedcff96b71c",

@@ -1,5 +1,5 @@
 """The key table (`experiment.keys`) is the one owner of the experiment file's keys: the dataclasses, the
-loader, the study identity and the README's key list all agree with it."""
+loader, the study identity and the annotated key list in docs/experiment-file.md all agree with it."""
 
 from __future__ import annotations
 
@@ -84,16 +84,16 @@ def test_identity_changes_name_each_changed_key_and_both_values(write_experiment
     assert identity_changes(None, after) == []  # a study that stored no resolved experiment
 
 
-def _readme_block(title: str, first: str) -> str:
-    """The YAML block of README.md's section `title` that starts with the line `first`."""
-    text = (ROOT / "README.md").read_text()
+def _docs_block(title: str, first: str) -> str:
+    """The YAML block of docs/experiment-file.md's section `title` that starts with the line `first`."""
+    text = (ROOT / "docs" / "experiment-file.md").read_text()
     section = text[text.index(title):]
     start = section.index("```yaml\n" + first) + len("```yaml\n")
     return section[start:section.index("```", start)]
 
 
-def _readme_keys(block: str, prefix: str = "") -> set[str]:
-    """Dotted keys a README YAML block names, commented-out ones included (`# stop: decided`, `#   base: vgg16`,
+def _block_keys(block: str, prefix: str = "") -> set[str]:
+    """Dotted keys a YAML block names, commented-out ones included (`# stop: decided`, `#   base: vgg16`,
     `# depth: 2, filters: 16`, `{patience: 10, max_epochs: 200}`); what lies under a CUSTOM key is its own."""
     found, parents = set(), []  # parents: (indent, dotted name)
     for raw in block.splitlines():
@@ -118,10 +118,10 @@ def _readme_keys(block: str, prefix: str = "") -> set[str]:
     return found
 
 
-def test_the_readme_lists_every_key_of_the_table_and_no_other():
-    named = (_readme_keys(_readme_block("### Experiment file", "name:"))
-             | _readme_keys(_readme_block("### Ablation and reproduction", "ablation:"))
-             | _readme_keys(_readme_block("### Search space", "depth:"), "search_space."))
+def test_the_annotated_key_list_names_every_key_of_the_table_and_no_other():
+    named = (_block_keys(_docs_block("## Every key, annotated", "name:"))
+             | _block_keys(_docs_block("## Every key, annotated", "ablation:"))
+             | _block_keys(_docs_block("## Search space", "depth:"), "search_space."))
     table = {key.name for key in KEYS}
-    assert sorted(table - named) == [], "keys in the table that README.md's key list does not name"
-    assert sorted(named - table) == [], "keys README.md names that the table does not have"
+    assert sorted(table - named) == [], "keys in the table that docs/experiment-file.md's key list does not name"
+    assert sorted(named - table) == [], "keys docs/experiment-file.md names that the table does not have"

@@ -2,8 +2,10 @@
 part of a study's identity, and whether it was added late (in the spirit of scikit-learn's `_parameter_constraints`).
 
 The table drives `load`'s validation, defaults and allowed-key lists, the dataclass defaults in `schema`,
-`Experiment.resolved()`, the study identity (`experiment.identity`) and the key list in the README (checked by
-`tests/test_experiment_keys.py`). What a table cannot say (rules across keys) stays in `load` as named functions.
+`Experiment.resolved()`, the study identity (`experiment.identity`), the annotated key list in
+docs/experiment-file.md (checked by `tests/test_experiment_keys.py`) and the reference table on that page, which
+`docs/gen_reference.py` generates from it when the site is built. What a table cannot say (rules across keys) stays in
+`load` as named functions.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class Key:
 COURSE_FILTERS = 32  # the course's convnet: filters of its first block (doubling)
 COURSE_DENSE_UNITS = 6  # the course's convnet: units of its head's Dense layer
 DEFAULT_STREAM_THRESHOLD = 2 * 1024**3  # bytes of decoded float32 pixels above which `stream: auto` streams
-DEFAULT_MARGIN = 0.02  # validation loss; see README "Verdicts" for why
+DEFAULT_MARGIN = 0.02  # validation loss; see docs/method.md ("Verdicts") for why
 
 KEYS = (
     Key("name", CUSTOM),
