@@ -23,7 +23,7 @@ from ..stores.records import ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKIN
 from ..stores.study import (Stores, check_study_not_lost, count_finished, count_running, finished_states, identities,
                             identity, identity_changes, make_storage, outdated, study_locks)
 from ..stores.liveness import worker_identity
-from ..stores.recovery import close_orphan_runs, reap_dead_trials, retry_once
+from ..stores.recovery import close_orphan_runs, close_trial_run, reap_dead_trials, retry_once
 from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, client_for
 from ..learned import chance_loss_of
 from ..training.data import load_dataset
@@ -377,6 +377,12 @@ def optimize(study, exp: Experiment, objective, progress: "_Progress", budget: i
                         t = study.get_trials(deepcopy=False)[state["number"]]
                         if t.state == optuna.trial.TrialState.FAIL:
                             retry_once(study, t)
+                            # Interrupted after its run was written COMPLETE but before Optuna was told:
+                            # the run must not claim what the study failed.
+                            try:
+                                close_trial_run(study, t, t.user_attrs.get(rec.FAILURE_REASON) or "interrupted")
+                            except Exception:
+                                pass  # the next resume reconciles it (recovery.close_orphan_runs)
                     raise
                 continue
         finally:
