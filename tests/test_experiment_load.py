@@ -123,7 +123,7 @@ def test_cli_missing_experiment_and_bad_trials(tmp_path, write_experiment):
     result = run_cli("sweep.py", tmp_path / "missing.yaml", "--mlruns", tmp_path / "m")
     assert result.returncode == 2 and "experiment file not found" in result.stderr
     result = run_cli("sweep.py", write_experiment(tiny_experiment()), "--trials", "0", "--mlruns", tmp_path / "m")
-    assert result.returncode == 2 and "--trials must be >= 1. Received: trials=0" in result.stderr
+    assert result.returncode == 2 and "--trials must be an integer in [1, 100000]. Received: '0'" in result.stderr
     assert not (tmp_path / "m").exists()
 
 
@@ -132,7 +132,7 @@ def test_makefile_commands_use_only_options_the_clis_accept():
     import shlex
     import subprocess
 
-    from augsweep.cli import report_parser, sweep_parser
+    from augsweep.cli import checked_arguments, report_parser, sweep_parser
 
     out = subprocess.run(["make", "-n", "-B", "sweep", "report", "ablate", "REPEATS=3", "VENV=.venv"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
@@ -142,7 +142,7 @@ def test_makefile_commands_use_only_options_the_clis_accept():
         words = shlex.split(line)
         for script, parser in parsers.items():
             if script in words:
-                args = parser.parse_args(words[words.index(script) + 1:])  # exits 2 on an unknown flag
+                args = checked_arguments(parser, words[words.index(script) + 1:])  # exits 2 on a bad flag
                 seen.add(script)
                 if script == "sweep.py" and args.ablation:
                     assert args.repeats == 3
@@ -199,3 +199,4 @@ def test_an_unknown_key_with_a_line_break_stays_one_line(write_experiment):
     with pytest.raises(ConfigError) as e:
         load_experiment(write_experiment(tiny_experiment(dataset={"\r": None})))
     assert "\r" not in str(e.value) and "dataset.'\\r' is not a known key" in str(e.value)
+

@@ -241,6 +241,24 @@ def model_tags(exp: Experiment) -> dict:
     return tags
 
 
+class _NoTrialFailureEcho:
+    """Logging filter: Optuna's own "Trial N failed ... because of the following error" warnings (with the
+    whole traceback: 32 lines for one Ctrl-C) are dropped; the sweep prints its own line for every failed
+    trial with the reason, and the run keeps the traceback (`traceback.txt`)."""
+
+    def filter(self, record) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith("Trial ") and " failed with " in record.msg)
+
+
+def quiet_optuna_failures() -> None:
+    """Install `_NoTrialFailureEcho` once on the logger of Optuna's optimize loop."""
+    import logging
+
+    logger = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, _NoTrialFailureEcho) for f in logger.filters):
+        logger.addFilter(_NoTrialFailureEcho())
+
+
 def prepare(exp: Experiment, stores: Stores, echo: Callable[[str], None]):
     """The dataset and the model's base checked (bad input: exit 2 before any store is touched), the stores'
     folder made."""
@@ -251,6 +269,7 @@ def prepare(exp: Experiment, stores: Stores, echo: Callable[[str], None]):
         echo(f"warning: {note}")
     check_model(exp.model, dataset.input_shape)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_optuna_failures()
     stores.make_dirs()
     return dataset
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
 import warnings
 from dataclasses import dataclass
 from itertools import combinations, product
@@ -92,15 +93,28 @@ class Stores:
 
     def check_paths(self) -> None:
         """Bad store paths exit 2 before anything is written: `--mlruns` (or a folder above it) naming a file,
-        and a 0-byte database file (SQLAlchemy would silently create an empty schema in it: a study that
-        restarts at 0 trials while MLflow still holds its runs)."""
+        a folder this user cannot write, a journal "file" that is a folder, an SQLite file in a folder that does not
+        exist (SQLAlchemy would create it anywhere), and a 0-byte database file (SQLAlchemy would silently create an
+        empty schema in it: a study that restarts at 0 trials while MLflow still holds its runs)."""
         if self.embedded_study or self.embedded_tracking:
             for folder in (self.mlruns, *self.mlruns.parents):
                 if folder.exists() and not folder.is_dir():
                     raise ConfigError(f"--mlruns must be a folder, but {folder} is a file. "
                                       f"Received: mlruns={str(self.mlruns)!r}")
-        for what, url in (("--storage", self.storage_url), ("--tracking-uri", self.tracking_uri)):
+            nearest = next((f for f in (self.mlruns, *self.mlruns.parents) if f.exists()), None)
+            if nearest is not None and not os.access(nearest, os.W_OK | os.X_OK):
+                raise ConfigError(f"--mlruns cannot be written: {nearest} is not writable by this user. "
+                                  f"Received: mlruns={str(self.mlruns)!r}")
+        if self.storage_url.startswith(("journal:", "file:")) and Path(self.storage_url.split(":", 1)[1]).is_dir():
+            raise ConfigError(f"--storage journal:PATH must name a journal file, but it names a folder. "
+                              f"Received: storage={self.storage_label!r}")
+        for what, url, label, embedded in (("--storage", self.storage_url, self.storage_label, self.embedded_study),
+                                           ("--tracking-uri", self.tracking_uri, self.tracking_label,
+                                            self.embedded_tracking)):
             db = sqlite_file(url)
+            if db is not None and not embedded and not db.parent.is_dir():
+                raise ConfigError(f"{what} names an SQLite file in a folder that does not exist ({db.parent}); "
+                                  f"create the folder first, or fix the path. Received: {label}")
             if db is not None and db.is_file() and db.stat().st_size == 0:
                 raise ConfigError(
                     f"{db} is an empty file (0 bytes), not a database: its study or runs were lost (a full disk, "
@@ -158,6 +172,11 @@ def resolve_stores(exp: Experiment, mlruns: str | Path = "mlruns", storage: str 
     """Embedded defaults under `mlruns` (Optuna SQLite + MLflow SQLite + artifacts), or the URLs given."""
     from .tracking import artifact_root_for, remember_uri, tracking_uri_for
 
+    from .urls import check_userinfo
+
+    for what, url in (("--storage", storage), ("--tracking-uri", tracking_uri)):
+        if url:
+            check_userinfo(url, what)  # before any parser sees it: a raw '@' or '/' would print the password
     if tracking_uri:
         remember_uri(tracking_uri)  # recovery reads the masked URI back from the study
     root = Path(mlruns)
