@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import yaml
 
 from ..augment import REGISTRY, ParamSpec
+from ..runtime import one_line, shown
 from .keys import APPLICATIONS, BOOL, CHOICE, FASHION_CLASSES, INT, NUMBER, SOURCES, SWITCH, TABLE, allowed, default
 from .schema import (AblationConfig, BaseConfig, Choice, ConfigError, Convergence, DatasetConfig, Experiment, FloatRange,
                      IntRange, ModelConfig, SearchSpace, TrainConfig, max_depth)
@@ -37,7 +38,7 @@ class _Ctx:
 
     def fail(self, key: str, what: str, received: Any) -> ConfigError:
         leaf = key.rsplit(".", 1)[-1]
-        return ConfigError(f"{key} {what}. Received: {leaf}={received!r} ({self.file})")
+        return ConfigError(f"{key} {what}. Received: {leaf}={shown(received)} ({self.file})")
 
     def mapping(self, value: Any, key: str) -> Mapping:
         if not isinstance(value, Mapping):
@@ -47,12 +48,12 @@ class _Ctx:
     def no_unknown(self, value: Mapping, allowed, key: str) -> None:
         for k in value:
             if k not in allowed:
-                shown = _shown(k)  # a key holding a line break must not split the one-line message
-                where = f"{key}.{shown}" if key else shown
-                raise ConfigError(
-                    f"{where} is not a known key; expected one of {sorted(allowed)}. "
-                    f"Received: {shown}={value[k]!r} ({self.file})"
-                )
+                name = _shown(k)  # a key holding a line break must not split the one-line message
+                name = name if len(name) <= 80 else f"{name[:79]}…"
+                where = f"{key}.{name}" if key else name
+                # The value is not shown: an unknown key's value may be anything the file holds (a token).
+                raise ConfigError(f"{where} is not a known key; expected one of {sorted(allowed)}. "
+                                  f"Received: {name} ({self.file})")
 
     def integer(self, value: Any, key: str, low: int | None = None, high: int | None = None) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -187,7 +188,7 @@ def _augmentations(ctx: _Ctx, raw: Any, prefix: str, param) -> tuple:
         if name not in REGISTRY:
             raise ConfigError(
                 f"{prefix}augmentations.{name} is not a known augmentation; expected one of "
-                f"{sorted(REGISTRY)}. Received: {name!r} ({ctx.file})"
+                f"{sorted(REGISTRY)}. Received: {shown(name)} ({ctx.file})"
             )
         spec = REGISTRY[name]
         params = {} if params is None else ctx.mapping(params, f"{prefix}{name}")
@@ -440,20 +441,54 @@ def is_safe_name(name: str) -> bool:
 
 MAX_YAML_BYTES = 1 << 20  # an experiment or search-space file is a page of settings, not data
 MAX_YAML_DEPTH = 32  # nesting levels (the schema needs 4); PyYAML's composer recurses once per level
+MAX_YAML_NODES = 100_000  # values once every alias is expanded (a 1 KB file of nested aliases holds billions)
 
 
-def _yaml_depth_ok(text: str) -> int:
-    """Deepest nesting of the YAML text, read from the parser's events (iterative: no recursion)."""
-    depth = deepest = 0
+def _yaml_shape(text: str) -> tuple[int, int]:
+    """(deepest nesting, values with every alias expanded) of the YAML text, read from the parser's events
+    before anything is constructed (iterative: no recursion; stops counting past either bound)."""
+    depth = deepest = nodes = 0
+    opened: list[tuple[int, str | None]] = []  # (nodes when a collection opened, its anchor)
+    sizes: dict[str, int] = {}  # anchor -> values it stands for, expanded
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             deepest = max(deepest, depth)
-            if deepest > MAX_YAML_DEPTH:
-                return deepest
+            opened.append((nodes, event.anchor))
+            nodes += 1
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
-    return deepest
+            start, anchor = opened.pop()
+            if anchor is not None:
+                sizes[anchor] = nodes - start
+        elif isinstance(event, yaml.ScalarEvent):
+            nodes += 1
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.AliasEvent):
+            nodes += sizes.get(event.anchor, 1)
+        if deepest > MAX_YAML_DEPTH or nodes > MAX_YAML_NODES:
+            break
+    return deepest, nodes
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a key given twice in one mapping (YAML says keys are unique; PyYAML
+    silently keeps the last, so a setting written twice would change without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line)
+            except TypeError:  # an unhashable key: construct_mapping reports it
+                continue
+            if first != key_node.start_mark.line:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {shown(key)} appears twice (lines {first + 1} and "
+                                f"{key_node.start_mark.line + 1}); keep one", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _read_yaml(path: Path, what: str, shown: str) -> Any:
@@ -467,14 +502,18 @@ def _read_yaml(path: Path, what: str, shown: str) -> Any:
                           f"Received: {size} bytes ({path})")
     try:
         text = path.read_bytes().decode("utf-8")
-        if _yaml_depth_ok(text) > MAX_YAML_DEPTH:
+        deepest, nodes = _yaml_shape(text)
+        if deepest > MAX_YAML_DEPTH:
             raise ConfigError(f"{what} nests more than {MAX_YAML_DEPTH} levels deep ({path})")
-        data = yaml.safe_load(text)
+        if nodes > MAX_YAML_NODES:
+            raise ConfigError(f"{what} holds more than {MAX_YAML_NODES} values once its aliases (*name) are "
+                              f"expanded: settings, not data; write the values out ({path})")
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader: plain YAML types only
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{what} is not valid YAML{where}: {problem} ({path})") from None
+        raise ConfigError(f"{what} is not valid YAML{where}: {one_line(problem, 200)} ({path})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{what} is not UTF-8 text ({path})") from None
     except RecursionError:
@@ -585,7 +624,7 @@ def load_experiment(path: str | Path) -> Experiment:
         space_path = str(space_file)
         if not space_file.exists():
             raise ConfigError(
-                f"search_space file not found. Received: search_space={space_raw!r} (looked at "
+                f"search_space file not found. Received: search_space={shown(space_raw)} (looked at "
                 f"{' and '.join(map(_shown, _candidates(space_raw, path)))}; {file}). {_space_hint(space_raw)}"
             )
         space = parse_search_space(_read_yaml(space_file, "search_space", file), str(space_file), base)
