@@ -171,3 +171,26 @@ def test_disk_full_and_database_lost_end_in_one_line_with_the_resume_command(tmp
         log = lines[0].rsplit("full traceback in ", 1)[1].rstrip(")")
         assert "Traceback" in Path(log).read_text()
         Path(log).unlink()
+
+
+@pytest.mark.parametrize("damage", ["deleted", "empty", "replaced"])
+@pytest.mark.parametrize("main", [report_main, sweep_main], ids=["report", "sweep"])
+def test_a_lost_mlflow_store_beside_a_live_study_is_refused_and_never_written(copy, tmp_path, capsys, main, damage):
+    """The mirror of the lost optuna.db: a deleted, 0-byte or unrelated MLflow store beside a study with finished
+    trials went unnoticed (exit 0; finished trials without runs, new trials added beside them)."""
+    path, mlruns = copy
+    for f in mlruns.glob("mlflow.db*"):
+        f.unlink()
+    if damage == "empty":
+        (mlruns / "mlflow.db").write_bytes(b"")
+    if damage == "replaced":  # a fresh MLflow store that never saw the study's runs
+        from augsweep.stores.tracking import client_for
+
+        client_for(f"sqlite:///{mlruns / 'mlflow.db'}").search_experiments()
+    before = _tree(mlruns)
+    line = _one_line_exit_2(main([str(path), "--mlruns", str(mlruns), "--out", str(tmp_path / "out")]
+                                 if main is report_main else [str(path), "--mlruns", str(mlruns), "--trials", "2"]),
+                            capsys)
+    assert "mlflow.db" in line and ("lost or replaced" in line or "0 bytes" in line), line
+    assert _tree(mlruns) == before and not (tmp_path / "out").exists()
+

@@ -22,6 +22,7 @@ from ..stores import records as rec
 from ..stores.records import ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKING_URI
 from ..stores.study import (Stores, check_study_not_lost, count_finished, count_running, finished_states, identities,
                             identity, identity_changes, make_storage, outdated, study_locks)
+from ..stores.study import check_runs_not_lost
 from ..stores.liveness import worker_identity
 from ..stores.recovery import close_orphan_runs, close_trial_run, reap_dead_trials, retry_once
 from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, client_for
@@ -172,6 +173,7 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
         study_name=stores.study_name, storage=storage,
         sampler=make_sampler(exp), pruner=make_pruner(exp), direction="minimize", load_if_exists=True,
     )
+    check_runs_not_lost(stores, study)  # before the tracker creates an empty MLflow store in its place
     ident = identity(exp)
     known = study.user_attrs.get(ATTR_EXPERIMENT_HASH)
     if known and known not in identities(exp):  # an older study may hold the hash from before a late key

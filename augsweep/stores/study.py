@@ -167,6 +167,40 @@ def check_study_not_lost(stores: Stores, storage=None) -> None:
             f"Received: storage={stores.storage_label}")
 
 
+def check_runs_not_lost(stores: Stores, study) -> None:
+    """The mirror of `check_study_not_lost`: refuse a study whose finished trials have no MLflow store (the
+    embedded `mlflow.db` missing) or whose tracking store lacks their runs (lost, replaced, or another store
+    given). Continuing would add trials beside finished ones that have no curves, artifacts or model."""
+    import optuna
+
+    from .records import MLFLOW_RUN_ID
+
+    finished = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                if t.user_attrs.get(MLFLOW_RUN_ID)]
+    if not finished:
+        return
+    last = finished[-1]
+    why = None
+    if stores.embedded_tracking and not stores.tracking_db.exists():
+        why = f"{_shown_path(stores.tracking_db)} is missing"
+    else:
+        from mlflow.exceptions import MlflowException
+
+        from .tracking import client_for
+
+        try:
+            client_for(stores.tracking_uri).get_run(last.user_attrs[MLFLOW_RUN_ID])
+        except MlflowException as e:
+            if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            why = f"{stores.tracking_label} has no run of its trial t{last.number:02d}"
+    if why:
+        raise ConfigError(
+            f"study {stores.study_name!r} has {len(finished)} finished trial(s), but {why}: the MLflow store was "
+            f"lost or replaced. Restore it (or point --tracking-uri/--mlruns at it), or start a new study with "
+            f"--study-name NEW. Received: tracking={stores.tracking_label}")
+
+
 def resolve_stores(exp: Experiment, mlruns: str | Path = "mlruns", storage: str | None = None,
                    tracking_uri: str | None = None, study_name: str | None = None) -> Stores:
     """Embedded defaults under `mlruns` (Optuna SQLite + MLflow SQLite + artifacts), or the URLs given."""
@@ -252,6 +286,8 @@ def load_study(stores: Stores):
     import optuna
 
     study = load_study_readonly(stores)
+    if study is not None:
+        check_runs_not_lost(stores, study)
     if study is None:
         names = ([s.study_name for s in optuna.get_all_study_summaries(make_storage(stores.storage_url),
                                                                         include_best_trial=False)]
