@@ -194,3 +194,39 @@ def test_a_lost_mlflow_store_beside_a_live_study_is_refused_and_never_written(co
     assert "mlflow.db" in line and ("lost or replaced" in line or "0 bytes" in line), line
     assert _tree(mlruns) == before and not (tmp_path / "out").exists()
 
+
+def test_a_parent_run_whose_artifacts_lie_outside_the_stores_is_refused_before_the_report_writes(
+        copy, tmp_path, capsys):
+    """A store whose sweep run names another folder received the report's uploads and the registered model."""
+    import sqlite3
+
+    path, mlruns = copy
+    elsewhere = tmp_path / "elsewhere"
+    with sqlite3.connect(mlruns / "mlflow.db") as db:
+        db.execute("update runs set artifact_uri = ? where name like 'sweep %'", (elsewhere.as_uri(),))
+    line = _one_line_exit_2(report_main([str(path), "--mlruns", str(mlruns), "--out", str(tmp_path / "out")]),
+                            capsys)
+    assert "outside the stores' artifact folder" in line and str(elsewhere) in line
+    assert not elsewhere.exists() and not (tmp_path / "out").exists()
+
+
+def test_absurd_and_non_finite_values_in_a_store_do_not_end_the_report(copy, tmp_path, capsys):
+    """1e308 (and -1e308) trial values crashed a plot (`arange: cannot compute length`); the figures now leave
+    them out with a note on the axes, and the report is written."""
+    import json
+    import sqlite3
+
+    path, mlruns = copy
+    with sqlite3.connect(mlruns / "optuna.db") as db:
+        for (tid,) in db.execute("select trial_id from trials where state = 'COMPLETE'").fetchall():
+            db.execute("update trial_values set value = 1e308 where trial_id = ?", (tid,))
+            reps = json.loads(db.execute("select value_json from trial_user_attributes where trial_id = ? and "
+                                         "key = 'repeats'", (tid,)).fetchone()[0])
+            for rep in reps:
+                rep["best_val_loss"], rep["gap"] = -1e308, 1e308
+            db.execute("update trial_user_attributes set value_json = ? where trial_id = ? and key = 'repeats'",
+                       (json.dumps(reps), tid))
+    out = tmp_path / "out"
+    assert report_main([str(path), "--mlruns", str(mlruns), "--out", str(out)]) == 0, capsys.readouterr().err
+    assert (out / "report.html").is_file() and (out / "optimization_history.png").is_file()
+    assert "Traceback" not in capsys.readouterr().err

@@ -12,7 +12,7 @@ import pandas as pd
 from ..experiment.schema import ConfigError, Experiment
 from ..stores.records import ATTR_PARENT_RUN
 from ..stores.study import Stores, load_study
-from ..stores.tracking import client_for
+from ..stores.tracking import check_artifacts_inside, client_for
 from .. import inference
 from .ablation_section import ablation_sections, analyse_ablation, effects_rows, family_size, figures, load_ablation
 from .render import display, to_html, to_markdown
@@ -107,6 +107,11 @@ def write(exp: Experiment, stores: Stores, out: str | Path | None = None) -> Wri
     elif ablation is None:
         raise ConfigError(f"--mlruns has no study store. Received: mlruns={str(mlruns)!r} "
                           f"(expected {stores.study_db}); run sweep.py (or sweep.py --ablation) first")
+    if client is not None:  # before anything is written: the runs this report uploads into lie inside the stores
+        for note in check_artifacts_inside(client, [ablation.parent_run_id if ablation is not None else None,
+                                                    study.user_attrs.get(ATTR_PARENT_RUN) if study is not None
+                                                    else None], stores.artifact_location, mlruns):
+            print(f"note: {note}")
     out_dir = check_out(out if out else Path("reports") / stores.study_name, stores)
     started = time.time() - 0.05  # files older than this were not written by this report
 
