@@ -29,7 +29,7 @@ def _integer(value: Any, what: str, low: int, high: int, text: bool) -> int:
     rule = f"{what} must be an integer in [{low}, {high}]. Received: {shown(value)}"
     if isinstance(value, str) and text:
         text = value.strip()
-        if not re.fullmatch(r"\+?\d{1,20}", text):
+        if not re.fullmatch(r"\+?[0-9]{1,20}", text, re.ASCII):
             raise UserError(rule)
         value = int(text)
     elif isinstance(value, bool) or not isinstance(value, numbers.Integral):

@@ -340,6 +340,14 @@ def sweep_main(argv=None) -> int:
 
 
 def _sweep_command(argv) -> int:
+    args = sweep_arguments(argv)
+    runtime.quiet_backends()
+    return _sweep(args)
+
+
+def sweep_arguments(argv):
+    """`sweep.py`'s arguments parsed and checked, each alone (`checked_arguments`) and together (which flags go
+    with which); a bad one exits 2 with one line. Reads and writes nothing."""
     parser = sweep_parser()
     args = checked_arguments(parser, argv)
     if args.repeats is not None and not args.ablation:
@@ -356,8 +364,7 @@ def _sweep_command(argv) -> int:
             parser.error(f"--worker needs --storage URL and --tracking-uri URI (or ${ENV_STORAGE} and "
                          f"${ENV_TRACKING}) shared by every worker; without them each worker would keep "
                          "its own local stores")
-    runtime.quiet_backends()
-    return _sweep(args)
+    return args
 
 
 def worker_main(argv=None) -> int:

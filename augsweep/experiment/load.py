@@ -12,6 +12,7 @@ what was expected, what was received and the file:
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Mapping
@@ -236,9 +237,21 @@ def parse_search_space(data: Any, file: str, base: str | None = None) -> SearchS
 # ----------------------------------------------------------------------------- experiment
 
 
-def _resolve_path(value: str, experiment_file: Path) -> Path:
+MAX_PATH_CHARS, NAME_MAX = 4096, 255  # Linux's PATH_MAX and the longest name of one folder or file
+
+
+def _usable_path(value: str, key: str, experiment_file: Path | str) -> str:
+    """`value` if the system can look it up at all (no NUL byte, not over PATH_MAX, no name over NAME_MAX)."""
+    if "\0" in value or len(value) > MAX_PATH_CHARS or any(len(part.encode("utf-8", "surrogatepass")) > NAME_MAX
+                                                          for part in Path(value).parts):
+        raise ConfigError(f"{key} is not a usable path (a NUL byte, over {MAX_PATH_CHARS} characters, or a name over "
+                          f"{NAME_MAX} bytes). Received: {shown(value)} ({experiment_file})")
+    return value
+
+
+def _resolve_path(value: str, experiment_file: Path, key: str) -> Path:
     """A relative path is tried from the current directory, then beside the experiment file."""
-    p = Path(value).expanduser()
+    p = Path(_usable_path(value, key, experiment_file)).expanduser()
     if p.is_absolute() or p.exists():
         return p
     beside = experiment_file.parent / p
@@ -262,7 +275,7 @@ def _dataset(ctx: _Ctx, data: Any, experiment_file: Path) -> DatasetConfig:
         if path is not None:  # fashion_mnist: a folder of IDX files (default: data/fashion-mnist, the system copy)
             if not isinstance(path, str) or not path:
                 raise ctx.fail("dataset.path", "must be a folder path", path)
-            path = str(_resolve_path(path, experiment_file))
+            path = str(_resolve_path(path, experiment_file, "dataset.path"))
     elif path is not None:
         raise ctx.fail("dataset.path", f"is only used with source: folder or fashion_mnist (source is {source})",
                        path)
@@ -289,7 +302,7 @@ def _dataset(ctx: _Ctx, data: Any, experiment_file: Path) -> DatasetConfig:
     if cache is not None:
         if not isinstance(cache, str) or not cache:
             raise ctx.fail("dataset.cache", "must be a file path", cache)
-        cache = str(Path(cache).expanduser())
+        cache = str(Path(_usable_path(cache, "dataset.cache", experiment_file)).expanduser())
     follow = ctx.key(data, "dataset.follow_symlinks")
     if "follow_symlinks" in data and source != "folder":
         raise ctx.fail("dataset.follow_symlinks", f"is only used with source: folder (source is {source})", follow)
@@ -325,7 +338,7 @@ def _model(ctx: _Ctx, data: Any, experiment_file: Path) -> ModelConfig:
         if not weights.endswith((".weights.h5", ".keras")):
             raise ctx.fail("model.weights", "must be imagenet, none or a path ending in .weights.h5 or .keras",
                            weights)
-        weights = str(_resolve_path(weights, experiment_file))
+        weights = str(_resolve_path(weights, experiment_file, "model.weights"))
     uses_base = base != "convnet" or weights != "none"
     trainable = data.get("trainable", not uses_base)
     if not isinstance(trainable, bool):
@@ -560,6 +573,12 @@ def check_before_training(exp: Experiment, sweep: bool = True) -> None:
         raise ConfigError(f"dataset.path {what}. Received: path={d.path!r} (looked at "
                           f"{' and '.join(map(str, _candidates(d.path, Path(exp.path))))}; {exp.path}). "
                           f"Point dataset.path at a folder of {layout}.")
+    if d.cache:  # tf.data writes its cache files there while the first epoch runs: refuse now, not mid-trial
+        folder = Path(d.cache).resolve().parent
+        system = any(folder == root or root in folder.parents for root in (Path("/proc"), Path("/sys")))
+        if system or not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise ConfigError(f"dataset.cache must be a file in a folder that exists and can be written. Received: "
+                              f"cache={shown(d.cache)} ({exp.path})")
     if sweep and not exp.search_space.augmentation_names:
         where = exp.search_space_path or exp.path
         raise ConfigError(f"search_space has no augmentations: a sweep has nothing to switch on and off, so the "
@@ -620,7 +639,7 @@ def load_experiment(path: str | Path) -> Experiment:
     space_raw = data["search_space"]
     space_path = None
     if isinstance(space_raw, str):
-        space_file = _resolve_path(space_raw, path)
+        space_file = _resolve_path(space_raw, path, "search_space")
         space_path = str(space_file)
         if not space_file.exists():
             raise ConfigError(
@@ -644,7 +663,7 @@ def load_experiment(path: str | Path) -> Experiment:
             f"{key} must be in [1, {deepest}] for {dataset.image_size[0]}x{dataset.image_size[1]} images "
             f"(each block halves the size). Received: {key.split('.')[-1]}={top} ({space_path or file})"
         )
-    train = _train(ctx, data.get("train", {}) or {})
+    train = _train(ctx, {} if data.get("train") is None else data["train"])  # `train: 0` is no mapping
     sampler = ctx.key(data, "sampler")
     # A design point pruned is a hole in its block and a survivor-only fit, so factorial never prunes.
     pruner = data.get("pruner", "none" if sampler == "factorial" else default("pruner"))
@@ -674,7 +693,7 @@ def load_experiment(path: str | Path) -> Experiment:
         max_consecutive_failures=ctx.key(data, "max_consecutive_failures"),
         stop=stop,
         equivalence_margin=float(margin),
-        ablation=_ablation(ctx, data.get("ablation") or {}, deepest, model.uses_base),
+        ablation=_ablation(ctx, {} if data.get("ablation") is None else data["ablation"], deepest, model.uses_base),
         model=model,
         path=file,
         search_space_path=space_path,
