@@ -43,8 +43,22 @@ def _one_line_exit_2(code, capsys) -> str:
     return lines[0]
 
 
-def _tree(folder):
-    return sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*") if p.is_file())
+def _content(folder):
+    """What the stores hold, logically: each SQLite database's SQL dump and every other file with its size.
+    SQLite's own -wal/-shm files are left out: a reader creates them, and they stay while any connection of
+    this process is open (whether one is depends on when the garbage collector ran)."""
+    import sqlite3
+
+    out = []
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() or p.name.endswith(("-wal", "-shm")):
+            continue
+        if p.suffix == ".db" and p.stat().st_size:
+            with sqlite3.connect(f"file:{p}?mode=ro", uri=True) as db:
+                out.append((p.name, tuple(db.iterdump())))
+        else:
+            out.append((str(p.relative_to(folder)), p.stat().st_size))
+    return out
 
 
 def test_report_uploads_only_its_own_files_never_the_rest_of_out(copy, tmp_path, capsys):
@@ -68,12 +82,12 @@ def test_report_uploads_only_its_own_files_never_the_rest_of_out(copy, tmp_path,
 def test_report_refuses_an_out_that_is_contains_or_lies_in_the_stores(copy, capsys, monkeypatch, where):
     """Item 1: `--out .` next to mlruns/ copied the stores into themselves (5.5 MB -> 347 MB) and exited 0."""
     path, mlruns = copy
-    before = _tree(mlruns)
+    before = _content(mlruns)
     out = {"equal": mlruns, "contains": mlruns.parent, "inside": mlruns / "report"}[where]
     monkeypatch.chdir(mlruns.parent)
     line = _one_line_exit_2(report_main([str(path), "--mlruns", str(mlruns), "--out", str(out)]), capsys)
     assert "--out" in line and "stores" in line and str(out) in line
-    assert _tree(mlruns) == before and not (mlruns.parent / "report.md").exists()
+    assert _content(mlruns) == before and not (mlruns.parent / "report.md").exists()
 
 
 @pytest.mark.parametrize("option", ["--out", "--mlruns"])
@@ -187,12 +201,12 @@ def test_a_lost_mlflow_store_beside_a_live_study_is_refused_and_never_written(co
         from augsweep.stores.tracking import client_for
 
         client_for(f"sqlite:///{mlruns / 'mlflow.db'}").search_experiments()
-    before = _tree(mlruns)
+    before = _content(mlruns)
     line = _one_line_exit_2(main([str(path), "--mlruns", str(mlruns), "--out", str(tmp_path / "out")]
                                  if main is report_main else [str(path), "--mlruns", str(mlruns), "--trials", "2"]),
                             capsys)
     assert "mlflow.db" in line and ("lost or replaced" in line or "0 bytes" in line), line
-    assert _tree(mlruns) == before and not (tmp_path / "out").exists()
+    assert _content(mlruns) == before and not (tmp_path / "out").exists()
 
 
 def test_a_parent_run_whose_artifacts_lie_outside_the_stores_is_refused_before_the_report_writes(
@@ -230,3 +244,15 @@ def test_absurd_and_non_finite_values_in_a_store_do_not_end_the_report(copy, tmp
     assert report_main([str(path), "--mlruns", str(mlruns), "--out", str(out)]) == 0, capsys.readouterr().err
     assert (out / "report.html").is_file() and (out / "optimization_history.png").is_file()
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_moved_stores_are_refused_in_one_line_and_their_old_place_is_not_recreated(swept, tmp_path, capsys):
+    """MLflow keeps absolute artifact paths: a report on a moved mlruns/ recreated the old folder for its uploads.
+    (A copy whose original is still there goes on, with a note: its uploads go to the original.)"""
+    path, _ = swept
+    orig, moved = tmp_path / "orig", tmp_path / "moved"
+    sweep(path, orig)
+    orig.rename(moved)
+    line = _one_line_exit_2(report_main([str(path), "--mlruns", str(moved), "--out", str(tmp_path / "out")]), capsys)
+    assert "outside the stores' artifact folder" in line and "moved back" in line
+    assert not orig.exists() and not (tmp_path / "out").exists()

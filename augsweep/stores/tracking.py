@@ -375,10 +375,12 @@ def check_artifacts_inside(client, run_ids: Sequence[str | None], artifact_root:
             notes.append(f"these stores are a copy of {folder.parents[2]}: their runs still name it (MLflow keeps "
                          f"absolute paths), so the report's uploads and the registered model go there")
             continue
+        moved = folder is not None and folder.parts[-2:] == (run_id, "artifacts")
         raise ConfigError(
-            f"run {run_id} keeps its artifacts at {runtime.shown(uri)}, outside the stores' artifact folder "
-            f"({base or root}); the report writes only under --out and into the stores it was given. "
-            f"Received: --mlruns {mlruns}")
+            f"run {run_id} keeps its artifacts at {runtime.one_line(uri, 300)!r}, outside the stores' artifact folder "
+            f"({base or root}); the report writes only under --out and into the stores it was given"
+            + ("; MLflow keeps absolute paths, so stores moved from there must be moved back" if moved else "")
+            + f". Received: --mlruns {mlruns}")
     return notes
 
 
