@@ -7,16 +7,37 @@ line and exits 2), never `SystemExit`. Heavy modules (TensorFlow, MLflow, Optuna
 
 from __future__ import annotations
 
+import functools
+import inspect
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from . import arguments
 from .runtime import UserError
 
 DICT_FOLDER = Path(".augsweep")  # where an experiment given as a dict is written (commands name a file)
 
 
+def _user_errors(function):
+    """`function` with its arguments bound first: a missing, unknown or extra argument raises `UserError`
+    (one line) like every other bad argument, instead of Python's `TypeError`."""
+    signature = inspect.signature(function)
+
+    @functools.wraps(function)
+    def checked(*args, **kwargs):
+        try:
+            signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise UserError(f"{function.__name__}(): {e}. See help(augsweep.{function.__name__})") from None
+        return function(*args, **kwargs)
+
+    return checked
+
+
+@_user_errors
 def load_experiment(path_or_dict: str | Path | Mapping[str, Any]):
     """Read and validate an experiment, as `sweep.py` and `report.py` do.
 
@@ -51,6 +72,11 @@ def load_experiment(path_or_dict: str | Path | Mapping[str, Any]):
         path = DICT_FOLDER / f"{name}.yaml"
         path.write_text(yaml.safe_dump(dict(path_or_dict), sort_keys=False))
         return load(path)
+    if isinstance(path_or_dict, os.PathLike):
+        path_or_dict = os.fspath(path_or_dict)
+    if not isinstance(path_or_dict, str) or not path_or_dict.strip() or "\0" in path_or_dict:
+        raise UserError(f"the experiment must be a YAML file path, a dict of its keys or an Experiment. "
+                        f"Received: {arguments.shown(path_or_dict)}")
     path = Path(path_or_dict)
     if not path.is_file():
         what = "is not a file" if path.exists() else "file not found"
@@ -64,8 +90,18 @@ def _experiment(exp):
     return exp if isinstance(exp, Experiment) else load_experiment(exp)
 
 
+def _check_stores(mlruns, storage, tracking_uri, study_name) -> None:
+    """The store arguments, by the same checks the command lines make (`arguments`), before anything is read."""
+    arguments.mlruns(mlruns, "mlruns")
+    arguments.url(storage, "storage")
+    arguments.url(tracking_uri, "tracking_uri")
+    arguments.study_name(study_name, "study_name")
+
+
 def _stores(exp, mlruns, storage, tracking_uri, study_name):
     from .stores.study import resolve_stores
+
+    _check_stores(mlruns, storage, tracking_uri, study_name)
 
     stores = resolve_stores(exp, mlruns, storage, tracking_uri, study_name)
     stores.check_paths()
@@ -113,6 +149,7 @@ def _bar_echo(total: int):
     return echo, bar
 
 
+@_user_errors
 def sweep(exp, trials: int | None = None, *, mlruns: str | Path = "mlruns", storage: str | None = None,
           tracking_uri: str | None = None, study_name: str | None = None, progress: bool = True,
           workers: int | str = 1) -> Study:
@@ -146,8 +183,11 @@ def sweep(exp, trials: int | None = None, *, mlruns: str | Path = "mlruns", stor
     """
     from .experiment.load import check_before_training
 
-    if not (workers == "auto" or (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1)):
-        raise UserError(f"workers must be an integer >= 1 or 'auto'. Received: {workers!r}")
+    trials = arguments.trials(trials, "trials")
+    workers = arguments.workers(workers, "workers")
+    arguments.boolean(progress, "progress")
+    _check_stores(mlruns, storage, tracking_uri, study_name)
+    arguments.storage_for_workers(storage, workers)
     exp = _experiment(exp)
     check_before_training(exp, sweep=True)
     stores = _stores(exp, mlruns, storage, tracking_uri, study_name)
@@ -232,6 +272,7 @@ class Report:
         return f"<div>{paragraphs}{steps}{notes}{img}{table}</div>"
 
 
+@_user_errors
 def report(exp, *, mlruns: str | Path = "mlruns", out: str | Path | None = None, storage: str | None = None,
            tracking_uri: str | None = None, study_name: str | None = None) -> Report:
     """Write the report from the stores (never retrains), as `report.py` does.
@@ -264,6 +305,8 @@ def report(exp, *, mlruns: str | Path = "mlruns", out: str | Path | None = None,
     rep.effects  # DataFrame of effects.csv
     ```
     """
+    arguments.out(out, "out")
+    _check_stores(mlruns, storage, tracking_uri, study_name)
     exp = _experiment(exp)
     stores = _stores(exp, mlruns, storage, tracking_uri, study_name)
     from .report.write import write

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import runtime
+from . import arguments, runtime
 from .serve import mlflow_ui
 
 # A password belongs in the environment (a Kubernetes Secret, PGPASSFILE), not on a command line that `ps` shows.
@@ -37,13 +37,15 @@ def sweep_parser() -> argparse.ArgumentParser:
                     "trials have finished in total.",
     )
     p.add_argument("experiment", help="experiment YAML file, e.g. experiments/default.yaml")
-    p.add_argument("--trials", type=int, help="total finished trials wanted (default: the file's `trials`)")
+    p.add_argument("--trials", help=f"total finished trials wanted, at most {arguments.MAX_TRIALS} (default: the "
+                                    "file's `trials`)")
     p.add_argument("--mlruns", default="mlruns", help="root of the embedded stores (default: ./mlruns)")
     _store_arguments(p)
-    p.add_argument("--workers", type=_workers, default=1,
-                   help="worker processes on the study: N, or auto (one per CPU core; on GPUs as many per GPU as "
-                        "its free memory holds, one per core at most; `make sweep` uses auto). Default 1; one GPU "
-                        "each when several are visible")
+    p.add_argument("--workers", default="1",
+                   help="worker processes on the study: N (at most "
+                        f"{arguments.WORKERS_PER_CORE} per CPU core), or auto (one per CPU core; on GPUs as many per "
+                        "GPU as its free memory holds, one per core at most; `make sweep` uses auto). Default 1; "
+                        "one GPU each when several are visible")
     p.add_argument("--worker", action="store_true",
                    help="one of many equal workers (Kubernetes Job, SLURM array, by hand) on a shared --storage "
                         "database and --tracking-uri server: take trials until the study has TRIALS finished, "
@@ -58,28 +60,8 @@ def sweep_parser() -> argparse.ArgumentParser:
     mode.add_argument("--reproduce", metavar="TRIAL|VARIANT",
                       help="retrain a logged trial (number) or ablation variant (name) with its logged seeds "
                            "and compare per-epoch val_loss with the logged one (exit 1 if they differ)")
-    p.add_argument("--repeats", type=int, help="with --ablation: seeds per variant (default: ablation.repeats, 5)")
+    p.add_argument("--repeats", help="with --ablation: seeds per variant (default: ablation.repeats, 5)")
     return p
-
-
-def _workers(text: str):
-    """`--workers`: a positive integer or `auto`."""
-    if text.strip().lower() == "auto":
-        return "auto"
-    try:
-        return _positive_int(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1 or auto. Received: {text!r}") from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1. Received: {text!r}")
-    return value
 
 
 def report_parser() -> argparse.ArgumentParser:
@@ -101,15 +83,29 @@ def _store_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", default=os.environ.get(ENV_TRACKING) or None,
                    help=f"MLflow tracking URI, e.g. http://HOST:5000 (default: ${ENV_TRACKING}, "
                         "else sqlite:///MLRUNS/mlflow.db)")
-    p.add_argument("--study-name", type=_study_name, help="Optuna study name (default: the experiment's `name`)")
+    p.add_argument("--study-name", help="Optuna study name (default: the experiment's `name`)")
 
 
-def _study_name(text: str) -> str:
-    from .experiment.load import NAME_RULE, is_safe_name
-
-    if not is_safe_name(text):
-        raise argparse.ArgumentTypeError(f"{NAME_RULE}. Received: {text!r}")
-    return text
+def checked_arguments(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
+    """Parse `argv` and check every value with the checks the Python API uses (`arguments`); a bad one exits 2
+    with one line (`parser.error`). Counts come back as ints; paths stay as written (printed commands repeat them)."""
+    args = parser.parse_args(argv)
+    try:
+        arguments.mlruns(args.mlruns, "--mlruns")  # kept as written: printed commands repeat it
+        args.storage = arguments.url(args.storage, "--storage")
+        args.tracking_uri = arguments.url(args.tracking_uri, "--tracking-uri")
+        args.study_name = arguments.study_name(args.study_name, "--study-name")
+        if hasattr(args, "out"):
+            arguments.out(args.out, "--out")
+        if hasattr(args, "trials"):
+            args.trials = arguments.trials(args.trials, "--trials", text=True)
+            args.repeats = arguments.repeats(args.repeats, "--repeats", text=True)
+            args.workers = arguments.workers(args.workers, "--workers", text=True)
+            args.reproduce = arguments.reproduce(args.reproduce, "--reproduce")
+            arguments.storage_for_workers(args.storage, args.workers, args.worker, ("--storage", "--workers"))
+    except runtime.UserError as e:
+        parser.error(str(e))
+    return args
 
 
 def _existing_file(path: str) -> None:
@@ -216,6 +212,12 @@ _DB_LOST = ("connection refused", "server closed the connection", "terminating c
 
 def stopped_by_environment(error: BaseException) -> str | None:
     """'disk full' / 'database lost' when a full disk or a lost database connection caused `error`, else None."""
+    found = _environment_cause(error)
+    return found[0] if found else None
+
+
+def _environment_cause(error: BaseException) -> tuple[str, BaseException] | None:
+    """(what, the error in the chain of causes that says it): the driver's words, not a wrapper's."""
     import errno
 
     seen, e = set(), error
@@ -223,25 +225,18 @@ def stopped_by_environment(error: BaseException) -> str | None:
         seen.add(id(e))
         text = str(e).lower()
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) or any(s in text for s in _DISK_FULL):
-            return "disk full"
+            return "disk full", e
         if any(s in text for s in _DB_LOST):
-            return "database lost"
+            return "database lost", e
         e = e.__cause__ or e.__context__
     return None
 
 
-def _log_traceback(error: BaseException) -> str:
-    """The full traceback in a log file (its path), or a note when even that cannot be written (a full disk)."""
-    import tempfile
-    import traceback
+def _mask(text: str) -> str:
+    """Passwords of URLs hidden (what the one-line errors and their log files show)."""
+    from .stores.urls import mask
 
-    try:
-        fd, path = tempfile.mkstemp(prefix="augsweep-error-", suffix=".log")
-        with os.fdopen(fd, "w") as f:
-            f.write("".join(traceback.format_exception(error)))
-        return f"full traceback in {path}"
-    except OSError:
-        return "the traceback could not be written either"
+    return mask(text)
 
 
 def _sweep(args) -> int:
@@ -249,16 +244,17 @@ def _sweep(args) -> int:
     try:
         return _sweep_stores(args)
     except Exception as e:  # noqa: BLE001 - only the environment's failures are caught; the rest re-raised
-        cause = None if isinstance(e, runtime.UserError) else stopped_by_environment(e)
-        if cause is None:  # bad input keeps its own one line (exit 2); a bug keeps its traceback
+        found = None if isinstance(e, runtime.UserError) else _environment_cause(e)
+        if found is None:  # bad input keeps its own one line (exit 2); anything else gets run_main's line
             raise
         from .stores.urls import first_line, mask
 
-        detail = mask(first_line(e, "")[:200])
+        cause, said = found
+        detail = mask(first_line(said, "")[:200])
         command = mask(" ".join(["python", *sys.argv])) if sys.argv and sys.argv[0].endswith(".py") else \
             f"python sweep.py {args.experiment} ..."
         print(f"error: {cause} ({detail}); the stores stay consistent: free space or restart the database, then "
-              f"resume with: {command} ({_log_traceback(e)})", file=sys.stderr)
+              f"resume with: {command} ({runtime.log_traceback(e, _mask)})", file=sys.stderr)
         return 1
 
 
@@ -270,8 +266,8 @@ def _setup(exp) -> runtime.RunEnv:
 
 def _sweep_stores(args) -> int:
     exp, stores = _experiment_and_stores(args, training=not args.repair,
-                                         sweep=not (args.repair or args.ablation or args.reproduce))
-    if args.reproduce:
+                                         sweep=not (args.repair or args.ablation or args.reproduce is not None))
+    if args.reproduce is not None:
         from .runs.reproduce import reproduce
 
         return 0 if reproduce(exp, stores, args.reproduce).ok else 1
@@ -338,28 +334,35 @@ def _report(args) -> int:
 def sweep_main(argv=None) -> int:
     """`sweep.py`: run or resume a sweep, or `--ablation`, `--reproduce`, `--repair`."""
     # The interrupt handlers go in before anything else runs (parsing included): no window exits 0 on Ctrl-C.
-    return runtime.run_main(lambda: _sweep_command(argv))
+    return runtime.run_main(lambda: _sweep_command(argv), scrub=_mask)
 
 
 def _sweep_command(argv) -> int:
+    args = sweep_arguments(argv)
+    runtime.quiet_backends()
+    return _sweep(args)
+
+
+def sweep_arguments(argv):
+    """`sweep.py`'s arguments parsed and checked, each alone (`checked_arguments`) and together (which flags go
+    with which); a bad one exits 2 with one line. Reads and writes nothing."""
     parser = sweep_parser()
-    args = parser.parse_args(argv)
+    args = checked_arguments(parser, argv)
     if args.repeats is not None and not args.ablation:
         parser.error("--repeats is only used with --ablation (a sweep's repeats are the file's `repeats`)")
-    if args.trials is not None and (args.ablation or args.reproduce):
+    if args.trials is not None and (args.ablation or args.reproduce is not None):
         parser.error("--trials is only used by a sweep (an ablation trains its variants x --repeats)")
-    if args.workers != 1 and (args.ablation or args.reproduce):
+    if args.workers != 1 and (args.ablation or args.reproduce is not None):
         parser.error("--workers is only used by a sweep (an ablation trains in one process)")
     if args.worker:
-        if args.ablation or args.reproduce or args.repair or args.workers != 1:
+        if args.ablation or args.reproduce is not None or args.repair or args.workers != 1:
             parser.error("--worker runs one sweep process; start it N times instead of --workers N "
                          "(not with --ablation, --reproduce or --repair)")
         if not args.storage or not args.tracking_uri:
             parser.error(f"--worker needs --storage URL and --tracking-uri URI (or ${ENV_STORAGE} and "
                          f"${ENV_TRACKING}) shared by every worker; without them each worker would keep "
                          "its own local stores")
-    runtime.quiet_backends()
-    return _sweep(args)
+    return args
 
 
 def worker_main(argv=None) -> int:
@@ -369,11 +372,11 @@ def worker_main(argv=None) -> int:
 
 def report_main(argv=None) -> int:
     """`report.py`: write the report of an experiment's stores."""
-    return runtime.run_main(lambda: _report_command(argv))
+    return runtime.run_main(lambda: _report_command(argv), scrub=_mask)
 
 
 def _report_command(argv) -> int:
-    args = report_parser().parse_args(argv)
+    args = checked_arguments(report_parser(), argv)
     runtime.quiet_backends()
     return _report(args)
 

@@ -37,11 +37,60 @@ def figure(cols: int = 1, rows: int = 1, size=(5, 3.6), layout: str | None = Non
     return fig, fig.subplots(rows, cols, squeeze=False, **subplots)
 
 
+ABSURD = 1e12  # a loss, an accuracy or an effect beyond this is a broken store, not a measurement
+NOT_SHOWN = "values beyond ±1e12 or not finite are not shown"
+
+
 def save(fig, path: str | Path) -> Path:
-    """Write a figure as PNG."""
+    """Write a figure as PNG. An axis whose data reach absurd or non-finite values (a damaged or hand-edited
+    store: 1e308, inf) is limited to its sane values with a note on the axes; a figure that still cannot be
+    drawn is replaced by one that says so (a figure never ends the report)."""
+    import warnings
+
     path = Path(path)
-    fig.savefig(path, dpi=DPI, metadata=PNG_METADATA)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # overflow in the axis arithmetic: handled below
+        for ax in fig.axes:
+            _limit_absurd(ax)
+        try:
+            fig.savefig(path, dpi=DPI, metadata=PNG_METADATA)
+        except (ValueError, OverflowError, FloatingPointError):
+            fig.clear()
+            fig.text(0.5, 0.5, f"figure not drawn: the stored values cannot be plotted ({NOT_SHOWN})",
+                     ha="center", va="center", fontsize=SMALL, wrap=True)
+            fig.savefig(path, dpi=DPI, metadata=PNG_METADATA)
     return path
+
+
+def _number(value: float) -> str:
+    """A loss for a label: 4 decimals, or 3 significant digits when it is absurdly large (a damaged store)."""
+    return f"{value:.4f}" if abs(value) < 1e6 else f"{value:.3g}"
+
+
+def _sane(values) -> np.ndarray:
+    data = np.asarray(values, dtype=float).ravel()
+    return data[np.isfinite(data) & (np.abs(data) <= ABSURD)]
+
+
+def _limit_absurd(ax) -> None:
+    """Limit an axis whose limits are non-finite or absurd to the range of its sane data, with a note."""
+    noted = False
+    for which in ("x", "y"):
+        low, high = ax.get_xlim() if which == "x" else ax.get_ylim()
+        if np.isfinite([low, high, high - low]).all() and max(abs(low), abs(high)) <= ABSURD:
+            continue
+        data = [_sane(line.get_xdata() if which == "x" else line.get_ydata()) for line in ax.get_lines()]
+        for collection in ax.collections:
+            offsets = np.asarray(collection.get_offsets(), dtype=float)
+            if offsets.ndim == 2 and offsets.shape[1] == 2:
+                data.append(_sane(offsets[:, 0 if which == "x" else 1]))
+        sane = np.concatenate(data) if data else np.array([])
+        lo, hi = (float(sane.min()), float(sane.max())) if sane.size else (0.0, 1.0)
+        pad = 0.05 * (hi - lo) or 0.5
+        (ax.set_xlim if which == "x" else ax.set_ylim)(lo - pad, hi + pad)
+        noted = True
+    if noted:
+        ax.text(0.5, 0.02, NOT_SHOWN, transform=ax.transAxes, ha="center", va="bottom", fontsize=SMALL, color="C3")
 
 
 def text_px(fig, shown_px: float | None = None) -> float:
@@ -301,11 +350,12 @@ def optimization_history(trials: pd.DataFrame, curves: pd.DataFrame, running_bes
             ax.plot(mean.index, mean, color="0.6", ls="--", lw=0.8, alpha=0.8)
         elif trial != best:
             v = values.get(trial)
-            shade = 0.5 if v is None or not np.isfinite(v) or hi == lo else (v - lo) / (hi - lo)
+            span = hi - lo  # Python floats: an absurd store's 1e308 - -1e308 is inf, without a warning
+            shade = 0.5 if v is None or not np.isfinite(v) or not 0 < span < float("inf") else (float(v) - lo) / span
             ax.plot(mean.index, mean, color=cmap(0.9 * shade), lw=0.9, alpha=0.7)
     if best is not None and (curves["trial"] == best).any():
         mean = curves[curves["trial"] == best].groupby("epoch")["val_loss"].mean()
-        ax.plot(mean.index, mean, color="C3", lw=2.2, label=f"best: t{best:02d} ({values[best]:.4f})")
+        ax.plot(mean.index, mean, color="C3", lw=2.2, label=f"best: t{best:02d} ({_number(values[best])})")
         ax.legend(fontsize=SMALL)
     ax.xaxis.set_major_locator(_ticks(8, integer=True))
     ax.set_xlabel("epoch")

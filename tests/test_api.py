@@ -39,9 +39,45 @@ def test_sweep_refuses_a_bad_worker_count_before_training(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     exp = augsweep.load_experiment(tiny_experiment(name="bad-workers"))
     for bad in (0, "many", True):
-        with pytest.raises(augsweep.UserError, match="workers must be an integer >= 1 or 'auto'. Received"):
+        with pytest.raises(augsweep.UserError, match=r"workers must be an integer in \[1, \d+\] .* or auto. Received"):
             augsweep.sweep(exp, mlruns=tmp_path / "m", progress=False, workers=bad)
     assert not (tmp_path / "m").exists()
+
+
+# Arguments the API took (and the command line refused), or answered with a TypeError/AttributeError from deep
+# inside: each raises UserError, one line, before anything is read or written.
+BAD_API_CALLS = [
+    ("sweep", {"study_name": "../x"}), ("sweep", {"study_name": "/tmp/anywhere"}), ("sweep", {"study_name": 5}),
+    ("sweep", {"trials": float("nan")}), ("sweep", {"trials": 2.5}), ("sweep", {"trials": "3"}),
+    ("sweep", {"trials": 10 ** 30}), ("sweep", {"trials": True}), ("sweep", {"storage": 5}),
+    ("sweep", {"tracking_uri": ["http://h"]}), ("sweep", {"mlruns": None}), ("sweep", {"mlruns": ""}),
+    ("sweep", {"workers": 10 ** 6}), ("sweep", {"progress": "yes"}), ("sweep", {"bogus": 1}),
+    ("sweep", {"storage": "sqlite:///:memory:", "workers": 2}),
+    ("report", {"study_name": "../x"}), ("report", {"out": ""}), ("report", {"out": 5}), ("report", {"mlruns": 3}),
+    ("report", {"storage": "postgresql://u:a/b@h/db"}),
+]
+
+
+@pytest.mark.parametrize("function, kwargs", BAD_API_CALLS, ids=[f"{f}-{sorted(k)}-{list(k.values())}"[:60]
+                                                                   for f, k in BAD_API_CALLS])
+def test_bad_api_arguments_raise_user_error_and_write_nothing(tmp_path, monkeypatch, function, kwargs):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "exp.yaml"
+    path.write_text(__import__("yaml").safe_dump(tiny_experiment(name="api-args")))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(augsweep.UserError) as e:
+        getattr(augsweep, function)(path, **({"mlruns": tmp_path / "m"} | kwargs))
+    assert "\n" not in str(e.value) and len(str(e.value)) < 400
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no store, no report, no .augsweep/
+
+
+@pytest.mark.parametrize("exp", [None, 5, ["exp.yaml"], b"exp.yaml", ""])
+def test_an_experiment_of_the_wrong_type_is_a_user_error(exp):
+    for call in (augsweep.load_experiment, augsweep.sweep, augsweep.report):
+        with pytest.raises(augsweep.UserError, match="experiment must be a YAML file path"):
+            call(exp)
+    with pytest.raises(augsweep.UserError, match="missing a required argument"):
+        augsweep.sweep()
 
 
 def test_sweep_returns_the_study(done):

@@ -101,3 +101,42 @@ def test_bad_input_exits_2_fast_and_says_what_to_do(write_experiment, tmp_path, 
     line = _one_line_error(result)
     assert what in line and todo in line and str(path) in line, line
     assert not (tmp_path / "mlruns").exists()  # nothing written
+
+
+# Values the audit saw accepted, crash or run without end; each is refused in one line by the checks the API shares
+# (`augsweep.arguments`), before anything is read or written.
+BAD_ARGUMENTS = {
+    "huge --trials": (["--trials", "99999999999999999999999"], "--trials must be an integer in [1, 100000]"),
+    "fractional --trials": (["--trials", "2.5"], "--trials must be an integer"),
+    "nan --trials": (["--trials", "nan"], "--trials must be an integer"),
+    "too many --workers": (["--workers", "100000"], "--workers must be an integer in [1, "),
+    "empty --mlruns": (["--mlruns", ""], "--mlruns must name a folder"),
+    "root --mlruns": (["--mlruns", "/"], "--mlruns must not be the filesystem root"),
+    "/proc --mlruns": (["--mlruns", "/proc/self"], "--mlruns is under /proc or /sys"),
+    "300-character --mlruns": (["--mlruns", "x" * 300], "--mlruns is too long for a path"),
+    "empty --reproduce": (["--reproduce", ""], "--reproduce needs a trial number"),
+    "in-memory storage with workers": (["--storage", "sqlite:///:memory:", "--workers", "2"],
+                                       "keeps the study in one process's memory"),
+    "file tracking store": (["--tracking-uri", "file:///tmp/augsweep-nowhere"], "file store"),
+    "journal on a folder": (["--storage", "journal:/etc"], "journal:PATH must name a journal file"),
+    "unsafe study name": (["--study-name", "../x"], "--study-name must be"),
+    "huge --repeats": (["--ablation", "--repeats", "1000"], "--repeats must be an integer in [1, 100]"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ARGUMENTS))
+def test_bad_arguments_are_refused_in_one_line_and_write_nothing(write_experiment, tmp_path, monkeypatch, capsys,
+                                                                  case):
+    from augsweep.cli import sweep_main
+
+    args, said = BAD_ARGUMENTS[case]
+    path = write_experiment(tiny_experiment(name="args"))
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    code = sweep_main([str(path), "--mlruns", str(tmp_path / "m"), *args])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and said in lines[0], err
+    assert len(lines[0]) < 400
+    assert not (tmp_path / "m").exists() and not list(work.iterdir())  # nothing written, not even in ./

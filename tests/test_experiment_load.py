@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from augsweep.experiment import Choice, ConfigError, FloatRange, load_experiment
 from tests.helpers import ROOT, run_cli, tiny_experiment
@@ -126,7 +127,7 @@ def test_cli_missing_experiment_and_bad_trials(tmp_path, write_experiment):
     result = run_cli("sweep.py", tmp_path / "missing.yaml", "--mlruns", tmp_path / "m")
     assert result.returncode == 2 and "experiment file not found" in result.stderr
     result = run_cli("sweep.py", write_experiment(tiny_experiment()), "--trials", "0", "--mlruns", tmp_path / "m")
-    assert result.returncode == 2 and "--trials must be >= 1. Received: trials=0" in result.stderr
+    assert result.returncode == 2 and "--trials must be an integer in [1, 100000]. Received: '0'" in result.stderr
     assert not (tmp_path / "m").exists()
 
 
@@ -135,7 +136,7 @@ def test_makefile_commands_use_only_options_the_clis_accept():
     import shlex
     import subprocess
 
-    from augsweep.cli import report_parser, sweep_parser
+    from augsweep.cli import checked_arguments, report_parser, sweep_parser
 
     out = subprocess.run(["make", "-n", "-B", "sweep", "report", "ablate", "REPEATS=3", "VENV=.venv"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
@@ -145,7 +146,7 @@ def test_makefile_commands_use_only_options_the_clis_accept():
         words = shlex.split(line)
         for script, parser in parsers.items():
             if script in words:
-                args = parser.parse_args(words[words.index(script) + 1:])  # exits 2 on an unknown flag
+                args = checked_arguments(parser, words[words.index(script) + 1:])  # exits 2 on a bad flag
                 seen.add(script)
                 if script == "sweep.py" and args.ablation:
                     assert args.repeats == 3
@@ -202,3 +203,59 @@ def test_an_unknown_key_with_a_line_break_stays_one_line(write_experiment):
     with pytest.raises(ConfigError) as e:
         load_experiment(write_experiment(tiny_experiment(dataset={"\r": None})))
     assert "\r" not in str(e.value) and "dataset.'\\r' is not a known key" in str(e.value)
+
+
+def _alias_bomb(levels: int, where: str) -> str:
+    """A ~1 KB file whose nested aliases stand for 10**levels values (`where`: the key that uses the last one)."""
+    lines = ["description:"]
+    for i in range(levels):
+        items = ", ".join(['"lol"'] * 10 if i == 0 else [f"*l{i - 1}"] * 10)
+        lines.append(f"  l{i}: &l{i} [{items}]")
+    exp = tiny_experiment(name="bomb")
+    text = "\n".join(lines) + "\n" + yaml.safe_dump(exp, sort_keys=False)
+    return text.replace("name: bomb", f"name: *l{levels - 1}") if where == "name" else text
+
+
+@pytest.mark.parametrize("levels, where", [(9, "name"), (9, "description"), (7, "name")])
+def test_yaml_aliases_are_counted_before_anything_is_built(write_experiment, levels, where):
+    """A 1 KB file of nested aliases ran without end (10**9 values) or printed one error line of 72 MB."""
+    import time
+
+    path = write_experiment(_alias_bomb(levels, where))
+    assert path.stat().st_size < 2000
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as e:
+        load_experiment(path)
+    assert time.perf_counter() - started < 2
+    assert "aliases" in str(e.value) and len(str(e.value)) < 300 and str(path) in str(e.value)
+
+
+def test_a_few_aliases_are_still_plain_yaml(write_experiment):
+    text = yaml.safe_dump(tiny_experiment(name="anchored"), sort_keys=False).replace(
+        "learning_rate: 0.003", "learning_rate: &lr 0.003").replace("seed: 0", "seed: 0\ndescription: {lr: *lr}")
+    assert load_experiment(write_experiment(text)).train.learning_rate == 0.003
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(write_experiment):
+    path = write_experiment(yaml.safe_dump(tiny_experiment(), sort_keys=False) + "trials: 5\n")
+    with pytest.raises(ConfigError, match=r"key 'trials' appears twice \(lines \d+ and \d+\)") as e:
+        load_experiment(path)
+    assert str(path) in str(e.value)
+
+
+def test_a_search_space_file_in_json_is_never_echoed(write_experiment, tmp_path):
+    """An unknown key's value is not shown: a JSON file named as the search space echoed its token."""
+    token = "c2VjcmV0LXRva2VuLTEyMzQ1Njc4OTA="
+    space = tmp_path / "space.json"
+    space.write_text('{"auths": {"registry.example.com": {"auth": "%s"}}}' % token)
+    path = write_experiment(tiny_experiment(search_space=str(space)))
+    with pytest.raises(ConfigError, match="auths is not a known key") as e:
+        load_experiment(path)
+    assert token not in str(e.value) and "registry.example.com" not in str(e.value)
+
+
+def test_a_huge_value_is_cut_short_in_its_error(write_experiment):
+    path = write_experiment(tiny_experiment(name="x" * 900_000))
+    with pytest.raises(ConfigError) as e:
+        load_experiment(path)
+    assert str(e.value).startswith("name must be") and len(str(e.value)) < 400 and str(path) in str(e.value)

@@ -169,3 +169,12 @@ def test_affinity_and_diversity_are_paired_ratios():
     out = stats.affinity_diversity(runs, affinity, add_comparisons(["flip"]))
     assert out.iloc[0]["affinity"] == pytest.approx(0.7)
     assert out.iloc[0]["diversity"] == pytest.approx(1.5)
+
+
+def test_per_class_effects_of_trainings_that_all_diverged_have_no_worst_class():
+    """An ablation whose trainings all diverged (learning_rate 1e9) has no finite class loss: no worst class is
+    marked, and the report goes on (pandas refuses an all-NA idxmax)."""
+    rows = [{"variant": v, "seed": s, "class": cls, "val_loss": float("nan"), "val_accuracy": 0.5}
+            for v in ("none", "none+rotation") for s in range(2) for cls in ("car", "truck")]
+    out = stats.per_class_effects(pd.DataFrame(rows), add_comparisons(["rotation"]))
+    assert len(out) == 2 and not out["worst"].any() and out["loss_change"].isna().all()

@@ -1,7 +1,10 @@
-"""A COMPLETE trial's MLflow run holds its data (issue 22, item 3): a real `sweep.py` is killed with SIGKILL
-at every store call of the trial's end-of-trial MLflow write in turn (and after the last one, before Optuna
-is told), then resumed; no COMPLETE trial may ever lack its curves or artifacts. The kill is injected by
-wrapping the real MLflow client of the process, so each point is hit on purpose, not by timing."""
+"""A COMPLETE trial's MLflow run holds its data, and the two stores agree after any kill: a real `sweep.py`
+is killed with SIGKILL at every store call of the trial's end-of-trial MLflow write in turn (and after the
+last one, before Optuna is told), then resumed; no COMPLETE trial may ever lack its curves or artifacts, and
+MLflow counts exactly the trials Optuna counts as COMPLETE (a run written FINISHED for a trial the resume
+failed is marked KILLED with its reason). A resume killed between failing the dead trial and closing its run
+is itself resumed and must agree too. The kill is injected by wrapping the real MLflow client (or the
+recovery step) of the process, so each point is hit on purpose, not by timing."""
 
 from __future__ import annotations
 
@@ -17,6 +20,37 @@ from tests.helpers import ROOT, read_stores, sweep, tiny_experiment
 # learning_curves.png, then the preview when there are augmentations), before its last call (set_terminated,
 # "last"), and after every write but before Optuna is told ("after").
 POINTS = ["0", "1", "2", "3", "4", "last", "after"]
+
+# The resume after an "after" kill, itself killed once it has failed the dead trial in Optuna but before it
+# closes the trial's run (the next resume must reconcile the two stores from what it finds).
+_KILL_REAPING = r"""
+import os, signal, sys
+from augsweep.stores import recovery
+
+def killed(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+recovery.close_trial_run = killed
+from augsweep.cli import sweep_main
+sys.exit(sweep_main([sys.argv[1], "--mlruns", sys.argv[2]]))
+"""
+
+
+def assert_stores_agree(view, context) -> None:
+    """Optuna's COMPLETE trials are exactly MLflow's trial runs FINISHED with `state=COMPLETE`; a failed
+    trial's run is neither FINISHED nor COMPLETE, and says why."""
+    trial_runs = [r for r in view.runs if r.data.tags.get("kind") == "trial"]
+    by_id = {r.info.run_id: r for r in trial_runs}
+    complete = {t.user_attrs["mlflow_run_id"] for t in view.trials if t.state.name == "COMPLETE"}
+    finished = {r.info.run_id for r in trial_runs if r.info.status == "FINISHED"}
+    tagged = {r.info.run_id for r in trial_runs if r.data.tags.get("state") == "COMPLETE"}
+    assert complete == finished == tagged, (context, len(complete), len(finished), len(tagged))
+    for t in view.trials:
+        run = by_id.get(t.user_attrs.get("mlflow_run_id"))
+        if t.state.name == "FAIL" and run is not None:
+            assert run.info.status in ("KILLED", "FAILED"), (context, t.number, run.info.status)
+            assert run.data.tags.get("state") == "FAIL" and run.data.tags.get("failure_reason"), context
+    assert not [r for r in trial_runs if r.info.status == "RUNNING"], context
 
 _KILL_AT = r"""
 import os, signal, sys
@@ -74,3 +108,23 @@ def test_a_kill_anywhere_in_the_end_of_trial_write_never_leaves_a_complete_trial
             assert len(view.client.get_metric_history(run.info.run_id, "val_loss")) == 1, k
             files = {f.path for f in view.client.list_artifacts(run.info.run_id)}
             assert {"history.csv", "learning_curves.png"} <= files, (k, files)
+        assert_stores_agree(view, k)
+
+
+@pytest.mark.slow
+def test_a_resume_killed_while_it_fails_the_dead_trial_is_reconciled_by_the_next(tmp_path, write_experiment):
+    path = write_experiment(tiny_experiment(name="agree", trials=1, train={"epochs": 1},
+                                            dataset={"image_size": [8, 8], "samples": 48}))
+    mlruns = tmp_path / "m"
+    for script, args in ((_KILL_AT, ["after"]), (_KILL_REAPING, [])):
+        killed = subprocess.run([sys.executable, "-c", script, str(path), str(mlruns), *args], cwd=ROOT,
+                                capture_output=True, text=True, timeout=300)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    view = read_stores(path, mlruns)
+    assert [t.state.name for t in view.trials] == ["FAIL"]  # failed in Optuna; its run still says COMPLETE
+    lines = []
+    sweep(path, mlruns, echo=lines.append)
+    view = read_stores(path, mlruns)
+    assert [t.state.name for t in view.trials] == ["FAIL", "COMPLETE"], lines
+    assert_stores_agree(view, lines)
+    assert any("written COMPLETE but Optuna failed t00" in line for line in lines), lines

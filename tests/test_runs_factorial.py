@@ -224,3 +224,19 @@ def test_aa_near_identity_augmentations_never_help_or_hurt_on_real_trainings(tmp
     out, _ = report(exp, tmp_path / "m", tmp_path / "r")
     effects = pd.read_csv(out / "effects.csv")
     assert len(effects) == 2 and not effects["verdict"].isin(["helps", "hurts"]).any(), effects.to_string()
+
+
+def test_trials_that_are_not_whole_blocks_say_what_runs_instead(write_experiment):
+    """`--trials 1` on a 4-run design ran the whole block without a word; it now says so in one line."""
+    from augsweep.runs.blocks import BlockPlanner
+
+    exp = load_experiment(write_experiment(_factorial()))
+    for budget, runs, smallest in ((1, 4, True), (6, 4, False), (8, 8, None)):
+        lines: list[str] = []
+        planner = BlockPlanner(exp, budget, lines.append)
+        assert planner.budget == runs
+        if smallest is None:
+            assert lines == []
+        else:
+            assert len(lines) == 1 and f"trials={budget}" in lines[0] and f"{runs} trials" in lines[0], lines
+            assert ("smallest design" in lines[0]) == smallest

@@ -109,3 +109,53 @@ def test_ctrl_c_in_each_window_of_a_sweep_exits_130(monkeypatch, tmp_path, exper
     assert runtime.signals._HOLD == {"depth": 0, "pending": None}
     states = [t.state.name for t in read_stores(experiment_file, mlruns).trials]
     assert states[0] == "COMPLETE" and "RUNNING" not in states
+
+
+def test_ctrl_c_mid_trial_prints_one_line_not_optunas_traceback(monkeypatch, tmp_path, experiment_file, capfd):
+    """Optuna logged its 32-line KeyboardInterrupt traceback before the one line; the trial is still failed in
+    both stores and queued again."""
+    from augsweep.runs import objective
+
+    real = objective.train_repeat
+
+    def train_then_ctrl_c(*args, **kwargs):
+        done = real(*args, **kwargs)
+        _ctrl_c()
+        return done
+
+    monkeypatch.setattr(objective, "train_repeat", train_then_ctrl_c)
+    import logging
+
+    printed: list[logging.LogRecord] = []  # what Optuna's own handler (on its library logger) would print
+    handler = logging.Handler()
+    handler.emit = printed.append
+    logging.getLogger("optuna").addHandler(handler)
+    mlruns = tmp_path / "m"
+    try:
+        code = _call(cli.sweep_main, [str(experiment_file), "--mlruns", str(mlruns)])
+    finally:
+        logging.getLogger("optuna").removeHandler(handler)
+    err = capfd.readouterr().err
+    assert code == 130, err
+    assert not [r for r in printed if r.levelno >= logging.WARNING], [r.getMessage() for r in printed]
+    assert "Traceback" not in err and "failed with" not in err, err
+    assert [line for line in err.splitlines() if line.strip()][-1].startswith("interrupted: ")
+    view = read_stores(experiment_file, mlruns)
+    assert [t.state.name for t in view.trials] == ["FAIL", "WAITING"]
+    assert {r.info.status for r in view.runs if r.data.tags.get("kind") == "trial"} == {"KILLED"}
+
+
+def test_an_unexpected_error_is_one_line_naming_the_log_that_holds_its_traceback(monkeypatch, capsys):
+    def fails(args):
+        raise RuntimeError("postgresql://u:hunter22@db/x went away\nsecond line of detail")
+
+    monkeypatch.setattr(cli, "_sweep_stores", fails)
+    code = cli.sweep_main(["experiments/default.yaml"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1, err
+    assert lines[0].startswith("error: RuntimeError: postgresql://u:***@db/x went away (full traceback in ")
+    log = lines[0].rsplit("full traceback in ", 1)[1].rstrip(")")
+    text = open(log).read()
+    assert "Traceback" in text and "second line of detail" in text and "hunter22" not in text
+    os.unlink(log)

@@ -43,8 +43,22 @@ def _one_line_exit_2(code, capsys) -> str:
     return lines[0]
 
 
-def _tree(folder):
-    return sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*") if p.is_file())
+def _content(folder):
+    """What the stores hold, logically: each SQLite database's SQL dump and every other file with its size.
+    SQLite's own -wal/-shm files are left out: a reader creates them, and they stay while any connection of
+    this process is open (whether one is depends on when the garbage collector ran)."""
+    import sqlite3
+
+    out = []
+    for p in sorted(folder.rglob("*")):
+        if not p.is_file() or p.name.endswith(("-wal", "-shm")):
+            continue
+        if p.suffix == ".db" and p.stat().st_size:
+            with sqlite3.connect(f"file:{p}?mode=ro", uri=True) as db:
+                out.append((p.name, tuple(db.iterdump())))
+        else:
+            out.append((str(p.relative_to(folder)), p.stat().st_size))
+    return out
 
 
 def test_report_uploads_only_its_own_files_never_the_rest_of_out(copy, tmp_path, capsys):
@@ -68,12 +82,12 @@ def test_report_uploads_only_its_own_files_never_the_rest_of_out(copy, tmp_path,
 def test_report_refuses_an_out_that_is_contains_or_lies_in_the_stores(copy, capsys, monkeypatch, where):
     """Item 1: `--out .` next to mlruns/ copied the stores into themselves (5.5 MB -> 347 MB) and exited 0."""
     path, mlruns = copy
-    before = _tree(mlruns)
+    before = _content(mlruns)
     out = {"equal": mlruns, "contains": mlruns.parent, "inside": mlruns / "report"}[where]
     monkeypatch.chdir(mlruns.parent)
     line = _one_line_exit_2(report_main([str(path), "--mlruns", str(mlruns), "--out", str(out)]), capsys)
     assert "--out" in line and "stores" in line and str(out) in line
-    assert _tree(mlruns) == before and not (mlruns.parent / "report.md").exists()
+    assert _content(mlruns) == before and not (mlruns.parent / "report.md").exists()
 
 
 @pytest.mark.parametrize("option", ["--out", "--mlruns"])
@@ -172,3 +186,74 @@ def test_disk_full_and_database_lost_end_in_one_line_with_the_resume_command(tmp
         log = lines[0].rsplit("full traceback in ", 1)[1].rstrip(")")
         assert "Traceback" in Path(log).read_text()
         Path(log).unlink()
+
+
+@pytest.mark.parametrize("damage", ["deleted", "empty", "replaced"])
+@pytest.mark.parametrize("main", [report_main, sweep_main], ids=["report", "sweep"])
+def test_a_lost_mlflow_store_beside_a_live_study_is_refused_and_never_written(copy, tmp_path, capsys, main, damage):
+    """The mirror of the lost optuna.db: a deleted, 0-byte or unrelated MLflow store beside a study with finished
+    trials went unnoticed (exit 0; finished trials without runs, new trials added beside them)."""
+    path, mlruns = copy
+    for f in mlruns.glob("mlflow.db*"):
+        f.unlink()
+    if damage == "empty":
+        (mlruns / "mlflow.db").write_bytes(b"")
+    if damage == "replaced":  # a fresh MLflow store that never saw the study's runs
+        from augsweep.stores.tracking import client_for
+
+        client_for(f"sqlite:///{mlruns / 'mlflow.db'}").search_experiments()
+    before = _content(mlruns)
+    line = _one_line_exit_2(main([str(path), "--mlruns", str(mlruns), "--out", str(tmp_path / "out")]
+                                 if main is report_main else [str(path), "--mlruns", str(mlruns), "--trials", "2"]),
+                            capsys)
+    assert "mlflow.db" in line and ("lost or replaced" in line or "0 bytes" in line), line
+    assert _content(mlruns) == before and not (tmp_path / "out").exists()
+
+
+def test_a_parent_run_whose_artifacts_lie_outside_the_stores_is_refused_before_the_report_writes(
+        copy, tmp_path, capsys):
+    """A store whose sweep run names another folder received the report's uploads and the registered model."""
+    import sqlite3
+
+    path, mlruns = copy
+    elsewhere = tmp_path / "elsewhere"
+    with sqlite3.connect(mlruns / "mlflow.db") as db:
+        db.execute("update runs set artifact_uri = ? where name like 'sweep %'", (elsewhere.as_uri(),))
+    line = _one_line_exit_2(report_main([str(path), "--mlruns", str(mlruns), "--out", str(tmp_path / "out")]),
+                            capsys)
+    assert "outside the stores' artifact folder" in line and str(elsewhere) in line
+    assert not elsewhere.exists() and not (tmp_path / "out").exists()
+
+
+def test_absurd_and_non_finite_values_in_a_store_do_not_end_the_report(copy, tmp_path, capsys):
+    """1e308 (and -1e308) trial values crashed a plot (`arange: cannot compute length`); the figures now leave
+    them out with a note on the axes, and the report is written."""
+    import json
+    import sqlite3
+
+    path, mlruns = copy
+    with sqlite3.connect(mlruns / "optuna.db") as db:
+        for (tid,) in db.execute("select trial_id from trials where state = 'COMPLETE'").fetchall():
+            db.execute("update trial_values set value = 1e308 where trial_id = ?", (tid,))
+            reps = json.loads(db.execute("select value_json from trial_user_attributes where trial_id = ? and "
+                                         "key = 'repeats'", (tid,)).fetchone()[0])
+            for rep in reps:
+                rep["best_val_loss"], rep["gap"] = -1e308, 1e308
+            db.execute("update trial_user_attributes set value_json = ? where trial_id = ? and key = 'repeats'",
+                       (json.dumps(reps), tid))
+    out = tmp_path / "out"
+    assert report_main([str(path), "--mlruns", str(mlruns), "--out", str(out)]) == 0, capsys.readouterr().err
+    assert (out / "report.html").is_file() and (out / "optimization_history.png").is_file()
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_moved_stores_are_refused_in_one_line_and_their_old_place_is_not_recreated(swept, tmp_path, capsys):
+    """MLflow keeps absolute artifact paths: a report on a moved mlruns/ recreated the old folder for its uploads.
+    (A copy whose original is still there goes on, with a note: its uploads go to the original.)"""
+    path, _ = swept
+    orig, moved = tmp_path / "orig", tmp_path / "moved"
+    sweep(path, orig)
+    orig.rename(moved)
+    line = _one_line_exit_2(report_main([str(path), "--mlruns", str(moved), "--out", str(tmp_path / "out")]), capsys)
+    assert "outside the stores' artifact folder" in line and "moved back" in line
+    assert not orig.exists() and not (tmp_path / "out").exists()

@@ -13,6 +13,7 @@ purpose: each rule across keys sits beside the parsing it guards, in the order a
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any, Mapping
@@ -20,6 +21,7 @@ from typing import Any, Mapping
 import yaml
 
 from ..augment import REGISTRY, ParamSpec
+from ..runtime import one_line, shown
 from .keys import APPLICATIONS, BOOL, CHOICE, FASHION_CLASSES, INT, NUMBER, SOURCES, SWITCH, TABLE, allowed, default
 from .schema import (
     AblationConfig,
@@ -50,7 +52,7 @@ class _Ctx:
 
     def fail(self, key: str, what: str, received: Any) -> ConfigError:
         leaf = key.rsplit(".", 1)[-1]
-        return ConfigError(f"{key} {what}. Received: {leaf}={received!r} ({self.file})")
+        return ConfigError(f"{key} {what}. Received: {leaf}={shown(received)} ({self.file})")
 
     def mapping(self, value: Any, key: str) -> Mapping:
         if not isinstance(value, Mapping):
@@ -60,12 +62,12 @@ class _Ctx:
     def no_unknown(self, value: Mapping, allowed, key: str) -> None:
         for k in value:
             if k not in allowed:
-                shown = _shown(k)  # a key holding a line break must not split the one-line message
-                where = f"{key}.{shown}" if key else shown
-                raise ConfigError(
-                    f"{where} is not a known key; expected one of {sorted(allowed)}. "
-                    f"Received: {shown}={value[k]!r} ({self.file})"
-                )
+                name = _shown(k)  # a key holding a line break must not split the one-line message
+                name = name if len(name) <= 80 else f"{name[:79]}…"
+                where = f"{key}.{name}" if key else name
+                # The value is not shown: an unknown key's value may be anything the file holds (a token).
+                raise ConfigError(f"{where} is not a known key; expected one of {sorted(allowed)}. "
+                                  f"Received: {name} ({self.file})")
 
     def integer(self, value: Any, key: str, low: int | None = None, high: int | None = None) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -200,7 +202,7 @@ def _augmentations(ctx: _Ctx, raw: Any, prefix: str, param) -> tuple:
         if name not in REGISTRY:
             raise ConfigError(
                 f"{prefix}augmentations.{name} is not a known augmentation; expected one of "
-                f"{sorted(REGISTRY)}. Received: {name!r} ({ctx.file})"
+                f"{sorted(REGISTRY)}. Received: {shown(name)} ({ctx.file})"
             )
         spec = REGISTRY[name]
         params = {} if params is None else ctx.mapping(params, f"{prefix}{name}")
@@ -248,9 +250,21 @@ def parse_search_space(data: Any, file: str, base: str | None = None) -> SearchS
 # ----------------------------------------------------------------------------- experiment
 
 
-def _resolve_path(value: str, experiment_file: Path) -> Path:
+MAX_PATH_CHARS, NAME_MAX = 4096, 255  # Linux's PATH_MAX and the longest name of one folder or file
+
+
+def _usable_path(value: str, key: str, experiment_file: Path | str) -> str:
+    """`value` if the system can look it up at all (no NUL byte, not over PATH_MAX, no name over NAME_MAX)."""
+    if "\0" in value or len(value) > MAX_PATH_CHARS or any(len(part.encode("utf-8", "surrogatepass")) > NAME_MAX
+                                                          for part in Path(value).parts):
+        raise ConfigError(f"{key} is not a usable path (a NUL byte, over {MAX_PATH_CHARS} characters, or a name over "
+                          f"{NAME_MAX} bytes). Received: {shown(value)} ({experiment_file})")
+    return value
+
+
+def _resolve_path(value: str, experiment_file: Path, key: str) -> Path:
     """A relative path is tried from the current directory, then beside the experiment file."""
-    p = Path(value).expanduser()
+    p = Path(_usable_path(value, key, experiment_file)).expanduser()
     if p.is_absolute() or p.exists():
         return p
     beside = experiment_file.parent / p
@@ -274,7 +288,7 @@ def _dataset(ctx: _Ctx, data: Any, experiment_file: Path) -> DatasetConfig:
         if path is not None:  # fashion_mnist: a folder of IDX files (default: data/fashion-mnist, the system copy)
             if not isinstance(path, str) or not path:
                 raise ctx.fail("dataset.path", "must be a folder path", path)
-            path = str(_resolve_path(path, experiment_file))
+            path = str(_resolve_path(path, experiment_file, "dataset.path"))
     elif path is not None:
         raise ctx.fail("dataset.path", f"is only used with source: folder or fashion_mnist (source is {source})",
                        path)
@@ -301,7 +315,7 @@ def _dataset(ctx: _Ctx, data: Any, experiment_file: Path) -> DatasetConfig:
     if cache is not None:
         if not isinstance(cache, str) or not cache:
             raise ctx.fail("dataset.cache", "must be a file path", cache)
-        cache = str(Path(cache).expanduser())
+        cache = str(Path(_usable_path(cache, "dataset.cache", experiment_file)).expanduser())
     follow = ctx.key(data, "dataset.follow_symlinks")
     if "follow_symlinks" in data and source != "folder":
         raise ctx.fail("dataset.follow_symlinks", f"is only used with source: folder (source is {source})", follow)
@@ -337,7 +351,7 @@ def _model(ctx: _Ctx, data: Any, experiment_file: Path) -> ModelConfig:
         if not weights.endswith((".weights.h5", ".keras")):
             raise ctx.fail("model.weights", "must be imagenet, none or a path ending in .weights.h5 or .keras",
                            weights)
-        weights = str(_resolve_path(weights, experiment_file))
+        weights = str(_resolve_path(weights, experiment_file, "model.weights"))
     uses_base = base != "convnet" or weights != "none"
     trainable = data.get("trainable", not uses_base)
     if not isinstance(trainable, bool):
@@ -453,20 +467,54 @@ def is_safe_name(name: str) -> bool:
 
 MAX_YAML_BYTES = 1 << 20  # an experiment or search-space file is a page of settings, not data
 MAX_YAML_DEPTH = 32  # nesting levels (the schema needs 4); PyYAML's composer recurses once per level
+MAX_YAML_NODES = 100_000  # values once every alias is expanded (a 1 KB file of nested aliases holds billions)
 
 
-def _yaml_depth_ok(text: str) -> int:
-    """Deepest nesting of the YAML text, read from the parser's events (iterative: no recursion)."""
-    depth = deepest = 0
+def _yaml_shape(text: str) -> tuple[int, int]:
+    """(deepest nesting, values with every alias expanded) of the YAML text, read from the parser's events
+    before anything is constructed (iterative: no recursion; stops counting past either bound)."""
+    depth = deepest = nodes = 0
+    opened: list[tuple[int, str | None]] = []  # (nodes when a collection opened, its anchor)
+    sizes: dict[str, int] = {}  # anchor -> values it stands for, expanded
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             deepest = max(deepest, depth)
-            if deepest > MAX_YAML_DEPTH:
-                return deepest
+            opened.append((nodes, event.anchor))
+            nodes += 1
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
-    return deepest
+            start, anchor = opened.pop()
+            if anchor is not None:
+                sizes[anchor] = nodes - start
+        elif isinstance(event, yaml.ScalarEvent):
+            nodes += 1
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.AliasEvent):
+            nodes += sizes.get(event.anchor, 1)
+        if deepest > MAX_YAML_DEPTH or nodes > MAX_YAML_NODES:
+            break
+    return deepest, nodes
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a key given twice in one mapping (YAML says keys are unique; PyYAML
+    silently keeps the last, so a setting written twice would change without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line)
+            except TypeError:  # an unhashable key: construct_mapping reports it
+                continue
+            if first != key_node.start_mark.line:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {shown(key)} appears twice (lines {first + 1} and "
+                                f"{key_node.start_mark.line + 1}); keep one", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 def _read_yaml(path: Path, what: str, shown: str) -> Any:
@@ -480,14 +528,18 @@ def _read_yaml(path: Path, what: str, shown: str) -> Any:
                           f"Received: {size} bytes ({path})")
     try:
         text = path.read_bytes().decode("utf-8")
-        if _yaml_depth_ok(text) > MAX_YAML_DEPTH:
+        deepest, nodes = _yaml_shape(text)
+        if deepest > MAX_YAML_DEPTH:
             raise ConfigError(f"{what} nests more than {MAX_YAML_DEPTH} levels deep ({path})")
-        data = yaml.safe_load(text)
+        if nodes > MAX_YAML_NODES:
+            raise ConfigError(f"{what} holds more than {MAX_YAML_NODES} values once its aliases (*name) are "
+                              f"expanded: settings, not data; write the values out ({path})")
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader: plain YAML types only
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"{what} is not valid YAML{where}: {problem} ({path})") from None
+        raise ConfigError(f"{what} is not valid YAML{where}: {one_line(problem, 200)} ({path})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{what} is not UTF-8 text ({path})") from None
     except RecursionError:
@@ -534,6 +586,12 @@ def check_before_training(exp: Experiment, sweep: bool = True) -> None:
         raise ConfigError(f"dataset.path {what}. Received: path={d.path!r} (looked at "
                           f"{' and '.join(map(str, _candidates(d.path, Path(exp.path))))}; {exp.path}). "
                           f"Point dataset.path at a folder of {layout}.")
+    if d.cache:  # tf.data writes its cache files there while the first epoch runs: refuse now, not mid-trial
+        folder = Path(d.cache).resolve().parent
+        system = any(folder == root or root in folder.parents for root in (Path("/proc"), Path("/sys")))
+        if system or not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise ConfigError(f"dataset.cache must be a file in a folder that exists and can be written. Received: "
+                              f"cache={shown(d.cache)} ({exp.path})")
     if sweep and not exp.search_space.augmentation_names:
         where = exp.search_space_path or exp.path
         raise ConfigError(f"search_space has no augmentations: a sweep has nothing to switch on and off, so the "
@@ -594,11 +652,11 @@ def load_experiment(path: str | Path) -> Experiment:
     space_raw = data["search_space"]
     space_path = None
     if isinstance(space_raw, str):
-        space_file = _resolve_path(space_raw, path)
+        space_file = _resolve_path(space_raw, path, "search_space")
         space_path = str(space_file)
         if not space_file.exists():
             raise ConfigError(
-                f"search_space file not found. Received: search_space={space_raw!r} (looked at "
+                f"search_space file not found. Received: search_space={shown(space_raw)} (looked at "
                 f"{' and '.join(map(_shown, _candidates(space_raw, path)))}; {file}). {_space_hint(space_raw)}"
             )
         space = parse_search_space(_read_yaml(space_file, "search_space", file), str(space_file), base)
@@ -618,7 +676,7 @@ def load_experiment(path: str | Path) -> Experiment:
             f"{key} must be in [1, {deepest}] for {dataset.image_size[0]}x{dataset.image_size[1]} images "
             f"(each block halves the size). Received: {key.split('.')[-1]}={top} ({space_path or file})"
         )
-    train = _train(ctx, data.get("train", {}) or {})
+    train = _train(ctx, {} if data.get("train") is None else data["train"])  # `train: 0` is no mapping
     sampler = ctx.key(data, "sampler")
     # A design point pruned is a hole in its block and a survivor-only fit, so factorial never prunes.
     pruner = data.get("pruner", "none" if sampler == "factorial" else default("pruner"))
@@ -648,7 +706,7 @@ def load_experiment(path: str | Path) -> Experiment:
         max_consecutive_failures=ctx.key(data, "max_consecutive_failures"),
         stop=stop,
         equivalence_margin=float(margin),
-        ablation=_ablation(ctx, data.get("ablation") or {}, deepest, model.uses_base),
+        ablation=_ablation(ctx, {} if data.get("ablation") is None else data["ablation"], deepest, model.uses_base),
         model=model,
         path=file,
         search_space_path=space_path,

@@ -93,7 +93,10 @@ def per_class_effects(per_class: pd.DataFrame, comparisons: pd.DataFrame) -> pd.
                                       "accuracy_change"])
     out["worst"] = False
     if len(out):
-        worst = out.groupby(["augmentation", "comparison"])["loss_change"].idxmax().dropna()
+        # A comparison whose trainings all diverged has no finite class loss: no worst class (pandas refuses an
+        # all-NA idxmax).
+        finite = out.dropna(subset=["loss_change"])
+        worst = finite.groupby(["augmentation", "comparison"])["loss_change"].idxmax()
         out.loc[worst.astype(int), "worst"] = True
     return out
 

@@ -105,8 +105,8 @@ def importance(study) -> tuple[pd.DataFrame | None, str]:
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
     try:
         values = optuna.importance.get_param_importances(study, evaluator=evaluator)
-    except (ValueError, RuntimeError) as e:
-        return None, f"not available: {str(e).splitlines()[0]}"
+    except (ValueError, RuntimeError, ArithmeticError, AssertionError) as e:  # fANOVA asserts on absurd values
+        return None, f"not available: {(str(e).splitlines() or [type(e).__name__])[0]}"
     frame = pd.DataFrame({"parameter": list(values), "importance": list(values.values())})
     return frame.sort_values(["importance", "parameter"], ascending=[False, True]), "FanovaImportanceEvaluator(seed=0)"
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..experiment.schema import ConfigError, Experiment
 from ..stores.study import Stores
-from ..stores.tracking import client_for
+from ..stores.tracking import check_artifacts_inside, client_for
 from .analysis import ReportAnalysis, analyse_report
 from .figures import report_figures
 from .load import load_report
@@ -95,6 +95,11 @@ def write(exp: Experiment, stores: Stores, out: str | Path | None = None) -> Wri
     # tracking store exists, so a report on a missing store does not create an empty one.
     client = client_for(stores.tracking_uri) if stores.has_tracking_store() else None
     inputs = load_report(exp, stores, client)
+    if client is not None:  # before anything is written: the runs this report uploads into lie inside the stores
+        parents = [inputs.ablation.parent_run_id if inputs.ablation is not None else None,
+                   inputs.sweep.parent_run_id if inputs.sweep is not None else None]
+        for note in check_artifacts_inside(client, parents, stores.artifact_location, stores.mlruns):
+            print(f"note: {note}")
     out_dir = check_out(out if out else Path("reports") / stores.study_name, stores)
     started = time.time() - 0.05  # files older than this were not written by this report
     result = analyse_report(exp, inputs)

@@ -30,6 +30,10 @@ class BlockPlanner:
         self.block_size = design.block_size(exp.search_space, self.plan)
         self.max_blocks = max(1, budget // self.block_size)
         self.budget = self.max_blocks * self.block_size
+        if self.budget != budget:  # a design runs whole blocks only: say what runs instead of what was asked
+            echo(f"note: trials={budget} is not a whole number of design blocks ({self.block_size} runs each): "
+                 f"running {self.max_blocks} block(s), {self.budget} trials"
+                 + (" (the smallest design that estimates every effect)" if budget < self.block_size else ""))
         self.looked: set[int] = set()
 
     def describe(self) -> dict:

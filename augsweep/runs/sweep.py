@@ -24,9 +24,10 @@ from ..runtime import RunEnv
 from ..stores import records as rec
 from ..stores.liveness import worker_identity
 from ..stores.records import ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKING_URI
-from ..stores.recovery import close_orphan_runs, reap_dead_trials, retry_once
+from ..stores.recovery import close_orphan_runs, close_trial_run, reap_dead_trials, retry_once
 from ..stores.study import (
     Stores,
+    check_runs_not_lost,
     check_study_not_lost,
     count_finished,
     count_running,
@@ -182,6 +183,7 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
         study_name=stores.study_name, storage=storage,
         sampler=make_sampler(exp), pruner=make_pruner(exp), direction="minimize", load_if_exists=True,
     )
+    check_runs_not_lost(stores, study)  # before the tracker creates an empty MLflow store in its place
     ident = identity(exp)
     known = study.user_attrs.get(ATTR_EXPERIMENT_HASH)
     if known and known not in identities(exp):  # an older study may hold the hash from before a late key
@@ -253,6 +255,24 @@ def model_tags(exp: Experiment) -> dict:
     return tags
 
 
+class _NoTrialFailureEcho:
+    """Logging filter: Optuna's own "Trial N failed ... because of the following error" warnings (with the
+    whole traceback: 32 lines for one Ctrl-C) are dropped; the sweep prints its own line for every failed
+    trial with the reason, and the run keeps the traceback (`traceback.txt`)."""
+
+    def filter(self, record) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith("Trial ") and " failed with " in record.msg)
+
+
+def quiet_optuna_failures() -> None:
+    """Install `_NoTrialFailureEcho` once on the logger of Optuna's optimize loop."""
+    import logging
+
+    logger = logging.getLogger("optuna.study._optimize")
+    if not any(isinstance(f, _NoTrialFailureEcho) for f in logger.filters):
+        logger.addFilter(_NoTrialFailureEcho())
+
+
 def prepare(exp: Experiment, stores: Stores, echo: Callable[[str], None]):
     """The dataset and the model's base checked (bad input: exit 2 before any store is touched), the stores'
     folder made."""
@@ -263,6 +283,7 @@ def prepare(exp: Experiment, stores: Stores, echo: Callable[[str], None]):
         echo(f"warning: {note}")
     check_model(exp.model, dataset.input_shape)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_optuna_failures()
     stores.make_dirs()
     return dataset
 
@@ -389,6 +410,12 @@ def optimize(study, exp: Experiment, objective, progress: "_Progress", budget: i
                         t = study.get_trials(deepcopy=False)[state["number"]]
                         if t.state == optuna.trial.TrialState.FAIL:
                             retry_once(study, t)
+                            # Interrupted after its run was written COMPLETE but before Optuna was told:
+                            # the run must not claim what the study failed.
+                            try:
+                                close_trial_run(study, t, t.user_attrs.get(rec.FAILURE_REASON) or "interrupted")
+                            except Exception:
+                                pass  # the next resume reconciles it (recovery.close_orphan_runs)
                     raise
                 continue
         finally:

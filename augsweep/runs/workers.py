@@ -24,6 +24,7 @@ from typing import Callable
 
 from .. import runtime
 from ..experiment.schema import Experiment
+from ..runtime import usable_cores  # noqa: F401 - re-exported: `--workers auto` counts these
 from ..stores import records as rec
 from ..stores.study import Stores, count_finished
 from .sweep import SweepAborted, SweepSession, budget_of, prepare
@@ -47,14 +48,6 @@ def visible_gpus() -> list[str]:
 
 AUTO = "auto"
 GIB_PER_TRAINING = 2.0  # GPU memory one small convnet's worker is given by `--workers auto` (TF grows into it)
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask; `os.cpu_count` where there is none)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def gpu_free_gib(gpus: list[str]) -> list[float]:

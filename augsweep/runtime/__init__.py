@@ -29,13 +29,23 @@ from .device import (
 )
 from .env import RunEnv, setup
 from .native import NATIVE_NOISE, filtered_native_stderr, quiet_backends
-from .process import freeze_long_lived_objects, release_traced_gradients, tune_sqlite
+from .process import freeze_long_lived_objects, release_traced_gradients, tune_sqlite, usable_cores
 from .provenance import PACKAGES, git_commit, package_versions
-from .signals import Terminated, UserError, interrupt_handler, interruptible, run_main, store_write
+from .signals import (
+    Terminated,
+    UserError,
+    interrupt_handler,
+    interruptible,
+    log_traceback,
+    one_line,
+    run_main,
+    shown,
+    store_write,
+)
 
 __all__ = ["JAX_DETERMINISM_FLAG", "MAKE_DEFAULTS", "NATIVE_NOISE", "PACKAGES", "RunEnv", "Terminated", "UserError",
            "backend", "configure_device", "deterministic_ops", "dtype_policy", "filtered_native_stderr",
            "FollowUp", "follow_up", "freeze_long_lived_objects", "git_commit", "has_accelerator", "interrupt_handler",
-           "interruptible", "package_versions", "python_path", "quiet_backends", "release_traced_gradients",
-           "run_main", "set_determinism", "set_precision", "setup", "store_write", "training_threads_tag",
-           "tune_sqlite"]
+           "interruptible", "log_traceback", "one_line", "package_versions", "python_path", "quiet_backends",
+           "release_traced_gradients", "run_main", "set_determinism", "set_precision", "setup", "shown",
+           "store_write", "training_threads_tag", "tune_sqlite", "usable_cores"]

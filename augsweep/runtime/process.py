@@ -1,5 +1,6 @@
 """Process-wide performance settings that never change a number: SQLite's journal mode, the garbage
-collector's view of long-lived objects, TensorFlow's registry of traced gradients.
+collector's view of long-lived objects, TensorFlow's registry of traced gradients; and the cores this process
+may use.
 
 Two one-shot guards live here (`_SQLITE_TUNED`, `_FREEZES`): each makes a process-wide install happen once
 (an SQLAlchemy event listener; `gc.freeze` twice); neither decides how a run trains.
@@ -7,7 +8,17 @@ Two one-shot guards live here (`_SQLITE_TUNED`, `_FREEZES`): each makes a proces
 
 from __future__ import annotations
 
+import os
+
 from .device import backend
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask; `os.cpu_count` where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def release_traced_gradients() -> int:

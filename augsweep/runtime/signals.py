@@ -24,10 +24,43 @@ class UserError(ValueError):
     """Bad user input (a file, key, path or value): one line on stderr and exit code 2, no traceback."""
 
 
+SHOWN = 80  # a received value is shown in an error cut to this many characters
+MAX_LINE = 1000  # an error line is cut to this many characters, whatever it holds
 
-def run_main(main) -> int:
+
+def shown(value) -> str:
+    """`repr(value)` cut to `SHOWN` characters: an error line stays short whatever it received."""
+    text = repr(value)
+    return text if len(text) <= SHOWN else f"{text[:SHOWN - 1]}…"
+
+
+def one_line(text: str, limit: int = MAX_LINE) -> str:
+    """`text` as one line of at most `limit` characters (line breaks become spaces; an ellipsis marks a cut)."""
+    flat = " ".join(str(text).split("\n"))
+    return flat if len(flat) <= limit else f"{flat[:limit - 1]}…"
+
+
+def log_traceback(error: BaseException, scrub=None) -> str:
+    """The full traceback in a log file (`scrub`: hides passwords in it): the words that name the file, or a
+    note when even that cannot be written (a full disk)."""
+    import os
+    import tempfile
+    import traceback
+
+    text = "".join(traceback.format_exception(error))
+    try:
+        fd, path = tempfile.mkstemp(prefix="augsweep-error-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(scrub(text) if scrub else text)
+        return f"full traceback in {path}"
+    except OSError:
+        return "the traceback could not be written either"
+
+
+def run_main(main, scrub=None) -> int:
     """Run `main()` with the process's exit-code contract: 2 for bad input (one line), 130 Ctrl-C,
-    143 SIGTERM (both fail the current trial in the stores; see `interrupt_handler`).
+    143 SIGTERM (both fail the current trial in the stores; see `interrupt_handler`), 1 for anything else:
+    one line naming the error and the log file that holds its traceback (`scrub`: hides passwords in both).
 
     Every window answers an interruption with its exit code: the handlers are installed before `main`
     parses anything, an interruption held by `store_write()` when `main` returns is raised, and the
@@ -43,8 +76,10 @@ def run_main(main) -> int:
             raise exc
         return code
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(one_line(f"error: {e}"), file=sys.stderr)
         return 2
+    except SystemExit as e:  # argparse's --help (0) or its one-line error (2), already printed
+        return e.code if isinstance(e.code, int) else 2
     except KeyboardInterrupt as e:
         if getattr(e, "exit_code", None) == 143:
             print("terminated: the current trial was marked failed; rerun the same command to resume",
@@ -53,6 +88,12 @@ def run_main(main) -> int:
         print("interrupted: the current trial was marked failed; rerun the same command to resume",
               file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - the contract: one line first, the traceback in a file it names
+        detail = next((line.strip() for line in str(e).splitlines() if line.strip()), "")
+        line = f"error: {type(e).__name__}{': ' + detail if detail else ''}"
+        where = log_traceback(e, scrub)
+        print(one_line(f"{scrub(line) if scrub else line}"[:500] + f" ({where})"), file=sys.stderr)
+        return 1
     finally:
         _HOLD["depth"], _HOLD["pending"] = 0, None
         for sig, handler in saved.items():

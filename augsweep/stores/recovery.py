@@ -38,7 +38,9 @@ def retry_once(study, trial, fresh_seeds: bool = False) -> int | None:
 
 
 def close_trial_run(study, trial, reason: str, status: str = "KILLED") -> str | None:
-    """End the MLflow run of a dead or interrupted trial (if still RUNNING) with the reason."""
+    """End the MLflow run of a dead or interrupted trial with the reason: a RUNNING run, or one already written
+    FINISHED (tag `state=COMPLETE`) whose process died before Optuna recorded the trial, so that MLflow never
+    counts as COMPLETE a trial the study failed."""
     run_id = trial.user_attrs.get(rec.MLFLOW_RUN_ID)
     uri = study.user_attrs.get(rec.ATTR_TRACKING_URI)
     if not run_id or not uri:
@@ -50,12 +52,30 @@ def close_trial_run(study, trial, reason: str, status: str = "KILLED") -> str | 
         run = client.get_run(run_id)
     except Exception:  # the tracking store was replaced: nothing to close
         return None
-    if run.info.status != RUNNING:
-        return None
-    client.set_tag(run_id, rec.TAG_STATE, "FAIL")
-    client.set_tag(run_id, rec.TAG_FAILURE_REASON, reason)
+    if run.info.status == RUNNING:
+        _mark_failed(client, run_id, reason, status)
+        return run_id
+    if run.data.tags.get(rec.TAG_STATE) in WRITTEN_AHEAD:
+        _mark_failed(client, run_id, f"{reason}; {_WRITTEN_AHEAD_WHY}", status)
+        return run_id
+    return None
+
+
+# A trial run is written (FINISHED, state=COMPLETE; KILLED, state=PRUNED) before Optuna is told; a process that
+# dies in between leaves a run that claims an outcome the study never recorded (the resume fails the trial).
+WRITTEN_AHEAD = ("COMPLETE", "PRUNED")
+_WRITTEN_AHEAD_WHY = "its run was written before the study recorded the trial, which it then failed"
+
+
+def _mark_failed(client, run_id: str, reason: str, status: str) -> None:
+    client.log_batch(run_id, tags=_tags({rec.TAG_STATE: "FAIL", rec.TAG_FAILURE_REASON: reason}))
     client.set_terminated(run_id, status)
-    return run_id
+
+
+def _tags(values: dict):
+    from mlflow.entities import RunTag
+
+    return [RunTag(k, str(v)[:5000]) for k, v in values.items()]
 
 
 def fail_dead_trial(study, trial, reason: str, echo: Callable[[str], None]) -> bool:
@@ -124,33 +144,57 @@ def reap_dead_trials(study, echo: Callable[[str], None], no_local_workers: bool 
 
 
 def close_orphan_runs(study, echo: Callable[[str], None]) -> int:
-    """Close RUNNING MLflow trial runs of this study whose Optuna trial is not running any more."""
+    """Make this study's MLflow trial runs agree with its Optuna trials: close RUNNING runs whose trial is not
+    running any more, and fail runs written COMPLETE or PRUNED whose trial the study failed (a process killed
+    between the two writes, or between failing the trial and closing its run). The number of runs changed."""
     import optuna
 
     stored = rec.StudyRecord.from_study(study)
     if not stored.tracking_uri:
         return 0
-    from .tracking import KILLED, client_for
+    from .tracking import KILLED, RUNNING, client_for
 
     client = client_for(stored.tracking_uri)
     exp = client.get_experiment_by_name(stored.experiment_name(study.study_name))
     if exp is None:
         return 0
-    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
-    runs = client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'", max_results=5000)
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    runs = client.search_runs([exp.experiment_id], f"attributes.status = '{RUNNING}'", max_results=5000)
     n = 0
     for run in runs:
         tags = run.data.tags
-        if (tags.get(rec.TAG_KIND) != rec.KIND_TRIAL or tags.get(rec.TAG_STUDY) != study.study_name
-                or rec.TAG_TRIAL not in tags):
+        trial = _trial_of(run, study.study_name, trials, own_run=False)
+        if trial is None or trial.state == optuna.trial.TrialState.RUNNING:
             continue
-        state = states.get(int(tags[rec.TAG_TRIAL]))
-        if state is None or state == optuna.trial.TrialState.RUNNING:
-            continue
-        client.set_tag(run.info.run_id, rec.TAG_STATE, "FAIL")
-        client.set_tag(run.info.run_id, rec.TAG_FAILURE_REASON,
-                       f"orphaned: Optuna trial {tags[rec.TAG_TRIAL]} is {state.name}")
-        client.set_terminated(run.info.run_id, KILLED)
-        echo(f"closed MLflow run {run.info.run_id} ({run.info.run_name}) as KILLED: its trial is {state.name}")
+        _mark_failed(client, run.info.run_id, f"orphaned: Optuna trial {tags[rec.TAG_TRIAL]} is {trial.state.name}",
+                     KILLED)
+        echo(f"closed MLflow run {run.info.run_id} ({run.info.run_name}) as KILLED: its trial is {trial.state.name}")
         n += 1
+    for state in WRITTEN_AHEAD:
+        ahead = client.search_runs([exp.experiment_id], f"tags.{rec.TAG_STATE} = '{state}'", max_results=50000)
+        for run in ahead:
+            trial = _trial_of(run, study.study_name, trials)
+            if trial is None or trial.state != optuna.trial.TrialState.FAIL:
+                continue
+            why = trial.user_attrs.get(rec.FAILURE_REASON) or "the study failed the trial"
+            _mark_failed(client, run.info.run_id, f"{why}; {_WRITTEN_AHEAD_WHY}", KILLED)
+            echo(f"marked MLflow run {run.info.run_id} ({run.info.run_name}) KILLED: it was written {state} but "
+                 f"Optuna failed t{trial.number:02d}")
+            n += 1
     return n
+
+
+def _trial_of(run, study_name: str, trials: dict, own_run: bool = True):
+    """The Optuna trial a trial run of this study belongs to (None: another study's run, or not a trial's;
+    `own_run`: also None when the trial names another run as its own)."""
+    tags = run.data.tags
+    if tags.get(rec.TAG_KIND) != rec.KIND_TRIAL or tags.get(rec.TAG_STUDY) != study_name:
+        return None
+    try:
+        trial = trials.get(int(tags.get(rec.TAG_TRIAL, "")))
+    except ValueError:
+        return None
+    if trial is None:
+        return None
+    own = trial.user_attrs.get(rec.MLFLOW_RUN_ID)
+    return trial if not own_run or own is None or own == run.info.run_id else None

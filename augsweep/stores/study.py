@@ -3,6 +3,7 @@ storage behind them, the study's counts and locks, and its trainings table (one 
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,15 +91,28 @@ class Stores:
 
     def check_paths(self) -> None:
         """Bad store paths exit 2 before anything is written: `--mlruns` (or a folder above it) naming a file,
-        and a 0-byte database file (SQLAlchemy would silently create an empty schema in it: a study that
-        restarts at 0 trials while MLflow still holds its runs)."""
+        a folder this user cannot write, a journal "file" that is a folder, an SQLite file in a folder that does not
+        exist (SQLAlchemy would create it anywhere), and a 0-byte database file (SQLAlchemy would silently create an
+        empty schema in it: a study that restarts at 0 trials while MLflow still holds its runs)."""
         if self.embedded_study or self.embedded_tracking:
             for folder in (self.mlruns, *self.mlruns.parents):
                 if folder.exists() and not folder.is_dir():
                     raise ConfigError(f"--mlruns must be a folder, but {folder} is a file. "
                                       f"Received: mlruns={str(self.mlruns)!r}")
-        for what, url in (("--storage", self.storage_url), ("--tracking-uri", self.tracking_uri)):
+            nearest = next((f for f in (self.mlruns, *self.mlruns.parents) if f.exists()), None)
+            if nearest is not None and not os.access(nearest, os.W_OK | os.X_OK):
+                raise ConfigError(f"--mlruns cannot be written: {nearest} is not writable by this user. "
+                                  f"Received: mlruns={str(self.mlruns)!r}")
+        if self.storage_url.startswith(("journal:", "file:")) and Path(self.storage_url.split(":", 1)[1]).is_dir():
+            raise ConfigError(f"--storage journal:PATH must name a journal file, but it names a folder. "
+                              f"Received: storage={self.storage_label!r}")
+        for what, url, label, embedded in (("--storage", self.storage_url, self.storage_label, self.embedded_study),
+                                           ("--tracking-uri", self.tracking_uri, self.tracking_label,
+                                            self.embedded_tracking)):
             db = sqlite_file(url)
+            if db is not None and not embedded and not db.parent.is_dir():
+                raise ConfigError(f"{what} names an SQLite file in a folder that does not exist ({db.parent}); "
+                                  f"create the folder first, or fix the path. Received: {label}")
             if db is not None and db.is_file() and db.stat().st_size == 0:
                 raise ConfigError(
                     f"{db} is an empty file (0 bytes), not a database: its study or runs were lost (a full disk, "
@@ -151,11 +165,49 @@ def check_study_not_lost(stores: Stores, storage=None) -> None:
             f"Received: storage={stores.storage_label}")
 
 
+def check_runs_not_lost(stores: Stores, study) -> None:
+    """The mirror of `check_study_not_lost`: refuse a study whose finished trials have no MLflow store (the
+    embedded `mlflow.db` missing) or whose tracking store lacks their runs (lost, replaced, or another store
+    given). Continuing would add trials beside finished ones that have no curves, artifacts or model."""
+    import optuna
+
+    from .records import MLFLOW_RUN_ID
+
+    finished = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+                if t.user_attrs.get(MLFLOW_RUN_ID)]
+    if not finished:
+        return
+    last = finished[-1]
+    why = None
+    if stores.embedded_tracking and not stores.tracking_db.exists():
+        why = f"{_shown_path(stores.tracking_db)} is missing"
+    else:
+        from mlflow.exceptions import MlflowException
+
+        from .tracking import client_for
+
+        try:
+            client_for(stores.tracking_uri).get_run(last.user_attrs[MLFLOW_RUN_ID])
+        except MlflowException as e:
+            if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            why = f"{stores.tracking_label} has no run of its trial t{last.number:02d}"
+    if why:
+        raise ConfigError(
+            f"study {stores.study_name!r} has {len(finished)} finished trial(s), but {why}: the MLflow store was "
+            f"lost or replaced. Restore it (or point --tracking-uri/--mlruns at it), or start a new study with "
+            f"--study-name NEW. Received: tracking={stores.tracking_label}")
+
+
 def resolve_stores(exp: Experiment, mlruns: str | Path = "mlruns", storage: str | None = None,
                    tracking_uri: str | None = None, study_name: str | None = None) -> Stores:
     """Embedded defaults under `mlruns` (Optuna SQLite + MLflow SQLite + artifacts), or the URLs given."""
     from .tracking import artifact_root_for, remember_uri, tracking_uri_for
+    from .urls import check_userinfo
 
+    for what, url in (("--storage", storage), ("--tracking-uri", tracking_uri)):
+        if url:
+            check_userinfo(url, what)  # before any parser sees it: a raw '@' or '/' would print the password
     if tracking_uri:
         remember_uri(tracking_uri)  # recovery reads the masked URI back from the study
     root = Path(mlruns)
@@ -231,6 +283,8 @@ def load_study(stores: Stores):
     import optuna
 
     study = load_study_readonly(stores)
+    if study is not None:
+        check_runs_not_lost(stores, study)
     if study is None:
         names = ([s.study_name for s in optuna.get_all_study_summaries(make_storage(stores.storage_url),
                                                                         include_best_trial=False)]

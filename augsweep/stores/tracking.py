@@ -341,3 +341,55 @@ def _is_number(v) -> bool:
 def scratch_dir():
     """Temporary folder for artifacts before they are copied into the store."""
     return tempfile.TemporaryDirectory(prefix="augsweep-")
+
+
+def check_artifacts_inside(client, run_ids: Sequence[str | None], artifact_root: str | None,
+                           mlruns: str | Path) -> list[str]:
+    """Refuse to write into runs (the report's uploads, the registered model) whose artifact folder lies outside
+    the stores: the embedded store's artifact folder (`artifact_root`), else the run's experiment's artifact
+    location when that is a local folder. A store edited by hand, or by someone else, must not send files
+    anywhere on this machine. One exception, with a note (returned): a copy of an embedded store whose runs
+    still name the store it was copied from (MLflow keeps absolute paths), which must itself be a store
+    (`mlflow.db` beside `artifacts/`) holding that run's folder."""
+    from ..experiment.schema import ConfigError
+    from .run_files import local_folder
+
+    notes = []
+    for run_id in filter(None, run_ids):
+        try:
+            run = client.get_run(run_id)
+        except Exception:  # noqa: BLE001 - no such run: nothing will be written into it
+            continue
+        uri = run.info.artifact_uri or ""
+        root = artifact_root
+        if root is None:
+            experiment = client.get_experiment(run.info.experiment_id)
+            root = experiment.artifact_location if local_folder(experiment.artifact_location) else None
+        folder, base = local_folder(uri), local_folder(root) if root else None
+        if base is None and folder is None:
+            continue  # a tracking server's own artifact store (mlflow-artifacts:, a bucket): the server decides
+        if folder is not None and base is not None and _within(folder, base):
+            continue
+        if artifact_root is not None and folder is not None and _copied_store(folder, run_id):
+            notes.append(f"these stores are a copy of {folder.parents[2]}: their runs still name it (MLflow keeps "
+                         f"absolute paths), so the report's uploads and the registered model go there")
+            continue
+        moved = folder is not None and folder.parts[-2:] == (run_id, "artifacts")
+        raise ConfigError(
+            f"run {run_id} keeps its artifacts at {runtime.one_line(uri, 300)!r}, outside the stores' artifact folder "
+            f"({base or root}); the report writes only under --out and into the stores it was given"
+            + ("; MLflow keeps absolute paths, so stores moved from there must be moved back" if moved else "")
+            + f". Received: --mlruns {mlruns}")
+    return notes
+
+
+def _within(folder: Path, base: Path) -> bool:
+    folder, base = folder.resolve(), base.resolve()
+    return folder == base or base in folder.parents
+
+
+def _copied_store(folder: Path, run_id: str) -> bool:
+    """`folder` is `<store>/artifacts/<run_id>/artifacts` of an existing embedded store (`<store>/mlflow.db`)."""
+    parts = folder.resolve().parts
+    return (len(parts) > 4 and parts[-1] == "artifacts" and parts[-2] == run_id and parts[-3] == "artifacts"
+            and folder.is_dir() and (folder.resolve().parents[2] / "mlflow.db").is_file())

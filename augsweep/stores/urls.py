@@ -20,8 +20,27 @@ _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S+")
 _USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<password>.*)@")
 _QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pwd)=)[^&\s]*")
 CONNECT_TIMEOUT = 10  # seconds: a database or tracking server that does not answer by then is reported, not waited for
-TRACKING_SCHEMES = {"http", "https", "sqlite", "postgresql", "mysql", "mssql", "file", "databricks", "databricks-uc",
-                    "uc"}
+TRACKING_SCHEMES = {"http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc"}
+
+
+_SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<rest>.*)$", re.S)
+
+
+def check_userinfo(url: str, what: str) -> None:
+    """Refuse, before any library parses it, a URL whose user name or password holds an unencoded '@', '/',
+    '?' or '#': every parser then splits it somewhere else and prints part of the password as a host or a
+    path. The error names the scheme only."""
+    m = _SCHEME.match(url)
+    if m is None or m["rest"].startswith("/"):  # no authority (sqlite:///PATH, file:///PATH): no userinfo
+        return
+    rest = m["rest"]
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, after = rest[:end], rest[end:]
+    if authority.count("@") > 1 or ("@" not in authority and "@" in after):
+        raise ConfigError(
+            f"{what}: the user name or password holds an unencoded '@', '/', '?' or '#', so the URL cannot be "
+            f"split safely; percent-encode them (@ as %40, / as %2F, ? as %3F, # as %23, % as %25). "
+            f"Received: {m['scheme']}://*** (not shown)")
 
 
 def _mask_url(url: str) -> str:
@@ -126,6 +145,10 @@ def check_tracking(uri: str, what: str = "--tracking-uri") -> None:
     """An MLflow tracking server must answer `/health` within CONNECT_TIMEOUT (no retries: this is a
     check of the input, not of a server that went away mid-sweep); other known schemes are left to MLflow."""
     scheme = scheme_of(uri)
+    if scheme == "file" or (not scheme and uri.startswith(("/", "."))):
+        raise ConfigError(f"{what} names MLflow's file store, which this MLflow no longer writes; use "
+                          f"sqlite:///PATH/mlflow.db or http(s)://HOST:PORT (or --mlruns DIR for the embedded store). "
+                          f"Received: {mask(uri)}")
     if scheme not in TRACKING_SCHEMES:
         raise ConfigError(f"{what} has an unknown scheme {scheme!r} (use http(s)://HOST:PORT for an MLflow server). "
                           f"Received: {mask(uri)}")
