@@ -1,4 +1,4 @@
-"""The MLflow UI as a user meets it after a sweep, in Debian's chromium: the README's screenshot, and the
+"""The MLflow UI as a user meets it after a sweep, in Debian's chromium: the documentation's screenshot, and the
 browser test's driver (tests/test_mlflow_ui.py uses `open_trials_page`).
 
     python bench/screenshot.py [--mlruns DIR] [--out docs/mlflow-trials.png] [--compare PATH]

@@ -3,7 +3,7 @@ imports only `augsweep.augment` (and Optuna only through the trial object it is 
 
 `keys.KEYS` owns the experiment file's keys: type, range or choices, default, whether a key is part of a study's
 identity, and whether it was added late. The dataclasses' defaults, the loader's checks and allowed keys,
-`Experiment.resolved()`, the study identity and the README's key list follow it."""
+`Experiment.resolved()`, the study identity and the experiment-file page of the docs follow it."""
 
 from .load import load_experiment, parse_search_space
 from .schema import (
