@@ -25,6 +25,7 @@ from typing import Callable
 from .. import runtime
 from ..runtime import usable_cores  # noqa: F401 - re-exported: `--workers auto` counts these
 from ..experiment.schema import Experiment
+from ..stores.records import ATTR_STOPPED
 from ..stores.study import Stores, count_finished
 from .sweep import SweepAborted, SweepSession, budget_of, prepare
 
@@ -235,8 +236,9 @@ def run_workers(exp: Experiment, stores: Stores, workers: int, trials: int | Non
             if c:
                 why = f"killed by signal {-c}" if c < 0 else f"exited with code {c}"
                 echo(f"note: worker w{i} {why}")
-        if finished < session.budget:
-            bad = next(c for c in codes if c)
+        # `stop: decided` ends a design before its cap: fewer trials than the budget is then the sweep's answer.
+        if finished < session.budget and ATTR_STOPPED not in session.study.user_attrs:
+            bad = next((c for c in codes if c), 1)
             print(f"error: {finished}/{session.budget} trials finished; rerun the same command to resume",
                   file=sys.stderr)
             raise SystemExit(bad if bad > 0 else 1)  # the session ends the parent run KILLED
