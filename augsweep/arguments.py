@@ -13,10 +13,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .experiment.keys import TABLE
 from .runtime import UserError, shown, usable_cores
 
-MAX_TRIALS = 100_000  # the same cap as the experiment file's `trials` (experiment.keys)
-MAX_REPEATS = 100  # the same cap as the file's `ablation.repeats`
+MAX_TRIALS = TABLE["trials"].high  # the same caps as the experiment file's keys
+MAX_REPEATS = TABLE["ablation.repeats"].high
 WORKERS_PER_CORE = 2  # `--workers N`: at most this many worker processes per usable CPU core
 MAX_PATH_CHARS = 4096  # Linux's PATH_MAX; one component at most NAME_MAX bytes
 NAME_MAX = 255
@@ -28,10 +29,10 @@ def _integer(value: Any, what: str, low: int, high: int, text: bool) -> int:
     """An integer in [low, high]: an int, or with `text` (the command line's) a string of digits."""
     rule = f"{what} must be an integer in [{low}, {high}]. Received: {shown(value)}"
     if isinstance(value, str) and text:
-        text = value.strip()
-        if not re.fullmatch(r"\+?[0-9]{1,20}", text, re.ASCII):
+        digits = value.strip()
+        if not re.fullmatch(r"\+?[0-9]{1,20}", digits, re.ASCII):
             raise UserError(rule)
-        value = int(text)
+        value = int(digits)
     elif isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise UserError(rule)
     if not low <= int(value) <= high:
@@ -95,7 +96,7 @@ def _path_text(value: Any, what: str) -> str:
 
 
 def mlruns(value: Any, what: str = "--mlruns") -> Path:
-    """The root of the embedded stores: a folder path, not empty, not `/`, not on /proc, /sys or /dev."""
+    """The root of the embedded stores: a folder path, not empty, not `/`, not under /proc or /sys."""
     path = Path(_path_text(value, what))
     resolved = path.resolve()
     if resolved == Path(resolved.anchor):
@@ -143,6 +144,7 @@ def reproduce(value: Any, what: str = "--reproduce") -> str | None:
 
 
 def boolean(value: Any, what: str) -> bool:
+    """A flag: True or False only (not a truthy string)."""
     if not isinstance(value, bool):
         raise UserError(f"{what} must be True or False. Received: {shown(value)}")
     return value
