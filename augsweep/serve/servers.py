@@ -303,8 +303,8 @@ class Cluster:
         return stopped
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m augsweep.serve.servers", description=__doc__.split("\n\n")[0])
+def main(argv=None, prog: str = "python -m augsweep.serve.servers") -> int:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start PostgreSQL, an MLflow server and optuna-dashboard on this machine")
     up.add_argument("--dir", default=".cluster")
