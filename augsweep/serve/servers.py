@@ -335,8 +335,8 @@ def main(argv=None, prog: str = "python -m augsweep.serve.servers") -> int:
         return 1
     if cluster.already:
         print(f"already running (left as they are): {', '.join(cluster.already)}")
-    worker = runtime.follow_up("sweep.py", args.experiment, None,
-                               f"--storage {urls['storage']} --tracking-uri {urls['tracking']}", "--worker")
+    worker = runtime.follow_up("worker", args.experiment, None,
+                               f"--storage {urls['storage']} --tracking-uri {urls['tracking']}")
     print(f"""PostgreSQL      {urls['storage']}   (password in {urls['pgpass']})
 MLflow server   {urls['tracking']}
 optuna-dashboard {urls['dashboard']}
