@@ -319,8 +319,15 @@ def _sweep(args) -> int:
 
         cause, said = found
         detail = mask(first_line(said, "")[:200])
-        command = mask(" ".join(["python", *sys.argv])) if sys.argv and sys.argv[0].endswith(".py") else \
-            f"augsweep sweep {args.experiment} ..."
+        argv = list(sys.argv)
+        if argv and argv[0].endswith("__main__.py"):  # `python -m augsweep VERB …`
+            argv[0:1] = ["-m", "augsweep"]
+        if argv and (argv[0].endswith(".py") or argv[0] == "-m"):
+            command = mask(" ".join(["python", *argv]))
+        elif argv and Path(argv[0]).name.startswith("augsweep"):  # the console scripts
+            command = mask(" ".join(argv))
+        else:
+            command = f"augsweep sweep {args.experiment} ..."
         print(f"error: {cause} ({detail}); the stores stay consistent: free space or restart the database, then "
               f"resume with: {command} ({runtime.log_traceback(e, _mask)})", file=sys.stderr)
         return 1

@@ -116,3 +116,16 @@ def test_sweep_and_report_verbs_run_end_to_end_outside_the_repository(monkeypatc
     out = capsys.readouterr().out
     assert (tmp_path / "rep" / "report.html").is_file() and "report: rep/report.html" in out
     assert "sweep.py" not in out
+
+
+def test_the_resume_command_after_a_full_disk_repeats_the_verb(monkeypatch, capsys):
+    def fails(args):
+        raise RuntimeError("finishing the trial failed") from OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli, "_sweep_stores", fails)
+    for argv, said in (([str(ROOT / "augsweep" / "__main__.py"), "sweep", "e.yaml"], "python -m augsweep sweep e.yaml"),
+                       (["/opt/venv/bin/augsweep", "ablate", "e.yaml"], "/opt/venv/bin/augsweep ablate e.yaml")):
+        monkeypatch.setattr("sys.argv", argv)
+        assert cli.main(argv[1:]) == 1
+        err = capsys.readouterr().err
+        assert f"resume with: {said} (" in err, err
