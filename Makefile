@@ -2,6 +2,7 @@
 PYTHON   ?= python3
 VENV     ?= .venv
 PY       := $(VENV)/bin/python
+AUGSWEEP := $(PY) -m augsweep
 EXP      ?= experiments/default.yaml
 MLRUNS   ?= mlruns
 PORT     ?= 5000
@@ -45,30 +46,30 @@ data:  ## Fashion-MNIST IDX files into data/fashion-mnist (Debian's dataset-fash
 PRETRAINED ?= data/fashion-convnet-0-4.weights.h5
 
 pretrain: install data  ## train the course convnet on Fashion-MNIST classes 0-4, save its conv blocks to PRETRAINED
-	$(PY) -m augsweep.runs.pretrain --out $(PRETRAINED)
+	$(AUGSWEEP) pretrain --out $(PRETRAINED)
 
 sweep: install  ## run (or resume, to TRIALS in total) the experiment EXP into MLRUNS on every core (WORKERS=auto|N), then its report
-	AUGSWEEP_UI_URL=http://127.0.0.1:$(PORT) $(PY) sweep.py $(EXP) --mlruns $(MLRUNS) --workers $(WORKERS) $(if $(TRIALS),--trials $(TRIALS))
-	$(PY) report.py $(EXP) --mlruns $(MLRUNS)
+	AUGSWEEP_UI_URL=http://127.0.0.1:$(PORT) $(AUGSWEEP) sweep $(EXP) --mlruns $(MLRUNS) --workers $(WORKERS) $(if $(TRIALS),--trials $(TRIALS))
+	$(AUGSWEEP) report $(EXP) --mlruns $(MLRUNS)
 
 ablate: install  ## paired-seed ablation of EXP around its best trial or ablation.base (REPEATS=R seeds), then the report
-	$(PY) sweep.py $(EXP) --mlruns $(MLRUNS) --ablation $(if $(REPEATS),--repeats $(REPEATS))
-	$(PY) report.py $(EXP) --mlruns $(MLRUNS)
+	$(AUGSWEEP) ablate $(EXP) --mlruns $(MLRUNS) $(if $(REPEATS),--repeats $(REPEATS))
+	$(AUGSWEEP) report $(EXP) --mlruns $(MLRUNS)
 
 report: install  ## write reports/<study>/ from the stores (never retrains)
-	$(PY) report.py $(EXP) --mlruns $(MLRUNS)
+	$(AUGSWEEP) report $(EXP) --mlruns $(MLRUNS)
 
 ui: install  ## MLflow UI on http://127.0.0.1:$(PORT) over MLRUNS; prints (and opens) the link to each study's trials
-	$(PY) -m augsweep.serve.mlflow_ui --mlruns $(MLRUNS) --port $(PORT)
+	$(AUGSWEEP) ui --mlruns $(MLRUNS) --port $(PORT)
 
 dashboard: install  ## optuna-dashboard (read-only) on http://127.0.0.1:$(DASHBOARD_PORT) over MLRUNS or STORAGE=URL
-	$(PY) -m augsweep.serve.servers dashboard $(if $(STORAGE),$(STORAGE),sqlite:///$(abspath $(MLRUNS))/optuna.db) --port $(DASHBOARD_PORT)
+	$(AUGSWEEP) dashboard $(if $(STORAGE),$(STORAGE),sqlite:///$(abspath $(MLRUNS))/optuna.db) --port $(DASHBOARD_PORT)
 
 cluster-up: install  ## PostgreSQL + MLflow server + optuna-dashboard on 127.0.0.1 (data in CLUSTER=.cluster/); prints the worker command
-	$(PY) -m augsweep.serve.servers up --dir $(CLUSTER) --pg-port $(PG_PORT) --mlflow-port $(MLFLOW_PORT) --dashboard-port $(DASHBOARD_PORT) --experiment $(EXP)
+	$(AUGSWEEP) cluster up --dir $(CLUSTER) --pg-port $(PG_PORT) --mlflow-port $(MLFLOW_PORT) --dashboard-port $(DASHBOARD_PORT) --experiment $(EXP)
 
 cluster-down:  ## stop what cluster-up started (the data stays in CLUSTER/)
-	$(PY) -m augsweep.serve.servers down --dir $(CLUSTER)
+	$(AUGSWEEP) cluster down --dir $(CLUSTER)
 
 test: install  ## the whole test suite (fast tests and the slow end-to-end runs; fetches Fashion-MNIST when it can)
 	@$(MAKE) --no-print-directory data || echo "note: Fashion-MNIST could not be fetched; its tests will be skipped"

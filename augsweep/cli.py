@@ -29,23 +29,38 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
-def sweep_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(
-        prog="sweep.py",
-        description="Run (or resume) an augmentation sweep: Optuna trials that train Keras convnets, "
-                    "logged to MLflow. Rerunning the same command continues the study until TRIALS "
-                    "trials have finished in total.",
-    )
+SWEEP_DESCRIPTION = ("Run (or resume) an augmentation sweep: Optuna trials that train Keras convnets, logged to "
+                     "MLflow. Rerunning the same command continues the study until TRIALS trials have finished in "
+                     "total.")
+WORKERS_HELP = (f"worker processes on the study: N (at most {arguments.WORKERS_PER_CORE} per CPU core), or auto (one "
+                "per CPU core; on GPUs as many per GPU as its free memory holds, one per core at most; `make sweep` "
+                "uses auto). Default 1; one GPU each when several are visible")
+# Every `sweep.py`-style namespace has every attribute, whichever verb parsed it (`_sweep` reads them all).
+SWEEP_DEFAULTS = {"trials": None, "workers": "1", "worker": False, "repair": False, "ablation": False,
+                  "reproduce": None, "repeats": None}
+
+
+def _experiment_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("experiment", help="experiment YAML file, e.g. experiments/default.yaml")
+
+
+def _trials_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials", help=f"total finished trials wanted, at most {arguments.MAX_TRIALS} (default: the "
                                     "file's `trials`)")
+
+
+def _mlruns_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mlruns", default="mlruns", help="root of the embedded stores (default: ./mlruns)")
+
+
+def sweep_parser() -> argparse.ArgumentParser:
+    """`sweep.py`: one command whose modes are flags (kept working; each mode is an `augsweep` verb now)."""
+    p = OneLineParser(prog="sweep.py", description=SWEEP_DESCRIPTION)
+    _experiment_argument(p)
+    _trials_argument(p)
+    _mlruns_argument(p)
     _store_arguments(p)
-    p.add_argument("--workers", default="1",
-                   help="worker processes on the study: N (at most "
-                        f"{arguments.WORKERS_PER_CORE} per CPU core), or auto (one per CPU core; on GPUs as many per "
-                        "GPU as its free memory holds, one per core at most; `make sweep` uses auto). Default 1; "
-                        "one GPU each when several are visible")
+    p.add_argument("--workers", default="1", help=WORKERS_HELP)
     p.add_argument("--worker", action="store_true",
                    help="one of many equal workers (Kubernetes Job, SLURM array, by hand) on a shared --storage "
                         "database and --tracking-uri server: take trials until the study has TRIALS finished, "
@@ -73,6 +88,59 @@ def report_parser() -> argparse.ArgumentParser:
     p.add_argument("--mlruns", default="mlruns", help="root of the embedded stores (default: ./mlruns)")
     p.add_argument("--out", help="output folder (default: reports/<study>/)")
     _store_arguments(p)
+    return p
+
+
+def report_parser_for(prog: str) -> argparse.ArgumentParser:
+    p = report_parser()
+    p.prog = prog
+    return p
+
+
+# The verbs of `augsweep`, with the one line `augsweep --help` shows for each.
+VERBS = {
+    "sweep": "run (or resume) a sweep of the experiment's augmentations",
+    "report": "write the effects report from the stores (never retrains)",
+    "ablate": "paired-seed ablation around the best trial (or the file's ablation.base)",
+    "reproduce": "retrain a logged trial or ablation variant and compare it with the logged run",
+    "repair": "fail trials of dead workers and close MLflow runs left RUNNING, without training",
+    "worker": "one of many equal workers on a shared database and MLflow server",
+    "ui": "the MLflow UI over the embedded stores, with links to each study's trials",
+    "dashboard": "optuna-dashboard (read-only) on a storage URL",
+    "cluster": "start (up) or stop (down) PostgreSQL, an MLflow server and optuna-dashboard here",
+    "pretrain": "train the convnet on Fashion-MNIST classes and save its conv blocks (a pretrained base)",
+}
+SWEEP_VERBS = ("sweep", "ablate", "reproduce", "repair", "worker")  # verbs of `sweep.py`'s modes
+
+
+def verb_parser(verb: str) -> argparse.ArgumentParser:
+    """The parser of one of `augsweep`'s `SWEEP_VERBS`; its namespace has every `sweep.py` attribute."""
+    descriptions = {
+        "sweep": SWEEP_DESCRIPTION,
+        "ablate": "Instead of sampling, ablate around a base configuration (the sweep's best trial or the file's "
+                  "ablation.base): leave-one-out, add-one-in and baselines, paired seeds. Rerunning continues.",
+        "reproduce": "Retrain a logged trial (number) or ablation variant (name) with its logged seeds and compare "
+                     "per-epoch val_loss with the logged one (exit 1 if they differ).",
+        "repair": "Without training: fail trials of dead workers (queued again once) and close MLflow runs left "
+                  "RUNNING, then exit.",
+        "worker": "One of many equal workers (Kubernetes Job, SLURM array, by hand) on a shared --storage database "
+                  "and --tracking-uri server: take trials until the study has TRIALS finished, exit 0; no shared "
+                  "filesystem needed.",
+    }
+    p = OneLineParser(prog=f"augsweep {verb}", description=descriptions[verb])
+    p.set_defaults(**SWEEP_DEFAULTS)
+    _experiment_argument(p)
+    if verb == "reproduce":
+        p.add_argument("reproduce", metavar="TRIAL|VARIANT", help="a trial number or an ablation variant name")
+    if verb in ("sweep", "worker"):
+        _trials_argument(p)
+    _mlruns_argument(p)
+    _store_arguments(p)
+    if verb == "sweep":
+        p.add_argument("--workers", default="1", help=WORKERS_HELP)
+    if verb == "ablate":
+        p.add_argument("--repeats", help="seeds per variant (default: ablation.repeats, 5)")
+    p.set_defaults(**{"ablation": verb == "ablate", "repair": verb == "repair", "worker": verb == "worker"})
     return p
 
 
@@ -251,8 +319,15 @@ def _sweep(args) -> int:
 
         cause, said = found
         detail = mask(first_line(said, "")[:200])
-        command = mask(" ".join(["python", *sys.argv])) if sys.argv and sys.argv[0].endswith(".py") else \
-            f"python sweep.py {args.experiment} ..."
+        argv = list(sys.argv)
+        if argv and argv[0].endswith("__main__.py"):  # `python -m augsweep VERB …`
+            argv[0:1] = ["-m", "augsweep"]
+        if argv and (argv[0].endswith(".py") or argv[0] == "-m"):
+            command = mask(" ".join(["python", *argv]))
+        elif argv and Path(argv[0]).name.startswith("augsweep"):  # the console scripts
+            command = mask(" ".join(argv))
+        else:
+            command = f"augsweep sweep {args.experiment} ..."
         print(f"error: {cause} ({detail}); the stores stay consistent: free space or restart the database, then "
               f"resume with: {command} ({runtime.log_traceback(e, _mask)})", file=sys.stderr)
         return 1
@@ -332,21 +407,44 @@ def _report(args) -> int:
 
 
 def sweep_main(argv=None) -> int:
-    """`sweep.py`: run or resume a sweep, or `--ablation`, `--reproduce`, `--repair`."""
+    """`sweep.py`: run or resume a sweep, or `--ablation`, `--reproduce`, `--repair`, `--worker` (each noted as
+    its `augsweep` verb)."""
     # The interrupt handlers go in before anything else runs (parsing included): no window exits 0 on Ctrl-C.
     return runtime.run_main(lambda: _sweep_command(argv), scrub=_mask)
 
 
-def _sweep_command(argv) -> int:
-    args = sweep_arguments(argv)
+def verb_main(verb: str, argv=None) -> int:
+    """`augsweep sweep|ablate|reproduce|repair|worker ARGS`."""
+    return runtime.run_main(lambda: _sweep_command(argv, verb), scrub=_mask)
+
+
+OLD_FLAGS = {"--ablation": "ablate", "--reproduce": "reproduce", "--repair": "repair", "--worker": "worker"}
+
+
+def old_flag_note(argv) -> str | None:
+    """The one line naming the verb that replaced an old `sweep.py` mode flag in `argv`, or None."""
+    for word in argv:
+        flag = word.split("=", 1)[0]
+        if flag in OLD_FLAGS:
+            return f"note: `sweep.py {flag}` is `augsweep {OLD_FLAGS[flag]}` now (see augsweep --help)"
+    return None
+
+
+def _sweep_command(argv, verb: str | None = None) -> int:
+    if verb is None:
+        note = old_flag_note(sys.argv[1:] if argv is None else argv)
+        if note:
+            print(note, file=sys.stderr, flush=True)
+    args = sweep_arguments(argv, verb)
     runtime.quiet_backends()
     return _sweep(args)
 
 
-def sweep_arguments(argv):
-    """`sweep.py`'s arguments parsed and checked, each alone (`checked_arguments`) and together (which flags go
-    with which); a bad one exits 2 with one line. Reads and writes nothing."""
-    parser = sweep_parser()
+def sweep_arguments(argv, verb: str | None = None):
+    """`sweep.py`'s arguments (or those of the `augsweep` verb `verb`) parsed and checked, each alone
+    (`checked_arguments`) and together (which flags go with which); a bad one exits 2 with one line. Reads and
+    writes nothing."""
+    parser = sweep_parser() if verb is None else verb_parser(verb)
     args = checked_arguments(parser, argv)
     if args.repeats is not None and not args.ablation:
         parser.error("--repeats is only used with --ablation (a sweep's repeats are the file's `repeats`)")
@@ -359,24 +457,25 @@ def sweep_arguments(argv):
             parser.error("--worker runs one sweep process; start it N times instead of --workers N "
                          "(not with --ablation, --reproduce or --repair)")
         if not args.storage or not args.tracking_uri:
-            parser.error(f"--worker needs --storage URL and --tracking-uri URI (or ${ENV_STORAGE} and "
+            who = "--worker" if verb is None else "a worker"
+            parser.error(f"{who} needs --storage URL and --tracking-uri URI (or ${ENV_STORAGE} and "
                          f"${ENV_TRACKING}) shared by every worker; without them each worker would keep "
                          "its own local stores")
     return args
 
 
 def worker_main(argv=None) -> int:
-    """`augsweep-worker EXPERIMENT --storage URL --tracking-uri URI`: `sweep.py --worker`."""
-    return sweep_main(["--worker", *(sys.argv[1:] if argv is None else argv)])
+    """`augsweep-worker EXPERIMENT --storage URL --tracking-uri URI`: `augsweep worker`."""
+    return verb_main("worker", argv)
 
 
-def report_main(argv=None) -> int:
-    """`report.py`: write the report of an experiment's stores."""
-    return runtime.run_main(lambda: _report_command(argv), scrub=_mask)
+def report_main(argv=None, prog: str = "report.py") -> int:
+    """`report.py` (`augsweep report`): write the report of an experiment's stores."""
+    return runtime.run_main(lambda: _report_command(argv, prog), scrub=_mask)
 
 
-def _report_command(argv) -> int:
-    args = checked_arguments(report_parser(), argv)
+def _report_command(argv, prog: str = "report.py") -> int:
+    args = checked_arguments(report_parser_for(prog), argv)
     runtime.quiet_backends()
     return _report(args)
 
@@ -392,3 +491,49 @@ def script(main) -> None:
     signal.signal(signal.SIGINT, lambda *_: os._exit(130))  # the code is decided: leave at once with it
     sys.stdout.flush()
     sys.exit(code)
+
+
+def _help() -> str:
+    width = max(map(len, VERBS))
+    lines = ["usage: augsweep VERB [ARGS] (augsweep VERB --help for each)", "",
+             "Which image augmentations help a Keras convnet: Optuna sweeps logged to MLflow, and a report of their "
+             "effects.", "", "verbs:"]
+    lines += [f"  {verb:<{width}}  {text}" for verb, text in VERBS.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _delegate(verb: str, rest: list[str]) -> int:
+    """`ui`, `dashboard`, `cluster`, `pretrain`: the modules' own command lines, the remaining words passed on."""
+    if verb == "ui":
+        from .serve import mlflow_ui as module
+    elif verb == "pretrain":
+        from .runs import pretrain as module
+    else:
+        from .serve import servers as module
+        if verb == "dashboard":
+            rest = ["dashboard", *rest]
+        elif not rest or rest[0] not in ("up", "down") and rest[0] not in ("-h", "--help"):
+            print(f"error: augsweep cluster needs up or down. Received: {rest[0] if rest else 'nothing'} "
+                  "(see augsweep cluster --help)", file=sys.stderr)
+            return 2
+    return module.main(rest, prog="augsweep" if verb == "dashboard" else f"augsweep {verb}")
+
+
+def main(argv=None) -> int:
+    """`augsweep VERB ARGS` (and `python -m augsweep`): one command, a verb per task, each with its own --help."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        sys.stdout.write(_help())
+        return 0 if argv else 2
+    verb, rest = argv[0], argv[1:]
+    if verb in SWEEP_VERBS:
+        return verb_main(verb, rest)
+    if verb == "report":
+        return report_main(rest, prog="augsweep report")
+    if verb in VERBS:
+        try:
+            return _delegate(verb, rest)
+        except SystemExit as e:  # argparse's --help and errors
+            return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    print(f"error: unknown verb {verb!r}; one of {', '.join(VERBS)} (see augsweep --help)", file=sys.stderr)
+    return 2

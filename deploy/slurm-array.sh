@@ -27,4 +27,4 @@ export AUGSWEEP_HOST="${SLURMD_NODENAME:-$(hostname)}-${SLURM_ARRAY_TASK_ID:-0}"
 
 cd "${SLURM_SUBMIT_DIR:-.}"
 # `exec` so that SLURM's SIGTERM reaches the worker, which fails its current trial cleanly (exit 143).
-exec "${AUGSWEEP_PYTHON:-.venv/bin/python}" sweep.py "$EXPERIMENT" --worker
+exec "${AUGSWEEP_PYTHON:-.venv/bin/python}" -m augsweep worker "$EXPERIMENT"

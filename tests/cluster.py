@@ -8,7 +8,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from augsweep.serve.process import Service, free_port
 from augsweep.serve.servers import MLFLOW_DATABASE, Postgres, mlflow_server, pg_bin
+from tests.helpers import cli_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,9 +93,10 @@ def start_worker(experiment: Path, cwd: Path, storage: str, tracking_uri: str, h
            "AUGSWEEP_HEARTBEAT_GRACE": "3", "CUDA_VISIBLE_DEVICES": ""}
     if host:
         env["AUGSWEEP_HOST"] = host
-    return subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), str(experiment), "--storage", storage,
-                             "--tracking-uri", tracking_uri, "--worker", *extra],
-                            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command, extra_env = cli_command("worker")
+    return subprocess.Popen([*command, str(experiment), "--storage", storage, "--tracking-uri", tracking_uri, *extra],
+                            cwd=cwd, env={**env, **extra_env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
 
 
 def finish(procs: list[subprocess.Popen], timeout: float = 240) -> list[tuple[int, str]]:

@@ -59,11 +59,21 @@ def learning_experiment(**overrides) -> dict:
     return tiny_experiment(**merged)
 
 
+def cli_command(script: str) -> tuple[list[str], dict]:
+    """The command line and extra environment of `sweep.py`/`report.py` or of an `augsweep` verb (`python -m
+    augsweep VERB`, this checkout's package first on the path, from whatever folder it runs in)."""
+    if script.endswith(".py"):
+        return [sys.executable, str(ROOT / script)], {}
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return [sys.executable, "-m", "augsweep", script], {"PYTHONPATH": path}
+
+
 def run_cli(script: str, *args, cwd: Path | None = None, timeout: float = 600, env=None) -> subprocess.CompletedProcess:
-    """Run `python sweep.py|report.py ARGS` as a real process."""
-    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    """Run `python sweep.py|report.py ARGS` or `augsweep VERB ARGS` (`script` a verb) as a real process."""
+    command, extra_env = cli_command(script)
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **extra_env, **(env or {})}
     return subprocess.run(
-        [sys.executable, str(ROOT / script), *map(str, args)],
+        [*command, *map(str, args)],
         cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout, env=full_env,
     )
 

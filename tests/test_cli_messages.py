@@ -59,7 +59,7 @@ def test_missing_folder_dataset_names_the_file_and_the_resolved_path(write_exper
 
 def test_ablation_without_a_sweep_prints_the_command_for_this_file(write_experiment, tmp_path):
     path = write_experiment(tiny_experiment(name="nosweep"))
-    line = _one_line_error(run_cli("sweep.py", path, "--mlruns", tmp_path / "mlruns", "--ablation"))
+    line = _one_line_error(run_cli("ablate", path, "--mlruns", tmp_path / "mlruns"))
     assert f"make sweep EXP={path} MLRUNS=" in line  # a command that runs as printed, for this very file
 
 
@@ -114,27 +114,29 @@ BAD_ARGUMENTS = {
     "root --mlruns": (["--mlruns", "/"], "--mlruns must not be the filesystem root"),
     "/proc --mlruns": (["--mlruns", "/proc/self"], "--mlruns is under /proc or /sys"),
     "300-character --mlruns": (["--mlruns", "x" * 300], "--mlruns is too long for a path"),
-    "empty --reproduce": (["--reproduce", ""], "--reproduce needs a trial number"),
+    "empty trial to reproduce": (["reproduce", ""], "needs a trial number"),
     "in-memory storage with workers": (["--storage", "sqlite:///:memory:", "--workers", "2"],
                                        "keeps the study in one process's memory"),
     "file tracking store": (["--tracking-uri", "file:///tmp/augsweep-nowhere"], "file store"),
     "journal on a folder": (["--storage", "journal:/etc"], "journal:PATH must name a journal file"),
     "unsafe study name": (["--study-name", "../x"], "--study-name must be"),
-    "huge --repeats": (["--ablation", "--repeats", "1000"], "--repeats must be an integer in [1, 100]"),
+    "huge --repeats": (["ablate", "--repeats", "1000"], "--repeats must be an integer in [1, 100]"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD_ARGUMENTS))
 def test_bad_arguments_are_refused_in_one_line_and_write_nothing(write_experiment, tmp_path, monkeypatch, capsys,
                                                                   case):
-    from augsweep.cli import sweep_main
+    from augsweep.cli import main
 
     args, said = BAD_ARGUMENTS[case]
+    verb, args = (args[0], args[1:]) if args[0] in ("ablate", "reproduce") else ("sweep", args)
     path = write_experiment(tiny_experiment(name="args"))
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)
-    code = sweep_main([str(path), "--mlruns", str(tmp_path / "m"), *args])
+    positional = args[:1] if verb == "reproduce" else []  # the trial or variant follows the experiment
+    code = main([verb, str(path), *positional, "--mlruns", str(tmp_path / "m"), *args[len(positional):]])
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and said in lines[0], err

@@ -14,7 +14,7 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from augsweep.cli import sweep_main
+from augsweep.cli import main
 from tests.helpers import tiny_experiment
 
 BASE = tiny_experiment(name="fuzz")
@@ -59,7 +59,7 @@ def _run(text: str, capsys) -> tuple[int, str, Path]:
     path = tmp / "experiment.yaml"
     path.write_text(text)
     mlruns = tmp / "mlruns"
-    code = sweep_main([str(path), "--mlruns", str(mlruns), "--repair"])
+    code = main(["repair", str(path), "--mlruns", str(mlruns)])
     return code, capsys.readouterr().err, mlruns
 
 

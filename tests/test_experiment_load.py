@@ -132,26 +132,26 @@ def test_cli_missing_experiment_and_bad_trials(tmp_path, write_experiment):
 
 
 def test_makefile_commands_use_only_options_the_clis_accept():
-    """`make sweep` / `make report` must not pass a flag the parsers reject."""
+    """`make sweep` / `make ablate` / `make report` must not pass a flag the verbs' parsers reject."""
     import shlex
     import subprocess
 
-    from augsweep.cli import checked_arguments, report_parser, sweep_parser
+    from augsweep.cli import checked_arguments, report_parser, verb_parser
 
     out = subprocess.run(["make", "-n", "-B", "sweep", "report", "ablate", "REPEATS=3", "VENV=.venv"], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
-    parsers = {"sweep.py": sweep_parser(), "report.py": report_parser()}
+    parsers = {"sweep": verb_parser("sweep"), "ablate": verb_parser("ablate"), "report": report_parser()}
     seen = set()
     for line in out.splitlines():
         words = shlex.split(line)
-        for script, parser in parsers.items():
-            if script in words:
-                args = checked_arguments(parser, words[words.index(script) + 1:])  # exits 2 on a bad flag
-                seen.add(script)
-                if script == "sweep.py" and args.ablation:
-                    assert args.repeats == 3
-                    seen.add("ablate")
-    assert seen == {"sweep.py", "report.py", "ablate"}
+        if "augsweep" not in words:
+            continue
+        verb = words[words.index("augsweep") + 1]
+        args = checked_arguments(parsers[verb], words[words.index("augsweep") + 2:])  # exits 2 on a bad flag
+        seen.add(verb)
+        if verb == "ablate":
+            assert args.ablation and args.repeats == 3
+    assert seen == {"sweep", "report", "ablate"}
 
 
 def without_depth(**overrides) -> dict:

@@ -98,7 +98,7 @@ def test_report_is_byte_identical_and_complete(digits_sweep, tmp_path):
 def test_missing_study_and_empty_study_exit_2(tmp_path, write_experiment):
     path = write_experiment(tiny_experiment())
     result = run_cli("report.py", path, "--mlruns", tmp_path / "nothing")
-    assert result.returncode == 2 and "run sweep.py" in result.stderr
+    assert result.returncode == 2 and "run `augsweep sweep`" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 

@@ -240,7 +240,7 @@ def test_bad_server_urls_exit_2_with_one_masked_line_and_write_nothing(servers, 
     work = tmp_path / "cwd"
     work.mkdir()
     started = time.monotonic()
-    result = run_cli("sweep.py", exp, "--worker", cwd=work, timeout=60, env=urls)
+    result = run_cli("worker", exp, cwd=work, timeout=60, env=urls)
     elapsed = time.monotonic() - started
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
@@ -271,7 +271,7 @@ def test_cluster_up_then_down_serves_the_dashboard_and_leaves_no_process():
     up = subprocess.run([*make, "cluster-up"], cwd=ROOT, capture_output=True, text=True, timeout=240)
     try:
         assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-3000:]
-        assert "--worker" in up.stdout and f"http://127.0.0.1:{ports['MLFLOW_PORT']}" in up.stdout
+        assert " worker " in up.stdout and f"http://127.0.0.1:{ports['MLFLOW_PORT']}" in up.stdout
         storage = f"postgresql+psycopg://augsweep@127.0.0.1:{ports['PG_PORT']}/augsweep"
         saved = os.environ.get("PGPASSFILE")
         os.environ["PGPASSFILE"] = str(cluster / "pgpass")

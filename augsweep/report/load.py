@@ -23,7 +23,7 @@ def load_report(exp: Experiment, stores: Stores, client) -> ReportInputs:
                 raise
     elif ablation is None:
         raise ConfigError(f"--mlruns has no study store. Received: mlruns={str(stores.mlruns)!r} "
-                          f"(expected {stores.study_db}); run sweep.py (or sweep.py --ablation) first")
+                          f"(expected {stores.study_db}); run `augsweep sweep` (or `augsweep ablate`) first")
     sweep = None
     if study is not None:
         from ..stores.tracking import client_for

@@ -137,7 +137,7 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
         if len(trials) else {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "RUNNING": 0}
     if counts["COMPLETE"] == 0:
         raise ConfigError(f"no finished trials in study {exp.name!r}: nothing to report yet "
-                          f"({counts['FAIL']} failed, {counts['PRUNED']} pruned); run sweep.py first")
+                          f"({counts['FAIL']} failed, {counts['PRUNED']} pruned); run `augsweep sweep` first")
     if not augs:
         raise ConfigError(f"search_space has no augmentations: there is no effect to estimate ({exp.path})")
     warnings = []

@@ -44,8 +44,8 @@ def pretrain(out: Path, classes=(0, 1, 2, 3, 4), depth: int = 2, filters: int = 
     return result
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m augsweep.runs.pretrain", description=__doc__.splitlines()[0])
+def main(argv=None, prog: str = "python -m augsweep.runs.pretrain") -> int:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     p.add_argument("--out", default="data/fashion-convnet-0-4.weights.h5", help="weights file to write")
     p.add_argument("--classes", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="Fashion-MNIST labels")
     p.add_argument("--depth", type=int, default=2, help="conv blocks")

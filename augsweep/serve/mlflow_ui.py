@@ -184,8 +184,8 @@ def ui_command(mlruns: Path, host: str, port: int, workers: int = 1) -> tuple[li
     return cmd, {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m augsweep.serve.mlflow_ui",
+def main(argv=None, prog: str = "python -m augsweep.serve.mlflow_ui") -> int:
+    p = argparse.ArgumentParser(prog=prog,
                                 description="The MLflow UI over an embedded store, with links to each study's trials.")
     p.add_argument("--mlruns", default="mlruns")
     p.add_argument("--host", default="127.0.0.1")

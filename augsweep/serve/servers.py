@@ -303,8 +303,8 @@ class Cluster:
         return stopped
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m augsweep.serve.servers", description=__doc__.split("\n\n")[0])
+def main(argv=None, prog: str = "python -m augsweep.serve.servers") -> int:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start PostgreSQL, an MLflow server and optuna-dashboard on this machine")
     up.add_argument("--dir", default=".cluster")
@@ -335,8 +335,8 @@ def main(argv=None) -> int:
         return 1
     if cluster.already:
         print(f"already running (left as they are): {', '.join(cluster.already)}")
-    worker = runtime.follow_up("sweep.py", args.experiment, None,
-                               f"--storage {urls['storage']} --tracking-uri {urls['tracking']}", "--worker")
+    worker = runtime.follow_up("worker", args.experiment, None,
+                               f"--storage {urls['storage']} --tracking-uri {urls['tracking']}")
     print(f"""PostgreSQL      {urls['storage']}   (password in {urls['pgpass']})
 MLflow server   {urls['tracking']}
 optuna-dashboard {urls['dashboard']}

@@ -291,7 +291,7 @@ def load_study(stores: Stores):
                  if stores.has_study_store() else [])
         raise ConfigError(
             f"no study named {stores.study_name!r} in {stores.storage_label} (found: {sorted(names) or 'none'}); "
-            f"run sweep.py on this experiment first"
+            f"run `augsweep sweep` on this experiment first"
         )
     return study
 
