@@ -45,7 +45,7 @@ data:  ## Fashion-MNIST IDX files into data/fashion-mnist (Debian's dataset-fash
 
 PRETRAINED ?= data/fashion-convnet-0-4.weights.h5
 
-pretrain: install data  ## train the course convnet on Fashion-MNIST classes 0-4, save its conv blocks to PRETRAINED
+pretrain: install data  ## train the convnet of Kaggle's computer-vision course on Fashion-MNIST classes 0-4, save its conv blocks to PRETRAINED
 	$(AUGSWEEP) pretrain --out $(PRETRAINED)
 
 sweep: install  ## run (or resume, to TRIALS in total) the experiment EXP into MLRUNS on every core (WORKERS=auto|N), then its report
@@ -80,7 +80,7 @@ BENCH ?= overhead throughput bookkeeping memory startup pruning streaming determ
 bench: install  ## benchmarks (CPU, ~3 min each): ratios measured side by side; BENCH=... picks (also: storage); see bench/RESULTS.md
 	@for b in $(BENCH); do echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; done
 
-bench-gpu: install  ## images/s of the course convnet at 128x128 on a GPU (bench/gpu.py, under 5 min)
+bench-gpu: install  ## images/s of the course's convnet (Kaggle) at 128x128 on a GPU (bench/gpu.py, under 5 min)
 	$(PY) bench/gpu.py
 
 docs: install  ## build the documentation site into site/ (mkdocs build --strict: a broken link or page fails)
