@@ -1,4 +1,4 @@
-"""Parallel trainings (issue 24): the same sweep with one worker and with `--workers auto`, side by side.
+"""Parallel trainings: the same sweep with one worker and with `--workers auto`, side by side.
 
 Each side is the real `sweep.py` on fresh embedded stores, then `report.py`. Columns: the sweep's wall time,
 the CPU time of the whole process tree (launcher and workers: `RUSAGE_CHILDREN`), the CPU utilisation

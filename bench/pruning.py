@@ -1,6 +1,6 @@
 """Does pruning pay? The same random-sampler sweep (fixed seed, same configurations in the same
 order) with no pruner and with each pruner `sweep.make_pruner` offers (plus the median pruner's
-settings before issue 15), interleaved trial by trial in one process (the order rotated each round,
+earlier default settings), interleaved trial by trial in one process (the order rotated each round,
 after one untimed warm-up trial): configurations per hour (wall
 and CPU time), how many trials were pruned and after how many epochs, and the best value reached.
 

@@ -154,7 +154,7 @@ class Objective:
                 run.tags["diverged_repeats"] = diverged
             # Written before Optuna is told: a trial counts as COMPLETE only once its run holds every
             # metric and artifact. (Finishing on a background thread after the tell once lost a COMPLETE
-            # trial's data to a kill, an OOM or a read-only store in that second: issue 22, item 3.)
+            # trial's data to a kill, an OOM or a read-only store in that second.)
             # A kill during the write leaves the trial RUNNING; the resume fails it and retries it once.
             run.metrics["best_val_loss"] = value
             run.images = self._preview(config)

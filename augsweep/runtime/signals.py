@@ -103,7 +103,7 @@ def run_main(main, scrub=None) -> int:
 # The hold is the main thread's: Python runs signal handlers there only. A store write on another thread
 # (MLflow's background finishing) must not touch it: its unsynchronised count once went negative or stuck
 # above 0 while the main thread held and released around it, and every later Ctrl-C was held for ever
-# (the sweep exited 0; issue 22, item 8).
+# (and the sweep exited 0).
 _HOLD = {"depth": 0, "pending": None}
 
 
