@@ -28,7 +28,7 @@ class LearningWatch:
         if self.done:
             return None
         table = trainings_table(study, self.exp.search_space.augmentation_names)
-        if table["trial"].nunique() < self.at if len(table) else True:
+        if not len(table) or table["trial"].nunique() < self.at:
             return None
         self.done = True
         check = check_learned(table, self.exp.search_space.augmentation_names, self.chance,
