@@ -4,6 +4,7 @@ either (a moved identity makes every existing study refuse to resume; a moved sh
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from augsweep import augment
 from augsweep.experiment import load_experiment
@@ -12,9 +13,12 @@ from tests.helpers import ROOT, tiny_experiment
 
 # (identity(exp), exp.sha256()) computed on the code before the key table (commit 113f9d4); the identities of
 # spaces holding an augmentation whose meaning changed (`augment.Revision`) moved with it, from BEFORE_REVISIONS.
+# The files that now draw a data split per seed replicate (`dataset.resample: replicate`: the default experiment,
+# and folder data by default) moved on purpose: their verdicts are about another population. Their earlier pins
+# are ONE_SPLIT's: the same file with `dataset.resample: none` keeps them, so a study made on one split resumes so.
 FILES = {
-    "default.yaml": ("1ba0fd55d0914e1773a165fb254479b5b3bd98c0b7b676934a2fab71233b6d04",
-                     "9f30fb0b80eb1c907be28c360e852f4c7c83fcca2658f100e472b4d447e9d1d6"),
+    "default.yaml": ("6a18a120d040f2e13edce59f8f9642f4df7eb2aa778878f9d653ad631d2dff6f",
+                     "c4949950f210cabd2a3af67210ef3e866d2c8ca14f29bcf28a4ea1a14d5e0600"),
     "digits-mirror.yaml": ("927b90cc11a43c378763058fd41e2dc4bd78f1467797e670160a0e34dd97cfe8",
                            "9d90fc2bd2f1212413804fcfdf2e75022cd12b3ab1fa68994be4dbe038242481"),
     "digits-photometric-converged.yaml": ("54b9da3d3e9dda2ef69b5834720c2613b3ebe7cc8cf7938ac3989870c2171f6c",
@@ -22,14 +26,23 @@ FILES = {
     "digits-photometric.yaml": ("8d47889b81d6638bf3a2cb67010b96ae346d6383ee3486c184093f09bf54aa9d",
                                 "18cc6d34da4c5cad4d6b87222d1410fc21957d1f48d329a9eeb7782f5c2bf27e"),
     # The examples for a folder of your own images, pinned when they were added.
-    "folder-flat.yaml": ("1013a45353ea267c4b43d080a081fe2f2a56f33940a1ba84cc8086ef7483cd64",
-                         "b89f22c6a9d777f34d2ce8cd75292e03d48ce35bedd05489a0e668ee9ce3f948"),
-    "folder-split.yaml": ("ebd3974e341504f5b7c4c2d74beef96a70c259061718affb37a85fb8f73264da",
-                          "3b32e66ef3a50effd33f57201c70098d38976b14c313154f101cf66f524a017e"),
+    "folder-flat.yaml": ("c57988c6b7f60f1ebfa37f5d75a83d7f2a772ec7cf6ac8b2f726abe938c872e3",
+                         "c985e9e843e316491495b2a55995cc0b52f26821104b35fdd999251254e080c4"),
+    "folder-split.yaml": ("a01576357e46c3dd7301df4f903612da4845cff42550d34e054fc55af5963a9d",
+                          "fe08f737fad41f0b84f16e818f2da9c46f02a12739290daff3b453d0530f86f1"),
     "synthetic.yaml": ("f67f985ff91884f9883a00479a13acf887dc798c33f2752dcecccfc6a4433218",
                        "bcc42748e6ef2ae669c9cbe2ae61e93fa3bdb75537bb839b633ec8de24ad9c69"),
     "transfer.yaml": ("e64694741c268a5e189bef840b7f8280142fb60270ab87c5204faedcff96b71c",
                       "a58bc498585458028f9786edf8f6594c985e0c7cb2a4068385a33603dd91aacb"),
+}
+
+ONE_SPLIT = {
+    "default.yaml": ("1ba0fd55d0914e1773a165fb254479b5b3bd98c0b7b676934a2fab71233b6d04",
+                     "9f30fb0b80eb1c907be28c360e852f4c7c83fcca2658f100e472b4d447e9d1d6"),
+    "folder-flat.yaml": ("1013a45353ea267c4b43d080a081fe2f2a56f33940a1ba84cc8086ef7483cd64",
+                         "b89f22c6a9d777f34d2ce8cd75292e03d48ce35bedd05489a0e668ee9ce3f948"),
+    "folder-split.yaml": ("ebd3974e341504f5b7c4c2d74beef96a70c259061718affb37a85fb8f73264da",
+                          "3b32e66ef3a50effd33f57201c70098d38976b14c313154f101cf66f524a017e"),
 }
 
 FOLDER = {"source": "folder", "image_size": [16, 16], "path": "data/no-such-folder"}
@@ -40,9 +53,11 @@ VARIANTS = {
                                               dataset={"val_samples": None, "validation": "split"}),
     "folder-late-defaults-explicit": tiny_experiment(dataset={**FOLDER, "stream": "auto", "cache": None,
                                                               "stream_threshold_bytes": 2 * 1024**3,
-                                                              "follow_symlinks": False}),
+                                                              "follow_symlinks": False, "resample": "none"}),
     "folder-late-set": tiny_experiment(dataset={**FOLDER, "stream": "true", "stream_threshold_bytes": 1000,
-                                                "cache": "data/cache/x", "follow_symlinks": True, "val_samples": 50}),
+                                                "cache": "data/cache/x", "follow_symlinks": True, "val_samples": 50,
+                                                "resample": "none"}),
+    "folder-resampled": tiny_experiment(dataset=FOLDER),  # folder data draws a split per replicate by default
     "reuse-false": tiny_experiment(train={"reuse_compiled": False}),
     "not-deterministic": tiny_experiment(train={"deterministic": False}),
     "converged": {**tiny_experiment(), "train": CONVERGED},
@@ -73,6 +88,8 @@ PINNED = {
                                       "22c30f00cc31d3e8d128742fdf35e2997ae0786af0165cfef709706159e8aad0"),
     "folder-late-set": ("a979b472fa84ac98cf0aee02af0c1a700e9929b5fa61bfc734445a1f743fd7e5",
                         "93e9dc462aa5445f592a3cb0dc4850fddb02c0ac434ae7e4ce8c18fa426a30c3"),
+    "folder-resampled": ("c1abf02ce86a3c99998950995fc4ae5001addc5b065beea39763cdda387d335d",
+                         "055713229434354f9c544c79215db1c0c590008a8e61af1a0914fb178c09aa9b"),
     "reuse-false": ("81afeb7d36a6c10baa89e76cd9b7c9bb4d8edb89d040a6b1a5223bc9808e3267",
                     "a73a575838c8c069d0e06fdfc023dab13d9301fd0825ff3300ab7e9b373b9d57"),
     "not-deterministic": ("27a4767b1f62ff1f53eb570150da8711be23dafa80f16206e486fe9bb19b9bda",
@@ -140,17 +157,30 @@ def test_variants_keep_their_hashes(name, write_experiment):
     assert (identity(exp), exp.sha256()) == PINNED[name]
 
 
-def _load(name, write_experiment, monkeypatch):
+@pytest.mark.parametrize("name", sorted(ONE_SPLIT))
+def test_a_file_that_now_resamples_keeps_its_one_split_identity_with_resample_none(name, write_experiment,
+                                                                                   monkeypatch):
+    exp = _load(name, write_experiment, monkeypatch, one_split=True)
+    assert exp.dataset.resample == "none" and (identity(exp), exp.sha256()) == ONE_SPLIT[name]
+    assert _load(name, write_experiment, monkeypatch).dataset.resample == "replicate"
+
+
+def _load(name, write_experiment, monkeypatch, one_split: bool = False):
     if name in FILES:
         monkeypatch.chdir(ROOT)
-        return load_experiment(ROOT / "experiments" / name)
+        if not one_split:
+            return load_experiment(ROOT / "experiments" / name)
+        data = yaml.safe_load((ROOT / "experiments" / name).read_text())
+        data["dataset"]["resample"] = "none"
+        return load_experiment(write_experiment(data))  # relative paths are read from the current folder first
     return load_experiment(write_experiment(VARIANTS[name]))
 
 
 @pytest.mark.parametrize("name", sorted(BEFORE_REVISIONS))
 def test_a_study_from_before_an_augmentation_changed_meaning_is_refused_and_told_why(name, write_experiment,
                                                                                       monkeypatch):
-    exp = _load(name, write_experiment, monkeypatch)
+    # A study from before the revisions predates split resampling too: it was made on one split.
+    exp = _load(name, write_experiment, monkeypatch, one_split=name in ONE_SPLIT)
     old = BEFORE_REVISIONS[name]
     assert old != identity(exp) and old not in identities(exp)
     told = outdated(exp, old)

@@ -16,6 +16,9 @@ from typing import Any
 SOURCES = ("digits", "synthetic", "folder", "fashion_mnist")
 # fashion_mnist: hold out validation_split of the training split, or the official test split
 VALIDATIONS = ("split", "test")
+# replicate: each seed replicate draws its own training subsample and validation split from the data (shared by every
+# design point of that replicate); none: one split for the whole experiment (the meaning of a file without the key)
+RESAMPLES = ("replicate", "none")
 SWITCH = ("auto", "true", "false")  # auto | true | false; YAML's true/false are read as "true"/"false"
 # Keras applications usable as `model.base` (plus `convnet`, the course's own network).
 APPLICATIONS = ("vgg16", "vgg19", "mobilenetv2", "efficientnetb0", "resnet50")
@@ -84,6 +87,8 @@ KEYS = (
     Key("dataset.stream_threshold_bytes", INT, default=DEFAULT_STREAM_THRESHOLD, low=0, late=OMITTED),
     Key("dataset.cache", CUSTOM, default=None, optional=True, late=OMITTED),
     Key("dataset.follow_symlinks", BOOL, default=False, late=OMITTED),
+    # source: folder defaults to replicate (`load`); a study stored before the key existed trained on one split
+    Key("dataset.resample", CHOICE, default="none", choices=RESAMPLES, late=OMITTED),
     Key("model", SECTION, late=OMITTED),  # the whole section is left out while every key in it is at its default
     Key("model.base", CHOICE, default="convnet", choices=BASES),
     Key("model.weights", CUSTOM, default="none"),

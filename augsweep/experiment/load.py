@@ -319,8 +319,11 @@ def _dataset(ctx: _Ctx, data: Any, experiment_file: Path) -> DatasetConfig:
     follow = ctx.key(data, "dataset.follow_symlinks")
     if "follow_symlinks" in data and source != "folder":
         raise ctx.fail("dataset.follow_symlinks", f"is only used with source: folder (source is {source})", follow)
+    # Your own images are a sample of a task, so by default each seed replicate draws its own split of them.
+    resample = ctx.key(data, "dataset.resample", data.get("resample", "replicate" if source == "folder"
+                                                          else default("dataset.resample")))
     return DatasetConfig(source, (size[0], size[1]), path, split, samples, classes, on_bad, train_samples,
-                         val_samples, validation, stream, threshold, cache, follow)
+                         val_samples, validation, stream, threshold, cache, follow, resample)
 
 
 def _class_subset(ctx: _Ctx, value: Any) -> tuple[int, ...]:

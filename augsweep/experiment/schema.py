@@ -101,6 +101,7 @@ class DatasetConfig:
     stream_threshold_bytes: int = default("dataset.stream_threshold_bytes")
     cache: str | None = default("dataset.cache")  # folder, streaming: decoded pixels' file
     follow_symlinks: bool = default("dataset.follow_symlinks")  # folder: links out of dataset.path
+    resample: str = default("dataset.resample")  # replicate: a split per seed replicate | none: one split
 
 
 @dataclass(frozen=True)

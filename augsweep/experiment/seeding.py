@@ -59,7 +59,22 @@ def sweep_seeds(experiment_seed: int, index: int, attempt: int = 0) -> RepeatSee
     return RepeatSeeds(index, seeds.init, seeds.aug, seeds.order)
 
 
+def ablation_index(repeat: int) -> int:
+    """The seed index of repeat `repeat` of an ablation: past every seed index a sweep of the experiment can use."""
+    return ABLATION_OFFSET + repeat
+
+
 def ablation_seeds(experiment_seed: int, repeat: int) -> RepeatSeeds:
-    """Seeds of repeat `repeat` of an ablation: past every seed index a sweep of the experiment can use."""
-    seeds = repeat_seeds(experiment_seed, ABLATION_OFFSET + repeat)
+    """Seeds of repeat `repeat` of an ablation (`ablation_index`)."""
+    seeds = repeat_seeds(experiment_seed, ablation_index(repeat))
     return RepeatSeeds(repeat, seeds.init, seeds.aug, seeds.order)
+
+
+SPLIT_STREAM = 0x5911  # a third word in the seed sequence: the split's stream never equals a training seed's
+
+
+def split_seed(experiment_seed: int, index: int) -> int:
+    """Seed of the data split of seed replicate `index` (a sweep's b*R + r, an ablation's `ablation_index`). It
+    has no retry attempt: a design point retried on fresh seeds keeps its replicate's data, so every design point
+    of a replicate trains and validates on the same images and their comparison stays paired."""
+    return int(np.random.SeedSequence([experiment_seed, SPLIT_STREAM, index]).generate_state(1)[0]) & (2**31 - 1)

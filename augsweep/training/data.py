@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..experiment.schema import ConfigError, DatasetConfig
+from . import resample
 from .dataset import (
     DEFAULT_VALIDATION_SPLIT,
     MEMORY_SHARE,
@@ -70,7 +71,9 @@ _CACHE: dict[tuple, Dataset] = {}
 
 def load_dataset(cfg: DatasetConfig, seed: int, file: str = "") -> Dataset:
     """Load (once per process) and fingerprint the dataset an experiment names (`file`: the experiment
-    file, named in the message when a folder dataset's path does not exist)."""
+    file, named in the message when a folder dataset's path does not exist). With `dataset.resample: replicate`
+    it holds the pool each seed replicate draws its own split from (`resample.replicate_data`) and shows
+    replicate 0's split."""
     if cfg.source == "folder" and cfg.path and not Path(cfg.path).exists():
         raise ConfigError(f"dataset.path does not exist. Received: path={cfg.path!r} "
                           f"(looked at {Path(cfg.path).resolve()}{'; ' + file if file else ''})")
@@ -85,13 +88,22 @@ def load_dataset(cfg: DatasetConfig, seed: int, file: str = "") -> Dataset:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             source = SOURCES[cfg.source]
-            ds = subsample(source.read(cfg, seed), cfg.train_samples, cfg.val_samples, seed)
-            if source.pixels is not None:
-                ds = source.pixels(ds, cfg)
-        if cfg.cache and isinstance(ds.x_train, ImageFiles):
-            ds.x_train = ds.x_train.cached(f"{cfg.cache}.train.npy")
-            ds.x_val = ds.x_val.cached(f"{cfg.cache}.val.npy")
-        ds.fingerprint = fingerprint(ds.x_train, ds.y_train, ds.x_val, ds.y_val)
+            read = source.read(cfg, seed)
+            pool = resample.pool_of(read, cfg, seed, source.pixels) if cfg.resample == "replicate" else None
+            if pool is None:
+                ds = subsample(read, cfg.train_samples, cfg.val_samples, seed)
+                if source.pixels is not None:
+                    ds = source.pixels(ds, cfg)
+            del read
+        if pool is not None:  # each seed replicate draws its own split from the pool (`resample.replicate_data`)
+            if cfg.cache:
+                pool.cached(cfg.cache)
+            ds = resample.pooled(pool, cfg, seed)
+        else:
+            if cfg.cache and isinstance(ds.x_train, ImageFiles):
+                ds.x_train = ds.x_train.cached(f"{cfg.cache}.train.npy")
+                ds.x_val = ds.x_val.cached(f"{cfg.cache}.val.npy")
+            ds.fingerprint = fingerprint(ds.x_train, ds.y_train, ds.x_val, ds.y_val)
         _CACHE.clear()  # one dataset per process is the common case; do not hoard memory
         _CACHE[key] = ds
     return _CACHE[key]

@@ -7,6 +7,7 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -61,6 +62,9 @@ class Dataset:
     source: str
     fingerprint: str = ""
     warnings: list[str] = field(default_factory=list)
+    validation_given: bool = False  # the data brings its own validation set (a folder's valid/, an official test split)
+    # `resample.Pool` when each seed replicate draws its own split (`resample.replicate_data`); None: one split
+    pool: Any = field(default=None, repr=False)
 
     @property
     def num_classes(self) -> int:

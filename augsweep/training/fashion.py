@@ -102,7 +102,8 @@ def read_fashion_mnist(cfg: DatasetConfig, seed: int) -> Dataset:
     else:
         tr, va = stratified_split(len(y), y, cfg.validation_split or DEFAULT_VALIDATION_SPLIT, seed)
         x_tr, y_tr, x_va, y_va = x[tr], y[tr], x[va], y[va]
-    return Dataset(x_tr, y_tr, x_va, y_va, tuple(FASHION_NAMES[c] for c in classes), "fashion_mnist")
+    return Dataset(x_tr, y_tr, x_va, y_va, tuple(FASHION_NAMES[c] for c in classes), "fashion_mnist",
+                   validation_given=cfg.validation == "test")
 
 
 def fashion_pixels(ds: Dataset, cfg: DatasetConfig) -> Dataset:

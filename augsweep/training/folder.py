@@ -145,7 +145,7 @@ def load_folder(cfg: DatasetConfig, seed: int) -> Dataset:
         x_tr, y_tr, x_va, y_va = take_rows(x, tr), y[tr], take_rows(x, va), y[va]
     if len(x_tr) == 0 or len(x_va) == 0:
         raise ConfigError(f"dataset.path: no readable images left for training or validation ({cfg.path})")
-    return Dataset(x_tr, y_tr, x_va, y_va, names, "folder", warnings=notes)
+    return Dataset(x_tr, y_tr, x_va, y_va, names, "folder", warnings=notes, validation_given=valid is not None)
 
 
 def folder_state(cfg: DatasetConfig) -> tuple:
