@@ -57,14 +57,19 @@ MEANINGS = {
                            "leaves them out with a warning.",
     "dataset.train_samples": "A stratified, seeded subsample of the training split (not set: all of it).",
     "dataset.val_samples": "The same for the validation split.",
+    "dataset.resample": "`replicate`: each seed replicate draws its own stratified training subsample and validation "
+                        "split (only its training subsample where the data brings a validation set: a folder's "
+                        "`valid/`, `validation: test`), shared by every design point of that replicate, so a "
+                        "verdict is about random splits of the dataset; `none`: one split for every training, so a "
+                        "verdict is about that split. Default `replicate` for `folder`, `none` otherwise.",
     "dataset.validation": "`fashion_mnist`: `split` holds out `validation_split` of the training images; "
                           "`test` validates on the official 10,000-image test split.",
     "dataset.stream": "`folder`: `true` streams from disk with `tf.data`, `false` holds the images in memory, "
                       "`auto` streams when the decoded images would exceed `stream_threshold_bytes`.",
     "dataset.stream_threshold_bytes": "Bytes of decoded float32 pixels above which `stream: auto` streams "
                                       "(default 2 GiB).",
-    "dataset.cache": "`folder`, streaming: decoded pixels written once to `CACHE.{train,val}.npy`, then read by "
-                     "memory map.",
+    "dataset.cache": "`folder`, streaming: decoded pixels written once to `CACHE.{train,val}.npy` "
+                     "(`CACHE.{pool,val}.npy` with `resample: replicate`), then read by memory map.",
     "dataset.follow_symlinks": "`folder`: `true` follows links that point outside the dataset folder "
                                "(refused otherwise).",
     "model": "The network under the augmentations (left out: the convnet, its depth and filters from the search "
