@@ -20,7 +20,7 @@ from .. import runtime
 from ..augment import revisions
 from ..experiment.identity import identity
 from ..experiment.schema import ConfigError, Experiment
-from ..experiment.seeding import RepeatSeeds, ablation_seeds
+from ..experiment.seeding import RepeatSeeds, ablation_index, ablation_seeds
 from ..experiment.space import TrialConfig
 from ..experiment.variants import Variant, base_from_file, build_variants, candidates, config_key
 from ..learned import chance_loss_of
@@ -35,6 +35,7 @@ from ..training import evaluate
 from ..training.checks import chance_loss, failure_reason
 from ..training.data import Dataset, load_dataset
 from ..training.model import check_model
+from ..training.resample import replicate_data, split_param
 from .lifecycle import TrainingRun
 from .repeat import preview_images, train_repeat
 from .sweep import model_tags
@@ -142,6 +143,7 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
               "data_pipeline": dataset.pipeline, **model_tags(exp),
               rec.TAG_STUDY: stores.study_name},
         params={"dataset": exp.dataset.source, "image_size": "x".join(map(str, exp.dataset.image_size)),
+                rec.PARAM_DATA_SPLIT: rec.data_split(dataset.pool is not None),
                 "epochs": exp.train.epochs, "batch_size": exp.train.batch_size, "repeats": R,
                 "seed": exp.seed, "variants": len(variants), "base": base.label(),
                 rec.PARAM_CLASSES: dataset.num_classes,
@@ -208,8 +210,11 @@ class _VariantTrainer:
     def train(self, v: Variant, names: str, s: RepeatSeeds, affinity: bool) -> tuple[bool, str]:
         """(trained, the line to print); a failed training is recorded and reported, never raised (Ctrl-C,
         SIGTERM and a tracking server that stopped answering are)."""
-        exp, dataset = self.exp, self.dataset
-        params = {**v.config.flat(), "seed": exp.seed, "repeat": s.repeat, **s.as_param()}
+        exp = self.exp
+        # Fresh splits as well as fresh seeds: the base was chosen on the sweep's replicates (their splits included).
+        dataset = replicate_data(self.dataset, exp, ablation_index(s.repeat))
+        params = {**v.config.flat(), "seed": exp.seed, "repeat": s.repeat, **s.as_param(),
+                  **split_param(self.dataset, exp, ablation_index(s.repeat), s.repeat)}
         tags = {rec.TAG_KIND: KIND_RUN, rec.TAG_ABLATION_ID: self.aid, "variant": v.name, rec.TAG_VARIANTS: names,
                 "variant_kind": v.kind, rec.TAG_VARIANT_KEY: v.key, rec.TAG_SEED_INDEX: s.repeat,
                 **rec.env_tags(self.env)}
@@ -227,7 +232,7 @@ class _VariantTrainer:
                     "gap": summary["gap"], "best_epoch": summary["best_epoch"]})
                 if "best_val_accuracy" in summary:
                     run.metrics["best_val_accuracy"] = summary["best_val_accuracy"]
-                self._evaluate(run, done, s, affinity)
+                self._evaluate(run, done, s, affinity, dataset)
                 done.model = None
                 run.images = preview_images(v.config, dataset, s.aug)
                 run.tags["aug_placement"] = done.placement
@@ -238,9 +243,9 @@ class _VariantTrainer:
         except Exception as e:  # noqa: BLE001 - recorded by `TrainingRun`; the ablation goes on with the next one
             return False, f"FAILED ({failure_reason(e)})"
 
-    def _evaluate(self, run: TrainingRun, done, s: RepeatSeeds, affinity: bool) -> None:
-        """Per-class validation loss and accuracy, and (the plain network) each augmentation's affinity."""
-        dataset = self.dataset
+    def _evaluate(self, run: TrainingRun, done, s: RepeatSeeds, affinity: bool, dataset: Dataset) -> None:
+        """Per-class validation loss and accuracy, and (the plain network) each augmentation's affinity, on the
+        validation images `dataset` the repeat trained against."""
         classes = evaluate.per_class(done.model, dataset.x_val, dataset.y_val, dataset.class_names)
         classes.to_csv(run.tmp / "per_class.csv", index=False)
         run.artifacts.append(run.tmp / "per_class.csv")

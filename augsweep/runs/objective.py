@@ -21,6 +21,7 @@ from ..stores.tracking import FINISHED, KILLED, Tracker, repeat_metric
 from ..training import train
 from ..training.checks import chance_loss, failure_reason
 from ..training.data import Dataset
+from ..training.resample import replicate_data, split_param
 from .lifecycle import TrainingRun
 from .progress import SweepProgress
 from .repeat import MODEL_ARTIFACT, preview_images, save_model, train_repeat
@@ -98,7 +99,8 @@ class Objective:
         # Per-repeat keys use the repeat's position in the trial (0..repeats-1) in every block, for the seeds
         # param, the curves and the best value alike, so runs of different blocks share their metric names.
         params = {**flat, "seed": exp.seed, "repeats": exp.repeats,
-                  **{k: v for r, s in enumerate(seeds) for k, v in s.as_param(r).items()}}
+                  **{k: v for r, s in enumerate(seeds) for k, v in s.as_param(r).items()},
+                  **{k: v for r, s in enumerate(seeds) for k, v in split_param(self.dataset, exp, s.repeat, r).items()}}
         where = train.plan_placement(config, exp.train)
         with TrainingRun(self.tracker, f"t{trial.number:02d} {config.label()}", params,
                          {rec.TAG_TRIAL: trial.number, rec.TAG_STUDY: trial.study.study_name,
@@ -128,7 +130,9 @@ class Objective:
             for r, s in enumerate(seeds):
                 prune = pruning_callback(trial, s.repeat, exp.train.epochs)
                 listeners = [prune, self.tracker.epoch_logger(run.run_id, r, since=run.started)]
-                done = train_repeat(config, self.dataset, exp.train, s,
+                # The replicate's own split (b*R + r; never the retry attempt), shared by every design point.
+                data = replicate_data(self.dataset, exp, s.repeat)
+                done = train_repeat(config, data, exp.train, s,
                                     listeners + ([shown.callback(s.repeat)] if shown is not None else []),
                                     model=exp.model)
                 run.tags["jit_compile"] = done.jit_compile

@@ -27,7 +27,8 @@ from ..stores.records import SPEC_ARTIFACT, latest_ablation
 from ..stores.study import Stores, load_study_readonly
 from ..stores.tracking import client_for, repeat_metric_history
 from ..training import train
-from ..training.data import load_dataset
+from ..training.data import Dataset, load_dataset
+from ..training.resample import logged_split, replicate_data
 
 
 def _deterministic(run) -> bool:
@@ -41,8 +42,8 @@ def _pinned(runs) -> bool:
 
 
 def _targets(exp: Experiment, target: str, stores, client, experiment_id: str):
-    """(label, config, [(seeds, logged val_loss by epoch, logged deterministically)], one thread per op) of a
-    trial number or an ablation variant."""
+    """(label, config, [(seeds, logged val_loss by epoch, logged deterministically, logged split or None)], one
+    thread per op) of a trial number or an ablation variant."""
     if re.fullmatch(r"t?\d+", target):
         number = int(target.lstrip("t"))
         study = load_study_readonly(stores)
@@ -61,7 +62,7 @@ def _targets(exp: Experiment, target: str, stores, client, experiment_id: str):
             if m:
                 r = int(m.group(1))
                 out.append((RepeatSeeds.from_param(text, r), repeat_metric_history(client, run_id, "val_loss", r),
-                            _deterministic(run)))
+                            _deterministic(run), logged_split(run.data.params, r)))
         return f"trial t{number:02d} {config.label()}", config, out, _pinned([run])
     parent = latest_ablation(client, experiment_id)
     if parent is None:
@@ -81,7 +82,8 @@ def _targets(exp: Experiment, target: str, stores, client, experiment_id: str):
     for run in sorted(mine, key=lambda r: int(r.data.tags[rec.TAG_SEED_INDEX])):
         r = int(run.data.tags[rec.TAG_SEED_INDEX])
         out.append((RepeatSeeds.from_param(run.data.params[f"seeds_r{r}"], r),
-                    repeat_metric_history(client, run.info.run_id, "val_loss", r), _deterministic(run)))
+                    repeat_metric_history(client, run.info.run_id, "val_loss", r), _deterministic(run),
+                    logged_split(run.data.params, r)))
     return f"variant {target} {config.label()}", config, out, _pinned(mine)
 
 
@@ -104,11 +106,33 @@ class Reproduction:
 def seed_noise(logged: list) -> float:
     """The largest spread (max - min) of the logged seeds' val_loss at one epoch; nan with fewer than 2 seeds."""
     by_epoch: dict[int, list[float]] = {}
-    for _, history, _ in logged:
+    for _, history, *_ in logged:
         for m in history:
             by_epoch.setdefault(m.step, []).append(m.value)
     spreads = [max(v) - min(v) for v in by_epoch.values() if len(v) >= 2 and np.all(np.isfinite(v))]
     return float(max(spreads)) if spreads else float("nan")
+
+
+def _logged_data(dataset: Dataset, exp: Experiment, split: tuple[int, str] | None, what: str) -> Dataset:
+    """The images a logged repeat trained on: its replicate's own split, drawn again from the pool, or the
+    experiment's one split; a split that cannot be drawn again exactly is refused, not silently replaced."""
+    if split is None:
+        if dataset.pool is not None:
+            raise ConfigError(f"--reproduce: {what} trained on one fixed data split, but {exp.path} draws a split "
+                              f"per seed replicate; add `dataset.resample: none` to reproduce it. "
+                              f"Received: resample={exp.dataset.resample!r}")
+        return dataset
+    index, logged = split
+    if dataset.pool is None:
+        raise ConfigError(f"--reproduce: {what} trained on the split of seed replicate {index}, but {exp.path} has "
+                          f"one fixed data split; set `dataset.resample: replicate` to reproduce it. "
+                          f"Received: resample={exp.dataset.resample!r}")
+    data = replicate_data(dataset, exp, index)
+    if not data.fingerprint.startswith(logged):
+        raise ConfigError(f"--reproduce: the split of seed replicate {index} drawn now is not the one {what} "
+                          f"trained on (data {data.fingerprint[:16]}, logged {logged}): the dataset or its keys "
+                          f"changed. Received: path={exp.dataset.path or exp.dataset.source!r}")
+    return data
 
 
 def reproduce(exp: Experiment, stores: Stores, target: str, echo: Callable[[str], None] = print) -> Reproduction:
@@ -127,18 +151,19 @@ def reproduce(exp: Experiment, stores: Stores, target: str, echo: Callable[[str]
     # The retraining is always deterministic (the original may not have been), on the original's CPU threads:
     # a reduction's summation order depends on how many threads split it.
     runtime.setup(True, exp.train.mixed_precision, pin_threads=pinned)
-    exact = bool(logged) and all(d for _, _, d in logged)
+    exact = bool(logged) and all(d for _, _, d, _ in logged)
     echo(f"reproducing {label}: {len(logged)} seed(s) x {exp.train.epochs} epochs (deterministic ops)")
     if not exact:
         echo("  the original ran without deterministic ops (train.deterministic: false, or logged before it "
              "existed): it can only be compared within seed noise")
     echo(f"  {'seed':>4}  {'epoch':>5}  {'logged val_loss':>16}  {'new val_loss':>16}  {'|diff|':>9}")
     worst = 0.0
-    for seeds, history, _ in logged:
+    for seeds, history, _, split in logged:
         if not history:
             echo(f"  r{seeds.repeat}: nothing logged (pruned or failed before its first epoch); skipped")
             continue
-        new = train.run(config, dataset, exp.train, seeds, model=exp.model).history["val_loss"].to_numpy(dtype=float)
+        data = _logged_data(dataset, exp, split, f"{label} r{seeds.repeat}")
+        new = train.run(config, data, exp.train, seeds, model=exp.model).history["val_loss"].to_numpy(dtype=float)
         for m in sorted(history, key=lambda m: m.step):
             if m.step >= len(new):
                 continue

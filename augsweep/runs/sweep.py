@@ -197,9 +197,12 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
         changes = identity_changes(study.user_attrs.get(rec.ATTR_EXPERIMENT), exp)
         what = ("; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
                 if changes else "dataset, search space, training or seeds changed")  # a study that predates it
+        # Folder data now draws a split per seed replicate by default; a study made on one split says how to go on.
+        one_split = any(c.startswith("dataset.resample: none →") for c in changes)
+        hint = "; add `dataset.resample: none` to continue it on its one data split" if one_split else ""
         raise ConfigError(
             f"study {stores.study_name!r} in {stores.storage_label} was created from a different experiment "
-            f"({what}). Received: {exp.path}; use --study-name NEW or another --mlruns"
+            f"({what}). Received: {exp.path}; use --study-name NEW or another --mlruns{hint}"
         )
     if exp.sampler == "grid" and budget > space.grid_size(exp.search_space):
         if not attach:
@@ -225,6 +228,7 @@ def open_study(exp: Experiment, stores: Stores, dataset, budget: int, echo: Call
                 "epochs": exp.train.epochs, "batch_size": exp.train.batch_size, "repeats": exp.repeats,
                 "sampler": exp.sampler, "pruner": exp.pruner, "seed": exp.seed,
                 "train_images": len(dataset.x_train), "val_images": len(dataset.x_val),
+                rec.PARAM_DATA_SPLIT: rec.data_split(dataset.pool is not None),
                 rec.PARAM_CLASSES: dataset.num_classes,
                 # The loss of guessing the validation classes' prior: the report's did-it-learn gate reads it.
                 rec.PARAM_CHANCE: round(chance_loss_of(dataset.y_val, dataset.num_classes), 6)},

@@ -188,6 +188,20 @@ SPEC_ARTIFACT = "ablation.json"  # the ablation's design, an artifact of its par
 
 PARAM_CLASSES = "classes"  # the dataset's number of classes
 PARAM_CHANCE = "chance_val_loss"  # the loss of guessing the validation classes' prior (`learned.chance_loss_of`)
+# How the data was split: `replicate` (each seed replicate drew its own training/validation split; its runs log
+# which in `split_r<r>`) or `fixed` (one split for every training; also what a run without the param means).
+PARAM_DATA_SPLIT = "data_split"
+SPLIT_REPLICATE, SPLIT_FIXED = "replicate", "fixed"
+
+
+def data_split(per_replicate: bool) -> str:
+    """The `data_split` param's value."""
+    return SPLIT_REPLICATE if per_replicate else SPLIT_FIXED
+
+
+def split_per_replicate(params: dict) -> bool:
+    """Whether a parent run's trainings drew a split per seed replicate (False for runs logged before they could)."""
+    return params.get(PARAM_DATA_SPLIT) == SPLIT_REPLICATE
 
 
 def chance_of(params: dict) -> float | None:
