@@ -15,6 +15,7 @@ from .. import runtime
 from ..experiment.schema import Experiment
 from ..experiment.space import TrialConfig, parse_aug_key
 from ..learned import not_learned_line
+from ..stores import records as rec
 from . import budget as budget_mod
 from . import configurations as configurations_mod
 from . import render
@@ -107,9 +108,21 @@ def network(exp: Experiment) -> str:
     trains = {True: "fine-tuned whole", False: "frozen"}.get(m.trainable, f"top {m.trainable} layers fine-tuned")
     return f"a `{m.base}` base ({weights}, {trains}) under the course's head"
 
-def answer_blocks(exp: Experiment, a: Analysis, trials: pd.DataFrame, mlruns: str, command=None) -> list:
+def population(params: dict | None) -> str:
+    """Which data a verdict is about, from what the sweep's parent run recorded (`params`): a split drawn per seed
+    replicate, or the one split every training used (also a run from before splits were drawn)."""
+    params = params or {}
+    if not rec.split_per_replicate(params):
+        return "on this split of the data (one fixed training/validation split)"
+    n = params.get("train_images")
+    return f"over random splits of this dataset{f' ({n} training images per split)' if n else ''}"
+
+
+def answer_blocks(exp: Experiment, a: Analysis, trials: pd.DataFrame, mlruns: str, command=None,
+                  params: dict | None = None) -> list:
     """The answer: the verdicts in one sentence, then one line per augmentation (conditional effects, budget,
     margin), the best configuration, and the next command (`command(script, *args)`: one that runs as printed,
+    `params`: the parent run's, which say what data the verdicts are about;
     `Stores.command`; default: `runtime.follow_up` on the embedded stores under `mlruns`). A network that did not
     learn gets one line saying so and what to change, and no verdicts."""
     if command is None:
@@ -131,6 +144,7 @@ def answer_blocks(exp: Experiment, a: Analysis, trials: pd.DataFrame, mlruns: st
         if names:
             parts.append(f"**{verdict}**: {', '.join(names)}")
     lines = [f"On `{exp.dataset.source}` ({'x'.join(map(str, exp.dataset.image_size))}) with {network(exp)}, "
+             f"{population(params)}, "
              f"turning each augmentation on changes the best validation loss {_outcome_words(exp)} as follows: "
              + ("; ".join(parts) + "." if parts else "nothing is decided yet.")]
     lines += augmentation_words(exp, a)
@@ -185,10 +199,20 @@ def _outcome_words(exp: Experiment) -> str:
     return (f"by each training run until converged (stopped once val_loss had not improved for {conv.patience} "
             f"epochs, at most {conv.max_epochs})")
 
-def estimand_blocks(exp: Experiment, a: Analysis) -> list:
-    """What `effect` is an effect of, in one sentence, and which sources of variation its interval covers."""
-    split = (f"the fixed validation split ({exp.dataset.validation_split:g} of the data)"
-             if getattr(exp.dataset, "validation_split", None) else "the fixed validation split")
+def estimand_blocks(exp: Experiment, a: Analysis, params: dict | None = None) -> list:
+    """What `effect` is an effect of, in one sentence, and which sources of variation its interval covers
+    (`params`: the parent run's, which say whether each seed replicate drew its own data split)."""
+    drawn = rec.split_per_replicate(params or {})
+    if drawn:
+        split = ("a random training/validation split of the dataset, drawn afresh for each seed replicate and "
+                 "shared by every design point of it")
+    else:
+        split = (f"the fixed validation split ({exp.dataset.validation_split:g} of the data)"
+                 if getattr(exp.dataset, "validation_split", None) else "the fixed validation split")
+    covers = ("split-to-split and seed-to-seed variation (which images train and validate; weight initialisation, "
+              "augmentation draws, batch order)" if drawn else
+              "seed-to-seed variation (weight initialisation, augmentation draws, batch order)")
+    beyond = "a different epoch budget" if drawn else "a different data split or a different epoch budget"
     others = ("every on/off setting of the other augmentations (each half the time)" if exp.sampler == "factorial"
               else "the settings of the other augmentations this sweep sampled")
     depths = sorted(set(int(d) for d in a.by_depth["depth"])) if "depth" in a.by_depth else []
@@ -198,9 +222,8 @@ def estimand_blocks(exp: Experiment, a: Analysis) -> list:
     lines = [
         f"**What `effect` measures.** The change in the best validation loss reached {_outcome_words(exp)}, "
         f"on {split}, from turning the augmentation on, {_magnitude_words(exp, a)}, averaged over "
-        f"{others}{depth_words}{used}. Its interval covers seed-to-seed variation (weight initialisation, "
-        f"augmentation draws, batch order) across {a.seeds} seed replicate(s), not a different data split or a "
-        f"different epoch budget: a verdict is a statement about this budget."]
+        f"{others}{depth_words}{used}. Its interval covers {covers} across {a.seeds} seed replicate(s), not "
+        f"{beyond}: a verdict is a statement about this budget, {population(params)}."]
     if a.doses is not None and len(a.doses):
         lines += ["Dose-response (descriptive, no verdict): change in best validation loss from the lowest to the "
                   "highest magnitude trained, with the augmentation on; simultaneous intervals across seeds.",
@@ -254,7 +277,7 @@ def build_sections(exp: Experiment, analysis: Analysis, data: SweepData, figures
     made (method, the full effects table) comes below. `headline`: the sweep is the report's answer (False:
     an ablation's paired verdicts are, and the sweep's become the wider view)."""
     a, trials = analysis, data.trials
-    lines = answer_blocks(exp, a, trials, "", data.commands)
+    lines = answer_blocks(exp, a, trials, "", data.commands, data.parent.params)
     later = [line for line in lines if line.startswith(("Best configuration", "Next:"))]
     answer = [line for line in lines if line not in later]
     if data.stopped:
@@ -268,7 +291,7 @@ def build_sections(exp: Experiment, analysis: Analysis, data: SweepData, figures
     if first:
         summary.blocks.append(("images", first))
     summary.blocks += [*best, *steps, first_screen_table(a.effects)]
-    summary.blocks += estimand_blocks(exp, a)
+    summary.blocks += estimand_blocks(exp, a, data.parent.params)
     sections = [summary]
     if a.warnings:
         sections.append(Section("Read this before quoting the numbers", [f"- {w}" for w in a.warnings]))
