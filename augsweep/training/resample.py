@@ -78,11 +78,20 @@ def pool_of(read: Dataset, cfg: DatasetConfig, seed: int, pixels=None) -> Pool |
         if cfg.val_samples is not None:  # a given validation set stays one set: cut once, as without resampling
             keep = stratified_keep(y_val, cfg.val_samples, seed + 2, "val_samples", read.source, read.num_classes)
             x_val, y_val = take_rows(x_val, keep), y_val[keep]
-        return Pool(read.x_train, read.y_train, x_val, y_val, read.class_names, read.source, list(read.warnings),
+        pool = Pool(read.x_train, read.y_train, x_val, y_val, read.class_names, read.source, list(read.warnings),
                     pixels)
+        pool.x_val = _converted(pool, x_val, y_val, cfg)  # once: every replicate validates on these pixels
+        return pool
     # The read's own split is one permutation of the whole: joined back, it is the pool every replicate splits.
     return Pool(_joined(read.x_train, read.x_val), np.concatenate([read.y_train, read.y_val]), None, None,
                 read.class_names, read.source, list(read.warnings), pixels)
+
+
+def _converted(pool: Pool, x, y: np.ndarray, cfg: DatasetConfig):
+    """Images `x` (labels `y`) of the pool as the model's pixels (`pool.pixels`; as read when it has none)."""
+    if pool.pixels is None:
+        return x
+    return pool.pixels(Dataset(x, y, x[:0], y[:0], pool.class_names, pool.source), cfg).x_train
 
 
 def replicate_rows(y: np.ndarray, cfg: DatasetConfig, seed: int, validation_given: bool, source: str = "",
@@ -107,11 +116,10 @@ def _draw(pool: Pool, cfg: DatasetConfig, seed: int) -> Dataset:
     if va is None:
         x_va, y_va = pool.x_val, pool.y_val
     else:
-        x_va, y_va = take_rows(pool.x, va), pool.y[va]
-    ds = Dataset(take_rows(pool.x, tr), pool.y[tr], x_va, y_va, pool.class_names, pool.source,
-                 warnings=list(pool.warnings), validation_given=va is None)
-    if pool.pixels is not None:
-        ds = pool.pixels(ds, cfg)
+        x_va, y_va = _converted(pool, take_rows(pool.x, va), pool.y[va], cfg), pool.y[va]
+    x_tr = _converted(pool, take_rows(pool.x, tr), pool.y[tr], cfg)
+    ds = Dataset(x_tr, pool.y[tr], x_va, y_va, pool.class_names, pool.source, warnings=list(pool.warnings),
+                 validation_given=va is None)
     # The pool and the rows determine the replicate's images exactly, at no cost of hashing pixels again.
     h = hashlib.sha256(pool.fingerprint.encode())
     for rows in (tr, va):
@@ -134,9 +142,10 @@ def replicate_data(dataset: Dataset, exp: Experiment, index: int) -> Dataset:
         return pool.drawn[key]
     ds = _draw(pool, exp.dataset, split_seed(exp.seed, int(index)))
     pool.drawn[key] = ds
-    budget = max(pool.nbytes, KEEP_BYTES)
-    while len(pool.drawn) > 1 and (len(pool.drawn) > KEEP_REPLICATES
-                                   or sum(_nbytes(d.x_train) + _nbytes(d.x_val) for d in pool.drawn.values()) > budget):
+    budget = max(pool.nbytes, KEEP_BYTES)  # a given validation set is the pool's, shared: not counted per replicate
+    while len(pool.drawn) > 1 and (len(pool.drawn) > KEEP_REPLICATES or sum(
+            _nbytes(d.x_train) + (0 if d.x_val is pool.x_val else _nbytes(d.x_val)) for d in pool.drawn.values())
+            > budget):
         pool.drawn.popitem(last=False)
     return ds
 
