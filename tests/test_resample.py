@@ -23,7 +23,7 @@ from augsweep.training import data as data_mod
 from augsweep.training.data import ImageFiles, load_dataset
 from augsweep.training.resample import logged_split, replicate_data, replicate_rows, split_param
 from tests import offnominal as gen
-from tests.helpers import ROOT, learning_experiment, read_stores, report, reproduce, sweep
+from tests.helpers import ROOT, ablate, learning_experiment, read_stores, report, reproduce, sweep
 from tests.test_training_data import write_images
 from tests.test_training_fashion import fake_fashion
 from tests.test_verdicts_offnominal import mc_upper, sequential_all
@@ -157,9 +157,11 @@ def test_fashion_mnists_official_test_split_is_every_replicates(tmp_path):
 # ----------------------------------------------------------------------------- the runs, the report, --reproduce
 
 
-def test_a_sweep_logs_each_replicates_split_and_reproduce_retrains_on_it(write_experiment, tmp_path):
+def test_sweep_and_ablation_runs_log_their_replicates_split_and_reproduce_retrains_on_it(write_experiment, tmp_path):
+    base = {"depth": 1, "augmentations": {"flip": {"mode": "horizontal"}}}
+    ablation = {"repeats": 1, "baselines": False, "base": base}
     path = write_experiment(learning_experiment(name="resampled", dataset=RESAMPLED, repeats=2, trials=2,
-                                                train={"epochs": 3}))
+                                                train={"epochs": 3}, ablation=ablation))
     mlruns = tmp_path / "mlruns"
     sweep(path, mlruns)
     view = read_stores(path, mlruns)
@@ -171,9 +173,15 @@ def test_a_sweep_logs_each_replicates_split_and_reproduce_retrains_on_it(write_e
     parent = view.client.get_run(view.study.user_attrs["mlflow_parent_run_id"])
     assert parent.data.params["data_split"] == "replicate" and parent.data.params["train_images"] == "100"
 
-    data_mod._CACHE.clear()  # the pool read again, as a fresh process would
-    result = reproduce(path, mlruns, "1")
-    assert result.verdict == "match" and result.worst <= 1e-5, result
+    ablate(path, mlruns)
+    variants = [r for r in view.client.search_runs([runs[0].info.experiment_id], max_results=100)
+                if r.data.tags.get("kind") == "ablation-run"]
+    assert variants and {r.data.params["split_r0"].split(",")[0] for r in variants} == {f"index={ablation_index(0)}"}
+
+    for target in ("1", "base"):  # a sweep trial, an ablation variant
+        data_mod._CACHE.clear()  # the pool read again, as a fresh process would
+        result = reproduce(path, mlruns, target)
+        assert result.verdict == "match" and result.worst <= 1e-5, (target, result)
 
     out, _ = report(path, mlruns, tmp_path / "report")
     md = (out / "report.md").read_text()
