@@ -122,9 +122,9 @@ def answer_blocks(exp: Experiment, a: Analysis, trials: pd.DataFrame, mlruns: st
                   params: dict | None = None) -> list:
     """The answer: the verdicts in one sentence, then one line per augmentation (conditional effects, budget,
     margin), the best configuration, and the next command (`command(script, *args)`: one that runs as printed,
-    `params`: the parent run's, which say what data the verdicts are about;
-    `Stores.command`; default: `runtime.follow_up` on the embedded stores under `mlruns`). A network that did not
-    learn gets one line saying so and what to change, and no verdicts."""
+    `Stores.command`; default: `runtime.follow_up` on the embedded stores under `mlruns`). `params`: the parent
+    run's, which say what data the verdicts are about. A network that did not learn gets one line saying so and
+    what to change, and no verdicts."""
     if command is None:
         def command(script, *extra):
             return runtime.follow_up(script, exp.path, mlruns, "", *extra)
