@@ -81,7 +81,8 @@ class Dataset:
 
     def describe(self) -> str:
         h, w, c = self.input_shape
-        return (f"{self.source}: {len(self.x_train)} train / {len(self.x_val)} validation images, "
+        per = " per split, each seed replicate drawing its own" if self.pool is not None else ""
+        return (f"{self.source}: {len(self.x_train)} train / {len(self.x_val)} validation images{per}, "
                 f"{h}x{w}x{c}, {self.num_classes} classes")
 
 
