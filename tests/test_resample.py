@@ -132,14 +132,19 @@ def test_a_folders_valid_set_is_every_replicates_and_only_the_training_subsample
     assert everything.pool is None
 
 
-def test_a_flat_folder_draws_its_validation_split_per_replicate(tmp_path):
+@pytest.mark.parametrize("stream", ["false", "true"])
+def test_a_flat_folder_draws_its_validation_split_per_replicate(tmp_path, stream):
     root = _folder(tmp_path / "flat", valid=False)
-    cfg = DatasetConfig("folder", (8, 8), path=str(root), validation_split=0.25, resample="replicate")
+    cfg = DatasetConfig("folder", (8, 8), path=str(root), validation_split=0.25, resample="replicate", stream=stream)
     exp = SimpleNamespace(dataset=cfg, seed=3)
     ds = load_dataset(cfg, 3)
     reps = [replicate_data(ds, exp, i) for i in range(3)]
     assert all(class_counts(d.y_val, 2) == [3, 3] and class_counts(d.y_train, 2) == [9, 9] for d in reps)
-    assert len({d.x_val.tobytes() for d in reps}) == 3
+    assert len({np.asarray(d.x_val).tobytes() for d in reps}) == 3
+    if stream == "true":  # the same images as the in-memory path draws
+        in_memory = DatasetConfig("folder", (8, 8), path=str(root), validation_split=0.25, resample="replicate")
+        drawn = replicate_data(load_dataset(in_memory, 3), SimpleNamespace(dataset=in_memory, seed=3), 1)
+        assert np.array_equal(np.asarray(reps[1].x_train), drawn.x_train)
 
 
 def test_fashion_mnists_official_test_split_is_every_replicates(tmp_path):
