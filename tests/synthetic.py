@@ -21,7 +21,7 @@ EFFECTS = {"contrast": 0.0, "brightness": 0.01, "rotation": 0.05, "warp": -0.04}
 
 
 def experiment(name: str, trials: int, repeats: int, epochs: int) -> dict:
-    """experiments/digits-photometric.yaml (the default before issue 24) with its search space inline, resized."""
+    """experiments/digits-photometric.yaml (an earlier default) with its search space inline, resized."""
     import yaml
 
     exp = yaml.safe_load((ROOT / "experiments" / "digits-photometric.yaml").read_text())

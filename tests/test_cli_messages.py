@@ -90,8 +90,8 @@ def test_bad_input_exits_2_fast_and_says_what_to_do(write_experiment, tmp_path, 
     if "dataset" in overrides:
         exp["dataset"] = overrides["dataset"]
     path = write_experiment(exp)
-    # Fast means "refused before the heavy libraries load" (measured 0.4-0.95 s on an idle 2-core machine, see
-    # the issue 25 note); asserted by what Python imported, not by a wall-clock limit that a loaded CI misses.
+    # Fast means "refused before the heavy libraries load" (measured 0.4-0.95 s on an idle 2-core
+    # machine); asserted by what Python imported, not by a wall-clock limit that a loaded CI misses.
     result = run_cli("sweep.py", path, "--mlruns", tmp_path / "mlruns", env={"PYTHONPROFILEIMPORTTIME": "1"})
     imported = {ln.split("|")[-1].strip().split(".")[0] for ln in result.stderr.splitlines()
                 if ln.startswith("import time:") and "|" in ln}
@@ -103,7 +103,7 @@ def test_bad_input_exits_2_fast_and_says_what_to_do(write_experiment, tmp_path, 
     assert not (tmp_path / "mlruns").exists()  # nothing written
 
 
-# Values the audit saw accepted, crash or run without end; each is refused in one line by the checks the API shares
+# Values once accepted, crashing or run without end; each is refused in one line by the checks the API shares
 # (`augsweep.arguments`), before anything is read or written.
 BAD_ARGUMENTS = {
     "huge --trials": (["--trials", "99999999999999999999999"], "--trials must be an integer in [1, 100000]"),

@@ -14,7 +14,7 @@ def test_default_experiment_loads():
     assert exp.dataset.source == "digits"
     assert exp.sampler == "factorial" and exp.stop == "decided" and exp.equivalence_margin == 0.05
     params = exp.search_space.augmentation_params()
-    # the design card (issue 24): flip, contrast, rotation and warp, at two depths
+    # the default experiment: flip, contrast, rotation and warp, at two depths
     assert list(exp.search_space.augmentation_names) == ["flip", "contrast", "rotation", "warp"]
     assert exp.search_space.depth == Choice((2, 3))
     assert params["rotation"]["factor"] == Choice((0.03,))

@@ -128,7 +128,7 @@ def _shown(page, locator) -> bool:
 
 
 def test_experiment_page_shows_the_answer_at_1600x1000(swept, chromium):
-    """issue 26: the report's answer is the experiment's description (`mlflow.note.content`), which MLflow 3's
+    """The report's answer is the experiment's description (`mlflow.note.content`), which MLflow 3's
     experiment page shows under its title (ExperimentViewHeader's description box, rendered Markdown: collapsed
     to about one line, its expand button shows the rest)."""
     from augsweep.stores.registry import NOTE_TAG

@@ -1,5 +1,5 @@
 """Every command the sweep and the report print runs as printed, from the repository root, in a fresh shell
-without the virtual environment activated (PATH without .venv/bin): the first-hour check of issue 25."""
+without the virtual environment activated (PATH without .venv/bin), as a newcomer's first hour runs them."""
 
 from __future__ import annotations
 

@@ -125,7 +125,7 @@ def test_one_trial_is_too_few_and_always_on_is_explained(tmp_path, write_experim
 
 
 def test_report_says_when_a_complete_trials_curves_are_missing(tmp_path, write_experiment):
-    # issue 22, item 3: a COMPLETE trial whose run lost its history (an older version's deferred write, an
+    # a COMPLETE trial whose run lost its history (an older version's deferred write, an
     # artifact store that lost files) is counted, and the report says its curves are missing.
     from urllib.parse import urlparse
 

@@ -217,10 +217,10 @@ def test_ablation_finds_that_rotating_and_flipping_digits_hurts(write_experiment
 
 
 def test_a_failed_ablation_exits_1_naming_failures_and_the_report_shows_them(tmp_path, write_experiment, capsys):
-    """issue 22, item 6: `--ablation` exited 0 with 6 of 8 trainings FAILED, the report then crashed with a
+    """A failing ablation: `--ablation` once exited 0 with 6 of 8 trainings FAILED, the report then crashed with a
     TypeError (None - None for a variant with no finished seed), and a class folder whose name is not UTF-8
     failed every training. An augmentation whose layer raises fails every variant that holds it (a diverged
-    training is scored, not failed, since issue 20, so divergence no longer serves here)."""
+    training is scored, not failed, so divergence no longer serves here)."""
     import os
 
     import numpy as np

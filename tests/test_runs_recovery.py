@@ -171,7 +171,7 @@ def test_repair_marks_stale_runs_without_training(tmp_path, write_experiment):
     assert "is gone" in trials[0].user_attrs["failure_reason"]
     assert sorted(r.info.status for r in runs) == ["KILLED"] * 3
     # Nothing trained: no metric but the NaN best_val_loss a trial run logs first (so MLflow's compare page
-    # opens on it; issue 25).
+    # opens on it).
     assert all(set(r.data.metrics) <= {"best_val_loss"} and all(v != v for v in r.data.metrics.values())
                for r in runs), [r.data.metrics for r in runs]
 

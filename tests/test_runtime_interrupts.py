@@ -1,4 +1,4 @@
-"""Ctrl-C exits 130 in every window (issue 22, item 8): each window is hit on purpose (the signal is sent
+"""Ctrl-C exits 130 in every window: each window is hit on purpose (the signal is sent
 from inside the window), not by timing. The sweeps are real (tiny synthetic data, in-process)."""
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def test_four_workers_in_separate_folders_share_one_study_and_one_tracking_serve
     assert rep.returncode == 0, rep.stderr[-3000:]
     assert (out / "effects.csv").exists() and secret not in rep.stdout + rep.stderr
     assert not any(secret in f.read_text(errors="ignore") for f in out.rglob("*") if f.is_file())
-    # issue 26: the report publishes on the server too (publishing failures are only a printed warning).
+    # the report publishes on the server too (publishing failures are only a printed warning).
     assert "warning" not in rep.stdout + rep.stderr, rep.stdout[-3000:]
     assert {"augmentation.py", "augmentation.keras"} <= {p.name for p in out.iterdir()}
     _check_published_on_server(servers.tracking_uri, "four", parent, secret)
@@ -288,7 +288,7 @@ def test_cluster_up_then_down_serves_the_dashboard_and_leaves_no_process():
                 assert r.status == 200
         groups = [int((cluster / f"{n}.pid").read_text()) for n in ("mlflow", "dashboard")]
         postmaster = int((cluster / "pg" / "postmaster.pid").read_text().split()[0])
-        # issue 22, item 2: cluster-up again while it is up is a no-op that says so (it used to stop PostgreSQL
+        # cluster-up again while it is up is a no-op that says so (it used to stop PostgreSQL
         # under live workers); with only the dashboard down it starts the dashboard alone and keeps the rest.
         again = subprocess.run([*make, "cluster-up"], cwd=ROOT, capture_output=True, text=True, timeout=240)
         assert again.returncode == 0 and "already running" in again.stdout, again.stdout + again.stderr

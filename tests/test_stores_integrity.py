@@ -1,4 +1,4 @@
-"""Nothing lost, nothing leaked (issue 22): the report writes and uploads only its own files, a lost or
+"""Nothing lost, nothing leaked: the report writes and uploads only its own files, a lost or
 0-byte study store is refused instead of silently restarted, store paths that name files exit 2.
 
 One tiny sweep (one trial, one epoch) is made per module and copied for each test that damages it; the

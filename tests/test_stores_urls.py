@@ -15,7 +15,7 @@ from augsweep.stores.urls import check_database, check_tracking, first_line, mas
     ("postgresql+psycopg://alice@db/study", "postgresql+psycopg://alice@db/study"),
     ("sqlite:////tmp/x/optuna.db", "sqlite:////tmp/x/optuna.db"),
     ("error in mysql://u:secret@h/db and http://v:other@h2", "error in mysql://u:***@h/db and http://v:***@h2"),
-    # issue 22 (4): every form SQLAlchemy accepts: '/' and '@' in a password, percent-encoding, a query password.
+    # every form SQLAlchemy accepts: '/' and '@' in a password, percent-encoding, a query password.
     ("postgresql+psycopg://alice:pa/ss@db:5432/study", "postgresql+psycopg://alice:***@db:5432/study"),
     ("postgresql+psycopg://alice:a/b@c@db/study", "postgresql+psycopg://alice:***@db/study"),
     ("postgresql://alice:p%40w%2Fx@db/study?sslmode=require", "postgresql://alice:***@db/study?sslmode=require"),
@@ -66,7 +66,7 @@ def test_a_tracking_server_that_stays_away_fails_the_call_with_one_clear_masked_
 
 
 def test_a_password_with_a_slash_never_reaches_a_stores_label_or_tag(tmp_path):
-    """issue 22 (4): `optuna_storage` (an MLflow tag) and every printed option come from `storage_label`."""
+    """`optuna_storage` (an MLflow tag) and every printed option come from `storage_label`."""
     from augsweep.stores.study import Stores
 
     url = "postgresql+psycopg://augsweep:se/cr@et@127.0.0.1:5432/augsweep"

@@ -1,4 +1,4 @@
-"""Bounded inputs (issue 22, items 7 and 9): a decompression bomb, a dataset larger than memory, YAML nested
+"""Bounded inputs: a decompression bomb, a dataset larger than memory, YAML nested
 50,000 deep or too large, non-UTF-8 file names (streamed too), links out of the dataset, a search space
 naming a system file, secret files and lock folders. Each exits 2 with one line (or is handled), never a
 traceback; the data is tiny and nothing trains."""
