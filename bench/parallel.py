@@ -8,7 +8,8 @@ after the other, alternating over `--rounds`.
 
     python bench/parallel.py                       # first block of experiments/default.yaml (16 trials), ~11 min
     python bench/parallel.py --trials 32           # the whole default sweep (both blocks), ~22 min
-    python bench/parallel.py --tiny                # smoke setting used by the tests
+    python bench/parallel.py --tiny                # smoke setting
+    python bench/parallel.py --experiment E --keep DIR   # keep each side's stores and report in DIR
 
 On a GPU machine the same command compares one worker with N per GPU (`auto` packs them by free memory).
 """
@@ -72,9 +73,14 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="a synthetic 4-trial sweep (smoke test)")
     ap.add_argument("--workers", default="1,auto", help="the sides, comma-separated (default: 1,auto); the first "
                                                         "is the speed-up's baseline")
+    ap.add_argument("--keep", type=Path, help="keep each side's stores (mlruns-<round>-<workers>) and report "
+                                             "(report-<round>-<workers>) in this folder instead of a temporary one")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        if args.keep:
+            tmp = args.keep.resolve()
+            tmp.mkdir(parents=True, exist_ok=True)
         experiment, trials = Path(args.experiment), args.trials
         if args.tiny:
             experiment, trials = tmp / "tiny.yaml", None

@@ -1,4 +1,5 @@
-"""Smoke tests: each benchmark script runs end to end on a tiny setting (no timing asserted)."""
+"""Smoke tests: each benchmark script runs end to end on a tiny setting (no timing asserted). `bench/parallel.py`
+runs in `tests/test_runs_workers.py`, whose one-worker-versus-auto comparison it is."""
 
 from __future__ import annotations
 
@@ -21,7 +22,6 @@ from tests.helpers import run_cli
     ("reuse.py", "fixed cost per repeat:"),
     ("determinism.py", "| deterministic ops (default) |"),
     ("report_scale.py", "files byte-identical across rounds"),
-    ("parallel.py", "effects.csv byte-identical across sides: yes"),
 ])
 def test_benchmark_runs_tiny(script, expected):
     result = run_cli(f"bench/{script}", "--tiny")

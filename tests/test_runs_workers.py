@@ -11,8 +11,7 @@ import pytest
 from augsweep.runs.workers import auto_workers, usable_cores
 from tests.helpers import learning_experiment, read_stores, run_cli
 
-# Three switches and two depths in the 8-run half fraction (depth a factor of the plan), 2 seeds per block, up to
-# 2 blocks: at most 16 trials of 2 short trainings.
+# Three switches and two depths in the 8-run half fraction (depth a factor of the plan), one block of 2 seeds.
 SPACE = {"depth": [1, 2], "augmentations": {"flip": {"mode": "horizontal"}, "contrast": {"factor": 0.3},
                                             "rotation": {"factor": 0.05}}}
 PROCESS_TAGS = ("device", "dtype_policy", "deterministic", "backend", "training_threads")
@@ -53,33 +52,33 @@ def test_workers_rejects_anything_but_a_count_or_auto(tmp_path):
 
 @pytest.mark.slow
 def test_effects_csv_is_byte_identical_between_one_worker_and_auto(tmp_path, write_experiment):
+    # Driven through bench/parallel.py, which runs both sides as real sweep.py + report.py processes and compares
+    # their effects.csv: this test is also that benchmark's smoke run. One block of the 8-run plan is enough for
+    # the claim (the same bytes), and keeps the four sweeps' process start-ups the bulk of the cost.
     path = write_experiment(learning_experiment(
-        name="parallel", search_space=SPACE, sampler="factorial", trials=16, repeats=2, stop="decided"))
+        name="parallel", search_space=SPACE, sampler="factorial", trials=8, repeats=2, stop="budget"))
     workers = "auto" if usable_cores() >= 2 else "2"  # auto on a 1-core machine is one worker: force two
-    outs = {}
-    for label, n in (("one", "1"), ("auto", workers)):
-        mlruns = tmp_path / label
-        out = run_cli("sweep.py", path, "--mlruns", mlruns, "--workers", n)
-        assert out.returncode == 0, out.stderr[-2000:]
-        rep = run_cli("report.py", path, "--mlruns", mlruns, "--out", tmp_path / f"report-{label}")
-        assert rep.returncode == 0, rep.stderr[-2000:]
-        outs[label] = out.stdout
-    assert "workers on" in outs["auto"] and "workers on" not in outs["one"]
-    one, auto = ((tmp_path / f"report-{x}" / "effects.csv").read_bytes() for x in ("one", "auto"))
+    sides = tmp_path / "sides"
+    out = run_cli("bench/parallel.py", "--experiment", path, "--trials", "8", "--workers", f"1,{workers}",
+                  "--keep", sides)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "effects.csv byte-identical across sides: yes" in out.stdout
+    one, auto = ((sides / f"report-0-{x}" / "effects.csv").read_bytes() for x in ("1", workers))
     assert one == auto
     assert len(one.splitlines()) >= 4  # a header and a row per augmentation: not two empty files
     tags = {}
-    for label in ("one", "auto"):
-        view = read_stores(path, tmp_path / label)
+    for label, folder in (("one", "mlruns-0-1"), ("auto", f"mlruns-0-{workers}")):
+        view = read_stores(path, sides / folder)
         parent = [r for r in view.runs if r.data.tags.get("kind") == "sweep"]
         assert len(parent) == 1 and parent[0].info.status == "FINISHED"
         tags[label] = parent[0].data.tags
         trial_tags = {(r.data.tags["deterministic"], r.data.tags["device"], r.data.tags["training_threads"])
                       for r in view.trial_runs}
         assert trial_tags == {("true", tags[label]["device"], "1")}
+        assert len(view.trial_runs) == 8
     assert {k: tags["one"][k] for k in PROCESS_TAGS} == {k: tags["auto"][k] for k in PROCESS_TAGS}
     assert tags["one"]["deterministic"] == "true" and tags["one"]["training_threads"] == "1"
     assert tags["one"]["workers"] == "1" and int(tags["auto"]["workers"]) >= 2
     # a worker's trial, retrained in a fresh process on the thread count its run records, is exact
-    rep = run_cli("sweep.py", path, "--mlruns", tmp_path / "auto", "--reproduce", "0")
+    rep = run_cli("sweep.py", path, "--mlruns", sides / f"mlruns-0-{workers}", "--reproduce", "0")
     assert rep.returncode == 0 and "the original ran deterministically): match" in rep.stdout, rep.stdout[-1500:]
