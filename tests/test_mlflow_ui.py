@@ -3,6 +3,8 @@ driven by Playwright, the same code as bench/screenshot.py)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import sys
@@ -10,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from augsweep.cli import report_main, sweep_main
 from tests.helpers import (
     ROOT,
     assert_tables_and_figures_fit,
     learning_experiment,
     read_stores,
-    run_cli,
 )
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -43,11 +45,13 @@ def swept(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ui")
     path = tmp / "exp.yaml"
     path.write_text(yaml.safe_dump(learning_experiment(name="ui-check", trials=6, repeats=2)))
-    result = run_cli("sweep.py", path, "--mlruns", tmp / "mlruns")
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = run_cli("report.py", path, "--mlruns", tmp / "mlruns", "--out", tmp / "report")
-    assert report.returncode == 0, report.stderr[-3000:]
-    return path, tmp / "mlruns", result.stdout, tmp / "report"
+    # In-process through the CLI's own entry points (the printed lines are the same; the subprocess path of
+    # sweep.py and report.py is tested by test_printed_commands.py), so the module pays no interpreter start-up.
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert sweep_main([str(path), "--mlruns", str(tmp / "mlruns")]) == 0
+        assert report_main([str(path), "--mlruns", str(tmp / "mlruns"), "--out", str(tmp / "report")]) == 0
+    return path, tmp / "mlruns", printed.getvalue(), tmp / "report"
 
 
 def test_printed_links_land_on_a_usable_view_at_1600x1000(swept, chromium):

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.helpers import ROOT, assert_tables_and_figures_fit, run_cli, tiny_experiment, untidy
+from augsweep.cli import report_main, sweep_main
+from tests.helpers import ROOT, assert_tables_and_figures_fit, tiny_experiment, untidy
 
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -24,9 +25,9 @@ def test_first_screen_fits_and_the_new_files_are_written(tmp_path):
                           train={"epochs": 4})
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(exp))
-    assert run_cli("sweep.py", path, "--mlruns", tmp_path / "m").returncode == 0
-    r = run_cli("report.py", path, "--mlruns", tmp_path / "m", "--out", tmp_path / "r")
-    assert r.returncode == 0, r.stderr[-2000:]
+    # In-process through the CLI's entry points: the subprocess path is test_printed_commands.py's.
+    assert sweep_main([str(path), "--mlruns", str(tmp_path / "m")]) == 0
+    assert report_main([str(path), "--mlruns", str(tmp_path / "m"), "--out", str(tmp_path / "r")]) == 0
     by = pd.read_csv(tmp_path / "r" / "effects_by_budget.csv")
     assert list(by.columns) == ["augmentation", "epochs", "effect", "ci_low", "ci_high", "n_seeds"]
     assert sorted(set(by["epochs"]))[-1] == 4 and by["epochs"].nunique() >= 4
