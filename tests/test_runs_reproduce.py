@@ -13,11 +13,14 @@ command's verdict: the test computes each |new - logged| and the seed noise itse
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sqlite3
 
 import pandas as pd
 from mlflow import MlflowClient
 
+from augsweep.cli import sweep_main
 from augsweep.experiment import load_experiment
 from tests.helpers import ablate, read_stores, reproduce, run_cli, sweep
 
@@ -109,10 +112,13 @@ def test_reproduce_is_exact_in_a_fresh_process_for_a_sweep_trial_and_an_ablation
         changed = db.execute("UPDATE metrics SET value = value + 0.01 WHERE run_uuid = ? AND key LIKE "
                              "'repeat%/val_loss' AND step = ?", (run_id, TAMPERED_EPOCH)).rowcount
     assert changed == 1
-    result = run_cli("sweep.py", path, "--mlruns", mlruns, "--reproduce", "base")
-    assert result.returncode == 1, result.stdout[-1500:] + result.stderr[-1500:]
-    assert "DIFFER" in result.stdout
-    shown = printed(result.stdout.splitlines())
+    # (In-process through the same entry point: the fresh-process claim is made above.)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = sweep_main([str(path), "--mlruns", str(mlruns), "--reproduce", "base"])
+    assert code == 1, out.getvalue()[-1500:]
+    assert "DIFFER" in out.getvalue()
+    shown = printed(out.getvalue().splitlines())
     beyond = [epoch for (_, epoch), (logged, new) in shown.items() if abs(logged - new) > EXACT]
     assert beyond == [TAMPERED_EPOCH], beyond
 
