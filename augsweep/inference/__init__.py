@@ -18,7 +18,17 @@ blocks and seeds that would decide; `paired` the ablation's paired t; `frames` t
 column names and the flat key format. The names below are the public face.
 """
 
-from .alpha import SPENDING, SPENDINGS, VerdictRule, look_alpha, sidak_level, split_alpha, sweep_shares
+from .alpha import (
+    PRIMARY_WEIGHT,
+    SPENDING,
+    SPENDINGS,
+    VerdictRule,
+    gate_levels,
+    look_alpha,
+    plan_levels,
+    sidak_level,
+    split_alpha,
+)
 from .core import DECIDED, VERDICT_CODES, VERDICTS, decide_arrays, decided, should_stop
 from .frames import (
     EXTRA_COLUMNS,
@@ -27,16 +37,18 @@ from .frames import (
     ablation_effects,
     complete_replicates,
     decide_sweep,
+    design_aliases,
     dose_responses,
     effects,
     interaction_contrast,
     scored_trainings,
     seed_effects,
     summarize,
+    sweep_shift,
 )
 
-__all__ = ["DECIDED", "EXTRA_COLUMNS", "SPENDING", "SPENDINGS", "VERDICTS", "VERDICT_CODES", "VERDICT_COLUMNS",
-           "SweepVerdicts", "VerdictRule", "ablation_effects", "complete_replicates", "decide_arrays",
-           "decide_sweep", "decided", "dose_responses", "effects", "interaction_contrast", "look_alpha",
-           "scored_trainings", "seed_effects", "should_stop", "sidak_level", "split_alpha", "summarize",
-           "sweep_shares"]
+__all__ = ["DECIDED", "EXTRA_COLUMNS", "PRIMARY_WEIGHT", "SPENDING", "SPENDINGS", "VERDICTS", "VERDICT_CODES",
+           "VERDICT_COLUMNS", "SweepVerdicts", "VerdictRule", "ablation_effects", "complete_replicates",
+           "decide_arrays", "decide_sweep", "decided", "design_aliases", "dose_responses", "effects", "gate_levels",
+           "interaction_contrast", "look_alpha", "plan_levels", "scored_trainings", "seed_effects", "should_stop",
+           "sidak_level", "split_alpha", "summarize", "sweep_shift"]

@@ -169,7 +169,7 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
                         + (f" (block(s) {', '.join(str(b + 1) for b in left)})." if left else "."))
     # `decided`: the rows behind the verdicts; the descriptive views below use every finished training.
     decided, full, looks, blocks_used = verdicts.table, verdicts.effects, verdicts.looks, list(verdicts.blocks_used)
-    alpha_effects = (verdicts.shares or {}).get("effects", alpha)  # the effects' share (descriptive doses use it)
+    alpha_effects = (verdicts.levels or {}).get("effects", alpha)  # the effects' level (descriptive doses use it)
     seed_frame = inference.seed_effects(decided, augs) if len(decided) else None
     doses = inference.dose_responses(decided, augs, alpha=alpha_effects) if len(decided) else None
     seeds = int(decided.groupby(["block", "repeat"]).ngroups) if len(decided) else 0
@@ -204,10 +204,10 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
         if isinstance(r.get("note"), str) and r["note"]:
             warnings.append(f"{r['augmentation']}: {r['note']}")
     interactions = verdicts.interactions
-    shares = verdicts.shares or {}
-    conf_alpha = (inference.look_alpha(shares["configurations"], *looks) if shares.get("configurations") else 0.0)
-    configs = (configurations_mod.configurations(decided, augs, margin=exp.equivalence_margin, alpha_look=conf_alpha)
-               if conf_alpha and len(decided) else None)
+    conf_alpha = (verdicts.levels or {}).get("configurations", 0.0)
+    configs = (configurations_mod.configurations(decided, augs, margin=exp.equivalence_margin, alpha_look=conf_alpha,
+                                                 shift=verdicts.shift)
+               if len(decided) and not decided[[aug_key(a) for a in augs]].astype(bool).any(axis=1).all() else None)
     learned = (check_learned(decided, augs, chance, gate_alpha, margin=exp.equivalence_margin)
                if chance is not None and len(decided) else None)
     pairs, conditional = verdicts.pairs, verdicts.conditional
