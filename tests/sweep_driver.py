@@ -33,10 +33,12 @@ class Driver:
     """One design's vectorised verdicts; `run` takes every look of the stopping rule."""
 
     def __init__(self, S: np.ndarray, depth: np.ndarray, *, repeats: int, looks: int, margin: float,
-                 alpha: float = 0.05, assume_no_higher: bool = False, design: tuple | None = None):
+                 alpha: float = 0.05, assume_no_higher: bool = False, design: tuple | None = None,
+                 planned_looks: int | None = None):
         self.S, self.depth = S.astype(float), np.asarray(depth)
         self.k = S.shape[1]
         self.R, self.L, self.margin, self.alpha = repeats, looks, margin, alpha
+        self.planned = planned_looks
         # `design`: (X, base) with magnitude terms, as `fits.replicate_design` builds it from a table's columns
         self.X, self.base = design if design is not None else fits.replicate_design(self.S, self.depth)[:2]
         self.pairs = list(itertools.combinations(range(self.k), 2))
@@ -64,7 +66,8 @@ class Driver:
 
     def levels(self, look: int, passing: np.ndarray) -> dict[str, np.ndarray]:
         """Each table's level per sweep at `look`, given the fraction of main effects decided helps/hurts."""
-        a_look = inf.plan_levels(self.alpha, self.L, seeds_per_block=self.R, rows=self.k)[look - 1]
+        a_look = inf.plan_levels(self.alpha, self.L, planned_looks=self.planned, seeds_per_block=self.R,
+                                rows=self.k)[look - 1]
         table = [inf.gate_levels(a_look, self.rows(), p / self.k) for p in range(self.k + 1)]
         idx = np.rint(passing * self.k).astype(int)
         return {t: np.array([table[i][t] for i in range(self.k + 1)])[idx] for t in table[0]}

@@ -91,6 +91,8 @@ def test_aa_whole_reports_off_the_nominal_model(condition):
     false = o["seen"][:, null].any(axis=1)
     if not kwargs.get("interaction"):  # no planted interaction: every aug x aug claim (and what follows) is false
         false |= o["seen_pairs"].any(axis=1) | o["seen_cond"].any(axis=1)
+    if not (true or kwargs.get("interaction") or kwargs.get("dose") or kwargs.get("conditional")):
+        false |= o["seen_configurations"].any(axis=1)  # every configuration equals none: any claim is false
     false = false.mean()
     assert false <= mc_upper(0.05, N), f"{condition}: {false:.3%} of null reports carry a false verdict"
 

@@ -141,6 +141,45 @@ def _plan(names: list[str], matrix: np.ndarray, resolution: int | None, generato
     return DesignPlan(tuple(names), matrix, resolution, generators, int(matrix.shape[0]))
 
 
+def defining_words(plan: DesignPlan) -> list[frozenset[str]]:
+    """The defining relation of a regular fraction, from its generators (`warp=flip*contrast*rotation` gives
+    the word {flip, contrast, rotation, warp}) and every product of them; [] for a full factorial."""
+    gens = [frozenset([g.split("=")[0], *g.split("=")[1].split("*")]) for g in plan.generators]
+    words = set()
+    for r in range(1, len(gens) + 1):
+        for combo in itertools.combinations(gens, r):
+            w: frozenset[str] = frozenset()
+            for g in combo:
+                w = w ^ g
+            words.add(w)
+    return sorted(words, key=lambda w: (len(w), sorted(w)))
+
+
+def aliases(plan: DesignPlan, max_order: int = 3) -> dict[str, list[str]]:
+    """Per two-factor interaction of the plan's factors (`a x b`, depth included when it is a factor), the
+    interactions of up to `max_order` factors it is aliased with: its product with each defining word. In the
+    default's half fraction (depth = flip x contrast x rotation x warp) each augmentation x depth is aliased
+    with the three-way of the other augmentations, and each pair with the other pair x depth."""
+    words = defining_words(plan)
+    out = {}
+    for a, b in itertools.combinations(plan.factors, 2):
+        found = []
+        for w in words:
+            other = w ^ {a, b}
+            if 0 < len(other) <= max_order:
+                found.append(" x ".join(f for f in plan.factors if f in other))
+        out[f"{a} x {b}"] = found
+    return out
+
+
+def alias_words(plan: DesignPlan) -> str:
+    """The design line's clause on aliases: `aug x depth aliased with ...; ...`, or "" when nothing tested is."""
+    pairs = {k: v for k, v in aliases(plan).items() if v}
+    if not pairs:
+        return ""
+    return "; ".join(f"{k} = {' = '.join(v)}" for k, v in pairs.items())
+
+
 def crossed(plan: DesignPlan, depths: list[int]) -> list[dict[str, Any]]:
     """Every design run at every depth: `{"depth": d, "switches": {factor: bool}}`, run-major."""
     if not depths:
