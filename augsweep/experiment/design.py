@@ -155,6 +155,18 @@ def defining_words(plan: DesignPlan) -> list[frozenset[str]]:
     return sorted(words, key=lambda w: (len(w), sorted(w)))
 
 
+def recorded_plan(recorded: Mapping, augmentations: Sequence[str]) -> DesignPlan | None:
+    """The plan a study recorded (`BlockPlanner.describe`: runs, generators), its factors the augmentations and,
+    when a generator names it, depth; None without one."""
+    gens = tuple((recorded or {}).get("generators") or ())
+    if not recorded or "runs" not in recorded:
+        return None
+    names = [*augmentations] + ([DEPTH] if any(DEPTH in g.replace("=", "*").split("*") for g in gens) else [])
+    res = recorded.get("resolution")
+    return DesignPlan(tuple(names), np.zeros((0, len(names)), dtype=bool), res if isinstance(res, int) else None,
+                      gens, int(recorded["runs"]))
+
+
 def aliases(plan: DesignPlan, max_order: int = 3) -> dict[str, list[str]]:
     """Per two-factor interaction of the plan's factors (`a x b`, depth included when it is a factor), the
     interactions of up to `max_order` factors it is aliased with: its product with each defining word. In the

@@ -38,6 +38,9 @@ OUTCOME = "best_val_loss"
 
 _NOTE_FEW = "fewer than 2 seed replicates estimate it: no interval can include seed-to-seed variation"
 _NOTE_NONE = "not estimable in any seed replicate (always on, never on, or too few finished trials)"
+RARE_NOTE = "rare large outcomes"
+_NOTE_RARE = (f"{RARE_NOTE}: one seed replicate's estimate stands far from the others' (a diverged training, a "
+              f"rare seed); only a verdict in its direction is kept")
 
 
 def ci_method(n_seeds: int, family: int, looks: tuple[int, int] | None = None, alpha: float | None = None,
@@ -222,7 +225,8 @@ def summarize(seeds: pd.DataFrame, augmentations: Sequence[str], rule: VerdictRu
     res = decide_arrays(B, a_look, margin, shift=shift)
     verdicts = VERDICT_CODES[res["code"]]
     any_est = np.isfinite(B).any(axis=0)
-    notes = ["" if n >= 2 else (_NOTE_FEW if any_est[j] else _NOTE_NONE) for j, n in enumerate(res["n_seeds"])]
+    notes = [(_NOTE_RARE if res["rare"][j] else "") if n >= 2 else (_NOTE_FEW if any_est[j] else _NOTE_NONE)
+             for j, n in enumerate(res["n_seeds"])]
     m = int(res["n_family"][0]) if len(names) else 1
     seeds_per_block = rule.seeds_per_block
     if seeds_per_block is None:

@@ -66,6 +66,7 @@ class Analysis:
     learned: LearnedCheck | None = None  # the gate before any verdict (None: the stores hold no chance loss)
     num_classes: int | None = None
     rule: inference.VerdictRule | None = None  # the sweep's verdict rule (`VerdictRule.for_sweep`)
+    followup_alpha: float = 0.0  # an ablation's level in the same report (its part of the configurations' node)
 
     @property
     def did_not_learn(self) -> bool:
@@ -125,10 +126,12 @@ def budget_table(table: pd.DataFrame, augmentations: list[str]) -> pd.DataFrame:
 
 def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: dict | None = None,
             alpha: float = 0.05, chance: float | None = None, num_classes: int | None = None,
-            gate_alpha: float = 0.05) -> Analysis:
+            gate_alpha: float = 0.05, followup_rows: int = 0) -> Analysis:
     """Effects under the one verdict rule, descriptive views (pairs, gap, accuracy, depth), warnings.
 
-    `alpha`: the sweep's share of the report's one alpha (all of it without an ablation). A factorial sweep
+    `alpha`: the report's one alpha, the level the stopping rule used too. `followup_rows`: verdict rows of an
+    ablation in the same report; they share the configurations' node of the graph (`followup_alpha`), which
+    no stopping decision reads, so the rows the sweep stopped on keep their level. A factorial sweep
     decides on the complete seed replicates of its finished blocks only, the data its stopping rule saw.
     `chance`: the loss of guessing; when given, verdicts are withheld unless the network learned (`learned`),
     a gate tested first at the report's `gate_alpha`."""
@@ -205,6 +208,9 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
             warnings.append(f"{r['augmentation']}: {r['note']}")
     interactions = verdicts.interactions
     conf_alpha = (verdicts.levels or {}).get("configurations", 0.0)
+    followup = 0.0
+    if followup_rows:  # the ablation asks the configurations' question again with paired seeds: one node
+        conf_alpha, followup = inference.split_alpha(conf_alpha, [1, int(followup_rows)])
     configs = (configurations_mod.configurations(decided, augs, margin=exp.equivalence_margin, alpha_look=conf_alpha,
                                                  shift=verdicts.shift)
                if len(decided) and not decided[[aug_key(a) for a in augs]].astype(bool).any(axis=1).all() else None)
@@ -225,7 +231,7 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
         failed_points=points_failed, diverged=diverged_table(table, augs) if len(table) else None,
         blocks_used=blocks_used, alpha=alpha, pairs=pairs, conditional=conditional, learned=learned,
         num_classes=num_classes, rule=rule,
-        configurations=configs, configurations_alpha=conf_alpha, table=decided,
+        configurations=configs, configurations_alpha=conf_alpha, table=decided, followup_alpha=followup,
         unconverged=unconverged_table(table, augs, exp) if len(table) else None,
     )
 
@@ -258,21 +264,6 @@ def unconverged_table(table: pd.DataFrame, augmentations: list[str], exp: Experi
     out.attrs.update(rows[0])
     return out
 
-def family_size(exp: Experiment) -> int:
-    """Verdict rows a sweep report carries: one per augmentation, and one augmentation x depth contrast each
-    when the search space has two depths or more."""
-    from ..experiment.design import depth_levels, plan_for
-
-    n = len(exp.search_space.augmentation_names)
-    rows = n * (2 if len(depth_levels(exp.search_space)) > 1 and not exp.model.uses_base else 1)
-    if exp.sampler == "factorial" and n >= 2:
-        plan = plan_for(exp.search_space, exp.trials, sequential=exp.stop == "decided")
-        if plan.resolution is None or plan.resolution >= 5:  # aug x aug contrasts are separable: tested
-            rows += n * (n - 1) // 2
-        rows += 1  # the configurations against none: one row, Šidák over them inside its share
-    return rows
-
-
 def missing_curves(trials: pd.DataFrame, curves: pd.DataFrame) -> list[int]:
     """Numbers of the COMPLETE trials whose history the report could not read."""
     done = trials.loc[trials["state"] == "COMPLETE", "trial"].astype(int) if len(trials) else pd.Series(dtype=int)
@@ -280,11 +271,11 @@ def missing_curves(trials: pd.DataFrame, curves: pd.DataFrame) -> list[int]:
     return sorted(n for n in done if n not in have)
 
 
-def analyse_sweep(exp: Experiment, data: SweepData, alpha: float = 0.05) -> Analysis:
+def analyse_sweep(exp: Experiment, data: SweepData, alpha: float = 0.05, followup_rows: int = 0) -> Analysis:
     """`analyse` on the loaded sweep, then what needs the curves (the epoch budget) and what the loading could
     not read (curves, provenance), said in the warnings."""
     analysis = analyse(data.trainings, data.trials, exp, data.design, alpha=alpha, chance=data.chance,
-                       num_classes=data.num_classes)
+                       num_classes=data.num_classes, followup_rows=followup_rows)
     missing = missing_curves(data.trials, data.curves)
     if missing:
         analysis.warnings.append(
