@@ -17,7 +17,7 @@ import numpy as np
 from augsweep import inference as inf
 from augsweep.inference import fits, pairs
 
-TABLES = ("effects", "depth", "pairs", "conditional", "configurations")
+TABLES = ("effects", "depth", "pairs", "conditional", "configurations", "divergence")
 
 
 def configuration_columns(S: np.ndarray, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -34,11 +34,12 @@ class Driver:
 
     def __init__(self, S: np.ndarray, depth: np.ndarray, *, repeats: int, looks: int, margin: float,
                  alpha: float = 0.05, assume_no_higher: bool = False, design: tuple | None = None,
-                 planned_looks: int | None = None):
+                 planned_looks: int | None = None, diverged_value: float | None = None):
         self.S, self.depth = S.astype(float), np.asarray(depth)
         self.k = S.shape[1]
         self.R, self.L, self.margin, self.alpha = repeats, looks, margin, alpha
         self.planned = planned_looks
+        self.diverged_value = diverged_value  # the score of a diverged training (ln K), to count divergences
         # `design`: (X, base) with magnitude terms, as `fits.replicate_design` builds it from a table's columns
         self.X, self.base = design if design is not None else fits.replicate_design(self.S, self.depth)[:2]
         self.pairs = list(itertools.combinations(range(self.k), 2))
@@ -59,18 +60,22 @@ class Driver:
         self.conf_base, self.conf_none = configuration_columns(S, self.depth)
         self.conf_cols = np.flatnonzero((self.conf_base >= 0) & ~self.conf_none)
 
-    def rows(self) -> dict[str, int]:
+    def rows(self, divergence: bool = False) -> dict[str, int]:
         return {"effects": self.k, "depth": int(self.depth_free.sum()) if self.two_depths else 0,
                 "pairs": int(self.pair_free.sum()) if self.separates else 0,
-                "configurations": 1 if self.conf_none.any() else 0}
+                "configurations": 1 if self.conf_none.any() else 0, "divergence": self.k if divergence else 0}
 
-    def levels(self, look: int, passing: np.ndarray) -> dict[str, np.ndarray]:
-        """Each table's level per sweep at `look`, given the fraction of main effects decided helps/hurts."""
+    def levels(self, look: int, passing: np.ndarray, divergence: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Each table's level per sweep at `look`, given the fraction of main effects decided helps/hurts (and
+        whether the sweep holds a diverged training: its own table then)."""
         a_look = inf.plan_levels(self.alpha, self.L, planned_looks=self.planned, seeds_per_block=self.R,
                                 rows=self.k)[look - 1]
-        table = [inf.gate_levels(a_look, self.rows(), p / self.k) for p in range(self.k + 1)]
+        div = np.zeros(len(passing), bool) if divergence is None else divergence
+        table = {(p, d): inf.gate_levels(a_look, self.rows(d), p / self.k)
+                 for p in range(self.k + 1) for d in (False, True)}
         idx = np.rint(passing * self.k).astype(int)
-        return {t: np.array([table[i][t] for i in range(self.k + 1)])[idx] for t in table[0]}
+        return {t: np.array([table[(int(i), bool(d))][t] for i, d in zip(idx, div)])
+                for t in table[(0, False)]}
 
     def look(self, Y: np.ndarray, look: int) -> dict[str, np.ndarray]:
         """Codes of every table at `look` (Y already cut to the look's replicates)."""
@@ -78,11 +83,23 @@ class Driver:
         groups = np.repeat(np.arange(look), self.R)
         B = fits.fit_replicates(Y, self.X, self.base)[0][..., 1:1 + self.k]
         shift = fits.switch_shift(Y, self.X, self.base, self.k, groups)
-        first = self.levels(look, np.zeros(n))
+        div = None
+        if self.diverged_value is not None:
+            complete = np.isfinite(Y).all(axis=-1)  # production counts the complete replicates only
+            flags = (Y == self.diverged_value) & complete[..., None]
+            on = self.S.astype(bool)
+            reps = complete.sum(axis=1)[:, None]
+            counts = np.stack([(flags[..., None] & on).sum(axis=(1, 2)), reps * on.sum(0),
+                               (flags[..., None] & ~on).sum(axis=(1, 2)), reps * (~on).sum(0)])
+            div = flags.any(axis=(1, 2))
+        first = self.levels(look, np.zeros(n), div)
         eff = inf.decide_arrays(B, first["effects"][:, None], self.margin, shift)
         passing = np.isin(eff["code"], (1, 2)).mean(axis=-1)
-        lv = self.levels(look, passing)
+        lv = self.levels(look, passing, div)
         out = {"effects": eff["code"], "levels": lv}
+        if div is not None:
+            out["divergence"] = np.where(div[:, None], inf.core.divergence_codes(*counts, lv["divergence"][:, None])
+                                         ["code"], 0)
         if self.two_depths:
             cols, vs, ds = [], [], []
             for i in range(self.k):

@@ -213,3 +213,20 @@ def test_aliases_from_the_generator_are_the_ones_the_report_reads_from_the_data(
     assert words["flip x contrast"] == ["rotation x warp x depth"] == from_data["flip x contrast"]
     full = design_mod.two_level_design(gen.AUGS, 16)
     assert not any(design_mod.aliases(full).values())
+
+
+def test_a_trials_extension_records_and_continues_the_first_plan():
+    from augsweep import load_experiment
+    from augsweep.runs.blocks import BlockPlanner
+
+    exp = load_experiment("experiments/default.yaml")
+    first = BlockPlanner(exp, 32, echo=lambda _: None)
+    recorded = first.describe()
+    assert recorded["planned_blocks"] == recorded["max_blocks"] == 2
+    extended = BlockPlanner(exp, 64, echo=lambda _: None)
+    extended.adopt_plan(recorded)
+    rule = inf.VerdictRule.for_sweep(exp, extended.describe())
+    assert (rule.max_looks, rule.planned_looks, rule.primary_rows) == (4, 2, 4)
+    assert [rule.alpha_at(look) for look in range(1, 5)] == list(
+        inf.plan_levels(0.05, 4, planned_looks=2, seeds_per_block=exp.repeats, rows=4))
+    assert not rule.assume_no_higher

@@ -44,11 +44,13 @@ def sequential_all(Y: np.ndarray, *, alpha: float = 0.05, looks: int = LOOKS) ->
     `decide_sweep` uses). Per sweep: which rows were ever claimed (helps/hurts) at a look it took, the codes
     where it stopped, looks taken, and `decided` per look."""
     S = gen.design()[0]
-    d = Driver(S, np.full(len(S), 2), repeats=R, looks=looks, margin=MARGIN, alpha=alpha, design=(X, BASE))
+    d = Driver(S, np.full(len(S), 2), repeats=R, looks=looks, margin=MARGIN, alpha=alpha, design=(X, BASE),
+               diverged_value=gen.CHANCE)
     o = d.run(Y)
     return {"seen": o["claimed"]["effects"], "seen_pairs": o["claimed"]["pairs"],
             "seen_cond": o["claimed"]["conditional"], "seen_configurations": o["claimed"].get("configurations"),
             "final": o["final"]["effects"], "final_pairs": o["final"]["pairs"], "final_cond": o["final"]["conditional"],
+            "seen_divergence": o["claimed"].get("divergence"), "final_divergence": o["final"].get("divergence"),
             "taken": o["taken"], "decided": [lk["decided"] for lk in o["looks"]]}
 
 
@@ -93,6 +95,8 @@ def test_aa_whole_reports_off_the_nominal_model(condition):
         false |= o["seen_pairs"].any(axis=1) | o["seen_cond"].any(axis=1)
     if not (true or kwargs.get("interaction") or kwargs.get("dose") or kwargs.get("conditional")):
         false |= o["seen_configurations"].any(axis=1)  # every configuration equals none: any claim is false
+    if o["seen_divergence"] is not None and not kwargs.get("diverge_with"):  # divergence follows no augmentation
+        false |= o["seen_divergence"].any(axis=1)
     false = false.mean()
     assert false <= mc_upper(0.05, N), f"{condition}: {false:.3%} of null reports carry a false verdict"
 
@@ -119,11 +123,14 @@ def test_scored_divergences_cost_power_but_never_flip_a_sign():
 
 def test_a_divergence_that_follows_an_augmentation_is_its_harm():
     # Scored rather than dropped, a divergence the augmentation causes is part of its effect: found as harm.
-    _, final, _ = sequential_codes(gen.sweeps(np.random.default_rng(8), N, diverge_with={"rotation": 0.2}))
-    rotation = final[:, gen.AUGS.index("rotation")]
-    # (>= 50% when the effects held all of alpha; with the 6 aug x aug contrasts and the configurations
-    # sharing it the effects get 4/11 of the 5%, and this weak harm is found in 39% of sweeps, seed 8)
+    o = sequential_all(gen.sweeps(np.random.default_rng(8), N, diverge_with={"rotation": 0.2}))
+    j = gen.AUGS.index("rotation")
+    rotation = o["final"][:, j]
     assert (rotation == 2).mean() >= 0.35 and not (rotation == 1).any()
+    # and its own row: rotation's trainings diverge more often (exact binomial), never the others'
+    div = o["final_divergence"]
+    assert (div[:, j] == 2).mean() >= 0.6  # 71% at seed 8 (0.2 more divergence, 16 seeds x 8 trainings on)
+    assert np.isin(np.delete(div, j, axis=1), (1, 2)).mean() <= 0.05
 
 
 def test_dose_response_does_not_leak_but_did_with_unbalanced_magnitudes():
@@ -414,3 +421,21 @@ def test_conditional_effects_on_the_reports_table_path():
     assert abs(c.loc[("warp", "contrast off"), "effect"] + 0.1) < 0.02
     assert c.loc[("warp", "contrast on"), "verdict"] in ("negligible", "undecided")
     assert v.decided()["warp"] == bool(c.loc["warp", "verdict"].isin(list(inf.DECIDED)).all())
+
+
+def test_divergence_rows_of_the_array_core_are_the_reports():
+    rng = np.random.default_rng(31)
+    Y = gen.sweeps(rng, 8, diverge=0.03, diverge_with={"rotation": 0.15})
+    S = gen.design()[0]
+    d = Driver(S, np.full(len(S), 2), repeats=R, looks=LOOKS, margin=MARGIN, design=(X, BASE),
+               diverged_value=gen.CHANCE)
+    rule = inf.VerdictRule(margin=MARGIN, max_looks=LOOKS, seeds_per_block=R)
+    for look in (1, 2):
+        o = d.look(Y[:, :look * R], look)
+        for i in range(len(Y)):
+            table, _ = gen.to_tables(Y[i], np.random.default_rng(i))
+            v = inf.decide_sweep(table, gen.AUGS, rule, points=16, finished=range(look))
+            got = v.divergence.set_index("augmentation").loc[gen.AUGS, "verdict"] if v.divergence is not None \
+                else pd.Series(["undecided"] * 4)
+            assert (inf.core.codes_of(got) == o["divergence"][i]).all(), (i, look)
+            assert v.levels["divergence"] == pytest.approx(o["levels"]["divergence"][i])

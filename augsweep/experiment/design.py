@@ -373,8 +373,9 @@ def plan_for(space: SearchSpace, trials: int, sequential: bool = False) -> Desig
 
     The switches' full factorial crossed with every depth while it fits. Otherwise, with two depths, depth
     becomes one more factor of the plan (a block of the 4 switches and 2 depths in 16 runs is then the
-    resolution V half fraction: every main effect, augmentation pair and augmentation x depth contrast
-    separated), else the smallest resolution IV fraction of the switches, crossed with the depths. The full
+    resolution V half fraction: every main effect separated from every two-factor interaction, each
+    two-factor interaction aliased with a three-factor one, `aliases`), else the smallest resolution IV
+    fraction of the switches, crossed with the depths. The full
     factorial is preferred even though a smaller block would give more seed replicates: measured on the digits
     default, the per-seed effects of the 16-run full factorial varied 3x less from seed to seed (sd
     0.006-0.008) than those of the 8-run half fraction (0.017-0.024), more than the sqrt(2) its size alone

@@ -130,6 +130,31 @@ def decide_arrays(B: np.ndarray, alpha_look: float, margin: float,
             "n_family": np.broadcast_to(m, n.shape), "tcrit": tcrit}
 
 
+def divergence_codes(div_with: np.ndarray, n_with: np.ndarray, div_without: np.ndarray, n_without: np.ndarray,
+                     alpha_look) -> dict[str, np.ndarray]:
+    """Whether an augmentation changes how often trainings diverge (... x labels counts): given the D trainings
+    that diverged, how many had it on is binomial (D, its share of trainings) when it changes nothing; the exact
+    two-sided p (doubled smaller tail), Šidák over the labels with a divergence, decides `hurts` (diverges more
+    often with it: code 2) or `helps` (less often: 1), else `undecided` (0). No `negligible`: a rate that
+    cannot be told from the other arm's is not shown equal. A t across seeds would not do here: divergences
+    are rare 0/1 events, the skew the t cannot bear."""
+    dw, nw = np.asarray(div_with, float), np.asarray(n_with, float)
+    do, no = np.asarray(div_without, float), np.asarray(n_without, float)
+    D = dw + do
+    share = np.where(nw + no > 0, nw / np.maximum(nw + no, 1), 0.5)
+    tested = D > 0
+    m = np.maximum(tested.sum(axis=-1, keepdims=True), 1)
+    low = sps.binom.cdf(dw, D, share)
+    high = sps.binom.sf(dw - 1, D, share)
+    p_raw = np.where(tested, np.minimum(1.0, 2.0 * np.minimum(low, high)), np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):  # p = 1 gives log1p(-1): adjusted p 1, as it should
+        p_adj = np.where(tested, -np.expm1(m * np.log1p(-np.minimum(p_raw, 1.0))), np.nan)
+    rate_with = np.where(nw > 0, dw / np.maximum(nw, 1), np.nan)
+    rate_without = np.where(no > 0, do / np.maximum(no, 1), np.nan)
+    code = np.where(tested & (p_adj < np.asarray(alpha_look)), np.where(rate_with > rate_without, 2, 1), 0)
+    return {"p_value": p_adj, "code": code, "rate_with": rate_with, "rate_without": rate_without}
+
+
 def decided(eff_codes: np.ndarray, pair_codes: np.ndarray | None, cond_codes: np.ndarray | None,
             pairs: Sequence[tuple[int, int]], k: int) -> np.ndarray:
     """The one rule for `stop: decided`, (... x k): whether each augmentation is decided, by its conditional

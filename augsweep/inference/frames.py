@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..experiment.space import aug_key, parse_aug_key
 from .alpha import VerdictRule, gate_levels
-from .core import COND_KINDS, DECIDED, VERDICT_CODES, codes_of, decide_arrays
+from .core import COND_KINDS, DECIDED, VERDICT_CODES, codes_of, decide_arrays, divergence_codes
 from .core import decided as decided_codes
 from .core import should_stop as stop_arrays
 from .fits import (
@@ -473,6 +473,7 @@ class SweepVerdicts:
     pair_codes: PairCodes | None = None  # the codes behind `pairs` and `conditional`
     shift: tuple[float, float] = (0.0, 0.0)  # a trial-shared shift's variance and df (`sweep_shift`)
     aliases: dict | None = None  # per interaction row, its aliases of three factors or more (`design_aliases`)
+    divergence: pd.DataFrame | None = None  # does an augmentation change how often trainings diverge?
 
     def decided_codes(self) -> np.ndarray:
         """`core.decided` on these tables' codes, in the order of `augmentations`."""
@@ -510,6 +511,29 @@ def sweep_shift(table: pd.DataFrame, augmentations: Sequence[str], outcome: str 
     return float(tau2), float(df)
 
 
+def diverged_counts(table: pd.DataFrame, augmentations: Sequence[str]) -> np.ndarray | None:
+    """(4 x augmentations): trainings that diverged with each augmentation on, trainings with it on, the same
+    with it off; None when no training diverged (or the table does not say)."""
+    if "diverged" not in table or not len(table):
+        return None
+    d = table["diverged"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    if not d.any():
+        return None
+    on = table[[aug_key(a) for a in augmentations]].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    return np.stack([(on & d[:, None]).sum(0), on.sum(0), (~on & d[:, None]).sum(0), (~on).sum(0)])
+
+
+def divergence_frame(counts: np.ndarray, augmentations: Sequence[str], level: float) -> pd.DataFrame:
+    """The divergence rows (`core.divergence_codes`): per augmentation, its trainings that diverged with and
+    without it, the two rates, the adjusted p and the verdict (`hurts`: diverges more often with it)."""
+    res = divergence_codes(*counts, level)
+    return pd.DataFrame({"augmentation": list(augmentations), "diverged_with": counts[0].astype(int),
+                         "trainings_with": counts[1].astype(int), "diverged_without": counts[2].astype(int),
+                         "trainings_without": counts[3].astype(int), "rate_with": res["rate_with"],
+                         "rate_without": res["rate_without"], "p_value": res["p_value"],
+                         "verdict": VERDICT_CODES[res["code"]], "alpha_look": level})
+
+
 def decide_sweep(table: pd.DataFrame, augmentations: Sequence[str], rule: VerdictRule, points: int | None = None,
                  finished: Sequence[int] | None = None) -> SweepVerdicts:
     """The one verdict rule applied to a sweep's (trial x repeat) table, as the sweep's stopping rule and the
@@ -536,8 +560,9 @@ def decide_sweep(table: pd.DataFrame, augmentations: Sequence[str], rule: Verdic
     none_rows = bool(len(table)) and not table[[aug_key(a) for a in augs]].astype(bool).any(axis=1).all()
     depth_rows = sum(free.get(f"{a} x depth", True) for a in augs) if len(depths) > 1 and n_rep >= 2 else 0
     pair_tested = np.array([free.get(f"{a} x {b}", True) for a, b in pairs], dtype=bool)
+    counts = diverged_counts(table, augs)
     rows = {"effects": len(augs), "depth": depth_rows, "pairs": int(pair_tested.sum()),
-            "configurations": 1 if none_rows else 0}
+            "configurations": 1 if none_rows else 0, "divergence": len(augs) if counts is not None else 0}
     plan = replace(rule, max_looks=looks[1] if rule.level is None else rule.max_looks, primary_rows=max(len(augs), 1))
     a_look = plan.alpha_at(looks[0])
     levels = gate_levels(a_look, rows, 0.0)
@@ -552,8 +577,9 @@ def decide_sweep(table: pd.DataFrame, augmentations: Sequence[str], rule: Verdic
         pair_frame, cond, codes = pair_frames(table, pairs, augs, margin=margin, looks=looks,
                                               alpha_pairs=levels["pairs"], tested=pair_tested, aliases=aliases)
     used = tuple(sorted(set(int(b) for b in table["block"]))) if len(table) else ()
+    div = divergence_frame(counts, augs, levels["divergence"]) if counts is not None else None
     return SweepVerdicts(eff, inter, looks, used, table, pair_frame, cond, levels, tuple(augs), codes,
-                         sweep_shift(table, augs) if len(table) else (0.0, 0.0), aliases)
+                         sweep_shift(table, augs) if len(table) else (0.0, 0.0), aliases, div)
 
 
 def ablation_effects(runs: pd.DataFrame, comparisons: pd.DataFrame, margin: float, alpha: float = 0.05) -> pd.DataFrame:

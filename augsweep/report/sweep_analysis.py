@@ -228,7 +228,9 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
         gap=descriptive("gap"), accuracy=descriptive("best_val_accuracy"),
         by_depth=stats.effects_by_depth(table, augs, outcome="value"), interactions=interactions,
         looks=looks, seeds=seeds, warnings=warnings, design=design, doses=doses, seed_frame=seed_frame,
-        failed_points=points_failed, diverged=diverged_table(table, augs) if len(table) else None,
+        failed_points=points_failed,
+        diverged=verdicts.divergence if verdicts.divergence is not None or not len(table)
+        else diverged_table(table, augs),
         blocks_used=blocks_used, alpha=alpha, pairs=pairs, conditional=conditional, learned=learned,
         num_classes=num_classes, rule=rule,
         configurations=configs, configurations_alpha=conf_alpha, table=decided, followup_alpha=followup,

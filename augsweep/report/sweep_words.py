@@ -216,7 +216,10 @@ def estimand_blocks(exp: Experiment, a: Analysis) -> list:
                   *[f"- {p}" for p in a.failed_points]]
     if a.diverged is not None:
         lines += ["Trainings that diverged (non-finite loss) are scored, not dropped: each counts with the best "
-                  "validation loss it reached before diverging (ln K, the loss of guessing, if it reached none).",
+                  "validation loss it reached before diverging (ln K, the loss of guessing, if it reached none). "
+                  "`verdict`: whether an augmentation changes how often trainings diverge, a row of its own in the "
+                  "graph of tables (exact binomial test on which arm the diverged trainings were in, Šidák over "
+                  "the augmentations; `hurts` = diverges more often with it).",
                   a.diverged]
     return lines
 
