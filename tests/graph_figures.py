@@ -48,5 +48,26 @@ def main() -> None:
               f" (strict helps/hurts/negligible/negligible {rate(strict)}); blocks run {o['taken'].mean():.2f}")
 
 
+def offnominal() -> None:
+    """The off-nominal suite's conditions (full factorial, one depth, margin 0.02), counted as its test counts."""
+    from tests import offnominal as gen_full
+    from tests.test_verdicts_offnominal import CONDITIONS as FULL
+    from tests.test_verdicts_offnominal import sequential_all
+
+    print(f"Off-nominal, 16-run full factorial, margin 0.02: % of {N} null reports with a false helps/hurts")
+    for i, (name, (kwargs, true)) in enumerate(FULL.items()):
+        o = sequential_all(gen_full.sweeps(np.random.default_rng(800 + i), N, **kwargs))
+        null = [a not in true for a in gen_full.AUGS]
+        false = o["seen"][:, null].any(axis=1)
+        if not kwargs.get("interaction"):
+            false |= o["seen_pairs"].any(axis=1) | o["seen_cond"].any(axis=1)
+        if not (true or kwargs.get("interaction") or kwargs.get("dose") or kwargs.get("conditional")):
+            false |= o["seen_configurations"].any(axis=1)
+        if o["seen_divergence"] is not None and not kwargs.get("diverge_with"):
+            false |= o["seen_divergence"].any(axis=1)
+        print(f"  {name:<60} {rate(false)}")
+
+
 if __name__ == "__main__":
+    offnominal()
     main()

@@ -1,5 +1,5 @@
 """The alpha budget of a report: the verdict rule's parameters (`VerdictRule`, built for a sweep by
-`VerdictRule.for_sweep`), alpha spending over sequential looks, and Šidák shares across verdict tables and rows.
+`VerdictRule.for_sweep`), alpha spending over sequential looks, and the graph of verdict tables within a look.
 Intervals are simultaneous across the family (Šidák) and across looks (spending over a known number of looks,
 combined by a union bound, so no assumption about how looks correlate is needed).
 """
