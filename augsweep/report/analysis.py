@@ -1,5 +1,6 @@
-"""The report's analysis (pure: no stores): one alpha split between the sweep's and the ablation's verdict
-tables, each analysed from the loaded `ReportInputs`, and the `effects.csv` rows of both, as one `ReportAnalysis`.
+"""The report's analysis (pure: no stores): one alpha over the sweep's and the ablation's verdict tables (the
+ablation inside the sweep's graph of tables), each analysed from the loaded `ReportInputs`, and the `effects.csv`
+rows of both, as one `ReportAnalysis`.
 """
 
 from __future__ import annotations

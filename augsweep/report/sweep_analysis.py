@@ -54,7 +54,7 @@ class Analysis:
     failed_points: list[str] = field(default_factory=list)  # design points with no finished training, named
     diverged: pd.DataFrame | None = None  # diverged trainings with and without each augmentation
     blocks_used: list[int] = field(default_factory=list)  # finished blocks whose complete replicates decide
-    alpha: float = 0.05  # this sweep's share of the report's one alpha
+    alpha: float = 0.05  # the report's one alpha (the stopping rule's too)
     pairs: pd.DataFrame | None = None  # augmentation x augmentation contrasts (a design that separates them)
     conditional: pd.DataFrame | None = None  # conditional effects of the augmentations in decided pairs
     configurations: pd.DataFrame | None = None  # configurations.csv: distinct configurations by their mean
