@@ -535,7 +535,7 @@ def divergence_frame(counts: np.ndarray, augmentations: Sequence[str], level: fl
 
 
 def decide_sweep(table: pd.DataFrame, augmentations: Sequence[str], rule: VerdictRule, points: int | None = None,
-                 finished: Sequence[int] | None = None) -> SweepVerdicts:
+                 finished: Sequence[int] | None = None, followup: bool = False) -> SweepVerdicts:
     """The one verdict rule applied to a sweep's (trial x repeat) table, as the sweep's stopping rule and the
     report both apply it: with a replicated design (`points` per block), only blocks in `finished` count,
     a look is a finished block, and only complete seed replicates decide (a hole unbalances the fit).
@@ -544,7 +544,9 @@ def decide_sweep(table: pd.DataFrame, augmentations: Sequence[str], rule: Verdic
     first; then the augmentation x depth contrasts, the augmentation x augmentation contrasts (a replicated
     design that separates them) and the configurations against none, with what the main effects pass on; a
     decided pair passes its level on to its conditional effects. Rows aliased with interactions of three
-    factors or more (`design_aliases`) take no alpha and carry no verdict unless `rule.assume_no_higher`."""
+    factors or more (`design_aliases`) take no alpha and carry no verdict unless `rule.assume_no_higher`.
+    `followup`: an ablation shares the configurations' node, which then exists even where no trial trained
+    without augmentation (a factorial design always does, so its stopping rule sees the same graph)."""
     margin = rule.margin
     augs = list(dict.fromkeys(augmentations))
     looks = (1, 1)
@@ -562,7 +564,7 @@ def decide_sweep(table: pd.DataFrame, augmentations: Sequence[str], rule: Verdic
     pair_tested = np.array([free.get(f"{a} x {b}", True) for a, b in pairs], dtype=bool)
     counts = diverged_counts(table, augs)
     rows = {"effects": len(augs), "depth": depth_rows, "pairs": int(pair_tested.sum()),
-            "configurations": 1 if none_rows else 0, "divergence": len(augs) if counts is not None else 0}
+            "configurations": 1 if none_rows or followup else 0, "divergence": len(augs) if counts is not None else 0}
     plan = replace(rule, max_looks=looks[1] if rule.level is None else rule.max_looks, primary_rows=max(len(augs), 1))
     a_look = plan.alpha_at(looks[0])
     levels = gate_levels(a_look, rows, 0.0)

@@ -164,7 +164,7 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
     # here: complete seed replicates of finished blocks, effects and depth contrasts sharing `alpha`.
     rule = inference.VerdictRule.for_sweep(exp, design, alpha)
     verdicts = inference.decide_sweep(table, augs, rule, points=int(design["block_size"]) if design and len(table)
-                                      else None, finished=finished)
+                                      else None, finished=finished, followup=bool(followup_rows))
     left = sorted(set(finished or []) - set(verdicts.blocks_used))
     if points_failed:
         warnings.append(f"{len(points_failed)} design point(s) have no finished training (named below); the "
