@@ -230,3 +230,18 @@ def test_a_trials_extension_records_and_continues_the_first_plan():
     assert [rule.alpha_at(look) for look in range(1, 5)] == list(
         inf.plan_levels(0.05, 4, planned_looks=2, seeds_per_block=exp.repeats, rows=4))
     assert not rule.assume_no_higher
+
+
+def test_rare_outcome_guard_fires_at_its_level_under_normal_seeds_and_keeps_the_outliers_direction():
+    rng = np.random.default_rng(17)
+    for n in (5, 8, 16):
+        flagged = inf.core.rare_outcomes(rng.normal(0, 1, (50_000, n, 1)))[:, 0] != 0
+        assert flagged.mean() <= 0.01 + 3 * math.sqrt(0.01 * 0.99 / 50_000), n  # Bonferroni over the seeds
+    # a diverged training in one of 8 seeds: its row keeps `hurts` (the rare outcome's direction), loses the rest
+    B = np.array([[0.011, 0.009, 0.010, 0.012, 0.008, 0.010, 0.011, 2.0]]).T
+    assert inf.core.rare_outcomes(B)[0] == 1
+    tight = np.array([[0.011, 0.009, 0.010, 0.012, 0.008, 0.010, 0.011, 0.0105]]).T
+    assert inf.decide_arrays(tight, 0.05, 0.02)["code"][0] == 3
+    assert inf.decide_arrays(np.vstack([tight[:7], [[0.5]]]), 0.05, 0.02)["code"][0] == 0
+    assert inf.decide_arrays(np.full((8, 1), 0.3) + np.r_[np.linspace(-0.01, 0.01, 7), 3.0][:, None], 0.05,
+                             0.02)["code"][0] in (0, 2)
