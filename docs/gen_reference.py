@@ -115,6 +115,8 @@ MEANINGS = {
     "stop": "`budget` runs `trials`; `decided` (factorial only) refits after each block and stops once every "
             "augmentation is decided.",
     "equivalence_margin": "Validation loss: an effect whose interval lies inside ±margin is `negligible`.",
+    "assume_no_higher_interactions": "In a fractional design, decide the rows aliased with an interaction of three "
+                                     "factors or more (augmentation × depth, pairs) as if those were 0.",
     "ablation": "The paired-seed ablation around a base configuration (`make ablate`).",
     "ablation.repeats": "Paired seeds per variant (`--repeats` overrides).",
     "ablation.base": "`best` (the sweep's best completed trial) or a configuration: "

@@ -437,10 +437,10 @@ def test_ablation_whole_reports_aa_both_comparisons_and_interaction_contrasts():
 
 def simulate_joint(rng: np.random.Generator, *, planted=(0.0, 0.0, 0.0, 0.0), repeats=4, blocks=2,
                    noise_sd=0.02, seed_slope_sd=0.01, seed_sd=0.05, depth_step=0.1) -> pd.DataFrame:
-    """A sweep on the 16-run resolution V plan of four switches and depth (the default's design since issue
-    24): depth a two-level factor of the plan, not crossed. Loss = depth step + seed intercept + switches @
-    (planted + per-seed slopes) + right-skewed noise (centred exponential) whose scale grows with depth; no
-    interaction of any kind, so every helps/hurts in any verdict table is false."""
+    """A sweep on the 16-run resolution V plan of four switches and depth (the default's design): depth a
+    two-level factor of the plan, not crossed. Loss = depth step + seed intercept + switches @ (planted +
+    per-seed slopes) + right-skewed noise (centred exponential) whose scale grows with depth; no interaction of
+    any kind, so every helps/hurts in any verdict table is false."""
     runs = two_level_design([*AUGS, "depth"], 16).matrix.astype(float)
     P, dlev = runs[:, :4], runs[:, 4]
     n_rep = blocks * repeats
@@ -473,8 +473,10 @@ def test_aa_whole_reports_when_depth_is_a_factor_of_the_plan():
         for look in (1, 2):
             v = inf.decide_sweep(table, AUGS, inf.VerdictRule(margin=0.02, max_looks=2), points=16,
                                  finished=range(look))
-            assert v.pairs is not None and len(v.pairs) == 6  # resolution V: every pair is separated
-            assert v.interactions is not None and v.interactions["note"].eq("").all()
+            assert v.pairs is not None and len(v.pairs) == 6  # resolution V: every pair is estimable...
+            # ...but aliased with a three-factor interaction, disclosed beside the row, and withheld by default
+            assert v.interactions is not None and v.interactions["aliases"].ne("").all()
+            assert v.pairs["aliases"].ne("").all() and v.pairs["verdict"].eq("undecided").all()
             claim |= _claims(v)
             if v.should_stop(look, 2):
                 break

@@ -33,7 +33,7 @@ def test_first_screen_fits_and_the_new_files_are_written(tmp_path):
     assert sorted(set(by["epochs"]))[-1] == 4 and by["epochs"].nunique() >= 4
     conf = pd.read_csv(tmp_path / "r" / "configurations.csv")
     assert list(conf.columns) == ["configuration", "n_trials", "n_seeds", "mean_best_val_loss", "diff_vs_none",
-                                  "ci_low", "ci_high", "verdict"]
+                                  "ci_low", "ci_high", "verdict", "magnitudes"]
     assert conf["configuration"].is_unique and len(conf) == 4 and (conf["verdict"] == "baseline").sum() == 1
     assert conf["mean_best_val_loss"].is_monotonic_increasing
     assert untidy((tmp_path / "r" / "report.md").read_text()) == []

@@ -21,9 +21,10 @@ from scipy import stats as sps
 from augsweep import inference as inf
 from augsweep.experiment.design import plan_for
 from augsweep.experiment.seeding import STRIDE, ablation_seeds, repeat_seeds, sweep_seeds
-from augsweep.inference import fits, pairs, power
+from augsweep.inference import fits, power
 from augsweep.report.sweep_analysis import failed_points, finished_blocks
 from tests import offnominal as gen
+from tests.sweep_driver import Driver
 
 N = 3000
 R, LOOKS, MARGIN = 4, 2, 0.02
@@ -38,37 +39,19 @@ PAIRS = [(i, j) for i in range(len(gen.AUGS)) for j in range(i + 1, len(gen.AUGS
 
 
 def sequential_all(Y: np.ndarray, *, alpha: float = 0.05, looks: int = LOOKS) -> dict:
-    """The stopping rule and the report's verdicts, vectorised: effects, aug x aug contrasts and the
-    conditional effects of decided pairs, sharing alpha as `decide_sweep` does (`sweep_shares`). Per sweep:
-    which rows were ever claimed (helps/hurts) at a look it took, the codes where it stopped, looks taken."""
-    k = len(gen.AUGS)
-    shares = inf.sweep_shares(k, 1, alpha, len(PAIRS), configurations=True)
-    B = fits.fit_replicates(Y, X, BASE)[0][..., 1:1 + k]
-    S = gen.design()[0].astype(float)
-    n = Y.shape[0]
-    out = {"seen": np.zeros((n, k), bool), "seen_pairs": np.zeros((n, len(PAIRS)), bool),
-           "seen_cond": np.zeros((n, 4 * len(PAIRS)), bool), "final": np.zeros((n, k), int),
-           "final_pairs": np.zeros((n, len(PAIRS)), int), "final_cond": np.zeros((n, 4 * len(PAIRS)), int),
-           "taken": np.zeros(n, int), "decided": []}
-    stopped = np.zeros(n, dtype=bool)
-    for look in range(1, looks + 1):
-        lr = look * R
-        groups = np.repeat(np.arange(look), R)
-        shift = fits.switch_shift(Y[:, :lr], X, BASE, k, groups)
-        a_eff = inf.look_alpha(shares["effects"], look, looks)
-        code = inf.decide_arrays(B[:, :lr], a_eff, MARGIN, shift)["code"]
-        rp, rc = pairs.pair_verdicts((Y[:, :lr], S, np.full(len(S), 2), groups), PAIRS, k=k, margin=MARGIN,
-                                   alpha_pairs=inf.look_alpha(shares["pairs"], look, looks), alpha_effects=a_eff)
-        pcode, ccode = rp["code"], rc["code"]
-        live = ~stopped
-        for key, c in (("", code), ("_pairs", pcode), ("_cond", ccode)):
-            out["seen" + key] |= live[:, None] & np.isin(c, (1, 2))
-            out["final" + key] = np.where(live[:, None], c, out["final" + key])
-        out["taken"] = np.where(live, look, out["taken"])
-        decided = inf.decided(code, pcode, ccode, PAIRS, k)  # the one rule, as production calls it
-        out["decided"].append(decided)
-        stopped |= inf.should_stop(decided, look, looks)
-    return out
+    """The stopping rule and the report's verdicts, vectorised (`tests/sweep_driver.py`: effects, aug x aug
+    contrasts, conditional effects of decided pairs and configurations against none, in the graph of tables
+    `decide_sweep` uses). Per sweep: which rows were ever claimed (helps/hurts) at a look it took, the codes
+    where it stopped, looks taken, and `decided` per look."""
+    S = gen.design()[0]
+    d = Driver(S, np.full(len(S), 2), repeats=R, looks=looks, margin=MARGIN, alpha=alpha, design=(X, BASE),
+               diverged_value=gen.CHANCE)
+    o = d.run(Y)
+    return {"seen": o["claimed"]["effects"], "seen_pairs": o["claimed"]["pairs"],
+            "seen_cond": o["claimed"]["conditional"], "seen_configurations": o["claimed"].get("configurations"),
+            "final": o["final"]["effects"], "final_pairs": o["final"]["pairs"], "final_cond": o["final"]["conditional"],
+            "seen_divergence": o["claimed"].get("divergence"), "final_divergence": o["final"].get("divergence"),
+            "taken": o["taken"], "decided": [lk["decided"] for lk in o["looks"]]}
 
 
 def sequential_codes(Y: np.ndarray, *, alpha: float = 0.05, looks: int = LOOKS):
@@ -110,6 +93,10 @@ def test_aa_whole_reports_off_the_nominal_model(condition):
     false = o["seen"][:, null].any(axis=1)
     if not kwargs.get("interaction"):  # no planted interaction: every aug x aug claim (and what follows) is false
         false |= o["seen_pairs"].any(axis=1) | o["seen_cond"].any(axis=1)
+    if not (true or kwargs.get("interaction") or kwargs.get("dose") or kwargs.get("conditional")):
+        false |= o["seen_configurations"].any(axis=1)  # every configuration equals none: any claim is false
+    if o["seen_divergence"] is not None and not kwargs.get("diverge_with"):  # divergence follows no augmentation
+        false |= o["seen_divergence"].any(axis=1)
     false = false.mean()
     assert false <= mc_upper(0.05, N), f"{condition}: {false:.3%} of null reports carry a false verdict"
 
@@ -136,11 +123,14 @@ def test_scored_divergences_cost_power_but_never_flip_a_sign():
 
 def test_a_divergence_that_follows_an_augmentation_is_its_harm():
     # Scored rather than dropped, a divergence the augmentation causes is part of its effect: found as harm.
-    _, final, _ = sequential_codes(gen.sweeps(np.random.default_rng(8), N, diverge_with={"rotation": 0.2}))
-    rotation = final[:, gen.AUGS.index("rotation")]
-    # (>= 50% when the effects held all of alpha; with the 6 aug x aug contrasts and the configurations
-    # sharing it the effects get 4/11 of the 5%, and this weak harm is found in 39% of sweeps, seed 8)
+    o = sequential_all(gen.sweeps(np.random.default_rng(8), N, diverge_with={"rotation": 0.2}))
+    j = gen.AUGS.index("rotation")
+    rotation = o["final"][:, j]
     assert (rotation == 2).mean() >= 0.35 and not (rotation == 1).any()
+    # and its own row: rotation's trainings diverge more often (exact binomial), never the others'
+    div = o["final_divergence"]
+    assert (div[:, j] == 2).mean() >= 0.6  # 71% at seed 8 (0.2 more divergence, 16 seeds x 8 trainings on)
+    assert np.isin(np.delete(div, j, axis=1), (1, 2)).mean() <= 0.05
 
 
 def test_dose_response_does_not_leak_but_did_with_unbalanced_magnitudes():
@@ -246,7 +236,8 @@ def test_failed_design_points_are_named_and_their_replicates_left_out():
 
 def test_one_alpha_for_a_report_with_sweep_and_ablation():
     # Null sweep effects and a null ablation (leave-one-out, add-one-in, their interaction contrasts) in
-    # one report, alpha split by the tables' sizes as report/write.py splits it: <= 5% of reports err.
+    # one report, the ablation at its part of the configurations' node of the sweep's graph, as
+    # report/analysis.py gives it (under the null no main effect passes alpha on): <= 5% of reports err.
     from augsweep.report.ablation_analysis import ADD_ONE_IN, LEAVE_ONE_OUT, interactions
 
     n, rng, seeds = 300, np.random.default_rng(13), 5
@@ -255,12 +246,15 @@ def test_one_alpha_for_a_report_with_sweep_and_ablation():
          for a in gen.AUGS]
         + [{"augmentation": a, "comparison": ADD_ONE_IN, "with_variant": f"+{a}", "without_variant": "none"}
            for a in gen.AUGS])
-    a_sweep, a_ablation = inf.split_alpha(0.05, [len(gen.AUGS), len(comps) + len(gen.AUGS)])
-    assert (1 - a_sweep) * (1 - a_ablation) == pytest.approx(0.95)
+    node = inf.gate_levels(0.05, {"effects": 4, "depth": 0, "pairs": 6, "configurations": 1})["configurations"]
+    a_configurations, a_ablation = inf.split_alpha(node, [1, len(comps) + len(gen.AUGS)])
+    assert a_ablation < node < 0.05 * (1 - inf.PRIMARY_WEIGHT) + 1e-12
     a_paired, a_contrast = inf.split_alpha(a_ablation, [len(comps), len(gen.AUGS)])
-    # The two parts are independent: the sweep's rate from N vectorised sweeps, the ablation's from n reports.
-    seen, _, _ = sequential_codes(gen.sweeps(rng, N, sd=0.02), alpha=a_sweep)
-    p_sweep = seen.any(axis=1).mean()
+    # The two parts are independent: the sweep's rate from N vectorised sweeps (every table, configurations at
+    # their whole node: an upper bound), the ablation's from n reports.
+    o = sequential_all(gen.sweeps(rng, N, sd=0.02))
+    p_sweep = (o["seen"].any(axis=1) | o["seen_pairs"].any(axis=1) | o["seen_cond"].any(axis=1)
+               | o["seen_configurations"].any(axis=1)).mean()
     variants = ["base", "none", *(f"base-{a}" for a in gen.AUGS), *(f"+{a}" for a in gen.AUGS)]
     false = 0
     for i in range(n):
@@ -380,8 +374,11 @@ def test_shared_shift_recovers_a_planted_shift_and_ignores_fixed_lack_of_fit():
     weight = (fits.projector(X)[0][1:5] ** 2).sum(axis=-1)
     train_sd = 2.0 * math.sqrt(0.02**2 - 0.01**2)
     tau2 = 0.5 * train_sd**2
-    assert extra.mean(axis=0) == pytest.approx(tau2 * weight, rel=0.15)
-    assert (df[:, 0] == 7).all()  # (blocks - 1) x residual df of the 9-column fit
+    # what the shift adds to the mean of two equal blocks' per-seed effects: half a block's
+    assert extra.mean(axis=0) == pytest.approx(tau2 * weight / 2, rel=0.15)
+    # Satterthwaite's df of a difference of mean squares: fewer than the between-blocks mean square's own 7
+    # ((blocks - 1) x residual df of the 9-column fit), since the within part is subtracted
+    assert np.median(df[:, 0]) < 7 and (df[extra[:, 0] > 0, 0] >= 1).all()
     # Interactions are fixed across blocks: with two blocks they do not pass for a shared shift.
     Y2 = gen.sweeps(np.random.default_rng(16), 2000, interaction=0.1)
     extra2, _ = fits.switch_shift(Y2, X, BASE, 4, groups)
@@ -424,3 +421,21 @@ def test_conditional_effects_on_the_reports_table_path():
     assert abs(c.loc[("warp", "contrast off"), "effect"] + 0.1) < 0.02
     assert c.loc[("warp", "contrast on"), "verdict"] in ("negligible", "undecided")
     assert v.decided()["warp"] == bool(c.loc["warp", "verdict"].isin(list(inf.DECIDED)).all())
+
+
+def test_divergence_rows_of_the_array_core_are_the_reports():
+    rng = np.random.default_rng(31)
+    Y = gen.sweeps(rng, 8, diverge=0.03, diverge_with={"rotation": 0.15})
+    S = gen.design()[0]
+    d = Driver(S, np.full(len(S), 2), repeats=R, looks=LOOKS, margin=MARGIN, design=(X, BASE),
+               diverged_value=gen.CHANCE)
+    rule = inf.VerdictRule(margin=MARGIN, max_looks=LOOKS, seeds_per_block=R)
+    for look in (1, 2):
+        o = d.look(Y[:, :look * R], look)
+        for i in range(len(Y)):
+            table, _ = gen.to_tables(Y[i], np.random.default_rng(i))
+            v = inf.decide_sweep(table, gen.AUGS, rule, points=16, finished=range(look))
+            got = v.divergence.set_index("augmentation").loc[gen.AUGS, "verdict"] if v.divergence is not None \
+                else pd.Series(["undecided"] * 4)
+            assert (inf.core.codes_of(got) == o["divergence"][i]).all(), (i, look)
+            assert v.levels["divergence"] == pytest.approx(o["levels"]["divergence"][i])

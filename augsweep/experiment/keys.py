@@ -122,6 +122,8 @@ KEYS = (
     Key("max_consecutive_failures", INT, default=5, low=1, high=10_000, identity=False),
     Key("stop", CHOICE, default="budget", choices=STOPS, identity=False),
     Key("equivalence_margin", NUMBER, default=DEFAULT_MARGIN, low=0.0, low_open=True, identity=False),
+    # a fractional design's rows aliased with interactions of three factors or more get verdicts of their own
+    Key("assume_no_higher_interactions", BOOL, default=False, identity=False, late=OMITTED),
     Key("ablation", SECTION, identity=False),
     Key("ablation.repeats", INT, default=5, low=1, high=100),
     Key("ablation.base", CUSTOM, default=None, optional=True),  # `best`, or search-space keys with one value each

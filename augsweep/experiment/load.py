@@ -709,6 +709,7 @@ def load_experiment(path: str | Path) -> Experiment:
         max_consecutive_failures=ctx.key(data, "max_consecutive_failures"),
         stop=stop,
         equivalence_margin=float(margin),
+        assume_no_higher_interactions=bool(ctx.key(data, "assume_no_higher_interactions")),
         ablation=_ablation(ctx, {} if data.get("ablation") is None else data["ablation"], deepest, model.uses_base),
         model=model,
         path=file,

@@ -188,6 +188,8 @@ class Experiment:
     max_consecutive_failures: int = default("max_consecutive_failures")
     stop: str = default("stop")
     equivalence_margin: float = default("equivalence_margin")  # |effect| below this is negligible
+    # rows aliased only with interactions of three factors or more (a fraction's aug x depth, pairs) get verdicts
+    assume_no_higher_interactions: bool = default("assume_no_higher_interactions")
     ablation: AblationConfig = AblationConfig()
     model: ModelConfig = ModelConfig()
     path: str = ""

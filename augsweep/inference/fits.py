@@ -98,8 +98,11 @@ def shared_shift(E: np.ndarray, groups: np.ndarray, df_res: int) -> tuple[np.nda
     all replicates on one design with `df_res` residual degrees of freedom; `groups`: the block of each
     replicate. Within a block the R repeats of a trial share whatever is not the seed; the residuals' block
     means then vary between blocks more than the seeds alone explain. A one-way ANOVA of the residual block
-    means across blocks (lack of fit, fixed across blocks, cancels) gives the estimate, truncated at 0, and
-    its degrees of freedom ((blocks - 1) x df_res). With one block, the block's residual means against 0:
+    means across blocks (lack of fit, fixed across blocks, cancels) gives the estimate (ms_b - ms_w) / n0,
+    truncated at 0. Its degrees of freedom are Satterthwaite's for a difference of mean squares,
+    (ms_b - ms_w)^2 / (ms_b^2 / df_b + ms_w^2 / df_w), far fewer than df_b when ms_b is near ms_w (about 1.7
+    instead of 7 when ms_b = 2 ms_w at two blocks): the estimate is that noisy. With one block, the block's
+    residual means against 0:
     fixed lack of fit (interactions) cannot be told apart from a shared shift there, so it counts too, which
     is conservative until a second block separates them (df = df_res).
     """
@@ -122,97 +125,76 @@ def shared_shift(E: np.ndarray, groups: np.ndarray, df_res: int) -> tuple[np.nda
         ms_b = (n_g * ((m_g - centre[..., None, :]) ** 2).sum(axis=-1)).sum(axis=-1) / np.maximum(df_b * df_res, 1)
         n0 = np.where(one, n, (n - (n_g**2).sum(axis=-1) / np.maximum(n, 1)) / np.maximum(G - 1, 1))
         tau2 = np.maximum((ms_b - ms_w) / np.maximum(n0, 1), 0.0)
+        df_between = df_b * df_res
+        df_within = np.maximum((n - G) * df_res, 1)
+        diff = np.maximum(ms_b - ms_w, 0.0)
+        denom = ms_b**2 / np.maximum(df_between, 1) + ms_w**2 / df_within
+        df = np.where(denom > 0, diff**2 / np.where(denom > 0, denom, 1.0), 0.0)
     usable = (G >= 1) & (n > G) & (df_res > 0)
-    return np.where(usable, tau2, 0.0), np.where(usable, df_b * df_res, 0).astype(float)
+    return np.where(usable, tau2, 0.0), np.where(usable & (tau2 > 0), np.maximum(df, 1.0), 0).astype(float)
 
 
 def switch_shift(Y: np.ndarray, X: np.ndarray, base: int, k: int, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per switch (columns 1..k of X), the variance a trial-shared shift adds to one block's per-seed effect
-    (`shared_shift` of the residuals times the effect's squared weight on each training) and its df."""
+    """Per switch (columns 1..k of X), the variance a trial-shared shift adds to the mean of the per-seed effects
+    (`trial_shift` times the effect's squared weight on each training) and its df."""
     L = np.eye(X.shape[1])[1:1 + k]
     return contrast_shift(Y, X, base, L, groups)
 
 
-def contrast_shift(Y: np.ndarray, X: np.ndarray, base: int, L: np.ndarray, groups: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """`switch_shift` for any linear combinations `L` (rows) of X's coefficients."""
+def trial_shift(Y: np.ndarray, X: np.ndarray, base: int, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What a shift shared by the repeats of one trial adds to the variance of a mean over the replicates Y
+    (... x replicates x rows, fitted on X), per unit weight of a training, and its df: `shared_shift` of the
+    residuals times sum over blocks of (the block's replicates / all replicates)^2. Each block trains its own
+    trials, so the blocks' shifts are independent and average out as 1 / blocks (with equal blocks); within a
+    block the R repeats share theirs, which the seed-to-seed variance does not see."""
     P, _, used = _design_fit(X, base)
     Xu = X[:, used]
     fitted = (np.asarray(Y, dtype=float) @ P[used].T) @ Xu.T
     E = np.asarray(Y, dtype=float) - fitted
     df_res = X.shape[0] - int(np.linalg.matrix_rank(Xu))
     tau2, df = shared_shift(E, groups, df_res)
+    ok = np.isfinite(E).all(axis=-1).astype(float)
+    levels = np.unique(np.asarray(groups))
+    n_g = np.einsum("...r,rg->...g", ok, (np.asarray(groups)[:, None] == levels[None, :]).astype(float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        weight = np.where(n_g.sum(axis=-1) > 0, (n_g**2).sum(axis=-1) / np.maximum(n_g.sum(axis=-1), 1) ** 2, 1.0)
+    return tau2 * weight, df
+
+
+def contrast_shift(Y: np.ndarray, X: np.ndarray, base: int, L: np.ndarray, groups: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """`switch_shift` for any linear combinations `L` (rows) of X's coefficients."""
+    P, _, _ = _design_fit(X, base)
+    tau2, df = trial_shift(Y, X, base, groups)
     weight = ((np.asarray(L, dtype=float) @ P) ** 2).sum(axis=-1)
     return tau2[..., None] * weight, np.broadcast_to(df[..., None], (*df.shape, len(weight)))
 
 
-def interaction_estimates(S: np.ndarray, y: np.ndarray, depth: np.ndarray, replicates: Sequence[np.ndarray],
-                          terms: Sequence[tuple[int, int | None]], names: Sequence[str]
-                          ) -> tuple[np.ndarray, dict[int, set[str]], np.ndarray, int]:
-    """Per seed replicate (rows `replicates[r]`), each term's interaction: switch a x switch b, or (b None) a's
-    effect at the deepest depth minus at the shallowest. Returns the (replicates x terms) estimates (NaN: not
-    identified, or aliased), per term the interactions it is aliased with (labels from `names`), the rows with
-    each term's product on, and the rows in all."""
-    B = np.full((len(replicates), len(terms)), np.nan)
-    aliased: dict[int, set[str]] = {}
-    n_with = np.zeros(len(terms), dtype=int)
-    n_total = 0
-    for r, idx in enumerate(replicates):
-        s, d = S[idx], depth[idx]
-        base = np.column_stack([np.ones(len(idx)), s, depth_dummies(d)])
-        n_total += len(idx)
-        for j, (ia, ib) in enumerate(terms):
-            sa = s[:, ia]
-            if ib is None:
-                levels = np.unique(d)
-                if len(levels) < 2:
-                    continue
-                # a's effect at the deepest level minus at the shallowest, all depth slopes of a free
-                extra = sa[:, None] * (d[:, None] == levels[None, 1:])
-                target = base.shape[1] + extra.shape[1] - 1
-                on = sa * (d == levels[-1])
-                alias = depth_alias(s, d, names, ia)
-                if alias:  # depth in a resolution IV plan: a x depth is another pair's column
-                    aliased.setdefault(j, set()).add(alias)
-            else:
-                extra = (sa * s[:, ib])[:, None]
-                target = base.shape[1]
-                on = extra[:, 0]
-                alias = pair_alias(s, names, ia, ib)
-                if alias:
-                    aliased.setdefault(j, set()).add(alias)
-            beta, est = fit(np.column_stack([base, extra]), y[idx])
-            n_with[j] += int(on.sum())
-            if est[target] and j not in aliased:
-                B[r, j] = beta[target]
-    return B, aliased, n_with, n_total
+def higher_aliases(x: np.ndarray, names: Sequence[str], word: Sequence[int], max_order: int = 3) -> list[str]:
+    """Effects of up to `max_order` factors whose +-1 column equals the product of `word`'s (up to sign) in
+    one replicate's design: x (rows x factors, +-1; depth as a factor when it has two levels), `names` its
+    columns. In a regular fraction these are the aliases the defining relation gives (a x depth and the
+    three-way of the other augmentations in the default's half fraction); empty in a full factorial."""
+    target = np.prod(x[:, list(word)], axis=1)
+    out = []
+    for order in range(1, max_order + 1):
+        for other in itertools.combinations(range(x.shape[1]), order):
+            if set(other) == set(word):
+                continue
+            col = np.prod(x[:, list(other)], axis=1)
+            if np.all(col == target) or np.all(col == -target):
+                out.append(" x ".join(names[i] for i in other))
+    return out
 
 
-def pair_alias(s: np.ndarray, names: Sequence[str], ia: int, ib: int) -> str:
-    """Another two-augmentation interaction whose +-1 column equals a x b's (up to sign), if any."""
-    x = 2.0 * s - 1.0
-    target = x[:, ia] * x[:, ib]
-    if np.all(target == target[0]):
-        return "the intercept"
-    for i, j in itertools.combinations(range(len(names)), 2):
-        if {names[i], names[j]} == {names[ia], names[ib]}:
-            continue
-        other = x[:, i] * x[:, j]
-        if np.all(other == target) or np.all(other == -target):
-            return f"{names[i]} x {names[j]}"
-    return ""
-
-
-def depth_alias(s: np.ndarray, depth: np.ndarray, names: Sequence[str], ia: int) -> str:
-    """With two depths: a two-augmentation interaction whose +-1 column equals a x depth's (up to sign), if
-    any (depth as a factor of a resolution IV plan; never when the design is crossed with the depths)."""
-    levels = np.unique(depth)
-    if len(levels) != 2:
-        return ""
-    x = 2.0 * s - 1.0
-    target = x[:, ia] * np.where(depth == levels[1], 1.0, -1.0)
-    for i, j in itertools.combinations(range(len(names)), 2):
-        other = x[:, i] * x[:, j]
-        if np.all(other == target) or np.all(other == -target):
-            return f"{names[i]} x {names[j]}"
-    return ""
+def interaction_design(X: np.ndarray, base: int, k: int, ia: int, ib: int | None) -> tuple[np.ndarray, int, int]:
+    """A replicate design (`replicate_design`: intercept, k switches, depth dummies, then magnitude terms from
+    `base`) with one interaction added before the magnitude terms: switch ia x switch ib, or (ib None) switch
+    ia x every depth dummy, all of a's depth slopes free. Returns the design, its new `base`, and the column
+    of the contrast (a x b; a's effect at the deepest depth minus at the shallowest)."""
+    if ib is None:
+        extra = X[:, 1 + ia:2 + ia] * X[:, 1 + k:base]
+    else:
+        extra = (X[:, 1 + ia] * X[:, 1 + ib])[:, None]
+    Xe = np.column_stack([X[:, :base], extra, X[:, base:]])
+    return Xe, base + extra.shape[1], base + extra.shape[1] - 1

@@ -6,18 +6,26 @@ magnitudes (through `experiment.space.aug_key` / `parse_aug_key`). Tables in, ar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
 from ..experiment.space import aug_key, parse_aug_key
-from .alpha import VerdictRule, look_alpha, sweep_shares
-from .core import COND_KINDS, DECIDED, VERDICT_CODES, codes_of, decide_arrays
+from .alpha import VerdictRule, gate_levels
+from .core import COND_KINDS, DECIDED, VERDICT_CODES, codes_of, decide_arrays, divergence_codes
 from .core import decided as decided_codes
 from .core import should_stop as stop_arrays
-from .fits import fit_replicates, interaction_estimates, replicate_design, switch_shift
+from .fits import (
+    contrast_shift,
+    fit_replicates,
+    higher_aliases,
+    interaction_design,
+    replicate_design,
+    switch_shift,
+    trial_shift,
+)
 from .paired import paired_t
 from .pairs import pair_verdicts, separates_pairs
 from .power import blocks_to_decide
@@ -30,6 +38,9 @@ OUTCOME = "best_val_loss"
 
 _NOTE_FEW = "fewer than 2 seed replicates estimate it: no interval can include seed-to-seed variation"
 _NOTE_NONE = "not estimable in any seed replicate (always on, never on, or too few finished trials)"
+RARE_NOTE = "rare large outcomes"
+_NOTE_RARE = (f"{RARE_NOTE}: one seed replicate's estimate stands far from the others' (a diverged training, a "
+              f"rare seed); only a verdict in its direction is kept")
 
 
 def ci_method(n_seeds: int, family: int, looks: tuple[int, int] | None = None, alpha: float | None = None,
@@ -214,7 +225,8 @@ def summarize(seeds: pd.DataFrame, augmentations: Sequence[str], rule: VerdictRu
     res = decide_arrays(B, a_look, margin, shift=shift)
     verdicts = VERDICT_CODES[res["code"]]
     any_est = np.isfinite(B).any(axis=0)
-    notes = ["" if n >= 2 else (_NOTE_FEW if any_est[j] else _NOTE_NONE) for j, n in enumerate(res["n_seeds"])]
+    notes = [(_NOTE_RARE if res["rare"][j] else "") if n >= 2 else (_NOTE_FEW if any_est[j] else _NOTE_NONE)
+             for j, n in enumerate(res["n_seeds"])]
     m = int(res["n_family"][0]) if len(names) else 1
     seeds_per_block = rule.seeds_per_block
     if seeds_per_block is None:
@@ -247,10 +259,16 @@ def effects(table: pd.DataFrame, augmentations: Sequence[str], rule: VerdictRule
 
 
 def interaction_contrast(table: pd.DataFrame, terms: Sequence[tuple[str, str]], augmentations: Sequence[str],
-                         rule: VerdictRule, looks_done: int = 1, outcome: str = OUTCOME) -> pd.DataFrame:
-    """Per-seed interaction of two augmentations (or an augmentation with depth), decided across seeds."""
+                         rule: VerdictRule, looks_done: int = 1, outcome: str = OUTCOME,
+                         aliases: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    """Per-seed interaction of two augmentations (or an augmentation with depth), decided across seeds by the
+    effects' rule: each replicate's fit holds every switch, the depths, the magnitude terms and the one
+    interaction, and a trial-shared shift widens the interval (`contrast_shift`). `aliases` (label -> the
+    interactions of three factors or more it is aliased with, `design_aliases`): such a row keeps its estimate
+    and interval but carries no verdict, unless `rule.assume_no_higher`; a row aliased with a two-factor term
+    is not estimated."""
     margin, max_looks = rule.margin, rule.max_looks
-    df, names, cols = scored_trainings(table, augmentations, outcome)
+    names, _, designs = _replicate_fits(table, augmentations, outcome)
     labels, index = [], []
     for a, b in terms:
         for x in (a, b) if b != "depth" else (a,):
@@ -258,22 +276,95 @@ def interaction_contrast(table: pd.DataFrame, terms: Sequence[tuple[str, str]], 
                 raise KeyError(f"{x!r} is not among the augmentations")
         labels.append(f"{a} x {b}")
         index.append((names.index(a), None if b == "depth" else names.index(b)))
-    B, aliased, n_with, n_total = interaction_estimates(
-        df[cols].to_numpy(dtype=float), df[outcome].to_numpy(dtype=float), df["depth"].to_numpy(),
-        [idx for _, idx in _replicates(df)], index, names)
+    k = len(names)
+    rows, shifts, n_with, n_total = [], None, np.zeros(len(terms), dtype=int), 0
+    low_aliased: dict[int, set[str]] = {}
+    biggest = max(designs, key=lambda d: len(d[0])) if designs else None
+    for blocks, X, base, Y in designs:
+        B = np.full((len(Y), len(terms)), np.nan)
+        var, dfs = np.zeros(len(terms)), np.zeros(len(terms))
+        n_total += X.shape[0] * len(Y)
+        x = 2.0 * X[:, 1:1 + k] - 1.0
+        z = X[:, 1 + k:base]
+        for j, (ia, ib) in enumerate(index):
+            if ib is None and z.shape[1] == 0:
+                continue
+            Xe, base_e, target = interaction_design(X, base, k, ia, ib)
+            n_with[j] += int((Xe[:, target] != 0).sum()) * len(Y)
+            # a two-factor alias (depth in a resolution IV plan): the row is not estimated at all
+            cols, facs = (np.column_stack([x, 2.0 * z[:, 0] - 1.0]), [*names, "depth"]) if z.shape[1] == 1 \
+                else (x, names)
+            lows = higher_aliases(cols, facs, [ia, k] if ib is None else [ia, ib], 2) \
+                if ib is not None or z.shape[1] == 1 else []
+            if lows:
+                low_aliased.setdefault(j, set()).update(lows)
+                continue
+            beta, est = fit_replicates(Y, Xe, base_e)
+            if not est[target]:
+                continue
+            B[:, j] = beta[:, target]
+            if biggest is not None and blocks is biggest[0]:
+                L = np.eye(Xe.shape[1])[target][None, :]
+                v, d = contrast_shift(Y, Xe, base_e, L, blocks)
+                var[j], dfs[j] = float(v[0]), float(d[0])
+        rows.append(B)
+        if biggest is not None and blocks is biggest[0]:
+            shifts = (var, dfs)
+    B = np.vstack(rows) if rows else np.full((0, len(terms)), np.nan)
     a_look = rule.alpha_at(looks_done)
-    res = decide_arrays(B, a_look, margin)
-    m = int(res["n_family"][0]) if labels else 1
+    high = {j: (aliases or {}).get(lab, []) for j, lab in enumerate(labels)}
+    held = np.array([bool(high[j]) and not rule.assume_no_higher for j in range(len(labels))], dtype=bool)
+    res = decide_arrays(np.where(held, np.nan, B), a_look, margin, shifts)
+    shown = decide_arrays(B, a_look, margin, shifts)  # the interval an aliased row would have, shown beside it
+    for key in ("effect", "ci_low", "ci_high", "p_value", "mde", "n_seeds", "se", "sd_seeds"):
+        res[key] = np.where(held, shown[key], res[key])
+    m = int(res["n_family"].max()) if labels else 1
+
+    def note(j: int, n: int) -> str:
+        if j in low_aliased:
+            return f"aliased with {', '.join(sorted(low_aliased[j]))} in this design: not separable"
+        if high[j]:
+            words = ", ".join(high[j])
+            return (f"aliased with {words}: the estimate is the sum of both; no verdict of its own unless the "
+                    f"experiment assumes interactions of three factors or more away" if held[j]
+                    else f"aliased with {words}, assumed 0 (`assume_no_higher_interactions: true`)")
+        return "" if n >= 2 else _NOTE_FEW
+
     out = pd.DataFrame({
         "term": labels, "effect": res["effect"], "ci_low": res["ci_low"], "ci_high": res["ci_high"],
         "p_value": res["p_value"], "n_with": n_with, "n_without": n_total - n_with,
-        "verdict": VERDICT_CODES[res["code"]], "mde": res["mde"],
+        "verdict": np.where(held, "undecided", VERDICT_CODES[res["code"]]), "mde": res["mde"],
         "ci_method": [ci_method(n, m, (looks_done, max_looks), a_look) for n in res["n_seeds"]],
         "n_seeds": res["n_seeds"], "se": res["se"], "sd_seeds": res["sd_seeds"], "alpha_look": a_look,
-        "note": [f"aliased with {', '.join(sorted(aliased[j]))} in this design: not separable" if j in aliased
-                 else ("" if n >= 2 else _NOTE_FEW) for j, n in enumerate(res["n_seeds"])],
+        "note": [note(j, n) for j, n in enumerate(res["n_seeds"])],
+        "aliases": ["; ".join(high[j]) for j in range(len(labels))],
     })
     return _order(out, "term")
+
+
+def design_aliases(table: pd.DataFrame, augmentations: Sequence[str], outcome: str = OUTCOME) -> dict[str, list[str]]:
+    """Per interaction row (`a x depth`, `a x b`), the interactions of three factors (switches and depth, when
+    it has two levels) it is aliased with in the first complete replicate's design (`fits.higher_aliases`);
+    empty lists in a full factorial or a crossed design. Read from the data, so it agrees with what was run."""
+    names = list(dict.fromkeys(augmentations))
+    mat = replicate_matrix(table, names, outcome) if len(table) else None
+    if mat is None:
+        return {}
+    _, S, depth, _ = mat
+    x = 2.0 * S - 1.0
+    levels = np.unique(depth)
+    factors, cols = list(names), x
+    if len(levels) == 2:
+        factors = [*names, "depth"]
+        cols = np.column_stack([x, np.where(depth == levels[1], 1.0, -1.0)])
+    out = {}
+    k = len(names)
+    words = [((i,), f"{a} x depth") for i, a in enumerate(names)] if len(levels) == 2 else []
+    words += [((i, j), f"{names[i]} x {names[j]}") for i in range(k) for j in range(i + 1, k)]
+    for w, label in words:
+        word = [*w, k] if label.endswith("x depth") else list(w)
+        out[label] = [a for a in higher_aliases(cols, factors, word, 3) if a.count(" x ") >= 2]
+    return out
 
 
 def separable_pairs(table: pd.DataFrame, augmentations: Sequence[str], outcome: str = OUTCOME
@@ -325,8 +416,8 @@ class PairCodes:
 
 
 def pair_frames(table: pd.DataFrame, pairs: Sequence[tuple[str, str]], augmentations: Sequence[str], *,
-                alpha_pairs: float, alpha_effects: float, margin: float, looks: tuple[int, int]
-                ) -> tuple[pd.DataFrame | None, pd.DataFrame | None, PairCodes | None]:
+                alpha_pairs: float, margin: float, looks: tuple[int, int], tested: np.ndarray | None = None,
+                aliases: dict | None = None) -> tuple[pd.DataFrame | None, pd.DataFrame | None, PairCodes | None]:
     """`pair_verdicts` on a sweep's complete seed replicates, as frames: the aug x aug contrasts (`term`,
     effect = the product term: how much a's effect changes when b is turned on) and the conditional effects
     (`augmentation`, `given`) of the decided ones; and their codes."""
@@ -335,12 +426,22 @@ def pair_frames(table: pd.DataFrame, pairs: Sequence[tuple[str, str]], augmentat
     if mat is None or not pairs:
         return None, None, None
     idx = [(names.index(a), names.index(b)) for a, b in pairs]
-    rp, rc = pair_verdicts(mat, idx, alpha_pairs=alpha_pairs, alpha_effects=alpha_effects, k=len(names),
-                           margin=margin)
+    rp, rc = pair_verdicts(mat, idx, alpha_pairs=alpha_pairs, margin=margin, tested=tested)
     method = [ci_method(n, int(rp["n_family"][0]), looks, alpha_pairs) for n in rp["n_seeds"]]
+    words = [(aliases or {}).get(f"{a} x {b}", []) for a, b in pairs]
+    held = ~np.asarray(tested, dtype=bool) if tested is not None else np.zeros(len(pairs), dtype=bool)
+    if held.any():  # an aliased pair keeps its estimate: the interval it would have, beside its aliases
+        shown = pair_verdicts(mat, idx, alpha_pairs=alpha_pairs, margin=margin)[0]
+        for key in ("effect", "ci_low", "ci_high", "p_value", "mde", "n_seeds"):
+            rp[key] = np.where(held, shown[key], rp[key])
+    notes = [f"aliased with {', '.join(w)}: the estimate is the sum of both; no verdict of its own unless the "
+             f"experiment assumes interactions of three factors or more away" if h
+             else (f"aliased with {', '.join(w)}, assumed 0 (`assume_no_higher_interactions: true`)" if w else "")
+             for w, h in zip(words, held)]
     pf = pd.DataFrame({"term": [f"{a} x {b}" for a, b in pairs], "effect": rp["effect"], "ci_low": rp["ci_low"],
                        "ci_high": rp["ci_high"], "p_value": rp["p_value"], "verdict": VERDICT_CODES[rp["code"]],
-                       "mde": rp["mde"], "ci_method": method, "n_seeds": rp["n_seeds"]})
+                       "mde": rp["mde"], "ci_method": method, "n_seeds": rp["n_seeds"], "note": notes,
+                       "aliases": ["; ".join(w) for w in words]})
     rows = []
     for p, (a, b) in enumerate(pairs):
         if rp["code"][p] not in (1, 2):
@@ -367,9 +468,12 @@ class SweepVerdicts:
     table: pd.DataFrame  # the rows that decided
     pairs: pd.DataFrame | None = None  # augmentation x augmentation contrasts (a design that separates them)
     conditional: pd.DataFrame | None = None  # conditional effects of the augmentations in decided pairs
-    shares: dict | None = None  # each verdict table's share of the sweep's alpha (`sweep_shares`)
+    levels: dict | None = None  # each verdict table's level at this look (`alpha.gate_levels`)
     augmentations: tuple[str, ...] = ()  # the order `pair_codes` indexes
     pair_codes: PairCodes | None = None  # the codes behind `pairs` and `conditional`
+    shift: tuple[float, float] = (0.0, 0.0)  # a trial-shared shift's variance and df (`sweep_shift`)
+    aliases: dict | None = None  # per interaction row, its aliases of three factors or more (`design_aliases`)
+    divergence: pd.DataFrame | None = None  # does an augmentation change how often trainings diverge?
 
     def decided_codes(self) -> np.ndarray:
         """`core.decided` on these tables' codes, in the order of `augmentations`."""
@@ -394,15 +498,56 @@ class SweepVerdicts:
         return bool(stop_arrays(self.decided_codes(), looks_done, max_looks))
 
 
+def sweep_shift(table: pd.DataFrame, augmentations: Sequence[str], outcome: str = OUTCOME
+                ) -> tuple[float, float]:
+    """The variance of a shift the repeats of one trial share (beyond the seed) and its df, from the effects
+    fit's residuals (`fits.trial_shift` on the largest group of replicates sharing one design); (0, 0) when
+    nothing estimates it."""
+    _, _, designs = _replicate_fits(table, augmentations, outcome) if len(table) else (None, None, [])
+    if not designs:
+        return 0.0, 0.0
+    blocks, X, base, Y = max(designs, key=lambda d: len(d[0]))
+    tau2, df = trial_shift(Y, X, base, blocks)
+    return float(tau2), float(df)
+
+
+def diverged_counts(table: pd.DataFrame, augmentations: Sequence[str]) -> np.ndarray | None:
+    """(4 x augmentations): trainings that diverged with each augmentation on, trainings with it on, the same
+    with it off; None when no training diverged (or the table does not say)."""
+    if "diverged" not in table or not len(table):
+        return None
+    d = table["diverged"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    if not d.any():
+        return None
+    on = table[[aug_key(a) for a in augmentations]].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    return np.stack([(on & d[:, None]).sum(0), on.sum(0), (~on & d[:, None]).sum(0), (~on).sum(0)])
+
+
+def divergence_frame(counts: np.ndarray, augmentations: Sequence[str], level: float) -> pd.DataFrame:
+    """The divergence rows (`core.divergence_codes`): per augmentation, its trainings that diverged with and
+    without it, the two rates, the adjusted p and the verdict (`hurts`: diverges more often with it)."""
+    res = divergence_codes(*counts, level)
+    return pd.DataFrame({"augmentation": list(augmentations), "diverged_with": counts[0].astype(int),
+                         "trainings_with": counts[1].astype(int), "diverged_without": counts[2].astype(int),
+                         "trainings_without": counts[3].astype(int), "rate_with": res["rate_with"],
+                         "rate_without": res["rate_without"], "p_value": res["p_value"],
+                         "verdict": VERDICT_CODES[res["code"]], "alpha_look": level})
+
+
 def decide_sweep(table: pd.DataFrame, augmentations: Sequence[str], rule: VerdictRule, points: int | None = None,
-                 finished: Sequence[int] | None = None) -> SweepVerdicts:
+                 finished: Sequence[int] | None = None, followup: bool = False) -> SweepVerdicts:
     """The one verdict rule applied to a sweep's (trial x repeat) table, as the sweep's stopping rule and the
     report both apply it: with a replicated design (`points` per block), only blocks in `finished` count,
-    a look is a finished block, and only complete seed replicates decide (a hole unbalances the fit). The
-    effects, the augmentation x depth contrasts, the augmentation x augmentation contrasts (a replicated
-    design that separates them: full factorial or resolution >= V) and the configurations against none share
-    `rule.alpha` (`sweep_shares`); an augmentation in a decided interaction gets conditional effects instead."""
-    alpha, margin, spending = rule.alpha, rule.margin, rule.spending
+    a look is a finished block, and only complete seed replicates decide (a hole unbalances the fit).
+
+    One look's alpha (`rule.alpha_at`) runs through a graph of tables (`alpha.gate_levels`): the main effects
+    first; then the augmentation x depth contrasts, the augmentation x augmentation contrasts (a replicated
+    design that separates them) and the configurations against none, with what the main effects pass on; a
+    decided pair passes its level on to its conditional effects. Rows aliased with interactions of three
+    factors or more (`design_aliases`) take no alpha and carry no verdict unless `rule.assume_no_higher`.
+    `followup`: an ablation shares the configurations' node, which then exists even where no trial trained
+    without augmentation (a factorial design always does, so its stopping rule sees the same graph)."""
+    margin = rule.margin
     augs = list(dict.fromkeys(augmentations))
     looks = (1, 1)
     if points is not None and len(table):
@@ -412,21 +557,33 @@ def decide_sweep(table: pd.DataFrame, augmentations: Sequence[str], rule: Verdic
     depths = sorted(table["depth"].unique()) if len(table) and "depth" in table else []
     n_rep = table.groupby(["block", "repeat"]).ngroups if len(table) else 0
     pairs = separable_pairs(table, augs) if points is not None and n_rep >= 2 else []
+    aliases = design_aliases(table, augs) if points is not None and n_rep >= 1 else {}
+    free = {lab: not words or rule.assume_no_higher for lab, words in aliases.items()}
     none_rows = bool(len(table)) and not table[[aug_key(a) for a in augs]].astype(bool).any(axis=1).all()
-    shares = sweep_shares(len(augs), len(depths), alpha, len(pairs), configurations=none_rows)
-    eff = effects(table, augs, rule.share(shares["effects"], looks[1]), looks[0])
+    depth_rows = sum(free.get(f"{a} x depth", True) for a in augs) if len(depths) > 1 and n_rep >= 2 else 0
+    pair_tested = np.array([free.get(f"{a} x {b}", True) for a, b in pairs], dtype=bool)
+    counts = diverged_counts(table, augs)
+    rows = {"effects": len(augs), "depth": depth_rows, "pairs": int(pair_tested.sum()),
+            "configurations": 1 if none_rows or followup else 0, "divergence": len(augs) if counts is not None else 0}
+    plan = replace(rule, max_looks=looks[1] if rule.level is None else rule.max_looks, primary_rows=max(len(augs), 1))
+    a_look = plan.alpha_at(looks[0])
+    levels = gate_levels(a_look, rows, 0.0)
+    # the effects' fraction of every look, so `blocks_to_decide` projects at the level they will get
+    fraction = levels["effects"] / a_look if a_look > 0 else gate_levels(1.0, rows)["effects"]
+    eff = effects(table, augs, replace(plan, alpha=plan.alpha * fraction).at_level(levels["effects"]), looks[0])
+    levels = gate_levels(a_look, rows, float(eff["verdict"].isin(["helps", "hurts"]).sum()) / max(len(augs), 1))
     inter = None
     if len(depths) > 1 and n_rep >= 2:
-        inter = interaction_contrast(table, [(a, "depth") for a in augs], augs, rule.share(shares["depth"], looks[1]),
-                                     looks[0])
+        inter = interaction_contrast(table, [(a, "depth") for a in augs], augs, plan.at_level(levels["depth"]),
+                                     looks[0], aliases=aliases)
     pair_frame, cond, codes = None, None, None
     if pairs:
-        pair_frame, cond, codes = pair_frames(
-            table, pairs, augs, margin=margin, looks=looks,
-            alpha_pairs=look_alpha(shares["pairs"], looks[0], looks[1], spending),
-            alpha_effects=look_alpha(shares["effects"], looks[0], looks[1], spending))
+        pair_frame, cond, codes = pair_frames(table, pairs, augs, margin=margin, looks=looks,
+                                              alpha_pairs=levels["pairs"], tested=pair_tested, aliases=aliases)
     used = tuple(sorted(set(int(b) for b in table["block"]))) if len(table) else ()
-    return SweepVerdicts(eff, inter, looks, used, table, pair_frame, cond, shares, tuple(augs), codes)
+    div = divergence_frame(counts, augs, levels["divergence"]) if counts is not None else None
+    return SweepVerdicts(eff, inter, looks, used, table, pair_frame, cond, levels, tuple(augs), codes,
+                         sweep_shift(table, augs) if len(table) else (0.0, 0.0), aliases, div)
 
 
 def ablation_effects(runs: pd.DataFrame, comparisons: pd.DataFrame, margin: float, alpha: float = 0.05) -> pd.DataFrame:

@@ -45,35 +45,38 @@ def conditional_from_beta(beta: np.ndarray, ia: int, ib: int) -> np.ndarray:
     return np.stack([a, a + ab, b, b + ab], axis=-1)
 
 
-def conditional_level(alpha_effects: float, k: int, n_conditional) -> np.ndarray:
-    """Per-comparison level of a conditional effect: Šidák within the effects' share over the k marginal
-    rows and the `n_conditional` conditional rows shown together."""
-    n = np.asarray(n_conditional, dtype=float)
-    return -np.expm1(np.log1p(-alpha_effects) / np.maximum(k + n, 1))
+def conditional_level(alpha_pair_row, n_conditional: int = 4) -> np.ndarray:
+    """Per-comparison level of a conditional effect: a decided pair passes its own per-row level on to its
+    `n_conditional` conditional rows (Šidák over them), the graph's edge from an interaction to the effects it
+    splits; a pair that is not decided passes nothing."""
+    a = np.asarray(alpha_pair_row, dtype=float)
+    return -np.expm1(np.log1p(-a) / max(int(n_conditional), 1))
 
 
-def decide_conditional(B: np.ndarray, decided_pairs: np.ndarray, alpha_effects: float, k: int,
-                       margin: float, shift=None) -> dict[str, np.ndarray]:
+def decide_conditional(B: np.ndarray, decided_pairs: np.ndarray, alpha_pair_row, margin: float,
+                       shift=None) -> dict[str, np.ndarray]:
     """Verdicts on conditional effects (... x replicates x 4*pairs, the `COND_KINDS` of each pair in turn),
-    only for the pairs whose interaction is decided (`decided_pairs`, ... x pairs; the others are NaN, not
-    tested): each at `conditional_level` of the effects' look level, so that a report of k marginal rows and
-    m conditional rows is one Šidák family."""
+    only for the pairs whose interaction is decided `helps`/`hurts` (`decided_pairs`, ... x pairs; the others
+    are NaN, not tested): each at `conditional_level` of the pair's per-row level `alpha_pair_row` (...), so the
+    alpha a decided pair passes on is spent once, over its four rows."""
     mask = np.repeat(np.asarray(decided_pairs, dtype=bool), 4, axis=-1)
     B = np.where(mask[..., None, :], B, np.nan)
     m = mask.sum(axis=-1, keepdims=True)
-    per = conditional_level(alpha_effects, k, m)
+    per = conditional_level(np.asarray(alpha_pair_row, dtype=float)[..., None], 4)
     # decide_arrays applies Šidák over the m tested rows; give it the level that returns `per` exactly
     family = -np.expm1(np.maximum(m, 1) * np.log1p(-per))
     return decide_arrays(B, family, margin, shift)
 
 
 def pair_verdicts(replicates: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], pairs: Sequence[tuple[int, int]],
-                  *, alpha_pairs: float, alpha_effects: float, k: int, margin: float) -> tuple[dict, dict]:
+                  *, alpha_pairs, margin: float, tested: np.ndarray | None = None) -> tuple[dict, dict]:
     """The aug x aug contrasts and the conditional effects of the decided ones, from `replicates` = (Y, S, depth,
     groups): stacked complete seed replicates Y (... x replicates x rows, rows in the order of S/depth;
     `groups`: each replicate's block): one fit per pair with its product term, a trial-shared shift widening
-    each interval (`contrast_shift`); contrasts at look level `alpha_pairs` (Šidák over the pairs), conditional
-    effects by `decide_conditional` at the effects' look level. Returns (pairs' `decide_arrays`, conditional's)."""
+    each interval (`contrast_shift`); contrasts at look level `alpha_pairs` (... ; Šidák over the pairs tested:
+    `tested`, default all, leaves out the aliased ones), conditional effects of the decided ones by
+    `decide_conditional` at the level each decided pair passes on. Returns (pairs' `decide_arrays`,
+    conditional's)."""
     Y, S, depth, groups = replicates
     b_int, b_cond, v_int, v_cond, d_int, d_cond = [], [], [], [], [], []
     for ia, ib in pairs:
@@ -89,7 +92,13 @@ def pair_verdicts(replicates: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     def cat(xs):
         return np.concatenate(xs, axis=-1)
 
-    res_p = decide_arrays(cat(b_int), alpha_pairs, margin, (cat(v_int), cat(d_int)))
-    res_c = decide_conditional(cat(b_cond), np.isin(res_p["code"], (1, 2)), alpha_effects, k, margin,
+    b_pair = cat(b_int)
+    if tested is not None:
+        b_pair = np.where(np.asarray(tested, dtype=bool), b_pair, np.nan)
+    a_pairs = np.asarray(alpha_pairs, dtype=float)
+    res_p = decide_arrays(b_pair, a_pairs[..., None] if a_pairs.ndim else a_pairs, margin, (cat(v_int), cat(d_int)))
+    m = res_p["n_family"][..., :1].astype(float)
+    a_row = -np.expm1(np.log1p(-(a_pairs[..., None] if a_pairs.ndim else a_pairs)) / np.maximum(m, 1))[..., 0]
+    res_c = decide_conditional(cat(b_cond), np.isin(res_p["code"], (1, 2)), a_row, margin,
                                shift=(cat(v_cond), cat(d_cond)))
     return res_p, res_c

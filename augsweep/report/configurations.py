@@ -1,12 +1,15 @@
 """The best configuration by its mean: distinct configurations over every seed they trained with.
 
-Pure (pandas in, pandas out). A configuration is a network depth and a set of augmentations switched on
-(their magnitudes averaged over what was trained, as in the effects). Its mean is over every seed replicate
-(block, repeat) that holds it; its difference against no augmentation is paired by seed replicate (the same
-seeds trained both), with a t interval across replicates under the report's rule: simultaneous (Šidák)
-over every configuration compared with none, at the configurations' share of the sweep's alpha spent over
-its looks (`inference.sweep_shares`, `look_alpha`). Because every configuration's interval holds at once,
-naming the best one afterwards costs no extra error (no winner's curse in the interval, only in the order).
+Pure (pandas in, pandas out). A configuration is a network depth and a set of augmentations switched on, at
+the magnitudes it was trained with (`magnitudes`: a design that varies magnitudes trains each configuration at
+one level of each, so its row is about those levels, not an average over the range). Its mean is over every
+seed replicate (block, repeat) that holds it; its difference against no augmentation is paired by seed
+replicate (the same seeds trained both), with a t interval across replicates under the report's rule:
+simultaneous (Šidák) over every configuration compared with none, at the configurations' level in the look's
+graph of tables (`inference.gate_levels`), widened by a shift the repeats of one trial share (each side of a
+difference is one trial: twice the shift's variance, `inference.sweep_shift`). Because every configuration's
+interval holds at once, naming the best one afterwards costs no extra error (no winner's curse in the
+interval, only in the order).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from .. import inference
 from ..experiment.space import aug_key
 
 CONFIG_COLUMNS = ["configuration", "n_trials", "n_seeds", "mean_best_val_loss", "diff_vs_none", "ci_low",
-                  "ci_high", "verdict"]
+                  "ci_high", "verdict", "magnitudes"]
 
 
 def label(depth, on: list[str], with_depth: bool = True) -> str:
@@ -28,7 +31,7 @@ def label(depth, on: list[str], with_depth: bool = True) -> str:
 
 
 def configurations(table: pd.DataFrame, augmentations: list[str], *, margin: float, alpha_look: float,
-                   outcome: str = "best_val_loss") -> pd.DataFrame:
+                   outcome: str = "best_val_loss", shift: tuple[float, float] = (0.0, 0.0)) -> pd.DataFrame:
     """`configurations.csv`: one row per distinct configuration, best mean first (ties by name)."""
     if not len(table):
         return pd.DataFrame(columns=CONFIG_COLUMNS)
@@ -48,13 +51,23 @@ def configurations(table: pd.DataFrame, augmentations: list[str], *, margin: flo
         base = none_of.get(info.loc[c, "_depth"])
         if c != base and base in wide:
             D[:, j] = (wide[c] - wide[base]).to_numpy(dtype=float)
-    res = inference.decide_arrays(D, alpha_look, margin)
+    extra = (np.full(D.shape[1], 2.0 * shift[0]), np.full(D.shape[1], float(shift[1]))) if shift[0] > 0 else None
+    res = inference.decide_arrays(D, alpha_look, margin, extra)
+    mags = [c for c in df.columns if c.startswith("aug_") and c not in {aug_key(a) for a in augmentations}
+            and pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c])]
+
+    def levels(c: str) -> str:
+        g = df.loc[df["configuration"] == c, mags]
+        return ", ".join(f"{m[4:]}={'/'.join(f'{v:g}' for v in sorted(g[m].dropna().unique()))}"
+                         for m in mags if g[m].notna().any())
+
     out = pd.DataFrame({
         "configuration": names, "n_trials": info.loc[names, "n_trials"].to_numpy(dtype=int),
         "n_seeds": wide.notna().sum().to_numpy(dtype=int), "mean_best_val_loss": wide.mean().to_numpy(dtype=float),
         "diff_vs_none": res["effect"], "ci_low": res["ci_low"], "ci_high": res["ci_high"],
         "verdict": np.where(info.loc[names, "_none"].to_numpy(dtype=bool), "baseline",
                             inference.VERDICT_CODES[res["code"]]),
+        "magnitudes": [levels(c) for c in names],
     })
     out.attrs["n_family"] = int(res["n_family"].max()) if len(names) else 0
     return out.sort_values(["mean_best_val_loss", "configuration"], kind="stable").reset_index(drop=True)

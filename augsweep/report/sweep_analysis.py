@@ -54,7 +54,7 @@ class Analysis:
     failed_points: list[str] = field(default_factory=list)  # design points with no finished training, named
     diverged: pd.DataFrame | None = None  # diverged trainings with and without each augmentation
     blocks_used: list[int] = field(default_factory=list)  # finished blocks whose complete replicates decide
-    alpha: float = 0.05  # this sweep's share of the report's one alpha
+    alpha: float = 0.05  # the report's one alpha (the stopping rule's too)
     pairs: pd.DataFrame | None = None  # augmentation x augmentation contrasts (a design that separates them)
     conditional: pd.DataFrame | None = None  # conditional effects of the augmentations in decided pairs
     configurations: pd.DataFrame | None = None  # configurations.csv: distinct configurations by their mean
@@ -66,6 +66,7 @@ class Analysis:
     learned: LearnedCheck | None = None  # the gate before any verdict (None: the stores hold no chance loss)
     num_classes: int | None = None
     rule: inference.VerdictRule | None = None  # the sweep's verdict rule (`VerdictRule.for_sweep`)
+    followup_alpha: float = 0.0  # an ablation's level in the same report (its part of the configurations' node)
 
     @property
     def did_not_learn(self) -> bool:
@@ -125,10 +126,12 @@ def budget_table(table: pd.DataFrame, augmentations: list[str]) -> pd.DataFrame:
 
 def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: dict | None = None,
             alpha: float = 0.05, chance: float | None = None, num_classes: int | None = None,
-            gate_alpha: float = 0.05) -> Analysis:
+            gate_alpha: float = 0.05, followup_rows: int = 0) -> Analysis:
     """Effects under the one verdict rule, descriptive views (pairs, gap, accuracy, depth), warnings.
 
-    `alpha`: the sweep's share of the report's one alpha (all of it without an ablation). A factorial sweep
+    `alpha`: the report's one alpha, the level the stopping rule used too. `followup_rows`: verdict rows of an
+    ablation in the same report; they share the configurations' node of the graph (`followup_alpha`), which
+    no stopping decision reads, so the rows the sweep stopped on keep their level. A factorial sweep
     decides on the complete seed replicates of its finished blocks only, the data its stopping rule saw.
     `chance`: the loss of guessing; when given, verdicts are withheld unless the network learned (`learned`),
     a gate tested first at the report's `gate_alpha`."""
@@ -161,7 +164,7 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
     # here: complete seed replicates of finished blocks, effects and depth contrasts sharing `alpha`.
     rule = inference.VerdictRule.for_sweep(exp, design, alpha)
     verdicts = inference.decide_sweep(table, augs, rule, points=int(design["block_size"]) if design and len(table)
-                                      else None, finished=finished)
+                                      else None, finished=finished, followup=bool(followup_rows))
     left = sorted(set(finished or []) - set(verdicts.blocks_used))
     if points_failed:
         warnings.append(f"{len(points_failed)} design point(s) have no finished training (named below); the "
@@ -169,7 +172,7 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
                         + (f" (block(s) {', '.join(str(b + 1) for b in left)})." if left else "."))
     # `decided`: the rows behind the verdicts; the descriptive views below use every finished training.
     decided, full, looks, blocks_used = verdicts.table, verdicts.effects, verdicts.looks, list(verdicts.blocks_used)
-    alpha_effects = (verdicts.shares or {}).get("effects", alpha)  # the effects' share (descriptive doses use it)
+    alpha_effects = (verdicts.levels or {}).get("effects", alpha)  # the effects' level (descriptive doses use it)
     seed_frame = inference.seed_effects(decided, augs) if len(decided) else None
     doses = inference.dose_responses(decided, augs, alpha=alpha_effects) if len(decided) else None
     seeds = int(decided.groupby(["block", "repeat"]).ngroups) if len(decided) else 0
@@ -204,10 +207,13 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
         if isinstance(r.get("note"), str) and r["note"]:
             warnings.append(f"{r['augmentation']}: {r['note']}")
     interactions = verdicts.interactions
-    shares = verdicts.shares or {}
-    conf_alpha = (inference.look_alpha(shares["configurations"], *looks) if shares.get("configurations") else 0.0)
-    configs = (configurations_mod.configurations(decided, augs, margin=exp.equivalence_margin, alpha_look=conf_alpha)
-               if conf_alpha and len(decided) else None)
+    conf_alpha = (verdicts.levels or {}).get("configurations", 0.0)
+    followup = 0.0
+    if followup_rows:  # the ablation asks the configurations' question again with paired seeds: one node
+        conf_alpha, followup = inference.split_alpha(conf_alpha, [1, int(followup_rows)])
+    configs = (configurations_mod.configurations(decided, augs, margin=exp.equivalence_margin, alpha_look=conf_alpha,
+                                                 shift=verdicts.shift)
+               if len(decided) and not decided[[aug_key(a) for a in augs]].astype(bool).any(axis=1).all() else None)
     learned = (check_learned(decided, augs, chance, gate_alpha, margin=exp.equivalence_margin)
                if chance is not None and len(decided) else None)
     pairs, conditional = verdicts.pairs, verdicts.conditional
@@ -222,10 +228,12 @@ def analyse(table: pd.DataFrame, trials: pd.DataFrame, exp: Experiment, design: 
         gap=descriptive("gap"), accuracy=descriptive("best_val_accuracy"),
         by_depth=stats.effects_by_depth(table, augs, outcome="value"), interactions=interactions,
         looks=looks, seeds=seeds, warnings=warnings, design=design, doses=doses, seed_frame=seed_frame,
-        failed_points=points_failed, diverged=diverged_table(table, augs) if len(table) else None,
+        failed_points=points_failed,
+        diverged=verdicts.divergence if verdicts.divergence is not None or not len(table)
+        else diverged_table(table, augs),
         blocks_used=blocks_used, alpha=alpha, pairs=pairs, conditional=conditional, learned=learned,
         num_classes=num_classes, rule=rule,
-        configurations=configs, configurations_alpha=conf_alpha, table=decided,
+        configurations=configs, configurations_alpha=conf_alpha, table=decided, followup_alpha=followup,
         unconverged=unconverged_table(table, augs, exp) if len(table) else None,
     )
 
@@ -258,21 +266,6 @@ def unconverged_table(table: pd.DataFrame, augmentations: list[str], exp: Experi
     out.attrs.update(rows[0])
     return out
 
-def family_size(exp: Experiment) -> int:
-    """Verdict rows a sweep report carries: one per augmentation, and one augmentation x depth contrast each
-    when the search space has two depths or more."""
-    from ..experiment.design import depth_levels, plan_for
-
-    n = len(exp.search_space.augmentation_names)
-    rows = n * (2 if len(depth_levels(exp.search_space)) > 1 and not exp.model.uses_base else 1)
-    if exp.sampler == "factorial" and n >= 2:
-        plan = plan_for(exp.search_space, exp.trials, sequential=exp.stop == "decided")
-        if plan.resolution is None or plan.resolution >= 5:  # aug x aug contrasts are separable: tested
-            rows += n * (n - 1) // 2
-        rows += 1  # the configurations against none: one row, Šidák over them inside its share
-    return rows
-
-
 def missing_curves(trials: pd.DataFrame, curves: pd.DataFrame) -> list[int]:
     """Numbers of the COMPLETE trials whose history the report could not read."""
     done = trials.loc[trials["state"] == "COMPLETE", "trial"].astype(int) if len(trials) else pd.Series(dtype=int)
@@ -280,11 +273,11 @@ def missing_curves(trials: pd.DataFrame, curves: pd.DataFrame) -> list[int]:
     return sorted(n for n in done if n not in have)
 
 
-def analyse_sweep(exp: Experiment, data: SweepData, alpha: float = 0.05) -> Analysis:
+def analyse_sweep(exp: Experiment, data: SweepData, alpha: float = 0.05, followup_rows: int = 0) -> Analysis:
     """`analyse` on the loaded sweep, then what needs the curves (the epoch budget) and what the loading could
     not read (curves, provenance), said in the warnings."""
     analysis = analyse(data.trainings, data.trials, exp, data.design, alpha=alpha, chance=data.chance,
-                       num_classes=data.num_classes)
+                       num_classes=data.num_classes, followup_rows=followup_rows)
     missing = missing_curves(data.trials, data.curves)
     if missing:
         analysis.warnings.append(

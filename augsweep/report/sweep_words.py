@@ -12,8 +12,10 @@ import pandas as pd
 import yaml
 
 from .. import runtime
+from ..experiment import design as design_mod
 from ..experiment.schema import Experiment
 from ..experiment.space import TrialConfig, parse_aug_key
+from ..inference.frames import RARE_NOTE
 from ..learned import not_learned_line
 from ..stores import records as rec
 from . import budget as budget_mod
@@ -82,8 +84,12 @@ def augmentation_words(exp: Experiment, a: Analysis) -> list[str]:
         else:
             mde = getattr(r, "mde", float("nan"))
             hint = getattr(r, "blocks_to_decide", float("nan"))
-            text += f"is undecided ({_interval(r)}"
-            if mde == mde:
+            rare = str(getattr(r, "note", "") or "").startswith(RARE_NOTE)
+            text += f"is undecided{': rare large outcomes' if rare else ''} ({_interval(r)}"
+            if rare:
+                text += "; one seed's estimate stands far from the others', so the mean depends on whether such a "
+                text += "seed was drawn at all"
+            elif mde == mde:
                 text += f"; effects of {mde:.3g} or more would have been detected with 80% power"
             if hint == hint:
                 text += (f"; about {int(hint)} more block(s) ({int(hint) * block} trials) would decide it"
@@ -233,7 +239,10 @@ def estimand_blocks(exp: Experiment, a: Analysis, params: dict | None = None) ->
                   *[f"- {p}" for p in a.failed_points]]
     if a.diverged is not None:
         lines += ["Trainings that diverged (non-finite loss) are scored, not dropped: each counts with the best "
-                  "validation loss it reached before diverging (ln K, the loss of guessing, if it reached none).",
+                  "validation loss it reached before diverging (ln K, the loss of guessing, if it reached none). "
+                  "`verdict`: whether an augmentation changes how often trainings diverge, a row of its own in the "
+                  "graph of tables (exact binomial test on which arm the diverged trainings were in, Šidák over "
+                  "the augmentations; `hurts` = diverges more often with it).",
                   a.diverged]
     return lines
 
@@ -268,7 +277,33 @@ def methods_paragraph(exp: Experiment, a: Analysis) -> str:
         f"replicate). One verdict rule: simultaneous 95% intervals across the augmentations (and across the "
         f"sequential looks of a `stop: decided` sweep), `p_value` adjusted the same way. `helps`/`hurts`: interval "
         f"entirely below/above 0; `negligible`: inside ±{exp.equivalence_margin:g} (the forest plot's grey band); "
-        f"`undecided`: otherwise (`mde` = smallest effect detectable with 80% power). Method: {method}.")
+        f"`undecided`: otherwise (`mde` = smallest effect detectable with 80% power). Method: {method}. "
+        f"{ALPHA_WORDS}{design_words(exp, a)}")
+
+
+ALPHA_WORDS = (
+    "Alpha: each look's share of the 5% runs through a graph of tables (Bretz et al. 2009): the main effects "
+    "first, at 80% of it; the augmentation x depth, augmentation pair and configuration tables share the rest, "
+    "plus the part of every main effect decided `helps`/`hurts`; a decided pair passes its level to its "
+    "conditional effects. A look whose seeds cannot decide anything spends nothing. A row whose per-seed "
+    "estimates hold a rare large outcome (a diverged training, a rare seed) keeps only the verdict that outcome "
+    "points to (`undecided: rare large outcomes`).")
+
+
+def design_words(exp: Experiment, a: Analysis) -> str:
+    """The design line: the fraction's generators and what each tested two-factor row is aliased with."""
+    plan = design_mod.recorded_plan(a.design or {}, a.augmentations)
+    if plan is None:
+        return ""
+    if not plan.generators:
+        return (f" Design: full factorial of {plan.runs} runs per depth: no effect or two-factor interaction is "
+                f"aliased with another.")
+    held = ("assumed 0 (`assume_no_higher_interactions: true`)" if exp.assume_no_higher_interactions
+            else "so those rows carry no verdict of their own (`assume_no_higher_interactions: true` assumes "
+                 "interactions of three factors or more away)")
+    return (f" Design: {plan.runs}-run fraction, generator {', '.join(plan.generators)}: main effects are "
+            f"separated from every two-factor interaction, but each two-factor row is aliased with an interaction "
+            f"of three factors ({design_mod.alias_words(plan)}), {held}.")
 
 def build_sections(exp: Experiment, analysis: Analysis, data: SweepData, figures: dict[str, Path],
                    use: Sequence[str] = (), headline: bool = True) -> Words:
@@ -322,9 +357,11 @@ def build_sections(exp: Experiment, analysis: Analysis, data: SweepData, figures
     if a.interactions is not None:
         sections.append(Section("Augmentation x depth interactions", [
             "Each augmentation's effect at the deepest minus at the shallowest depth, per seed replicate, under "
-            "the same verdict rule (`helps`/`hurts` = the effect changes with depth).",
-            a.interactions[[c for c in ("term", "augmentation", "effect", "ci_low", "ci_high", "p_value", "verdict")
-                            if c in a.interactions]],
+            "the same verdict rule and shift term as the effects, at this table's level in the graph "
+            "(`helps`/`hurts` = the effect changes with depth). `aliases`: the interaction of three factors "
+            "the design cannot tell the row from; such a row shows its estimate and no verdict of its own.",
+            a.interactions[[c for c in ("term", "augmentation", "effect", "ci_low", "ci_high", "p_value", "verdict",
+                                        "aliases") if c in a.interactions]],
         ]))
     if len(a.by_depth) and a.by_depth["depth"].nunique() > 1:  # one depth: the effects table already says it
         sections.append(Section("Augmentation x depth", [
@@ -389,22 +426,26 @@ def issue21_sections(exp: Experiment, a: Analysis) -> list[Section]:
     if a.pairs is not None and len(a.pairs):
         blocks = ["Two-way augmentation x augmentation contrasts (this design separates them from the main effects "
                   "and from each other): `effect` is how much one augmentation's effect changes when the other is "
-                  "turned on, per seed replicate, under the same rule with its share of the sweep's alpha "
-                  "(Šidák over the pairs); `helps`/`hurts` = a decided interaction.",
-                  a.pairs[["term", "effect", "ci_low", "ci_high", "p_value", "verdict"]]]
+                  "turned on, per seed replicate, under the same rule at the pairs' level in the graph "
+                  "(Šidák over the pairs tested); `helps`/`hurts` = a decided interaction. `aliases`: the "
+                  "interaction of three factors the design cannot tell the row from; such a row shows its estimate "
+                  "and no verdict of its own.",
+                  a.pairs[[c for c in ("term", "effect", "ci_low", "ci_high", "p_value", "verdict", "aliases")
+                           if c in a.pairs]]]
         if a.conditional is not None and len(a.conditional):
-            blocks += ["Conditional effects of the augmentations in a decided interaction (each decided at the "
-                       "effects' level, Šidák over the marginal and the conditional rows together; `stop: decided` "
+            blocks += ["Conditional effects of the augmentations in a decided interaction (the decided pair passes "
+                       "its own level on to its four conditional rows, Šidák over those four; `stop: decided` "
                        "counts such an augmentation decided when all of these are):",
                        a.conditional[["augmentation", "given", "effect", "ci_low", "ci_high", "verdict"]]]
         out.append(Section("Augmentation x augmentation interactions", blocks))
     if a.configurations is not None and len(a.configurations):
         out.append(Section("Configurations by their mean", [
-            f"Distinct configurations (depth and augmentations on; magnitudes averaged as in the effects), best "
-            f"mean first, over every seed replicate that decided the verdicts. `diff_vs_none`: paired by seed "
-            f"against no augmentation, simultaneous over the {a.configurations.attrs.get('n_family', 0)} "
-            f"configurations compared (Šidák) at their share of the sweep's alpha (one verdict row in the split; "
-            f"look level {a.configurations_alpha:.3g}), so naming the best afterwards costs no extra error.",
+            f"Distinct configurations (depth and augmentations on, each at the magnitudes it was trained with: "
+            f"`magnitudes`), best mean first, over every seed replicate that decided the verdicts. `diff_vs_none`: "
+            f"paired by seed against no augmentation at the same depth, widened by the shift the repeats of one "
+            f"trial share, simultaneous over the {a.configurations.attrs.get('n_family', 0)} configurations "
+            f"compared (Šidák) at the configurations' level in the graph (this look: {a.configurations_alpha:.3g}), "
+            f"so naming the best afterwards costs no extra error.",
             a.configurations.head(10)]))
     if a.unconverged is not None:
         conv = exp.train.until_converged

@@ -35,13 +35,22 @@ class BlockPlanner:
                  f"running {self.max_blocks} block(s), {self.budget} trials"
                  + (" (the smallest design that estimates every effect)" if budget < self.block_size else ""))
         self.looked: set[int] = set()
+        self.planned_blocks: int | None = None  # the cap of the plan the study started with (`adopt_plan`)
 
     def describe(self) -> dict:
-        """What the study records about its design (the report reads it back)."""
+        """What the study records about its design (the report reads it back). `planned_blocks`: the cap the
+        study's first plan had, so a `--trials` change continues that plan's alpha spending
+        (`inference.plan_levels`) instead of starting a second one."""
         return {"runs": self.plan.runs, "resolution": self.plan.resolution or "full",
                 "generators": list(self.plan.generators), "depths": design.depth_levels(self.exp.search_space),
                 "block_size": self.block_size, "max_blocks": self.max_blocks, "stop": self.exp.stop,
-                "magnitudes": design.space_magnitudes(self.exp.search_space, self.plan)}
+                "magnitudes": design.space_magnitudes(self.exp.search_space, self.plan),
+                "planned_blocks": self.planned_blocks or self.max_blocks}
+
+    def adopt_plan(self, recorded: dict | None) -> None:
+        """Keep the first plan's cap from what the study recorded (its own cap when it recorded none yet)."""
+        if self.planned_blocks is None and recorded:
+            self.planned_blocks = int(recorded.get("planned_blocks", recorded.get("max_blocks", self.max_blocks)))
 
     def blocks_enqueued(self, trials) -> int:
         blocks = [int(t.user_attrs[rec.BLOCK]) for t in trials if rec.BLOCK in t.user_attrs]
@@ -53,6 +62,7 @@ class BlockPlanner:
 
         if ATTR_STOPPED in study.user_attrs:
             return "stop"
+        self.adopt_plan(study.user_attrs.get(ATTR_DESIGN))
         if study.user_attrs.get(ATTR_DESIGN) != self.describe():
             study.set_user_attr(ATTR_DESIGN, self.describe())
         trials = study.get_trials(deepcopy=False)
