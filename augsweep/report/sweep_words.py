@@ -106,13 +106,14 @@ def augmentation_words(exp: Experiment, a: Analysis) -> list[str]:
     return out
 
 def network(exp: Experiment) -> str:
-    """The network in words: the course's convnet, or the base, its weights and what of it trains."""
+    """The network in words: the Conv2D+ReLU+MaxPool convnet, or the base, its weights and what of it trains (a
+    reader of the report need not know which course the convnet comes from)."""
     m = exp.model
     if not m.uses_base:
-        return "the course's convnet"
+        return "the Conv2D+ReLU+MaxPool convnet"
     weights = {"none": "random weights", "imagenet": "ImageNet weights"}.get(m.weights, f"weights from `{m.weights}`")
     trains = {True: "fine-tuned whole", False: "frozen"}.get(m.trainable, f"top {m.trainable} layers fine-tuned")
-    return f"a `{m.base}` base ({weights}, {trains}) under the course's head"
+    return f"a `{m.base}` base ({weights}, {trains}) under a Dense head"
 
 def population(params: dict | None) -> str:
     """Which data a verdict is about, from what the sweep's parent run recorded (`params`): a split drawn per seed
