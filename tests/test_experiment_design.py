@@ -214,3 +214,16 @@ def test_block_points_flat_convention_and_order():
             assert 0.0 <= p["aug_rotation_factor"] <= 0.3
     with pytest.raises(ValueError):
         block_points(plan, [1], {"blur": {"sigma": (0, 1)}}, {}, seed=0, block=0)
+
+
+def test_the_alias_note_offers_a_trial_count_that_runs_the_crossed_design():
+    from augsweep.experiment import load_experiment
+    from augsweep.experiment.design import crossed_trials, plan_for
+    from tests.helpers import ROOT
+
+    exp = load_experiment(ROOT / "experiments" / "default.yaml")
+    assert plan_for(exp.search_space, exp.trials, sequential=True).generators  # the default is a fraction
+    n = crossed_trials(exp.search_space, sequential=True)
+    plan = plan_for(exp.search_space, n, sequential=True)
+    assert plan.full and not plan.generators and n == 2 * plan.runs * 2  # two blocks of every depth
+    assert not plan_for(exp.search_space, n - 1, sequential=True).full

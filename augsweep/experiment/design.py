@@ -403,6 +403,12 @@ def min_trials(space: SearchSpace, sequential: bool = False) -> int:
     return block * (2 if sequential else 1)
 
 
+def crossed_trials(space: SearchSpace, sequential: bool = False) -> int:
+    """The fewest `trials` for which `plan_for` picks the crossed design (the switches' full factorial at every
+    depth, nothing aliased), twice when `sequential`: the alternative a fraction's alias note offers."""
+    return 2 ** len(space.augmentation_names) * len(depth_levels(space)) * (2 if sequential else 1)
+
+
 def depth_in_plan(plan: DesignPlan) -> bool:
     """Whether depth is a factor of the plan (not crossed with it)."""
     return DEPTH in plan.factors

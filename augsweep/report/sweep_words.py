@@ -301,7 +301,9 @@ def design_words(exp: Experiment, a: Analysis) -> str:
                 f"aliased with another.")
     held = ("assumed 0 (`assume_no_higher_interactions: true`)" if exp.assume_no_higher_interactions
             else "so those rows carry no verdict of their own (`assume_no_higher_interactions: true` assumes "
-                 "interactions of three factors or more away)")
+                 "interactions of three factors or more away; `trials: "
+                 f"{design_mod.crossed_trials(exp.search_space, exp.stop == 'decided')}` runs the crossed design, "
+                 "the full factorial at every depth, which separates them)")
     return (f" Design: {plan.runs}-run fraction, generator {', '.join(plan.generators)}: main effects are "
             f"separated from every two-factor interaction, but each two-factor row is aliased with an interaction "
             f"of three factors ({design_mod.alias_words(plan)}), {held}.")
