@@ -176,28 +176,12 @@ def checked_arguments(parser: argparse.ArgumentParser, argv) -> argparse.Namespa
     return args
 
 
-def _existing_file(path: str) -> None:
-    """The experiment file exists: checked before the heavy imports (TensorFlow, MLflow) load."""
-    if not Path(path).is_file():
-        what = "is not a file" if Path(path).exists() else "file not found"
-        raise runtime.UserError(f"experiment {what}. Received: path={path!r}")
+def _verb_arguments(args) -> dict:
+    """The store arguments every verb takes, as `verbs` names them (spelled as flags in its errors)."""
+    from . import verbs
 
-
-def _experiment_and_stores(args, training: bool = False, sweep: bool = False):
-    """The experiment and its stores; `training`: also the checks a training run needs that cost milliseconds
-    (`check_before_training`), made before the stores' modules (pandas, MLflow) and TensorFlow load."""
-    _existing_file(args.experiment)
-    from .experiment.load import check_before_training, load_experiment
-
-    exp = load_experiment(args.experiment)
-    if training:
-        check_before_training(exp, sweep=sweep)
-    from .stores.study import resolve_stores
-
-    stores = resolve_stores(exp, args.mlruns, args.storage, args.tracking_uri, args.study_name)
-    stores.check_paths()  # --mlruns naming a file, a 0-byte database: exit 2 now, nothing written
-    stores.check_servers()  # an unreachable or misspelled server: exit 2 now, nothing written
-    return exp, stores
+    return {"mlruns": args.mlruns, "storage": args.storage, "tracking_uri": args.tracking_uri,
+            "study_name": args.study_name, "names": verbs.CLI}
 
 
 def _best_trials(outcome, exp, stores, mlruns) -> list[str]:
@@ -333,23 +317,13 @@ def _sweep(args) -> int:
         return 1
 
 
-def _setup(exp) -> runtime.RunEnv:
-    """How this process trains (device, precision, deterministic ops, threads), set up once and passed down. Not
-    for a `--workers` launcher (each worker sets up its own process) or `--reproduce` (the original's threads)."""
-    return runtime.setup(exp.train.deterministic, exp.train.mixed_precision)
-
-
 def _sweep_stores(args) -> int:
-    exp, stores = _experiment_and_stores(args, training=not args.repair,
-                                         sweep=not (args.repair or args.ablation or args.reproduce is not None))
+    from . import verbs
+
     if args.reproduce is not None:
-        from .runs.reproduce import reproduce
-
-        return 0 if reproduce(exp, stores, args.reproduce).ok else 1
+        return 0 if verbs.reproduce(args.experiment, args.reproduce, **_verb_arguments(args)).ok else 1
     if args.ablation:
-        from .runs.ablation import run_ablation
-
-        outcome = run_ablation(exp, stores, repeats=args.repeats, env=_setup(exp))
+        exp, stores, outcome = verbs.ablate(args.experiment, repeats=args.repeats, **_verb_arguments(args))
         print("\n".join(_ablation_done(outcome, exp, stores, args.mlruns)), flush=True)
         if outcome.failed:  # an ablation with failed trainings is not a success, even if the rest ran
             shown = "; ".join(outcome.failures[:5]) + (f"; and {len(outcome.failures) - 5} more"
@@ -358,25 +332,18 @@ def _sweep_stores(args) -> int:
                   f"Their runs hold traceback.txt; rerun the same command to retry them", file=sys.stderr)
             return 1
         return 0
-    from .runs.sweep import SweepAborted, repair, run_sweep
-
     if args.repair:
-        repair(exp, stores)
+        verbs.repair(args.experiment, **_verb_arguments(args))
         return 0
-    try:
-        if args.worker:
-            outcome = run_sweep(exp, stores, trials=args.trials, peer=True, env=_setup(exp))
-        else:
-            from .runs.workers import resolve_workers, run_workers
+    from .runs.sweep import SweepAborted
 
-            workers, rule = resolve_workers(args.workers, exp, args.trials)
-            if workers > 1:
-                outcome = run_workers(exp, stores, workers, trials=args.trials, rule=rule)
-            else:
-                outcome = run_sweep(exp, stores, trials=args.trials, env=_setup(exp))
+    try:
+        swept = verbs.sweep(args.experiment, trials=args.trials, workers=args.workers, peer=args.worker,
+                            **_verb_arguments(args))
     except SweepAborted as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    exp, stores, outcome = swept.exp, swept.stores, swept.outcome
     print("\n".join(_best_trials(outcome, exp, stores, args.mlruns)))
     sys.stdout.flush()
     if not stores.embedded_tracking:  # a server is up: open its trials view (the embedded one needs make ui)
@@ -387,10 +354,10 @@ def _sweep_stores(args) -> int:
 
 
 def _report(args) -> int:
-    exp, stores = _experiment_and_stores(args)
-    from .report.write import plain_answer, terminal_table, write
+    from . import verbs
+    from .report.write import plain_answer, terminal_table
 
-    written = write(exp, stores, args.out)
+    written = verbs.report(args.experiment, out=args.out, **_verb_arguments(args))
     out_dir, analysis = written.out_dir, written.analysis
     print(terminal_table(written.effects))
     print("\n" + plain_answer(written.answer))
