@@ -247,10 +247,16 @@ def _ablation_done(outcome, exp, stores, mlruns) -> list[str]:
 
 
 def _make_ui(mlruns) -> str:
-    """`make ui`, with MLRUNS=… when the stores are not the Makefile's default ./mlruns."""
+    """`make ui` (with MLRUNS=… when the stores are not the Makefile's default ./mlruns) from the repository root;
+    elsewhere, where no Makefile is, the `augsweep ui` verb by the installed command's path."""
+    import shlex
+
+    port = mlflow_ui.LOCAL_UI.rsplit(":", 1)[-1].strip("/")
+    if not runtime.in_project_venv():
+        command = f"{runtime.augsweep_command()} ui --mlruns {shlex.quote(str(mlruns))}"
+        return command if port == "5000" else f"{command} --port {port}"
     default = Path("mlruns").resolve()
     command = "make ui" if Path(mlruns).resolve() == default else f"make ui MLRUNS={mlruns}"
-    port = mlflow_ui.LOCAL_UI.rsplit(":", 1)[-1].strip("/")
     return command if port == "5000" else f"{command} PORT={port}"  # the port the printed links name
 
 
