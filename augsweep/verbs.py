@@ -126,6 +126,9 @@ def sweep(experiment, *, trials=None, workers: int | str = 1, mlruns="mlruns", s
                         f"Received: {names.workers}={workers}")
     exp, stores = experiment_and_stores(experiment, mlruns, storage, tracking_uri, study_name, training=True,
                                         sweep=True, names=names)
+    from .stores.run_files import repoint_moved_store
+
+    repoint_moved_store(stores, echo)  # new runs go where the stores are now, never to a folder they left
     from .runs.sweep import budget_of, run_sweep
     from .runs.workers import resolve_workers, run_workers
 
@@ -145,6 +148,9 @@ def ablate(experiment, *, repeats=None, mlruns="mlruns", storage=None, tracking_
     repeats = arguments.repeats(repeats, names.repeats)
     exp, stores = experiment_and_stores(experiment, mlruns, storage, tracking_uri, study_name, training=True,
                                         names=names)
+    from .stores.run_files import repoint_moved_store
+
+    repoint_moved_store(stores, echo)
     from .runs.ablation import run_ablation
 
     return exp, stores, run_ablation(exp, stores, repeats=repeats, echo=echo)
