@@ -260,34 +260,10 @@ def _make_ui(mlruns) -> str:
     return command if port == "5000" else f"{command} PORT={port}"  # the port the printed links name
 
 
-# What the environment did, not the code: a full disk, a database that went away. Found anywhere in the chain
-# of causes (MLflow and Optuna wrap SQLAlchemy, which wraps the driver).
-_DISK_FULL = ("database or disk is full", "no space left on device", "disk quota exceeded")
-_DB_LOST = ("connection refused", "server closed the connection", "terminating connection", "connection is closed",
-            "could not connect to server", "the database system is shutting down", "connection timeout expired",
-            "consuming input failed", "ssl syscall error")
-
-
 def stopped_by_environment(error: BaseException) -> str | None:
     """'disk full' / 'database lost' when a full disk or a lost database connection caused `error`, else None."""
-    found = _environment_cause(error)
+    found = runtime.environment_cause(error)
     return found[0] if found else None
-
-
-def _environment_cause(error: BaseException) -> tuple[str, BaseException] | None:
-    """(what, the error in the chain of causes that says it): the driver's words, not a wrapper's."""
-    import errno
-
-    seen, e = set(), error
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        text = str(e).lower()
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) or any(s in text for s in _DISK_FULL):
-            return "disk full", e
-        if any(s in text for s in _DB_LOST):
-            return "database lost", e
-        e = e.__cause__ or e.__context__
-    return None
 
 
 def _mask(text: str) -> str:
@@ -302,24 +278,18 @@ def _sweep(args) -> int:
     try:
         return _sweep_stores(args)
     except Exception as e:  # noqa: BLE001 - only the environment's failures are caught; the rest re-raised
-        found = None if isinstance(e, runtime.UserError) else _environment_cause(e)
+        found = None if isinstance(e, runtime.UserError) else runtime.environment_cause(e)
         if found is None:  # bad input keeps its own one line (exit 2); anything else gets run_main's line
             raise
         from .stores.urls import first_line, mask
 
         cause, said = found
-        detail = mask(first_line(said, "")[:200])
-        argv = list(sys.argv)
-        if argv and argv[0].endswith("__main__.py"):  # `python -m augsweep VERB …`
-            argv[0:1] = ["-m", "augsweep"]
-        if argv and (argv[0].endswith(".py") or argv[0] == "-m"):
-            command = mask(" ".join(["python", *argv]))
-        elif argv and Path(argv[0]).name.startswith("augsweep"):  # the console scripts
-            command = mask(" ".join(argv))
-        else:
-            command = f"augsweep sweep {args.experiment} ..."
-        print(f"error: {cause} ({detail}); the stores stay consistent: free space or restart the database, then "
-              f"resume with: {command} ({runtime.log_traceback(e, _mask)})", file=sys.stderr)
+        line = runtime.stopped_line(cause, mask(first_line(said, "")[:200]),
+                                    mask(runtime.resume_command(f"augsweep sweep {args.experiment} ...")),
+                                    runtime.log_traceback(e, _mask))
+        if runtime.ENDING.acquire(timeout=10):  # not taken: the database watch has said it and is ending the process
+            print(line, file=sys.stderr)
+            runtime.ENDING.release()
         return 1
 
 

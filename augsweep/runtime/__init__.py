@@ -32,18 +32,23 @@ from .native import NATIVE_NOISE, filtered_native_stderr, quiet_backends
 from .process import freeze_long_lived_objects, release_traced_gradients, tune_sqlite, usable_cores
 from .provenance import PACKAGES, git_commit, package_versions
 from .signals import (
+    ENDING,
     Terminated,
     UserError,
+    environment_cause,
     interrupt_handler,
     interruptible,
     log_traceback,
     one_line,
+    resume_command,
     run_main,
     shown,
+    stopped_line,
     store_write,
 )
 
-__all__ = ["JAX_DETERMINISM_FLAG", "MAKE_DEFAULTS", "NATIVE_NOISE", "PACKAGES", "RunEnv", "Terminated", "UserError",
+__all__ = ["ENDING", "environment_cause", "resume_command", "stopped_line",
+           "JAX_DETERMINISM_FLAG", "MAKE_DEFAULTS", "NATIVE_NOISE", "PACKAGES", "RunEnv", "Terminated", "UserError",
            "backend", "configure_device", "deterministic_ops", "dtype_policy", "filtered_native_stderr",
            "FollowUp", "augsweep_command", "follow_up", "freeze_long_lived_objects", "git_commit", "has_accelerator",
            "in_project_venv", "interrupt_handler", "interruptible", "log_traceback", "one_line", "package_versions",
