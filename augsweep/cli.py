@@ -311,12 +311,14 @@ def _sweep_stores(args) -> int:
     if args.repair:
         verbs.repair(args.experiment, **_verb_arguments(args))
         return 0
-    from .runs.sweep import SweepAborted
-
     try:
         swept = verbs.sweep(args.experiment, trials=args.trials, workers=args.workers, peer=args.worker,
                             **_verb_arguments(args))
-    except SweepAborted as e:
+    except Exception as e:
+        # Not imported before: bad input is refused before the heavy modules load (and then cannot be SweepAborted).
+        sweeps = sys.modules.get("augsweep.runs.sweep")
+        if sweeps is None or not isinstance(e, sweeps.SweepAborted):
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 1
     exp, stores, outcome = swept.exp, swept.stores, swept.outcome

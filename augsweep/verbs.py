@@ -43,13 +43,17 @@ CLI = Names("--trials", "--workers", "--repeats", "--mlruns", "--out", "--storag
 def experiment_of(value: Any):
     """An `Experiment` from itself, a YAML path, or a dict of its keys (written to `.augsweep/<name>.yaml` in the
     current folder, so that every printed command names a file)."""
-    from .experiment.load import load_experiment as load
-    from .experiment.schema import Experiment
+    import sys
 
-    if isinstance(value, Experiment):
+    # An Experiment exists only once its module is loaded: a path is checked before anything is imported, so that a
+    # missing file is refused before the heavy modules load.
+    schema = sys.modules.get("augsweep.experiment.schema")
+    if schema is not None and isinstance(value, schema.Experiment):
         return value
     if isinstance(value, Mapping):
         import yaml
+
+        from .experiment.load import load_experiment as load
 
         name = value.get("name")
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
@@ -68,6 +72,8 @@ def experiment_of(value: Any):
     if not path.is_file():
         what = "is not a file" if path.exists() else "file not found"
         raise UserError(f"experiment {what}. Received: path={value!r}")
+    from .experiment.load import load_experiment as load
+
     return load(path)
 
 
