@@ -60,14 +60,15 @@ def log_traceback(error: BaseException, scrub=None) -> str:
 # What the environment did, not the code: a full disk, a database that went away. Found anywhere in the chain
 # of causes (MLflow and Optuna wrap SQLAlchemy, which wraps the driver).
 _DISK_FULL = ("database or disk is full", "no space left on device", "disk quota exceeded")
+_WRITE_FAILED = ("disk i/o error", "file too large")  # SQLite's word for a failed write (a size limit, EIO)
 _DB_LOST = ("connection refused", "server closed the connection", "terminating connection", "connection is closed",
             "could not connect to server", "the database system is shutting down", "connection timeout expired",
             "consuming input failed", "ssl syscall error")
 
 
 def environment_cause(error: BaseException) -> tuple[str, BaseException] | None:
-    """('disk full' | 'database lost', the error in the chain of causes that says it: the driver's words, not a
-    wrapper's), or None when the environment did not cause `error`."""
+    """('disk full' | 'disk write failed' | 'database lost', the error in the chain of causes that says it: the
+    driver's words, not a wrapper's), or None when the environment did not cause `error`."""
     import errno
 
     seen, e = set(), error
@@ -76,6 +77,8 @@ def environment_cause(error: BaseException) -> tuple[str, BaseException] | None:
         text = str(e).lower()
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) or any(s in text for s in _DISK_FULL):
             return "disk full", e
+        if isinstance(e, OSError) and e.errno in (errno.EFBIG, errno.EIO) or any(s in text for s in _WRITE_FAILED):
+            return "disk write failed", e
         if any(s in text for s in _DB_LOST):
             return "database lost", e
         e = e.__cause__ or e.__context__
