@@ -231,18 +231,24 @@ def _complete(mlruns: Path) -> int:
         return 0
 
 
+SIGNALLED_BUDGET = 6  # a budget that leaves trials to run after the one the signal interrupts
+
+
 def _signal_mid_trial(path: Path, m: Path, sig: int) -> subprocess.CompletedProcess:
-    """`sweep.py --trials 4` from BUDGET done, `sig` once one more trial has completed (the next is in flight)."""
-    proc = subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), str(path), "--mlruns", str(m), "--trials", "4"],
+    """`sweep.py` from BUDGET done, `sig` once one more trial has completed (the next is in flight); a process
+    that ended before the signal could be sent is reported (returncode None), not counted as a pass."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), str(path), "--mlruns", str(m), "--trials",
+                             str(SIGNALLED_BUDGET)],
                             cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while proc.poll() is None and time.monotonic() < deadline and _complete(m) <= BUDGET:
         time.sleep(0.1)
     time.sleep(0.3)  # into the next trial's training
-    if proc.poll() is None:
+    sent = proc.poll() is None
+    if sent:
         proc.send_signal(sig)
     out, err = proc.communicate(timeout=300)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return subprocess.CompletedProcess(proc.args, proc.returncode if sent else None, out, err)
 
 
 def _run(args) -> subprocess.CompletedProcess:
@@ -290,7 +296,7 @@ def _inject(name: str, path: Path, original: Path, root: Path) -> tuple[str, str
     elif name in ("Ctrl-C mid-trial", "SIGTERM mid-trial", "kill -9 mid-trial"):
         sig = {"Ctrl-C mid-trial": signal.SIGINT, "SIGTERM mid-trial": signal.SIGTERM}.get(name, signal.SIGKILL)
         fault = _signal_mid_trial(path, m, sig)
-        budget = 4
+        budget = SIGNALLED_BUDGET
         expected = {signal.SIGINT: {130}, signal.SIGTERM: {143}, signal.SIGKILL: {-signal.SIGKILL}}[sig]
     elif name == "disk full mid-sweep":
         settle(m)  # the WALs emptied: the sweep's first writes grow them past the limit
