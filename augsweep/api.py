@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +16,6 @@ from typing import Any, Mapping
 
 from . import arguments
 from .runtime import UserError
-
-DICT_FOLDER = Path(".augsweep")  # where an experiment given as a dict is written (commands name a file)
 
 
 def _user_errors(function):
@@ -59,54 +56,9 @@ def load_experiment(path_or_dict: str | Path | Mapping[str, Any]):
                                     "search_space": {"augmentations": {"flip": {}}}})
     ```
     """
-    from .experiment.load import load_experiment as load
+    from .verbs import experiment_of
 
-    if isinstance(path_or_dict, Mapping):
-        import yaml
-
-        name = path_or_dict.get("name")
-        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-            raise UserError(f"an experiment dict needs a `name` of letters, digits, '.', '_' or '-'. "
-                            f"Received: name={name!r}")
-        DICT_FOLDER.mkdir(exist_ok=True)
-        path = DICT_FOLDER / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(dict(path_or_dict), sort_keys=False))
-        return load(path)
-    if isinstance(path_or_dict, os.PathLike):
-        path_or_dict = os.fspath(path_or_dict)
-    if not isinstance(path_or_dict, str) or not path_or_dict.strip() or "\0" in path_or_dict:
-        raise UserError(f"the experiment must be a YAML file path, a dict of its keys or an Experiment. "
-                        f"Received: {arguments.shown(path_or_dict)}")
-    path = Path(path_or_dict)
-    if not path.is_file():
-        what = "is not a file" if path.exists() else "file not found"
-        raise UserError(f"experiment {what}. Received: path={str(path_or_dict)!r}")
-    return load(path)
-
-
-def _experiment(exp):
-    from .experiment.schema import Experiment
-
-    return exp if isinstance(exp, Experiment) else load_experiment(exp)
-
-
-def _check_stores(mlruns, storage, tracking_uri, study_name) -> None:
-    """The store arguments, by the same checks the command lines make (`arguments`), before anything is read."""
-    arguments.mlruns(mlruns, "mlruns")
-    arguments.url(storage, "storage")
-    arguments.url(tracking_uri, "tracking_uri")
-    arguments.study_name(study_name, "study_name")
-
-
-def _stores(exp, mlruns, storage, tracking_uri, study_name):
-    from .stores.study import resolve_stores
-
-    _check_stores(mlruns, storage, tracking_uri, study_name)
-
-    stores = resolve_stores(exp, mlruns, storage, tracking_uri, study_name)
-    stores.check_paths()
-    stores.check_servers()
-    return stores
+    return experiment_of(path_or_dict)
 
 
 @dataclass
@@ -181,35 +133,28 @@ def sweep(exp, trials: int | None = None, *, mlruns: str | Path = "mlruns", stor
     study.best[0]  # ('d1 flip', 0.61, 2)
     ```
     """
-    from .experiment.load import check_before_training
-
-    trials = arguments.trials(trials, "trials")
-    workers = arguments.workers(workers, "workers")
     arguments.boolean(progress, "progress")
-    _check_stores(mlruns, storage, tracking_uri, study_name)
-    arguments.storage_for_workers(storage, workers)
-    exp = _experiment(exp)
-    check_before_training(exp, sweep=True)
-    stores = _stores(exp, mlruns, storage, tracking_uri, study_name)
-    from .runs.sweep import budget_of, run_sweep
-    from .runs.workers import resolve_workers, run_workers
+    from . import verbs
 
-    n, rule = resolve_workers(workers, exp, trials)
+    shown = {"echo": None, "bar": None}
+
+    def start(budget: int) -> None:  # called once the arguments and stores are checked
+        if progress:
+            shown["echo"], shown["bar"] = _bar_echo(budget)
+
+    def echo(line: str) -> None:
+        if shown["echo"] is not None:
+            shown["echo"](line)
+
+    try:
+        outcome = verbs.sweep(exp, trials=trials, workers=workers, mlruns=mlruns, storage=storage,
+                              tracking_uri=tracking_uri, study_name=study_name, echo=echo, start=start).outcome
+    finally:
+        if shown["bar"] is not None:
+            shown["bar"].close()
     from .experiment.space import TrialConfig
     from .stores.records import CONFIG
 
-    bar = None
-    if progress:
-        echo, bar = _bar_echo(budget_of(exp, trials))
-    else:
-        def echo(line: str) -> None:
-            pass
-    try:
-        outcome = (run_workers(exp, stores, n, trials=trials, echo=echo, rule=rule) if n > 1
-                   else run_sweep(exp, stores, trials=trials, echo=echo))
-    finally:
-        if bar is not None:
-            bar.close()
     best = [(TrialConfig.from_flat(t.user_attrs[CONFIG]).label(), float(mean), int(n)) for t, mean, n in outcome.best]
     return Study(outcome.study_name, outcome.finished, outcome.budget, outcome.ran_now, best,
                  outcome.parent_run_id, str(mlruns))
@@ -305,13 +250,10 @@ def report(exp, *, mlruns: str | Path = "mlruns", out: str | Path | None = None,
     rep.effects  # DataFrame of effects.csv
     ```
     """
-    arguments.out(out, "out")
-    _check_stores(mlruns, storage, tracking_uri, study_name)
-    exp = _experiment(exp)
-    stores = _stores(exp, mlruns, storage, tracking_uri, study_name)
-    from .report.write import write
+    from . import verbs
 
-    written = write(exp, stores, out)
+    written = verbs.report(exp, mlruns=mlruns, out=out, storage=storage, tracking_uri=tracking_uri,
+                           study_name=study_name)
     published = written.published
     return Report(Path(written.out_dir), written.answer, written.effects,
                   published.recommendation if published is not None else None,

@@ -176,28 +176,12 @@ def checked_arguments(parser: argparse.ArgumentParser, argv) -> argparse.Namespa
     return args
 
 
-def _existing_file(path: str) -> None:
-    """The experiment file exists: checked before the heavy imports (TensorFlow, MLflow) load."""
-    if not Path(path).is_file():
-        what = "is not a file" if Path(path).exists() else "file not found"
-        raise runtime.UserError(f"experiment {what}. Received: path={path!r}")
+def _verb_arguments(args) -> dict:
+    """The store arguments every verb takes, as `verbs` names them (spelled as flags in its errors)."""
+    from . import verbs
 
-
-def _experiment_and_stores(args, training: bool = False, sweep: bool = False):
-    """The experiment and its stores; `training`: also the checks a training run needs that cost milliseconds
-    (`check_before_training`), made before the stores' modules (pandas, MLflow) and TensorFlow load."""
-    _existing_file(args.experiment)
-    from .experiment.load import check_before_training, load_experiment
-
-    exp = load_experiment(args.experiment)
-    if training:
-        check_before_training(exp, sweep=sweep)
-    from .stores.study import resolve_stores
-
-    stores = resolve_stores(exp, args.mlruns, args.storage, args.tracking_uri, args.study_name)
-    stores.check_paths()  # --mlruns naming a file, a 0-byte database: exit 2 now, nothing written
-    stores.check_servers()  # an unreachable or misspelled server: exit 2 now, nothing written
-    return exp, stores
+    return {"mlruns": args.mlruns, "storage": args.storage, "tracking_uri": args.tracking_uri,
+            "study_name": args.study_name, "names": verbs.CLI}
 
 
 def _best_trials(outcome, exp, stores, mlruns) -> list[str]:
@@ -263,41 +247,23 @@ def _ablation_done(outcome, exp, stores, mlruns) -> list[str]:
 
 
 def _make_ui(mlruns) -> str:
-    """`make ui`, with MLRUNS=… when the stores are not the Makefile's default ./mlruns."""
+    """`make ui` (with MLRUNS=… when the stores are not the Makefile's default ./mlruns) from the repository root;
+    elsewhere, where no Makefile is, the `augsweep ui` verb by the installed command's path."""
+    import shlex
+
+    port = mlflow_ui.LOCAL_UI.rsplit(":", 1)[-1].strip("/")
+    if not runtime.in_project_venv():
+        command = f"{runtime.augsweep_command()} ui --mlruns {shlex.quote(str(mlruns))}"
+        return command if port == "5000" else f"{command} --port {port}"
     default = Path("mlruns").resolve()
     command = "make ui" if Path(mlruns).resolve() == default else f"make ui MLRUNS={mlruns}"
-    port = mlflow_ui.LOCAL_UI.rsplit(":", 1)[-1].strip("/")
     return command if port == "5000" else f"{command} PORT={port}"  # the port the printed links name
-
-
-# What the environment did, not the code: a full disk, a database that went away. Found anywhere in the chain
-# of causes (MLflow and Optuna wrap SQLAlchemy, which wraps the driver).
-_DISK_FULL = ("database or disk is full", "no space left on device", "disk quota exceeded")
-_DB_LOST = ("connection refused", "server closed the connection", "terminating connection", "connection is closed",
-            "could not connect to server", "the database system is shutting down", "connection timeout expired",
-            "consuming input failed", "ssl syscall error")
 
 
 def stopped_by_environment(error: BaseException) -> str | None:
     """'disk full' / 'database lost' when a full disk or a lost database connection caused `error`, else None."""
-    found = _environment_cause(error)
+    found = runtime.environment_cause(error)
     return found[0] if found else None
-
-
-def _environment_cause(error: BaseException) -> tuple[str, BaseException] | None:
-    """(what, the error in the chain of causes that says it): the driver's words, not a wrapper's."""
-    import errno
-
-    seen, e = set(), error
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        text = str(e).lower()
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) or any(s in text for s in _DISK_FULL):
-            return "disk full", e
-        if any(s in text for s in _DB_LOST):
-            return "database lost", e
-        e = e.__cause__ or e.__context__
-    return None
 
 
 def _mask(text: str) -> str:
@@ -312,44 +278,28 @@ def _sweep(args) -> int:
     try:
         return _sweep_stores(args)
     except Exception as e:  # noqa: BLE001 - only the environment's failures are caught; the rest re-raised
-        found = None if isinstance(e, runtime.UserError) else _environment_cause(e)
+        found = None if isinstance(e, runtime.UserError) else runtime.environment_cause(e)
         if found is None:  # bad input keeps its own one line (exit 2); anything else gets run_main's line
             raise
         from .stores.urls import first_line, mask
 
         cause, said = found
-        detail = mask(first_line(said, "")[:200])
-        argv = list(sys.argv)
-        if argv and argv[0].endswith("__main__.py"):  # `python -m augsweep VERB …`
-            argv[0:1] = ["-m", "augsweep"]
-        if argv and (argv[0].endswith(".py") or argv[0] == "-m"):
-            command = mask(" ".join(["python", *argv]))
-        elif argv and Path(argv[0]).name.startswith("augsweep"):  # the console scripts
-            command = mask(" ".join(argv))
-        else:
-            command = f"augsweep sweep {args.experiment} ..."
-        print(f"error: {cause} ({detail}); the stores stay consistent: free space or restart the database, then "
-              f"resume with: {command} ({runtime.log_traceback(e, _mask)})", file=sys.stderr)
+        line = runtime.stopped_line(cause, mask(first_line(said, "")[:200]),
+                                    mask(runtime.resume_command(f"augsweep sweep {args.experiment} ...")),
+                                    runtime.log_traceback(e, _mask))
+        if runtime.ENDING.acquire(timeout=10):  # not taken: the database watch has said it and is ending the process
+            print(line, file=sys.stderr)
+            runtime.ENDING.release()
         return 1
 
 
-def _setup(exp) -> runtime.RunEnv:
-    """How this process trains (device, precision, deterministic ops, threads), set up once and passed down. Not
-    for a `--workers` launcher (each worker sets up its own process) or `--reproduce` (the original's threads)."""
-    return runtime.setup(exp.train.deterministic, exp.train.mixed_precision)
-
-
 def _sweep_stores(args) -> int:
-    exp, stores = _experiment_and_stores(args, training=not args.repair,
-                                         sweep=not (args.repair or args.ablation or args.reproduce is not None))
+    from . import verbs
+
     if args.reproduce is not None:
-        from .runs.reproduce import reproduce
-
-        return 0 if reproduce(exp, stores, args.reproduce).ok else 1
+        return 0 if verbs.reproduce(args.experiment, args.reproduce, **_verb_arguments(args)).ok else 1
     if args.ablation:
-        from .runs.ablation import run_ablation
-
-        outcome = run_ablation(exp, stores, repeats=args.repeats, env=_setup(exp))
+        exp, stores, outcome = verbs.ablate(args.experiment, repeats=args.repeats, **_verb_arguments(args))
         print("\n".join(_ablation_done(outcome, exp, stores, args.mlruns)), flush=True)
         if outcome.failed:  # an ablation with failed trainings is not a success, even if the rest ran
             shown = "; ".join(outcome.failures[:5]) + (f"; and {len(outcome.failures) - 5} more"
@@ -358,25 +308,20 @@ def _sweep_stores(args) -> int:
                   f"Their runs hold traceback.txt; rerun the same command to retry them", file=sys.stderr)
             return 1
         return 0
-    from .runs.sweep import SweepAborted, repair, run_sweep
-
     if args.repair:
-        repair(exp, stores)
+        verbs.repair(args.experiment, **_verb_arguments(args))
         return 0
     try:
-        if args.worker:
-            outcome = run_sweep(exp, stores, trials=args.trials, peer=True, env=_setup(exp))
-        else:
-            from .runs.workers import resolve_workers, run_workers
-
-            workers, rule = resolve_workers(args.workers, exp, args.trials)
-            if workers > 1:
-                outcome = run_workers(exp, stores, workers, trials=args.trials, rule=rule)
-            else:
-                outcome = run_sweep(exp, stores, trials=args.trials, env=_setup(exp))
-    except SweepAborted as e:
+        swept = verbs.sweep(args.experiment, trials=args.trials, workers=args.workers, peer=args.worker,
+                            **_verb_arguments(args))
+    except Exception as e:
+        # Not imported before: bad input is refused before the heavy modules load (and then cannot be SweepAborted).
+        sweeps = sys.modules.get("augsweep.runs.sweep")
+        if sweeps is None or not isinstance(e, sweeps.SweepAborted):
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 1
+    exp, stores, outcome = swept.exp, swept.stores, swept.outcome
     print("\n".join(_best_trials(outcome, exp, stores, args.mlruns)))
     sys.stdout.flush()
     if not stores.embedded_tracking:  # a server is up: open its trials view (the embedded one needs make ui)
@@ -387,10 +332,10 @@ def _sweep_stores(args) -> int:
 
 
 def _report(args) -> int:
-    exp, stores = _experiment_and_stores(args)
-    from .report.write import plain_answer, terminal_table, write
+    from . import verbs
+    from .report.write import plain_answer, terminal_table
 
-    written = write(exp, stores, args.out)
+    written = verbs.report(args.experiment, out=args.out, **_verb_arguments(args))
     out_dir, analysis = written.out_dir, written.analysis
     print(terminal_table(written.effects))
     print("\n" + plain_answer(written.answer))

@@ -129,3 +129,33 @@ def test_the_resume_command_after_a_full_disk_repeats_the_verb(monkeypatch, caps
         assert cli.main(argv[1:]) == 1
         err = capsys.readouterr().err
         assert f"resume with: {said} (" in err, err
+
+
+def test_the_api_and_the_command_line_take_the_same_dispatch(monkeypatch, tmp_path, capsys):
+    """`augsweep.sweep(workers=2)` and `augsweep sweep --workers 2` reach the same launcher with the same plan
+    (one function, `verbs.sweep`, chooses for both); the launcher is replaced by an in-process sweep that records
+    its call, so the test stays fast while the stores, the experiment and the checks are real."""
+    import augsweep
+    from augsweep.runs import sweep as sweeps
+    from augsweep.runs import workers
+
+    calls = []
+
+    def launcher(exp, stores, n, trials=None, echo=print, rule=""):
+        calls.append((n, trials, rule, stores.study_name))
+        return sweeps.run_sweep(exp, stores, trials=trials, echo=echo)
+
+    monkeypatch.setattr(workers, "run_workers", launcher)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AUGSWEEP_NO_BROWSER", "1")
+    Path("exp.yaml").write_text(yaml.safe_dump(learning_experiment(name="dispatch", trials=1,
+                                                                   train={"epochs": 1})))
+    assert cli.main(["sweep", "exp.yaml", "--mlruns", "cli", "--workers", "2"]) == 0
+    printed = capsys.readouterr().out
+    study = augsweep.sweep("exp.yaml", mlruns="api", workers=2, progress=False)
+    assert calls == [(2, None, "", "dispatch"), (2, None, "", "dispatch")]
+    assert study.finished == 1 and "1/1 trials finished" in printed
+    # one process (workers=1) never reaches the launcher, from either entry point
+    assert cli.main(["sweep", "exp.yaml", "--mlruns", "cli1"]) == 0
+    augsweep.sweep("exp.yaml", mlruns="api1", progress=False)
+    assert len(calls) == 2

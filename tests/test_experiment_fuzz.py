@@ -222,7 +222,7 @@ def _files(folder: Path) -> list[str]:
 
 def test_the_bad_input_campaign_is_answered_clearly_without_a_crash_a_hang_or_a_write(tmp_path, monkeypatch):
     import augsweep
-    from augsweep import cli
+    from augsweep import cli, verbs
     from augsweep.experiment.load import check_before_training, load_experiment
 
     counts: dict[str, dict[str, int]] = {}
@@ -255,8 +255,10 @@ def test_the_bad_input_campaign_is_answered_clearly_without_a_crash_a_hang_or_a_
 
         def cli_checks(argv=argv):
             parsed = cli.sweep_arguments(argv)
-            cli._experiment_and_stores(parsed, training=not parsed.repair,
-                                       sweep=not (parsed.repair or parsed.ablation or parsed.reproduce is not None))
+            verbs.experiment_and_stores(
+                parsed.experiment, parsed.mlruns, parsed.storage, parsed.tracking_uri, parsed.study_name,
+                training=not parsed.repair, names=verbs.CLI,
+                sweep=not (parsed.repair or parsed.ablation or parsed.reproduce is not None))
 
         outcome, message = _classify(cli_checks)
         record("command line", repr(args)[:80], outcome, message)

@@ -1,11 +1,12 @@
-"""Every command the sweep and the report print runs as printed, from the repository root, in a fresh shell
-without the virtual environment activated (PATH without .venv/bin), as a newcomer's first hour runs them."""
+"""Every command the sweep and the report print runs as printed in a fresh shell without the virtual environment
+activated (PATH without .venv/bin): from the repository root, and from a folder of the user's own outside it."""
 
 from __future__ import annotations
 
 import os
 import re
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -29,24 +30,25 @@ def fresh_shell_env() -> dict:
 
 
 def commands(stdout: str) -> list[str]:
-    """The commands in a CLI's output: indented lines that start with `make ` or an interpreter path, and
-    `Next:` lines' backquoted commands (links and `# comments` are not commands)."""
+    """The commands in a CLI's output: indented lines that start with `make `, an interpreter path or the
+    `augsweep` command's path, and `Next:` lines' backquoted commands (links and `# comments` are not commands)."""
     found = []
     for line in stdout.splitlines():
         stripped = line.strip()
-        if line.startswith("  ") and re.match(r"(make |\S*python\S* )", stripped):
+        if line.startswith("  ") and re.match(r"(make |\S*python\S* |\S*/augsweep )", stripped):
             found.append(stripped)
-        found += re.findall(r"`((?:make|\S*python\S*) [^`]+)`", line) if line.startswith("Next:") else []
+        found += (re.findall(r"`((?:make|\S*python\S*|\S*/augsweep) [^`]+)`", line) if line.startswith("Next:")
+                  else [])
     return found
 
 
-def run_printed(command: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+def run_printed(command: str, env: dict, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
 
 
-def serves(command: str, env: dict, url: str) -> int:
+def serves(command: str, env: dict, url: str, cwd: Path = ROOT) -> int:
     """Start a long-running printed command (`make ui`), wait until `url` answers, then stop it with Ctrl-C."""
-    proc = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=ROOT, env=env, start_new_session=True,
+    proc = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=cwd, env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 180
@@ -97,3 +99,49 @@ def test_every_printed_command_runs_in_a_fresh_shell(tmp_path):
                     assert again.returncode == 0, (follow, again.stdout[-2000:], again.stderr[-2000:])
                     ran.append(follow)
     assert len(ran) >= 4, ran
+
+
+def minimal_env() -> dict:
+    """A new login's environment, as `env -i` leaves it: HOME and a system PATH (no venv, no project variables).
+    PYTHONPATH is kept only where it names this checkout: a second checkout sharing another one's environment
+    (whose installed package is that other checkout) runs its own code only through it."""
+    env = {"HOME": os.environ.get("HOME", "/root"), "PATH": "/usr/local/bin:/usr/bin:/bin", "AUGSWEEP_NO_BROWSER": "1",
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    pythonpath = os.environ.get("PYTHONPATH", "")
+    if pythonpath and Path(pythonpath.split(os.pathsep)[0]).resolve() == ROOT.resolve():
+        env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def test_printed_commands_run_from_a_folder_outside_the_repository(tmp_path):
+    """An experiment and its stores in the user's own folder, the tool run from there: every printed command
+    (the UI, the report, the ablation, the report's next steps) runs as printed from that folder."""
+    away = tmp_path / "my-project"
+    away.mkdir()
+    assert ROOT not in away.parents
+    (away / "exp.yaml").write_text(yaml.safe_dump(tiny_experiment(
+        name="away", trials=2, train={"epochs": 1}, ablation={"repeats": 2, "baselines": False})))
+    script = Path(sys.executable).with_name("augsweep")
+    installed = str(script) if script.is_file() else f"{sys.executable} -m augsweep"
+    env = minimal_env()
+    sweep = run_printed(f"{installed} sweep exp.yaml --mlruns mlruns", env, cwd=away)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    printed = commands(sweep.stdout)
+    assert printed and not [c for c in printed if c.startswith("make ")], sweep.stdout  # no Makefile here
+    assert any(" ui --mlruns mlruns" in c for c in printed) and any(" report exp.yaml" in c for c in printed)
+
+    ran = []
+    for command in printed:
+        if " ui " in command:
+            assert serves(f"{command} --port 5078", env, "http://127.0.0.1:5078/health", cwd=away) == 200
+        else:
+            result = run_printed(command, env, cwd=away)
+            assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-2000:])
+            for follow in commands(result.stdout) if " report " in command else ():
+                if " ablate " in follow or " sweep " in follow:
+                    again = run_printed(follow, env, cwd=away)
+                    assert again.returncode == 0, (follow, again.stdout[-2000:], again.stderr[-2000:])
+                    ran.append(follow)
+        ran.append(command)
+    assert len(ran) >= 3, ran
+    assert (away / "reports" / "away" / "report.html").is_file()

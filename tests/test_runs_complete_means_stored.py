@@ -2,9 +2,10 @@
 is killed with SIGKILL at every store call of the trial's end-of-trial MLflow write in turn (and after the
 last one, before Optuna is told), then resumed; no COMPLETE trial may ever lack its curves or artifacts, and
 MLflow counts exactly the trials Optuna counts as COMPLETE (a run written FINISHED for a trial the resume
-failed is marked KILLED with its reason). A resume killed between failing the dead trial and closing its run
-is itself resumed and must agree too. The kill is injected by wrapping the real MLflow client (or the
-recovery step) of the process, so each point is hit on purpose, not by timing."""
+failed is marked KILLED with its reason), and so does the MLflow UI's trials view the printed links open.
+A resume killed between failing the dead trial and closing its run is itself resumed and must agree too. The
+kill is injected by wrapping the real MLflow client (or the recovery step) of the process, so each point is hit on
+purpose, not by timing."""
 
 from __future__ import annotations
 
@@ -51,6 +52,25 @@ def assert_stores_agree(view, context) -> None:
             assert run.info.status in ("KILLED", "FAILED"), (context, t.number, run.info.status)
             assert run.data.tags.get("state") == "FAIL" and run.data.tags.get("failure_reason"), context
     assert not [r for r in trial_runs if r.info.status == "RUNNING"], context
+    assert_ui_agrees(view, complete, context)
+
+
+def assert_ui_agrees(view, complete: set[str], context) -> None:
+    """The MLflow UI's trials view (the saved view the printed links open: its search filter, run by the same
+    search the UI makes) shows exactly Optuna's COMPLETE trials as finished runs, and the compare and curves
+    links name only those."""
+    import json
+
+    from augsweep.serve import mlflow_ui
+
+    experiment_id = view.runs[0].info.experiment_id
+    links = mlflow_ui.study_links(view.client, experiment_id)  # saves the view, as the sweep's summary does
+    saved = json.loads(view.client.get_experiment(experiment_id).tags[mlflow_ui.VIEW_TAG])
+    shown = view.client.search_runs([experiment_id], saved["searchFilter"], max_results=1000)
+    finished = {r.info.run_id for r in shown if r.info.status == "FINISHED"}
+    assert finished == complete, (context, len(finished), len(complete))
+    names = {r.info.run_name for r in shown if r.info.run_id in complete}
+    assert set(links.top) <= names, (context, links.top)
 
 _KILL_AT = r"""
 import os, signal, sys

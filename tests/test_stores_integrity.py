@@ -247,13 +247,32 @@ def test_absurd_and_non_finite_values_in_a_store_do_not_end_the_report(copy, tmp
     assert "Traceback" not in capsys.readouterr().err
 
 
-def test_moved_stores_are_refused_in_one_line_and_their_old_place_is_not_recreated(swept, tmp_path, capsys):
-    """MLflow keeps absolute artifact paths: a report on a moved mlruns/ recreated the old folder for its uploads.
-    (A copy whose original is still there goes on, with a note: its uploads go to the original.)"""
-    path, _ = swept
+def test_moved_stores_are_read_by_their_layout_and_their_old_place_is_not_recreated(tmp_path, capsys):
+    """MLflow keeps absolute artifact paths: a report on a moved mlruns/ lost its curves and recreated the old
+    folder for its uploads. Now it reads the runs' files where the stores are, and writes only under --out."""
+    import yaml
+
+    from tests.helpers import learning_experiment
+
+    path = tmp_path / "moving.yaml"
+    path.write_text(yaml.safe_dump(learning_experiment(name="moving", trials=2)))
     orig, moved = tmp_path / "orig", tmp_path / "moved"
     sweep(path, orig)
     orig.rename(moved)
-    line = _one_line_exit_2(report_main([str(path), "--mlruns", str(moved), "--out", str(tmp_path / "out")]), capsys)
-    assert "outside the stores' artifact folder" in line and "moved back" in line
-    assert not orig.exists() and not (tmp_path / "out").exists()
+    before = _content(moved)
+    out = tmp_path / "out"
+    assert report_main([str(path), "--mlruns", str(moved), "--out", str(out)]) == 0, capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert "no curves" not in printed.out + printed.err and "Traceback" not in printed.err
+    assert f"moved from {orig}" in printed.out, printed.out
+    assert not orig.exists()
+    budget = (out / "effects_by_budget.csv").read_text().splitlines()
+    assert (out / "report.html").is_file() and len(budget) > 1  # the curves were read: one row per epoch budget
+    assert (out / "augmentation.py").is_file()  # the best trial's model.keras was read where it lies now
+    assert [f for f in _content(moved) if not f[0].endswith(".db")] == [f for f in before if not f[0].endswith(".db")]
+    # a resume writes where the stores are now: its new run's files land under moved/, nothing at the old path
+    assert sweep_main([str(path), "--mlruns", str(moved), "--trials", "3"]) == 0, capsys.readouterr().err
+    assert f"moved from {orig}" in capsys.readouterr().out and not orig.exists(), sorted(orig.rglob("*"))[:8]
+    view = read_stores(path, moved)
+    assert len(view.trial_runs) == 3 and all((moved / "artifacts" / r.info.run_id / "artifacts" / "history.csv")
+                                             .is_file() for r in view.trial_runs)

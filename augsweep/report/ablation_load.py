@@ -31,8 +31,13 @@ def load_ablation(tracking_uri: str, experiment_name: str, client=None) -> Ablat
     if parent is None:
         return None
     pid = parent.info.run_id
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = json.loads(Path(client.download_artifacts(pid, SPEC_ARTIFACT, tmp)).read_text())
+    specs = read_run_files(tracking_uri, {pid: parent.info.artifact_uri}, SPEC_ARTIFACT,
+                           lambda p: json.loads(p.read_text()))
+    if pid in specs:
+        spec = specs[pid]
+    else:  # MLflow's own download, which says what is wrong
+        with tempfile.TemporaryDirectory() as tmp:
+            spec = json.loads(Path(client.download_artifacts(pid, SPEC_ARTIFACT, tmp)).read_text())
     children = client.search_runs([mexp.experiment_id], rec.children_filter(pid, KIND_ABLATION_RUN),
                                   max_results=50_000)
     # The search already holds every child's artifact folder: read the histories in bulk, not one download each.

@@ -63,9 +63,10 @@ def _input_shape(model_file: Path | None):
 
 
 def publish(exp: Experiment, stores: Stores, client, data: SweepData | None, analysis, effects: pd.DataFrame,
-            out_dir: Path, parent_run_id: str | None) -> Published:
+            out_dir: Path, parent_run_id: str | None, moved_from: Path | None = None) -> Published:
     """Write the block and register the best model (see the module) from the loaded sweep (`data`) and its
-    analysis; nothing about a network that did not learn."""
+    analysis; nothing about a network that did not learn. `moved_from`: the folder moved stores' runs still
+    name; registering would write there, so the model is not registered."""
     done = Published()
     mexp = client.get_experiment_by_name(exp.name)
     name = registry.registered_name(stores.study_name)
@@ -93,7 +94,11 @@ def publish(exp: Experiment, stores: Stores, client, data: SweepData | None, ana
                 else:
                     model_input = model_input_text(exp.dataset)
                     done.files = tuple(write_block(choice, aug_seed, shape, stores.study_name, out_dir, model_input))
-                    if not parent_run_id or mexp is None:
+                    if moved_from is not None:
+                        done.notes += (f"these stores moved from {moved_from.parent}: registering the best model "
+                                       f"would write there (MLflow keeps absolute paths), so {name} is not "
+                                       "registered; move the stores back to register it",)
+                    elif not parent_run_id or mexp is None:
                         done.notes += ("the stores hold no sweep parent run to log the model into: the best model "
                                        f"is not registered as {name}",)
                     else:

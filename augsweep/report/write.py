@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..experiment.schema import ConfigError, Experiment
+from ..stores.run_files import local_folder, moved_from, relocated
 from ..stores.study import Stores
 from ..stores.tracking import check_artifacts_inside, client_for
 from .analysis import ReportAnalysis, analyse_report
@@ -90,10 +91,19 @@ def write_tables(result: ReportAnalysis, out_dir: Path) -> None:
 
 def write(exp: Experiment, stores: Stores, out: str | Path | None = None) -> Written:
     """`write_report`, returning everything the API shows (`Written`); also writes the augmentation block,
-    registers the best model and sets the experiment's description (`publish`)."""
+    registers the best model and sets the experiment's description (`publish`).
+
+    Embedded stores that moved are read by their relative layout (`run_files.relocated`); their runs still name
+    the old folder, so nothing is uploaded to them and no model is registered (either would recreate it)."""
     # One MLflow client for the whole report (each one resolves the store again); not made before a
     # tracking store exists, so a report on a missing store does not create an empty one.
     client = client_for(stores.tracking_uri) if stores.has_tracking_store() else None
+    old = moved_from(client, stores.study_name, stores.artifact_location) if client is not None else None
+    with relocated(old, local_folder(stores.artifact_location) if old is not None else None):
+        return _write(exp, stores, out, client, old)
+
+
+def _write(exp: Experiment, stores: Stores, out, client, moved: Path | None) -> Written:
     inputs = load_report(exp, stores, client)
     if client is not None:  # before anything is written: the runs this report uploads into lie inside the stores
         parents = [inputs.ablation.parent_run_id if inputs.ablation is not None else None,
@@ -112,7 +122,7 @@ def write(exp: Experiment, stores: Stores, out: str | Path | None = None) -> Wri
     sweep = inputs.sweep
     try:  # before the words, so the report's Next: lines name what was exported and registered
         published = publish(exp, stores, client, sweep, result.sweep, result.effects, out_dir,
-                            sweep.parent_run_id if sweep is not None else None)
+                            sweep.parent_run_id if sweep is not None else None, moved_from=moved)
     except Exception as e:  # noqa: BLE001 - the files on disk are the report; the block and registry build on it
         published = None
         print(f"warning: could not export the augmentation block or register the best model: {e}")
@@ -128,6 +138,10 @@ def write(exp: Experiment, stores: Stores, out: str | Path | None = None) -> Wri
     # Only this report's own files, never a walk of the folder (it may hold the stores, a pgpass, anything).
     written = [out_dir / n for n in REPORT_FILES
                if (out_dir / n).is_file() and (out_dir / n).stat().st_mtime >= started]
+    if moved is not None and parents:
+        print(f"note: these stores moved from {moved.parent} (their runs name it: MLflow keeps absolute paths); the "
+              f"report was read where they are now and written only under {out_dir}, not uploaded to their runs")
+        parents = []
     for parent in parents:
         try:
             for path in written:

@@ -36,6 +36,7 @@ from ..stores.study import (
     study_locks,
 )
 from ..stores.tracking import FAILED, FINISHED, KILLED, Tracker, client_for
+from ..stores.watch import DatabaseWatch, watched
 from ..training.data import load_dataset
 from ..training.model import check_model
 
@@ -316,6 +317,7 @@ class SweepSession:
         self.study = self.tracker = None
         self.already = 0
         self.planner = None
+        self.watch = None
         if exp.sampler == "factorial":
             from .blocks import BlockPlanner
 
@@ -324,6 +326,8 @@ class SweepSession:
 
     def __enter__(self) -> "SweepSession":
         self.alive.acquire(shared=True)
+        if watched(self.stores.storage_url):  # a lost database server ends this process in seconds, in one line
+            self.watch = DatabaseWatch(self.stores.storage_url, f"augsweep sweep {self.exp.path} ...").start()
         try:
             with self.start_lock:
                 self.study, self.budget, self.tracker = open_study(
@@ -331,6 +335,8 @@ class SweepSession:
                     attach=self.role != OWNER)
             self.already = count_finished(self.study)
         except BaseException:
+            if self.watch is not None:
+                self.watch.stop()
             self.alive.release()
             raise
         return self
@@ -340,6 +346,8 @@ class SweepSession:
             if kind is not None and self.owner and not isinstance(exc, SweepAborted):
                 self.tracker.end_parent(KILLED)
         finally:
+            if self.watch is not None:
+                self.watch.stop()
             self.alive.release()
             self.start_lock.close()  # a `Lock`: the advisory lock's connection, the lock file
 

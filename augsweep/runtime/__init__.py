@@ -15,7 +15,7 @@ two one-shot install guards (`process`), and the device look-up's cache (`device
 hardware does not change during a process). None of them decides how a run trains.
 """
 
-from .commands import MAKE_DEFAULTS, FollowUp, augsweep_command, follow_up, python_path
+from .commands import MAKE_DEFAULTS, FollowUp, augsweep_command, follow_up, in_project_venv, python_path
 from .device import (
     JAX_DETERMINISM_FLAG,
     backend,
@@ -32,21 +32,26 @@ from .native import NATIVE_NOISE, filtered_native_stderr, quiet_backends
 from .process import freeze_long_lived_objects, release_traced_gradients, tune_sqlite, usable_cores
 from .provenance import PACKAGES, git_commit, package_versions
 from .signals import (
+    ENDING,
     Terminated,
     UserError,
+    environment_cause,
     interrupt_handler,
     interruptible,
     log_traceback,
     one_line,
+    resume_command,
     run_main,
     shown,
+    stopped_line,
     store_write,
 )
 
-__all__ = ["JAX_DETERMINISM_FLAG", "MAKE_DEFAULTS", "NATIVE_NOISE", "PACKAGES", "RunEnv", "Terminated", "UserError",
+__all__ = ["ENDING", "environment_cause", "resume_command", "stopped_line",
+           "JAX_DETERMINISM_FLAG", "MAKE_DEFAULTS", "NATIVE_NOISE", "PACKAGES", "RunEnv", "Terminated", "UserError",
            "backend", "configure_device", "deterministic_ops", "dtype_policy", "filtered_native_stderr",
            "FollowUp", "augsweep_command", "follow_up", "freeze_long_lived_objects", "git_commit", "has_accelerator",
-           "interrupt_handler", "interruptible", "log_traceback", "one_line", "package_versions", "python_path",
-           "quiet_backends",
+           "in_project_venv", "interrupt_handler", "interruptible", "log_traceback", "one_line", "package_versions",
+           "python_path", "quiet_backends",
            "release_traced_gradients", "run_main", "set_determinism", "set_precision", "setup", "shown",
            "store_write", "training_threads_tag", "tune_sqlite", "usable_cores"]

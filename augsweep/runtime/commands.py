@@ -11,7 +11,7 @@ from pathlib import Path
 MAKE_DEFAULTS = {"EXP": "experiments/default.yaml", "MLRUNS": "mlruns"}  # the Makefile's defaults
 
 
-def _in_project_venv() -> bool:
+def in_project_venv() -> bool:
     """This process runs the project's own `.venv` from its repository root (where the Makefile is)."""
     here = Path.cwd()
     try:
@@ -90,7 +90,7 @@ def follow_up(script: str, experiment: str, mlruns: str | Path | None = None, st
         if rest:
             variables["REPEATS"] = rest[1]
     values = {k: v for k, v in variables.items() if v is not None and v != MAKE_DEFAULTS.get(k)}
-    if target and not store_options and _in_project_venv() and all(map(_make_safe, values.values())):
+    if target and not store_options and in_project_venv() and all(map(_make_safe, values.values())):
         return " ".join(["make", target, *(f"{k}={v}" for k, v in values.items())])
     words = [augsweep_command(), verb, shlex.quote(str(experiment))]
     if verb == "reproduce" and rest:  # the trial or variant is the verb's second positional argument

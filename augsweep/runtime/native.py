@@ -9,8 +9,20 @@ import tempfile
 
 
 def quiet_backends() -> None:
-    """Before TensorFlow is imported: no C++ INFO/WARNING chatter."""
+    """Before TensorFlow is imported: no C++ INFO/WARNING chatter; no library traceback ahead of the one line."""
+    import logging
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # MLflow's database layer logs each SQLAlchemy error with its whole traceback, then re-raises it; the re-raised
+    # error is told in one line (its traceback in the log file the line names), so the record would only bury that
+    # line under library frames. A filter, not a level: MLflow resets its loggers' levels when it configures them.
+    db_log = logging.getLogger("mlflow.store.db.utils")
+    if _drop_record not in db_log.filters:
+        db_log.addFilter(_drop_record)
+
+
+def _drop_record(record) -> bool:
+    return False
 
 
 # Lines TensorFlow's C++ side writes to fd 2 while it loads and looks for a GPU, before its log level

@@ -57,6 +57,60 @@ def log_traceback(error: BaseException, scrub=None) -> str:
         return "the traceback could not be written either"
 
 
+# What the environment did, not the code: a full disk, a database that went away. Found anywhere in the chain
+# of causes (MLflow and Optuna wrap SQLAlchemy, which wraps the driver).
+_DISK_FULL = ("database or disk is full", "no space left on device", "disk quota exceeded")
+_WRITE_FAILED = ("disk i/o error", "file too large")  # SQLite's word for a failed write (a size limit, EIO)
+_DB_LOST = ("connection refused", "server closed the connection", "terminating connection", "connection is closed",
+            "could not connect to server", "the database system is shutting down", "connection timeout expired",
+            "consuming input failed", "ssl syscall error")
+
+
+def environment_cause(error: BaseException) -> tuple[str, BaseException] | None:
+    """('disk full' | 'disk write failed' | 'database lost', the error in the chain of causes that says it: the
+    driver's words, not a wrapper's), or None when the environment did not cause `error`."""
+    import errno
+
+    seen, e = set(), error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        text = str(e).lower()
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT) or any(s in text for s in _DISK_FULL):
+            return "disk full", e
+        if isinstance(e, OSError) and e.errno in (errno.EFBIG, errno.EIO) or any(s in text for s in _WRITE_FAILED):
+            return "disk write failed", e
+        if any(s in text for s in _DB_LOST):
+            return "database lost", e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+def resume_command(fallback: str) -> str:
+    """The command line this process was started with, as a shell can run it again (`python -m augsweep VERB …`,
+    `python sweep.py …` or the console script); `fallback` for anything else (a spawned worker)."""
+    from pathlib import Path
+
+    argv = list(sys.argv)
+    if argv and argv[0].endswith("__main__.py"):  # `python -m augsweep VERB …`
+        argv[0:1] = ["-m", "augsweep"]
+    if argv and (argv[0].endswith(".py") or argv[0] == "-m"):
+        return " ".join(["python", *argv])
+    if argv and Path(argv[0]).name.startswith("augsweep"):  # the console scripts
+        return " ".join(argv)
+    return fallback
+
+
+def stopped_line(cause: str, detail: str, command: str, where: str) -> str:
+    """The one line a full disk or a lost database ends a sweep with (the words are already masked)."""
+    return (f"error: {cause} ({detail}); the stores stay consistent: free space or restart the database, then "
+            f"resume with: {command} ({where})")
+
+
+# A lost database is seen by the main thread and the database watch at once: the watch takes this lock, prints its
+# line and ends the process still holding it; the main thread prints its own line only while it can take it.
+ENDING = threading.Lock()
+
+
 def run_main(main, scrub=None) -> int:
     """Run `main()` with the process's exit-code contract: 2 for bad input (one line), 130 Ctrl-C,
     143 SIGTERM (both fail the current trial in the stores; see `interrupt_handler`), 1 for anything else:

@@ -28,7 +28,16 @@ def set_experiment_note(client, experiment_id: str, text: str) -> None:
 
 
 def download_model(client, run_id: str, dst: str | Path) -> Path | None:
-    """A trial run's `model.keras` downloaded into `dst`; None when the run holds none (older stores)."""
+    """A trial run's `model.keras` downloaded into `dst` (read where it lies in a local store, moved or not);
+    None when the run holds none (older stores)."""
+    from .run_files import local_folder
+
+    try:
+        folder = local_folder(client.get_run(run_id).info.artifact_uri)
+    except Exception:  # noqa: BLE001 - no such run: MLflow's listing below says so
+        folder = None
+    if folder is not None and (folder / MODEL_ARTIFACT).is_file():
+        return folder / MODEL_ARTIFACT
     try:
         names = {a.path for a in client.list_artifacts(run_id)}
     except Exception:  # noqa: BLE001 - a run whose artifacts cannot be listed holds no model we can use

@@ -8,10 +8,15 @@ and any other URI (a tracking server's `mlflow-artifacts:`, a bucket) is downloa
 on a few threads.
 A file not found where its URI says falls back to MLflow's per-run download, so the result never
 depends on which path served it: the same bytes reach the same reader.
+
+Embedded stores that moved (MLflow keeps absolute `file://` URIs) are read by their relative layout
+(`relocated`): a URI under the old artifact folder, which no longer exists, is read under the folder
+the stores are in now. Reading only: nothing is ever created at the old path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,14 +42,53 @@ def artifact_uris(client, experiment_name: str, run_ids: Iterable[str]) -> dict[
     return {r: append_to_uri_path(experiment.artifact_location, r, "artifacts") for r in wanted}
 
 
+_RELOCATION: list[tuple[Path, Path]] = []  # (old artifact folder, where it is now) while `relocated` is active
+
+
+@contextlib.contextmanager
+def relocated(old: Path | None, new: Path | None):
+    """While active, `local_folder` maps a URI under `old` (an artifact folder that no longer exists) to the same
+    relative path under `new` (the stores' artifact folder now). No-op when `old` is None."""
+    if old is None or new is None:
+        yield
+        return
+    _RELOCATION.append((Path(old), Path(new)))
+    try:
+        yield
+    finally:
+        _RELOCATION.remove((Path(old), Path(new)))
+
+
 def local_folder(artifact_uri: str | None) -> Path | None:
-    """The folder of a local artifact URI (`file:///…` or a plain path), None for anything remote."""
+    """The folder of a local artifact URI (`file:///…` or a plain path), None for anything remote; under an
+    active `relocated`, the same relative path in the stores' folder now when the recorded one is gone."""
     if not artifact_uri:
         return None
     from mlflow.utils.file_utils import get_local_path_or_none
 
     local = get_local_path_or_none(artifact_uri)
-    return Path(local) if local else None
+    if not local:
+        return None
+    path = Path(local)
+    for old, new in _RELOCATION:
+        if (path == old or old in path.parents) and not path.exists():
+            return new / path.relative_to(old)
+    return path
+
+
+def moved_from(client, experiment_name: str, artifact_root: str | None) -> Path | None:
+    """The artifact folder an embedded store's experiment names when the store has moved from there: that folder
+    no longer exists, and the stores' own (`artifact_root`) does. None otherwise (not moved, or not embedded)."""
+    if not artifact_root:
+        return None
+    try:
+        experiment = client.get_experiment_by_name(experiment_name)
+    except Exception:  # noqa: BLE001 - no experiment (yet): nothing moved
+        return None
+    recorded, here = local_folder(experiment.artifact_location if experiment else None), local_folder(artifact_root)
+    if recorded is None or here is None or recorded.exists() or not here.is_dir():
+        return None
+    return recorded if recorded.resolve() != here.resolve() else None
 
 
 def read_run_files(tracking_uri: str, runs: Mapping[str, str | None], path: str, read: Callable[[Path], T],
@@ -89,3 +133,40 @@ def read_run_files(tracking_uri: str, runs: Mapping[str, str | None], path: str,
             if ok:
                 out[run_id] = value
     return out
+
+
+def repoint_moved_store(stores, echo: Callable[[str], None] = print) -> Path | None:
+    """Before a sweep or an ablation writes into embedded stores that moved, point the MLflow experiment's and
+    runs' recorded artifact folders at where the stores are now (one SQLite transaction on `mlflow.db`): MLflow
+    would otherwise create new runs, and upload into resumed ones, at the old path. Returns the old folder, or
+    None when nothing moved. The report never calls this: it reads moved stores through `relocated`."""
+    if not stores.embedded_tracking or not stores.artifact_location or not stores.tracking_db.is_file():
+        return None
+    import sqlite3
+
+    with sqlite3.connect(stores.tracking_db, timeout=120) as db:
+        rows = db.execute("select artifact_location from experiments where name = ?", (stores.study_name,)).fetchall()
+        if not rows or not rows[0][0]:
+            return None
+        recorded = rows[0][0]
+        old, here = local_folder(recorded), local_folder(stores.artifact_location)
+        if old is None or here is None or old.exists() or not here.is_dir() or old.resolve() == here.resolve():
+            return None
+        new = stores.artifact_location
+        db.execute("update experiments set artifact_location = ? where artifact_location = ?", (new, recorded))
+        db.execute("update runs set artifact_uri = ? || substr(artifact_uri, ?) where artifact_uri like ? escape '\\'",
+                   (new, len(recorded) + 1, _like_prefix(recorded)))
+    try:  # MLflow caches each run's artifact repository by run id: one this process opened still names the old path
+        from mlflow.tracking._tracking_service import utils
+
+        utils._artifact_repos_cache.clear()
+    except (ImportError, AttributeError):
+        pass
+    echo(f"note: these stores moved from {old.parent}; their runs now name where they are ({here.parent})")
+    return old
+
+
+def _like_prefix(text: str) -> str:
+    """A LIKE pattern matching `text` followed by a path below it (`%` and `_` in `text` taken literally)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "/%"

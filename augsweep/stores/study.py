@@ -92,8 +92,9 @@ class Stores:
     def check_paths(self) -> None:
         """Bad store paths exit 2 before anything is written: `--mlruns` (or a folder above it) naming a file,
         a folder this user cannot write, a journal "file" that is a folder, an SQLite file in a folder that does not
-        exist (SQLAlchemy would create it anywhere), and a 0-byte database file (SQLAlchemy would silently create an
-        empty schema in it: a study that restarts at 0 trials while MLflow still holds its runs)."""
+        exist (SQLAlchemy would create it anywhere), a 0-byte database file (SQLAlchemy would silently create an
+        empty schema in it: a study that restarts at 0 trials while MLflow still holds its runs), and a file that
+        is not an SQLite database at all (overwritten)."""
         if self.embedded_study or self.embedded_tracking:
             for folder in (self.mlruns, *self.mlruns.parents):
                 if folder.exists() and not folder.is_dir():
@@ -118,6 +119,11 @@ class Stores:
                     f"{db} is an empty file (0 bytes), not a database: its study or runs were lost (a full disk, "
                     f"a truncated copy). Restore it from a backup, or move it away to start a new store "
                     f"({what}). Received: {_shown_path(db)} (0 bytes)")
+            if db is not None and db.is_file() and not _sqlite_header(db):
+                raise ConfigError(
+                    f"{db} is not an SQLite database (its first bytes are not SQLite's header): the file was "
+                    f"overwritten or damaged. Restore it from a backup, or move it away to start a new store "
+                    f"({what}). Received: {_shown_path(db)} ({db.stat().st_size} bytes)")
 
     def has_study_store(self) -> bool:
         """A study store exists (a URL always may; the embedded file only once a sweep made it)."""
@@ -130,6 +136,19 @@ class Stores:
         """Create `mlruns/` when either store is embedded."""
         if self.embedded_study or self.embedded_tracking:
             self.mlruns.mkdir(parents=True, exist_ok=True)
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _sqlite_header(db: Path) -> bool:
+    """`db` begins with SQLite's 16-byte header (a file that does not is no database, whatever SQLite would say
+    later and deeper: 'file is not a database' from inside MLflow's migrations)."""
+    try:
+        with open(db, "rb") as f:
+            return f.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+    except OSError:
+        return True  # unreadable here: left to the database's own error
 
 
 def sqlite_file(url: str) -> Path | None:

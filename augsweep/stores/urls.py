@@ -19,6 +19,7 @@ _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S+")
 # masking up to the last one hides whichever of the two a client would send).
 _USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/@\s]*):(?P<password>.*)@")
 _QUERY_SECRET = re.compile(r"(?i)([?&](?:password|passwd|pwd)=)[^&\s]*")
+STATEMENT_TIMEOUT = 120  # seconds: Optuna's and MLflow's statements take milliseconds; one stuck is a lost server
 CONNECT_TIMEOUT = 10  # seconds: a database or tracking server that does not answer by then is reported, not waited for
 TRACKING_SCHEMES = {"http", "https", "sqlite", "postgresql", "mysql", "mssql", "databricks", "databricks-uc", "uc"}
 
@@ -112,7 +113,12 @@ def database_engine_kwargs(url: str) -> dict:
     if scheme == "sqlite":
         return {"connect_args": {"timeout": 120}}  # busy timeout: wait for another worker's short write
     if scheme == "postgresql":
-        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}, "pool_pre_ping": True}
+        # TCP keepalives find a server that vanished under an open connection in about 10 s (instead of the
+        # kernel's 2 hours); a statement that runs past STATEMENT_TIMEOUT is cut rather than waited for.
+        return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT, "keepalives": 1, "keepalives_idle": 5,
+                                 "keepalives_interval": 2, "keepalives_count": 3,
+                                 "options": f"-c statement_timeout={STATEMENT_TIMEOUT * 1000}"},
+                "pool_pre_ping": True}
     if scheme == "mysql":
         return {"connect_args": {"connect_timeout": CONNECT_TIMEOUT}, "pool_pre_ping": True}
     return {}

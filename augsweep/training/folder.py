@@ -11,15 +11,26 @@ import numpy as np
 
 from ..experiment.schema import ConfigError, DatasetConfig
 from .dataset import DEFAULT_VALIDATION_SPLIT, Dataset, check_memory, decoded_bytes, stratified_split, take_rows
-from .image_files import ImageFiles, read_image, shown_name
+from .image_files import IMAGE_SUFFIXES, ImageFiles, read_image, shown_name
 
 MAX_LISTED = 10
 
 
+def _not_a_file(p: Path) -> bool:
+    """An entry that looks like an image but cannot be one: a broken or looping link, a FIFO, socket or device, or
+    a folder named like an image (`x.png/`). Ordinary subfolders are walked, not counted."""
+    if p.is_file():
+        return False
+    if p.is_dir():
+        return p.suffix.lower() in IMAGE_SUFFIXES
+    return True  # not a file, not a folder: a dangling link, a FIFO, a device
+
+
 def _class_files(root: Path, where: str, top: Path | None = None,
-                 follow_symlinks: bool = False) -> dict[str, list[Path]]:
+                 follow_symlinks: bool = False, skipped: list[Path] | None = None) -> dict[str, list[Path]]:
     """Class folder name -> files (sorted), ignoring hidden entries. A link (class folder or file) that
-    points outside the dataset folder `top` is refused unless `follow_symlinks`."""
+    points outside the dataset folder `top` is refused unless `follow_symlinks`. Entries that cannot be image
+    files (`_not_a_file`) are left out and appended to `skipped`, so the caller can say so."""
     if not root.is_dir():
         raise ConfigError(f"{where} is not a folder. Received: path={str(root)!r}")
     inside = (top or root).resolve()
@@ -37,11 +48,19 @@ def _class_files(root: Path, where: str, top: Path | None = None,
     classes = sorted(allowed(p) for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     out = {}
     for c in classes:
-        out[shown_name(c.name)] = sorted(
-            allowed(p) for p in c.rglob("*")
-            if p.is_file() and not any(s.startswith(".") for s in p.relative_to(c).parts)
-        )
+        entries = [p for p in c.rglob("*") if not any(s.startswith(".") for s in p.relative_to(c).parts)]
+        out[shown_name(c.name)] = sorted(allowed(p) for p in entries if p.is_file())
+        if skipped is not None:
+            skipped += [p for p in entries if _not_a_file(p)]
     return out
+
+
+def _skipped_note(skipped: list[Path], root: Path) -> str:
+    """One line: how many entries were left out, and one of them."""
+    first = sorted(skipped)[0]
+    shown = shown_name(str(first.relative_to(root) if first.is_relative_to(root) else first))
+    return (f"skipped {len(skipped)} dataset entr{'y' if len(skipped) == 1 else 'ies'} that cannot be image files "
+            f"(broken links, FIFOs or devices, folders named like images), e.g. {shown}")
 
 
 def wants_stream(cfg: DatasetConfig, n_images: int) -> bool:
@@ -107,8 +126,10 @@ def load_folder(cfg: DatasetConfig, seed: int) -> Dataset:
     if not has_split_layout and (root / "valid").is_dir():
         raise ConfigError(f"dataset.path has valid/ but no train/ folder. Received: path={cfg.path!r}")
     follow = cfg.follow_symlinks
-    train = _class_files(train_dir if has_split_layout else root, "dataset.path", root, follow)
-    valid = _class_files(root / "valid", "dataset.path valid/", root, follow) if (root / "valid").is_dir() else None
+    skipped: list[Path] = []
+    train = _class_files(train_dir if has_split_layout else root, "dataset.path", root, follow, skipped)
+    valid = (_class_files(root / "valid", "dataset.path valid/", root, follow, skipped) if (root / "valid").is_dir()
+             else None)
     if not train:
         raise ConfigError(
             f"dataset.path has no class folders (expected train/<class>/ or <class>/). Received: path={cfg.path!r}"
@@ -127,7 +148,7 @@ def load_folder(cfg: DatasetConfig, seed: int) -> Dataset:
         raise ConfigError(
             f"dataset.path: valid/ classes {sorted(valid)} differ from train/ classes {list(names)} ({cfg.path})"
         )
-    notes: list[str] = []
+    notes: list[str] = [_skipped_note(skipped, root)] if skipped else []
     label = {n: i for i, n in enumerate(names)}
     train_files = [(p, label[c]) for c in names for p in train[c]]
     valid_files = [(p, label[c]) for c in names for p in valid[c]] if valid is not None else []

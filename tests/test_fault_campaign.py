@@ -1,0 +1,353 @@
+"""The fault campaign: damaged stores, kills at every write of a trial's end, signals mid-trial, a full disk, a
+killed report, each on its own copy of a real swept store, counted in one table.
+
+Every fault ends in one of: `refused` (exit 2, one line, the stores unchanged), `survived` (the resume finishes
+the budget exactly), `noted` (the report renders, with a note). Asserted over the whole table: 0 store
+disagreements (Optuna's COMPLETE trials are exactly MLflow's FINISHED trial runs and the UI's trials view), 0
+COMPLETE trials lost (each keeps its curve and its files), every error's first line is its one-line message.
+
+The store faults run in this process (milliseconds each, no training); the faults that need a training in flight
+run as real processes, two at a time, and are the `slow` part.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import yaml
+
+from augsweep.cli import report_main, sweep_main
+from tests.helpers import ROOT, read_stores, sweep, tiny_experiment
+from tests.test_runs_complete_means_stored import _KILL_AT, _KILL_REAPING, POINTS, assert_stores_agree
+from tests.test_stores_integrity import _content
+
+BUDGET = 2  # trials in the swept store every fault starts from
+FIRST_LINE = ("error: ", "interrupted: ", "terminated: ")  # how the tool's one-line messages begin
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """(experiment path, mlruns) of a finished sweep of BUDGET trials; copied for each fault, never modified."""
+    root = tmp_path_factory.mktemp("campaign")
+    path = root / "campaign.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment(name="campaign", trials=BUDGET, train={"epochs": 1},
+                                                   dataset={"image_size": [8, 8], "samples": 48})))
+    sweep(path, root / "mlruns")
+    return path, root / "mlruns"
+
+
+def lost_complete(path, mlruns) -> list[int]:
+    """COMPLETE trials whose run lacks its val_loss curve or its files."""
+    view = read_stores(path, mlruns)
+    by_id = {r.info.run_id: r for r in view.runs}
+    lost = []
+    for t in view.trials:
+        if t.state.name != "COMPLETE":
+            continue
+        run = by_id.get(t.user_attrs.get("mlflow_run_id"))
+        files = {f.path for f in view.client.list_artifacts(run.info.run_id)} if run is not None else set()
+        if run is None or not view.client.get_metric_history(run.info.run_id, "val_loss") or \
+                not {"history.csv", "learning_curves.png"} <= files:
+            lost.append(t.number)
+    return lost
+
+
+def check_consistent(path, mlruns, budget: int, context) -> None:
+    """The stores agree (Optuna, MLflow, the UI's trials view), the budget is exact and no COMPLETE trial lost."""
+    view = read_stores(path, mlruns)
+    assert_stores_agree(view, context)
+    complete = sum(t.state.name == "COMPLETE" for t in view.trials)
+    assert complete == budget, (context, complete)
+    assert not lost_complete(path, mlruns), context
+
+
+def state(m: Path):
+    """What the stores hold (`_content`: SQLite's logical dump), or their bytes where a database cannot be read."""
+    import hashlib
+
+    if not m.is_dir():
+        return m.read_bytes()
+    try:
+        return _content(m)
+    except sqlite3.DatabaseError:
+        return sorted((str(p.relative_to(m)), hashlib.md5(p.read_bytes()).hexdigest()) for p in m.rglob("*")
+                      if p.is_file() and not p.name.endswith(("-wal", "-shm")))
+
+
+def first_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("note: ")]
+    return lines[0] if lines else ""
+
+
+# ----------------------------------------------------------------------------- store faults (in this process)
+
+
+def settle(m: Path) -> None:
+    """Checkpoint both databases' WAL into their files, as a store at rest is: damage to a file then damages the
+    data (a garbage `optuna.db` beside a full `-wal` is still a readable database, so SQLite rightly uses it)."""
+    for name in ("optuna.db", "mlflow.db"):
+        db = sqlite3.connect(m / name)
+        db.execute("pragma wal_checkpoint(TRUNCATE)")
+        db.close()
+
+
+def _zero(p: Path) -> None:
+    p.write_bytes(b"")
+
+
+def _garbage(p: Path) -> None:
+    p.write_bytes(os.urandom(8192))
+
+
+def _half(p: Path) -> None:
+    p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])
+
+
+def _drop_wal(m: Path) -> None:
+    for p in m.glob("*.db-*"):
+        p.unlink()
+
+
+def _other_mlflow_db(m: Path, other: Path) -> None:
+    shutil.copy(other / "mlflow.db", m / "mlflow.db")
+
+
+def _hostile_uri(m: Path) -> None:
+    with sqlite3.connect(m / "mlflow.db") as db:
+        db.execute("update runs set artifact_uri = ? where name like 'sweep %'", ((m.parent / "elsewhere").as_uri(),))
+
+
+def _history_garbage(m: Path) -> None:
+    for p in (m / "artifacts").rglob("history.csv"):
+        p.write_bytes(b"\xff\xfe not a csv \x00" * 10)
+
+
+def _artifacts_gone(m: Path) -> None:
+    shutil.rmtree(m / "artifacts")
+
+
+# (name, damage(mlruns), verb, expected): refused = exit 2, one line, nothing written; noted = the report renders
+STORE_FAULTS = [
+    ("0-byte optuna.db, sweep", lambda m: _zero(m / "optuna.db"), "sweep", "refused"),
+    ("0-byte optuna.db, report", lambda m: _zero(m / "optuna.db"), "report", "refused"),
+    ("deleted optuna.db, sweep", lambda m: (m / "optuna.db").unlink(), "sweep", "refused"),
+    ("garbage optuna.db, sweep", lambda m: _garbage(m / "optuna.db"), "sweep", "refused"),
+    ("garbage optuna.db, report", lambda m: _garbage(m / "optuna.db"), "report", "refused"),
+    ("half optuna.db, sweep", lambda m: _half(m / "optuna.db"), "sweep", "refused"),
+    ("deleted mlflow.db, sweep", lambda m: (m / "mlflow.db").unlink(), "sweep", "refused"),
+    ("deleted mlflow.db, report", lambda m: (m / "mlflow.db").unlink(), "report", "refused"),
+    ("0-byte mlflow.db, sweep", lambda m: _zero(m / "mlflow.db"), "sweep", "refused"),
+    ("0-byte mlflow.db, report", lambda m: _zero(m / "mlflow.db"), "report", "refused"),
+    ("garbage mlflow.db, sweep", lambda m: _garbage(m / "mlflow.db"), "sweep", "refused"),
+    ("garbage mlflow.db, report", lambda m: _garbage(m / "mlflow.db"), "report", "refused"),
+    ("another store's mlflow.db, sweep", "other", "sweep", "refused"),
+    ("parent run's artifacts outside the stores, report", _hostile_uri, "report", "refused"),
+    ("--mlruns is a file, sweep", "file", "sweep", "refused"),
+    ("SQLite side files deleted, report", _drop_wal, "report", "noted"),
+    ("garbage history.csv, report", _history_garbage, "report", "noted"),
+    ("artifacts folder deleted, report", _artifacts_gone, "report", "noted"),
+]
+
+
+def test_store_faults_are_refused_in_one_line_or_reported_and_never_written(swept, tmp_path, capsys,
+                                                                            monkeypatch):
+    path, original = swept
+    monkeypatch.setenv("AUGSWEEP_NO_BROWSER", "1")
+    other = tmp_path / "other"  # an unrelated store: the same experiment swept under another study name
+    shutil.copytree(original, other)
+    db = sqlite3.connect(other / "mlflow.db")
+    with db:
+        db.execute("delete from tags")
+        db.execute("delete from runs")
+    db.close()
+    settle(other)
+    table, problems, shown = {}, [], []
+    for i, (name, damage, verb, expected) in enumerate(STORE_FAULTS):
+        m = tmp_path / f"f{i}" / "mlruns"
+        shutil.copytree(original, m)
+        settle(m)
+        if damage == "other":
+            _other_mlflow_db(m, other)
+        elif damage == "file":
+            shutil.rmtree(m)
+            m.write_text("not a folder")
+        else:
+            damage(m)
+        before = state(m)
+        out = tmp_path / f"f{i}" / "out"
+        argv = [str(path), "--mlruns", str(m)] + (["--out", str(out)] if verb == "report" else ["--trials", "3"])
+        code = (report_main if verb == "report" else sweep_main)(argv)
+        printed = capsys.readouterr()
+        lines = [line for line in printed.err.splitlines() if line.strip()]
+        after = state(m)
+        if expected == "refused":
+            outcome = "refused" if code == 2 and len(lines) == 1 and lines[0].startswith("error: ") else "other"
+            if after != before or out.exists():
+                problems.append((name, "wrote on a refusal"))
+        else:
+            outcome = "noted" if code == 0 and (out / "report.html").is_file() else "other"
+            if "Traceback" in printed.err:
+                problems.append((name, "traceback"))
+        if outcome != expected:
+            problems.append((name, code, printed.err[-500:]))
+        shown.append(f"  {name}: {outcome} (exit {code}) {lines[0][:150] if lines else ''}")
+        table[outcome] = table.get(outcome, 0) + 1
+    with capsys.disabled():
+        print("\n".join([f"store faults: {len(STORE_FAULTS)}: {table}", *shown]))
+    assert not problems, problems
+
+
+# ----------------------------------------------------------------------------- faults with a training in flight
+
+_DISK_FULL = r"""
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
+limit = int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+from augsweep.cli import sweep_main
+sys.exit(sweep_main([sys.argv[1], "--mlruns", sys.argv[2], "--trials", "4"]))
+"""
+
+
+def _env() -> dict:
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "AUGSWEEP_NO_BROWSER": "1", "CUDA_VISIBLE_DEVICES": "",
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+
+
+def _complete(mlruns: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{mlruns / 'optuna.db'}?mode=ro", uri=True, timeout=5) as db:
+            return db.execute("select count(*) from trials where state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+SIGNALLED_BUDGET = 6  # a budget that leaves trials to run after the one the signal interrupts
+
+
+def _signal_mid_trial(path: Path, m: Path, sig: int) -> subprocess.CompletedProcess:
+    """`sweep.py` from BUDGET done, `sig` once one more trial has completed (the next is in flight); a process
+    that ended before the signal could be sent is reported (returncode None), not counted as a pass."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), str(path), "--mlruns", str(m), "--trials",
+                             str(SIGNALLED_BUDGET)],
+                            cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline and _complete(m) <= BUDGET:
+        time.sleep(0.1)
+    time.sleep(0.3)  # into the next trial's training
+    sent = proc.poll() is None
+    if sent:
+        proc.send_signal(sig)
+    out, err = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode if sent else None, out, err)
+
+
+def _run(args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+
+
+def _report_killed(path: Path, m: Path) -> subprocess.CompletedProcess:
+    proc = subprocess.Popen([sys.executable, str(ROOT / "report.py"), str(path), "--mlruns", str(m), "--out",
+                             str(m.parent / "out")], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    proc.kill()
+    out, err = proc.communicate(timeout=60)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _fault_in_flight(name: str, path: Path, original: Path, root: Path) -> tuple[str, str, list]:
+    """`_inject`, with anything it raised counted as a failure of that fault (the others still run)."""
+    try:
+        result = _inject(name, path, original, root)
+    except Exception as e:  # noqa: BLE001 - the table counts it
+        result = (name, "failed", [("raised", f"{type(e).__name__}: {e}"[:1500])])
+    print(f"  {result[0]}: {result[1]} {result[2] if result[2] else ''}", flush=True)
+    return result
+
+
+def _inject(name: str, path: Path, original: Path, root: Path) -> tuple[str, str, list]:
+    """Inject one fault on a copy of the stores, resume, and check; (name, outcome, problems)."""
+    m = root / "mlruns"
+    shutil.copytree(original, m)
+    more = root / "campaign.yaml"  # the same experiment with one more trial (`trials` may change on resume)
+    more.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "trials": BUDGET + 1}))
+    problems: list = []
+    budget = BUDGET
+    if name.startswith("kill at end-of-trial write "):
+        point = name.rsplit(" ", 1)[1]
+        fault = _run(["-c", _KILL_AT, str(more), str(m), point])
+        budget = BUDGET + 1  # `more`'s budget: one trial beyond the swept store's, killed at its end
+        expected = {-signal.SIGKILL}
+    elif name == "resume killed while reaping":
+        _run(["-c", _KILL_AT, str(more), str(m), "after"])
+        fault = _run(["-c", _KILL_REAPING, str(more), str(m)])
+        budget = BUDGET + 1
+        expected = {-signal.SIGKILL}
+    elif name in ("Ctrl-C mid-trial", "SIGTERM mid-trial", "kill -9 mid-trial"):
+        sig = {"Ctrl-C mid-trial": signal.SIGINT, "SIGTERM mid-trial": signal.SIGTERM}.get(name, signal.SIGKILL)
+        fault = _signal_mid_trial(path, m, sig)
+        budget = SIGNALLED_BUDGET
+        expected = {signal.SIGINT: {130}, signal.SIGTERM: {143}, signal.SIGKILL: {-signal.SIGKILL}}[sig]
+    elif name == "disk full mid-sweep":
+        settle(m)  # the WALs emptied: the sweep's first writes grow them past the limit
+        fault = _run(["-c", _DISK_FULL, str(path), str(m), str(64 * 1024)])
+        if not first_line(fault.stderr).startswith("error: disk"):
+            problems.append(("not told as a disk failure", first_line(fault.stderr)[:300]))
+        budget = 4
+        expected = {1}
+    elif name == "report killed":
+        fault = _report_killed(path, m)
+        expected = {-signal.SIGKILL, 0}
+    else:
+        raise AssertionError(name)
+    if fault.returncode not in expected:
+        problems.append(("exit", fault.returncode, fault.stderr[-1500:]))
+    if fault.returncode not in (0, -signal.SIGKILL) and not first_line(fault.stderr).startswith(FIRST_LINE):
+        problems.append(("first line", first_line(fault.stderr)[:300]))
+    if "Traceback" in fault.stderr.split("\n", 1)[0]:
+        problems.append(("traceback first", fault.stderr[:300]))
+    if name == "report killed":
+        again = _run([str(ROOT / "report.py"), str(path), "--mlruns", str(m), "--out", str(root / "out")])
+        ok = again.returncode == 0 and (root / "out" / "report.html").is_file()
+        if not ok:
+            problems.append(("report again", again.stderr[-1500:]))
+    else:
+        resume = _run([str(ROOT / "sweep.py"), str(path), "--mlruns", str(m), "--trials", str(budget)])
+        if resume.returncode != 0:
+            problems.append(("resume", resume.returncode, resume.stderr[-1500:]))
+    try:
+        check_consistent(path, m, budget, name)
+    except AssertionError as e:
+        problems.append(("stores", str(e)[:1500]))
+    outcome = "survived" if not problems else "failed"
+    return name, outcome, problems
+
+
+IN_FLIGHT = ([f"kill at end-of-trial write {p}" for p in POINTS]
+             + ["resume killed while reaping", "Ctrl-C mid-trial", "SIGTERM mid-trial", "kill -9 mid-trial",
+                "disk full mid-sweep", "report killed"])
+
+
+@pytest.mark.slow
+def test_faults_with_a_training_in_flight_leave_the_stores_agreeing_with_nothing_lost(swept, tmp_path):
+    path, original = swept
+    assert len(STORE_FAULTS) + len(IN_FLIGHT) >= 30
+    with ThreadPoolExecutor(max_workers=2) as pool:  # two real processes at a time: the machine's two cores
+        results = list(pool.map(lambda item: _fault_in_flight(item[1], path, original, tmp_path / f"r{item[0]}"),
+                                enumerate(IN_FLIGHT)))
+    table: dict = {}
+    for _, outcome, _ in results:
+        table[outcome] = table.get(outcome, 0) + 1
+    print(f"faults in flight: {len(IN_FLIGHT)}: {table}")
+    failed = [(name, problems) for name, outcome, problems in results if outcome != "survived"]
+    assert not failed, failed
