@@ -265,18 +265,16 @@ def _report_killed(path: Path, m: Path) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def _fault_in_flight(name: str, path: Path, original: Path, root: Path) -> tuple[str, str, list]:
+def _fault_in_flight(name: str, path: Path, original: Path, root: Path) -> dict:
     """`_inject`, with anything it raised counted as a failure of that fault (the others still run)."""
     try:
-        result = _inject(name, path, original, root)
+        return _inject(name, path, original, root)
     except Exception as e:  # noqa: BLE001 - the table counts it
-        result = (name, "failed", [("raised", f"{type(e).__name__}: {e}"[:1500])])
-    print(f"  {result[0]}: {result[1]} {result[2] if result[2] else ''}", flush=True)
-    return result
+        return {"name": name, "problems": [("raised", f"{type(e).__name__}: {e}"[:1500])], "m": None}
 
 
-def _inject(name: str, path: Path, original: Path, root: Path) -> tuple[str, str, list]:
-    """Inject one fault on a copy of the stores, resume, and check; (name, outcome, problems)."""
+def _inject(name: str, path: Path, original: Path, root: Path) -> dict:
+    """Inject one fault on a copy of the stores in a real process; what the resume needs to check it."""
     m = root / "mlruns"
     shutil.copytree(original, m)
     more = root / "campaign.yaml"  # the same experiment with one more trial (`trials` may change on resume)
@@ -316,21 +314,29 @@ def _inject(name: str, path: Path, original: Path, root: Path) -> tuple[str, str
         problems.append(("first line", first_line(fault.stderr)[:300]))
     if "Traceback" in fault.stderr.split("\n", 1)[0]:
         problems.append(("traceback first", fault.stderr[:300]))
+    return {"name": name, "problems": problems, "m": m, "budget": budget, "root": root}
+
+
+def _recover(fault: dict, path: Path) -> tuple[str, str, list]:
+    """The user's next command after the fault, in this process through the CLI's entry points (the fault itself
+    ran in a real process; the resume needs no interpreter of its own), then the stores checked."""
+    name, problems, m = fault["name"], list(fault["problems"]), fault["m"]
+    if m is None:
+        return name, "failed", problems
     if name == "report killed":
-        again = _run([str(ROOT / "report.py"), str(path), "--mlruns", str(m), "--out", str(root / "out")])
-        ok = again.returncode == 0 and (root / "out" / "report.html").is_file()
-        if not ok:
-            problems.append(("report again", again.stderr[-1500:]))
+        out = fault["root"] / "out"
+        code = report_main([str(path), "--mlruns", str(m), "--out", str(out)])
+        if code != 0 or not (out / "report.html").is_file():
+            problems.append(("report again", code))
     else:
-        resume = _run([str(ROOT / "sweep.py"), str(path), "--mlruns", str(m), "--trials", str(budget)])
-        if resume.returncode != 0:
-            problems.append(("resume", resume.returncode, resume.stderr[-1500:]))
+        code = sweep_main([str(path), "--mlruns", str(m), "--trials", str(fault["budget"])])
+        if code != 0:
+            problems.append(("resume", code))
     try:
-        check_consistent(path, m, budget, name)
+        check_consistent(path, m, fault["budget"], name)
     except AssertionError as e:
         problems.append(("stores", str(e)[:1500]))
-    outcome = "survived" if not problems else "failed"
-    return name, outcome, problems
+    return name, "survived" if not problems else "failed", problems
 
 
 IN_FLIGHT = ([f"kill at end-of-trial write {p}" for p in POINTS]
@@ -343,8 +349,11 @@ def test_faults_with_a_training_in_flight_leave_the_stores_agreeing_with_nothing
     path, original = swept
     assert len(STORE_FAULTS) + len(IN_FLIGHT) >= 30
     with ThreadPoolExecutor(max_workers=2) as pool:  # two real processes at a time: the machine's two cores
-        results = list(pool.map(lambda item: _fault_in_flight(item[1], path, original, tmp_path / f"r{item[0]}"),
-                                enumerate(IN_FLIGHT)))
+        faults = list(pool.map(lambda item: _fault_in_flight(item[1], path, original, tmp_path / f"r{item[0]}"),
+                               enumerate(IN_FLIGHT)))
+    results = [_recover(fault, path) for fault in faults]
+    for name, outcome, problems in results:
+        print(f"  {name}: {outcome} {problems if problems else ''}")
     table: dict = {}
     for _, outcome, _ in results:
         table[outcome] = table.get(outcome, 0) + 1
