@@ -152,7 +152,7 @@ def _bar_echo(total: int):
 @_user_errors
 def sweep(exp, trials: int | None = None, *, mlruns: str | Path = "mlruns", storage: str | None = None,
           tracking_uri: str | None = None, study_name: str | None = None, progress: bool = True,
-          workers: int | str = 1) -> Study:
+          workers: int | str = 1, members: int | str = 1) -> Study:
     """Run (or resume) a sweep until `trials` trials have finished in total, as `sweep.py` does.
 
     Args:
@@ -166,6 +166,8 @@ def sweep(exp, trials: int | None = None, *, mlruns: str | Path = "mlruns", stor
         workers: worker processes, as `sweep.py --workers`: 1 (this process), N, or `"auto"` (one per CPU
             core, GPUs by free memory). Workers print their own progress lines (to the terminal the notebook
             server runs in); the bar then moves when the sweep ends.
+        members: seed replicates of a trial trained as one compiled program, as `sweep.py --members`: 1 (one
+            at a time), N, or `"auto"` (all of a trial's repeats).
 
     Returns:
         A `Study` with the counts and the best distinct configurations by their mean.
@@ -185,6 +187,7 @@ def sweep(exp, trials: int | None = None, *, mlruns: str | Path = "mlruns", stor
 
     trials = arguments.trials(trials, "trials")
     workers = arguments.workers(workers, "workers")
+    members = arguments.members(members, "members")
     arguments.boolean(progress, "progress")
     _check_stores(mlruns, storage, tracking_uri, study_name)
     arguments.storage_for_workers(storage, workers)
@@ -205,8 +208,8 @@ def sweep(exp, trials: int | None = None, *, mlruns: str | Path = "mlruns", stor
         def echo(line: str) -> None:
             pass
     try:
-        outcome = (run_workers(exp, stores, n, trials=trials, echo=echo, rule=rule) if n > 1
-                   else run_sweep(exp, stores, trials=trials, echo=echo))
+        outcome = (run_workers(exp, stores, n, trials=trials, echo=echo, rule=rule, members=members) if n > 1
+                   else run_sweep(exp, stores, trials=trials, echo=echo, members=members))
     finally:
         if bar is not None:
             bar.close()

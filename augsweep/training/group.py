@@ -245,9 +245,9 @@ def metric_names(num_classes: int) -> list[str]:
     return [acc, "loss", f"val_{acc}", "val_loss"]
 
 
-def run_group(members: Sequence[Member], settings: TrainConfig, model: ModelConfig = ModelConfig()) -> list:
-    """Train the members as one program; one `train.RepeatResult` per member (its history cut at its own stop,
-    its model its branch of the group, valid until the next build)."""
+def run_group(members: Sequence[Member], settings: TrainConfig, model: ModelConfig = ModelConfig()):
+    """Train the members as one program: (one `train.RepeatResult` per member, its history cut at its own stop and
+    its model its branch of the program, valid until the next build; the compiled program)."""
     import keras
 
     why = groupable(members, settings, model)
@@ -281,4 +281,4 @@ def run_group(members: Sequence[Member], settings: TrainConfig, model: ModelConf
         reuse.clear()
         raise
     return [train.RepeatResult(train.history_frame(h), net, label)
-            for h, net, label in zip(splitter.histories, nets, labels)]
+            for h, net, label in zip(splitter.histories, nets, labels)], group
