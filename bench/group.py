@@ -143,6 +143,7 @@ def main(argv=None) -> int:
     from dataclasses import replace
 
     import keras
+    import numpy as np
 
     from augsweep import runtime
     from augsweep.experiment import DatasetConfig, TrainConfig
@@ -160,9 +161,12 @@ def main(argv=None) -> int:
         for s in range(n):
             train.run(config, ds, settings, sweep_seeds(0, s))
 
+    curves: dict[tuple[str, int], list] = {}  # (side, n) -> each member's val_loss per epoch
+
     def branches(n, jit="auto"):
         members = [group.Member(config, ds, sweep_seeds(0, s)) for s in range(n)]
-        group.run_group(members, replace(settings, jit_compile=jit))
+        results, _ = group.run_group(members, replace(settings, jit_compile=jit))
+        curves[("branches", n)] = [r.history["val_loss"].to_numpy() for r in results]
 
     def grouped(n):
         keras.backend.clear_session()
@@ -174,11 +178,12 @@ def main(argv=None) -> int:
         members = [group.Member(config, ds, s) for s in seeds]
         if runtime.backend() == "tensorflow":
             data, val = group._tf_pipelines(members, settings, [[] for _ in members])
-            model.fit(data, validation_data=val, epochs=settings.epochs, verbose=0)
+            history = model.fit(data, validation_data=val, epochs=settings.epochs, verbose=0)
         else:
             batches, steps = group._numpy_batches(members, settings, settings.epochs)
-            model.fit(batches, steps_per_epoch=steps, epochs=settings.epochs, verbose=0,
-                      validation_data=((ds.x_val,) * n, (ds.y_val,) * n), validation_batch_size=512)
+            history = model.fit(batches, steps_per_epoch=steps, epochs=settings.epochs, verbose=0,
+                                validation_data=((ds.x_val,) * n, (ds.y_val,) * n), validation_batch_size=512)
+        curves[("grouped", n)] = [np.asarray(history.history[f"val_member{k}_loss"]) for k in range(n)]
 
     fns = {"alone": alone, "branches": branches, "branches+xla": lambda n: branches(n, "true"),
            "grouped": grouped}
@@ -215,6 +220,13 @@ def main(argv=None) -> int:
           f"({steps} steps x {settings.batch_size} images x 3 + {len(ds.x_val)} validation images, per epoch, "
           f"x {settings.epochs} epochs); this core sustains {rate / 1e9:.1f} GFLOP/s on the network's forward pass "
           f"over a big batch: {floor:.2f} CPU-s per training")
+    for n in sizes:  # the grouped network computes the same functions with other kernels: how far apart
+        if ("grouped", n) in curves and ("branches", n) in curves:
+            gap = max(float(np.max(np.abs(a - b))) for a, b in zip(curves[("grouped", n)], curves[("branches", n)]))
+            best = max(abs(float(a.min()) - float(b.min())) for a, b in zip(curves[("grouped", n)],
+                                                                            curves[("branches", n)]))
+            print(f"grouped conv vs branches (= each training alone), {n} members: max |diff| of val_loss "
+                  f"{gap:.2g} over every epoch, {best:.2g} in best val_loss")
     return 0
 
 

@@ -180,6 +180,9 @@ class Objective:
         pruner's decisions are those of one-at-a-time training; repeats after a pruned one are never logged."""
         exp = self.experiment
         size = min(self.members, len(seeds))
+        if size > 1 and runtime.backend() != "tensorflow":
+            # Elsewhere a grouped member's batch order is not its lone training's, and `--reproduce` retrains alone.
+            size = 1
         if size > 1 and group_training.groupable([group_training.Member(config, self._dataset(s), s) for s in seeds],
                                                  exp.train, exp.model):
             size = 1  # these trainings cannot share a program (a pretrained base, streamed files): one at a time

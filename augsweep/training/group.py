@@ -24,10 +24,11 @@ What each member keeps from training alone, and why it is the same training:
   group stops once every member has. A stopped member's branch keeps computing until then (cheaper than
   retracing a smaller program), but nothing after its stop reaches its outcome.
 
-On the TensorFlow backend with deterministic ops each member's curves equal its lone training's
-(`tests/test_group_training.py`). Other backends feed arrays through Keras's own adapter, which has one batch
-order for all inputs: there the group trains on a pipeline of per-member index permutations drawn from each
-member's `order` seed (see `_numpy_batches`), the same order as the TensorFlow path would not be.
+On the TensorFlow backend with deterministic ops each member's curves equal its lone training's bit for bit
+(`tests/test_group_training.py`). Other backends (JAX on a GPU) have no `tf.data`: there the members' batches come
+from per-member permutations drawn from each member's `order` seed (`_numpy_batches`), so each member keeps its own
+order, but not the one Keras's array adapter gives a lone training on that backend: the same experiment with other
+draws, not the same numbers.
 """
 
 from __future__ import annotations
