@@ -135,8 +135,8 @@ def main(argv=None) -> int:
                         "branches+xla only differs from branches here)")
     p.add_argument("--tiny", action="store_true", help="seconds-long smoke run (tests)")
     args = p.parse_args(argv)
-    if args.tiny:
-        args.sizes, args.epochs, args.rounds = "2", 2, 1
+    if args.tiny:  # the grouped network's first trace alone takes a minute on a loaded 2-core machine
+        args.sizes, args.epochs, args.rounds, args.sides = "2", 2, 1, "alone,branches"
     sizes = [int(s) for s in args.sizes.split(",")]
     sides = [s for s in args.sides.split(",") if s]
 
@@ -200,6 +200,8 @@ def main(argv=None) -> int:
                 c = time.process_time()
                 fns[side](k)
                 cpu.setdefault((side, 1 if side == "alone" else n), []).append((time.process_time() - c) / k)
+                print(f"  {side} x{k}: {cpu[(side, 1 if side == 'alone' else n)][-1]:.2f} CPU-s per training",
+                      flush=True)
     # The floor: one training's arithmetic at this core's rate on the same layers.
     keras.backend.clear_session()
     net = train.build(config, ds, settings, sweep_seeds(0, 0), in_model=())
