@@ -47,6 +47,7 @@ def test_each_member_equals_its_training_alone(digits):
         assert list(member.history.columns) == list(history.columns)  # Keras's names, in Keras's order
         assert member.history.equals(history)
         assert all(np.array_equal(a, b) for a, b in zip(weights, member.model.get_weights()))
+        assert member.model.name == "convnet_d2"  # a saved member is named as a lone model is
     assert not results[0].history.equals(results[1].history)  # the seeds do differ
 
 

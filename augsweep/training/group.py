@@ -88,7 +88,8 @@ def _member_net(member: Member, settings: TrainConfig, model: ModelConfig, index
     layers = placement_layers(enabled, plan.in_model, member.seeds.aug)
     net = build_model(model, member.dataset.input_shape, member.dataset.num_classes, member.config.depth,
                       member.config.filters, member.config.dense_units, layers, seed=member.seeds.init)
-    net.name = f"member{index}"
+    net.lone_name = net.name  # given back after training, so that a saved member is named as a lone model
+    net.name = f"member{index}"  # the program's outputs need distinct names
     data_layers = augment.build_layers({n: enabled[n] for n in plan.in_data}, member.seeds.aug)
     return net, data_layers, plan.label
 
@@ -281,5 +282,7 @@ def run_group(members: Sequence[Member], settings: TrainConfig, model: ModelConf
     except BaseException:
         reuse.clear()
         raise
+    for net in nets:
+        net.name = net.lone_name
     return [train.RepeatResult(train.history_frame(h), net, label)
             for h, net, label in zip(splitter.histories, nets, labels)], group
