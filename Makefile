@@ -7,6 +7,7 @@ EXP      ?= experiments/default.yaml
 MLRUNS   ?= mlruns
 PORT     ?= 5000
 WORKERS  ?= auto
+MEMBERS  ?= 1
 TRIALS   ?=
 REPEATS  ?=
 PYTEST_ARGS ?=
@@ -18,7 +19,7 @@ DASHBOARD_PORT ?= 8080
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install data pretrain sweep ablate report ui dashboard cluster-up cluster-down test bench bench-gpu docs docs-serve clean
+.PHONY: help install data pretrain sweep ablate report ui dashboard cluster-up cluster-down test bench bench-group bench-gpu docs docs-serve clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/$$(PORT)/$(PORT)/g' -e 's/$$(DASHBOARD_PORT)/$(DASHBOARD_PORT)/g' \
@@ -48,8 +49,8 @@ PRETRAINED ?= data/fashion-convnet-0-4.weights.h5
 pretrain: install data  ## train the convnet of Kaggle's computer-vision course on Fashion-MNIST classes 0-4, save its conv blocks to PRETRAINED
 	$(AUGSWEEP) pretrain --out $(PRETRAINED)
 
-sweep: install  ## run (or resume, to TRIALS in total) the experiment EXP into MLRUNS on every core (WORKERS=auto|N), then its report
-	AUGSWEEP_UI_URL=http://127.0.0.1:$(PORT) $(AUGSWEEP) sweep $(EXP) --mlruns $(MLRUNS) --workers $(WORKERS) $(if $(TRIALS),--trials $(TRIALS))
+sweep: install  ## run (or resume, to TRIALS in total) the experiment EXP into MLRUNS on every core (WORKERS=auto|N; MEMBERS=auto|N seeds per program), then its report
+	AUGSWEEP_UI_URL=http://127.0.0.1:$(PORT) $(AUGSWEEP) sweep $(EXP) --mlruns $(MLRUNS) --workers $(WORKERS) $(if $(filter-out 1,$(MEMBERS)),--members $(MEMBERS)) $(if $(TRIALS),--trials $(TRIALS))
 	$(AUGSWEEP) report $(EXP) --mlruns $(MLRUNS)
 
 ablate: install  ## paired-seed ablation of EXP around its best trial or ablation.base (REPEATS=R seeds), then the report
@@ -75,12 +76,16 @@ test: install  ## the whole test suite (fast tests and the slow end-to-end runs;
 	@$(MAKE) --no-print-directory data || echo "note: Fashion-MNIST could not be fetched; its tests will be skipped"
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
-BENCH ?= overhead throughput bookkeeping memory startup pruning streaming determinism
+BENCH ?= overhead throughput bookkeeping memory startup pruning streaming determinism group
 
 bench: install  ## benchmarks (CPU, ~3 min each): ratios measured side by side; BENCH=... picks (also: storage); see bench/RESULTS.md
 	@for b in $(BENCH); do echo "== bench/$$b.py"; $(PY) bench/$$b.py || exit 1; done
 
-bench-gpu: install  ## images/s of the course's convnet (Kaggle) at 128x128 on a GPU (bench/gpu.py, under 5 min)
+bench-group: install  ## CPU-s per training of the default network: alone vs 4, 8, 16 trainings as one program (bench/group.py)
+	$(PY) bench/group.py
+
+bench-gpu: install  ## on a GPU, under JAX: trainings as one program vs alone (bench/group.py); then images/s of the course's convnet (bench/gpu.py)
+	KERAS_BACKEND=jax $(PY) bench/group.py --sizes 4,16 --epochs 20 --sides alone,branches,grouped
 	$(PY) bench/gpu.py
 
 docs: install  ## build the documentation site into site/ (mkdocs build --strict: a broken link or page fails)

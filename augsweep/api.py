@@ -104,7 +104,7 @@ def _bar_echo(total: int):
 @_user_errors
 def sweep(exp, trials: int | None = None, *, mlruns: str | Path = "mlruns", storage: str | None = None,
           tracking_uri: str | None = None, study_name: str | None = None, progress: bool = True,
-          workers: int | str = 1) -> Study:
+          workers: int | str = 1, members: int | str = 1) -> Study:
     """Run (or resume) a sweep until `trials` trials have finished in total, as `sweep.py` does.
 
     Args:
@@ -118,6 +118,8 @@ def sweep(exp, trials: int | None = None, *, mlruns: str | Path = "mlruns", stor
         workers: worker processes, as `sweep.py --workers`: 1 (this process), N, or `"auto"` (one per CPU
             core, GPUs by free memory). Workers print their own progress lines (to the terminal the notebook
             server runs in); the bar then moves when the sweep ends.
+        members: seed replicates of a trial trained as one compiled program, as `sweep.py --members`: 1 (one
+            at a time), N, or `"auto"` (all of a trial's repeats).
 
     Returns:
         A `Study` with the counts and the best distinct configurations by their mean.
@@ -147,7 +149,7 @@ def sweep(exp, trials: int | None = None, *, mlruns: str | Path = "mlruns", stor
             shown["echo"](line)
 
     try:
-        outcome = verbs.sweep(exp, trials=trials, workers=workers, mlruns=mlruns, storage=storage,
+        outcome = verbs.sweep(exp, trials=trials, workers=workers, members=members, mlruns=mlruns, storage=storage,
                               tracking_uri=tracking_uri, study_name=study_name, echo=echo, start=start).outcome
     finally:
         if shown["bar"] is not None:

@@ -68,6 +68,19 @@ def workers(value: Any, what: str = "workers", text: bool = False) -> int | str:
                         f"{usable_cores()} here) or auto. Received: {shown(value)}") from None
 
 
+MAX_MEMBERS = 1024  # `--members N`: seed replicates per program (a program holds at most a trial's repeats anyway)
+
+
+def members(value: Any, what: str = "members", text: bool = False) -> int | str:
+    """`auto`, or an integer in [1, MAX_MEMBERS]: seed replicates of a trial trained as one program."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return _integer(value, what, 1, MAX_MEMBERS, text)
+    except UserError:
+        raise UserError(f"{what} must be an integer in [1, {MAX_MEMBERS}] or auto. Received: {shown(value)}") from None
+
+
 def study_name(value: Any, what: str = "--study-name") -> str | None:
     """None (the experiment's name) or a name that is also a safe folder name (reports/<name>/)."""
     if value is None:

@@ -35,9 +35,12 @@ SWEEP_DESCRIPTION = ("Run (or resume) an augmentation sweep: Optuna trials that 
 WORKERS_HELP = (f"worker processes on the study: N (at most {arguments.WORKERS_PER_CORE} per CPU core), or auto (one "
                 "per CPU core; on GPUs as many per GPU as its free memory holds, one per core at most; `make sweep` "
                 "uses auto). Default 1; one GPU each when several are visible")
+MEMBERS_HELP = ("seed replicates of a trial trained as one compiled program: N, or auto (all of a trial's "
+                "repeats); each keeps its own seeds, data, curves and end, equal to training it alone. Default 1 "
+                "(one training at a time, the reference path)")
 # Every `sweep.py`-style namespace has every attribute, whichever verb parsed it (`_sweep` reads them all).
-SWEEP_DEFAULTS = {"trials": None, "workers": "1", "worker": False, "repair": False, "ablation": False,
-                  "reproduce": None, "repeats": None}
+SWEEP_DEFAULTS = {"trials": None, "workers": "1", "members": "1", "worker": False, "repair": False,
+                  "ablation": False, "reproduce": None, "repeats": None}
 
 
 def _experiment_argument(p: argparse.ArgumentParser) -> None:
@@ -61,6 +64,7 @@ def sweep_parser() -> argparse.ArgumentParser:
     _mlruns_argument(p)
     _store_arguments(p)
     p.add_argument("--workers", default="1", help=WORKERS_HELP)
+    p.add_argument("--members", default="1", help=MEMBERS_HELP)
     p.add_argument("--worker", action="store_true",
                    help="one of many equal workers (Kubernetes Job, SLURM array, by hand) on a shared --storage "
                         "database and --tracking-uri server: take trials until the study has TRIALS finished, "
@@ -138,6 +142,8 @@ def verb_parser(verb: str) -> argparse.ArgumentParser:
     _store_arguments(p)
     if verb == "sweep":
         p.add_argument("--workers", default="1", help=WORKERS_HELP)
+    if verb in ("sweep", "worker"):
+        p.add_argument("--members", default="1", help=MEMBERS_HELP)
     if verb == "ablate":
         p.add_argument("--repeats", help="seeds per variant (default: ablation.repeats, 5)")
     p.set_defaults(**{"ablation": verb == "ablate", "repair": verb == "repair", "worker": verb == "worker"})
@@ -169,6 +175,7 @@ def checked_arguments(parser: argparse.ArgumentParser, argv) -> argparse.Namespa
             args.trials = arguments.trials(args.trials, "--trials", text=True)
             args.repeats = arguments.repeats(args.repeats, "--repeats", text=True)
             args.workers = arguments.workers(args.workers, "--workers", text=True)
+            args.members = arguments.members(getattr(args, "members", "1"), "--members", text=True)
             args.reproduce = arguments.reproduce(args.reproduce, "--reproduce")
             arguments.storage_for_workers(args.storage, args.workers, args.worker, ("--storage", "--workers"))
     except runtime.UserError as e:
@@ -313,7 +320,7 @@ def _sweep_stores(args) -> int:
         return 0
     try:
         swept = verbs.sweep(args.experiment, trials=args.trials, workers=args.workers, peer=args.worker,
-                            **_verb_arguments(args))
+                            members=args.members, **_verb_arguments(args))
     except Exception as e:
         # Not imported before: bad input is refused before the heavy modules load (and then cannot be SweepAborted).
         sweeps = sys.modules.get("augsweep.runs.sweep")
@@ -397,6 +404,9 @@ def sweep_arguments(argv, verb: str | None = None):
         parser.error("--trials is only used by a sweep (an ablation trains its variants x --repeats)")
     if args.workers != 1 and (args.ablation or args.reproduce is not None):
         parser.error("--workers is only used by a sweep (an ablation trains in one process)")
+    if args.members != 1 and (args.ablation or args.reproduce is not None or args.repair):
+        parser.error("--members is only used by a sweep (--reproduce retrains one member alone: its numbers are "
+                     "the same)")
     if args.worker:
         if args.ablation or args.reproduce is not None or args.repair or args.workers != 1:
             parser.error("--worker runs one sweep process; start it N times instead of --workers N "

@@ -33,11 +33,12 @@ class Names:
     tracking_uri: str = "tracking_uri"
     study_name: str = "study_name"
     reproduce: str = "target"
+    members: str = "members"
 
 
 API = Names()
 CLI = Names("--trials", "--workers", "--repeats", "--mlruns", "--out", "--storage", "--tracking-uri", "--study-name",
-            "--reproduce")
+            "--reproduce", "--members")
 
 
 def experiment_of(value: Any):
@@ -117,14 +118,16 @@ class Swept:
 
 
 def sweep(experiment, *, trials=None, workers: int | str = 1, mlruns="mlruns", storage=None, tracking_uri=None,
-          study_name=None, peer: bool = False, echo: Callable[[str], None] = print,
+          study_name=None, peer: bool = False, members: int | str = 1, echo: Callable[[str], None] = print,
           start: Callable[[int], None] | None = None, names: Names = API) -> Swept:
     """Run (or resume) a sweep: in this process, in N spawned workers (`workers`, or `"auto"`), or as one `peer`
     of many equal workers on a shared database and tracking server. Bad input raises `UserError` before anything
     is written. `start(budget)` is called once everything is checked, before the first line is echoed (the API's
-    progress bar). Raises `runs.sweep.SweepAborted` when the sweep stops on repeated failures."""
+    progress bar). `members`: seed replicates of a trial trained as one program (`runs.members`). Raises
+    `runs.sweep.SweepAborted` when the sweep stops on repeated failures."""
     trials = arguments.trials(trials, names.trials)
     workers = arguments.workers(workers, names.workers)
+    members = arguments.members(members, names.members)
     arguments.storage_for_workers(arguments.url(storage, names.storage), workers, peer,
                                   (names.storage, names.workers))
     if peer and workers != 1:
@@ -142,9 +145,9 @@ def sweep(experiment, *, trials=None, workers: int | str = 1, mlruns="mlruns", s
         start(budget_of(exp, trials))
     n, rule = (1, "") if peer else resolve_workers(workers, exp, trials)
     if n > 1:
-        outcome = run_workers(exp, stores, n, trials=trials, echo=echo, rule=rule)
+        outcome = run_workers(exp, stores, n, trials=trials, echo=echo, rule=rule, members=members)
     else:
-        outcome = run_sweep(exp, stores, trials=trials, echo=echo, peer=peer)
+        outcome = run_sweep(exp, stores, trials=trials, echo=echo, peer=peer, members=members)
     return Swept(exp, stores, outcome, n, rule)
 
 

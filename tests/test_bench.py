@@ -22,6 +22,7 @@ from tests.helpers import run_cli
     ("reuse.py", "fixed cost per repeat:"),
     ("determinism.py", "| deterministic ops (default) |"),
     ("report_scale.py", "files byte-identical across rounds"),
+    ("group.py", "| branches | 2 |"),
 ])
 def test_benchmark_runs_tiny(script, expected):
     result = run_cli(f"bench/{script}", "--tiny")

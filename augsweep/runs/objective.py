@@ -18,13 +18,14 @@ from ..experiment.seeding import repeat_seeds, sweep_seeds
 from ..runtime import RunEnv, store_write
 from ..stores import records as rec
 from ..stores.tracking import FINISHED, KILLED, Tracker, repeat_metric
+from ..training import group as group_training
 from ..training import train
 from ..training.checks import chance_loss, failure_reason
 from ..training.data import Dataset
 from ..training.resample import replicate_data, split_param
 from .lifecycle import TrainingRun
 from .progress import SweepProgress
-from .repeat import MODEL_ARTIFACT, preview_images, save_model, train_repeat
+from .repeat import MODEL_ARTIFACT, preview_images, replay, save_model, train_group, train_repeat
 
 
 def pruning_callback(trial, repeat: int, epochs: int):
@@ -84,6 +85,7 @@ class Objective:
     grid: bool = False
     extra_tags: dict = field(default_factory=dict)
     progress: SweepProgress | None = None  # per-epoch terminal progress (the sweep's); None: silent
+    members: int = 1  # seed replicates trained as one program (`runs.members`); 1: one at a time, the reference
 
     def __call__(self, trial) -> float:
         runtime.freeze_long_lived_objects()
@@ -127,14 +129,7 @@ class Objective:
         exp = self.experiment
         summaries: list[dict] = []
         try:
-            for r, s in enumerate(seeds):
-                prune = pruning_callback(trial, s.repeat, exp.train.epochs)
-                listeners = [prune, self.tracker.epoch_logger(run.run_id, r, since=run.started)]
-                # The replicate's own split (b*R + r; never the retry attempt), shared by every design point.
-                data = replicate_data(self.dataset, exp, s.repeat)
-                done = train_repeat(config, data, exp.train, s,
-                                    listeners + ([shown.callback(s.repeat)] if shown is not None else []),
-                                    model=exp.model)
+            for r, s, done, prune in self._repeats(trial, config, seeds, run, shown):
                 run.tags["jit_compile"] = done.jit_compile
                 run.histories.append(done.history)
                 # A diverged training is an outcome, not a hole: scored by what it reached (checks.py).
@@ -175,6 +170,44 @@ class Objective:
             trial.set_user_attr(rec.FAILURE_REASON, failure_reason(e))
             trial.set_user_attr(rec.REPEATS, summaries)
             raise
+
+    def _dataset(self, seeds) -> Dataset:
+        """The data one seed replicate trains and validates on: the replicate's own split (b*R + r; never the retry
+        attempt), shared by every design point, or the experiment's one split (`dataset.resample: none`)."""
+        return replicate_data(self.dataset, self.experiment, seeds.repeat)
+
+    def _repeats(self, trial, config, seeds, run: TrainingRun, shown):
+        """(index, seeds, trained repeat, its pruning listener) in repeat order: trained one at a time with every
+        listener live, or (`members` > 1) `members` at a time as one program, each member's epochs then handed
+        in repeat order to its tracking and pruning listeners (`replay`), so that the curves logged and the
+        pruner's decisions are those of one-at-a-time training; repeats after a pruned one are never logged."""
+        exp = self.experiment
+        size = min(self.members, len(seeds))
+        if size > 1 and runtime.backend() != "tensorflow":
+            # Elsewhere a grouped member's batch order is not its lone training's, and `--reproduce` retrains alone.
+            size = 1
+        if size > 1 and group_training.groupable([group_training.Member(config, self._dataset(s), s) for s in seeds],
+                                                 exp.train, exp.model):
+            size = 1  # these trainings cannot share a program (a pretrained base, streamed files): one at a time
+        run.tags["members"] = size
+        for start in range(0, len(seeds), size):
+            chunk = list(enumerate(seeds))[start:start + size]
+            if size == 1:
+                r, s = chunk[0]
+                prune = pruning_callback(trial, s.repeat, exp.train.epochs)
+                listeners = [prune, self.tracker.epoch_logger(run.run_id, r, since=run.started)]
+                done = train_repeat(config, self._dataset(s), exp.train, s,
+                                    listeners + ([shown.callback(s.repeat)] if shown is not None else []),
+                                    model=exp.model)
+                yield r, s, done, prune
+                continue
+            live = [[shown.callback(s.repeat)] if shown is not None else [] for _, s in chunk]
+            group = train_group(config, [self._dataset(s) for _, s in chunk], exp.train, [s for _, s in chunk],
+                                live, model=exp.model)
+            for (r, s), done in zip(chunk, group):
+                prune = pruning_callback(trial, s.repeat, exp.train.epochs)
+                replay(done, [prune, self.tracker.epoch_logger(run.run_id, r, since=run.started)])
+                yield r, s, done, prune
 
     def _preview(self, config):
         """The preview grid of the configuration's augmentations, on the first repeat's augmentation seed."""

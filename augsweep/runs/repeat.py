@@ -61,6 +61,50 @@ def train_repeat(config: TrialConfig, dataset: Dataset, settings: TrainConfig, s
     return RepeatOutcome(seeds, history, result.model, result.placement, jit, accuracy_name(dataset.num_classes))
 
 
+def train_group(config: TrialConfig, datasets: Sequence[Dataset], settings: TrainConfig, seeds: Sequence[RepeatSeeds],
+                live: Sequence[Sequence] = (), model: ModelConfig = ModelConfig()) -> list[RepeatOutcome]:
+    """Train repeats of one configuration as one program (`training.group`), each on its own dataset, with the
+    non-finite check and `live[k]` (callbacks that must see member k's epochs as they happen) per member."""
+    from ..training import group
+
+    live = list(live) or [()] * len(seeds)
+    members = [group.Member(config, d, s, [stop_on_non_finite(), *cbs]) for d, s, cbs in zip(datasets, seeds, live)]
+    results, program = group.run_group(members, settings, model)
+    jit = str(bool(program.jit_compile)).lower()
+    return [RepeatOutcome(s, ordered(r.history.reset_index().assign(repeat=s.repeat)), r.model, r.placement, jit,
+                          accuracy_name(d.num_classes)) for r, s, d in zip(results, seeds, datasets)]
+
+
+def replay(done: RepeatOutcome, listeners: Sequence) -> int | None:
+    """Hand a trained repeat's epochs to Keras callbacks that listen as if it were training now (tracking,
+    pruning), in order; cut its history where one of them stops it, as it would have stopped live. Returns that
+    epoch, or None."""
+    from types import SimpleNamespace
+
+    holder = SimpleNamespace(stop_training=False)
+    for cb in listeners:
+        cb.set_model(holder)
+    for cb in listeners:
+        cb.on_train_begin(None)
+    stopped = None
+    columns = [c for c in done.history.columns if c not in ("repeat", "epoch")]
+    for row in done.history.to_dict("records"):
+        epoch = int(row["epoch"])
+        logs = {c: float(row[c]) for c in columns}
+        for cb in listeners:
+            cb.on_epoch_begin(epoch, None)
+        for cb in listeners:
+            cb.on_epoch_end(epoch, dict(logs))
+        if holder.stop_training:
+            stopped = epoch
+            break
+    for cb in listeners:
+        cb.on_train_end(None)
+    if stopped is not None:
+        done.history = done.history[done.history["epoch"] <= stopped].reset_index(drop=True)
+    return stopped
+
+
 MODEL_ARTIFACT = "model.keras"  # a COMPLETE trial's best repeat, trained network with its augmentations in front
 
 

@@ -440,14 +440,17 @@ def optimize(study, exp: Experiment, objective, progress: "_Progress", budget: i
 
 
 def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: Callable[[str], None] = print,
-              worker: tuple[int, int] | None = None, peer: bool = False, env: RunEnv | None = None) -> SweepOutcome:
+              worker: tuple[int, int] | None = None, peer: bool = False, env: RunEnv | None = None,
+              members: int | str = 1) -> SweepOutcome:
     """Run (or resume) the experiment's study until `trials` trials have finished in total.
 
     Several processes may run this on the same stores at once (`worker` = (index, workers) marks one started by
     `--workers`, which leaves the parent run to its launcher; `peer` one of many `--worker`
     processes, possibly on many machines, sharing a database storage and a tracking server). `env`: how this
     process trains, as its entry point set it up (`runtime.setup`); set up from the experiment when None.
+    `members`: seed replicates of a trial trained as one program (`runs.members`: auto or N; 1 one at a time).
     """
+    from .members import describe, resolve_members
     from .objective import Objective
     from .progress import SweepProgress
 
@@ -455,6 +458,7 @@ def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: 
     env = env or runtime.setup(exp.train.deterministic, exp.train.mixed_precision)
     dataset = prepare(exp, stores, echo if worker is None else (lambda line: None))
     role = SPAWNED if worker is not None else PEER if peer else OWNER
+    per_program, rule = resolve_members(members, exp)
     with SweepSession(exp, stores, dataset, budget, echo, env, role=role) as session:
         if role == PEER:
             from ..stores.liveness import HOST
@@ -463,9 +467,11 @@ def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: 
                                 f"tracking {stores.tracking_label}"))
         elif worker is None:
             session.tracker.tag_parent({"workers": 1})
-            echo(session.header(f"device {env.device}"))
+            echo(session.header(f"device {env.device}; {describe(per_program, rule)}"))
         else:  # spawned by `--workers`: the same tags a single-process sweep's parent run carries
             session.tracker.tag_parent(rec.env_tags(env))
+        if worker is None or worker[0] == 0:
+            session.tracker.tag_parent({"members": per_program, "members_rule": rule or "--members N"})
         progress = _Progress(session.budget, exp.max_consecutive_failures, echo)
         from .first_look import LearningWatch, first_look_size
 
@@ -475,7 +481,7 @@ def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: 
         shown = SweepProgress(session.budget, lambda: session.already + progress.ran, exp.train.epochs,
                               exp.repeats, echo, parallel=worker[1] if worker is not None else 1)
         objective = Objective(exp, dataset, session.tracker, env, grid=exp.sampler == "grid",
-                              progress=shown)
+                              progress=shown, members=per_program)
         optimize(session.study, exp, objective, progress, session.budget, session.start_lock, echo,
                  planner=session.planner)
         if progress.aborted:

@@ -152,7 +152,7 @@ def gpu_assignments(workers: int, gpus: list[str]) -> list[str | None]:
 
 
 def _worker_entry(experiment_path: str, stores: Stores, trials: int | None, worker: tuple[int, int],
-                  cuda: str | None) -> None:
+                  cuda: str | None, members: int | str = 1) -> None:
     """A worker process: the same sweep as `sweep.py`, its lines prefixed with `[wN]`."""
     os.setpgid(0, 0)  # out of the terminal's process group: the launcher forwards signals once
     if cuda is not None:
@@ -172,7 +172,7 @@ def _worker_entry(experiment_path: str, stores: Stores, trials: int | None, work
         try:
             exp = load_experiment(experiment_path)
             env = runtime.setup(exp.train.deterministic, exp.train.mixed_precision)  # this process trains
-            run_sweep(exp, stores, trials, worker=worker, echo=echo, env=env)
+            run_sweep(exp, stores, trials, worker=worker, echo=echo, env=env, members=members)
         except SweepAborted as e:
             print(f"error: [w{index}] {e}", file=sys.stderr, flush=True)
             return 1
@@ -192,22 +192,26 @@ def _wait(procs) -> None:
 
 
 def run_workers(exp: Experiment, stores: Stores, workers: int, trials: int | None = None,
-                echo: Callable[[str], None] = print, rule: str = ""):
+                echo: Callable[[str], None] = print, rule: str = "", members: int | str = 1):
     """Run the sweep in `workers` processes on one study; returns the `SweepOutcome`. `rule`: why this many
     (`auto_workers`), shown and tagged. The parent run's device, precision and determinism tags are set by
-    the workers themselves, once they know them (the launcher never imports TensorFlow)."""
+    the workers themselves, once they know them (the launcher never imports TensorFlow). `members`: seed
+    replicates per program in each worker (`runs.members`)."""
     import multiprocessing
+
+    from .members import describe, resolve_members
 
     budget = budget_of(exp, trials)
     dataset = prepare(exp, stores, echo)  # before any worker
     cuda = gpu_assignments(workers, visible_gpus())
     where = f"GPUs {', '.join(c for c in cuda)}" if cuda[0] is not None else "the default device each"
     how = f"{workers} workers on {where}" + (f" (--workers auto: {rule})" if rule else "")
+    how += f"; {describe(*resolve_members(members, exp))}"
     with SweepSession(exp, stores, dataset, budget, echo, env=None) as session:
         session.tracker.tag_parent({"workers": workers, "workers_rule": rule or "--workers N"})
         echo(session.header(how))
         ctx = multiprocessing.get_context("spawn")
-        procs = [ctx.Process(target=_worker_entry, args=(exp.path, stores, trials, (i, workers), cuda[i]),
+        procs = [ctx.Process(target=_worker_entry, args=(exp.path, stores, trials, (i, workers), cuda[i], members),
                              name=f"augsweep-w{i}") for i in range(workers)]
         try:
             for p in procs:
