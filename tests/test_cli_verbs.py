@@ -141,19 +141,19 @@ def test_the_api_and_the_command_line_take_the_same_dispatch(monkeypatch, tmp_pa
 
     calls = []
 
-    def launcher(exp, stores, n, trials=None, echo=print, rule=""):
-        calls.append((n, trials, rule, stores.study_name))
-        return sweeps.run_sweep(exp, stores, trials=trials, echo=echo)
+    def launcher(exp, stores, n, trials=None, echo=print, rule="", members=1):
+        calls.append((n, trials, rule, members, stores.study_name))
+        return sweeps.run_sweep(exp, stores, trials=trials, echo=echo, members=members)
 
     monkeypatch.setattr(workers, "run_workers", launcher)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AUGSWEEP_NO_BROWSER", "1")
     Path("exp.yaml").write_text(yaml.safe_dump(learning_experiment(name="dispatch", trials=1,
                                                                    train={"epochs": 1})))
-    assert cli.main(["sweep", "exp.yaml", "--mlruns", "cli", "--workers", "2"]) == 0
+    assert cli.main(["sweep", "exp.yaml", "--mlruns", "cli", "--workers", "2", "--members", "auto"]) == 0
     printed = capsys.readouterr().out
-    study = augsweep.sweep("exp.yaml", mlruns="api", workers=2, progress=False)
-    assert calls == [(2, None, "", "dispatch"), (2, None, "", "dispatch")]
+    study = augsweep.sweep("exp.yaml", mlruns="api", workers=2, members="auto", progress=False)
+    assert calls == [(2, None, "", "auto", "dispatch"), (2, None, "", "auto", "dispatch")]
     assert study.finished == 1 and "1/1 trials finished" in printed
     # one process (workers=1) never reaches the launcher, from either entry point
     assert cli.main(["sweep", "exp.yaml", "--mlruns", "cli1"]) == 0
