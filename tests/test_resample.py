@@ -195,9 +195,14 @@ def test_sweep_and_ablation_runs_log_their_replicates_split_and_reproduce_retrai
 
 
 def test_population_words():
-    assert population({"data_split": "replicate", "train_images": "150"}) == (
-        "over random splits of this dataset (150 training images per split)")
-    assert population({}).startswith("on this split") and population({"data_split": "fixed"}) == population(None)
+    from augsweep.report.inputs import Population
+    from augsweep.stores.records import split_per_replicate
+
+    assert population(Population(True, "150")) == "over random splits of this dataset (150 training images per split)"
+    assert population(Population()).startswith("on this split") and population(Population()) == population(None)
+    # what the load step reads from a parent run's params
+    assert split_per_replicate({"data_split": "replicate"}) and not split_per_replicate({"data_split": "fixed"})
+    assert not split_per_replicate({})
 
 
 def test_a_folder_study_made_on_one_split_is_told_how_to_continue_it(tmp_path, write_experiment):

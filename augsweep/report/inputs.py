@@ -23,6 +23,16 @@ class ParentRun:
 
 
 @dataclass(frozen=True)
+class Population:
+    """Which data a sweep's verdicts are about, as its parent run recorded it: a split drawn per seed replicate
+    (`drawn`, with the training images of each), or the one split every training used (also a run logged before
+    splits could be drawn)."""
+
+    drawn: bool = False
+    train_images: str | None = None
+
+
+@dataclass(frozen=True)
 class SweepData:
     """Everything the report uses about a sweep, read from the stores once."""
 
@@ -38,6 +48,7 @@ class SweepData:
     num_classes: int | None
     commands: FollowUp  # follow-up commands on these stores
     parent_run_id: str | None = None  # the sweep's MLflow parent run (where the report is logged)
+    population: Population = Population()  # which data the verdicts are about
 
 
 @dataclass(frozen=True)

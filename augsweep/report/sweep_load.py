@@ -17,7 +17,7 @@ from ..experiment.space import aug_key
 from ..stores import records as rec
 from ..stores.records import StudyRecord, TrialRecord
 from ..stores.study import Stores, trainings_table
-from .inputs import ParentRun, SweepData
+from .inputs import ParentRun, Population, SweepData
 
 
 def trials_by_number(study) -> pd.DataFrame:
@@ -153,4 +153,5 @@ def load_sweep(exp: Experiment, stores: Stores, study, client) -> SweepData:
         importance=importance(study), design=stored.design, stopped=stored.stopped, parent=parent,
         provenance=provenance(exp, stores, stored, parent), chance=rec.chance_of(parent.params),
         num_classes=int(classes) if classes.isdigit() else None, commands=stores.follow_ups(exp),
-        parent_run_id=stored.parent_run_id)
+        parent_run_id=stored.parent_run_id,
+        population=Population(rec.split_per_replicate(parent.params), parent.params.get("train_images")))

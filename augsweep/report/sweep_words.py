@@ -17,11 +17,10 @@ from ..experiment.schema import Experiment
 from ..experiment.space import TrialConfig, parse_aug_key
 from ..inference.frames import RARE_NOTE
 from ..learned import not_learned_line
-from ..stores import records as rec
 from . import budget as budget_mod
 from . import configurations as configurations_mod
 from . import render
-from .inputs import SweepData
+from .inputs import Population, SweepData
 from .render import Section, Words
 from .sweep_analysis import Analysis
 
@@ -115,22 +114,21 @@ def network(exp: Experiment) -> str:
     trains = {True: "fine-tuned whole", False: "frozen"}.get(m.trainable, f"top {m.trainable} layers fine-tuned")
     return f"a `{m.base}` base ({weights}, {trains}) under a Dense head"
 
-def population(params: dict | None) -> str:
-    """Which data a verdict is about, from what the sweep's parent run recorded (`params`): a split drawn per seed
-    replicate, or the one split every training used (also a run from before splits were drawn)."""
-    params = params or {}
-    if not rec.split_per_replicate(params):
+def population(data: Population | None) -> str:
+    """Which data a verdict is about (`Population`, from the load step): a split drawn per seed replicate, or the
+    one split every training used."""
+    if data is None or not data.drawn:
         return "on this split of the data (one fixed training/validation split)"
-    n = params.get("train_images")
+    n = data.train_images
     return f"over random splits of this dataset{f' ({n} training images per split)' if n else ''}"
 
 
 def answer_blocks(exp: Experiment, a: Analysis, trials: pd.DataFrame, mlruns: str, command=None,
-                  params: dict | None = None) -> list:
+                  data: Population | None = None) -> list:
     """The answer: the verdicts in one sentence, then one line per augmentation (conditional effects, budget,
     margin), the best configuration, and the next command (`command(script, *args)`: one that runs as printed,
-    `Stores.command`; default: `runtime.follow_up` on the embedded stores under `mlruns`). `params`: the parent
-    run's, which say what data the verdicts are about. A network that did not learn gets one line saying so and
+    `Stores.command`; default: `runtime.follow_up` on the embedded stores under `mlruns`). `data`: which data the
+    verdicts are about. A network that did not learn gets one line saying so and
     what to change, and no verdicts."""
     if command is None:
         def command(script, *extra):
@@ -151,7 +149,7 @@ def answer_blocks(exp: Experiment, a: Analysis, trials: pd.DataFrame, mlruns: st
         if names:
             parts.append(f"**{verdict}**: {', '.join(names)}")
     lines = [f"On `{exp.dataset.source}` ({'x'.join(map(str, exp.dataset.image_size))}) with {network(exp)}, "
-             f"{population(params)}, "
+             f"{population(data)}, "
              f"turning each augmentation on changes the best validation loss {_outcome_words(exp)} as follows: "
              + ("; ".join(parts) + "." if parts else "nothing is decided yet.")]
     lines += augmentation_words(exp, a)
@@ -206,10 +204,10 @@ def _outcome_words(exp: Experiment) -> str:
     return (f"by each training run until converged (stopped once val_loss had not improved for {conv.patience} "
             f"epochs, at most {conv.max_epochs})")
 
-def estimand_blocks(exp: Experiment, a: Analysis, params: dict | None = None) -> list:
+def estimand_blocks(exp: Experiment, a: Analysis, data: Population | None = None) -> list:
     """What `effect` is an effect of, in one sentence, and which sources of variation its interval covers
-    (`params`: the parent run's, which say whether each seed replicate drew its own data split)."""
-    drawn = rec.split_per_replicate(params or {})
+    (`data`: whether each seed replicate drew its own data split)."""
+    drawn = data is not None and data.drawn
     if drawn:
         split = ("a random training/validation split of the dataset, drawn afresh for each seed replicate and "
                  "shared by every design point of it")
@@ -230,7 +228,7 @@ def estimand_blocks(exp: Experiment, a: Analysis, params: dict | None = None) ->
         f"**What `effect` measures.** The change in the best validation loss reached {_outcome_words(exp)}, "
         f"on {split}, from turning the augmentation on, {_magnitude_words(exp, a)}, averaged over "
         f"{others}{depth_words}{used}. Its interval covers {covers} across {a.seeds} seed replicate(s), not "
-        f"{beyond}: a verdict is a statement about this budget, {population(params)}."]
+        f"{beyond}: a verdict is a statement about this budget, {population(data)}."]
     if a.doses is not None and len(a.doses):
         lines += ["Dose-response (descriptive, no verdict): change in best validation loss from the lowest to the "
                   "highest magnitude trained, with the augmentation on; simultaneous intervals across seeds.",
@@ -315,7 +313,7 @@ def build_sections(exp: Experiment, analysis: Analysis, data: SweepData, figures
     made (method, the full effects table) comes below. `headline`: the sweep is the report's answer (False:
     an ablation's paired verdicts are, and the sweep's become the wider view)."""
     a, trials = analysis, data.trials
-    lines = answer_blocks(exp, a, trials, "", data.commands, data.parent.params)
+    lines = answer_blocks(exp, a, trials, "", data.commands, data.population)
     later = [line for line in lines if line.startswith(("Best configuration", "Next:"))]
     answer = [line for line in lines if line not in later]
     if data.stopped:
@@ -329,7 +327,7 @@ def build_sections(exp: Experiment, analysis: Analysis, data: SweepData, figures
     if first:
         summary.blocks.append(("images", first))
     summary.blocks += [*best, *steps, first_screen_table(a.effects)]
-    summary.blocks += estimand_blocks(exp, a, data.parent.params)
+    summary.blocks += estimand_blocks(exp, a, data.population)
     sections = [summary]
     if a.warnings:
         sections.append(Section("Read this before quoting the numbers", [f"- {w}" for w in a.warnings]))
