@@ -81,14 +81,21 @@ def rare_outcomes(B: np.ndarray, level: float = RARE_LEVEL) -> np.ndarray:
     describe the mean it claims to (the mean depends on whether the rare outcome was drawn at all)."""
     ok = np.isfinite(B)
     n = ok.sum(axis=-2, keepdims=True)
-    Bz = np.where(ok, B, 0.0)
-    total, sq = Bz.sum(axis=-2, keepdims=True), (Bz**2).sum(axis=-2, keepdims=True)
     m = np.maximum(n - 1, 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # Centred on each label's mean first, so the sums of squares below do not cancel catastrophically; absurd
+    # values (a store holding 1e308) overflow to inf there and simply flag nothing (var_o is not finite).
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        centre = np.where(n > 0, np.where(ok, B, 0.0).sum(axis=-2, keepdims=True) / np.maximum(n, 1), 0.0)
+        Bz = np.where(ok, B - centre, 0.0)
+        total, sq = Bz.sum(axis=-2, keepdims=True), (Bz**2).sum(axis=-2, keepdims=True)
         mean_o = (total - Bz) / m
         var_o = np.maximum((sq - Bz**2 - m * mean_o**2) / np.maximum(m - 1, 1), 0.0)
         dev = (Bz - mean_o) / np.sqrt(var_o * (1.0 + 1.0 / m))
-    dev = np.where(ok & (n >= RARE_MIN_SEEDS) & (var_o > 0), dev, 0.0)
+        # A spread at the level of rounding (seeds that agree exactly, up to float error) is no spread: its
+        # deviates are rounding noise over rounding noise, not rare outcomes.
+        scale = np.where(ok, np.abs(B), 0.0).max(axis=-2, keepdims=True, initial=0.0)
+        spread = var_o > (1e3 * np.finfo(float).eps * scale) ** 2
+    dev = np.where(ok & (n >= RARE_MIN_SEEDS) & spread, dev, 0.0)
     nn = n[..., 0, :]
     if B.shape[-2] == 0:
         return np.zeros(nn.shape, dtype=int)
