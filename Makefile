@@ -19,7 +19,7 @@ DASHBOARD_PORT ?= 8080
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .DEFAULT_GOAL := help
-.PHONY: help install data pretrain sweep ablate report ui dashboard cluster-up cluster-down test bench bench-group bench-gpu docs docs-serve clean
+.PHONY: help install data pretrain sweep ablate report ui dashboard cluster-up cluster-down test test-fast bench bench-group bench-gpu docs docs-serve clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -e 's/$$(PORT)/$(PORT)/g' -e 's/$$(DASHBOARD_PORT)/$(DASHBOARD_PORT)/g' \
@@ -75,6 +75,9 @@ cluster-down:  ## stop what cluster-up started (the data stays in CLUSTER/)
 test: install  ## the whole test suite (fast tests and the slow end-to-end runs; fetches Fashion-MNIST when it can)
 	@$(MAKE) --no-print-directory data || echo "note: Fashion-MNIST could not be fetched; its tests will be skipped"
 	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+
+test-fast: install  ## the tests not marked slow (the long end-to-end runs are left to make test and CI)
+	$(PY) -m pytest -n 2 --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 BENCH ?= overhead throughput bookkeeping memory startup pruning streaming determinism group
 

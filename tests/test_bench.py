@@ -15,8 +15,8 @@ from tests.helpers import run_cli
     ("throughput.py", "| none |"),
     ("bookkeeping.py", "share of a 10 s trial"),
     ("startup.py", "sweep.py --help median:"),
-    ("memory.py", "augsweep RSS growth over 3 trials"),
-    ("pruning.py", "noise: best unpruned configuration"),
+    pytest.param("memory.py", "augsweep RSS growth over 3 trials", marks=pytest.mark.slow),
+    pytest.param("pruning.py", "noise: best unpruned configuration", marks=pytest.mark.slow),
     ("gpu.py", "GFLOP per training image"),
     ("streaming.py", "| streamed + cache |"),
     ("reuse.py", "fixed cost per repeat:"),
@@ -40,6 +40,7 @@ def test_storage_benchmark_runs_tiny():
     assert "PostgreSQL / SQLite:" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
 def test_gpu_benchmark_runs_under_jax_without_tensorflow():
     result = run_cli("bench/gpu.py", "--tiny", env={"KERAS_BACKEND": "jax"})

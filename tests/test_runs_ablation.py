@@ -143,6 +143,7 @@ def test_ablation_base_is_validated(write_experiment, base, message):
     assert message in str(err.value) and "exp.yaml" in str(err.value)
 
 
+@pytest.mark.slow
 def test_ablation_base_best_uses_the_sweeps_best_trial(write_experiment, tmp_path):
     exp = ablation_experiment(trials=4, repeats=1, sampler="grid", train={"epochs": 2, "batch_size": 32,
                                                                            "learning_rate": 0.003})

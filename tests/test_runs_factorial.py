@@ -73,6 +73,7 @@ def _by_point(trials) -> dict[tuple[int, int], list]:
     return out
 
 
+@pytest.mark.slow
 def test_blocks_run_every_design_point_with_fresh_seeds_and_a_failure_is_retried_in_its_block(
         tmp_path, write_experiment):
     calls = Counter()
@@ -131,6 +132,7 @@ def _kill_after(proc, db, complete: int) -> None:
     proc.communicate()
 
 
+@pytest.mark.slow
 def test_killed_mid_block_resumes_the_same_blocks(tmp_path, write_experiment, monkeypatch):
     path = write_experiment(_factorial(name="resume", trials=8, repeats=1, train={"epochs": 3}))
     mlruns = tmp_path / "m"
@@ -155,6 +157,7 @@ def test_killed_mid_block_resumes_the_same_blocks(tmp_path, write_experiment, mo
     assert sum(1 for line in lines if line.startswith("block 2/")) == 1
 
 
+@pytest.mark.slow
 def test_stop_decided_stops_at_the_cap_and_says_so(tmp_path, write_experiment):
     # a network that learns: one that does not is stopped after the first block, with no verdicts
     path = write_experiment(_factorial(name="decided", stop="decided", trials=8, **LEARNS))
@@ -210,6 +213,7 @@ def test_train_samples_is_a_stratified_seeded_subsample(tmp_path, write_experime
 
 
 @pytest.mark.parametrize("repeats", [1, 2])
+@pytest.mark.slow
 def test_aa_near_identity_augmentations_never_help_or_hurt_on_real_trainings(tmp_path, write_experiment, repeats):
     # Trainings are deterministic given their seeds; augmentations of factor ~0.001 change almost nothing, so
     # within a seed the on/off difference is a tiny deterministic shift. Only seed-to-seed variation may

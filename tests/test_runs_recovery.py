@@ -51,6 +51,7 @@ def _running_state(mlruns, number=0) -> str:
         return con.execute("SELECT state FROM trials WHERE number = ?", (number,)).fetchone()[0]
 
 
+@pytest.mark.slow
 def test_workers_and_an_independent_process_share_one_study_within_the_budget(tmp_path, write_experiment):
     """`--workers 2` and a plain `sweep.py` started at the same moment on one study: exactly
     `trials` trials, each once, one parent run, no "database is locked"."""
@@ -107,6 +108,7 @@ def test_kill_9_mid_trial_then_rerun_resumes_and_retries_once(tmp_path, write_ex
 @pytest.mark.parametrize("sig,code,reason", [(signal.SIGINT, 130, "interrupted (Ctrl-C)"),
                                              (signal.SIGTERM, 143, "interrupted (SIGTERM)")],
                          ids=["sigint", "sigterm"])
+@pytest.mark.slow
 def test_interrupt_fails_the_trial_in_both_stores_and_resume_works(tmp_path, write_experiment, sig, code, reason):
     # A median pruner makes the trial report every epoch (with none, reports are batched at the end).
     path = write_experiment(tiny_experiment(name="interrupt", trials=1, search_space=SPACE, train={"epochs": 12},

@@ -18,6 +18,7 @@ import io
 import sqlite3
 
 import pandas as pd
+import pytest
 from mlflow import MlflowClient
 
 from augsweep.cli import sweep_main
@@ -83,6 +84,7 @@ def variant_runs(client: MlflowClient, name: str) -> list[str]:
             and r.info.status == "FINISHED"]
 
 
+@pytest.mark.slow
 def test_reproduce_is_exact_in_a_fresh_process_for_a_sweep_trial_and_an_ablation_variant(write_experiment,
                                                                                          tmp_path):
     exp = digits_experiment()

@@ -59,6 +59,7 @@ def wait_for(predicate, timeout: float, what: str, step: float = 0.2):
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+@pytest.mark.slow
 def test_four_workers_in_separate_folders_share_one_study_and_one_tracking_server(servers, tmp_path):
     storage = servers.database()
     exp = write_exp(tmp_path, "four", trials=5, **LEARNS)  # a network that learns: the report publishes
@@ -171,6 +172,7 @@ def test_a_worker_killed_with_sigkill_is_failed_by_heartbeat_retried_and_its_run
     assert "RUNNING" not in {r.info.status for r in trial_runs}
 
 
+@pytest.mark.slow
 def test_tracking_server_killed_and_restarted_mid_sweep_loses_no_metric_or_artifact(servers, tmp_path):
     storage = servers.database()
     epochs = 2
@@ -211,6 +213,7 @@ def test_tracking_server_killed_and_restarted_mid_sweep_loses_no_metric_or_artif
     assert parent.info.status == "FINISHED"
 
 
+@pytest.mark.slow
 def test_storage_only_load_32_workers_500_trials_exact_budget_no_lock_errors(servers, caplog):
     storage = servers.database("load")
     seconds, errors, study = storage_load(storage, workers=32, trials=500)
@@ -254,6 +257,7 @@ def test_bad_server_urls_exit_2_with_one_masked_line_and_write_nothing(servers, 
             optuna.load_study(study_name="bad", storage=storage)
 
 
+@pytest.mark.slow
 def test_cluster_up_then_down_serves_the_dashboard_and_leaves_no_process():
     import shutil
     import tempfile

@@ -52,6 +52,7 @@ def worker(path: Path, cwd: Path, storage: str, pg) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow
 def test_a_lost_postgresql_ends_a_worker_within_seconds_in_one_line_and_the_resume_finishes(postgres, tmp_path):
     path = tmp_path / "lostdb.yaml"
     path.write_text(yaml.safe_dump(tiny_experiment(name="lostdb", trials=6, train={"epochs": 3},
