@@ -28,6 +28,19 @@ from .progress import SweepProgress
 from .repeat import MODEL_ARTIFACT, preview_images, replay, save_model, train_group, train_repeat
 
 
+def interrupt_check():
+    """Keras callback: at each epoch's end, deliver a Ctrl-C/SIGTERM that was swallowed on its way (raised
+    inside a finalizer of the training's objects, where Python drops exceptions: `runtime.raise_if_interrupted`),
+    so the trial fails and the sweep exits 130/143 instead of training on."""
+    import keras
+
+    class InterruptCheck(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            runtime.raise_if_interrupted()
+
+    return InterruptCheck()
+
+
 def pruning_callback(trial, repeat: int, epochs: int):
     """Keras callback: `trial.report(val_loss, step)` each epoch, stop training when Optuna prunes.
 
@@ -88,6 +101,7 @@ class Objective:
     members: int = 1  # seed replicates trained as one program (`runs.members`); 1: one at a time, the reference
 
     def __call__(self, trial) -> float:
+        runtime.raise_if_interrupted()  # one that arrived between trials and was swallowed on its way
         runtime.freeze_long_lived_objects()
         exp = self.experiment
         config = space.sample(trial, exp.search_space, exp.train.learning_rate, grid=self.grid)
@@ -195,13 +209,13 @@ class Objective:
             if size == 1:
                 r, s = chunk[0]
                 prune = pruning_callback(trial, s.repeat, exp.train.epochs)
-                listeners = [prune, self.tracker.epoch_logger(run.run_id, r, since=run.started)]
+                listeners = [prune, self.tracker.epoch_logger(run.run_id, r, since=run.started), interrupt_check()]
                 done = train_repeat(config, self._dataset(s), exp.train, s,
                                     listeners + ([shown.callback(s.repeat)] if shown is not None else []),
                                     model=exp.model)
                 yield r, s, done, prune
                 continue
-            live = [[shown.callback(s.repeat)] if shown is not None else [] for _, s in chunk]
+            live = [[interrupt_check()] + ([shown.callback(s.repeat)] if shown is not None else []) for _, s in chunk]
             group = train_group(config, [self._dataset(s) for _, s in chunk], exp.train, [s for _, s in chunk],
                                 live, model=exp.model)
             for (r, s), done in zip(chunk, group):

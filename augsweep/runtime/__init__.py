@@ -40,6 +40,7 @@ from .signals import (
     interruptible,
     log_traceback,
     one_line,
+    raise_if_interrupted,
     resume_command,
     run_main,
     shown,
@@ -47,7 +48,7 @@ from .signals import (
     store_write,
 )
 
-__all__ = ["ENDING", "environment_cause", "resume_command", "stopped_line",
+__all__ = ["ENDING", "raise_if_interrupted", "environment_cause", "resume_command", "stopped_line",
            "JAX_DETERMINISM_FLAG", "MAKE_DEFAULTS", "NATIVE_NOISE", "PACKAGES", "RunEnv", "Terminated", "UserError",
            "backend", "configure_device", "deterministic_ops", "dtype_policy", "filtered_native_stderr",
            "FollowUp", "augsweep_command", "follow_up", "freeze_long_lived_objects", "git_commit", "has_accelerator",

@@ -149,7 +149,7 @@ def run_main(main, scrub=None) -> int:
         print(one_line(f"{scrub(line) if scrub else line}"[:500] + f" ({where})"), file=sys.stderr)
         return 1
     finally:
-        _HOLD["depth"], _HOLD["pending"] = 0, None
+        _HOLD["depth"], _HOLD["pending"], _HOLD["requested"] = 0, None, None
         for sig, handler in saved.items():
             signal.signal(sig, handler)
 
@@ -158,7 +158,7 @@ def run_main(main, scrub=None) -> int:
 # (MLflow's background finishing) must not touch it: its unsynchronised count once went negative or stuck
 # above 0 while the main thread held and released around it, and every later Ctrl-C was held for ever
 # (and the sweep exited 0).
-_HOLD = {"depth": 0, "pending": None}
+_HOLD = {"depth": 0, "pending": None, "requested": None}
 
 
 def _main_thread() -> bool:
@@ -170,6 +170,7 @@ def interrupt_handler(signum, frame) -> None:
     when the write is done (an interruption in the middle of a SQLite write can leave the
     database locked for the clean-up that follows)."""
     exc = Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    _HOLD["requested"] = type(exc)  # until `run_main` answers it (see `raise_if_interrupted`)
     if _HOLD["depth"]:
         _HOLD["pending"] = exc
         return
@@ -191,6 +192,16 @@ def store_write():
         if _HOLD["depth"] == 0 and _HOLD["pending"] is not None:
             exc, _HOLD["pending"] = _HOLD["pending"], None
             raise exc
+
+
+def raise_if_interrupted() -> None:
+    """Raise again a Ctrl-C/SIGTERM that arrived but never reached `run_main`. Python runs a signal handler
+    between any two bytecodes of the main thread, also inside a finalizer (`__del__`) or a weakref callback,
+    where the exception it raises is printed as "Exception ignored" and dropped: the sweep then went on and
+    exited 0. Called where an interruption can be taken (between epochs, before a trial); outside a hold."""
+    kind = _HOLD["requested"]
+    if kind is not None and not _HOLD["depth"] and _main_thread():
+        raise kind()
 
 
 @contextlib.contextmanager
