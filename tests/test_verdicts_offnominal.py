@@ -342,7 +342,7 @@ def test_blocks_to_decide_uses_the_family_size():
     def projected(m):
         for extra in range(1, 101):
             n2 = 4 + 4 * extra
-            a = inf.sidak_level(inf.look_alpha(0.05, 1 + extra, max(2, 1 + extra)), m)
+            a = inf.sidak_level(inf.plan_levels(0.05, max(2, 1 + extra), planned_looks=2, seeds_per_block=4)[extra], m)
             half = sps.t.isf(a / 2, n2 - 1) * 0.02 / math.sqrt(n2)
             if 0.012 - half > 0:
                 return float(extra)
@@ -354,6 +354,20 @@ def test_blocks_to_decide_uses_the_family_size():
                                      seeds_per_block=4)
         assert got == projected(m)
     assert projected(1) != projected(4)
+
+
+def test_blocks_to_decide_waits_for_a_look_that_can_decide():
+    # Two seeds per block and four main effects: the plan skips the looks whose critical t would exceed 10, so
+    # even an effect of 1000 standard deviations is decided no sooner than the first look that spends alpha.
+    rule = inf.VerdictRule(margin=0.01, alpha=0.05, max_looks=4, seeds_per_block=2, primary_rows=4)
+    levels = inf.plan_levels(0.05, 4, seeds_per_block=2, rows=4)
+    first = next(i for i, a in enumerate(levels, start=1) if a > 0)
+    assert first > 2
+    got = power.blocks_to_decide(False, 2, 0.001, 1.0, 4, rule, looks_done=1, seeds_per_block=2)
+    assert got == first - 1
+    # the main effects' part of the graph projects at that part of the plan's level
+    share = inf.VerdictRule(margin=0.01, alpha=0.05, max_looks=4, seeds_per_block=2, primary_rows=4, look_share=0.8)
+    assert share.projected_level(first) == pytest.approx(0.8 * levels[first - 1])
 
 
 def test_plan_for_halves_the_block_when_sequential():

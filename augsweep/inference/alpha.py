@@ -47,6 +47,7 @@ class VerdictRule:
     primary_rows: int = 1  # rows of the main-effects table (whether an early look can decide anything)
     level: float | None = None  # a fixed level for every look (`at_level`): one table's part of one look
     assume_no_higher: bool = False  # rows aliased only with interactions of three factors or more get verdicts
+    look_share: float = 1.0  # this table's fraction of every look's level (the main effects' part of the graph)
 
     @classmethod
     def for_sweep(cls, experiment, design: Mapping | None, alpha: float = 0.05) -> "VerdictRule":
@@ -66,6 +67,16 @@ class VerdictRule:
             return self.level
         return plan_levels(self.alpha, self.max_looks, self.spending, self.planned_looks,
                            self.seeds_per_block, self.primary_rows)[looks_done - 1]
+
+    def projected_level(self, look: int, seeds_per_block: int | None = None) -> float:
+        """This table's level at a look yet to come: the plan's own level while `look` is within the cap
+        (undecidable looks skipped, as `alpha_at` does), beyond it the level of the same plan continued to a cap
+        of `look` (what a rerun with a larger `trials` gets), times `look_share`."""
+        cap = max(int(self.max_looks), int(look))
+        planned = self.planned_looks if self.planned_looks is not None else self.max_looks
+        spb = self.seeds_per_block if self.seeds_per_block is not None else seeds_per_block
+        return self.look_share * plan_levels(self.alpha, cap, self.spending, planned, spb,
+                                             self.primary_rows)[int(look) - 1]
 
     def share(self, alpha: float, max_looks: int | None = None) -> "VerdictRule":
         """The same rule for one verdict table's share of alpha (and a plan of `max_looks`, when given)."""

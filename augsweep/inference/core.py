@@ -73,35 +73,64 @@ def variance_of_mean(B: np.ndarray, shift: tuple[np.ndarray, np.ndarray] | None 
 
 def rare_outcomes(B: np.ndarray, level: float = RARE_LEVEL) -> np.ndarray:
     """(... x labels) sign of a rare large per-seed outcome among each label's estimates (axis -2, NaN = none):
-    +1 (a high one), -1 (a low one), 0 (none seen). The leave-one-out deviate of each seed from the mean of the
-    others, in units of their sd, is t with n - 2 df when seeds vary normally; the largest is flagged beyond
-    the Bonferroni critical value over the n seeds at `level`, so under normal seed noise a row is flagged in
-    at most `level` of reports. A diverged training scored at ln K, or a seed on which an augmentation does
-    something rare and large, stands out this way; a t interval built on 8 seeds holding one does not
-    describe the mean it claims to (the mean depends on whether the rare outcome was drawn at all)."""
+    +1 (high), -1 (low), 0 (none seen). Two checks, each at half of `level` (a union bound: under normal seed
+    noise a row is flagged in at most `level` of reports):
+
+    - one seed: the leave-one-out deviate of each seed from the mean of the others, in units of their sd, is t
+      with n - 2 df when seeds vary normally; the largest is flagged beyond the Bonferroni critical value over
+      the n seeds;
+    - two seeds (from 6 seeds on): two rare outcomes among 8 inflate each other's leave-one-out sd and hide
+      each other, so the mean of the two highest (and of the two lowest) is compared with the other n - 2 the
+      same way (t with n - 3 df for any fixed pair), beyond the Bonferroni critical value over all n(n-1)/2
+      pairs.
+
+    A diverged training scored at ln K, or a seed on which an augmentation does something rare and large,
+    stands out this way; a t interval built on 8 seeds holding one does not describe the mean it claims to
+    (the mean depends on whether the rare outcome was drawn at all)."""
     ok = np.isfinite(B)
     n = ok.sum(axis=-2, keepdims=True)
-    m = np.maximum(n - 1, 1)
+    if B.shape[-2] == 0:
+        return np.zeros(n[..., 0, :].shape, dtype=int)
+    half = level / 2.0
     # Centred on each label's mean first, so the sums of squares below do not cancel catastrophically; absurd
-    # values (a store holding 1e308) overflow to inf there and simply flag nothing (var_o is not finite).
+    # values (a store holding 1e308) overflow to inf there and simply flag nothing (variances not finite).
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         centre = np.where(n > 0, np.where(ok, B, 0.0).sum(axis=-2, keepdims=True) / np.maximum(n, 1), 0.0)
         Bz = np.where(ok, B - centre, 0.0)
         total, sq = Bz.sum(axis=-2, keepdims=True), (Bz**2).sum(axis=-2, keepdims=True)
-        mean_o = (total - Bz) / m
-        var_o = np.maximum((sq - Bz**2 - m * mean_o**2) / np.maximum(m - 1, 1), 0.0)
-        dev = (Bz - mean_o) / np.sqrt(var_o * (1.0 + 1.0 / m))
         # A spread at the level of rounding (seeds that agree exactly, up to float error) is no spread: its
         # deviates are rounding noise over rounding noise, not rare outcomes.
         scale = np.where(ok, np.abs(B), 0.0).max(axis=-2, keepdims=True, initial=0.0)
-        spread = var_o > (1e3 * np.finfo(float).eps * scale) ** 2
-    dev = np.where(ok & (n >= RARE_MIN_SEEDS) & spread, dev, 0.0)
+        floor = (1e3 * np.finfo(float).eps * scale) ** 2
+        single = _left_out_deviates(Bz, Bz**2, ok, n, total, sq, floor, 1)
+        tops = np.sort(np.where(ok, Bz, -np.inf), axis=-2)[..., -2:, :]
+        bottoms = np.sort(np.where(ok, Bz, np.inf), axis=-2)[..., :2, :]
+        ends = np.stack([tops, bottoms], axis=-3)  # (... x 2 ends x 2 seeds x labels)
+        pair_ok = np.broadcast_to(n >= RARE_MIN_SEEDS + 1, ends.shape[:-3] + (2,) + n.shape[-1:])
+        ends = np.where(np.isfinite(ends), ends, 0.0)
+        pairs = _left_out_deviates(ends.sum(axis=-2), (ends**2).sum(axis=-2), pair_ok, n, total, sq, floor, 2)
     nn = n[..., 0, :]
-    if B.shape[-2] == 0:
-        return np.zeros(nn.shape, dtype=int)
-    worst = np.take_along_axis(dev, np.abs(dev).argmax(axis=-2)[..., None, :], axis=-2)[..., 0, :]
-    crit = sps.t.isf(level / np.maximum(nn, 1) / 2.0, np.maximum(nn - 2, 1))
-    return np.where((nn >= RARE_MIN_SEEDS) & (np.abs(worst) > crit), np.sign(worst), 0).astype(int)
+    single = np.where(ok & (n >= RARE_MIN_SEEDS), single, 0.0)
+    worst1 = np.take_along_axis(single, np.abs(single).argmax(axis=-2)[..., None, :], axis=-2)[..., 0, :]
+    crit1 = sps.t.isf(half / np.maximum(nn, 1) / 2.0, np.maximum(nn - 2, 1))
+    flag1 = (nn >= RARE_MIN_SEEDS) & (np.abs(worst1) > crit1)
+    pairs = np.where(n >= RARE_MIN_SEEDS + 1, pairs, 0.0)
+    worst2 = np.take_along_axis(pairs, np.abs(pairs).argmax(axis=-2)[..., None, :], axis=-2)[..., 0, :]
+    crit2 = sps.t.isf(half / np.maximum(nn * (nn - 1) / 2.0, 1) / 2.0, np.maximum(nn - 3, 1))
+    flag2 = (nn >= RARE_MIN_SEEDS + 1) & (np.abs(worst2) > crit2)
+    return np.where(flag1, np.sign(worst1), np.where(flag2, np.sign(worst2), 0)).astype(int)
+
+
+def _left_out_deviates(part_sum: np.ndarray, part_sq: np.ndarray, ok: np.ndarray, n: np.ndarray,
+                       total: np.ndarray, total_sq: np.ndarray, floor: np.ndarray, k: int) -> np.ndarray:
+    """The deviate of the mean of `k` seeds (their sum and sum of squares) from the mean of the other n - k,
+    in units of the others' sd: t with n - k - 1 df for a fixed set of seeds under normal seed noise. The
+    totals are over all of a label's seeds (axis -2 kept as 1)."""
+    m = np.maximum(n - k, 1)
+    mean_o = (total - part_sum) / m
+    var_o = np.maximum((total_sq - part_sq - m * mean_o**2) / np.maximum(m - 1, 1), 0.0)
+    dev = (part_sum / k - mean_o) / np.sqrt(var_o * (1.0 / k + 1.0 / m))
+    return np.where(ok & (var_o > floor), dev, 0.0)
 
 
 def decide_arrays(B: np.ndarray, alpha_look: float, margin: float,

@@ -570,7 +570,7 @@ def decide_sweep(table: pd.DataFrame, augmentations: Sequence[str], rule: Verdic
     levels = gate_levels(a_look, rows, 0.0)
     # the effects' fraction of every look, so `blocks_to_decide` projects at the level they will get
     fraction = levels["effects"] / a_look if a_look > 0 else gate_levels(1.0, rows)["effects"]
-    eff = effects(table, augs, replace(plan, alpha=plan.alpha * fraction).at_level(levels["effects"]), looks[0])
+    eff = effects(table, augs, replace(plan, look_share=fraction).at_level(levels["effects"]), looks[0])
     levels = gate_levels(a_look, rows, float(eff["verdict"].isin(["helps", "hurts"]).sum()) / max(len(augs), 1))
     inter = None
     if len(depths) > 1 and n_rep >= 2:

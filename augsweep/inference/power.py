@@ -10,7 +10,7 @@ import math
 import numpy as np
 from scipy import stats as sps
 
-from .alpha import VerdictRule, look_alpha, sidak_level
+from .alpha import VerdictRule, sidak_level
 from .core import POWER
 
 MAX_PROJECTED_BLOCKS = 100
@@ -26,10 +26,10 @@ def blocks_to_decide(decided: bool, n_seeds: int, sd_seeds: float, effect: float
                      rule: VerdictRule, looks_done: int, seeds_per_block: int) -> float:
     """More blocks after which an estimate (`n_seeds` seed replicates, their sd, the effect, in a family of
     `n_family`) would be decided if its effect and seed sd held (0 when it is; NaN: not within 100 blocks),
-    each block bringing `seeds_per_block` seed replicates. Within the cap the cap's spending plan is used;
-    beyond it, a plan whose cap is that look (what a rerun with a larger `trials` gets), so a number above
-    `rule.max_looks - looks_done` means "raise the cap"."""
-    alpha, margin, max_looks, spending = rule.alpha, rule.margin, rule.max_looks, rule.spending
+    each block bringing `seeds_per_block` seed replicates, at the level the rule's plan gives that look
+    (`VerdictRule.projected_level`: looks that cannot decide are skipped, beyond the cap the plan continues), so
+    a number above `rule.max_looks - looks_done` means "raise the cap"."""
+    margin = rule.margin
     if decided:
         return 0.0
     n, sd, effect = int(n_seeds), float(sd_seeds), float(effect)
@@ -39,7 +39,10 @@ def blocks_to_decide(decided: bool, n_seeds: int, sd_seeds: float, effect: float
     for extra in range(1, MAX_PROJECTED_BLOCKS + 1):
         n2 = n + extra * seeds_per_block
         look = looks_done + extra
-        a = sidak_level(look_alpha(alpha, look, max(max_looks, look), spending), m)
+        level = rule.projected_level(look, seeds_per_block)
+        if level <= 0:
+            continue
+        a = sidak_level(level, m)
         half = _t_critical(a, n2 - 1) * sd / math.sqrt(n2)
         if abs(effect) - half > 0 or abs(effect) + half < margin:
             return float(extra)

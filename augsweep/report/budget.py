@@ -67,6 +67,12 @@ def budget_effects(curves: pd.DataFrame, table: pd.DataFrame, augmentations: lis
     return out.sort_values(["augmentation", "epochs"], kind="stable").reset_index(drop=True)
 
 
+# The still-moving check only ever adds a caution, so it is tested at a liberal level: 5% per augmentation, not
+# adjusted for the family. At the verdicts' own per-comparison level (about 1% at the default's size) an effect
+# still drifting toward a different verdict went unflagged in half of the reports that needed the caution.
+MOVING_LEVEL = 0.05
+
+
 def still_moving(curves: pd.DataFrame, table: pd.DataFrame, augmentations: list[str], epochs: int, *,
                  alpha_per: float) -> pd.DataFrame:
     """Per augmentation: the per-seed change of its effect from three quarters of the budget to the budget
@@ -122,9 +128,8 @@ def analyse_budget(curves: pd.DataFrame, table: pd.DataFrame, full: pd.DataFrame
     if not len(full) or not len(table) or not len(curves):
         return pd.DataFrame(columns=BUDGET_COLUMNS), pd.DataFrame()
     a_look = float(full["alpha_look"].iloc[0])
-    m = int(full["n_family"].iloc[0]) if "n_family" in full else len(augmentations)
     by = budget_effects(curves, table, augmentations, epochs, rule=rule, alpha=a_look)
-    moving = still_moving(curves, table, augmentations, epochs, alpha_per=inference.sidak_level(a_look, m))
+    moving = still_moving(curves, table, augmentations, epochs, alpha_per=MOVING_LEVEL)
     return by, moving
 
 

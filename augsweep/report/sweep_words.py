@@ -30,6 +30,24 @@ def _moving(a: Analysis, r) -> bool:
     m = budget_mod.moving_row(a.moving, r.augmentation)
     return m is not None and bool(m["moving"])
 
+def _moving_names(a: Analysis) -> set[str]:
+    """The augmentations whose effect is still moving at the end of the budget."""
+    if a.moving is None or not len(a.moving):
+        return set()
+    return set(a.moving.loc[a.moving["moving"].astype(bool), "augmentation"])
+
+
+def _with_budget_bound(frame: pd.DataFrame, moving: set[str], *columns: str) -> pd.DataFrame:
+    """`frame` with a `budget_bound` column when some augmentation is still moving: a row is budget-bound when an
+    augmentation it names (in `columns`: "flip x warp", "warp", "flip on", "d2 flip+warp") is."""
+    if not moving:
+        return frame
+    out = frame.copy()
+    out["budget_bound"] = [any(w in moving for c in columns for w in str(r[c]).replace(" x ", " ").replace("+", " ").split())
+                           for _, r in frame.iterrows()]
+    return out
+
+
 def budget_lines(exp: Experiment, a: Analysis) -> list[str]:
     """`Budget-bound: flip, warp (...)`: the rows still moving at the end of the budget, whatever their verdict,
     and what to change to answer for a longer training."""
@@ -39,7 +57,7 @@ def budget_lines(exp: Experiment, a: Analysis) -> list[str]:
     hint = ("raise `train.until_converged.max_epochs`" if exp.train.until_converged
             else "rerun with more `train.epochs`, or `train.until_converged` for the converged outcome")
     return [f"Budget-bound: {', '.join(names)} still moving at the end of the budget (the effect's change over "
-            f"the last quarter of the budget has an interval that excludes 0 at the verdicts' per-comparison level), "
+            f"the last quarter of the budget has an interval that excludes 0 at 5% per augmentation), "
             f"so their verdicts hold for {exp.train.epochs} epochs only ({hint}; the effect-vs-budget figure shows "
             f"each trajectory)."]
 
@@ -332,7 +350,7 @@ def build_sections(exp: Experiment, analysis: Analysis, data: SweepData, figures
     if a.warnings:
         sections.append(Section("Read this before quoting the numbers", [f"- {w}" for w in a.warnings]))
     sections.append(Section("Method", [methods_paragraph(exp, a), constants_sentence(a.effects)]))
-    sections += issue21_sections(exp, a)
+    sections += budget_and_interaction_sections(exp, a)
     if len(a.budget):
         sections.append(Section("Verdicts and the epoch budget", [
             "Augmentation slows convergence, and the best validation loss within the epoch budget counts that as "
@@ -406,7 +424,7 @@ def build_sections(exp: Experiment, analysis: Analysis, data: SweepData, figures
     sections.append(Section("Provenance", [("code", yaml.safe_dump(data.provenance, sort_keys=False, width=120))]))
     return Words(sections, tuple(answer), tuple(steps))
 
-def issue21_sections(exp: Experiment, a: Analysis) -> list[Section]:
+def budget_and_interaction_sections(exp: Experiment, a: Analysis) -> list[Section]:
     """Effect vs budget, aug x aug interactions, configurations by their mean, convergence (new blocks)."""
     out = []
     if a.by_budget is not None and len(a.by_budget):
@@ -419,9 +437,10 @@ def issue21_sections(exp: Experiment, a: Analysis) -> list[Section]:
                   "with no verdict of their own and no share of the report's alpha.", wide.reset_index()]
         if a.moving is not None and len(a.moving):
             blocks += ["Still moving: the per-seed change of the effect from 3/4 of the budget to the budget, with "
-                       "its interval at the verdicts' per-comparison level; `moving` (the interval excludes 0) marks "
-                       "a `helps`/`hurts` as budget-bound in the answer. It only qualifies a verdict, so it takes no "
-                       "share of alpha.", a.moving[["augmentation", "at_three_quarters", "change", "ci_low",
+                       "its interval at 5% per augmentation; `moving` (the interval excludes 0) marks every verdict "
+                       "of that augmentation (and the pair and conditional rows it is part of) as budget-bound in "
+                       "the answer. It only adds a caution, never a claim, so it is tested at a liberal level and "
+                       "takes no share of alpha.", a.moving[["augmentation", "at_three_quarters", "change", "ci_low",
                                                     "ci_high", "moving", "direction"]]]
         out.append(Section("Effect vs epoch budget", blocks))
     if a.pairs is not None and len(a.pairs):
@@ -431,13 +450,15 @@ def issue21_sections(exp: Experiment, a: Analysis) -> list[Section]:
                   "(Šidák over the pairs tested); `helps`/`hurts` = a decided interaction. `aliases`: the "
                   "interaction of three factors the design cannot tell the row from; such a row shows its estimate "
                   "and no verdict of its own.",
-                  a.pairs[[c for c in ("term", "effect", "ci_low", "ci_high", "p_value", "verdict", "aliases")
-                           if c in a.pairs]]]
+                  _with_budget_bound(a.pairs[[c for c in ("term", "effect", "ci_low", "ci_high", "p_value",
+                                                          "verdict", "aliases") if c in a.pairs]],
+                                     _moving_names(a), "term")]
         if a.conditional is not None and len(a.conditional):
             blocks += ["Conditional effects of the augmentations in a decided interaction (the decided pair passes "
                        "its own level on to its four conditional rows, Šidák over those four; `stop: decided` "
                        "counts such an augmentation decided when all of these are):",
-                       a.conditional[["augmentation", "given", "effect", "ci_low", "ci_high", "verdict"]]]
+                       _with_budget_bound(a.conditional[["augmentation", "given", "effect", "ci_low", "ci_high",
+                                                         "verdict"]], _moving_names(a), "augmentation", "given")]
         out.append(Section("Augmentation x augmentation interactions", blocks))
     if a.configurations is not None and len(a.configurations):
         out.append(Section("Configurations by their mean", [
@@ -447,7 +468,7 @@ def issue21_sections(exp: Experiment, a: Analysis) -> list[Section]:
             f"trial share, simultaneous over the {a.configurations.attrs.get('n_family', 0)} configurations "
             f"compared (Šidák) at the configurations' level in the graph (this look: {a.configurations_alpha:.3g}), "
             f"so naming the best afterwards costs no extra error.",
-            a.configurations.head(10)]))
+            _with_budget_bound(a.configurations.head(10), _moving_names(a), "configuration")]))
     if a.unconverged is not None:
         conv = exp.train.until_converged
         t = a.unconverged.attrs
