@@ -43,8 +43,9 @@ def _with_budget_bound(frame: pd.DataFrame, moving: set[str], *columns: str) -> 
     if not moving:
         return frame
     out = frame.copy()
-    out["budget_bound"] = [any(w in moving for c in columns for w in str(r[c]).replace(" x ", " ").replace("+", " ").split())
-                           for _, r in frame.iterrows()]
+    words = [{w for c in columns for w in str(r[c]).replace(" x ", " ").replace("+", " ").split()}
+             for _, r in frame.iterrows()]
+    out["budget_bound"] = [bool(w & moving) for w in words]
     return out
 
 
