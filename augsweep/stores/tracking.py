@@ -74,10 +74,53 @@ def client_for(tracking_uri: str):
     # would draw one progress bar per file.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     tracking_uri = remember_uri(tracking_uri)
+    check_schema(tracking_uri)
     if is_remote(tracking_uri):
         for key, value in HTTP_RETRY.items():
             os.environ.setdefault(key, value)
     return MlflowClient(tracking_uri=tracking_uri)
+
+
+_SCHEMA_CHECKED: set[str] = set()
+
+
+def check_schema(tracking_uri: str) -> None:
+    """Refuse, in one line, an embedded store whose database another MLflow version wrote: MLflow itself would
+    fail at the first call with a traceback. An older schema gets the command that upgrades it; a newer one
+    (a revision this MLflow does not know) is left for the MLflow that wrote it. Read-only: nothing is written."""
+    if not tracking_uri.startswith("sqlite:///") or tracking_uri in _SCHEMA_CHECKED:
+        return
+    import sqlite3
+
+    path = Path(tracking_uri[len("sqlite:///"):])
+    if not path.is_file():
+        return
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            found = db.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return  # no alembic table (a store MLflow has not initialised yet) or not a database: MLflow says which
+    if found is None:
+        return
+    import mlflow
+    from alembic.script import ScriptDirectory
+    from mlflow.store.db.utils import _get_alembic_config, _get_latest_schema_revision
+
+    head = _get_latest_schema_revision()
+    if found[0] != head:
+        from ..experiment.schema import ConfigError
+
+        try:
+            ScriptDirectory.from_config(_get_alembic_config(tracking_uri)).get_revision(found[0])
+            older = True
+        except Exception:  # alembic raises its own error types for a revision it does not know
+            older = False
+        what = (f"back it up, then upgrade it with `.venv/bin/mlflow db upgrade {tracking_uri}`" if older
+                else "open it with the newer MLflow that wrote it")
+        raise ConfigError(f"{path}: MLflow database schema {found[0]} was written by "
+                          f"{'an older' if older else 'a newer'} MLflow (MLflow {mlflow.__version__} here expects "
+                          f"{head}): {what}")
+    _SCHEMA_CHECKED.add(tracking_uri)
 
 
 def _unreachable(e: BaseException) -> bool:
