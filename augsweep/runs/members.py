@@ -1,9 +1,10 @@
 """`--members auto|N`: how many seed replicates of a trial train as one compiled program (`training.group`).
 
 One small convnet's training is mostly per-step framework overhead, which a program of several members pays once
-(bench/group.py). The members of one program are the R seed replicates of one trial: one configuration, each
-member with its own seeds, data, loss, optimizer state, curves and end, so its numbers equal its one-at-a-time
-training's (tests/test_group_training.py). `1` is the reference path, one training at a time.
+(bench/group.py). The members of one program are the R seed replicates of one trial, and with a count above R
+those of further queued design points of its block (`runs.cotrain`): each member with its own configuration,
+seeds, data, loss, optimizer state, curves and end, so its numbers equal its one-at-a-time training's
+(tests/test_group_training.py, tests/test_cotrain.py). `1` is the reference path, one training at a time.
 """
 
 from __future__ import annotations
@@ -24,13 +25,24 @@ def auto_members(exp: Experiment) -> tuple[int, str]:
 
 def resolve_members(members, exp: Experiment) -> tuple[int, str]:
     """`--members` / the API's `members`: (count, the rule in words; "" for an explicit count). A count above the
-    trial's repeats trains them all in one program."""
+    trial's repeats R trains ceil(N/R) design points of a block per program (`runs.cotrain`): the trial's R
+    replicates and those of queued points, so the count is rounded up to whole design points."""
     if members == AUTO:
         return auto_members(exp)
-    return max(1, min(int(members), exp.repeats)), ""
+    n = max(1, int(members))
+    return (n if n <= exp.repeats else points(n, exp.repeats) * exp.repeats), ""
 
 
-def describe(members: int, rule: str) -> str:
-    """The header's words for the rule, e.g. `4 members per program (--members auto: ...)`."""
+def points(members: int, repeats: int) -> int:
+    """Design points per program: ceil(members / repeats) above a trial's repeats, else 1."""
+    return -(-members // repeats) if members > repeats else 1
+
+
+def describe(members: int, rule: str, repeats: int | None = None) -> str:
+    """The header's words for the rule, e.g. `4 members per program (--members auto: ...)` or `64 members per
+    program (16 design points x 4 seed replicates)`."""
     what = "one training per program" if members == 1 else f"{members} members per program"
+    if repeats and members > repeats:
+        what += (f" ({points(members, repeats)} design points x {repeats} seed replicates: queued points of a "
+                 f"block train with the trial a worker starts)")
     return what + (f" (--members auto: {rule})" if rule else "")

@@ -23,6 +23,8 @@ from ..training import train
 from ..training.checks import chance_loss, failure_reason
 from ..training.data import Dataset
 from ..training.resample import replicate_data, split_param
+from . import cotrain
+from .cotrain import CoTrainCache
 from .lifecycle import TrainingRun
 from .progress import SweepProgress
 from .repeat import MODEL_ARTIFACT, preview_images, replay, save_model, train_group, train_repeat
@@ -98,7 +100,9 @@ class Objective:
     grid: bool = False
     extra_tags: dict = field(default_factory=dict)
     progress: SweepProgress | None = None  # per-epoch terminal progress (the sweep's); None: silent
-    members: int = 1  # seed replicates trained as one program (`runs.members`); 1: one at a time, the reference
+    members: int = 1  # members per program (`runs.members`): above `repeats`, queued design points train along
+    # Queued design points this process co-trained, until their trials run here (`runs.cotrain`).
+    cotrained: CoTrainCache = field(default_factory=CoTrainCache)
 
     def __call__(self, trial) -> float:
         runtime.raise_if_interrupted()  # one that arrived between trials and was swallowed on its way
@@ -155,7 +159,7 @@ class Objective:
                 best = summaries[-1]["best_val_loss"]
                 if math.isfinite(best) and best <= min(x["best_val_loss"] for x in summaries
                                                        if math.isfinite(x["best_val_loss"])):
-                    save_model(done, config, exp.train, run.tmp / MODEL_ARTIFACT)
+                    _keep_model(done, config, exp.train, run.tmp / MODEL_ARTIFACT)
                     run.tags[rec.TAG_MODEL_REPEAT] = r
                 done.model = None  # the next repeat reuses it (training.reuse) or frees it by building anew
                 if prune.pruned_at is not None:
@@ -194,15 +198,30 @@ class Objective:
         """(index, seeds, trained repeat, its pruning listener) in repeat order: trained one at a time with every
         listener live, or (`members` > 1) `members` at a time as one program, each member's epochs then handed
         in repeat order to its tracking and pruning listeners (`replay`), so that the curves logged and the
-        pruner's decisions are those of one-at-a-time training; repeats after a pruned one are never logged."""
+        pruner's decisions are those of one-at-a-time training; repeats after a pruned one are never logged.
+        With `members` above the repeats, the program also trains queued design points of the trial's block for
+        later (`runs.cotrain`), and a trial this process trained that way earlier is replayed, not trained."""
         exp = self.experiment
         size = min(self.members, len(seeds))
+        points = -(-self.members // len(seeds)) if self.members > len(seeds) else 1
         if size > 1 and runtime.backend() != "tensorflow":
             # Elsewhere a grouped member's batch order is not its lone training's, and `--reproduce` retrains alone.
-            size = 1
-        if size > 1 and group_training.groupable([group_training.Member(config, self._dataset(s), s) for s in seeds],
+            size = points = 1
+        datasets = [self._dataset(s) for s in seeds]
+        if size > 1 and group_training.groupable([group_training.Member(config, d, s) for s, d in zip(seeds, datasets)],
                                                  exp.train, exp.model):
-            size = 1  # these trainings cannot share a program (a pretrained base, streamed files): one at a time
+            size = points = 1  # they cannot share a program (a pretrained base, streamed files): one at a time
+        if size < len(seeds):
+            points = 1  # design points share a program only with all of their repeats in it
+        if points > 1:
+            done = self.cotrained.take(cotrain.training_key(trial.study.study_name, exp, config, seeds, datasets))
+            if done is not None:
+                run.tags["members"] = done.members
+                run.tags["cotrained"] = f"replayed: trained earlier with {done.points - 1} other design point(s)"
+                yield from self._replayed(trial, run, list(zip(seeds, done.outcomes)))
+                return
+            yield from self._cotrained(trial, config, seeds, datasets, run, shown, points)
+            return
         run.tags["members"] = size
         for start in range(0, len(seeds), size):
             chunk = list(enumerate(seeds))[start:start + size]
@@ -210,19 +229,56 @@ class Objective:
                 r, s = chunk[0]
                 prune = pruning_callback(trial, s.repeat, exp.train.epochs)
                 listeners = [prune, self.tracker.epoch_logger(run.run_id, r, since=run.started), interrupt_check()]
-                done = train_repeat(config, self._dataset(s), exp.train, s,
+                done = train_repeat(config, datasets[r], exp.train, s,
                                     listeners + ([shown.callback(s.repeat)] if shown is not None else []),
                                     model=exp.model)
                 yield r, s, done, prune
                 continue
             live = [[interrupt_check()] + ([shown.callback(s.repeat)] if shown is not None else []) for _, s in chunk]
-            group = train_group(config, [self._dataset(s) for _, s in chunk], exp.train, [s for _, s in chunk],
+            group = train_group(config, [datasets[r] for r, _ in chunk], exp.train, [s for _, s in chunk],
                                 live, model=exp.model)
-            for (r, s), done in zip(chunk, group):
-                prune = pruning_callback(trial, s.repeat, exp.train.epochs)
-                replay(done, [prune, self.tracker.epoch_logger(run.run_id, r, since=run.started)])
-                yield r, s, done, prune
+            yield from self._replayed(trial, run, [(s, done) for (_, s), done in zip(chunk, group)], start)
+
+    def _replayed(self, trial, run: TrainingRun, outcomes, start: int = 0):
+        """Hand trained repeats' epochs to their tracking and pruning listeners in repeat order (`replay`)."""
+        for r, (s, done) in enumerate(outcomes, start):
+            prune = pruning_callback(trial, s.repeat, self.experiment.train.epochs)
+            replay(done, [prune, self.tracker.epoch_logger(run.run_id, r, since=run.started)])
+            yield r, s, done, prune
+
+    def _cotrained(self, trial, config, seeds, datasets, run: TrainingRun, shown, points: int):
+        """Train the trial's repeats in one program with those of up to `points` - 1 queued design points of its
+        block, keep theirs for later (`runs.cotrain`) and replay its own. A failure fails this trial only: nothing
+        of the program is kept."""
+        exp = self.experiment
+        own = cotrain.Point(trial.number, config, list(seeds), datasets)
+        members = [group_training.Member(config, d, s) for s, d in zip(seeds, datasets)]
+        others = []
+        for p in cotrain.queued_points(trial.study, trial, exp, self.grid, self._dataset, self.cotrained, points - 1):
+            more = [group_training.Member(p.config, d, s) for s, d in zip(p.seeds, p.datasets)]
+            if not group_training.groupable(members + more, exp.train, exp.model):
+                members += more
+                others.append(p)
+        live = [[interrupt_check()] + ([shown.callback(s.repeat)] if shown is not None else []) for s in seeds]
+        mine, trained = cotrain.train_points(own, others, exp, live)
+        for p, entry in zip(others, trained):
+            self.cotrained.put(cotrain.training_key(trial.study.study_name, exp, p.config, p.seeds, p.datasets), entry)
+        run.tags["members"] = len(members)
+        run.tags["cotrained"] = f"trained with {len(others)} queued design point(s)"
+        yield from self._replayed(trial, run, list(zip(seeds, mine)))
 
     def _preview(self, config):
         """The preview grid of the configuration's augmentations, on the first repeat's augmentation seed."""
         return preview_images(config, self.dataset, repeat_seeds(self.experiment.seed, 0).aug)
+
+
+def _keep_model(done, config, settings, path) -> None:
+    """Write the repeat's model as the trial's artifact file: saved from the live network, or the bytes a
+    co-training saved (`cotrain.SavedModel`); a co-trained repeat kept without them removes the file (only a
+    trial about to be pruned keeps such a repeat, and a pruned trial logs no model)."""
+    if isinstance(done.model, cotrain.SavedModel):
+        path.write_bytes(done.model)
+    elif done.model is None:
+        path.unlink(missing_ok=True)
+    else:
+        save_model(done, config, settings, path)

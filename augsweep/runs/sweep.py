@@ -467,7 +467,7 @@ def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: 
                                 f"tracking {stores.tracking_label}"))
         elif worker is None:
             session.tracker.tag_parent({"workers": 1})
-            echo(session.header(f"device {env.device}; {describe(per_program, rule)}"))
+            echo(session.header(f"device {env.device}; {describe(per_program, rule, exp.repeats)}"))
         else:  # spawned by `--workers`: the same tags a single-process sweep's parent run carries
             session.tracker.tag_parent(rec.env_tags(env))
         if worker is None or worker[0] == 0:

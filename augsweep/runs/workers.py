@@ -206,7 +206,7 @@ def run_workers(exp: Experiment, stores: Stores, workers: int, trials: int | Non
     cuda = gpu_assignments(workers, visible_gpus())
     where = f"GPUs {', '.join(c for c in cuda)}" if cuda[0] is not None else "the default device each"
     how = f"{workers} workers on {where}" + (f" (--workers auto: {rule})" if rule else "")
-    how += f"; {describe(*resolve_members(members, exp))}"
+    how += f"; {describe(*resolve_members(members, exp), exp.repeats)}"
     with SweepSession(exp, stores, dataset, budget, echo, env=None) as session:
         session.tracker.tag_parent({"workers": workers, "workers_rule": rule or "--workers N"})
         echo(session.header(how))
