@@ -1,0 +1,138 @@
+"""Co-training (`runs.cotrain`, `--members N` above a trial's repeats): queued design points of a block train in the
+trial's program and are replayed later, and Optuna, MLflow and the report see exactly what one-at-a-time gives."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from augsweep import augment
+from augsweep.runs.sweep import run_sweep
+from augsweep.stores.study import resolve_stores
+from augsweep.training import group, train
+from tests.helpers import experiment, learning_experiment, read_stores, report, reproduce
+
+# Depth crossed with two switches: an 8-run full factorial per block, with networks of two depths in one program.
+SPACE = {"depth": {"low": 1, "high": 2},
+         "augmentations": {"flip": {"mode": ["horizontal"]}, "contrast": {"factor": [0.1, 0.5]}}}
+
+
+def _factorial(**overrides) -> dict:
+    return learning_experiment(**{"name": "cotrain", "search_space": SPACE, "train": {"epochs": 2}, "trials": 8,
+                                  "repeats": 2, "sampler": "factorial", "stop": "budget",
+                                  **overrides})
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Counts the trainings that ran: lone ones and the members of each program (the real ones, only counted)."""
+    seen = Counter()
+    lone, grouped = train.run, group.run_group
+
+    def run(*args, **kwargs):
+        seen["lone"] += 1
+        return lone(*args, **kwargs)
+
+    def run_group(members, *args, **kwargs):
+        seen["programs"] += 1
+        seen["members"] += len(members)
+        return grouped(members, *args, **kwargs)
+
+    monkeypatch.setattr(train, "run", run)
+    monkeypatch.setattr(group, "run_group", run_group)
+    return seen
+
+
+def _stored(path, mlruns) -> list:
+    """Every trial's state, value, parameters and repeat summaries, and every metric of its run at every epoch."""
+    view = read_stores(path, mlruns)
+    out = [(t.number, t.state.name, t.value, t.params, t.user_attrs.get("repeats")) for t in view.trials]
+    for run in sorted(view.trial_runs, key=lambda r: int(r.data.tags["trial"])):
+        out.append(sorted((k, v) for k, v in run.data.metrics.items() if k != "trial_seconds"))
+        out += [[(m.step, m.value) for m in view.client.get_metric_history(run.info.run_id, key)]
+                for key in sorted(run.data.metrics) if key.startswith("repeat")]
+    return out
+
+
+def test_cotrained_sweep_equals_one_at_a_time_trains_each_point_once_and_reproduces_exactly(
+        write_experiment, tmp_path, counted):
+    path = write_experiment(_factorial())
+    exp = experiment(path)
+    stored, effects = {}, {}
+    for members in (1, 16):
+        mlruns = tmp_path / f"m{members}"
+        counted.clear()
+        run_sweep(exp, resolve_stores(exp, mlruns), members=members, echo=lambda line: None)
+        trained = dict(counted)
+        stored[members] = _stored(path, mlruns)
+        effects[members] = (report(path, mlruns, tmp_path / f"r{members}") and None) or \
+            (tmp_path / f"r{members}" / "effects.csv").read_bytes()
+        if members == 1:
+            assert trained == {"lone": 16}
+    # The first trial's program trained the whole block (8 points x 2 replicates); every other trial replayed.
+    assert trained == {"programs": 1, "members": 16}, trained
+    view = read_stores(path, tmp_path / "m16")
+    tags = [r.data.tags for r in sorted(view.trial_runs, key=lambda r: int(r.data.tags["trial"]))]
+    assert tags[0]["cotrained"].startswith("trained with 7 ") and all(
+        t["cotrained"].startswith("replayed") and t["members"] == "16" for t in tags[1:])
+    assert stored[16] == stored[1]  # values, parameters, repeat summaries, every epoch of every curve
+    assert effects[16] == effects[1]  # byte for byte
+    for target in ("0", "5"):  # the program's own trial and one replayed from it, retrained one repeat at a time
+        done = reproduce(path, tmp_path / "m16", target)
+        assert done.ok and done.worst == 0, (target, done.worst)
+
+
+def test_a_failure_while_cotraining_fails_only_the_trial_and_leaves_no_run_open(write_experiment, tmp_path):
+    built = Counter()
+
+    def flaky(params, seed):  # the second network built with it fails: inside the first trial's program
+        built["n"] += 1
+        if built["n"] == 2:
+            raise RuntimeError("planted failure while co-training")
+        import keras
+
+        return keras.layers.Identity()
+
+    augment.register(augment.AugmentationSpec("flaky", {}, flaky))
+    try:
+        space = {"depth": 1, "augmentations": {"flip": {"mode": ["horizontal"]}, "flaky": None}}  # 4 runs
+        path = write_experiment(_factorial(name="flakyco", search_space=space, trials=4,
+                                           max_consecutive_failures=5))
+        exp = experiment(path)
+        run_sweep(exp, resolve_stores(exp, tmp_path / "m"), members=8, echo=lambda line: None)
+    finally:
+        augment.unregister("flaky")
+    view = read_stores(exp, tmp_path / "m")
+    states = Counter(t.state.name for t in view.trials)
+    assert states == {"COMPLETE": 4, "FAIL": 1}, states  # the failed trial's retry completed; the rest unharmed
+    failed = next(t for t in view.trials if t.state.name == "FAIL")
+    assert failed.number == 0 and "planted failure while co-training" in failed.user_attrs["failure_reason"]
+    assert {r.info.status for r in view.trial_runs} <= {"FINISHED", "FAILED", "KILLED"}
+    assert len(view.trial_runs) == 5
+
+
+def test_members_of_different_configurations_and_depths_equal_their_trainings_alone():
+    from augsweep import runtime
+    from augsweep.experiment import DatasetConfig, TrainConfig
+    from augsweep.experiment.seeding import sweep_seeds
+    from augsweep.experiment.space import TrialConfig
+    from augsweep.training.data import load_dataset
+
+    runtime.setup(True, False)
+    digits = load_dataset(DatasetConfig("digits", (8, 8), train_samples=64, val_samples=64), 0)
+    settings = TrainConfig(epochs=2, batch_size=16, learning_rate=0.01)
+    flip, contrast = ("flip", (("mode", "horizontal"),)), ("contrast", (("factor", 0.3),))
+    configs = [TrialConfig(1, filters=8, dense_units=16, learning_rate=0.01),
+               TrialConfig(2, filters=8, dense_units=16, learning_rate=0.01, augmentations=(flip, contrast)),
+               TrialConfig(1, filters=8, dense_units=16, learning_rate=0.01, augmentations=(contrast,))]
+    members = [group.Member(c, digits, sweep_seeds(0, r)) for c in configs for r in range(2)]
+    alone = []
+    for m in members:
+        result = train.run(m.config, m.dataset, settings, m.seeds)
+        alone.append((result.history, [w.copy() for w in result.model.get_weights()]))
+    results, _ = group.run_group(members, settings)
+    for (history, weights), member in zip(alone, results):
+        assert member.history.equals(history)
+        assert all(np.array_equal(a, b) for a, b in zip(weights, member.model.get_weights()))
