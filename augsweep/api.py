@@ -118,8 +118,9 @@ def sweep(exp, trials: int | None = None, *, mlruns: str | Path = "mlruns", stor
         workers: worker processes, as `sweep.py --workers`: 1 (this process), N, or `"auto"` (one per CPU
             core, GPUs by free memory). Workers print their own progress lines (to the terminal the notebook
             server runs in); the bar then moves when the sweep ends.
-        members: seed replicates of a trial trained as one compiled program, as `sweep.py --members`: 1 (one
-            at a time), N, or `"auto"` (all of a trial's repeats).
+        members: trainings per compiled program, as `sweep.py --members`: 1 (one at a time), N, or `"auto"` (all
+            of a trial's repeats); N above the repeats R also trains ceil(N/R)-1 queued design points of the
+            trial's block in its program (`runs.cotrain`).
 
     Returns:
         A `Study` with the counts and the best distinct configurations by their mean.

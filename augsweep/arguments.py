@@ -68,11 +68,11 @@ def workers(value: Any, what: str = "workers", text: bool = False) -> int | str:
                         f"{usable_cores()} here) or auto. Received: {shown(value)}") from None
 
 
-MAX_MEMBERS = 1024  # `--members N`: seed replicates per program (a program holds at most a trial's repeats anyway)
+MAX_MEMBERS = 1024  # `--members N`: trainings per program (above a trial's repeats: several design points)
 
 
 def members(value: Any, what: str = "members", text: bool = False) -> int | str:
-    """`auto`, or an integer in [1, MAX_MEMBERS]: seed replicates of a trial trained as one program."""
+    """`auto`, or an integer in [1, MAX_MEMBERS]: trainings per program (`runs.members`)."""
     if isinstance(value, str) and value.strip().lower() == "auto":
         return "auto"
     try:
