@@ -19,7 +19,7 @@ import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..experiment import space
 from ..experiment.schema import Experiment
@@ -155,16 +155,17 @@ def _artifact_repeat(outcomes: Sequence[RepeatOutcome], chance: float) -> int | 
     return keep
 
 
-def train_points(own: Point, others: Sequence[Point], exp: Experiment, live: Sequence[Sequence]
-                 ) -> tuple[list[RepeatOutcome], list[Trained]]:
+def train_points(own: Point, others: Sequence[Point], exp: Experiment, live: Sequence[Sequence],
+                 watch: Callable[[], Sequence] = tuple) -> tuple[list[RepeatOutcome], list[Trained]]:
     """Train `own`'s repeats and those of `others` as one program. Returns `own`'s outcomes (live models, valid
     until the next build) and each of the others' outcomes with the model its trial would keep saved as bytes.
-    `live[r]`: callbacks that see `own`'s repeat r as it trains."""
+    `live[r]`: callbacks that see `own`'s repeat r as it trains; `watch()`: fresh callbacks for every other
+    member (an interrupt check keeps firing after `own`'s members have all ended)."""
     points = [own, *others]
     members = []
     for p in points:
         for r, (s, d) in enumerate(zip(p.seeds, p.datasets)):
-            cbs = list(live[r]) if p is own and r < len(live) else []
+            cbs = list(live[r]) if p is own and r < len(live) else list(watch())
             members.append(group_training.Member(p.config, d, s, [stop_on_non_finite(), *cbs]))
     results, program = group_training.run_group(members, exp.train, exp.model)
     jit = str(bool(program.jit_compile)).lower()

@@ -260,7 +260,7 @@ class Objective:
                 members += more
                 others.append(p)
         live = [[interrupt_check()] + ([shown.callback(s.repeat)] if shown is not None else []) for s in seeds]
-        mine, trained = cotrain.train_points(own, others, exp, live)
+        mine, trained = cotrain.train_points(own, others, exp, live, lambda: [interrupt_check()])
         for p, entry in zip(others, trained):
             self.cotrained.put(cotrain.training_key(trial.study.study_name, exp, p.config, p.seeds, p.datasets), entry)
         run.tags["members"] = len(members)
