@@ -136,3 +136,25 @@ def test_members_of_different_configurations_and_depths_equal_their_trainings_al
     for (history, weights), member in zip(alone, results):
         assert member.history.equals(history)
         assert all(np.array_equal(a, b) for a, b in zip(weights, member.model.get_weights()))
+
+
+def test_the_cache_drops_points_started_elsewhere_and_stays_within_its_bounds():
+    import pandas as pd
+
+    from augsweep.experiment.seeding import sweep_seeds
+    from augsweep.runs.cotrain import CoTrainCache, SavedModel, Trained
+    from augsweep.runs.repeat import RepeatOutcome
+
+    def entry(number, size=0):
+        history = pd.DataFrame({"repeat": [0], "epoch": [0], "val_loss": [1.0]})
+        done = RepeatOutcome(sweep_seeds(0, 0), history, SavedModel(b"x" * size), "model", "false", "accuracy")
+        return Trained(number, [done], members=4, points=2)
+
+    cache = CoTrainCache(max_entries=2, max_bytes=10_000)
+    for n in (1, 2, 3):
+        cache.put(("k", n), entry(n))
+    assert [e.number for e in cache.entries.values()] == [2, 3] and cache.wasted == 1  # the oldest went first
+    cache.drop_except({3})  # trial 2 was started by another process: its copy here is never used
+    assert cache.take(("k", 2)) is None and cache.take(("k", 3)).number == 3
+    cache.put(("k", 4), entry(4, size=20_000))  # alone above the byte bound: not kept
+    assert not cache.entries and (cache.trained, cache.replayed, cache.wasted) == (4, 1, 3)
