@@ -75,6 +75,7 @@ def test_cotrained_sweep_equals_one_at_a_time_trains_each_point_once_and_reprodu
     assert trained == {"programs": 1, "members": 16}, trained
     view = read_stores(path, tmp_path / "m16")
     tags = [r.data.tags for r in sorted(view.trial_runs, key=lambda r: int(r.data.tags["trial"]))]
+    assert tags[0]["cotrain_cache"] == "co-trained 7, replayed 0, dropped unused 0"
     assert tags[0]["cotrained"].startswith("trained with 7 ") and all(
         t["cotrained"].startswith("replayed") and t["members"] == "16" for t in tags[1:])
     assert stored[16] == stored[1]  # values, parameters, repeat summaries, every epoch of every curve

@@ -265,6 +265,9 @@ class Objective:
             self.cotrained.put(cotrain.training_key(trial.study.study_name, exp, p.config, p.seeds, p.datasets), entry)
         run.tags["members"] = len(members)
         run.tags["cotrained"] = f"trained with {len(others)} queued design point(s)"
+        # What co-training has cost this process so far: copies dropped unused were trained twice.
+        c = self.cotrained
+        run.tags["cotrain_cache"] = f"co-trained {c.trained}, replayed {c.replayed}, dropped unused {c.wasted}"
         yield from self._replayed(trial, run, list(zip(seeds, mine)))
 
     def _preview(self, config):
