@@ -9,6 +9,10 @@ pays once. This engine computes each layer for all members in one op instead:
 - a dense layer is one batched matmul over the member axis (again with the bias as a row of the matrix);
 - ReLU, max-pooling and the softmax run on the members' batches merged into one.
 
+Validation has no gradient and one large batch per member (every validation image), so there each member runs its
+slices of the weights through the very ops a lone Keras `Conv2D`/`Dense` runs: a few big ops per member cost less
+than patches.
+
 Every member keeps its own training: its own data (each member's arrays, its own batch indices), its own initial
 weights (its slice drawn by the lone build's seeded initialisers), its own augmentation layers seeded by its `aug`
 seed and called once per step on its own slice, its own loss (the program minimises the sum of the members' mean
@@ -154,46 +158,53 @@ def _build_engine(m: int, input_shape, num_classes: int, depth: int, filters: in
                         xk = layer(xk, training=True)
                     parts.append(xk)
                 x = ops.stack(parts)
+            if not training:
+                return ops.stack([self._member(x[k], k) for k in range(m)])
             h, w, _ = input_shape
             for i in range(depth):
-                x = self._conv(x, self.stacked[2 * i], self.stacked[2 * i + 1], h, w, training)
+                x = self._conv(x, self.stacked[2 * i], self.stacked[2 * i + 1], h, w)
                 h, w = h // 2, w // 2
             x = ops.reshape(x, (m, -1, int(np.prod(x.shape[2:]))))
-            x = ops.relu(self._affine(x, self.stacked[-4], self.stacked[-3], training))
-            logits = self._affine(x, self.stacked[-2], self.stacked[-1], training)
+            x = ops.relu(self._affine(x, self.stacked[-4], self.stacked[-3]))
+            return self._activation(self._affine(x, self.stacked[-2], self.stacked[-1]))
+
+        def _activation(self, logits):
             return ops.sigmoid(logits) if binary else ops.softmax(logits, axis=-1)
+
+        def _member(self, x, k):
+            """Member k's forward pass without a gradient (validation): its slices of the weights through the ops a
+            lone Keras `Conv2D`/`Dense` runs. An evaluation batch is large (every validation image), so a member's
+            ops are few and big: cheaper than patches, and each member's numbers are its own by construction."""
+            for i in range(depth):
+                kernel, bias = self.stacked[2 * i][k], self.stacked[2 * i + 1][k]
+                x = ops.relu(ops.conv(x, kernel, strides=1, padding="same") + ops.reshape(bias, (1, 1, 1, -1)))
+                x = ops.max_pool(x, pool_size=2, strides=2, padding="valid")
+            x = ops.reshape(x, (-1, int(np.prod(x.shape[1:]))))
+            x = ops.relu(ops.matmul(x, self.stacked[-4][k]) + self.stacked[-3][k])
+            return self._activation(ops.matmul(x, self.stacked[-2][k]) + self.stacked[-1][k])
 
         @staticmethod
         def _with_ones(x):
             return ops.concatenate([x, ops.ones_like(x[..., :1])], axis=-1)
 
-        def _conv(self, x, kernel, bias, h, w, training):
+        def _conv(self, x, kernel, bias, h, w):
             size, cin, out = kernel.shape[1], kernel.shape[3], kernel.shape[4]
-            x = ops.reshape(x, (-1, h, w, cin))
             k = cin * size * size
-            if training or cin == 1:
-                # The patches as a depthwise convolution of the members' merged batch with one-hot taps: it copies
-                # each input channel's k*k neighbours (zero-padded, as `padding="same"`) into channels (c, i, j),
-                # exactly, and its input gradient is one kernel (shifted slices' gradients are many full-size pads).
-                patches = ops.depthwise_conv(x, self._taps(size, cin), strides=1, padding="same")
-                kernel = ops.reshape(ops.transpose(kernel, (0, 3, 1, 2, 4)), (m, k, out))
-            else:  # no gradient: shifted slices, channels (i, j, c), are cheaper for several channels
-                p = size // 2
-                padded = ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]])
-                patches = ops.concatenate([padded[:, i:i + h, j:j + w, :] for i in range(size) for j in range(size)],
-                                          axis=-1)
-                kernel = ops.reshape(kernel, (m, k, out))
+            # The patches as a depthwise convolution of the members' merged batch with one-hot taps: it copies each
+            # input channel's k*k neighbours (zero-padded, as `padding="same"`) into channels (c, i, j), exactly, and
+            # its input gradient is one kernel (shifted slices' gradients are many full-size pads).
+            patches = ops.depthwise_conv(ops.reshape(x, (-1, h, w, cin)), self._taps(size, cin), strides=1,
+                                         padding="same")
             patches = ops.reshape(patches, (m, -1, k))
-            y = ops.relu(self._affine(patches, kernel, bias, training))
+            kernel = ops.reshape(ops.transpose(kernel, (0, 3, 1, 2, 4)), (m, k, out))
+            y = ops.relu(self._affine(patches, kernel, bias))
             y = ops.max_pool(ops.reshape(y, (-1, h, w, out)), pool_size=2, strides=2, padding="valid")
             return ops.reshape(y, (m, -1, h // 2, w // 2, out))
 
-        def _affine(self, x, kernel, bias, training):
-            """x @ kernel + bias per member. In training the bias is a row of the matrix (a column of ones in x), so
-            that its gradient is part of the batched matmul's, per member; without a gradient it is added."""
-            if training:
-                return ops.matmul(self._with_ones(x), ops.concatenate([kernel, bias[:, None, :]], axis=1))
-            return ops.matmul(x, kernel) + bias[:, None, :]
+        def _affine(self, x, kernel, bias):
+            """x @ kernel + bias per member, the bias a row of the matrix (a column of ones in x), so that its
+            gradient is part of the batched matmul's, computed per member (not a reduction over the rows)."""
+            return ops.matmul(self._with_ones(x), ops.concatenate([kernel, bias[:, None, :]], axis=1))
 
         @staticmethod
         def _taps(size, cin):
