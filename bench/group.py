@@ -13,9 +13,12 @@ trace under XLA, so every approach below can train them). Sides, run in turn rou
 - `grouped conv`: the members fused into one network: their images concatenated on channels, `Conv2D(groups=N)`
   (one kernel call for all members), per-member dense layers as one batched `einsum` (XLA: TensorFlow's CPU
   kernels have no grouped convolution);
-- `stacked`: `training.stacked.run_stacked`, the members' weights stacked on a leading axis and every layer one
-  batched op for all of them (convolution as patches times stacked kernels in one batched matmul, ReLU and pooling
-  on the merged batch, one Adam over the stacked variables), each member's own augmentation, data and batch order.
+- `stacked`: `training.stacked.run_stacked`, the members' weights stacked on a leading axis: dense layers one
+  batched matmul for all members, ReLU, pooling, loss and one Adam over the stacked variables on all of them at
+  once; each member's own convolution op on its slice (M ops per layer, each a real convolution kernel); each
+  member's own augmentation, data and batch order; validation through each member's own slices;
+- `stacked-patches`: the same with every convolution of the training step one batched matmul of all members'
+  patches (copied by a depthwise convolution with one-hot taps) times their stacked kernels.
 
 Each side reports CPU-seconds of this process (all threads) per training, build and tracing included. The floor
 is the arithmetic of one training (multiply-adds of the forward pass x 2 FLOP, x 3 for a training step, over the
@@ -38,7 +41,7 @@ import _common  # noqa: F401 - sets sys.path and the TF log level
 from _common import machine, median, rounds_text, table
 
 AUGS = (("flip", (("mode", "horizontal"),)), ("contrast", (("factor", 0.3),)))
-SIDES = ("alone", "branches", "branches+xla", "grouped", "stacked")
+SIDES = ("alone", "branches", "branches+xla", "grouped", "stacked", "stacked-patches")
 
 
 def forward_macs(net) -> int:
@@ -189,13 +192,14 @@ def main(argv=None) -> int:
                                 validation_data=((ds.x_val,) * n, (ds.y_val,) * n), validation_batch_size=512)
         curves[("grouped", n)] = [np.asarray(history.history[f"val_member{k}_loss"]) for k in range(n)]
 
-    def stacked_side(n):
+    def stacked_side(n, conv="members"):
         members = [group.Member(config, ds, sweep_seeds(0, s)) for s in range(n)]
-        histories, _, _, _ = stacked.run_stacked(members, settings)
-        curves[("stacked", n)] = [h["val_loss"].to_numpy() for h in histories]
+        histories, _, _, _ = stacked.run_stacked(members, settings, conv=conv)
+        curves[("stacked" if conv == "members" else "stacked-patches", n)] = [h["val_loss"].to_numpy()
+                                                                               for h in histories]
 
     fns = {"alone": alone, "branches": branches, "branches+xla": lambda n: branches(n, "true"),
-           "grouped": grouped, "stacked": stacked_side}
+           "grouped": grouped, "stacked": stacked_side, "stacked-patches": lambda n: stacked_side(n, "patches")}
     if runtime.backend() != "tensorflow" or env.deterministic:
         sides = [s for s in sides if s != "branches+xla"]  # JAX compiles every step anyway; TF: XLA is off
     cpu: dict[tuple[str, int], list[float]] = {}
@@ -232,7 +236,7 @@ def main(argv=None) -> int:
           f"x {settings.epochs} epochs); this core sustains {rate / 1e9:.1f} GFLOP/s on the network's forward pass "
           f"over a big batch: {floor:.2f} CPU-s per training")
     for n in sizes:  # grouped and stacked compute the same functions with other kernels: how far apart
-        for side in ("grouped", "stacked"):
+        for side in ("grouped", "stacked", "stacked-patches"):
             if (side, n) in curves and ("branches", n) in curves:
                 pairs = list(zip(curves[(side, n)], curves[("branches", n)]))
                 gap = max(float(np.max(np.abs(a - b))) for a, b in pairs)

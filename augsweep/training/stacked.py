@@ -3,9 +3,9 @@
 `training.group` runs every member's own small ops (a branch per member), so on a CPU it saves only what a program
 pays once. This engine computes each layer for all members in one op instead:
 
-- a convolution is the members' image patches (a depthwise convolution of their merged batch with one-hot taps, which
-  copies each pixel's k*k neighbours exactly; a column of ones for the bias) times their stacked kernels
-  ([M, k*k*Cin + 1, Cout]) in one batched matmul;
+- a convolution is each member's own convolution op on its slice (M ops per layer, each a real convolution kernel:
+  measured faster than the alternative kept as `conv="patches"`, the members' image patches, copied exactly by a
+  depthwise convolution with one-hot taps, times their stacked kernels in one batched matmul);
 - a dense layer is one batched matmul over the member axis (again with the bias as a row of the matrix);
 - ReLU, max-pooling and the softmax run on the members' batches merged into one.
 
@@ -49,6 +49,7 @@ from .data import ImageFiles
 from .model import _HEAD_OFFSETS, _check_depth, _init, accuracy_name, build_convnet
 
 ENGINE = "stacked"  # the run tag / param value naming this engine
+CONVOLUTIONS = ("members", "patches")  # how the training step convolves (`_build_engine`); the first is the default
 
 
 def stackable(members: Sequence[group.Member], settings: TrainConfig, model: ModelConfig = ModelConfig()) -> str:
@@ -106,9 +107,13 @@ def _sum_last(x):
 
 
 def _build_engine(m: int, input_shape, num_classes: int, depth: int, filters: int, dense_units: int,
-                  augmentation: Sequence[Sequence]):
+                  augmentation: Sequence[Sequence], conv: str = CONVOLUTIONS[0]):
     """The stacked network of `m` members: call([M, B, H, W, C]) -> [M, B, classes]; `augmentation[k]` member k's
-    in-model augmentation layers (training only)."""
+    in-model augmentation layers (training only). `conv`: how the training step convolves, `members` (each member's
+    own convolution op on its slice: M ops per layer, each a real convolution kernel) or `patches` (one batched
+    matmul of all members' patches with their stacked kernels)."""
+    if conv not in CONVOLUTIONS:
+        raise ValueError(f"conv must be one of {CONVOLUTIONS}. Received: conv={conv!r}")
     import keras
     from keras import ops
 
@@ -162,7 +167,10 @@ def _build_engine(m: int, input_shape, num_classes: int, depth: int, filters: in
                 return ops.stack([self._member(x[k], k) for k in range(m)])
             h, w, _ = input_shape
             for i in range(depth):
-                x = self._conv(x, self.stacked[2 * i], self.stacked[2 * i + 1], h, w)
+                if conv == "members":
+                    x = self._conv_members(x, self.stacked[2 * i], self.stacked[2 * i + 1], h, w)
+                else:
+                    x = self._conv(x, self.stacked[2 * i], self.stacked[2 * i + 1], h, w)
                 h, w = h // 2, w // 2
             x = ops.reshape(x, (m, -1, int(np.prod(x.shape[2:]))))
             x = ops.relu(self._affine(x, self.stacked[-4], self.stacked[-3]))
@@ -199,6 +207,17 @@ def _build_engine(m: int, input_shape, num_classes: int, depth: int, filters: in
             kernel = ops.reshape(ops.transpose(kernel, (0, 3, 1, 2, 4)), (m, k, out))
             y = ops.relu(self._affine(patches, kernel, bias))
             y = ops.max_pool(ops.reshape(y, (-1, h, w, out)), pool_size=2, strides=2, padding="valid")
+            return ops.reshape(y, (m, -1, h // 2, w // 2, out))
+
+        def _conv_members(self, x, kernel, bias, h, w):
+            """Each member's own convolution op (and bias) on its slice, then ReLU and pooling on the merged batch.
+            M small ops per layer, but each is a real convolution kernel with its gradients (patches are copies
+            that cost more than the arithmetic at these sizes); unstacking keeps the gradient a stack, not M pads."""
+            out = kernel.shape[4]
+            xs, ks, bs = ops.unstack(x, axis=0), ops.unstack(kernel, axis=0), ops.unstack(bias, axis=0)
+            y = ops.stack([ops.conv(a, b, strides=1, padding="same") + ops.reshape(c, (1, 1, 1, -1))
+                           for a, b, c in zip(xs, ks, bs)])
+            y = ops.max_pool(ops.reshape(ops.relu(y), (-1, h, w, out)), pool_size=2, strides=2, padding="valid")
             return ops.reshape(y, (m, -1, h // 2, w // 2, out))
 
         def _affine(self, x, kernel, bias):
@@ -350,7 +369,8 @@ class _Networks:
         return self.built[k]
 
 
-def run_stacked(members: Sequence[group.Member], settings: TrainConfig, model: ModelConfig = ModelConfig()):
+def run_stacked(members: Sequence[group.Member], settings: TrainConfig, model: ModelConfig = ModelConfig(),
+                conv: str = CONVOLUTIONS[0]):
     """Train the members as one stacked program: (one (history frame, trained weights) per member, its history cut
     at its own stop; a `_Networks` giving member k's lone Keras network; the compiled program)."""
     import keras
@@ -371,7 +391,7 @@ def run_stacked(members: Sequence[group.Member], settings: TrainConfig, model: M
         train.set_global_seed(mem.seeds.order)  # what a lone `build` does first
         augmentation.append(group.placement_layers(mem.config.enabled, list(mem.config.enabled), mem.seeds.aug))
     net = _build_engine(len(members), ds.input_shape, ds.num_classes, cfg.depth, cfg.filters, cfg.dense_units,
-                        augmentation)
+                        augmentation, conv)
     inits = [initial_weights(mem.seeds.init, ds.input_shape, ds.num_classes, cfg.depth, cfg.filters,
                              cfg.dense_units) for mem in members]
     for j, v in enumerate(net.stacked):
