@@ -128,3 +128,24 @@ def test_what_the_engine_does_not_take(digits):
     assert "depths" in stacked.stackable(members, SETTINGS)
     with pytest.raises(ValueError, match="cannot run as one stacked program"):
         stacked.run_stacked(members, SETTINGS)
+
+
+def test_a_group_trained_stacked_carries_its_engine_and_reproduces_alone_exactly(digits):
+    from types import SimpleNamespace
+
+    from augsweep.experiment.schema import ModelConfig
+    from augsweep.runs import repeat, reproduce
+
+    config = TrialConfig(1, filters=8, dense_units=16, learning_rate=0.01, augmentations=(FLIP, CONTRAST))
+    seeds = [sweep_seeds(0, r) for r in range(3)]
+    assert repeat.group_engine(config, [digits] * 3, SETTINGS, seeds, engine="auto") == ("stacked", "")
+    engine, why = repeat.group_engine(config, [digits] * 3, SETTINGS, seeds, ModelConfig(base="vgg16"), "auto")
+    assert engine == "branches" and "pretrained base" in why
+    done = repeat.train_group(config, [digits] * 3, SETTINGS, seeds, engine="stacked")
+    assert [d.engine for d in done] == ["stacked"] * 3
+    assert list(done[1].history.columns) == ["repeat", "epoch", *group.metric_names(10)]
+    assert done[1].model.name == "convnet_d1"  # the lone Keras network, saved as one
+    # `--reproduce` of a trial tagged engine=stacked retrains each repeat alone through the engine: bit for bit
+    exp = SimpleNamespace(train=SETTINGS, model=ModelConfig())
+    again = reproduce._retrain(config, digits, exp, seeds[1], "stacked")
+    assert np.array_equal(again, done[1].history["val_loss"].to_numpy(dtype=float))

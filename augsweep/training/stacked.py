@@ -49,6 +49,7 @@ from .data import ImageFiles
 from .model import _HEAD_OFFSETS, _check_depth, _init, accuracy_name, build_convnet
 
 ENGINE = "stacked"  # the run tag / param value naming this engine
+MEMBERS_PREFIX = "members_"  # the program's logs: `members_loss` etc., one value per member
 CONVOLUTIONS = ("members", "patches")  # how the training step convolves (`_build_engine`); the first is the default
 
 
@@ -121,7 +122,8 @@ def _build_engine(m: int, input_shape, num_classes: int, depth: int, filters: in
     binary = num_classes == 2
 
     class PerMember(keras.metrics.Metric):
-        """A mean per member over the epoch's batches: total [M] and one count, read as `m<k>_<name>`."""
+        """A mean per member over the epoch's batches: total [M] and one count; its result is the vector [M] (one
+        log entry for all members, not M scalars: each would cost ops and a conversion every epoch)."""
 
         def __init__(self, name):
             super().__init__(name=name)
@@ -133,8 +135,7 @@ def _build_engine(m: int, input_shape, num_classes: int, depth: int, filters: in
             self.count.assign_add(ops.cast(weight, "float32"))
 
         def result(self):
-            r = ops.divide(self.total, ops.maximum(self.count, 1.0))
-            return {f"m{k}_{self.name}": r[k] for k in range(m)}
+            return ops.divide(self.total, ops.maximum(self.count, 1.0))
 
         def reset_state(self):
             self.total.assign(ops.zeros((m,)))
@@ -147,8 +148,8 @@ def _build_engine(m: int, input_shape, num_classes: int, depth: int, filters: in
             self.augment_layers = [list(layers) for layers in augmentation]
             self.stacked = [self.add_weight(shape=(m, *shape), initializer="zeros", name=name)
                             for name, shape, _ in specs]
-            self.loss_per_member = PerMember("loss")
-            self.accuracy_per_member = PerMember(accuracy_name(num_classes))
+            self.loss_per_member = PerMember(f"{MEMBERS_PREFIX}loss")
+            self.accuracy_per_member = PerMember(MEMBERS_PREFIX + accuracy_name(num_classes))
 
         def build(self, input_shape):  # the stacked weights are made above, their shapes known from the start
             self.built = True
@@ -469,9 +470,9 @@ def _splitter(views, member_callbacks, metric_names):
                 own = {}
                 for key in metric_names:
                     val = key.startswith("val_")
-                    name = f"{'val_' if val else ''}m{k}_{key[4:] if val else key}"
+                    name = f"{'val_' if val else ''}{MEMBERS_PREFIX}{key[4:] if val else key}"
                     if name in logs:
-                        own[key] = float(logs[name])
+                        own[key] = float(np.atleast_1d(np.asarray(logs[name]))[k])
                 for key, v in own.items():
                     self.histories[k].setdefault(key, []).append(v)
                 for cb in cbs:
