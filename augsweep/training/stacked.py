@@ -400,6 +400,8 @@ def run_stacked(members: Sequence[group.Member], settings: TrainConfig, model: M
     jit = {"auto": "auto", "true": True, "false": False}[settings.jit_compile]
     net.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.learning_rate, epsilon=settings.adam_epsilon),
                 jit_compile=jit)
+    # Adam's moments made now, not inside the first traced step (TensorFlow would then trace the step twice).
+    net.optimizer.build(net.trainable_variables)
     views = [MemberView(net, k) for k in range(len(members))]
     lists = []
     for mem in members:
