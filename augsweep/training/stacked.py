@@ -215,6 +215,7 @@ def _build_engine(m: int, input_shape, num_classes: int, depth: int, filters: in
             M small ops per layer, but each is a real convolution kernel with its gradients (patches are copies
             that cost more than the arithmetic at these sizes); unstacking keeps the gradient a stack, not M pads."""
             out = kernel.shape[4]
+            kernel, bias = ops.convert_to_tensor(kernel), ops.convert_to_tensor(bias)  # JAX cannot unstack a variable
             xs, ks, bs = ops.unstack(x, axis=0), ops.unstack(kernel, axis=0), ops.unstack(bias, axis=0)
             y = ops.stack([ops.conv(a, b, strides=1, padding="same") + ops.reshape(c, (1, 1, 1, -1))
                            for a, b, c in zip(xs, ks, bs)])
