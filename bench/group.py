@@ -12,7 +12,13 @@ trace under XLA, so every approach below can train them). Sides, run in turn rou
 - `branches+xla`: the same program compiled by XLA (`jit_compile: true`): the members' loop inside one jitted step;
 - `grouped conv`: the members fused into one network: their images concatenated on channels, `Conv2D(groups=N)`
   (one kernel call for all members), per-member dense layers as one batched `einsum` (XLA: TensorFlow's CPU
-  kernels have no grouped convolution).
+  kernels have no grouped convolution);
+- `stacked`: `training.stacked.run_stacked`, the members' weights stacked on a leading axis: dense layers one
+  batched matmul for all members, ReLU, pooling, loss and one Adam over the stacked variables on all of them at
+  once; each member's own convolution op on its slice (M ops per layer, each a real convolution kernel); each
+  member's own augmentation, data and batch order; validation through each member's own slices;
+- `stacked-patches`: the same with every convolution of the training step one batched matmul of all members'
+  patches (copied by a depthwise convolution with one-hot taps) times their stacked kernels.
 
 Each side reports CPU-seconds of this process (all threads) per training, build and tracing included. The floor
 is the arithmetic of one training (multiply-adds of the forward pass x 2 FLOP, x 3 for a training step, over the
@@ -20,7 +26,8 @@ images seen per epoch and the epochs) at the rate one core sustains on a big bat
 
     python bench/group.py                                # ~10 minutes on 2 shared cores
     python bench/group.py --sizes 4,16,64 --epochs 20    # fewer epochs: per-training figures scale per epoch
-    KERAS_BACKEND=jax python bench/group.py --sides alone,branches,grouped   # the JAX path (make bench-gpu)
+    python bench/group.py --sizes 4,16,32 --sides alone,branches,stacked     # the stacked engine against both
+    KERAS_BACKEND=jax python bench/group.py --sides alone,branches,grouped,stacked   # the JAX path (make bench-gpu)
     python bench/group.py --tiny                         # seconds (tests)
 """
 
@@ -34,7 +41,7 @@ import _common  # noqa: F401 - sets sys.path and the TF log level
 from _common import machine, median, rounds_text, table
 
 AUGS = (("flip", (("mode", "horizontal"),)), ("contrast", (("factor", 0.3),)))
-SIDES = ("alone", "branches", "branches+xla", "grouped")
+SIDES = ("alone", "branches", "branches+xla", "grouped", "stacked", "stacked-patches")
 
 
 def forward_macs(net) -> int:
@@ -149,7 +156,7 @@ def main(argv=None) -> int:
     from augsweep.experiment import DatasetConfig, TrainConfig
     from augsweep.experiment.seeding import sweep_seeds
     from augsweep.experiment.space import TrialConfig
-    from augsweep.training import group, train
+    from augsweep.training import group, stacked, train
     from augsweep.training.data import load_dataset
 
     env = runtime.setup(args.deterministic, False)  # as a sweep trains: deterministic ops, one thread each
@@ -185,8 +192,14 @@ def main(argv=None) -> int:
                                 validation_data=((ds.x_val,) * n, (ds.y_val,) * n), validation_batch_size=512)
         curves[("grouped", n)] = [np.asarray(history.history[f"val_member{k}_loss"]) for k in range(n)]
 
+    def stacked_side(n, conv="members"):
+        members = [group.Member(config, ds, sweep_seeds(0, s)) for s in range(n)]
+        histories, _, _, _ = stacked.run_stacked(members, settings, conv=conv)
+        curves[("stacked" if conv == "members" else "stacked-patches", n)] = [h["val_loss"].to_numpy()
+                                                                               for h in histories]
+
     fns = {"alone": alone, "branches": branches, "branches+xla": lambda n: branches(n, "true"),
-           "grouped": grouped}
+           "grouped": grouped, "stacked": stacked_side, "stacked-patches": lambda n: stacked_side(n, "patches")}
     if runtime.backend() != "tensorflow" or env.deterministic:
         sides = [s for s in sides if s != "branches+xla"]  # JAX compiles every step anyway; TF: XLA is off
     cpu: dict[tuple[str, int], list[float]] = {}
@@ -222,13 +235,14 @@ def main(argv=None) -> int:
           f"({steps} steps x {settings.batch_size} images x 3 + {len(ds.x_val)} validation images, per epoch, "
           f"x {settings.epochs} epochs); this core sustains {rate / 1e9:.1f} GFLOP/s on the network's forward pass "
           f"over a big batch: {floor:.2f} CPU-s per training")
-    for n in sizes:  # the grouped network computes the same functions with other kernels: how far apart
-        if ("grouped", n) in curves and ("branches", n) in curves:
-            gap = max(float(np.max(np.abs(a - b))) for a, b in zip(curves[("grouped", n)], curves[("branches", n)]))
-            best = max(abs(float(a.min()) - float(b.min())) for a, b in zip(curves[("grouped", n)],
-                                                                            curves[("branches", n)]))
-            print(f"grouped conv vs branches (= each training alone), {n} members: max |diff| of val_loss "
-                  f"{gap:.2g} over every epoch, {best:.2g} in best val_loss")
+    for n in sizes:  # grouped and stacked compute the same functions with other kernels: how far apart
+        for side in ("grouped", "stacked", "stacked-patches"):
+            if (side, n) in curves and ("branches", n) in curves:
+                pairs = list(zip(curves[(side, n)], curves[("branches", n)]))
+                gap = max(float(np.max(np.abs(a - b))) for a, b in pairs)
+                best = max(abs(float(a.min()) - float(b.min())) for a, b in pairs)
+                print(f"{side} vs branches (= each training alone), {n} members: max |diff| of val_loss "
+                      f"{gap:.2g} over every epoch, {best:.2g} in best val_loss")
     return 0
 
 

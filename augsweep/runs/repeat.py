@@ -33,6 +33,7 @@ class RepeatOutcome:
     placement: str
     jit_compile: str
     accuracy: str
+    engine: str = "keras"  # what computed it: "keras" (alone, or a branch: bit for bit alone) | "stacked"
 
     def check(self, chance: float) -> dict:
         """The repeat's summary numbers. A diverged training (a non-finite loss stopped it) is scored by the
@@ -61,14 +62,53 @@ def train_repeat(config: TrialConfig, dataset: Dataset, settings: TrainConfig, s
     return RepeatOutcome(seeds, history, result.model, result.placement, jit, accuracy_name(dataset.num_classes))
 
 
+ENGINES = ("branches", "stacked", "auto")
+
+
+def group_engine(config: TrialConfig, datasets: Sequence[Dataset], settings: TrainConfig,
+                 seeds: Sequence[RepeatSeeds], model: ModelConfig = ModelConfig(),
+                 engine: str = "branches") -> tuple[str, str]:
+    """(the engine a group of repeats trains with, why): `branches` (`training.group`: bit for bit each training
+    alone), `stacked` (`training.stacked`: the members fused, within a stated tolerance of training alone and bit for
+    bit the same member alone through that engine), or `auto`: stacked where it applies (the plain convnet on
+    TensorFlow, every augmentation in the model, float32), branches otherwise."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}. Received: engine={engine!r}")
+    if engine == "branches":
+        return "branches", "requested"
+    from .. import runtime
+    from ..training import group, stacked
+
+    members = [group.Member(config, d, s) for d, s in zip(datasets, seeds)]
+    why = stacked.stackable(members, settings, model)
+    if not why and train.plan_placement(config, settings).in_data:
+        why = "augmentations placed in the input pipeline"
+    if not why and engine == "auto" and runtime.backend() != "tensorflow":
+        why = f"{runtime.backend()}: branches compile into one program and measured faster (bench/group.py)"
+    if why and engine == "stacked":
+        raise ValueError(f"these trainings cannot run as one stacked program: {why}")
+    return ("branches", why) if why else ("stacked", "")
+
+
 def train_group(config: TrialConfig, datasets: Sequence[Dataset], settings: TrainConfig, seeds: Sequence[RepeatSeeds],
-                live: Sequence[Sequence] = (), model: ModelConfig = ModelConfig()) -> list[RepeatOutcome]:
-    """Train repeats of one configuration as one program (`training.group`), each on its own dataset, with the
-    non-finite check and `live[k]` (callbacks that must see member k's epochs as they happen) per member."""
+                live: Sequence[Sequence] = (), model: ModelConfig = ModelConfig(),
+                engine: str = "branches") -> list[RepeatOutcome]:
+    """Train repeats of one configuration as one program, each on its own dataset, with the non-finite check and
+    `live[k]` (callbacks that must see member k's epochs as they happen) per member. `engine`: `group_engine`; the
+    outcomes carry the one used (`RepeatOutcome.engine`), which `--reproduce` must retrain with."""
     from ..training import group
 
     live = list(live) or [()] * len(seeds)
     members = [group.Member(config, d, s, [stop_on_non_finite(), *cbs]) for d, s, cbs in zip(datasets, seeds, live)]
+    chosen, _ = group_engine(config, datasets, settings, seeds, model, engine)
+    if chosen == "stacked":
+        from ..training import stacked
+
+        histories, networks, program, _ = stacked.run_stacked(members, settings, model)
+        jit = str(bool(program.jit_compile)).lower()
+        return [RepeatOutcome(s, ordered(h.reset_index().assign(repeat=s.repeat)), networks.get(k), "model", jit,
+                              accuracy_name(d.num_classes), stacked.ENGINE)
+                for k, (h, s, d) in enumerate(zip(histories, seeds, datasets))]
     results, program = group.run_group(members, settings, model)
     jit = str(bool(program.jit_compile)).lower()
     return [RepeatOutcome(s, ordered(r.history.reset_index().assign(repeat=s.repeat)), r.model, r.placement, jit,

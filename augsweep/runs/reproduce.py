@@ -35,6 +35,13 @@ def _deterministic(run) -> bool:
     return run.data.tags.get(rec.TAG_DETERMINISTIC) == "true"
 
 
+TAG_ENGINE = "engine"  # "stacked": trained by `training.stacked`; absent: Keras's own layers (alone or a branch)
+
+
+def _engine(run) -> str:
+    return run.data.tags.get(TAG_ENGINE, "keras")
+
+
 def _pinned(runs) -> bool:
     """Whether the original trained with one CPU thread per op (tag `training_threads` = 1; runs logged before
     the tag existed used TensorFlow's default threads)."""
@@ -42,7 +49,7 @@ def _pinned(runs) -> bool:
 
 
 def _targets(exp: Experiment, target: str, stores, client, experiment_id: str):
-    """(label, config, [(seeds, logged val_loss by epoch, logged deterministically, logged split or None)], one
+    """(label, config, [(seeds, logged val_loss by epoch, logged deterministically, logged split or None, engine)], one
     thread per op) of a trial number or an ablation variant."""
     if re.fullmatch(r"t?\d+", target):
         number = int(target.lstrip("t"))
@@ -62,7 +69,7 @@ def _targets(exp: Experiment, target: str, stores, client, experiment_id: str):
             if m:
                 r = int(m.group(1))
                 out.append((RepeatSeeds.from_param(text, r), repeat_metric_history(client, run_id, "val_loss", r),
-                            _deterministic(run), logged_split(run.data.params, r)))
+                            _deterministic(run), logged_split(run.data.params, r), _engine(run)))
         return f"trial t{number:02d} {config.label()}", config, out, _pinned([run])
     parent = latest_ablation(client, experiment_id)
     if parent is None:
@@ -83,7 +90,7 @@ def _targets(exp: Experiment, target: str, stores, client, experiment_id: str):
         r = int(run.data.tags[rec.TAG_SEED_INDEX])
         out.append((RepeatSeeds.from_param(run.data.params[f"seeds_r{r}"], r),
                     repeat_metric_history(client, run.info.run_id, "val_loss", r), _deterministic(run),
-                    logged_split(run.data.params, r)))
+                    logged_split(run.data.params, r), _engine(run)))
     return f"variant {target} {config.label()}", config, out, _pinned(mine)
 
 
@@ -135,6 +142,17 @@ def _logged_data(dataset: Dataset, exp: Experiment, split: tuple[int, str] | Non
     return data
 
 
+def _retrain(config: TrialConfig, data: Dataset, exp: Experiment, seeds: RepeatSeeds, engine: str) -> np.ndarray:
+    """The val_loss curve of one repeat trained again alone: through the stacked engine as a group of one when it
+    trained there (a member's numbers there do not depend on the others: `training.stacked`), else `train.run`."""
+    if engine == "stacked":
+        from ..training import group, stacked
+
+        histories, _, _, _ = stacked.run_stacked([group.Member(config, data, seeds)], exp.train, exp.model)
+        return histories[0]["val_loss"].to_numpy(dtype=float)
+    return train.run(config, data, exp.train, seeds, model=exp.model).history["val_loss"].to_numpy(dtype=float)
+
+
 def reproduce(exp: Experiment, stores: Stores, target: str, echo: Callable[[str], None] = print) -> Reproduction:
     """Retrain a logged trial (number) or ablation variant (name) with its logged seeds; print logged vs
     new per-epoch val_loss and the verdict. Reads the stores, writes nothing."""
@@ -151,19 +169,19 @@ def reproduce(exp: Experiment, stores: Stores, target: str, echo: Callable[[str]
     # The retraining is always deterministic (the original may not have been), on the original's CPU threads:
     # a reduction's summation order depends on how many threads split it.
     runtime.setup(True, exp.train.mixed_precision, pin_threads=pinned)
-    exact = bool(logged) and all(d for _, _, d, _ in logged)
+    exact = bool(logged) and all(d for _, _, d, _, _ in logged)
     echo(f"reproducing {label}: {len(logged)} seed(s) x {exp.train.epochs} epochs (deterministic ops)")
     if not exact:
         echo("  the original ran without deterministic ops (train.deterministic: false, or logged before it "
              "existed): it can only be compared within seed noise")
     echo(f"  {'seed':>4}  {'epoch':>5}  {'logged val_loss':>16}  {'new val_loss':>16}  {'|diff|':>9}")
     worst = 0.0
-    for seeds, history, _, split in logged:
+    for seeds, history, _, split, engine in logged:
         if not history:
             echo(f"  r{seeds.repeat}: nothing logged (pruned or failed before its first epoch); skipped")
             continue
         data = _logged_data(dataset, exp, split, f"{label} r{seeds.repeat}")
-        new = train.run(config, data, exp.train, seeds, model=exp.model).history["val_loss"].to_numpy(dtype=float)
+        new = _retrain(config, data, exp, seeds, engine)
         for m in sorted(history, key=lambda m: m.step):
             if m.step >= len(new):
                 continue
