@@ -144,6 +144,12 @@ def sweep(experiment, *, trials=None, workers: int | str = 1, mlruns="mlruns", s
     if start is not None:
         start(budget_of(exp, trials))
     n, rule = (1, "") if peer else resolve_workers(workers, exp, trials)
+    if workers == "auto" and n > 1:
+        from .runs.members import resolve_members
+
+        if resolve_members(members, exp)[0] > exp.repeats:
+            # A second worker would pop the very queued design points this one's programs train along.
+            n, rule = 1, "one process: its programs train the block's queued design points (--members auto)"
     if n > 1:
         outcome = run_workers(exp, stores, n, trials=trials, echo=echo, rule=rule, members=members)
     else:

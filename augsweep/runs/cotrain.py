@@ -27,6 +27,7 @@ from ..experiment.seeding import RepeatSeeds, sweep_seeds
 from ..experiment.space import TrialConfig
 from ..stores import records as rec
 from ..training import group as group_training
+from ..training import stacked
 from ..training.checks import chance_loss, stop_on_non_finite
 from ..training.data import Dataset
 from ..training.model import accuracy_name
@@ -115,10 +116,11 @@ def _seeds(exp: Experiment, block: int, attempt: int) -> list[RepeatSeeds]:
     return [sweep_seeds(exp.seed, block * exp.repeats + r, attempt) for r in range(exp.repeats)]
 
 
-def queued_points(study, trial, exp: Experiment, grid: bool, data, cache: CoTrainCache, limit: int) -> list[Point]:
+def queued_points(study, trial, exp: Experiment, grid: bool, data, cache: CoTrainCache, limit: int,
+                  depth: int | None = None) -> list[Point]:
     """Up to `limit` queued design points of `trial`'s block, in the order the queue hands them out, that this
     process has not trained yet; drops the cache's entries whose trial is no longer queued. `data(seeds)`: the
-    replicate's dataset."""
+    replicate's dataset; `depth`: only points of that depth (a stacked program holds one network shape)."""
     import optuna
     from optuna.trial import TrialState
 
@@ -138,6 +140,8 @@ def queued_points(study, trial, exp: Experiment, grid: bool, data, cache: CoTrai
                                   grid=grid)
         except (ValueError, KeyError, TypeError):
             continue  # a parameter the queue does not fix: the trial's sampler decides it, so it is not known here
+        if depth is not None and config.depth != depth:
+            continue
         seeds = _seeds(exp, block, int(t.user_attrs.get(rec.SEED_ATTEMPT, 0)))
         points.append(Point(t.number, config, seeds, [data(s) for s in seeds]))
         if len(points) == limit:
@@ -156,28 +160,41 @@ def _artifact_repeat(outcomes: Sequence[RepeatOutcome], chance: float) -> int | 
 
 
 def train_points(own: Point, others: Sequence[Point], exp: Experiment, live: Sequence[Sequence],
-                 watch: Callable[[], Sequence] = tuple) -> tuple[list[RepeatOutcome], list[Trained]]:
+                 watch: Callable[[], Sequence] = tuple, engine: str = "branches"
+                 ) -> tuple[list[RepeatOutcome], list[Trained]]:
     """Train `own`'s repeats and those of `others` as one program. Returns `own`'s outcomes (live models, valid
     until the next build) and each of the others' outcomes with the model its trial would keep saved as bytes.
     `live[r]`: callbacks that see `own`'s repeat r as it trains; `watch()`: fresh callbacks for every other
-    member (an interrupt check keeps firing after `own`'s members have all ended)."""
+    member (an interrupt check keeps firing after `own`'s members have all ended). `engine`: "branches"
+    (`training.group`) or "stacked" (`training.stacked`, the points then share one network shape)."""
     points = [own, *others]
     members = []
     for p in points:
         for r, (s, d) in enumerate(zip(p.seeds, p.datasets)):
             cbs = list(live[r]) if p is own and r < len(live) else list(watch())
             members.append(group_training.Member(p.config, d, s, [stop_on_non_finite(), *cbs]))
-    results, program = group_training.run_group(members, exp.train, exp.model)
-    jit = str(bool(program.jit_compile)).lower()
     outcomes, k = [], 0
-    for p in points:
-        mine = []
-        for s, d in zip(p.seeds, p.datasets):
-            res = results[k]
-            k += 1
-            mine.append(RepeatOutcome(s, ordered(res.history.reset_index().assign(repeat=s.repeat)), res.model,
-                                      res.placement, jit, accuracy_name(d.num_classes)))
-        outcomes.append(mine)
+    if engine == stacked.ENGINE:
+        histories, networks, program, _ = stacked.run_stacked(members, exp.train, exp.model)
+        jit = str(bool(program.jit_compile)).lower()
+        for p in points:
+            mine = []
+            for s, d in zip(p.seeds, p.datasets):
+                mine.append(RepeatOutcome(s, ordered(histories[k].reset_index().assign(repeat=s.repeat)),
+                                          networks.get(k), "model", jit, accuracy_name(d.num_classes), stacked.ENGINE))
+                k += 1
+            outcomes.append(mine)
+    else:
+        results, program = group_training.run_group(members, exp.train, exp.model)
+        jit = str(bool(program.jit_compile)).lower()
+        for p in points:
+            mine = []
+            for s, d in zip(p.seeds, p.datasets):
+                res = results[k]
+                k += 1
+                mine.append(RepeatOutcome(s, ordered(res.history.reset_index().assign(repeat=s.repeat)), res.model,
+                                          res.placement, jit, accuracy_name(d.num_classes)))
+            outcomes.append(mine)
     trained = []
     for p, mine in zip(others, outcomes[1:]):
         keep = _artifact_repeat(mine, chance_loss(p.datasets[0].num_classes))

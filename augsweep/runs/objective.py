@@ -19,7 +19,7 @@ from ..runtime import RunEnv, store_write
 from ..stores import records as rec
 from ..stores.tracking import FINISHED, KILLED, Tracker, repeat_metric
 from ..training import group as group_training
-from ..training import train
+from ..training import stacked, train
 from ..training.checks import chance_loss, failure_reason
 from ..training.data import Dataset
 from ..training.resample import replicate_data, split_param
@@ -27,7 +27,7 @@ from . import cotrain
 from .cotrain import CoTrainCache
 from .lifecycle import TrainingRun
 from .progress import SweepProgress
-from .repeat import MODEL_ARTIFACT, preview_images, replay, save_model, train_group, train_repeat
+from .repeat import MODEL_ARTIFACT, group_engine, preview_images, replay, save_model, train_group, train_repeat
 
 
 def interrupt_check():
@@ -101,6 +101,7 @@ class Objective:
     extra_tags: dict = field(default_factory=dict)
     progress: SweepProgress | None = None  # per-epoch terminal progress (the sweep's); None: silent
     members: int = 1  # members per program (`runs.members`): above `repeats`, queued design points train along
+    engine: str = "branches"  # how a program of members computes (`runs.members.engine_for`, `repeat.group_engine`)
     # Queued design points this process co-trained, until their trials run here (`runs.cotrain`).
     cotrained: CoTrainCache = field(default_factory=CoTrainCache)
 
@@ -149,6 +150,8 @@ class Objective:
         try:
             for r, s, done, prune in self._repeats(trial, config, seeds, run, shown):
                 run.tags["jit_compile"] = done.jit_compile
+                if done.engine != "keras":  # `--reproduce` retrains through the engine that computed it
+                    run.tags["engine"] = done.engine
                 run.histories.append(done.history)
                 # A diverged training is an outcome, not a hole: scored by what it reached (checks.py).
                 summaries.append(done.check(chance_loss(self.dataset.num_classes)))
@@ -236,7 +239,7 @@ class Objective:
                 continue
             live = [[interrupt_check()] + ([shown.callback(s.repeat)] if shown is not None else []) for _, s in chunk]
             group = train_group(config, [datasets[r] for r, _ in chunk], exp.train, [s for _, s in chunk],
-                                live, model=exp.model)
+                                live, model=exp.model, engine=self.engine)
             yield from self._replayed(trial, run, [(s, done) for (_, s), done in zip(chunk, group)], start)
 
     def _replayed(self, trial, run: TrainingRun, outcomes, start: int = 0):
@@ -253,14 +256,19 @@ class Objective:
         exp = self.experiment
         own = cotrain.Point(trial.number, config, list(seeds), datasets)
         members = [group_training.Member(config, d, s) for s, d in zip(seeds, datasets)]
+        engine, _ = group_engine(config, datasets, exp.train, seeds, exp.model, self.engine)
+        # A stacked program holds one network shape: queued points of another depth wait for a program of theirs.
+        fits = ((lambda more: not stacked.stackable(members + more, exp.train, exp.model)) if engine == "stacked"
+                else (lambda more: not group_training.groupable(members + more, exp.train, exp.model)))
         others = []
-        for p in cotrain.queued_points(trial.study, trial, exp, self.grid, self._dataset, self.cotrained, points - 1):
+        for p in cotrain.queued_points(trial.study, trial, exp, self.grid, self._dataset, self.cotrained,
+                                       points - 1, depth=config.depth if engine == "stacked" else None):
             more = [group_training.Member(p.config, d, s) for s, d in zip(p.seeds, p.datasets)]
-            if not group_training.groupable(members + more, exp.train, exp.model):
+            if fits(more):
                 members += more
                 others.append(p)
         live = [[interrupt_check()] + ([shown.callback(s.repeat)] if shown is not None else []) for s in seeds]
-        mine, trained = cotrain.train_points(own, others, exp, live, lambda: [interrupt_check()])
+        mine, trained = cotrain.train_points(own, others, exp, live, lambda: [interrupt_check()], engine)
         for p, entry in zip(others, trained):
             self.cotrained.put(cotrain.training_key(trial.study.study_name, exp, p.config, p.seeds, p.datasets), entry)
         run.tags["members"] = len(members)

@@ -450,7 +450,7 @@ def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: 
     process trains, as its entry point set it up (`runtime.setup`); set up from the experiment when None.
     `members`: seed replicates of a trial trained as one program (`runs.members`: auto or N; 1 one at a time).
     """
-    from .members import describe, resolve_members
+    from .members import describe, engine_for, resolve_members
     from .objective import Objective
     from .progress import SweepProgress
 
@@ -481,7 +481,7 @@ def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: 
         shown = SweepProgress(session.budget, lambda: session.already + progress.ran, exp.train.epochs,
                               exp.repeats, echo, parallel=worker[1] if worker is not None else 1)
         objective = Objective(exp, dataset, session.tracker, env, grid=exp.sampler == "grid",
-                              progress=shown, members=per_program)
+                              progress=shown, members=per_program, engine=engine_for(members))
         optimize(session.study, exp, objective, progress, session.budget, session.start_lock, echo,
                  planner=session.planner)
         if progress.aborted:
