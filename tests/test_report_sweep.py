@@ -14,7 +14,7 @@ from augsweep.experiment import load_experiment
 from augsweep.report.sweep_analysis import EFFECT_COLUMNS, analyse
 from augsweep.report.sweep_load import trials_by_number
 from augsweep.stores.study import load_study, trainings_table
-from tests.helpers import report, run_cli, stores, sweep, tiny_experiment, untidy
+from tests.helpers import report, run_cli, run_in_process, stores, sweep, tiny_experiment, untidy
 
 DIGITS = {
     # Horizontal flips and large rotations destroy digit identity (6 vs 9, 2 vs 5): both must hurt.
@@ -99,7 +99,7 @@ def test_report_is_byte_identical_and_complete(digits_sweep, tmp_path):
 
 def test_missing_study_and_empty_study_exit_2(tmp_path, write_experiment):
     path = write_experiment(tiny_experiment())
-    result = run_cli("report.py", path, "--mlruns", tmp_path / "nothing")
+    result = run_in_process("report.py", path, "--mlruns", tmp_path / "nothing")
     assert result.returncode == 2 and "run `augsweep sweep`" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 

@@ -12,7 +12,7 @@ from augsweep.report.sweep_analysis import EFFECT_COLUMNS
 from augsweep.stores.records import KIND_ABLATION as KIND_PARENT
 from augsweep.stores.records import KIND_ABLATION_RUN as KIND_RUN
 from augsweep.stores.tracking import tracking_uri_for
-from tests.helpers import ablate, report, reproduce, run_cli, sweep, tiny_experiment
+from tests.helpers import ablate, report, reproduce, run_cli, run_in_process, sweep, tiny_experiment
 
 BASE = {"depth": 1, "augmentations": {"flip": {"mode": "horizontal"}, "contrast": {"factor": 0.3}}}
 
@@ -122,9 +122,9 @@ def test_ablation_without_a_sweep_or_a_base_is_a_clear_error(write_experiment, t
 
 def test_ablation_cli_flags_are_checked(write_experiment, tmp_path):
     path = write_experiment(ablation_experiment())
-    result = run_cli("sweep.py", path, "--repeats", "3")
+    result = run_in_process("sweep.py", path, "--repeats", "3")
     assert result.returncode == 2 and "--repeats is only used with --ablation" in result.stderr
-    result = run_cli("sweep.py", path, "--ablation", "--reproduce", "base")
+    result = run_in_process("sweep.py", path, "--ablation", "--reproduce", "base")
     assert result.returncode == 2 and "not allowed with" in result.stderr
 
 

@@ -18,7 +18,7 @@ import pytest
 from augsweep.experiment import load_experiment
 from augsweep.runs.workers import gpu_assignments
 from augsweep.stores.liveness import process_alive
-from tests.helpers import ROOT, read_stores, run_cli, sweep, tiny_experiment, wait_for_study
+from tests.helpers import ROOT, read_stores, run_cli, run_in_process, sweep, tiny_experiment, wait_for_study
 
 SPACE = {"depth": {"low": 1, "high": 2}, "augmentations": {"flip": None, "contrast": None}}
 
@@ -179,7 +179,7 @@ def test_repair_marks_stale_runs_without_training(tmp_path, write_experiment):
 
 
 def test_repair_without_a_study_is_bad_input(tmp_path, write_experiment):
-    result = run_cli("sweep.py", write_experiment(tiny_experiment()), "--mlruns", tmp_path / "m", "--repair")
+    result = run_in_process("sweep.py", write_experiment(tiny_experiment()), "--mlruns", tmp_path / "m", "--repair")
     assert result.returncode == 2 and "nothing to repair" in result.stderr
     assert not (tmp_path / "m").exists()
 
