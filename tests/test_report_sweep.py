@@ -42,9 +42,9 @@ def digits_sweep(tmp_path_factory):
 @pytest.mark.slow
 def test_flip_and_large_rotation_hurt_digits(digits_sweep, tmp_path):
     """The known answer, with its margin measured (2 blocks of 2 seeds, 32 trainings): flip +0.172 val_loss,
-    interval [0.127, 0.218], its lower end 3.8 half-widths above 0; rotation +1.173, [0.992, 1.353], 6.5
-    half-widths; contrast +0.005, [-0.001, 0.010], negligible. (With blocks of 3 seeds, 48 trainings: flip 5.2
-    and rotation 13.9 half-widths above 0, contrast undecided.)"""
+    interval [0.127, 0.218], the estimate 3.8 of its interval's half-widths above 0; rotation +1.173, [0.992,
+    1.353], 6.5 half-widths; contrast +0.005, [-0.001, 0.010], negligible. (With blocks of 3 seeds, 48
+    trainings: flip 5.2 and rotation 13.9 half-widths above 0, contrast undecided.)"""
     path, mlruns = digits_sweep
     out, analysis = report(load_experiment(path), mlruns, tmp_path / "r")
     effects = pd.read_csv(out / "effects.csv")
