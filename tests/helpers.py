@@ -78,6 +78,35 @@ def run_cli(script: str, *args, cwd: Path | None = None, timeout: float = 600, e
     )
 
 
+def run_in_process(script: str, *args, cwd: Path | None = None, env=None) -> subprocess.CompletedProcess:
+    """`run_cli` without a new interpreter: the same entry function the script or verb calls (`sweep_main`,
+    `report_main`, `augsweep.cli.main`), its exit code and what it printed to stdout and stderr. For claims about
+    what the tool answers, not about the process (a fresh interpreter, signals, what it imports)."""
+    import contextlib
+    import io
+
+    from augsweep.cli import main, report_main, sweep_main
+
+    argv = [*map(str, args)]
+    call = {"sweep.py": lambda: sweep_main(argv), "report.py": lambda: report_main(argv)}.get(
+        script, lambda: main([script, *argv]))
+    out, err = io.StringIO(), io.StringIO()
+    saved_cwd, saved_env = Path.cwd(), {k: os.environ.get(k) for k in (env or {})}
+    try:
+        os.environ.update(env or {})
+        os.chdir(cwd or ROOT)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = call()
+    finally:
+        os.chdir(saved_cwd)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return subprocess.CompletedProcess([script, *argv], code, out.getvalue(), err.getvalue())
+
+
 def experiment(path_or_exp) -> Experiment:
     return path_or_exp if isinstance(path_or_exp, Experiment) else load_experiment(path_or_exp)
 

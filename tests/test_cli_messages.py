@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.helpers import run_cli, tiny_experiment
+from tests.helpers import run_cli, run_in_process, tiny_experiment
 
 
 def _one_line_error(result) -> str:
@@ -18,7 +18,7 @@ def _one_line_error(result) -> str:
 
 @pytest.mark.parametrize("args", [("--trials", "abc"), ("--workers", "x"), ("--bogus",)])
 def test_argument_errors_are_one_line(args):
-    line = _one_line_error(run_cli("sweep.py", "experiments/default.yaml", *args))
+    line = _one_line_error(run_in_process("sweep.py", "experiments/default.yaml", *args))
     assert args[0] in line and "sweep.py --help" in line
 
 
@@ -31,20 +31,20 @@ def test_report_on_a_missing_file_answers_before_the_heavy_imports(tmp_path):
 
 def test_empty_experiment_file_says_so(write_experiment):
     path = write_experiment("# only a comment\n")
-    line = _one_line_error(run_cli("report.py", path))
+    line = _one_line_error(run_in_process("report.py", path))
     assert "the file is empty" in line and str(path) in line
 
 
 @pytest.mark.parametrize("name", ["../../x", "a/b", ".hidden", "x y", ""])
 def test_unsafe_experiment_names_are_rejected(write_experiment, tmp_path, name):
     path = write_experiment(tiny_experiment(name=name))
-    line = _one_line_error(run_cli("report.py", path, "--mlruns", tmp_path / "mlruns"))
+    line = _one_line_error(run_in_process("report.py", path, "--mlruns", tmp_path / "mlruns"))
     assert line.startswith("error: name must be") and repr(name) in line and str(path) in line
     assert not (tmp_path / "mlruns").exists() and not (tmp_path.parent / "x").exists()
 
 
 def test_unsafe_study_name_is_rejected(write_experiment):
-    line = _one_line_error(run_cli("report.py", write_experiment(tiny_experiment()), "--study-name", "../up"))
+    line = _one_line_error(run_in_process("report.py", write_experiment(tiny_experiment()), "--study-name", "../up"))
     assert "--study-name" in line and "'../up'" in line
 
 
@@ -52,14 +52,14 @@ def test_missing_folder_dataset_names_the_file_and_the_resolved_path(write_exper
     exp = tiny_experiment(dataset={"source": "folder", "path": "no/such/folder", "samples": 96})
     exp["dataset"].pop("samples")
     path = write_experiment(exp)
-    line = _one_line_error(run_cli("sweep.py", path, "--mlruns", tmp_path / "mlruns"))
+    line = _one_line_error(run_in_process("sweep.py", path, "--mlruns", tmp_path / "mlruns"))
     assert "dataset.path does not exist" in line and "'no/such/folder'" in line
     assert "looked at /" in line and "no/such/folder" in line.split("looked at ")[1] and str(path) in line
 
 
 def test_ablation_without_a_sweep_prints_the_command_for_this_file(write_experiment, tmp_path):
     path = write_experiment(tiny_experiment(name="nosweep"))
-    line = _one_line_error(run_cli("ablate", path, "--mlruns", tmp_path / "mlruns"))
+    line = _one_line_error(run_in_process("ablate", path, "--mlruns", tmp_path / "mlruns"))
     assert f"make sweep EXP={path} MLRUNS=" in line  # a command that runs as printed, for this very file
 
 

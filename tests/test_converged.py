@@ -7,7 +7,7 @@ import pytest
 from augsweep.experiment import load_experiment
 from augsweep.experiment.identity import identity
 from augsweep.experiment.schema import ConfigError, Convergence
-from tests.helpers import run_cli, tiny_experiment
+from tests.helpers import run_in_process, tiny_experiment
 
 
 def converged(**train):
@@ -46,7 +46,7 @@ def test_bad_values_are_one_line_errors(write_experiment, train, message):
 
 def test_cli_exit_2(tmp_path, write_experiment):
     path = write_experiment(converged(until_converged={"patience": 2, "max_epochs": 9}, epochs=5))
-    r = run_cli("sweep.py", str(path), "--mlruns", str(tmp_path / "m"))
+    r = run_in_process("sweep.py", str(path), "--mlruns", str(tmp_path / "m"))
     assert r.returncode == 2 and "Received: epochs=5" in r.stderr and "Traceback" not in r.stderr
 
 

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from augsweep.experiment import Choice, ConfigError, FloatRange, load_experiment
-from tests.helpers import ROOT, run_cli, tiny_experiment
+from tests.helpers import ROOT, run_in_process, tiny_experiment
 
 
 def test_default_experiment_loads():
@@ -115,7 +115,7 @@ def test_search_space_file_errors_name_that_file(tmp_path, write_experiment):
 @pytest.mark.parametrize("override,message", [BAD[0], BAD[1], BAD[6]], ids=["range", "unknown-aug", "no-space-file"])
 def test_cli_bad_input_exit_2_one_line_stores_untouched(tmp_path, write_experiment, override, message):
     mlruns = tmp_path / "mlruns"
-    result = run_cli("sweep.py", write_experiment(tiny_experiment(**override)), "--mlruns", mlruns)
+    result = run_in_process("sweep.py", write_experiment(tiny_experiment(**override)), "--mlruns", mlruns)
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
@@ -124,9 +124,10 @@ def test_cli_bad_input_exit_2_one_line_stores_untouched(tmp_path, write_experime
 
 
 def test_cli_missing_experiment_and_bad_trials(tmp_path, write_experiment):
-    result = run_cli("sweep.py", tmp_path / "missing.yaml", "--mlruns", tmp_path / "m")
+    result = run_in_process("sweep.py", tmp_path / "missing.yaml", "--mlruns", tmp_path / "m")
     assert result.returncode == 2 and "experiment file not found" in result.stderr
-    result = run_cli("sweep.py", write_experiment(tiny_experiment()), "--trials", "0", "--mlruns", tmp_path / "m")
+    result = run_in_process("sweep.py", write_experiment(tiny_experiment()), "--trials", "0",
+                            "--mlruns", tmp_path / "m")
     assert result.returncode == 2 and "--trials must be an integer in [1, 100000]. Received: '0'" in result.stderr
     assert not (tmp_path / "m").exists()
 

@@ -12,7 +12,7 @@ from augsweep.report.sweep_analysis import EFFECT_COLUMNS
 from augsweep.stores.records import KIND_ABLATION as KIND_PARENT
 from augsweep.stores.records import KIND_ABLATION_RUN as KIND_RUN
 from augsweep.stores.tracking import tracking_uri_for
-from tests.helpers import ablate, report, reproduce, run_cli, sweep, tiny_experiment
+from tests.helpers import ablate, report, reproduce, run_in_process, sweep, tiny_experiment
 
 BASE = {"depth": 1, "augmentations": {"flip": {"mode": "horizontal"}, "contrast": {"factor": 0.3}}}
 
@@ -122,9 +122,9 @@ def test_ablation_without_a_sweep_or_a_base_is_a_clear_error(write_experiment, t
 
 def test_ablation_cli_flags_are_checked(write_experiment, tmp_path):
     path = write_experiment(ablation_experiment())
-    result = run_cli("sweep.py", path, "--repeats", "3")
+    result = run_in_process("sweep.py", path, "--repeats", "3")
     assert result.returncode == 2 and "--repeats is only used with --ablation" in result.stderr
-    result = run_cli("sweep.py", path, "--ablation", "--reproduce", "base")
+    result = run_in_process("sweep.py", path, "--ablation", "--reproduce", "base")
     assert result.returncode == 2 and "not allowed with" in result.stderr
 
 
@@ -165,8 +165,9 @@ def test_ablation_base_best_uses_the_sweeps_best_trial(write_experiment, tmp_pat
     # The paired ablation is the answer; the sweep's estimates follow as the wider view.
     assert md.index("## Answer (paired ablation)") < md.index("## Sweep: effects across all trials")
 
-    # --reproduce TRIAL from the command line: the logged and the new curve agree to 1e-5.
-    result = run_cli("sweep.py", path, "--mlruns", mlruns, "--reproduce", str(study.best_trial.number))
+    # --reproduce TRIAL through the command line's entry function: the logged and the new curve agree to 1e-5
+    # (in-process; the fresh-process claim is test_runs_reproduce's).
+    result = run_in_process("sweep.py", path, "--mlruns", mlruns, "--reproduce", str(study.best_trial.number))
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [line.split() for line in result.stdout.splitlines() if line.startswith("    r")]
     assert len(rows) == 2  # 1 repeat x 2 epochs

@@ -19,7 +19,7 @@ from augsweep.experiment import load_experiment
 from augsweep.runs.blocks import ATTR_DESIGN, ATTR_STOPPED
 from augsweep.training import data
 from augsweep.training.data import load_dataset
-from tests.helpers import LEARNS, ROOT, read_stores, report, run_cli, sweep, tiny_experiment, wait_for_study
+from tests.helpers import LEARNS, ROOT, read_stores, report, run_in_process, sweep, tiny_experiment, wait_for_study
 
 # Two switches: a 4-run full factorial per block; 2 repeats per trial, so each block adds 2 seeds.
 SPACE = {"depth": 1, "augmentations": {"flip": {"mode": ["horizontal"]}, "contrast": {"factor": [0.1, 0.5]}}}
@@ -187,7 +187,7 @@ def test_stop_decided_stops_at_the_cap_and_says_so(tmp_path, write_experiment):
 ])
 def test_bad_design_input_exits_2_naming_the_key(tmp_path, write_experiment, overrides, message):
     path = write_experiment(_factorial(**overrides))
-    result = run_cli("sweep.py", path, "--mlruns", tmp_path / "m")
+    result = run_in_process("sweep.py", path, "--mlruns", tmp_path / "m")
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and all(m in lines[0] for m in message), lines
@@ -207,7 +207,7 @@ def test_train_samples_is_a_stratified_seeded_subsample(tmp_path, write_experime
     assert (a.x_train == b.x_train).all()
     bad = write_experiment(tiny_experiment(dataset={"source": "digits", "image_size": [8, 8],
                                                     "train_samples": 5000}), "bad.yaml")
-    result = run_cli("sweep.py", bad, "--mlruns", tmp_path / "m")
+    result = run_in_process("sweep.py", bad, "--mlruns", tmp_path / "m")
     assert result.returncode == 2 and "dataset.train_samples: 5000" in result.stderr
     assert not (tmp_path / "m").exists()
 

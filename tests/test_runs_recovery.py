@@ -18,7 +18,7 @@ import pytest
 from augsweep.experiment import load_experiment
 from augsweep.runs.workers import gpu_assignments
 from augsweep.stores.liveness import process_alive
-from tests.helpers import ROOT, read_stores, run_cli, sweep, tiny_experiment, wait_for_study
+from tests.helpers import ROOT, read_stores, run_in_process, sweep, tiny_experiment, wait_for_study
 
 SPACE = {"depth": {"low": 1, "high": 2}, "augmentations": {"flip": None, "contrast": None}}
 
@@ -164,7 +164,7 @@ def test_repair_marks_stale_runs_without_training(tmp_path, write_experiment):
     _, trials, runs = _stores(path, mlruns)
     assert [t.state.name for t in trials] == ["RUNNING"] and {r.info.status for r in runs} == {"RUNNING"}
 
-    result = run_cli("sweep.py", path, "--mlruns", mlruns, "--repair")
+    result = run_in_process("sweep.py", path, "--mlruns", mlruns, "--repair")  # the dead worker was a real process
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 dead trial(s) failed, 3 MLflow run(s) closed" in result.stdout
     assert "queued again as t01" in result.stdout
@@ -179,7 +179,7 @@ def test_repair_marks_stale_runs_without_training(tmp_path, write_experiment):
 
 
 def test_repair_without_a_study_is_bad_input(tmp_path, write_experiment):
-    result = run_cli("sweep.py", write_experiment(tiny_experiment()), "--mlruns", tmp_path / "m", "--repair")
+    result = run_in_process("sweep.py", write_experiment(tiny_experiment()), "--mlruns", tmp_path / "m", "--repair")
     assert result.returncode == 2 and "nothing to repair" in result.stderr
     assert not (tmp_path / "m").exists()
 

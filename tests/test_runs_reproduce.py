@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 
 from augsweep.cli import sweep_main
 from augsweep.experiment import load_experiment
-from tests.helpers import ablate, read_stores, reproduce, run_cli, sweep
+from tests.helpers import ablate, read_stores, reproduce, run_cli, run_in_process, sweep
 
 EPOCHS = 30
 EXACT = 1e-5  # the contract for a training logged with deterministic ops: retrained, it matches to 1e-5
@@ -87,6 +87,9 @@ def variant_runs(client: MlflowClient, name: str) -> list[str]:
 @pytest.mark.slow
 def test_reproduce_is_exact_in_a_fresh_process_for_a_sweep_trial_and_an_ablation_variant(write_experiment,
                                                                                          tmp_path):
+    """Over 60 s on two cores because the claim needs it: 30-epoch trainings (where non-deterministic drift
+    shows, see the module's docstring), two seeds of the sweep's trial, the ablation's base variant, and each
+    retrained in a fresh `sweep.py` process."""
     exp = digits_experiment()
     exp["repeats"] = 2  # repeat 2 trains the compiled model reused from repeat 1, in the sweep and when reproduced
     path = write_experiment(exp)
@@ -163,7 +166,7 @@ def test_a_training_logged_without_deterministic_ops_is_compared_within_seed_noi
 
 def test_train_deterministic_must_be_a_boolean(write_experiment):
     path = write_experiment(digits_experiment(deterministic="sometimes"))
-    result = run_cli("sweep.py", path, "--mlruns", path.parent / "m")
+    result = run_in_process("sweep.py", path, "--mlruns", path.parent / "m")
     assert result.returncode == 2
     assert "train.deterministic" in result.stderr and "sometimes" in result.stderr
     assert not (path.parent / "m").exists()

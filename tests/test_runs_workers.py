@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from augsweep.runs.workers import auto_workers, usable_cores
-from tests.helpers import learning_experiment, read_stores, run_cli
+from tests.helpers import learning_experiment, read_stores, run_cli, run_in_process
 
 # Three switches and two depths in the 8-run half fraction (depth a factor of the plan), one block of 2 seeds.
 SPACE = {"depth": [1, 2], "augmentations": {"flip": {"mode": "horizontal"}, "contrast": {"factor": 0.3},
@@ -44,7 +44,7 @@ def test_auto_on_gpus_packs_by_free_memory_one_per_core_at_most():
 
 
 def test_workers_rejects_anything_but_a_count_or_auto(tmp_path):
-    out = run_cli("sweep.py", "experiments/default.yaml", "--mlruns", tmp_path / "m", "--workers", "many")
+    out = run_in_process("sweep.py", "experiments/default.yaml", "--mlruns", tmp_path / "m", "--workers", "many")
     assert out.returncode == 2
     assert "--workers must be an integer in [1, " in out.stderr and "or auto. Received: 'many'" in out.stderr
     assert not (tmp_path / "m").exists()
@@ -52,9 +52,10 @@ def test_workers_rejects_anything_but_a_count_or_auto(tmp_path):
 
 @pytest.mark.slow
 def test_effects_csv_is_byte_identical_between_one_worker_and_auto(tmp_path, write_experiment):
-    # Driven through bench/parallel.py, which runs both sides as real sweep.py + report.py processes and compares
-    # their effects.csv: this test is also that benchmark's smoke run. One block of the 8-run plan is enough for
-    # the claim (the same bytes), and keeps the four sweeps' process start-ups the bulk of the cost.
+    """Over 60 s on two cores because the claim is about real processes: driven through bench/parallel.py, which
+    runs both sides as real sweep.py + report.py processes (`auto` spawns a fresh interpreter per worker) and
+    compares their effects.csv; this test is also that benchmark's smoke run. One block of the 8-run plan is
+    enough for the claim (the same bytes); the worker's trial is then reproduced in a fresh process."""
     path = write_experiment(learning_experiment(
         name="parallel", search_space=SPACE, sampler="factorial", trials=8, repeats=2, stop="budget"))
     workers = "auto" if usable_cores() >= 2 else "2"  # auto on a 1-core machine is one worker: force two

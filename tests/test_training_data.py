@@ -178,7 +178,7 @@ def _folder_experiment(root: Path, **dataset) -> dict:
 
 @pytest.mark.parametrize("case", ["truncated-jpeg", "text-as-png", "empty-class"])
 def test_cli_bad_data_exits_2_naming_the_file_before_any_store(tmp_path, write_experiment, case):
-    from tests.helpers import run_cli
+    from tests.helpers import run_in_process
 
     root = _two_classes(tmp_path / "data")
     if case == "truncated-jpeg":
@@ -191,7 +191,7 @@ def test_cli_bad_data_exits_2_naming_the_file_before_any_store(tmp_path, write_e
         (root / "train" / "bus").mkdir()
         expected = "class folder 'bus' is empty"
     mlruns = tmp_path / "mlruns"
-    result = run_cli("sweep.py", write_experiment(_folder_experiment(root)), "--mlruns", mlruns)
+    result = run_in_process("sweep.py", write_experiment(_folder_experiment(root)), "--mlruns", mlruns)
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: dataset.path") and expected in lines[0]

@@ -12,7 +12,7 @@ import pytest
 
 from augsweep.experiment import ConfigError, DatasetConfig
 from augsweep.training.data import FASHION_DIRS, fashion_mnist_dir, load_dataset, read_idx
-from tests.helpers import read_stores, run_cli, sweep, tiny_experiment
+from tests.helpers import read_stores, run_in_process, sweep, tiny_experiment
 
 
 def write_idx(path: Path, array: np.ndarray, zipped: bool = True, cut: int = 0) -> Path:
@@ -90,7 +90,7 @@ def test_missing_or_truncated_files_exit_2_naming_the_path_before_any_store(tmp_
     images.write_bytes(gzip.compress(raw[:-100]))
     exp = write_experiment(tiny_experiment(dataset={"source": "fashion_mnist", "image_size": [28, 28],
                                                     "path": str(folder), "classes": [0, 1]}))
-    result = run_cli("sweep.py", exp, "--mlruns", tmp_path / "mlruns")
+    result = run_in_process("sweep.py", exp, "--mlruns", tmp_path / "mlruns")
     assert result.returncode == 2, result.stderr
     line = result.stderr.strip()
     assert len(line.splitlines()) == 1 and str(images) in line and "make data" in line and "truncated" in line

@@ -11,7 +11,7 @@ import pytest
 from augsweep.experiment import ConfigError, DatasetConfig
 from augsweep.training.data import ImageFiles, decoded_bytes, load_dataset
 from augsweep.training.train import input_pipeline
-from tests.helpers import read_stores, run_cli, sweep, tiny_experiment
+from tests.helpers import read_stores, run_in_process, sweep, tiny_experiment
 from tests.test_training_data import write_images
 
 
@@ -87,6 +87,6 @@ def test_streaming_sweep_logs_its_pipeline_and_bad_files_exit_2(tmp_path, write_
     assert parent.data.tags["data_pipeline"] == "stream"
     assert np.isfinite(view.trials[0].value)
     (root / "valid" / "car" / "img0.jpg").write_bytes(b"not a jpeg")
-    result = run_cli("sweep.py", exp, "--mlruns", tmp_path / "other")
+    result = run_in_process("sweep.py", exp, "--mlruns", tmp_path / "other")
     assert result.returncode == 2 and "valid/car/img0.jpg: not a readable image" in result.stderr
     assert not (tmp_path / "other").exists()

@@ -12,7 +12,7 @@ from augsweep.experiment.space import TrialConfig
 from augsweep.training import train
 from augsweep.training.data import Dataset
 from augsweep.training.model import build_model, convnet_base, weighted_layers
-from tests.helpers import read_stores, run_cli, sweep, tiny_experiment
+from tests.helpers import read_stores, run_cli, run_in_process, sweep, tiny_experiment
 
 SHAPE = (16, 16, 1)
 
@@ -106,7 +106,7 @@ def frozen_experiment(weights, **overrides) -> dict:
 def test_mismatched_file_exits_2_before_any_trial_in_either_store(tmp_path, write_experiment):
     saved_base(tmp_path / "gray.weights.h5", depth=2)  # one input channel; the synthetic images are RGB
     exp = write_experiment(frozen_experiment(tmp_path / "gray.weights.h5"))
-    result = run_cli("sweep.py", exp, "--mlruns", tmp_path / "mlruns")
+    result = run_in_process("sweep.py", exp, "--mlruns", tmp_path / "mlruns")
     assert result.returncode == 2, result.stderr[-2000:]
     line = error_line(result.stderr)
     assert "gray.weights.h5" in line and "'block1_conv'" in line
