@@ -7,7 +7,7 @@ EXP      ?= experiments/default.yaml
 MLRUNS   ?= mlruns
 PORT     ?= 5000
 WORKERS  ?= auto
-MEMBERS  ?= 1
+MEMBERS  ?= auto
 TRIALS   ?=
 REPEATS  ?=
 PYTEST_ARGS ?=
@@ -49,7 +49,7 @@ PRETRAINED ?= data/fashion-convnet-0-4.weights.h5
 pretrain: install data  ## train the convnet of Kaggle's computer-vision course on Fashion-MNIST classes 0-4, save its conv blocks to PRETRAINED
 	$(AUGSWEEP) pretrain --out $(PRETRAINED)
 
-sweep: install  ## run (or resume, to TRIALS in total) the experiment EXP into MLRUNS on every core (WORKERS=auto|N; MEMBERS=auto|N seeds per program), then its report
+sweep: install  ## run (or resume, to TRIALS in total) the experiment EXP into MLRUNS on every core (WORKERS=auto|N; MEMBERS=auto|N trainings per program, 1: one at a time), then its report
 	AUGSWEEP_UI_URL=http://127.0.0.1:$(PORT) $(AUGSWEEP) sweep $(EXP) --mlruns $(MLRUNS) --workers $(WORKERS) $(if $(filter-out 1,$(MEMBERS)),--members $(MEMBERS)) $(if $(TRIALS),--trials $(TRIALS))
 	$(AUGSWEEP) report $(EXP) --mlruns $(MLRUNS)
 
