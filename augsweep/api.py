@@ -118,9 +118,10 @@ def sweep(exp, trials: int | None = None, *, mlruns: str | Path = "mlruns", stor
         workers: worker processes, as `sweep.py --workers`: 1 (this process), N, or `"auto"` (one per CPU
             core, GPUs by free memory). Workers print their own progress lines (to the terminal the notebook
             server runs in); the bar then moves when the sweep ends.
-        members: trainings per compiled program, as `sweep.py --members`: 1 (one at a time), N, or `"auto"` (all
-            of a trial's repeats); N above the repeats R also trains ceil(N/R)-1 queued design points of the
-            trial's block in its program (`runs.cotrain`).
+        members: trainings per compiled program, as `sweep.py --members`: 1 (one at a time), N (branches; N above
+            the repeats R also trains ceil(N/R)-1 queued design points of the trial's block in its program:
+            `runs.cotrain`), or `"auto"` (on TensorFlow a factorial block's points of one depth as one stacked
+            program: `runs.members.auto_members`).
 
     Returns:
         A `Study` with the counts and the best distinct configurations by their mean.

@@ -3,8 +3,10 @@
 One small convnet's training is mostly per-step framework overhead, which a program of several members pays once
 (bench/group.py). The members of one program are the R seed replicates of one trial, and with a count above R
 those of further queued design points of its block (`runs.cotrain`): each member with its own configuration,
-seeds, data, loss, optimizer state, curves and end, so its numbers equal its one-at-a-time training's
-(tests/test_group_training.py, tests/test_cotrain.py). `1` is the reference path, one training at a time.
+seeds, data, loss, optimizer state, curves and end. An explicit count trains branches (`training.group`), so its
+numbers equal its one-at-a-time training's bit for bit (tests/test_group_training.py, tests/test_cotrain.py);
+`auto` trains with the stacked engine where it applies (`training.stacked`: about 3x less CPU per training, within
+rounding of one at a time, reproduced exactly through the engine). `1` is the reference path.
 """
 
 from __future__ import annotations
