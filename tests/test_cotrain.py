@@ -14,6 +14,8 @@ from augsweep.stores.study import resolve_stores
 from augsweep.training import group, train
 from tests.helpers import experiment, learning_experiment, read_stores, report, reproduce
 
+pytestmark = pytest.mark.slow  # real trainings or stores: make test and CI run them, make test-fast does not
+
 # Depth crossed with two switches: an 8-run full factorial per block, with networks of two depths in one program.
 SPACE = {"depth": {"low": 1, "high": 2},
          "augmentations": {"flip": {"mode": ["horizontal"]}, "contrast": {"factor": [0.1, 0.5]}}}
@@ -159,3 +161,43 @@ def test_the_cache_drops_points_started_elsewhere_and_stays_within_its_bounds():
     assert cache.take(("k", 2)) is None and cache.take(("k", 3)).number == 3
     cache.put(("k", 4), entry(4, size=20_000))  # alone above the byte bound: not kept
     assert not cache.entries and (cache.trained, cache.replayed, cache.wasted) == (4, 1, 3)
+
+
+def test_members_auto_trains_each_depth_as_one_stacked_program_in_one_process(write_experiment, tmp_path,
+                                                                              monkeypatch):
+    """`--members auto` on TensorFlow: a block's points of one depth in one stacked program, one worker process
+    (a second would pop the points the first one's program trains), every run tagged with its engine; the values
+    within rounding of one at a time (1e-5 over these epochs), the same verdicts, a replayed trial reproduced
+    exactly through the engine."""
+    from augsweep import verbs
+    from augsweep.training import stacked
+
+    programs = []
+    real = stacked.run_stacked
+
+    def run_stacked(members, *args, **kwargs):
+        programs.append(sorted({m.config.depth for m in members}) + [len(members)])
+        return real(members, *args, **kwargs)
+
+    monkeypatch.setattr(stacked, "run_stacked", run_stacked)
+    path = write_experiment(_factorial())
+    values, verdicts = {}, {}
+    for members in (1, "auto"):
+        mlruns = tmp_path / f"m{members}"
+        done = verbs.sweep(path, mlruns=mlruns, workers="auto", members=members, echo=lambda line: None)
+        if members == "auto":
+            assert done.workers == 1 and "--members auto" in done.rule
+        view = read_stores(path, mlruns)
+        values[members] = np.array([t.value for t in view.trials])
+        report(path, mlruns, tmp_path / f"r{members}")
+        rows = (tmp_path / f"r{members}" / "effects.csv").read_text().splitlines()
+        verdicts[members] = [r.split(",")[0] + ":" + r.split(",")[7] for r in rows[1:]]
+        engines = {r.data.tags.get("engine") for r in view.trial_runs}
+        assert engines == ({"stacked"} if members == "auto" else {None})
+    assert programs == [[1, 8], [2, 8]] or programs == [[2, 8], [1, 8]], programs  # 4 points x 2 replicates each
+    assert np.allclose(values[1], values["auto"], rtol=0, atol=1e-5)
+    assert verdicts[1] == verdicts["auto"]
+    view = read_stores(path, tmp_path / "mauto")
+    replayed = next(int(r.data.tags["trial"]) for r in view.trial_runs if r.data.tags["cotrained"].startswith("replay"))
+    check = reproduce(path, tmp_path / "mauto", str(replayed))
+    assert check.ok and check.worst == 0.0

@@ -23,6 +23,8 @@ from augsweep.training import group, stacked, train
 from augsweep.training.checks import stop_on_non_finite
 from augsweep.training.data import load_dataset
 
+pytestmark = pytest.mark.slow  # real trainings or stores: make test and CI run them, make test-fast does not
+
 FLIP = ("flip", (("mode", "horizontal"),))
 ROTATION = ("rotation", (("factor", 0.05),))
 CONTRAST = ("contrast", (("factor", 0.3),))

@@ -16,6 +16,8 @@ from augsweep import cli
 from augsweep.experiment.schema import ConfigError
 from augsweep.stores import tracking
 
+pytestmark = pytest.mark.slow  # real trainings or stores: make test and CI run them, make test-fast does not
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
