@@ -177,8 +177,17 @@ def _numpy_batches(members, settings, epochs: int):
 class _Members:
     """The Keras callback that splits the group's epoch logs into each member's, and ends members one by one."""
 
-    def __new__(cls, nets, member_callbacks, metric_names):
+    def __new__(cls, nets, member_callbacks, metric_names, read=None):
+        """`read(logs, k, net, name)`: member k's value of metric `name` (Keras's name: `loss`, `val_loss`, ...)
+        in the program's epoch logs, None when absent; by default the branch's `<net name>_<metric>` entry."""
         import keras
+
+        def by_branch(logs, k, net, key):
+            val = key.startswith("val_")
+            name = f"{'val_' if val else ''}{net.name}_{key[4:] if val else key}"
+            return float(logs[name]) if name in logs else None
+
+        read = read or by_branch
 
         class MemberCallbacks(keras.callbacks.Callback):
             def __init__(self):
@@ -212,10 +221,9 @@ class _Members:
                         continue
                     own = {}
                     for key in metric_names:  # Keras's names and order, as a lone training logs them
-                        val = key.startswith("val_")
-                        name = f"{'val_' if val else ''}{net.name}_{key[4:] if val else key}"
-                        if name in logs:
-                            own[key] = float(logs[name])
+                        value = read(logs, k, net, key)
+                        if value is not None:
+                            own[key] = value
                     for key, v in own.items():
                         self.histories[k].setdefault(key, []).append(v)
                     for cb in cbs:

@@ -440,60 +440,11 @@ def run_stacked(members: Sequence[group.Member], settings: TrainConfig, model: M
 
 def _splitter(views, member_callbacks, metric_names):
     """The Keras callback that hands each member its own epoch logs (Keras's names and order) and ends members one
-    by one (`group._Members` for stacked slices)."""
-    import keras
+    by one: `group._Members`, reading member k's entry of the program's per-member vectors (`members_loss`, ...)."""
 
-    class StackedMembers(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.views = views
-            self.lists = [list(cbs) for cbs in member_callbacks]
-            self.histories: list[dict[str, list[float]]] = [{} for _ in views]
-            self.stopped: list[int | None] = [None] * len(views)
-            self.snapshots: list = [None] * len(views)
-            for view, cbs in zip(views, self.lists):
-                for cb in cbs:
-                    cb.set_model(view)
+    def by_slice(logs, k, view, key):
+        val = key.startswith("val_")
+        name = f"{'val_' if val else ''}{MEMBERS_PREFIX}{key[4:] if val else key}"
+        return float(np.atleast_1d(np.asarray(logs[name]))[k]) if name in logs else None
 
-        def _each(self, hook, *args):
-            for k, cbs in enumerate(self.lists):
-                if self.stopped[k] is None:
-                    for cb in cbs:
-                        getattr(cb, hook)(*args)
-
-        def on_train_begin(self, logs=None):
-            self._each("on_train_begin", None)
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._each("on_epoch_begin", epoch, None)
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            for k, (view, cbs) in enumerate(zip(self.views, self.lists)):
-                if self.stopped[k] is not None:
-                    continue
-                own = {}
-                for key in metric_names:
-                    val = key.startswith("val_")
-                    name = f"{'val_' if val else ''}{MEMBERS_PREFIX}{key[4:] if val else key}"
-                    if name in logs:
-                        own[key] = float(np.atleast_1d(np.asarray(logs[name]))[k])
-                for key, v in own.items():
-                    self.histories[k].setdefault(key, []).append(v)
-                for cb in cbs:
-                    cb.on_epoch_end(epoch, dict(own))
-                if view.stop_training:
-                    self.stopped[k] = epoch
-                    for cb in cbs:
-                        cb.on_train_end(None)
-                    self.snapshots[k] = view.get_weights()  # after early stopping restored its best
-            if all(s is not None for s in self.stopped):
-                self.model.stop_training = True
-
-        def on_train_end(self, logs=None):
-            self._each("on_train_end", None)
-            for view, snap in zip(self.views, self.snapshots):
-                if snap is not None:
-                    view.set_weights(snap)
-
-    return StackedMembers()
+    return group._Members(views, member_callbacks, metric_names, read=by_slice)
