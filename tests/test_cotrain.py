@@ -201,3 +201,20 @@ def test_members_auto_trains_each_depth_as_one_stacked_program_in_one_process(wr
     replayed = next(int(r.data.tags["trial"]) for r in view.trial_runs if r.data.tags["cotrained"].startswith("replay"))
     check = reproduce(path, tmp_path / "mauto", str(replayed))
     assert check.ok and check.worst == 0.0
+
+
+def test_a_program_holds_only_the_design_points_whose_data_copies_fit():
+    from augsweep.runs import cotrain
+    from augsweep.training.data import Dataset
+
+    def data(n):  # n float32 images of 64x64x3 for training and for validation
+        x, y = np.zeros((n, 64, 64, 3), np.float32), np.zeros(n, np.int64)
+        return Dataset(x, y, x, y, ("a", "b"), "synthetic")
+
+    small = [data(8)] * 4
+    assert cotrain.points_that_fit(small, 16) == 16
+    big = [data(2000)] * 4  # about 197 MB a replicate, 787 MB a design point
+    per_point = 4 * 2 * (2000 * 64 * 64 * 3 * 4 + 2000 * 8)
+    assert cotrain.points_that_fit(big, 16) == cotrain.PROGRAM_DATA_BYTES // per_point == 2
+    assert cotrain.points_that_fit([data(20000)] * 4, 16) == 1  # never fewer than the trial's own
+

@@ -35,6 +35,17 @@ from .repeat import RepeatOutcome, ordered, save_model
 
 MAX_ENTRIES = 256  # queued design points held at once: a few blocks' worth
 MAX_BYTES = 256 * 2 ** 20  # their saved models and histories together
+# A program holds a copy of each member's training and validation arrays (the stacked engine stacks them): design
+# points join a program only while those copies stay within this many bytes (the default's digits: 0.5 MB a member;
+# 2,000 RGB images of 64x64 with their validation set: about 120 MB a member, so 16 members).
+PROGRAM_DATA_BYTES = 2 * 2 ** 30
+
+
+def points_that_fit(datasets: Sequence[Dataset], points: int) -> int:
+    """How many of `points` design points (each with these replicates' data) one program can hold within
+    `PROGRAM_DATA_BYTES`; at least the trial's own."""
+    per_point = sum(int(getattr(a, "nbytes", 0)) for d in datasets for a in (d.x_train, d.y_train, d.x_val, d.y_val))
+    return max(1, min(points, PROGRAM_DATA_BYTES // max(per_point, 1)))
 
 
 @dataclass

@@ -261,6 +261,7 @@ class Objective:
         fits = ((lambda more: not stacked.stackable(members + more, exp.train, exp.model)) if engine == "stacked"
                 else (lambda more: not group_training.groupable(members + more, exp.train, exp.model)))
         others = []
+        points = cotrain.points_that_fit(datasets, points)  # each member's arrays are copied into the program
         for p in cotrain.queued_points(trial.study, trial, exp, self.grid, self._dataset, self.cotrained,
                                        points - 1, depth=config.depth if engine == "stacked" else None):
             more = [group_training.Member(p.config, d, s) for s, d in zip(p.seeds, p.datasets)]
