@@ -59,6 +59,11 @@ def sweep_seeds(experiment_seed: int, index: int, attempt: int = 0) -> RepeatSee
     return RepeatSeeds(index, seeds.init, seeds.aug, seeds.order)
 
 
+def point_seeds(experiment_seed: int, block: int, repeats: int, attempt: int = 0) -> list[RepeatSeeds]:
+    """The `repeats` seed replicates of a design point of block `block` (indices b*R + r), for retry `attempt`."""
+    return [sweep_seeds(experiment_seed, block * repeats + r, attempt) for r in range(repeats)]
+
+
 def ablation_index(repeat: int) -> int:
     """The seed index of repeat `repeat` of an ablation: past every seed index a sweep of the experiment can use."""
     return ABLATION_OFFSET + repeat

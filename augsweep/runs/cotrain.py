@@ -23,21 +23,19 @@ from typing import Callable, Sequence
 
 from ..experiment import space
 from ..experiment.schema import Experiment
-from ..experiment.seeding import RepeatSeeds, sweep_seeds
+from ..experiment.seeding import RepeatSeeds, point_seeds
 from ..experiment.space import TrialConfig
 from ..stores import records as rec
 from ..training import group as group_training
-from ..training import stacked
 from ..training.checks import chance_loss, stop_on_non_finite
 from ..training.data import Dataset
-from ..training.model import accuracy_name
-from .repeat import RepeatOutcome, ordered, save_model
+from .repeat import RepeatOutcome, save_model, train_members
 
 MAX_ENTRIES = 256  # queued design points held at once: a few blocks' worth
 MAX_BYTES = 256 * 2 ** 20  # their saved models and histories together
 # A program holds a copy of each member's training and validation arrays (the stacked engine stacks them): design
 # points join a program only while those copies stay within this many bytes (the default's digits: 0.5 MB a member;
-# 2,000 RGB images of 64x64 with their validation set: about 120 MB a member, so 16 members).
+# 2,000 RGB images of 64x64 with as many for validation: about 200 MB a member, so two points of 4 replicates).
 PROGRAM_DATA_BYTES = 2 * 2 ** 30
 
 
@@ -122,11 +120,6 @@ class CoTrainCache:
             self.wasted += 1
 
 
-def _seeds(exp: Experiment, block: int, attempt: int) -> list[RepeatSeeds]:
-    """A design point's seed replicates, as `Objective` draws them."""
-    return [sweep_seeds(exp.seed, block * exp.repeats + r, attempt) for r in range(exp.repeats)]
-
-
 def queued_points(study, trial, exp: Experiment, grid: bool, data, cache: CoTrainCache, limit: int,
                   depth: int | None = None) -> list[Point]:
     """Up to `limit` queued design points of `trial`'s block, in the order the queue hands them out, that this
@@ -153,7 +146,7 @@ def queued_points(study, trial, exp: Experiment, grid: bool, data, cache: CoTrai
             continue  # a parameter the queue does not fix: the trial's sampler decides it, so it is not known here
         if depth is not None and config.depth != depth:
             continue
-        seeds = _seeds(exp, block, int(t.user_attrs.get(rec.SEED_ATTEMPT, 0)))
+        seeds = point_seeds(exp.seed, block, exp.repeats, int(t.user_attrs.get(rec.SEED_ATTEMPT, 0)))
         points.append(Point(t.number, config, seeds, [data(s) for s in seeds]))
         if len(points) == limit:
             break
@@ -184,28 +177,10 @@ def train_points(own: Point, others: Sequence[Point], exp: Experiment, live: Seq
         for r, (s, d) in enumerate(zip(p.seeds, p.datasets)):
             cbs = list(live[r]) if p is own and r < len(live) else list(watch())
             members.append(group_training.Member(p.config, d, s, [stop_on_non_finite(), *cbs]))
-    outcomes, k = [], 0
-    if engine == stacked.ENGINE:
-        histories, networks, program, _ = stacked.run_stacked(members, exp.train, exp.model)
-        jit = str(bool(program.jit_compile)).lower()
-        for p in points:
-            mine = []
-            for s, d in zip(p.seeds, p.datasets):
-                mine.append(RepeatOutcome(s, ordered(histories[k].reset_index().assign(repeat=s.repeat)),
-                                          networks.get(k), "model", jit, accuracy_name(d.num_classes), stacked.ENGINE))
-                k += 1
-            outcomes.append(mine)
-    else:
-        results, program = group_training.run_group(members, exp.train, exp.model)
-        jit = str(bool(program.jit_compile)).lower()
-        for p in points:
-            mine = []
-            for s, d in zip(p.seeds, p.datasets):
-                res = results[k]
-                k += 1
-                mine.append(RepeatOutcome(s, ordered(res.history.reset_index().assign(repeat=s.repeat)), res.model,
-                                          res.placement, jit, accuracy_name(d.num_classes)))
-            outcomes.append(mine)
+    done, outcomes = train_members(members, exp.train, exp.model, engine), []
+    for p in points:
+        outcomes.append(done[:len(p.seeds)])
+        done = done[len(p.seeds):]
     trained = []
     for p, mine in zip(others, outcomes[1:]):
         keep = _artifact_repeat(mine, chance_loss(p.datasets[0].num_classes))

@@ -14,7 +14,7 @@ import numpy as np
 from .. import runtime
 from ..experiment import space
 from ..experiment.schema import Experiment
-from ..experiment.seeding import repeat_seeds, sweep_seeds
+from ..experiment.seeding import point_seeds, repeat_seeds
 from ..runtime import RunEnv, store_write
 from ..stores import records as rec
 from ..stores.tracking import FINISHED, KILLED, Tracker, repeat_metric
@@ -116,7 +116,7 @@ class Objective:
         # A design point retried after a failure (attempt > 0) trains on fresh seeds in the same slots.
         block = int(trial.user_attrs.get(rec.BLOCK, 0))
         attempt = int(trial.user_attrs.get(rec.SEED_ATTEMPT, 0))
-        seeds = [sweep_seeds(exp.seed, block * exp.repeats + r, attempt) for r in range(exp.repeats)]
+        seeds = point_seeds(exp.seed, block, exp.repeats, attempt)
         # Per-repeat keys use the repeat's position in the trial (0..repeats-1) in every block, for the seeds
         # param, the curves and the best value alike, so runs of different blocks share their metric names.
         params = {**flat, "seed": exp.seed, "repeats": exp.repeats,

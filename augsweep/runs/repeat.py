@@ -101,18 +101,24 @@ def train_group(config: TrialConfig, datasets: Sequence[Dataset], settings: Trai
     live = list(live) or [()] * len(seeds)
     members = [group.Member(config, d, s, [stop_on_non_finite(), *cbs]) for d, s, cbs in zip(datasets, seeds, live)]
     chosen, _ = group_engine(config, datasets, settings, seeds, model, engine)
-    if chosen == "stacked":
-        from ..training import stacked
+    return train_members(members, settings, model, chosen)
 
+
+def train_members(members: Sequence, settings: TrainConfig, model: ModelConfig, engine: str) -> list[RepeatOutcome]:
+    """Train prepared members (`training.group.Member`, their callbacks included) as one program through `engine`
+    ("branches" or "stacked", as `group_engine` chose), one outcome per member in their order."""
+    from ..training import group, stacked
+
+    if engine == stacked.ENGINE:
         histories, networks, program, _ = stacked.run_stacked(members, settings, model)
         jit = str(bool(program.jit_compile)).lower()
-        return [RepeatOutcome(s, ordered(h.reset_index().assign(repeat=s.repeat)), networks.get(k), "model", jit,
-                              accuracy_name(d.num_classes), stacked.ENGINE)
-                for k, (h, s, d) in enumerate(zip(histories, seeds, datasets))]
+        return [RepeatOutcome(m.seeds, ordered(h.reset_index().assign(repeat=m.seeds.repeat)), networks.get(k),
+                              "model", jit, accuracy_name(m.dataset.num_classes), stacked.ENGINE)
+                for k, (h, m) in enumerate(zip(histories, members))]
     results, program = group.run_group(members, settings, model)
     jit = str(bool(program.jit_compile)).lower()
-    return [RepeatOutcome(s, ordered(r.history.reset_index().assign(repeat=s.repeat)), r.model, r.placement, jit,
-                          accuracy_name(d.num_classes)) for r, s, d in zip(results, seeds, datasets)]
+    return [RepeatOutcome(m.seeds, ordered(r.history.reset_index().assign(repeat=m.seeds.repeat)), r.model,
+                          r.placement, jit, accuracy_name(m.dataset.num_classes)) for r, m in zip(results, members)]
 
 
 def replay(done: RepeatOutcome, listeners: Sequence) -> int | None:
