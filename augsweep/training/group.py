@@ -258,19 +258,12 @@ def metric_names(num_classes: int) -> list[str]:
 def run_group(members: Sequence[Member], settings: TrainConfig, model: ModelConfig = ModelConfig()):
     """Train the members as one program: (one `train.RepeatResult` per member, its history cut at its own stop and
     its model its branch of the program, valid until the next build; the compiled program)."""
-    import keras
 
     why = groupable(members, settings, model)
     if why:
         raise ValueError(f"these trainings cannot run as one program: {why}")
     group, nets, data_layers, labels = build_group(members, settings, model)
-    lists = []
-    for m in members:
-        extra = [keras.callbacks.EarlyStopping(patience=settings.early_stopping)] if settings.early_stopping else []
-        if settings.until_converged is not None:
-            extra = [keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", restore_best_weights=True,
-                                                   patience=settings.until_converged.patience)]
-        lists.append([*m.callbacks, *extra])
+    lists = [[*m.callbacks, *train.stopping_callbacks(settings)] for m in members]
     splitter = _Members(nets, lists, metric_names(members[0].dataset.num_classes))
     try:
         if runtime.backend() == "tensorflow":

@@ -406,13 +406,7 @@ def run_stacked(members: Sequence[group.Member], settings: TrainConfig, model: M
     # Adam's moments made now, not inside the first traced step (TensorFlow would then trace the step twice).
     net.optimizer.build(net.trainable_variables)
     views = [MemberView(net, k) for k in range(len(members))]
-    lists = []
-    for mem in members:
-        extra = [keras.callbacks.EarlyStopping(patience=settings.early_stopping)] if settings.early_stopping else []
-        if settings.until_converged is not None:
-            extra = [keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", restore_best_weights=True,
-                                                   patience=settings.until_converged.patience)]
-        lists.append([*mem.callbacks, *extra])
+    lists = [[*mem.callbacks, *train.stopping_callbacks(settings)] for mem in members]
     splitter = _splitter(views, lists, group.metric_names(ds.num_classes))
     if all(mem.dataset is ds for mem in members):
         xv = np.broadcast_to(ds.x_val, (len(members), *ds.x_val.shape))

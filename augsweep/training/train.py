@@ -173,20 +173,25 @@ def fit(model, dataset: Dataset, epochs: int, batch_size: int, callbacks: Sequen
     return history_frame(history.history)
 
 
-def run(config: TrialConfig, dataset: Dataset, settings: TrainConfig, seeds: RepeatSeeds,
-        callbacks: Sequence = (), where: str = "auto", model: ModelConfig = ModelConfig()) -> RepeatResult:
-    """Build and train one repeat; `callbacks` (tracking, pruning) come from the caller."""
+def stopping_callbacks(settings: TrainConfig) -> list:
+    """The Keras callbacks that end one training early, as the settings ask (a group gives each member its own)."""
     import keras
 
-    plan = plan_placement(config, settings, where)
-    net = acquire_model(config, dataset, settings, seeds, plan.in_model, model)
-    data_layers = augment.build_layers({n: config.enabled[n] for n in plan.in_data}, seeds.aug)
-    extra = [keras.callbacks.EarlyStopping(patience=settings.early_stopping)] if settings.early_stopping else []
     if settings.until_converged is not None:
         # The converged outcome: stop once val_loss has not improved for `patience` epochs and keep the best
         # weights, so the model handed back is the one whose val_loss is the outcome.
-        extra = [keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", restore_best_weights=True,
-                                               patience=settings.until_converged.patience)]
+        return [keras.callbacks.EarlyStopping(monitor="val_loss", mode="min", restore_best_weights=True,
+                                              patience=settings.until_converged.patience)]
+    return [keras.callbacks.EarlyStopping(patience=settings.early_stopping)] if settings.early_stopping else []
+
+
+def run(config: TrialConfig, dataset: Dataset, settings: TrainConfig, seeds: RepeatSeeds,
+        callbacks: Sequence = (), where: str = "auto", model: ModelConfig = ModelConfig()) -> RepeatResult:
+    """Build and train one repeat; `callbacks` (tracking, pruning) come from the caller."""
+    plan = plan_placement(config, settings, where)
+    net = acquire_model(config, dataset, settings, seeds, plan.in_model, model)
+    data_layers = augment.build_layers({n: config.enabled[n] for n in plan.in_data}, seeds.aug)
+    extra = stopping_callbacks(settings)
     try:
         frame = fit(net, dataset, settings.epochs, settings.batch_size, [*callbacks, *extra],
                     data_augmentation=data_layers, seed=seeds.order)
