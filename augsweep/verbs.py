@@ -149,11 +149,13 @@ def sweep(experiment, *, trials=None, workers: int | str = 1, mlruns="mlruns", s
 
         if resolve_members(members, exp)[0] > exp.repeats:
             # A second worker would pop the very queued design points this one's programs train along.
-            n, rule = 1, "one process: its programs train the block's queued design points (--members auto)"
+            n, rule = 1, ("one process: its programs train the block's queued design points (--members auto), "
+                          "those of another depth in a helper process beside it")
     if n > 1:
         outcome = run_workers(exp, stores, n, trials=trials, echo=echo, rule=rule, members=members)
     else:
-        outcome = run_sweep(exp, stores, trials=trials, echo=echo, peer=peer, members=members)
+        outcome = run_sweep(exp, stores, trials=trials, echo=echo, peer=peer, members=members,
+                            helper=workers == "auto" and not peer)
     return Swept(exp, stores, outcome, n, rule)
 
 

@@ -147,12 +147,13 @@ def read_stores(path_or_exp, mlruns) -> StoresView:
     return StoresView(study, client, runs)
 
 
-def sweep(path_or_exp, mlruns, trials: int | None = None, echo=lambda line: None):
-    """`run_sweep` on the embedded stores under `mlruns`."""
+def sweep(path_or_exp, mlruns, trials: int | None = None, echo=lambda line: None, members=1):
+    """`run_sweep` on the embedded stores under `mlruns` (`members`: `--members`, one training at a time by
+    default)."""
     from augsweep.runs.sweep import run_sweep
 
     exp = experiment(path_or_exp)
-    return run_sweep(exp, resolve_stores(exp, mlruns), trials=trials, echo=echo)
+    return run_sweep(exp, resolve_stores(exp, mlruns), trials=trials, echo=echo, members=members)
 
 
 def ablate(path_or_exp, mlruns, repeats: int | None = None, echo=lambda line: None):

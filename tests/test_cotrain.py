@@ -4,6 +4,7 @@ trial's program and are replayed later, and Optuna, MLflow and the report see ex
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -166,10 +167,10 @@ def test_the_cache_drops_points_started_elsewhere_and_stays_within_its_bounds():
 def test_members_auto_trains_each_depth_as_one_stacked_program_in_one_process(write_experiment, tmp_path,
                                                                               monkeypatch):
     """`--members auto` on TensorFlow: a block's points of one depth in one stacked program, one worker process
-    (a second would pop the points the first one's program trains), every run tagged with its engine; the values
-    within rounding of one at a time (1e-5 over these epochs), the same verdicts, a replayed trial reproduced
-    exactly through the engine."""
-    from augsweep import verbs
+    (a second would pop the points the first one's program trains) and, with a core to spare, the other depth's
+    program in a helper process beside it; every run tagged with its engine; the values within rounding of one at
+    a time (1e-5 over these epochs), the same verdicts, a replayed trial reproduced exactly through the engine."""
+    from augsweep import runtime, verbs
     from augsweep.training import stacked
 
     programs = []
@@ -194,7 +195,15 @@ def test_members_auto_trains_each_depth_as_one_stacked_program_in_one_process(wr
         verdicts[members] = [r.split(",")[0] + ":" + r.split(",")[7] for r in rows[1:]]
         engines = {r.data.tags.get("engine") for r in view.trial_runs}
         assert engines == ({"stacked"} if members == "auto" else {None})
-    assert programs == [[1, 8], [2, 8]] or programs == [[2, 8], [1, 8]], programs  # 4 points x 2 replicates each
+    view = read_stores(path, tmp_path / "mauto")
+    beside = {int(r.data.tags["trial"]) for r in view.trial_runs if r.data.tags["cotrained"].endswith("helper process")}
+    if runtime.usable_cores() >= 2:  # a core to spare: the other depth's program trains in a helper process
+        assert len(programs) == 1 and programs[0][1] == 8, programs  # here: 4 points x 2 replicates of one depth
+        assert len(beside) == 4 and {t.params["depth"] for t in view.trials if t.number in beside} == \
+            {3 - programs[0][0]}
+    else:
+        assert programs == [[1, 8], [2, 8]] or programs == [[2, 8], [1, 8]], programs
+        assert not beside
     assert np.allclose(values[1], values["auto"], rtol=0, atol=1e-5)
     assert verdicts[1] == verdicts["auto"]
     view = read_stores(path, tmp_path / "mauto")
@@ -218,3 +227,44 @@ def test_a_program_holds_only_the_design_points_whose_data_copies_fit():
     assert cotrain.points_that_fit(big, 16) == cotrain.PROGRAM_DATA_BYTES // per_point == 2
     assert cotrain.points_that_fit([data(20000)] * 4, 16) == 1  # never fewer than the trial's own
 
+
+
+def test_a_helper_process_trains_queued_points_exactly_as_this_process_would(write_experiment):
+    """`runs.sidecar`: points trained in the helper process equal the same program trained here bit for bit (it is
+    set up as this process is), arrive in the cache under their keys, and a job that fails costs only its points."""
+    from augsweep import runtime
+    from augsweep.experiment import DatasetConfig
+    from augsweep.experiment.seeding import point_seeds
+    from augsweep.experiment.space import TrialConfig
+    from augsweep.runs import cotrain
+    from augsweep.runs.sidecar import Sidecar
+    from augsweep.training.data import load_dataset
+
+    runtime.setup(True, False)
+    digits = load_dataset(DatasetConfig("digits", (8, 8), train_samples=64, val_samples=64), 0)
+    exp = experiment(write_experiment(learning_experiment(train={"epochs": 2, "batch_size": 16})))
+    contrast = ("contrast", (("factor", 0.3),))
+    configs = [TrialConfig(2, filters=8, dense_units=16, learning_rate=0.01),
+               TrialConfig(2, filters=8, dense_units=16, learning_rate=0.01, augmentations=(contrast,))]
+    points = [cotrain.Point(n, c, point_seeds(0, 0, 2, 0), [digits, digits]) for n, c in enumerate(configs, 5)]
+    here = cotrain.train_for_later(points, exp, "stacked")
+    cache = cotrain.CoTrainCache()
+    helper = Sidecar(cache, True, False)
+    try:
+        helper.submit(points, [("k", p.number) for p in points], exp, "stacked")
+        assert cache.holds(5) and cache.holds(6) and not cache.entries  # pending: never co-trained twice
+        helper.collect(wait_for=6)
+        assert not cache.pending and [e.number for e in cache.entries.values()] == [5, 6]
+        for mine, theirs in zip(here, (cache.take(("k", 5)), cache.take(("k", 6)))):
+            assert theirs.beside and not mine.beside and (theirs.members, theirs.points) == (4, 2)
+            for a, b in zip(mine.outcomes, theirs.outcomes):
+                assert a.history.equals(b.history) and a.engine == b.engine == "stacked"
+                assert (a.model is None) == (b.model is None)
+        cut = replace(digits, x_train=digits.x_train[:, :4])
+        bad = [cotrain.Point(7, configs[0], point_seeds(0, 0, 2, 0), [digits, cut])]
+        helper.submit(bad, [("k", 7)], exp, "stacked")  # members of two image sizes: the program fails there
+        helper.collect(wait_for=7)
+        assert not cache.pending and not cache.entries and len(helper.errors) == 1 and not helper.broken
+    finally:
+        helper.close()
+    assert helper.process is None

@@ -14,7 +14,7 @@ from augsweep.experiment import load_experiment
 from augsweep.report.sweep_analysis import EFFECT_COLUMNS, analyse
 from augsweep.report.sweep_load import trials_by_number
 from augsweep.stores.study import load_study, trainings_table
-from tests.helpers import report, run_cli, run_in_process, stores, sweep, tiny_experiment, untidy
+from tests.helpers import read_stores, report, run_cli, run_in_process, stores, sweep, tiny_experiment, untidy
 
 DIGITS = {
     # Horizontal flips and large rotations destroy digit identity (6 vs 9, 2 vs 5): both must hurt.
@@ -30,13 +30,18 @@ DIGITS = {
 }
 
 
-@pytest.fixture(scope="module")
-def digits_sweep(tmp_path_factory):
+def _digits(tmp_path_factory, members) -> tuple[pathlib.Path, pathlib.Path]:
     tmp = tmp_path_factory.mktemp("digits")
     path = tmp / "digits.yaml"
     path.write_text(yaml.safe_dump(DIGITS))
-    sweep(load_experiment(path), tmp / "mlruns", echo=lambda line: None)
+    sweep(load_experiment(path), tmp / "mlruns", echo=lambda line: None, members=members)
     return path, tmp / "mlruns"
+
+
+@pytest.fixture(scope="module")
+def digits_sweep(tmp_path_factory):
+    """The known-answer sweep, one training at a time (the reference path)."""
+    return _digits(tmp_path_factory, 1)
 
 
 @pytest.mark.slow
@@ -57,6 +62,21 @@ def test_flip_and_large_rotation_hurt_digits(digits_sweep, tmp_path):
     assert verdicts["contrast"] != "hurts", effects.to_string()
     assert set(effects["source"]) == {"sweep"} and (effects["n_with"] == effects["n_without"]).all()
     assert "verdict" not in analysis.matched  # descriptive: one verdict rule for the whole report
+
+
+@pytest.mark.slow
+def test_members_auto_keeps_the_known_answer_and_every_verdict(digits_sweep, tmp_path_factory, tmp_path):
+    """`make sweep`'s path (`--members auto`: each block's design points of a depth as one stacked program, other
+    kernels than Keras's layers) gives this experiment the same verdict on every row as one at a time."""
+    auto = _digits(tmp_path_factory, "auto")
+    rows = {}
+    for name, (path, mlruns) in (("one", digits_sweep), ("auto", auto)):
+        out, _ = report(load_experiment(path), mlruns, tmp_path / name)
+        effects = pd.read_csv(out / "effects.csv")
+        rows[name] = dict(zip(effects["augmentation"], effects["verdict"]))
+    assert rows["auto"] == rows["one"] and rows["auto"]["flip"] == rows["auto"]["rotation"] == "hurts", rows
+    view = read_stores(auto[0], auto[1])
+    assert {r.data.tags.get("engine") for r in view.trial_runs} == {"stacked"}
 
 
 @pytest.mark.slow

@@ -212,9 +212,10 @@ def test_train_samples_is_a_stratified_seeded_subsample(tmp_path, write_experime
     assert not (tmp_path / "m").exists()
 
 
-@pytest.mark.parametrize("repeats", [1, 2])
+@pytest.mark.parametrize("repeats, members", [(1, 1), (2, 1), (2, "auto")])
 @pytest.mark.slow
-def test_aa_near_identity_augmentations_never_help_or_hurt_on_real_trainings(tmp_path, write_experiment, repeats):
+def test_aa_near_identity_augmentations_never_help_or_hurt_on_real_trainings(tmp_path, write_experiment, repeats,
+                                                                             members):
     # Trainings are deterministic given their seeds; augmentations of factor ~0.001 change almost nothing, so
     # within a seed the on/off difference is a tiny deterministic shift. Only seed-to-seed variation may
     # decide: never `helps`/`hurts`.
@@ -224,7 +225,7 @@ def test_aa_near_identity_augmentations_never_help_or_hurt_on_real_trainings(tmp
     path = write_experiment(_factorial(name=f"aa{repeats}", search_space=space, repeats=repeats,
                                        trials=8 // repeats, train={"epochs": 2}))
     exp = load_experiment(path)
-    sweep(exp, tmp_path / "m")
+    sweep(exp, tmp_path / "m", members=members)  # "auto": `make sweep`'s stacked programs
     out, _ = report(exp, tmp_path / "m", tmp_path / "r")
     effects = pd.read_csv(out / "effects.csv")
     assert len(effects) == 2 and not effects["verdict"].isin(["helps", "hurts"]).any(), effects.to_string()

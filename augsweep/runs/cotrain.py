@@ -69,6 +69,7 @@ class Trained:
     outcomes: list[RepeatOutcome]
     members: int = 0  # members of the program that trained it
     points: int = 0  # design points of that program
+    beside: bool = False  # trained in a helper process (`runs.sidecar`)
 
     def nbytes(self) -> int:
         return sum(len(o.model) if isinstance(o.model, SavedModel) else 0 for o in self.outcomes) + sum(
@@ -95,6 +96,7 @@ class CoTrainCache:
         self.trained = 0  # design points co-trained for later
         self.replayed = 0  # of those, taken by their trial
         self.wasted = 0  # of those, dropped unused (another process ran the trial, or the sweep never did)
+        self.pending: set[int] = set()  # trial numbers a helper process is training (`runs.sidecar`)
 
     def put(self, key: tuple, entry: Trained) -> None:
         self.entries[key] = entry
@@ -111,7 +113,8 @@ class CoTrainCache:
         return entry
 
     def holds(self, number: int) -> bool:
-        return any(e.number == number for e in self.entries.values())
+        """Whether the trial's outcomes are here or being trained in a helper process."""
+        return number in self.pending or any(e.number == number for e in self.entries.values())
 
     def drop_except(self, waiting: set[int]) -> None:
         """Drop the entries whose trial is no longer queued (another process started it)."""
@@ -181,15 +184,30 @@ def train_points(own: Point, others: Sequence[Point], exp: Experiment, live: Seq
     for p in points:
         outcomes.append(done[:len(p.seeds)])
         done = done[len(p.seeds):]
-    trained = []
-    for p, mine in zip(others, outcomes[1:]):
-        keep = _artifact_repeat(mine, chance_loss(p.datasets[0].num_classes))
-        kept = []
-        for r, o in enumerate(mine):
-            model = None
-            if r == keep:  # saved now: the next build frees the program's networks
-                with tempfile.TemporaryDirectory() as tmp:
-                    model = SavedModel(save_model(o, p.config, exp.train, Path(tmp) / "model.keras").read_bytes())
-            kept.append(replace(o, model=model))
-        trained.append(Trained(p.number, kept, len(members), len(points)))
-    return outcomes[0], trained
+    return outcomes[0], [for_later(p, mine, exp, len(members), len(points)) for p, mine in zip(others, outcomes[1:])]
+
+
+def for_later(point: Point, outcomes: Sequence[RepeatOutcome], exp: Experiment, members: int, points: int) -> Trained:
+    """A queued design point's trained repeats as they wait for its trial: the model its trial would keep saved as
+    bytes (the next build frees the program's networks), the other repeats' models dropped."""
+    keep = _artifact_repeat(outcomes, chance_loss(point.datasets[0].num_classes))
+    kept = []
+    for r, o in enumerate(outcomes):
+        model = None
+        if r == keep:
+            with tempfile.TemporaryDirectory() as tmp:
+                model = SavedModel(save_model(o, point.config, exp.train, Path(tmp) / "model.keras").read_bytes())
+        kept.append(replace(o, model=model))
+    return Trained(point.number, kept, members, points)
+
+
+def train_for_later(points: Sequence[Point], exp: Experiment, engine: str,
+                    watch: Callable[[], Sequence] = tuple) -> list[Trained]:
+    """Train queued design points as one program, none of them a trial running now (`runs.sidecar`)."""
+    members = [group_training.Member(p.config, d, s, [stop_on_non_finite(), *watch()])
+               for p in points for s, d in zip(p.seeds, p.datasets)]
+    done, trained = train_members(members, exp.train, exp.model, engine), []
+    for p in points:
+        trained.append(for_later(p, done[:len(p.seeds)], exp, len(members), len(points)))
+        done = done[len(p.seeds):]
+    return trained

@@ -28,6 +28,7 @@ from .cotrain import CoTrainCache
 from .lifecycle import TrainingRun
 from .progress import SweepProgress
 from .repeat import MODEL_ARTIFACT, group_engine, preview_images, replay, save_model, train_group, train_repeat
+from .sidecar import Sidecar
 
 
 def interrupt_check():
@@ -104,6 +105,8 @@ class Objective:
     engine: str = "branches"  # how a program of members computes (`runs.members.engine_for`, `repeat.group_engine`)
     # Queued design points this process co-trained, until their trials run here (`runs.cotrain`).
     cotrained: CoTrainCache = field(default_factory=CoTrainCache)
+    # Trains queued points of the block's other network shapes beside this process (`runs.sidecar`); None: here.
+    sidecar: Sidecar | None = None
 
     def __call__(self, trial) -> float:
         runtime.raise_if_interrupted()  # one that arrived between trials and was swallowed on its way
@@ -217,10 +220,13 @@ class Objective:
         if size < len(seeds):
             points = 1  # design points share a program only with all of their repeats in it
         if points > 1:
+            if self.sidecar is not None:
+                self.sidecar.collect(wait_for=trial.number)
             done = self.cotrained.take(cotrain.training_key(trial.study.study_name, exp, config, seeds, datasets))
             if done is not None:
                 run.tags["members"] = done.members
-                run.tags["cotrained"] = f"replayed: trained earlier with {done.points - 1} other design point(s)"
+                run.tags["cotrained"] = (f"replayed: trained earlier with {done.points - 1} other design point(s)"
+                                         + (" in a helper process" if done.beside else ""))
                 yield from self._replayed(trial, run, list(zip(seeds, done.outcomes)))
                 return
             yield from self._cotrained(trial, config, seeds, datasets, run, shown, points)
@@ -268,6 +274,8 @@ class Objective:
             if fits(more):
                 members += more
                 others.append(p)
+        if engine == "stacked" and self.sidecar is not None:
+            self._beside(trial, config, points, engine, {p.number for p in others})
         live = [[interrupt_check()] + ([shown.callback(s.repeat)] if shown is not None else []) for s in seeds]
         mine, trained = cotrain.train_points(own, others, exp, live, lambda: [interrupt_check()], engine)
         for p, entry in zip(others, trained):
@@ -278,6 +286,24 @@ class Objective:
         c = self.cotrained
         run.tags["cotrain_cache"] = f"co-trained {c.trained}, replayed {c.replayed}, dropped unused {c.wasted}"
         yield from self._replayed(trial, run, list(zip(seeds, mine)))
+
+    def _beside(self, trial, config, points: int, engine: str, taken: set[int]) -> None:
+        """Send the queued points of the block's other network shapes to the helper process, up to `points` per
+        program, one program per shape, to train while this process trains its own (`runs.sidecar`)."""
+        exp = self.experiment
+        shapes: dict[tuple, list] = {}
+        own = (config.depth, config.filters, config.dense_units)
+        for p in cotrain.queued_points(trial.study, trial, exp, self.grid, self._dataset, self.cotrained,
+                                       limit=10 ** 6):
+            shape = (p.config.depth, p.config.filters, p.config.dense_units)
+            if shape != own and p.number not in taken and len(shapes.setdefault(shape, [])) < points:
+                shapes[shape].append(p)
+        for group in shapes.values():
+            members = [group_training.Member(p.config, d, s) for p in group for s, d in zip(p.seeds, p.datasets)]
+            if len(group) > 1 and not stacked.stackable(members, exp.train, exp.model) and self.sidecar.usable(group):
+                keys = [cotrain.training_key(trial.study.study_name, exp, p.config, p.seeds, p.datasets)
+                        for p in group]
+                self.sidecar.submit(group, keys, exp, engine)
 
     def _preview(self, config):
         """The preview grid of the configuration's augmentations, on the first repeat's augmentation seed."""

@@ -441,7 +441,7 @@ def optimize(study, exp: Experiment, objective, progress: "_Progress", budget: i
 
 def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: Callable[[str], None] = print,
               worker: tuple[int, int] | None = None, peer: bool = False, env: RunEnv | None = None,
-              members: int | str = 1) -> SweepOutcome:
+              members: int | str = 1, helper: bool = False) -> SweepOutcome:
     """Run (or resume) the experiment's study until `trials` trials have finished in total.
 
     Several processes may run this on the same stores at once (`worker` = (index, workers) marks one started by
@@ -449,16 +449,20 @@ def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: 
     processes, possibly on many machines, sharing a database storage and a tracking server). `env`: how this
     process trains, as its entry point set it up (`runtime.setup`); set up from the experiment when None.
     `members`: seed replicates of a trial trained as one program (`runs.members`: auto or N; 1 one at a time).
+    `helper`: co-training programs of the block's other network shapes train in a helper process beside this one
+    where that can help (`runs.sidecar`: a CPU with a core to spare, the stacked engine).
     """
     from .members import describe, engine_for, resolve_members
     from .objective import Objective
     from .progress import SweepProgress
+    from .sidecar import Sidecar, sidecar_helps
 
     budget = budget_of(exp, trials)
     env = env or runtime.setup(exp.train.deterministic, exp.train.mixed_precision)
     dataset = prepare(exp, stores, echo if worker is None else (lambda line: None))
     role = SPAWNED if worker is not None else PEER if peer else OWNER
     per_program, rule = resolve_members(members, exp)
+    beside = helper and sidecar_helps(exp, env, per_program, engine_for(members))
     with SweepSession(exp, stores, dataset, budget, echo, env, role=role) as session:
         if role == PEER:
             from ..stores.liveness import HOST
@@ -467,11 +471,14 @@ def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: 
                                 f"tracking {stores.tracking_label}"))
         elif worker is None:
             session.tracker.tag_parent({"workers": 1})
-            echo(session.header(f"device {env.device}; {describe(per_program, rule, exp.repeats)}"))
+            echo(session.header(f"device {env.device}; {describe(per_program, rule, exp.repeats)}"
+                                + ("; a helper process trains the block's points of other depths beside this one"
+                                   if beside else "")))
         else:  # spawned by `--workers`: the same tags a single-process sweep's parent run carries
             session.tracker.tag_parent(rec.env_tags(env))
         if worker is None or worker[0] == 0:
-            session.tracker.tag_parent({"members": per_program, "members_rule": rule or "--members N"})
+            session.tracker.tag_parent({"members": per_program, "members_rule": rule or "--members N",
+                                        "cotrain_helper": int(beside)})
         progress = _Progress(session.budget, exp.max_consecutive_failures, echo)
         from .first_look import LearningWatch, first_look_size
 
@@ -482,8 +489,14 @@ def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: 
                               exp.repeats, echo, parallel=worker[1] if worker is not None else 1)
         objective = Objective(exp, dataset, session.tracker, env, grid=exp.sampler == "grid",
                               progress=shown, members=per_program, engine=engine_for(members))
-        optimize(session.study, exp, objective, progress, session.budget, session.start_lock, echo,
-                 planner=session.planner)
+        if beside:
+            objective.sidecar = Sidecar(objective.cotrained, exp.train.deterministic, exp.train.mixed_precision)
+        try:
+            optimize(session.study, exp, objective, progress, session.budget, session.start_lock, echo,
+                     planner=session.planner)
+        finally:
+            if objective.sidecar is not None:
+                objective.sidecar.close()
         if progress.aborted:
             raise session.abort(
                 f"{progress.streak} consecutive trials failed; last reason: {progress.last_reason}. "
