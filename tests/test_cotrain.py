@@ -13,7 +13,7 @@ from augsweep import augment
 from augsweep.runs.sweep import run_sweep
 from augsweep.stores.study import resolve_stores
 from augsweep.training import group, train
-from tests.helpers import experiment, learning_experiment, read_stores, report, reproduce
+from tests.helpers import ROOT, experiment, learning_experiment, read_stores, report, reproduce
 
 pytestmark = pytest.mark.slow  # real trainings or stores: make test and CI run them, make test-fast does not
 
@@ -268,3 +268,59 @@ def test_a_helper_process_trains_queued_points_exactly_as_this_process_would(wri
     finally:
         helper.close()
     assert helper.process is None
+
+
+HELPER_HOST = r'''
+import sys
+
+from augsweep import runtime
+from augsweep.experiment import DatasetConfig, load_experiment
+from augsweep.experiment.seeding import point_seeds
+from augsweep.experiment.space import TrialConfig
+from augsweep.runs import cotrain
+from augsweep.runs.sidecar import Sidecar
+from augsweep.training.data import load_dataset
+
+if __name__ == "__main__":  # the helper starts a fresh interpreter (spawn), which imports this file again
+    runtime.setup(True, False)
+    digits = load_dataset(DatasetConfig("digits", (8, 8), train_samples=64, val_samples=64), 0)
+    exp = load_experiment(sys.argv[1])
+    points = [cotrain.Point(n, TrialConfig(2, filters=8, dense_units=16, learning_rate=0.01),
+                            point_seeds(0, n, 2, 0), [digits, digits]) for n in range(2)]
+    helper = Sidecar(cotrain.CoTrainCache(), True, False)
+    helper.submit(points, [("k", 0), ("k", 1)], exp, "stacked")
+    print(helper.process.pid, flush=True)
+    sys.stdin.read()  # killed here, the job still training in the helper
+'''
+
+
+def test_a_helper_process_ends_by_itself_when_the_sweep_process_is_killed(write_experiment, tmp_path):
+    """kill -9 of the sweep process leaves no helper computing: it ends at its next epoch."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = write_experiment(learning_experiment(train={"epochs": 5000, "batch_size": 16}))
+    host = tmp_path / "host.py"
+    host.write_text(HELPER_HOST)
+    proc = subprocess.Popen([sys.executable, str(host), str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    helper = int(proc.stdout.readline())
+    time.sleep(20)  # the helper imports its libraries and starts training the 5,000 epochs
+    assert open(f"/proc/{helper}/stat").read().split()[2] in "RS", "the helper is not training"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            os.kill(helper, 0)
+        except ProcessLookupError:
+            break
+        if open(f"/proc/{helper}/stat").read().split()[2] == "Z":
+            break  # ended, waiting for init to reap it
+        time.sleep(0.2)
+    else:
+        os.kill(helper, signal.SIGKILL)
+        raise AssertionError("the helper process outlived its sweep process by 30 s")
