@@ -55,7 +55,7 @@ def test_effects_csv_is_byte_identical_between_one_worker_and_auto(tmp_path, wri
     """Over 60 s on two cores because the claim is about real processes: driven through bench/parallel.py, which
     runs both sides as real sweep.py + report.py processes (`auto` spawns a fresh interpreter per worker) and
     compares their effects.csv; this test is also that benchmark's smoke run. One block of the 8-run plan is
-    enough for the claim (the same bytes); the worker's trial is then reproduced in a fresh process."""
+    enough for the claim (the same bytes); a worker's trial is then reproduced exactly."""
     path = write_experiment(learning_experiment(
         name="parallel", search_space=SPACE, sampler="factorial", trials=8, repeats=2, stop="budget"))
     workers = "auto" if usable_cores() >= 2 else "2"  # auto on a 1-core machine is one worker: force two
@@ -80,6 +80,7 @@ def test_effects_csv_is_byte_identical_between_one_worker_and_auto(tmp_path, wri
     assert {k: tags["one"][k] for k in PROCESS_TAGS} == {k: tags["auto"][k] for k in PROCESS_TAGS}
     assert tags["one"]["deterministic"] == "true" and tags["one"]["training_threads"] == "1"
     assert tags["one"]["workers"] == "1" and int(tags["auto"]["workers"]) >= 2
-    # a worker's trial, retrained in a fresh process on the thread count its run records, is exact
-    rep = run_cli("sweep.py", path, "--mlruns", sides / f"mlruns-0-{workers}", "--reproduce", "0")
+    # a worker's trial, retrained on the thread count its run records, is exact (in this process through the same
+    # entry point; a fresh process's reproduce is tests/test_runs_reproduce.py's claim)
+    rep = run_in_process("sweep.py", path, "--mlruns", sides / f"mlruns-0-{workers}", "--reproduce", "0")
     assert rep.returncode == 0 and "the original ran deterministically): match" in rep.stdout, rep.stdout[-1500:]
