@@ -326,3 +326,24 @@ def test_a_helper_process_ends_by_itself_when_the_sweep_process_is_killed(write_
     else:
         os.kill(helper, signal.SIGKILL)
         raise AssertionError("the helper process outlived its sweep process by 60 s")
+
+
+def test_a_helper_process_is_used_only_where_it_can_help(write_experiment, monkeypatch):
+    """`sidecar_helps`: `--members auto` co-training on a CPU under TensorFlow, with a core and a process's memory
+    to spare; never on a GPU, another backend, an explicit member count, one core or too little memory."""
+    from augsweep import runtime
+    from augsweep.runs.sidecar import sidecar_helps
+    from augsweep.runtime import RunEnv
+
+    exp = experiment(write_experiment(_factorial()))
+    cpu = RunEnv("tensorflow", "CPU: x86_64 (2 cores), no GPU found", "float32", True, "1")
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 2)
+    assert sidecar_helps(exp, cpu, 64, "auto", ram_gib=8.0)
+    assert sidecar_helps(exp, cpu, 64, "auto", ram_gib=None)  # no /proc/meminfo: not a reason to refuse
+    assert not sidecar_helps(exp, cpu, 64, "auto", ram_gib=2.0)  # two processes need 3 GiB
+    assert not sidecar_helps(exp, cpu, 64, "branches", ram_gib=8.0)  # an explicit --members N: branches
+    assert not sidecar_helps(exp, cpu, exp.repeats, "auto", ram_gib=8.0)  # no queued points co-trained
+    assert not sidecar_helps(exp, replace(cpu, device="GPU: H100 (x1)"), 64, "auto", ram_gib=8.0)
+    assert not sidecar_helps(exp, replace(cpu, backend="jax"), 64, "auto", ram_gib=8.0)
+    monkeypatch.setattr(runtime, "usable_cores", lambda: 1)
+    assert not sidecar_helps(exp, cpu, 64, "auto", ram_gib=8.0)

@@ -56,14 +56,17 @@ def _serve(conn, parent: int, deterministic: bool, mixed_precision: bool) -> Non
             conn.send(("error", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"))
 
 
-def sidecar_helps(exp: Experiment, env, members: int, engine: str) -> bool:
-    """Whether a helper process can shorten this sweep: a CPU (TensorFlow) with a core to spare, design points
+def sidecar_helps(exp: Experiment, env, members: int, engine: str, ram_gib: float | None = -1.0) -> bool:
+    """Whether a helper process can shorten this sweep: a CPU (TensorFlow) with a core to spare and the memory of
+    a second process (`runtime.RAM_GIB_PER_PROCESS` each; `ram_gib`: available GiB, -1 to read it), design points
     co-trained by the stacked engine (`--members auto`). It starts at its first job: a design of one depth never
     starts it."""
     from .. import runtime
 
+    ram = runtime.available_memory_gib() if ram_gib == -1.0 else ram_gib
     return (engine == "auto" and members > exp.repeats and env.backend == "tensorflow"
-            and env.device.startswith("CPU") and runtime.usable_cores() >= 2)
+            and env.device.startswith("CPU") and runtime.usable_cores() >= 2
+            and (ram is None or ram >= 2 * runtime.RAM_GIB_PER_PROCESS))
 
 
 def data_bytes(points: Sequence[Point]) -> int:

@@ -65,20 +65,6 @@ def gpu_free_gib(gpus: list[str]) -> list[float]:
     return [free[g] for g in gpus if g in free] if out.returncode == 0 else []
 
 
-RAM_GIB_PER_WORKER = 1.5  # resident memory of one worker (TensorFlow, Keras, MLflow, Optuna, the data): ~1.1 GiB
-
-
-def available_memory_gib() -> float | None:
-    """MemAvailable from /proc/meminfo, in GiB; None where there is no such file."""
-    try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 2**20
-    except OSError:
-        return None
-    return None
-
-
 def full_rounds(n: int, block: int, limit: int) -> int:
     """The fewest workers >= `n` (and <= `limit`) that divide `block`, so each round of a block is full; `n` if
     none does."""
@@ -97,7 +83,7 @@ def auto_workers(cap: int, cores: int | None = None, gpus: list[str] | None = No
     leaves cores idle (the default's 16 points on 3 workers left one training alone for ~25 s of each ~250 s
     block on 2 cores; 4 workers run 4 full rounds). With GPUs, as many per GPU as its free memory holds at
     `GIB_PER_TRAINING` each, at most one per core in total (each worker needs a core to feed its GPU).
-    Never more than the memory holds at `RAM_GIB_PER_WORKER` each, nor than `cap` (the trials one block, or
+    Never more than the memory holds at `runtime.RAM_GIB_PER_PROCESS` each, nor than `cap` (the trials one block, or
     the budget, can run at once); never fewer than one."""
     cores = usable_cores() if cores is None else cores
     gpus = visible_gpus() if gpus is None else gpus
@@ -114,9 +100,9 @@ def auto_workers(cap: int, cores: int | None = None, gpus: list[str] | None = No
         if full != n:
             n = full
             rule += f", raised to {n} so that each round of a {block}-point block is full"
-    ram = available_memory_gib() if ram_gib is None else ram_gib
-    if ram is not None and n > max(1, int(ram // RAM_GIB_PER_WORKER)):
-        n = max(1, int(ram // RAM_GIB_PER_WORKER))
+    ram = runtime.available_memory_gib() if ram_gib is None else ram_gib
+    if ram is not None and n > max(1, int(ram // runtime.RAM_GIB_PER_PROCESS)):
+        n = max(1, int(ram // runtime.RAM_GIB_PER_PROCESS))
         rule += f", at most {n} in {ram:.0f} GiB of available memory"
     if n > cap:
         n = cap

@@ -29,7 +29,14 @@ from .device import (
 )
 from .env import RunEnv, setup
 from .native import NATIVE_NOISE, filtered_native_stderr, quiet_backends
-from .process import freeze_long_lived_objects, release_traced_gradients, tune_sqlite, usable_cores
+from .process import (
+    RAM_GIB_PER_PROCESS,
+    available_memory_gib,
+    freeze_long_lived_objects,
+    release_traced_gradients,
+    tune_sqlite,
+    usable_cores,
+)
 from .provenance import PACKAGES, git_commit, package_versions
 from .signals import (
     ENDING,
@@ -55,4 +62,5 @@ __all__ = ["ENDING", "raise_if_interrupted", "environment_cause", "resume_comman
            "in_project_venv", "interrupt_handler", "interruptible", "log_traceback", "one_line", "package_versions",
            "python_path", "quiet_backends",
            "release_traced_gradients", "run_main", "set_determinism", "set_precision", "setup", "shown",
-           "store_write", "training_threads_tag", "tune_sqlite", "usable_cores"]
+           "store_write", "training_threads_tag", "tune_sqlite", "usable_cores", "RAM_GIB_PER_PROCESS",
+           "available_memory_gib"]
