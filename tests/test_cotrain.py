@@ -243,7 +243,7 @@ def test_a_helper_process_trains_queued_points_exactly_as_this_process_would(wri
     from augsweep.runs.sidecar import Sidecar
     from augsweep.training.data import load_dataset
 
-    runtime.setup(True, False)
+    runtime.setup(True, False)  # a no-op for the threads where an earlier test of this process used TensorFlow
     digits = load_dataset(DatasetConfig("digits", (8, 8), train_samples=64, val_samples=64), 0)
     exp = experiment(write_experiment(learning_experiment(train={"epochs": 2, "batch_size": 16})))
     contrast = ("contrast", (("factor", 0.3),))
@@ -252,7 +252,7 @@ def test_a_helper_process_trains_queued_points_exactly_as_this_process_would(wri
     points = [cotrain.Point(n, c, point_seeds(0, 0, 2, 0), [digits, digits]) for n, c in enumerate(configs, 5)]
     here = cotrain.train_for_later(points, exp, "stacked")
     cache = cotrain.CoTrainCache()
-    helper = Sidecar(cache, True, False)
+    helper = Sidecar(cache, True, False, pin_threads=runtime.training_threads_tag() == "1")  # as the sweep sets it
     try:
         helper.submit(points, [("k", p.number) for p in points], exp, "stacked")
         assert cache.holds(5) and cache.holds(6) and not cache.entries  # pending: never co-trained twice
@@ -345,5 +345,7 @@ def test_a_helper_process_is_used_only_where_it_can_help(write_experiment, monke
     assert not sidecar_helps(exp, cpu, exp.repeats, "auto", ram_gib=8.0)  # no queued points co-trained
     assert not sidecar_helps(exp, replace(cpu, device="GPU: H100 (x1)"), 64, "auto", ram_gib=8.0)
     assert not sidecar_helps(exp, replace(cpu, backend="jax"), 64, "auto", ram_gib=8.0)
+    assert sidecar_helps(exp, replace(cpu, training_threads="default"), 64, "auto", ram_gib=8.0)
+    assert not sidecar_helps(exp, replace(cpu, training_threads="3"), 64, "auto", ram_gib=8.0)  # set by hand
     monkeypatch.setattr(runtime, "usable_cores", lambda: 1)
     assert not sidecar_helps(exp, cpu, 64, "auto", ram_gib=8.0)

@@ -29,13 +29,13 @@ from .cotrain import CoTrainCache, Point, train_for_later
 SIDECAR_DATA_BYTES = 256 * 2 ** 20
 
 
-def _serve(conn, parent: int, deterministic: bool, mixed_precision: bool) -> None:
+def _serve(conn, parent: int, deterministic: bool, mixed_precision: bool, pin_threads: bool) -> None:
     """The helper's loop: set up as the sweep process, then train each job it receives and send back its
     `Trained` points (or the error's text), until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from .. import runtime
 
-    runtime.setup(deterministic, mixed_precision)
+    runtime.setup(deterministic, mixed_precision, pin_threads=pin_threads)
     import keras
 
     class ParentGone(keras.callbacks.Callback):
@@ -64,7 +64,10 @@ def sidecar_helps(exp: Experiment, env, members: int, engine: str, ram_gib: floa
     from .. import runtime
 
     ram = runtime.available_memory_gib() if ram_gib == -1.0 else ram_gib
+    # The helper can set up its thread pools only as one thread per op or TensorFlow's default (`Sidecar`): a
+    # process whose pools were fixed otherwise (an earlier TensorFlow op in a notebook) trains here alone.
     return (engine == "auto" and members > exp.repeats and env.backend == "tensorflow"
+            and env.training_threads in ("1", "default")
             and env.device.startswith("CPU") and runtime.usable_cores() >= 2
             and (ram is None or ram >= 2 * runtime.RAM_GIB_PER_PROCESS))
 
@@ -78,9 +81,11 @@ def data_bytes(points: Sequence[Point]) -> int:
 class Sidecar:
     """One helper process, started at the first job, fed jobs in order; their outcomes go into `cache`."""
 
-    def __init__(self, cache: CoTrainCache, deterministic: bool, mixed_precision: bool):
+    def __init__(self, cache: CoTrainCache, deterministic: bool, mixed_precision: bool, pin_threads: bool = True):
+        """`pin_threads`: one CPU thread per op, as this process trains (its `training_threads` tag is 1); else
+        TensorFlow's default, all cores, as this one (a training's numbers depend on the thread count)."""
         self.cache = cache
-        self.settings = (deterministic, mixed_precision)
+        self.settings = (deterministic, mixed_precision, pin_threads)
         self.process = None
         self.conn = None
         self.jobs: deque[dict[int, tuple]] = deque()  # each job sent, oldest first: trial number -> cache key

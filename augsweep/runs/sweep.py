@@ -490,7 +490,8 @@ def run_sweep(exp: Experiment, stores: Stores, trials: int | None = None, echo: 
         objective = Objective(exp, dataset, session.tracker, env, grid=exp.sampler == "grid",
                               progress=shown, members=per_program, engine=engine_for(members))
         if beside:
-            objective.sidecar = Sidecar(objective.cotrained, exp.train.deterministic, exp.train.mixed_precision)
+            objective.sidecar = Sidecar(objective.cotrained, exp.train.deterministic, exp.train.mixed_precision,
+                                        pin_threads=env.training_threads == "1")
         try:
             optimize(session.study, exp, objective, progress, session.budget, session.start_lock, echo,
                      planner=session.planner)
