@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -238,3 +239,26 @@ def assert_tables_and_figures_fit(page) -> None:
             assert not same, (t["header"], same)
     images = page.evaluate("() => [...document.images].map(i => [i.alt, i.clientWidth, i.naturalWidth])")
     assert images and all(shown == natural for _, shown, natural in images), images
+
+
+@contextlib.contextmanager
+def failing_augmentation(name: str, message: str, build: int = 2):
+    """For the block: augmentation `name` registered (the identity, no parameters) whose `build`-th construction
+    raises RuntimeError(message); unregistered after."""
+    from augsweep import augment
+
+    built = [0]
+
+    def make(params, seed):
+        built[0] += 1
+        if built[0] == build:
+            raise RuntimeError(message)
+        import keras
+
+        return keras.layers.Identity()
+
+    augment.register(augment.AugmentationSpec(name, {}, make))
+    try:
+        yield
+    finally:
+        augment.unregister(name)

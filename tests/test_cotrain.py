@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import yaml
 
-from augsweep import augment
 from augsweep.runs.sweep import run_sweep
 from augsweep.stores.study import resolve_stores
 from augsweep.training import group, train
-from tests.helpers import ROOT, experiment, learning_experiment, read_stores, report, reproduce
+from tests.helpers import ROOT, experiment, failing_augmentation, learning_experiment, read_stores, report, reproduce
 
 pytestmark = pytest.mark.slow  # real trainings or stores: make test and CI run them, make test-fast does not
 
@@ -103,25 +102,13 @@ def test_cotrained_sweep_equals_one_at_a_time_trains_each_point_once_and_reprodu
 
 
 def test_a_failure_while_cotraining_fails_only_the_trial_and_leaves_no_run_open(write_experiment, tmp_path):
-    built = Counter()
-
-    def flaky(params, seed):  # the second network built with it fails: inside the first trial's program
-        built["n"] += 1
-        if built["n"] == 2:
-            raise RuntimeError("planted failure while co-training")
-        import keras
-
-        return keras.layers.Identity()
-
-    augment.register(augment.AugmentationSpec("flaky", {}, flaky))
-    try:
+    # The second network built with it fails: inside the first trial's program.
+    with failing_augmentation("flaky", "planted failure while co-training"):
         space = {"depth": 1, "augmentations": {"flip": {"mode": ["horizontal"]}, "flaky": None}}  # 4 runs
         path = write_experiment(_factorial(name="flakyco", search_space=space, trials=4,
                                            max_consecutive_failures=5))
         exp = experiment(path)
         run_sweep(exp, resolve_stores(exp, tmp_path / "m"), members=8, echo=lambda line: None)
-    finally:
-        augment.unregister("flaky")
     view = read_stores(exp, tmp_path / "m")
     states = Counter(t.state.name for t in view.trials)
     assert states == {"COMPLETE": 4, "FAIL": 1}, states  # the failed trial's retry completed; the rest unharmed
@@ -268,6 +255,7 @@ def test_a_helper_process_trains_queued_points_exactly_as_this_process_would(wri
         helper.submit(bad, [("k", 7)], exp, "stacked")  # members of two image sizes: the program fails there
         helper.collect(wait_for=7)
         assert not cache.pending and not cache.entries and len(helper.errors) == 1 and not helper.broken
+        assert helper.trouble().startswith("1 job(s) failed, the last: ")
     finally:
         helper.close()
     assert helper.process is None

@@ -14,12 +14,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from augsweep import augment
 from augsweep.experiment import load_experiment
 from augsweep.runs.blocks import ATTR_DESIGN, ATTR_STOPPED
 from augsweep.training import data
 from augsweep.training.data import load_dataset
-from tests.helpers import LEARNS, ROOT, read_stores, report, run_in_process, sweep, tiny_experiment, wait_for_study
+from tests.helpers import (
+    LEARNS,
+    ROOT,
+    failing_augmentation,
+    read_stores,
+    report,
+    run_in_process,
+    sweep,
+    tiny_experiment,
+    wait_for_study,
+)
 
 # Two switches: a 4-run full factorial per block; 2 repeats per trial, so each block adds 2 seeds.
 SPACE = {"depth": 1, "augmentations": {"flip": {"mode": ["horizontal"]}, "contrast": {"factor": [0.1, 0.5]}}}
@@ -76,24 +85,11 @@ def _by_point(trials) -> dict[tuple[int, int], list]:
 @pytest.mark.slow
 def test_blocks_run_every_design_point_with_fresh_seeds_and_a_failure_is_retried_in_its_block(
         tmp_path, write_experiment):
-    calls = Counter()
-
-    def flaky(params, seed):  # fails the first time it is built, works afterwards
-        calls["built"] += 1
-        if calls["built"] == 2:
-            raise RuntimeError("planted failure inside a block")
-        import keras
-
-        return keras.layers.Identity()
-
-    augment.register(augment.AugmentationSpec("flaky", {}, flaky))
-    try:
+    with failing_augmentation("flaky", "planted failure inside a block"):  # its second build fails
         space = {"depth": 1, "augmentations": {"flip": {"mode": ["horizontal"]}, "flaky": None}}  # 4 runs
         path = write_experiment(_factorial(name="flaky", search_space=space, trials=8, max_consecutive_failures=5))
         exp = load_experiment(path)
         outcome = sweep(exp, tmp_path / "m")
-    finally:
-        augment.unregister("flaky")
     view = read_stores(exp, tmp_path / "m")
     trials = view.trials
     assert outcome.finished == 8 and len(trials) == 9  # 2 blocks of 4, plus the one retry

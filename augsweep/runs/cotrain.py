@@ -123,17 +123,18 @@ class CoTrainCache:
             self.wasted += 1
 
 
-def queued_points(study, trial, exp: Experiment, grid: bool, data, cache: CoTrainCache, limit: int,
+def queued_points(study, trial, exp: Experiment, grid: bool, data, cache: CoTrainCache, limit: int | None,
                   depth: int | None = None) -> list[Point]:
-    """Up to `limit` queued design points of `trial`'s block, in the order the queue hands them out, that this
-    process has not trained yet; drops the cache's entries whose trial is no longer queued. `data(seeds)`: the
-    replicate's dataset; `depth`: only points of that depth (a stacked program holds one network shape)."""
+    """Up to `limit` (None: all) queued design points of `trial`'s block, in the order the queue hands them out,
+    that this process has not trained yet; drops the cache's entries whose trial is no longer queued.
+    `data(seeds)`: the replicate's dataset; `depth`: only points of that depth (a stacked program holds one network
+    shape)."""
     import optuna
     from optuna.trial import TrialState
 
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
     cache.drop_except({t.number for t in waiting})
-    if rec.BLOCK not in trial.user_attrs or limit <= 0:
+    if rec.BLOCK not in trial.user_attrs or (limit is not None and limit <= 0):
         return []
     block = int(trial.user_attrs[rec.BLOCK])
     points = []
@@ -175,16 +176,23 @@ def train_points(own: Point, others: Sequence[Point], exp: Experiment, live: Seq
     member (an interrupt check keeps firing after `own`'s members have all ended). `engine`: "branches"
     (`training.group`) or "stacked" (`training.stacked`, the points then share one network shape)."""
     points = [own, *others]
-    members = []
-    for p in points:
-        for r, (s, d) in enumerate(zip(p.seeds, p.datasets)):
-            cbs = list(live[r]) if p is own and r < len(live) else list(watch())
-            members.append(group_training.Member(p.config, d, s, [stop_on_non_finite(), *cbs]))
+    outcomes = _program(points, exp, engine,
+                        lambda p, r: list(live[r]) if p is own and r < len(live) else list(watch()))
+    members = sum(len(p.seeds) for p in points)
+    return outcomes[0], [for_later(p, mine, exp, members, len(points)) for p, mine in zip(others, outcomes[1:])]
+
+
+def _program(points: Sequence[Point], exp: Experiment, engine: str,
+             callbacks: Callable[[Point, int], list]) -> list[list[RepeatOutcome]]:
+    """Train every repeat of `points` as one program (`callbacks(point, r)`: that member's callbacks, after the
+    non-finite stop); each point's outcomes in repeat order."""
+    members = [group_training.Member(p.config, d, s, [stop_on_non_finite(), *callbacks(p, r)])
+               for p in points for r, (s, d) in enumerate(zip(p.seeds, p.datasets))]
     done, outcomes = train_members(members, exp.train, exp.model, engine), []
     for p in points:
         outcomes.append(done[:len(p.seeds)])
         done = done[len(p.seeds):]
-    return outcomes[0], [for_later(p, mine, exp, len(members), len(points)) for p, mine in zip(others, outcomes[1:])]
+    return outcomes
 
 
 def for_later(point: Point, outcomes: Sequence[RepeatOutcome], exp: Experiment, members: int, points: int) -> Trained:
@@ -204,10 +212,6 @@ def for_later(point: Point, outcomes: Sequence[RepeatOutcome], exp: Experiment, 
 def train_for_later(points: Sequence[Point], exp: Experiment, engine: str,
                     watch: Callable[[], Sequence] = tuple) -> list[Trained]:
     """Train queued design points as one program, none of them a trial running now (`runs.sidecar`)."""
-    members = [group_training.Member(p.config, d, s, [stop_on_non_finite(), *watch()])
-               for p in points for s, d in zip(p.seeds, p.datasets)]
-    done, trained = train_members(members, exp.train, exp.model, engine), []
-    for p in points:
-        trained.append(for_later(p, done[:len(p.seeds)], exp, len(members), len(points)))
-        done = done[len(p.seeds):]
-    return trained
+    outcomes = _program(points, exp, engine, lambda p, r: list(watch()))
+    members = sum(len(p.seeds) for p in points)
+    return [for_later(p, mine, exp, members, len(points)) for p, mine in zip(points, outcomes)]

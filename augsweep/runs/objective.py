@@ -222,6 +222,8 @@ class Objective:
         if points > 1:
             if self.sidecar is not None:
                 self.sidecar.collect(wait_for=trial.number)
+                if self.sidecar.trouble():  # the points it could not train are trained here, at their cost
+                    run.tags["cotrain_helper"] = self.sidecar.trouble()
             done = self.cotrained.take(cotrain.training_key(trial.study.study_name, exp, config, seeds, datasets))
             if done is not None:
                 run.tags["members"] = done.members
@@ -268,14 +270,19 @@ class Objective:
                 else (lambda more: not group_training.groupable(members + more, exp.train, exp.model)))
         others = []
         points = cotrain.points_that_fit(datasets, points)  # each member's arrays are copied into the program
-        for p in cotrain.queued_points(trial.study, trial, exp, self.grid, self._dataset, self.cotrained,
-                                       points - 1, depth=config.depth if engine == "stacked" else None):
+        # With a helper process, one read of the queue serves both: this program's shape here, the others there.
+        beside = engine == "stacked" and self.sidecar is not None
+        queued = cotrain.queued_points(trial.study, trial, exp, self.grid, self._dataset, self.cotrained,
+                                       None if beside else points - 1,
+                                       depth=config.depth if engine == "stacked" and not beside else None)
+        for p in queued:
             more = [group_training.Member(p.config, d, s) for s, d in zip(p.seeds, p.datasets)]
-            if fits(more):
+            if len(others) < points - 1 and fits(more):
                 members += more
                 others.append(p)
-        if engine == "stacked" and self.sidecar is not None:
-            self._beside(trial, config, points, engine, {p.number for p in others})
+        if beside:
+            self._beside(trial, [p for p in queued if p not in others], stacked.network_shape(config), points,
+                         engine)
         live = [[interrupt_check()] + ([shown.callback(s.repeat)] if shown is not None else []) for s in seeds]
         mine, trained = cotrain.train_points(own, others, exp, live, lambda: [interrupt_check()], engine)
         for p, entry in zip(others, trained):
@@ -287,16 +294,14 @@ class Objective:
         run.tags["cotrain_cache"] = f"co-trained {c.trained}, replayed {c.replayed}, dropped unused {c.wasted}"
         yield from self._replayed(trial, run, list(zip(seeds, mine)))
 
-    def _beside(self, trial, config, points: int, engine: str, taken: set[int]) -> None:
-        """Send the queued points of the block's other network shapes to the helper process, up to `points` per
+    def _beside(self, trial, queued: list, own: tuple, points: int, engine: str) -> None:
+        """Send the `queued` points of network shapes other than `own` to the helper process, up to `points` per
         program, one program per shape, to train while this process trains its own (`runs.sidecar`)."""
         exp = self.experiment
         shapes: dict[tuple, list] = {}
-        own = (config.depth, config.filters, config.dense_units)
-        for p in cotrain.queued_points(trial.study, trial, exp, self.grid, self._dataset, self.cotrained,
-                                       limit=10 ** 6):
-            shape = (p.config.depth, p.config.filters, p.config.dense_units)
-            if shape != own and p.number not in taken and len(shapes.setdefault(shape, [])) < points:
+        for p in queued:
+            shape = stacked.network_shape(p.config)
+            if shape != own and len(shapes.setdefault(shape, [])) < points:
                 shapes[shape].append(p)
         for group in shapes.values():
             members = [group_training.Member(p.config, d, s) for p in group for s, d in zip(p.seeds, p.datasets)]

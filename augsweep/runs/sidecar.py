@@ -53,7 +53,7 @@ def _serve(conn, parent: int, deterministic: bool, mixed_precision: bool, pin_th
             trained = train_for_later(points, exp, engine, watch=lambda: [ParentGone()])
             conn.send(("ok", [replace(t, beside=True) for t in trained]))
         except Exception as e:  # noqa: BLE001 - the job's points are trained again when their trials run
-            conn.send(("error", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"))
+            conn.send(("error", runtime.one_line(f"{type(e).__name__}: {e}", 300)))
 
 
 def sidecar_helps(exp: Experiment, env, members: int, engine: str, ram_gib: float | None = -1.0) -> bool:
@@ -91,6 +91,11 @@ class Sidecar:
         self.jobs: deque[dict[int, tuple]] = deque()  # each job sent, oldest first: trial number -> cache key
         self.broken = ""  # why the helper is no longer used
         self.errors: list[str] = []
+
+    def trouble(self) -> str:
+        """What went wrong in the helper so far, in words ("" when nothing): its points then trained here."""
+        failed = f"{len(self.errors)} job(s) failed, the last: {self.errors[-1]}" if self.errors else ""
+        return "; ".join(t for t in (failed, self.broken) if t)
 
     def usable(self, points: Sequence[Point]) -> bool:
         return not self.broken and data_bytes(points) <= SIDECAR_DATA_BYTES

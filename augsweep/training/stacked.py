@@ -55,6 +55,11 @@ MEMBERS_PREFIX = "members_"  # the program's logs: `members_loss` etc., one valu
 CONVOLUTIONS = ("members", "patches")  # how the training step convolves (`_build_engine`); the first is the default
 
 
+def network_shape(config) -> tuple[int, int, int]:
+    """What one stacked program holds one of: a configuration's depth, filters and dense units."""
+    return config.depth, config.filters, config.dense_units
+
+
 def stackable(members: Sequence[group.Member], settings: TrainConfig, model: ModelConfig = ModelConfig()) -> str:
     """Why these members cannot train as one stacked program ("" when they can)."""
     why = group.groupable(members, settings, model)
@@ -64,7 +69,7 @@ def stackable(members: Sequence[group.Member], settings: TrainConfig, model: Mod
         return "streamed image folders train one member per program"
     if runtime.dtype_policy() != "float32":
         return f"the stacked engine computes in float32 (dtype policy {runtime.dtype_policy()})"
-    shapes = {(m.config.depth, m.config.filters, m.config.dense_units) for m in members}
+    shapes = {network_shape(m.config) for m in members}
     if len(shapes) > 1:
         return "members with different depths, filters or dense units (one stacked program per network shape)"
     if len({int(m.dataset.x_train.shape[0]) for m in members}) > 1:
