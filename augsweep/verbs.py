@@ -150,7 +150,8 @@ def sweep(experiment, *, trials=None, workers: int | str = 1, mlruns="mlruns", s
         if resolve_members(members, exp)[0] > exp.repeats:
             # A second worker would pop the very queued design points this one's programs train along.
             n, rule = 1, ("one process: its programs train the block's queued design points (--members auto), "
-                          "those of another depth in a helper process beside it")
+                          "and, with a core and the memory to spare, those of another depth in a helper process "
+                          "beside it")
     if n > 1:
         outcome = run_workers(exp, stores, n, trials=trials, echo=echo, rule=rule, members=members)
     else:

@@ -83,7 +83,6 @@ def run_in_process(script: str, *args, cwd: Path | None = None, env=None) -> sub
     """`run_cli` without a new interpreter: the same entry function the script or verb calls (`sweep_main`,
     `report_main`, `augsweep.cli.main`), its exit code and what it printed to stdout and stderr. For claims about
     what the tool answers, not about the process (a fresh interpreter, signals, what it imports)."""
-    import contextlib
     import io
 
     from augsweep.cli import main, report_main, sweep_main

@@ -15,11 +15,9 @@ from mlflow import MlflowClient
 from augsweep import cli
 from augsweep.experiment.schema import ConfigError
 from augsweep.stores import tracking
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.slow  # real trainings or stores: make test and CI run them, make test-fast does not
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _store(mlruns: Path) -> Path:
     """A real MLflow SQLite store at the current schema."""

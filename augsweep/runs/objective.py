@@ -305,7 +305,7 @@ class Objective:
                 shapes[shape].append(p)
         for group in shapes.values():
             members = [group_training.Member(p.config, d, s) for p in group for s, d in zip(p.seeds, p.datasets)]
-            if len(group) > 1 and not stacked.stackable(members, exp.train, exp.model) and self.sidecar.usable(group):
+            if not stacked.stackable(members, exp.train, exp.model) and self.sidecar.usable(group):
                 keys = [cotrain.training_key(trial.study.study_name, exp, p.config, p.seeds, p.datasets)
                         for p in group]
                 self.sidecar.submit(group, keys, exp, engine)
