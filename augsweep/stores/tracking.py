@@ -24,6 +24,7 @@ import pandas as pd
 
 from .. import runtime
 from ..runtime import store_write
+from .seed import seed_database
 
 # MLflow's SQLite store runs Alembic migrations on first use and logs each step at INFO.
 for _name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent", "mlflow.store.sql"):
@@ -75,6 +76,8 @@ def client_for(tracking_uri: str):
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     tracking_uri = remember_uri(tracking_uri)
     check_schema(tracking_uri)
+    if tracking_uri.startswith("sqlite:///"):
+        seed_database(Path(tracking_uri[len("sqlite:///"):].split("?", 1)[0]))
     if is_remote(tracking_uri):
         for key, value in HTTP_RETRY.items():
             os.environ.setdefault(key, value)
