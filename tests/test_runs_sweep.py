@@ -1,11 +1,12 @@
-"""End-to-end sweeps through the real CLI, read back from the real Optuna and MLflow stores."""
+"""End-to-end sweeps through the CLI's entry function (`sweep.py`'s, in this process: what it answers, not the
+process), read back from the real Optuna and MLflow stores."""
 
 from __future__ import annotations
 
 import pytest
 
 from augsweep.experiment import ConfigError, load_experiment
-from tests.helpers import read_stores, run_cli, sweep, tiny_experiment
+from tests.helpers import read_stores, run_in_process, sweep, tiny_experiment
 
 
 def _stores(path, mlruns):
@@ -20,7 +21,7 @@ def swept(tmp_path_factory):
     import yaml
 
     path.write_text(yaml.safe_dump(tiny_experiment(repeats=2, train={"epochs": 2})))
-    result = run_cli("sweep.py", path, "--mlruns", tmp / "mlruns")
+    result = run_in_process("sweep.py", path, "--mlruns", tmp / "mlruns")
     assert result.returncode == 0, result.stderr[-3000:]
     return path, tmp / "mlruns", result
 
