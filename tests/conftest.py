@@ -86,7 +86,6 @@ SLOW_SECONDS = 4.0
 TESTS = Path(__file__).resolve().parent
 
 MEASURED_SLOW = frozenset({
-    'tests/test_api.py::test_registered_model_loads_and_predicts_in_a_fresh_process',
     'tests/test_api.py::test_skipped_publishing_says_why_in_the_cli_and_the_api',
     'tests/test_api.py::test_sweep_returns_the_study',
     'tests/test_augment_ranges.py::test_each_augmentation_draws_its_stated_range[flip-horizontal]',
@@ -143,7 +142,6 @@ MEASURED_SLOW = frozenset({
     'tests/test_runs_sweep.py::test_resume_continues_to_the_total_budget',
     'tests/test_runs_sweep.py::test_sequential_sweep_is_deterministic',
     'tests/test_runs_sweep.py::test_sweep_logs_parent_and_nested_trial_runs',
-    'tests/test_runtime.py::test_sweep_starts_with_our_line_not_tensorflows',
     'tests/test_runtime_interrupts.py::test_ctrl_c_in_each_window_of_a_sweep_exits_130[between_trials]',
     'tests/test_runtime_interrupts.py::test_ctrl_c_in_each_window_of_a_sweep_exits_130[final_summary]',
     'tests/test_runtime_interrupts.py::test_ctrl_c_in_each_window_of_a_sweep_exits_130[held_at_return]',

@@ -54,8 +54,18 @@ def swept(tmp_path_factory):
     return path, tmp / "mlruns", printed.getvalue(), tmp / "report"
 
 
-def test_printed_links_land_on_a_usable_view_at_1600x1000(swept, chromium):
-    from screenshot import chromium_page, in_view, mlflow_ui, open_trials_page
+@pytest.fixture(scope="module")
+def ui(swept, chromium):
+    """One MLflow UI (what `make ui` runs) over the sweep's stores for the module's tests, which only read it;
+    its base URL."""
+    from screenshot import mlflow_ui
+
+    with mlflow_ui(swept[1]) as base:
+        yield base
+
+
+def test_printed_links_land_on_a_usable_view_at_1600x1000(swept, ui):
+    from screenshot import chromium_page, in_view, open_trials_page
 
     path, mlruns, stdout, _ = swept
     printed = re.findall(r"http://127\.0\.0\.1:5000/#/\S+", stdout)
@@ -81,8 +91,8 @@ def test_printed_links_land_on_a_usable_view_at_1600x1000(swept, chromium):
              {line.split()[0] for line in stdout.split("side by side")[0].split("configurations (")[-1].split(", ")}]
     assert len(best3) == 3 and len(set(best3)) == 3
 
-    with mlflow_ui(mlruns) as base, chromium_page() as page:
-        local = lambda url: url.replace("http://127.0.0.1:5000", base)  # noqa: E731
+    with chromium_page() as page:
+        local = lambda url: url.replace("http://127.0.0.1:5000", ui)  # noqa: E731
         text = open_trials_page(page, local(runs_link), trials[0].info.run_name)
         assert "Sort: best_val_loss" in text
         for name in ("depth", "aug_flip", "aug_contrast", "best_val_loss"):  # the columns a user needs, on screen
@@ -131,13 +141,13 @@ def _shown(page, locator) -> bool:
         " return !!hit && (el.contains(hit) || hit.contains(el)); }")
 
 
-def test_experiment_page_shows_the_answer_at_1600x1000(swept, chromium):
+def test_experiment_page_shows_the_answer_at_1600x1000(swept, ui):
     """The report's answer is the experiment's description (`mlflow.note.content`), which MLflow 3's
     experiment page shows under its title (ExperimentViewHeader's description box, rendered Markdown: collapsed
     to about one line, its expand button shows the rest)."""
     from augsweep.stores.registry import NOTE_TAG
 
-    from screenshot import chromium_page, mlflow_ui
+    from screenshot import chromium_page
 
     path, mlruns, stdout, report = swept
     view = read_stores(path, mlruns)
@@ -147,12 +157,12 @@ def test_experiment_page_shows_the_answer_at_1600x1000(swept, chromium):
     assert "turning each augmentation on changes the best validation loss" in answer
     assert answer in (report / "report.md").read_text()  # the report's own answer paragraph, first
     shown_text = answer.replace("`", "").replace("**", "")  # as the UI renders its Markdown
-    with mlflow_ui(mlruns) as base, chromium_page() as page:
+    with chromium_page() as page:
         # The runs link the sweep printed: the page a user lands on (a bare #/experiments/<id> opens MLflow's
         # GenAI overview, under a tour popover, for an experiment without traces).
         runs_link = next(u for u in re.findall(r"http://127\.0\.0\.1:5000/#/\S+", stdout) if "/runs?" in u)
         assert f"/experiments/{experiment.experiment_id}/" in runs_link
-        page.goto(runs_link.replace("http://127.0.0.1:5000", base))
+        page.goto(runs_link.replace("http://127.0.0.1:5000", ui))
         box = page.locator('[data-component-id="mlflow.experiment.metadata_editor.edit_button"]').locator("xpath=..")
         assert _shown(page, box.get_by_text(shown_text[:40], exact=False)), "the answer's start shows without a click"
         box.locator('[data-component-id="mlflow.experiment.metadata_editor.expand_button"]').click()

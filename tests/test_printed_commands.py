@@ -19,6 +19,13 @@ from tests.helpers import ROOT, run_in_process, tiny_experiment
 pytestmark = pytest.mark.slow
 
 
+# The commands printed are the same whatever the experiment's size (`make ui`, `make report`, `make ablate`, and
+# the report's `Next:`), so the experiments are the smallest that print them all: two trials of one seed, one
+# augmentation, whose ablation (base and no augmentation, one seed) is two trainings.
+ONE_SWITCH = {"search_space": {"augmentations": {"flip": {"mode": ["horizontal"]}}},
+              "ablation": {"repeats": 1, "baselines": False}}
+
+
 def fresh_shell_env() -> dict:
     """What a new terminal has: no VIRTUAL_ENV, PATH without the venv's bin folder."""
     venv_bin = str(Path(ROOT / ".venv" / "bin"))
@@ -73,8 +80,7 @@ def test_every_printed_command_runs_in_a_fresh_shell(tmp_path):
     """Over 60 s on two cores because each printed command (`make ui`, `make report`, `make ablate` and the
     report's own next steps) is run as printed in a fresh shell, each a new interpreter that trains or reports."""
     path = tmp_path / "exp.yaml"
-    path.write_text(yaml.safe_dump(tiny_experiment(
-        name="printed", trials=4, repeats=2, train={"epochs": 1}, ablation={"repeats": 2, "baselines": False})))
+    path.write_text(yaml.safe_dump(tiny_experiment(name="printed", trials=2, train={"epochs": 1}, **ONE_SWITCH)))
     env = fresh_shell_env()
     assert ".venv" not in env["PATH"] and "VIRTUAL_ENV" not in env
 
@@ -119,17 +125,23 @@ def minimal_env() -> dict:
 
 def test_printed_commands_run_from_a_folder_outside_the_repository(tmp_path):
     """An experiment and its stores in the user's own folder, the tool run from there: every printed command
-    (the UI, the report, the ablation, the report's next steps) runs as printed from that folder."""
+    (the UI, the report, the ablation, the report's next steps) runs as printed from that folder. The sweep, a
+    fresh process in a new login's environment, starts with its own line and shows none of TensorFlow's
+    start-up chatter (`runtime.filtered_native_stderr`)."""
     away = tmp_path / "my-project"
     away.mkdir()
     assert ROOT not in away.parents
-    (away / "exp.yaml").write_text(yaml.safe_dump(tiny_experiment(
-        name="away", trials=2, train={"epochs": 1}, ablation={"repeats": 2, "baselines": False})))
+    (away / "exp.yaml").write_text(yaml.safe_dump(tiny_experiment(name="away", trials=2, train={"epochs": 1},
+                                                                  **ONE_SWITCH)))
     script = Path(sys.executable).with_name("augsweep")
     installed = str(script) if script.is_file() else f"{sys.executable} -m augsweep"
     env = minimal_env()
     sweep = run_printed(f"{installed} sweep exp.yaml --mlruns mlruns", env, cwd=away)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
+    # The sweep starts with its own line, not TensorFlow's, and none of TensorFlow's start-up chatter shows.
+    assert sweep.stdout.startswith("augsweep: study 'away'") and "no GPU found" in sweep.stdout.splitlines()[0]
+    for noise in ("absl::InitializeLog", "oneDNN", "cudart_stub", "cuInit", "cpu_feature_guard"):
+        assert noise not in sweep.stderr, sweep.stderr
     printed = commands(sweep.stdout)
     assert printed and not [c for c in printed if c.startswith("make ")], sweep.stdout  # no Makefile here
     assert any(" ui --mlruns mlruns" in c for c in printed) and any(" report exp.yaml" in c for c in printed)

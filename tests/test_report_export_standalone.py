@@ -205,17 +205,23 @@ def test_model_input_says_how_each_source_prepares_images():
 
 
 def test_registered_model_loads_as_printed_from_any_folder(tiny_report, tmp_path):
+    """The registered best model (conftest's `tiny_report`, through the API) loads in a fresh process by the
+    printed lines alone, from a folder of its own, and predicts class probabilities; the augmentation block is
+    inside it."""
     from augsweep.stores.tracking import tracking_uri_for
 
     folder, exp, _, rep, _ = tiny_report
     lines = load_model_lines(tracking_uri_for(folder / "mlruns"), f"{exp.name}-best", rep.model_version.version,
                              rep.best.config.enabled)
     script = "\n".join([*lines, "import numpy as np",
-                        "p = np.asarray(model.predict(np.full((2, 8, 8, 1), 0.5, np.float32), verbose=0))",
-                        "assert p.shape == (2, 10), p.shape"])
+                        "p = np.asarray(model.predict(np.full((3, 8, 8, 1), 0.5, np.float32), verbose=0))",
+                        "assert p.shape == (3, 10) and np.allclose(p.sum(axis=1), 1, atol=1e-4), p",
+                        "print('layers', [layer.name for layer in model.layers])"])
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     done = subprocess.run([sys.executable, "-I", "-c", script], cwd=elsewhere, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert list(elsewhere.iterdir()) == []  # no mlflow.db (nor mlruns) left where it ran
+    for name in rep.best.config.enabled:  # the augmentation block is inside the registered model
+        assert f"aug_{name}" in done.stdout, done.stdout
