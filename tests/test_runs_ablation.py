@@ -205,6 +205,12 @@ DIGITS = {
 
 @pytest.mark.slow
 def test_ablation_finds_that_rotating_and_flipping_digits_hurts(write_experiment, tmp_path):
+    """The known answer on fresh seeds, with its margin measured (4 distinct variants x 6 seeds, 24 trainings of
+    6 epochs on 16x16 digits, over 60 s): rotation add-one-in +0.88 val_loss, interval [0.39, 1.36] at the
+    report's level; flip add-one-in +0.31 and rotation leave-one-out +0.55, each positive on every one of the 6
+    seeds. The size is what the margin needs: on 8x8 images flip add-one-in shrinks to +0.15 [-0.04, 0.34] and
+    rotation to +0.43; on the first 4 of these seeds rotation add-one-in keeps about 1.1 half-widths and
+    leave-one-out is no longer decided; 5 seeds save under a tenth of the time for a thinner margin."""
     path = write_experiment(DIGITS)
     ablate(load_experiment(path), tmp_path / "mlruns", echo=lambda line: None)
     out, _ = report(load_experiment(path), tmp_path / "mlruns", tmp_path / "report")

@@ -240,7 +240,7 @@ def test_one_alpha_for_a_report_with_sweep_and_ablation():
     # report/analysis.py gives it (under the null no main effect passes alpha on): <= 5% of reports err.
     from augsweep.report.ablation_analysis import ADD_ONE_IN, LEAVE_ONE_OUT, interactions
 
-    n, rng, seeds = 300, np.random.default_rng(13), 5
+    n, rng, seeds = 3000, np.random.default_rng(13), 5
     comps = pd.DataFrame(
         [{"augmentation": a, "comparison": LEAVE_ONE_OUT, "with_variant": "base", "without_variant": f"base-{a}"}
          for a in gen.AUGS]
@@ -251,22 +251,39 @@ def test_one_alpha_for_a_report_with_sweep_and_ablation():
     assert a_ablation < node < 0.05 * (1 - inf.PRIMARY_WEIGHT) + 1e-12
     a_paired, a_contrast = inf.split_alpha(a_ablation, [len(comps), len(gen.AUGS)])
     # The two parts are independent: the sweep's rate from N vectorised sweeps (every table, configurations at
-    # their whole node: an upper bound), the ablation's from n reports.
+    # their whole node: an upper bound), the ablation's from n reports through the array rule its tables call
+    # (checked equal to `ablation_effects` / `interactions` on a sample, claims included).
     o = sequential_all(gen.sweeps(rng, N, sd=0.02))
     p_sweep = (o["seen"].any(axis=1) | o["seen_pairs"].any(axis=1) | o["seen_cond"].any(axis=1)
                | o["seen_configurations"].any(axis=1)).mean()
     variants = ["base", "none", *(f"base-{a}" for a in gen.AUGS), *(f"+{a}" for a in gen.AUGS)]
-    false = 0
-    for i in range(n):
-        y = 0.3 + rng.normal(0, 0.05, seeds)[None, :] + rng.normal(0, 0.02, (len(variants), seeds))
+    y = 0.3 + rng.normal(0, 0.05, (n, 1, seeds)) + rng.normal(0, 0.02, (n, len(variants), seeds))
+    codes = ablation_codes(y, len(gen.AUGS), a_paired, a_contrast)
+    false = np.any([np.isin(c, (1, 2)).any(axis=1) for c in codes.values()], axis=0)
+    for i in [*range(3), *np.flatnonzero(false)[:3]]:  # the report's tables decide as the arrays do
         runs = pd.DataFrame({"variant": np.repeat(variants, seeds), "seed": np.tile(np.arange(seeds), len(variants)),
-                             "best_val_loss": y.ravel()})
-        paired = inf.ablation_effects(runs, comps, MARGIN, a_paired)
-        contrasts = interactions(runs, comps, MARGIN, a_contrast)
-        false += bool(paired["verdict"].isin(["helps", "hurts"]).any()
-                      or contrasts["verdict"].isin(["helps", "hurts"]).any())
-    p_report = 1 - (1 - p_sweep) * (1 - false / n)
-    assert p_report <= mc_upper(0.05, n), f"sweep {p_sweep:.3%}, ablation {false / n:.3%}"
+                             "best_val_loss": y[i].ravel()})
+        paired = inf.ablation_effects(runs, comps, MARGIN, a_paired).set_index(["comparison", "augmentation"])
+        contrasts = interactions(runs, comps, MARGIN, a_contrast).set_index("augmentation")
+        for kind in (LEAVE_ONE_OUT, ADD_ONE_IN):
+            assert (inf.core.codes_of(paired.loc[kind].loc[gen.AUGS, "verdict"]) == codes[kind][i]).all(), (i, kind)
+        assert (inf.core.codes_of(contrasts.loc[gen.AUGS, "verdict"]) == codes["interaction"][i]).all(), i
+    p_report = 1 - (1 - p_sweep) * (1 - false.mean())
+    assert p_report <= mc_upper(0.05, n), f"sweep {p_sweep:.3%}, ablation {false.mean():.3%}"
+
+
+def ablation_codes(y: np.ndarray, k: int, a_paired: float, a_contrast: float) -> dict[str, np.ndarray]:
+    """Verdict codes (sims x augmentations) of null ablation reports, y: sims x variants x seeds with the variants
+    ordered base, none, base-a..., +a...: leave-one-out and add-one-in rows each at their Šidák share of
+    `a_paired` (as `ablation_effects` splits it), the interaction contrasts at `a_contrast`."""
+    from augsweep.report.ablation_analysis import ADD_ONE_IN, LEAVE_ONE_OUT
+
+    a_kind = 1.0 - (1.0 - a_paired) ** 0.5  # two kinds of k rows each
+    loo = np.swapaxes(y[:, [0]] - y[:, 2:2 + k], 1, 2)  # sims x seeds x augmentations: base - (base-a)
+    add = np.swapaxes(y[:, 2 + k:] - y[:, [1]], 1, 2)  # (+a) - none
+    return {LEAVE_ONE_OUT: inf.decide_arrays(loo, a_kind, MARGIN)["code"],
+            ADD_ONE_IN: inf.decide_arrays(add, a_kind, MARGIN)["code"],
+            "interaction": inf.decide_arrays(loo - add, a_contrast, MARGIN)["code"]}
 
 
 def _deterministic_outcome(config: int, seeds) -> float:
@@ -279,17 +296,23 @@ def test_ablation_of_the_best_trial_on_fresh_seeds(fresh):
     # `base: best` picks the sweep's best of 50 null configurations on seeds 0..3; the ablation retrains it
     # against no augmentation. On the sweep's own seeds the winner's luck replays (selection on noise); on
     # the ablation's seeds, which no sweep trial used, it does not.
-    n, R_ab, false = 300, 4, 0
+    n, R_ab = 300, 4
+    y = np.empty((n, 2, R_ab))  # sweep x (base, none) x seed
     for s in range(n):
         sweep_s = [repeat_seeds(s, r) for r in range(4)]
         best = min(range(1, 51), key=lambda c: np.mean([_deterministic_outcome(s * 100 + c, x) for x in sweep_s]))
         seeds = [ablation_seeds(s, r) for r in range(R_ab)] if fresh else sweep_s
-        runs = pd.DataFrame([{"variant": v, "seed": x.repeat, "best_val_loss": _deterministic_outcome(s * 100 + c, x)}
-                             for v, c in (("base", best), ("none", 0)) for x in seeds])
-        comps = pd.DataFrame([{"augmentation": "best", "comparison": "add-one-in", "with_variant": "base",
-                               "without_variant": "none"}])
-        false += inf.ablation_effects(runs, comps, 0.005)["verdict"].isin(["helps", "hurts"]).any()
-    rate = false / n
+        y[s] = [[_deterministic_outcome(s * 100 + c, x) for x in seeds] for c in (best, 0)]
+    # The ablation's one paired row (base - none, t across the seeds at the whole alpha), the array rule
+    # `ablation_effects` calls; the table path on a sample gives the same verdicts.
+    codes = inf.decide_arrays((y[:, 0] - y[:, 1])[..., None], 0.05, 0.005)["code"][:, 0]
+    comps = pd.DataFrame([{"augmentation": "best", "comparison": "add-one-in", "with_variant": "base",
+                           "without_variant": "none"}])
+    for s in range(5):
+        runs = pd.DataFrame({"variant": np.repeat(["base", "none"], R_ab), "seed": np.tile(np.arange(R_ab), 2),
+                             "best_val_loss": y[s].ravel()})
+        assert inf.core.codes_of(inf.ablation_effects(runs, comps, 0.005)["verdict"])[0] == codes[s]
+    rate = np.isin(codes, (1, 2)).mean()
     if fresh:
         assert rate <= mc_upper(0.05, n)
     else:
