@@ -133,7 +133,6 @@ MEASURED_SLOW = frozenset({
     'tests/test_runs_failures.py::test_consecutive_failures_stop_the_sweep',
     'tests/test_runs_failures.py::test_diverging_trial_is_scored_not_dropped',
     'tests/test_runs_failures.py::test_raising_augmentation_fails_with_traceback_artifact',
-    'tests/test_runs_recovery.py::test_kill_9_mid_trial_then_rerun_resumes_and_retries_once',
     'tests/test_runs_recovery.py::test_repair_marks_stale_runs_without_training',
     'tests/test_runs_reproduce.py::test_a_training_logged_without_deterministic_ops_is_compared_within_seed_noise',
     'tests/test_runs_sweep.py::test_a_study_created_before_a_late_key_existed_resumes',

@@ -1,5 +1,6 @@
 """The fault campaign: damaged stores, kills at every write of a trial's end, signals mid-trial, a full disk, a
-killed report, each on its own copy of a real swept store, counted in one table.
+killed report, each on its own copy of a real swept store (the signals mid-trial on a sweep of their own), counted
+in one table.
 
 Every fault ends in one of: `refused` (exit 2, one line, the stores unchanged), `survived` (the resume finishes
 the budget exactly), `noted` (the report renders, with a note). Asserted over the whole table: 0 store
@@ -7,7 +8,12 @@ disagreements (Optuna's COMPLETE trials are exactly MLflow's FINISHED trial runs
 COMPLETE trials lost (each keeps its curve and its files), every error's first line is its one-line message.
 
 The store faults run in this process (milliseconds each, no training); the faults that need a training in flight
-run as real processes, two at a time, and are the `slow` part.
+run as real processes, two at a time, and are the `slow` part. The signals mid-trial (Ctrl-C, SIGTERM, kill -9)
+start a sweep of their own whose trials report every epoch, so that "mid-training" is seen in the study, not
+guessed from a clock: the process completes its first trial, is signalled once the second has reported an epoch,
+and each fault also checks what the stores hold between the fault and the resume (the trial failed in both stores
+with its reason and queued again, or, after kill -9, left RUNNING until the resume fails it as its dead worker's
+and retries it once).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import pytest
 import yaml
 
 from augsweep.cli import report_main, sweep_main
-from tests.helpers import ROOT, read_stores, sweep, tiny_experiment
+from tests.helpers import ROOT, read_stores, sweep, tiny_experiment, wait_for_study
 from tests.test_runs_complete_means_stored import _KILL_AT, _KILL_REAPING, POINTS, assert_stores_agree
 from tests.test_stores_integrity import _content
 
@@ -225,32 +231,97 @@ def _env() -> dict:
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
 
 
-def _complete(mlruns: Path) -> int:
-    try:
-        with sqlite3.connect(f"file:{mlruns / 'optuna.db'}?mode=ro", uri=True, timeout=5) as db:
-            return db.execute("select count(*) from trials where state = 'COMPLETE'").fetchone()[0]
-    except sqlite3.Error:
-        return 0
+SIGNALS = {"Ctrl-C mid-trial": (signal.SIGINT, 130, "interrupted (Ctrl-C)"),
+           "SIGTERM mid-trial": (signal.SIGTERM, 143, "interrupted (SIGTERM)"),
+           "kill -9 mid-trial": (signal.SIGKILL, -signal.SIGKILL, None)}
+SIGNALLED = 1  # the trial the signal interrupts: the process completed trial 0 before it (kept, not lost)
+# The signalled trial is mid-training once it has reported an epoch (a median pruner makes a trial report every
+# epoch; with none, a repeat's reports come in one batch at its end), and over 12 epochs it stays there.
+MID_TRAINING = ("SELECT count(*) FROM trial_intermediate_values v JOIN trials t ON v.trial_id = t.trial_id "
+                f"WHERE t.number = {SIGNALLED} AND t.state = 'RUNNING'")
 
 
-SIGNALLED_BUDGET = 5  # leaves a trial to run after the one the signal interrupts: a sweep that trained on is caught
+def _signal_experiment(root: Path) -> Path:
+    """Two 12-epoch trials that report every epoch (no pruning before a median pruner's 4 startup trials). The
+    interrupted trial is the budget's last: its retry, queued, is what a sweep that trained on would run."""
+    path = root / "signal.yaml"
+    path.write_text(yaml.safe_dump(tiny_experiment(name="signal", trials=2, train={"epochs": 12},
+                                                   pruner="median")))
+    return path
 
 
-def _signal_mid_trial(path: Path, m: Path, sig: int) -> subprocess.CompletedProcess:
-    """`sweep.py` from BUDGET done, `sig` once one more trial has completed (the next is in flight); a process
-    that ended before the signal could be sent is reported (returncode None), not counted as a pass."""
-    proc = subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), str(path), "--mlruns", str(m), "--trials",
-                             str(SIGNALLED_BUDGET)],
+def _trial_state(m: Path, number: int) -> str | None:
+    with sqlite3.connect(m / "optuna.db", timeout=30) as db:
+        row = db.execute("select state from trials where number = ?", (number,)).fetchone()
+    return row[0] if row else None
+
+
+def _signal_mid_trial(path: Path, m: Path, sig: int) -> tuple[subprocess.CompletedProcess, list, int]:
+    """`sweep.py` on fresh stores, `sig` once trial SIGNALLED has reported an epoch (kill -9 after freezing the
+    process with SIGSTOP and seeing the trial still RUNNING: it cannot finish the trial before the kill)."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), str(path), "--mlruns", str(m)],
                             cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while proc.poll() is None and time.monotonic() < deadline and _complete(m) <= BUDGET:
-        time.sleep(0.1)
-    time.sleep(0.3)  # into the next trial's training
-    sent = proc.poll() is None
-    if sent:
-        proc.send_signal(sig)
+    problems = []
+    wait_for_study(proc, m / "optuna.db", MID_TRAINING)
+    if sig == signal.SIGKILL:
+        proc.send_signal(signal.SIGSTOP)
+        if _trial_state(m, SIGNALLED) != "RUNNING":
+            problems.append(("not frozen mid-trial", _trial_state(m, SIGNALLED)))
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=300)
-    return subprocess.CompletedProcess(proc.args, proc.returncode if sent else None, out, err)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), problems, proc.pid
+
+
+def _signalled_left(name: str, view, err: str) -> list:
+    """What the stores must hold between a signal mid-trial and the resume (empty when they do)."""
+    _, _, reason = SIGNALS[name]
+    states = [t.state.name for t in view.trials]
+    by_id = {r.info.run_id: r for r in view.runs}
+    statuses = sorted(r.info.status for r in view.runs)
+    if reason is None:  # kill -9: nothing could be written; the trial and its runs are left RUNNING
+        if states != ["COMPLETE", "RUNNING"] or statuses != ["FINISHED", "RUNNING", "RUNNING"]:
+            return [("kill -9 left", states, statuses)]
+        return []
+    problems = []
+    if "rerun the same command to resume" not in err:
+        problems.append(("no resume command", err[-300:]))
+    if states != ["COMPLETE", "FAIL", "WAITING"]:  # failed, and queued once more
+        return [*problems, ("signal left", states)]
+    failed = view.trials[SIGNALLED]
+    run = by_id.get(failed.user_attrs.get("mlflow_run_id"))
+    if failed.user_attrs.get("failure_reason") != reason:
+        problems.append(("trial's reason", failed.user_attrs.get("failure_reason")))
+    if run is None or run.data.tags.get("failure_reason") != reason or run.data.tags.get("state") != "FAIL":
+        problems.append(("run's tags", run and run.data.tags))
+    if statuses != ["FINISHED", "KILLED", "KILLED"]:  # trial 0; the signalled trial's run and the parent
+        problems.append(("run statuses", statuses))
+    return problems
+
+
+def _signalled_resumed(name: str, view, said: str, pid: int) -> list:
+    """After the resume: the signalled trial failed and retried once with its parameters (after kill -9: failed
+    by the resume as its dead worker's, the process named, its run KILLED with the reason)."""
+    states = [t.state.name for t in view.trials]
+    if states != ["COMPLETE", "FAIL", "COMPLETE"]:
+        return [("resumed to", states)]
+    dead, retry = view.trials[SIGNALLED], view.trials[SIGNALLED + 1]
+    problems = [] if retry.params == dead.params else [("retried with other parameters", retry.params)]
+    if len({t.user_attrs["mlflow_run_id"] for t in view.trials}) != len(view.trials):
+        problems.append(("a run counted twice", [t.user_attrs["mlflow_run_id"] for t in view.trials]))
+    statuses = sorted(r.info.status for r in view.runs)
+    if "RUNNING" in statuses:
+        problems.append(("runs left RUNNING", statuses))
+    if SIGNALS[name][2] is None:
+        if statuses != ["FINISHED"] * 3 + ["KILLED"]:  # the parent, trial 0 and the retry; the dead trial's run
+            problems.append(("run statuses", statuses))
+        run = {r.info.run_id: r for r in view.runs}[dead.user_attrs["mlflow_run_id"]]
+        if f"worker process {pid}" not in said or f"queued again as t{SIGNALLED + 1:02d}" not in said:
+            problems.append(("not said", said[-1500:]))
+        if "is gone" not in dead.user_attrs["failure_reason"] or retry.system_attrs.get("failed_trial") != SIGNALLED:
+            problems.append(("dead trial", dead.user_attrs["failure_reason"], retry.system_attrs))
+        if run.info.status != "KILLED" or "is gone" not in run.data.tags.get("failure_reason", ""):
+            problems.append(("dead run", run.info.status, run.data.tags.get("failure_reason")))
+    return problems
 
 
 def _run(args) -> subprocess.CompletedProcess:
@@ -293,12 +364,13 @@ def _faults_in_flight(names: list[str], path: Path, original: Path, root: Path) 
 def _inject(name: str, path: Path, original: Path, root: Path) -> dict:
     """Inject one fault on a copy of the stores in a real process; what the resume needs to check it."""
     m = root / "mlruns"
-    if name != "resume killed while reaping":
+    root.mkdir(parents=True, exist_ok=True)
+    if name not in ("resume killed while reaping", *SIGNALS):
         shutil.copytree(original, m)
     more = root / "campaign.yaml"  # the same experiment with one more trial (`trials` may change on resume)
     more.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "trials": BUDGET + 1}))
     problems: list = []
-    budget = BUDGET
+    budget, pid = BUDGET, None
     if name.startswith("kill at end-of-trial write "):
         point = name.rsplit(" ", 1)[1]
         fault = _run(["-c", _KILL_AT, str(more), str(m), point])
@@ -313,11 +385,12 @@ def _inject(name: str, path: Path, original: Path, root: Path) -> dict:
         view = read_stores(more, m)  # the dead trial failed in Optuna; its run still says COMPLETE
         if [t.state.name for t in view.trials] != ["COMPLETE"] * BUDGET + ["FAIL"]:
             problems.append(("reaping left", [t.state.name for t in view.trials]))
-    elif name in ("Ctrl-C mid-trial", "SIGTERM mid-trial", "kill -9 mid-trial"):
-        sig = {"Ctrl-C mid-trial": signal.SIGINT, "SIGTERM mid-trial": signal.SIGTERM}.get(name, signal.SIGKILL)
-        fault = _signal_mid_trial(path, m, sig)
-        budget = SIGNALLED_BUDGET
-        expected = {signal.SIGINT: {130}, signal.SIGTERM: {143}, signal.SIGKILL: {-signal.SIGKILL}}[sig]
+    elif name in SIGNALS:
+        sig, code, _ = SIGNALS[name]
+        path = _signal_experiment(root)  # this fault's own sweep, from nothing
+        fault, problems, pid = _signal_mid_trial(path, m, sig)
+        problems += _signalled_left(name, read_stores(path, m), fault.stderr)
+        budget, expected = 2, {code}
     elif name == "disk full mid-sweep":
         settle(m)  # the WALs emptied: the sweep's first writes grow them past the limit
         fault = _run(["-c", _DISK_FULL, str(path), str(m), str(64 * 1024)])
@@ -336,7 +409,7 @@ def _inject(name: str, path: Path, original: Path, root: Path) -> dict:
         problems.append(("first line", first_line(fault.stderr)[:300]))
     if "Traceback" in fault.stderr.split("\n", 1)[0]:
         problems.append(("traceback first", fault.stderr[:300]))
-    return {"name": name, "problems": problems, "m": m, "budget": budget, "root": root}
+    return {"name": name, "problems": problems, "m": m, "budget": budget, "root": root, "path": path, "pid": pid}
 
 
 def _recover(fault: dict, path: Path) -> tuple[str, str, list]:
@@ -345,6 +418,7 @@ def _recover(fault: dict, path: Path) -> tuple[str, str, list]:
     name, problems, m = fault["name"], list(fault["problems"]), fault["m"]
     if m is None:
         return name, "failed", problems
+    path = fault["path"]  # the campaign's experiment, or the signal faults' own
     if name == "report killed":
         out = fault["root"] / "out"
         code = report_main([str(path), "--mlruns", str(m), "--out", str(out)])
@@ -359,6 +433,8 @@ def _recover(fault: dict, path: Path) -> tuple[str, str, list]:
         reconciled = f"written COMPLETE but Optuna failed t{BUDGET:02d}"
         if name == "resume killed while reaping" and reconciled not in said.getvalue():  # says what it reconciled
             problems.append(("not said", reconciled, said.getvalue()[-1500:]))
+        if name in SIGNALS:
+            problems += _signalled_resumed(name, read_stores(path, m), said.getvalue(), fault["pid"])
     try:
         check_consistent(path, m, fault["budget"], name)
     except AssertionError as e:
@@ -373,7 +449,7 @@ IN_FLIGHT = ([f"kill at end-of-trial write {p}" for p in POINTS]
 
 @pytest.mark.slow
 def test_faults_with_a_training_in_flight_leave_the_stores_agreeing_with_nothing_lost(swept, tmp_path):
-    """Over 60 s on two cores because the claim is about real processes dying mid-write: each of the 12 faults is
+    """Over 60 s on two cores because the claim is about real processes dying mid-write: each of the 13 faults is
     a fresh interpreter (kill -9 at each end-of-trial store write, a resume killed while reaping, Ctrl-C, SIGTERM
     and kill -9 mid-training, a full disk, a killed report) followed by an in-process resume; two run at a time."""
     path, original = swept

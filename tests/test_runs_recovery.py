@@ -1,24 +1,24 @@
-"""Sweeps survive parallel workers, kill -9, Ctrl-C/SIGTERM: real processes, real SQLite stores.
+"""Sweeps survive parallel workers and dead workers: real processes, real SQLite stores.
 
-Each test starts real `sweep.py` processes (TensorFlow import included), so they are few and
-their trials short. Waiting for a process to reach a trial polls the Optuna database; nothing
-asserts on time.
+Each test starts real processes (TensorFlow import included), so they are few and their trials short.
+Ctrl-C, SIGTERM and kill -9 sent to a real `sweep.py` mid-training (exit 130/143/-9, the trial failed in both
+stores with its reason and queued again, or left RUNNING until the rerun fails it as its dead worker's and retries
+it once with the same parameters, and the resume finishing the budget) are faults of the fault campaign
+(`tests/test_fault_campaign.py`), which starts that process once for both sets of checks.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 
 import pytest
 
-from augsweep.experiment import load_experiment
 from augsweep.runs.workers import gpu_assignments
 from augsweep.stores.liveness import process_alive
-from tests.helpers import ROOT, read_stores, run_in_process, sweep, tiny_experiment, wait_for_study
+from tests.helpers import ROOT, read_stores, run_in_process, tiny_experiment
 
 SPACE = {"depth": {"low": 1, "high": 2}, "augmentations": {"flip": None, "contrast": None}}
 
@@ -39,18 +39,6 @@ def _sweep_process(path, mlruns, *args):
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def _wait_for_training(proc, mlruns, deadline_s: float = 300) -> None:
-    """Poll until trial 0 has reported an epoch (it is mid-trial)."""
-    wait_for_study(proc, mlruns / "optuna.db",
-                   "SELECT count(*) FROM trial_intermediate_values v JOIN trials t ON v.trial_id = t.trial_id "
-                   "WHERE t.number = 0 AND t.state = 'RUNNING'", deadline_s=deadline_s)
-
-
-def _running_state(mlruns, number=0) -> str:
-    with sqlite3.connect(mlruns / "optuna.db", timeout=30) as con:
-        return con.execute("SELECT state FROM trials WHERE number = ?", (number,)).fetchone()[0]
-
-
 @pytest.mark.slow
 def test_workers_and_an_independent_process_share_one_study_within_the_budget(tmp_path, write_experiment):
     """`--workers 2` and a plain `sweep.py` started at the same moment on one study: exactly
@@ -69,70 +57,6 @@ def test_workers_and_an_independent_process_share_one_study_within_the_budget(tm
     assert len(set(run_ids)) == 4
     assert sorted(r.info.run_id for r in _trial_runs(runs)) == sorted(run_ids)  # each trial logged once
     assert [r.info.status for r in runs] == ["FINISHED"] * 5  # 4 trials + one shared parent
-
-
-def test_kill_9_mid_trial_then_rerun_resumes_and_retries_once(tmp_path, write_experiment):
-    # A median pruner makes the trial report every epoch, so "mid-trial" is a 12-epoch window to catch; with
-    # none, the reports come in one batch at the end of the repeat, and the poll could miss the trial running.
-    path = write_experiment(tiny_experiment(name="kill", trials=2, search_space=SPACE, train={"epochs": 12},
-                                            pruner="median"))
-    mlruns = tmp_path / "m"
-    proc = _sweep_process(path, mlruns)
-    _wait_for_training(proc, mlruns)
-    proc.send_signal(signal.SIGSTOP)  # frozen mid-trial: it cannot finish the trial before the kill
-    assert _running_state(mlruns) == "RUNNING"
-    proc.kill()
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
-    study, trials, runs = _stores(path, mlruns)
-    assert [t.state.name for t in trials] == ["RUNNING"]
-    assert sorted(r.info.status for r in runs) == ["RUNNING", "RUNNING"]  # parent + trial: stuck
-
-    lines: list[str] = []
-    outcome = sweep(load_experiment(path), mlruns, echo=lines.append)  # the rerun
-    assert outcome.finished == 2
-    text = "\n".join(lines)
-    assert f"worker process {proc.pid}" in text and "queued again as t01" in text
-    study, trials, runs = _stores(path, mlruns)
-    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE", "COMPLETE"]
-    dead, retry, _ = trials
-    assert "is gone" in dead.user_attrs["failure_reason"]
-    assert retry.system_attrs["failed_trial"] == 0 and retry.params == dead.params  # retried once
-    by_id = {r.info.run_id: r for r in runs}
-    assert by_id[dead.user_attrs["mlflow_run_id"]].info.status == "KILLED"
-    assert "is gone" in by_id[dead.user_attrs["mlflow_run_id"]].data.tags["failure_reason"]
-    assert sorted(r.info.status for r in runs) == ["FINISHED"] * 3 + ["KILLED"]  # parent + 2 trials
-    assert len({t.user_attrs["mlflow_run_id"] for t in trials}) == 3  # no run counted twice
-
-
-@pytest.mark.parametrize("sig,code,reason", [(signal.SIGINT, 130, "interrupted (Ctrl-C)"),
-                                             (signal.SIGTERM, 143, "interrupted (SIGTERM)")],
-                         ids=["sigint", "sigterm"])
-@pytest.mark.slow
-def test_interrupt_fails_the_trial_in_both_stores_and_resume_works(tmp_path, write_experiment, sig, code, reason):
-    # A median pruner makes the trial report every epoch (with none, reports are batched at the end).
-    path = write_experiment(tiny_experiment(name="interrupt", trials=1, search_space=SPACE, train={"epochs": 12},
-                                            pruner="median"))
-    mlruns = tmp_path / "m"
-    proc = _sweep_process(path, mlruns)
-    _wait_for_training(proc, mlruns)
-    proc.send_signal(sig)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == code, err[-3000:]
-    assert "rerun the same command to resume" in err
-    study, trials, runs = _stores(path, mlruns)
-    assert [t.state.name for t in trials] == ["FAIL", "WAITING"]  # failed, and queued once more
-    assert trials[0].user_attrs["failure_reason"] == reason
-    assert sorted(r.info.status for r in runs) == ["KILLED", "KILLED"]  # trial run + parent
-    trial_run = _trial_runs(runs)[0]
-    assert trial_run.data.tags["failure_reason"] == reason and trial_run.data.tags["state"] == "FAIL"
-    if sig != signal.SIGINT:
-        return
-    outcome = sweep(load_experiment(path), mlruns, echo=lambda line: None)  # the rerun
-    assert outcome.finished == 1 and outcome.ran_now == 1
-    study, trials, runs = _stores(path, mlruns)
-    assert [t.state.name for t in trials] == ["FAIL", "COMPLETE"] and trials[1].params == trials[0].params
-    assert "RUNNING" not in {r.info.status for r in runs}
 
 
 _DEAD_WORKER = """

@@ -68,14 +68,20 @@ def test_ctrl_c_before_the_handlers_would_have_been_installed_exits_130(monkeypa
     assert "interrupted" in capsys.readouterr().err
 
 
+def _ctrl_c_experiment(trials: int) -> dict:
+    return tiny_experiment(name="ctrlc", trials=trials, train={"epochs": 1},
+                           dataset={"image_size": [8, 8], "samples": 48})
+
+
 @pytest.fixture
 def experiment_file(write_experiment):
-    return write_experiment(tiny_experiment(name="ctrlc", trials=2, train={"epochs": 1},
-                                            dataset={"image_size": [8, 8], "samples": 48}))
+    """A one-trial sweep: every window but `between_trials` (which needs a trial after the first) lies within it."""
+    return write_experiment(_ctrl_c_experiment(1))
 
 
 @pytest.mark.parametrize("window", ["between_trials", "final_summary", "held_at_return"])
-def test_ctrl_c_in_each_window_of_a_sweep_exits_130(monkeypatch, tmp_path, experiment_file, capsys, window):
+def test_ctrl_c_in_each_window_of_a_sweep_exits_130(monkeypatch, tmp_path, write_experiment, capsys, window):
+    experiment_file = write_experiment(_ctrl_c_experiment(2 if window == "between_trials" else 1))
     mlruns = tmp_path / "m"
     if window == "between_trials":  # after trial 0 is told to Optuna, before trial 1 starts
         real = sweep_module._Progress.__call__
