@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 
 import pytest
@@ -183,3 +184,25 @@ def test_an_interrupt_swallowed_on_its_way_is_delivered_at_the_next_safe_point(c
     assert runtime.run_main(main) == 130
     assert capsys.readouterr().err.strip().splitlines()[-1].startswith("interrupted: ")
     assert runtime.run_main(lambda: (runtime.raise_if_interrupted(), 0)[1]) == 0  # answered: nothing left over
+
+
+def test_an_interrupt_inside_a_finalizer_prints_nothing_and_is_answered_with_its_exit_code(capfd, monkeypatch):
+    """Python runs a signal handler between any two bytecodes, also inside a `__del__`, where the exception it
+    raises would be printed as "Exception ignored in: ..." before the process's one line: it is dropped there
+    and raised again at the next point that takes interruptions."""
+    from augsweep.runtime import signals
+
+    class Finalized:
+        def __del__(self):
+            signals.interrupt_handler(signal.SIGTERM, None)  # what SIGTERM arriving inside a finalizer does
+
+    def main():
+        Finalized()  # dropped at once
+        signals.raise_if_interrupted()  # between epochs, before a trial
+        return 0
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.__unraisablehook__)  # Python's own, not pytest's collector
+    code = signals.run_main(main)
+    err = capfd.readouterr().err
+    assert code == 143 and err.startswith("terminated: "), err
+    assert "Exception ignored" not in err and "Traceback" not in err, err

@@ -120,6 +120,8 @@ def run_main(main, scrub=None) -> int:
     parses anything, an interruption held by `store_write()` when `main` returns is raised, and the
     handlers that were there before are put back only after the exit code is decided."""
     saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    saved_hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_interrupts(saved_hook)
     signal.signal(signal.SIGTERM, interrupt_handler)
     if saved[signal.SIGINT] is signal.default_int_handler:  # not when SIGINT is ignored
         signal.signal(signal.SIGINT, interrupt_handler)
@@ -152,6 +154,19 @@ def run_main(main, scrub=None) -> int:
         _HOLD["depth"], _HOLD["pending"], _HOLD["requested"] = 0, None, None
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+        sys.unraisablehook = saved_hook
+
+
+def _quiet_interrupts(hook):
+    """`sys.unraisablehook` that drops a Ctrl-C/SIGTERM raised inside a finalizer or a weakref callback (Python
+    would print "Exception ignored in: ..." and its traceback before the one line the process ends with): it is
+    not lost, `raise_if_interrupted` raises it again where it can be taken. Anything else goes to `hook`."""
+    def quiet(unraisable):
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and _HOLD["requested"] is not None:
+            return
+        hook(unraisable)
+
+    return quiet
 
 
 # The hold is the main thread's: Python runs signal handlers there only. A store write on another thread
