@@ -129,7 +129,7 @@ def main(argv=None) -> int:
                    help="augsweep's repeats per trial (repeats 2..R reuse the compiled model: training.reuse)")
     args = p.parse_args(argv)
     if args.tiny and not args.worker:
-        args.trials = 3
+        args.trials = 2  # the fewest in which growth from one trial to the next is measured
     if args.worker == "ours":
         worker_ours(args.trials, args.tiny, args.repeats)
         return 0

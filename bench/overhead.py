@@ -76,7 +76,8 @@ def main(argv=None) -> int:
             plain_keras(ds.x_train, ds.y_train, ds.x_val, ds.y_val, ds.num_classes, args.epochs,
                         args.batch_size, 0)
 
-        plain(), ours()  # warm-up: first graph builds and store creation are not per-trial costs
+        if not args.tiny:  # the smoke run states no figure: its one round trains each side once
+            plain(), ours()  # warm-up: first graph builds and store creation are not per-trial costs
         wall, cpu = alternate({"plain Keras": plain, "augsweep trial": ours}, args.rounds)
         states = [(t.state.name, len(t.intermediate_values), t.params) for t in study.trials]
 

@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     p.add_argument("--tiny", action="store_true", help="seconds-long smoke run (tests)")
     args = p.parse_args(argv)
     if args.tiny:
-        args.trials, args.epochs, args.rounds = 24, 4, 1
+        args.trials, args.epochs, args.rounds = 16, 4, 1  # the default study's size: two blocks of 8 runs
 
     studies = {"default (16 trials x 4 repeats)": 16, f"large ({args.trials} trials x 4 repeats)": args.trials}
     if args.tiny:  # the smoke run builds and reports one small study

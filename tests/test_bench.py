@@ -15,7 +15,7 @@ from tests.helpers import run_cli
     ("throughput.py", "| none |"),
     ("bookkeeping.py", "share of a 10 s trial"),
     ("startup.py", "sweep.py --help median:"),
-    pytest.param("memory.py", "augsweep RSS growth over 3 trials", marks=pytest.mark.slow),
+    pytest.param("memory.py", "augsweep RSS growth over 2 trials", marks=pytest.mark.slow),
     pytest.param("pruning.py", "noise: best unpruned configuration", marks=pytest.mark.slow),
     ("gpu.py", "GFLOP per training image"),
     ("streaming.py", "| streamed + cache |"),

@@ -11,7 +11,8 @@ import pytest
 from augsweep.runs.workers import auto_workers, usable_cores
 from tests.helpers import learning_experiment, read_stores, run_cli, run_in_process
 
-# Three switches and two depths in the 8-run half fraction (depth a factor of the plan), one block of 2 seeds.
+# Three switches and two depths in the 8-run half fraction (depth a factor of the plan), one block of one seed:
+# auto's workers (four on two cores) share its eight trials, so a worker trains trials after others in one process.
 SPACE = {"depth": [1, 2], "augmentations": {"flip": {"mode": "horizontal"}, "contrast": {"factor": 0.3},
                                             "rotation": {"factor": 0.05}}}
 PROCESS_TAGS = ("device", "dtype_policy", "deterministic", "backend", "training_threads")
@@ -54,10 +55,11 @@ def test_workers_rejects_anything_but_a_count_or_auto(tmp_path):
 def test_effects_csv_is_byte_identical_between_one_worker_and_auto(tmp_path, write_experiment):
     """Over 60 s on two cores because the claim is about real processes: driven through bench/parallel.py, which
     runs both sides as real sweep.py + report.py processes (`auto` spawns a fresh interpreter per worker) and
-    compares their effects.csv; this test is also that benchmark's smoke run. One block of the 8-run plan is
-    enough for the claim (the same bytes); a worker's trial is then reproduced exactly."""
+    compares their effects.csv; this test is also that benchmark's smoke run. One block of the 8-run plan on one
+    seed is enough for the claim (the same bytes: each augmentation's effect is computed from every trial's loss,
+    so one trial trained differently by a worker changes it); a worker's trial is then reproduced exactly."""
     path = write_experiment(learning_experiment(
-        name="parallel", search_space=SPACE, sampler="factorial", trials=8, repeats=2, stop="budget"))
+        name="parallel", search_space=SPACE, sampler="factorial", trials=8, repeats=1, stop="budget"))
     workers = "auto" if usable_cores() >= 2 else "2"  # auto on a 1-core machine is one worker: force two
     sides = tmp_path / "sides"
     out = run_cli("bench/parallel.py", "--experiment", path, "--trials", "8", "--workers", f"1,{workers}",
