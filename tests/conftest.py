@@ -168,10 +168,10 @@ MEASURED_SLOW = frozenset({
 # The longest files, longest first (test-seconds in the same run). `-n 2 --dist loadfile` hands out files in
 # collection order, so these start first and the short files fill in the end: no worker is left alone with a
 # long file while the other one idles.
-LONGEST_FIRST = ["test_stores_cluster.py", "test_report_sweep.py", "test_fault_campaign.py", "test_bench.py",
-                 "test_runs_reproduce.py", "test_runs_workers.py", "test_printed_commands.py",
-                 "test_runs_recovery.py", "test_runs_factorial.py", "test_runs_ablation.py", "test_runs_sweep.py",
-                 "test_mlflow_ui.py"]
+LONGEST_FIRST = ["test_report_sweep.py", "test_bench.py", "test_fault_campaign.py", "test_stores_cluster.py",
+                 "test_runs_ablation.py", "test_runs_factorial.py", "test_printed_commands.py", "test_runs_workers.py",
+                 "test_cotrain.py", "test_runs_reproduce.py", "test_mlflow_ui.py", "test_group_training.py",
+                 "test_stacked_training.py", "test_runs_sweep.py"]
 
 
 def _shared_fixtures(item) -> set:
