@@ -8,10 +8,17 @@ from augsweep.stores.seed import seed_database
 from augsweep.stores.tracking import check_schema, client_for, tracking_uri_for
 
 
+def _clauses(sql):
+    """A CREATE statement's clauses as a set: MLflow's own migrations write a table's constraints in an order
+    that varies from one process to the next (Python's hash seed), with the same meaning."""
+    return None if sql is None else frozenset(line.strip().rstrip(",") for line in sql.splitlines())
+
+
 def _dump(path):
-    """Schema (tables, indexes, triggers) and every row of a SQLite database."""
+    """Schema (tables, indexes, triggers: each statement's clauses) and every row of a SQLite database."""
     with sqlite3.connect(path) as db:
-        schema = sorted(db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall(), key=str)
+        schema = sorted(((kind, name, table, _clauses(sql)) for kind, name, table, sql in
+                         db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master")), key=str)
         rows = {name: sorted(db.execute(f'SELECT * FROM "{name}"').fetchall(), key=str)
                 for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     return schema, rows
