@@ -12,20 +12,16 @@ MLflow to create, as it always would.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import tempfile
 from pathlib import Path
 
-_IMAGE: dict[str, bytes] = {}  # MLflow version -> its empty, migrated database (this process)
 
-
+@functools.cache
 def _image() -> bytes | None:
-    """The bytes of an empty database MLflow has initialised (made once per process and MLflow version)."""
-    import mlflow
-
-    if mlflow.__version__ in _IMAGE:
-        return _IMAGE[mlflow.__version__]
+    """The bytes of an empty database MLflow has initialised (made once per process)."""
     try:
         import sqlalchemy
         from mlflow.store.db.utils import _initialize_tables
@@ -39,9 +35,7 @@ def _image() -> bytes | None:
             engine.dispose()
         with sqlite3.connect(Path(folder) / "mlflow.db") as db:
             db.execute("PRAGMA journal_mode=DELETE")  # one self-contained file; each store's connections set WAL
-            image = db.serialize()
-    _IMAGE[mlflow.__version__] = image
-    return image
+            return db.serialize()
 
 
 def seed_database(path: Path) -> None:
@@ -49,7 +43,10 @@ def seed_database(path: Path) -> None:
     replaces a file: a store another process created first is kept."""
     if path.exists() or not path.parent.is_dir():
         return
-    image = _image()
+    try:
+        image = _image()
+    except Exception:  # noqa: BLE001 - the image only saves time: MLflow creates the store itself, as always
+        return
     if image is None:
         return
     part = path.with_name(f".{path.name}.{os.getpid()}.new")

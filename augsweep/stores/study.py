@@ -12,6 +12,7 @@ from .. import runtime
 from ..experiment.schema import ConfigError, Experiment
 from ..experiment.space import aug_key, parse_aug_key
 from .records import ATTR_EXPERIMENT_HASH, ATTR_PARENT_RUN, ATTR_TRACKING_URI, KIND_TRIAL, TrialRecord, kind_filter
+from .urls import sqlite_file
 
 __all__ = ["ATTR_EXPERIMENT_HASH", "ATTR_PARENT_RUN", "ATTR_TRACKING_URI"]  # re-exported: the keys are `records`'
 
@@ -149,14 +150,6 @@ def _sqlite_header(db: Path) -> bool:
             return f.read(len(SQLITE_HEADER)) == SQLITE_HEADER
     except OSError:
         return True  # unreadable here: left to the database's own error
-
-
-def sqlite_file(url: str) -> Path | None:
-    """The database file of a `sqlite:///PATH` URL (None for anything else, or an in-memory database)."""
-    if not url or not url.startswith("sqlite:///"):
-        return None
-    path = url[len("sqlite:///"):].split("?", 1)[0]
-    return Path(path) if path and path != ":memory:" else None
 
 
 def check_study_not_lost(stores: Stores, storage=None) -> None:

@@ -25,6 +25,7 @@ import pandas as pd
 from .. import runtime
 from ..runtime import store_write
 from .seed import seed_database
+from .urls import sqlite_file
 
 # MLflow's SQLite store runs Alembic migrations on first use and logs each step at INFO.
 for _name in ("alembic", "mlflow.store.db.utils", "mlflow.tracking.fluent", "mlflow.store.sql"):
@@ -76,8 +77,9 @@ def client_for(tracking_uri: str):
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     tracking_uri = remember_uri(tracking_uri)
     check_schema(tracking_uri)
-    if tracking_uri.startswith("sqlite:///"):
-        seed_database(Path(tracking_uri[len("sqlite:///"):].split("?", 1)[0]))
+    db = sqlite_file(tracking_uri)
+    if db is not None:
+        seed_database(db)
     if is_remote(tracking_uri):
         for key, value in HTTP_RETRY.items():
             os.environ.setdefault(key, value)
@@ -91,13 +93,11 @@ def check_schema(tracking_uri: str) -> None:
     """Refuse, in one line, an embedded store whose database another MLflow version wrote: MLflow itself would
     fail at the first call with a traceback. An older schema gets the command that upgrades it; a newer one
     (a revision this MLflow does not know) is left for the MLflow that wrote it. Read-only: nothing is written."""
-    if not tracking_uri.startswith("sqlite:///") or tracking_uri in _SCHEMA_CHECKED:
+    path = sqlite_file(tracking_uri)
+    if path is None or tracking_uri in _SCHEMA_CHECKED or not path.is_file():
         return
     import sqlite3
 
-    path = Path(tracking_uri[len("sqlite:///"):])
-    if not path.is_file():
-        return
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
             found = db.execute("SELECT version_num FROM alembic_version").fetchone()

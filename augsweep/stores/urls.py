@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from ..experiment.schema import ConfigError
@@ -170,3 +171,11 @@ def check_tracking(uri: str, what: str = "--tracking-uri") -> None:
     if response.status_code != 200:
         raise ConfigError(f"the MLflow tracking server {mask(uri)} answered /health with HTTP "
                           f"{response.status_code}; is it an MLflow server?")
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a `sqlite:///PATH` URL (None for anything else, or an in-memory database)."""
+    if not url or not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///"):].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
