@@ -21,7 +21,7 @@ def load_ablation(tracking_uri: str, experiment_name: str, client=None) -> Ablat
     `MlflowClient`, made here when not given)."""
     import json
 
-    from ..stores.run_files import read_run_files
+    from ..stores.run_files import read_csv, read_run_files
 
     client = client or client_for(tracking_uri)
     mexp = client.get_experiment_by_name(experiment_name)
@@ -42,7 +42,7 @@ def load_ablation(tracking_uri: str, experiment_name: str, client=None) -> Ablat
                                   max_results=50_000)
     # The search already holds every child's artifact folder: read the histories in bulk, not one download each.
     histories = read_run_files(tracking_uri, {r.info.run_id: r.info.artifact_uri for r in children
-                                              if r.info.status == "FINISHED"}, "history.csv", pd.read_csv)
+                                              if r.info.status == "FINISHED"}, "history.csv", read_csv)
     runs, classes, affinity, curves, failed = [], [], [], [], []
     for run in sorted(children, key=lambda r: (r.data.tags.get(rec.TAG_VARIANTS, ""),
                                                r.data.tags.get(rec.TAG_SEED_INDEX, ""))):

@@ -41,14 +41,14 @@ def load_curves(client, tracking_uri: str, experiment_name: str, trials: pd.Data
     """Per-epoch histories (`history.csv` artifacts) of complete and pruned trials, with their factors.
 
     The files are read in bulk where the experiment's artifact location says they are (`stores.run_files`)."""
-    from ..stores.run_files import artifact_uris, read_run_files
+    from ..stores.run_files import artifact_uris, read_csv, read_run_files
 
     if not len(trials):
         return pd.DataFrame()
     done = trials[trials["state"].isin(["COMPLETE", "PRUNED"])]
     ids = [r for r in done["mlflow_run_id"] if isinstance(r, str) and r]
     uris = artifact_uris(client, experiment_name, ids)
-    histories = read_run_files(tracking_uri, {r: uris.get(r) for r in ids}, "history.csv", pd.read_csv)
+    histories = read_run_files(tracking_uri, {r: uris.get(r) for r in ids}, "history.csv", read_csv)
     # A trial pruned before its first epoch has no history.
     rows = [t for _, t in done.iterrows() if t["mlflow_run_id"] in histories]
     if not rows:

@@ -91,10 +91,22 @@ def moved_from(client, experiment_name: str, artifact_root: str | None) -> Path 
     return recorded if recorded.resolve() != here.resolve() else None
 
 
+def read_csv(path: Path):
+    """A CSV artifact as a DataFrame, or None when its bytes are not a CSV (a damaged `history.csv` reads as a
+    missing one: the report goes on without that curve instead of failing on it)."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path)
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
+        return None
+
+
 def read_run_files(tracking_uri: str, runs: Mapping[str, str | None], path: str, read: Callable[[Path], T],
                    direct: bool = True) -> dict[str, T]:
     """`read(local file)` of the artifact `path` of each run (run id -> its artifact URI, None if unknown),
-    for the runs that have it. Local artifact folders are read in place (`direct`; False sends them through
+    for the runs that have it (a `read` that returns None says the file is unreadable: the run is left out, as
+    one without the file). Local artifact folders are read in place (`direct`; False sends them through
     MLflow's download like remote ones, which tests use to compare both paths); a file not found at its URI
     is looked for once more through MLflow's per-run look-up."""
     out: dict[str, T] = {}
@@ -102,7 +114,9 @@ def read_run_files(tracking_uri: str, runs: Mapping[str, str | None], path: str,
     for run_id, uri in runs.items():
         folder = local_folder(uri) if direct else None
         if folder is not None and (folder / path).is_file():
-            out[run_id] = read(folder / path)
+            value = read(folder / path)
+            if value is not None:
+                out[run_id] = value
         else:
             fetch.append((run_id, None if folder is not None else uri))
     if not fetch:
@@ -130,7 +144,7 @@ def read_run_files(tracking_uri: str, runs: Mapping[str, str | None], path: str,
 
     with ThreadPoolExecutor(max_workers=min(DOWNLOAD_THREADS, len(fetch)), thread_name_prefix="augsweep-read") as pool:
         for run_id, value, ok in pool.map(download, fetch):
-            if ok:
+            if ok and value is not None:
                 out[run_id] = value
     return out
 
