@@ -1,31 +1,38 @@
-"""The fault campaign: damaged stores, kills at every write of a trial's end, signals mid-trial, a full disk, a
-killed report, each on its own copy of a real swept store (the signals mid-trial on a sweep of their own), counted
-in one table.
+"""The fault campaign: damaged stores, kills at every write of a trial's end, signals mid-trial, a full disk, a killed
+report, each on its own copy of a real swept store (its artifacts included: `copy_stores`) (the signals mid-trial on
+a sweep of their own), counted in one table.
 
-Every fault ends in one of: `refused` (exit 2, one line, the stores unchanged), `survived` (the resume finishes
-the budget exactly), `noted` (the report renders, with a note). Asserted over the whole table: 0 store
-disagreements (Optuna's COMPLETE trials are exactly MLflow's FINISHED trial runs and the UI's trials view), 0
-COMPLETE trials lost (each keeps its curve and its files), every error's first line is its one-line message.
+Every fault ends in one of: `refused` (exit 2, one line, the stores unchanged), `survived` (the resume finishes the
+budget exactly), `noted` (the report renders, with a note). Asserted over the whole table: 0 store disagreements
+(Optuna's COMPLETE trials are exactly MLflow's FINISHED trial runs and the UI's trials view), 0 COMPLETE trials lost
+(each keeps its curve and its files), every error's first line is its one-line message.
 
-The store faults run in this process (milliseconds each, no training); the faults that need a training in flight
-run as real processes, two at a time, and are the `slow` part. The signals mid-trial (Ctrl-C, SIGTERM, kill -9)
-start a sweep of their own whose trials report every epoch, so that "mid-training" is seen in the study, not
-guessed from a clock: the process completes its first trial, is signalled once the second has reported an epoch,
-and each fault also checks what the stores hold between the fault and the resume (the trial failed in both stores
-with its reason and queued again, or, after kill -9, left RUNNING until the resume fails it as its dead worker's
-and retries it once).
+The store faults run in this process (milliseconds each, no training); the faults that need a training in flight run
+as real processes, two at a time, and are the `slow` part: each is forked from one interpreter that loaded
+TensorFlow, Keras, MLflow and Optuna once (`_FORKS`), is killed or signalled as a user's process is, and is followed
+by the user's next command in this process. The report is killed as it uploads its files to the sweep's run (its
+second upload), and the faults of a trial's end are killed at each store write by wrapping the real client, so every
+kill lands at the write it names, not at a moment a clock guessed. The signals mid-trial (Ctrl-C, SIGTERM, kill -9)
+start a sweep of their own whose trials report every epoch, so that "mid-training" is seen in the study, not guessed
+from a clock: the process completes its first trial, is signalled once the second has reported an epoch, and each
+fault also checks what the stores hold between the fault and the resume (the trial failed in both stores with its
+reason and queued again, or, after kill -9, left RUNNING until the resume fails it as its dead worker's and retries
+it once).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
+import queue
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -51,6 +58,26 @@ def swept(tmp_path_factory):
                                                    dataset={"image_size": [8, 8], "samples": 48})))
     sweep(path, root / "mlruns")
     return path, root / "mlruns"
+
+
+def copy_stores(src: Path, dst: Path) -> None:
+    """`src`'s stores copied to `dst`, their artifacts included, as stores of their own: MLflow records absolute
+    artifact paths, so a plain copy's runs would still read and write `src`'s files (which still exist, so the
+    copy is not a moved store); the copy's experiment and runs are pointed at its own artifact folder."""
+    shutil.copytree(src, dst)
+    old, new = (src / "artifacts").resolve().as_uri(), (dst / "artifacts").resolve().as_uri()
+    with contextlib.closing(sqlite3.connect(dst / "mlflow.db")) as db, db:
+        db.execute("update experiments set artifact_location = replace(artifact_location, ?, ?)", (old, new))
+        db.execute("update runs set artifact_uri = replace(artifact_uri, ?, ?)", (old, new))
+
+
+def forget_artifact_folders() -> None:
+    """Empty MLflow's per-process cache of each run's artifact folder, keyed by run id alone: the copies of one
+    store share their run ids, so without this a copy's files would be listed and uploaded where the first copy
+    this process touched keeps them."""
+    from mlflow.tracking._tracking_service import utils
+
+    utils._artifact_repos_cache.clear()
 
 
 def lost_complete(path, mlruns) -> list[int]:
@@ -171,7 +198,7 @@ def test_store_faults_are_refused_in_one_line_or_reported_and_never_written(swep
     path, original = swept
     monkeypatch.setenv("AUGSWEEP_NO_BROWSER", "1")
     other = tmp_path / "other"  # an unrelated store: the same experiment swept under another study name
-    shutil.copytree(original, other)
+    copy_stores(original, other)
     db = sqlite3.connect(other / "mlflow.db")
     with db:
         db.execute("delete from tags")
@@ -181,7 +208,7 @@ def test_store_faults_are_refused_in_one_line_or_reported_and_never_written(swep
     table, problems, shown = {}, [], []
     for i, (name, damage, verb, expected) in enumerate(STORE_FAULTS):
         m = tmp_path / f"f{i}" / "mlruns"
-        shutil.copytree(original, m)
+        copy_stores(original, m)
         settle(m)
         if damage == "other":
             _other_mlflow_db(m, other)
@@ -191,6 +218,7 @@ def test_store_faults_are_refused_in_one_line_or_reported_and_never_written(swep
         else:
             damage(m)
         before = state(m)
+        forget_artifact_folders()
         out = tmp_path / f"f{i}" / "out"
         argv = [str(path), "--mlruns", str(m)] + (["--out", str(out)] if verb == "report" else ["--trials", "3"])
         code = (report_main if verb == "report" else sweep_main)(argv)
@@ -216,6 +244,8 @@ def test_store_faults_are_refused_in_one_line_or_reported_and_never_written(swep
 
 # ----------------------------------------------------------------------------- faults with a training in flight
 
+# The limit applies to every file the process writes, its stdout and stderr files included (a few KiB: its one line
+# is read from there, so a lost line would fail the fault).
 _DISK_FULL = r"""
 import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
@@ -229,6 +259,147 @@ sys.exit(sweep_main([sys.argv[1], "--mlruns", sys.argv[2], "--trials", "4"]))
 def _env() -> dict:
     return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "AUGSWEEP_NO_BROWSER": "1", "CUDA_VISIBLE_DEVICES": "",
             "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+
+
+# Every fault's process is forked from one interpreter that has loaded the libraries a sweep and a report import
+# (TensorFlow, Keras, MLflow, Optuna, pandas; no TensorFlow op run, so no thread pool of its own yet) and nothing of
+# augsweep, so a fault's patches (`_KILL_AT`, `_KILL_REAPING`, `_KILL_REPORT`) go in before augsweep loads, as in a
+# fresh interpreter. Each fault is a real process of its own (its pid, its start time, its signal handlers, its
+# rlimits, its exit status), killed or signalled as the user's would be, without paying TensorFlow's import
+# (~6-7 CPU-s) once per fault. What it runs runs as `python -c CODE ARGS` or `python SCRIPT ARGS` runs it: as
+# `__main__`, with stdin from /dev/null and stdout and stderr to files, and it exits as that interpreter would
+# (sys.exit's code, atexit handlers, an uncaught exception's traceback). The forking interpreter reaps its children
+# at once (a killed one is not left a zombie that still looks alive) and says how each ended and its CPU seconds.
+_FORKS = r"""
+import json, os, select, sys
+
+import keras, mlflow, optuna, pandas, sqlalchemy, tensorflow  # noqa: F401 - loaded once, before any fork
+
+
+def serve():
+    print("ready", flush=True)
+    pending = b""
+    while True:
+        readable = select.select([0], [], [], 0.02)[0]
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            print("exit", pid, os.waitstatus_to_exitcode(status), usage.ru_utime + usage.ru_stime, flush=True)
+        if not readable:
+            continue
+        data = os.read(0, 1 << 16)
+        if not data:
+            os._exit(0)
+        pending += data
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            pid = os.fork()
+            if pid == 0:
+                return json.loads(line)
+            print("started", pid, flush=True)
+
+
+job = serve()
+for fd, name, flags in ((0, os.devnull, os.O_RDONLY), (1, job["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC),
+                        (2, job["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC)):
+    opened = os.open(name, flags, 0o644)
+    os.dup2(opened, fd)
+    os.close(opened)
+os.chdir(job["cwd"])
+sys.argv = job["argv"]
+main = {"__name__": "__main__", "__builtins__": __builtins__}
+if job["file"] != "<string>":
+    main["__file__"] = job["file"]
+    sys.path[0] = os.path.dirname(job["file"])
+exec(compile(job["source"], job["file"], "exec"), main)
+"""
+
+
+class _Forks:
+    """The forking interpreter of `_FORKS`: `start` runs a fault's process."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.exits: dict[int, int] = {}
+        self.cpu: dict[int, float] = {}
+        self.changed = threading.Condition()
+        self.started: queue.Queue = queue.Queue()
+        self.starting = threading.Lock()
+        self.count = 0
+        with open(root / "forks.err", "w") as err:
+            self.proc = subprocess.Popen([sys.executable, "-c", _FORKS], cwd=ROOT, env=_env(), stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=err, text=True)
+        if self.proc.stdout.readline() != "ready\n":
+            self.proc.kill()
+            raise AssertionError((root / "forks.err").read_text()[-1500:])
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            what, pid, *code = line.split()
+            if what == "started":
+                self.started.put(int(pid))
+            else:
+                with self.changed:
+                    self.exits[int(pid)], self.cpu[int(pid)] = int(code[0]), float(code[1])
+                    self.changed.notify_all()
+
+    def start(self, args: list[str]) -> "_Forked":
+        """`python ARGS` (`-c CODE ARGS` or `SCRIPT ARGS`) as a fork: its `Popen`-like handle."""
+        source, file = (args[1], "<string>") if args[0] == "-c" else (Path(args[0]).read_text(), args[0])
+        argv = ["-c", *args[2:]] if args[0] == "-c" else list(args)
+        with self.starting:
+            self.count += 1
+            out, err = self.root / f"p{self.count}.out", self.root / f"p{self.count}.err"
+            self.proc.stdin.write(json.dumps({"source": source, "file": file, "argv": argv, "cwd": str(ROOT),
+                                              "stdout": str(out), "stderr": str(err)}) + "\n")
+            self.proc.stdin.flush()
+            pid = self.started.get(timeout=60)
+        return _Forked(self, pid, [sys.executable, *args], out, err)
+
+    def run(self, args: list[str]) -> subprocess.CompletedProcess:
+        proc = self.start(args)
+        out, err = proc.communicate(timeout=600)
+        done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+        done.pid = proc.pid
+        return done
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+class _Forked:
+    """A fault's process: as much of `subprocess.Popen` as the faults use."""
+
+    def __init__(self, forks: _Forks, pid: int, args: list[str], out: Path, err: Path):
+        self.forks, self.pid, self.args, self.out, self.err = forks, pid, args, out, err
+
+    @property
+    def returncode(self) -> int | None:
+        with self.forks.changed:
+            return self.forks.exits.get(self.pid)
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def communicate(self, timeout: float) -> tuple[str, str]:
+        with self.forks.changed:
+            if not self.forks.changed.wait_for(lambda: self.pid in self.forks.exits, timeout):
+                self.kill()
+                raise subprocess.TimeoutExpired(self.args, timeout)
+        return self.out.read_text(), self.err.read_text()
 
 
 SIGNALS = {"Ctrl-C mid-trial": (signal.SIGINT, 130, "interrupted (Ctrl-C)"),
@@ -256,11 +427,11 @@ def _trial_state(m: Path, number: int) -> str | None:
     return row[0] if row else None
 
 
-def _signal_mid_trial(path: Path, m: Path, sig: int) -> tuple[subprocess.CompletedProcess, list, int]:
+def _signal_mid_trial(forks: _Forks, path: Path, m: Path, sig: int) -> tuple[subprocess.CompletedProcess, list,
+                                                                                int]:
     """`sweep.py` on fresh stores, `sig` once trial SIGNALLED has reported an epoch (kill -9 after freezing the
     process with SIGSTOP and seeing the trial still RUNNING: it cannot finish the trial before the kill)."""
-    proc = subprocess.Popen([sys.executable, str(ROOT / "sweep.py"), str(path), "--mlruns", str(m)],
-                            cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = forks.start([str(ROOT / "sweep.py"), str(path), "--mlruns", str(m)])
     problems = []
     wait_for_study(proc, m / "optuna.db", MID_TRAINING)
     if sig == signal.SIGKILL:
@@ -269,7 +440,9 @@ def _signal_mid_trial(path: Path, m: Path, sig: int) -> tuple[subprocess.Complet
             problems.append(("not frozen mid-trial", _trial_state(m, SIGNALLED)))
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=300)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), problems, proc.pid
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    done.pid = proc.pid
+    return done, problems, proc.pid
 
 
 def _signalled_left(name: str, view, err: str) -> list:
@@ -324,29 +497,43 @@ def _signalled_resumed(name: str, view, said: str, pid: int) -> list:
     return problems
 
 
-def _run(args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+# `report.py` killed while it writes into the stores: once its report files are written to --out and the first
+# of them is uploaded to the sweep's run, as it uploads the second (the kill is injected by wrapping MLflow's
+# client, so the report is killed at that write on purpose, not by timing).
+_KILL_REPORT = r"""
+import os, signal, sys
+from mlflow import MlflowClient
+
+real, calls = MlflowClient.log_artifact, [0]
+
+def killed_at_second_upload(self, *args, **kwargs):
+    calls[0] += 1
+    if calls[0] == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(self, *args, **kwargs)
+
+MlflowClient.log_artifact = killed_at_second_upload
+from augsweep.cli import report_main
+sys.exit(report_main([sys.argv[1], "--mlruns", sys.argv[2], "--out", sys.argv[3]]))
+"""
 
 
-def _report_killed(path: Path, m: Path) -> subprocess.CompletedProcess:
-    proc = subprocess.Popen([sys.executable, str(ROOT / "report.py"), str(path), "--mlruns", str(m), "--out",
-                             str(m.parent / "out")], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    time.sleep(4)
-    proc.kill()
-    out, err = proc.communicate(timeout=60)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+def _uploaded(path: Path, m: Path) -> list[str]:
+    """The report files uploaded to the sweep's parent run."""
+    view = read_stores(path, m)
+    forget_artifact_folders()
+    return [f.path for f in view.client.list_artifacts(view.study.user_attrs["mlflow_parent_run_id"], "report")]
 
 
-def _fault_in_flight(name: str, path: Path, original: Path, root: Path) -> dict:
+def _fault_in_flight(forks: _Forks, name: str, path: Path, original: Path, root: Path) -> dict:
     """`_inject`, with anything it raised counted as a failure of that fault (the others still run)."""
     try:
-        return _inject(name, path, original, root)
+        return _inject(forks, name, path, original, root)
     except Exception as e:  # noqa: BLE001 - the table counts it
         return {"name": name, "problems": [("raised", f"{type(e).__name__}: {e}"[:1500])], "m": None}
 
 
-def _faults_in_flight(names: list[str], path: Path, original: Path, root: Path) -> list[dict]:
+def _faults_in_flight(forks: _Forks, names: list[str], path: Path, original: Path, root: Path) -> list[dict]:
     """The faults of `names` one after the other; "resume killed while reaping" starts from a copy of the stores
     the "after" kill left (a resume of those, killed while it reaps the dead trial)."""
     done = []
@@ -356,30 +543,30 @@ def _faults_in_flight(names: list[str], path: Path, original: Path, root: Path) 
             if after["m"] is None:
                 done.append({"name": name, "problems": [("the after kill failed", after["problems"])], "m": None})
                 continue
-            shutil.copytree(after["m"], root / name.replace(" ", "-") / "mlruns")
-        done.append(_fault_in_flight(name, path, original, root / name.replace(" ", "-")))
+            copy_stores(after["m"], root / name.replace(" ", "-") / "mlruns")
+        done.append(_fault_in_flight(forks, name, path, original, root / name.replace(" ", "-")))
     return done
 
 
-def _inject(name: str, path: Path, original: Path, root: Path) -> dict:
+def _inject(forks: _Forks, name: str, path: Path, original: Path, root: Path) -> dict:
     """Inject one fault on a copy of the stores in a real process; what the resume needs to check it."""
     m = root / "mlruns"
     root.mkdir(parents=True, exist_ok=True)
     if name not in ("resume killed while reaping", *SIGNALS):
-        shutil.copytree(original, m)
+        copy_stores(original, m)
     more = root / "campaign.yaml"  # the same experiment with one more trial (`trials` may change on resume)
     more.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()), "trials": BUDGET + 1}))
     problems: list = []
     budget, pid = BUDGET, None
     if name.startswith("kill at end-of-trial write "):
         point = name.rsplit(" ", 1)[1]
-        fault = _run(["-c", _KILL_AT, str(more), str(m), point])
+        fault = forks.run(["-c", _KILL_AT, str(more), str(m), point])
         budget = BUDGET + 1  # `more`'s budget: one trial beyond the swept store's, killed at its end
         expected = {-signal.SIGKILL}
     elif name == "resume killed while reaping":
         # Starts from the stores the "after" kill left (copied by `_faults_in_flight` before that fault's own
         # resume), so the kill at "after" runs once for both faults.
-        fault = _run(["-c", _KILL_REAPING, str(more), str(m)])
+        fault = forks.run(["-c", _KILL_REAPING, str(more), str(m)])
         budget = BUDGET + 1
         expected = {-signal.SIGKILL}
         view = read_stores(more, m)  # the dead trial failed in Optuna; its run still says COMPLETE
@@ -388,19 +575,21 @@ def _inject(name: str, path: Path, original: Path, root: Path) -> dict:
     elif name in SIGNALS:
         sig, code, _ = SIGNALS[name]
         path = _signal_experiment(root)  # this fault's own sweep, from nothing
-        fault, problems, pid = _signal_mid_trial(path, m, sig)
+        fault, problems, pid = _signal_mid_trial(forks, path, m, sig)
         problems += _signalled_left(name, read_stores(path, m), fault.stderr)
         budget, expected = 2, {code}
     elif name == "disk full mid-sweep":
         settle(m)  # the WALs emptied: the sweep's first writes grow them past the limit
-        fault = _run(["-c", _DISK_FULL, str(path), str(m), str(64 * 1024)])
+        fault = forks.run(["-c", _DISK_FULL, str(path), str(m), str(64 * 1024)])
         if not first_line(fault.stderr).startswith("error: disk"):
             problems.append(("not told as a disk failure", first_line(fault.stderr)[:300]))
         budget = 4
         expected = {1}
     elif name == "report killed":
-        fault = _report_killed(path, m)
-        expected = {-signal.SIGKILL, 0}
+        fault = forks.run(["-c", _KILL_REPORT, str(path), str(m), str(root / "out")])
+        expected = {-signal.SIGKILL}
+        if fault.returncode == -signal.SIGKILL and len(_uploaded(path, m)) != 1:
+            problems.append(("not killed mid-upload", _uploaded(path, m)))
     else:
         raise AssertionError(name)
     if fault.returncode not in expected:
@@ -409,13 +598,15 @@ def _inject(name: str, path: Path, original: Path, root: Path) -> dict:
         problems.append(("first line", first_line(fault.stderr)[:300]))
     if "Traceback" in fault.stderr.split("\n", 1)[0]:
         problems.append(("traceback first", fault.stderr[:300]))
-    return {"name": name, "problems": problems, "m": m, "budget": budget, "root": root, "path": path, "pid": pid}
+    return {"name": name, "problems": problems, "m": m, "budget": budget, "root": root, "path": path, "pid": pid,
+            "cpu": forks.cpu.get(fault.pid)}
 
 
 def _recover(fault: dict, path: Path) -> tuple[str, str, list]:
     """The user's next command after the fault, in this process through the CLI's entry points (the fault itself
     ran in a real process; the resume needs no interpreter of its own), then the stores checked."""
     name, problems, m = fault["name"], list(fault["problems"]), fault["m"]
+    forget_artifact_folders()
     if m is None:
         return name, "failed", problems
     path = fault["path"]  # the campaign's experiment, or the signal faults' own
@@ -424,6 +615,11 @@ def _recover(fault: dict, path: Path) -> tuple[str, str, list]:
         code = report_main([str(path), "--mlruns", str(m), "--out", str(out)])
         if code != 0 or not (out / "report.html").is_file():
             problems.append(("report again", code))
+        from augsweep.report.write import REPORT_FILES
+
+        files = {f"report/{n}" for n in REPORT_FILES if (out / n).is_file()}
+        if not {"report/report.html", "report/report.md"} <= files or set(_uploaded(path, m)) != files:
+            problems.append(("uploaded again", sorted(files), _uploaded(path, m)))
     else:
         said = io.StringIO()
         with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said):
@@ -449,20 +645,29 @@ IN_FLIGHT = ([f"kill at end-of-trial write {p}" for p in POINTS]
 
 @pytest.mark.slow
 def test_faults_with_a_training_in_flight_leave_the_stores_agreeing_with_nothing_lost(swept, tmp_path):
-    """Over 60 s on two cores because the claim is about real processes dying mid-write: each of the 13 faults is
-    a fresh interpreter (kill -9 at each end-of-trial store write, a resume killed while reaping, Ctrl-C, SIGTERM
-    and kill -9 mid-training, a full disk, a killed report) followed by an in-process resume; two run at a time."""
+    """Each of the 13 faults is a real process (kill -9 at each end-of-trial store write, a resume killed while
+    reaping, Ctrl-C, SIGTERM and kill -9 mid-training, a full disk, a report killed mid-upload), forked from one
+    interpreter that imported the libraries once, followed by an in-process resume; two run at a time."""
     path, original = swept
     assert len(STORE_FAULTS) + len(IN_FLIGHT) >= 30
     chained = ("kill at end-of-trial write after", "resume killed while reaping")
     groups = [list(chained)] + [[name] for name in IN_FLIGHT if name not in chained]
-    with ThreadPoolExecutor(max_workers=2) as pool:  # two real processes at a time: the machine's two cores
-        faults = [fault for done in pool.map(lambda item: _faults_in_flight(item[1], path, original,
-                                                                              tmp_path / f"r{item[0]}"),
-                                             enumerate(groups)) for fault in done]
-    results = [_recover(fault, path) for fault in faults]
-    for name, outcome, problems in results:
-        print(f"  {name}: {outcome} {problems if problems else ''}")
+    forks = _Forks(tmp_path)
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool:  # two real processes at a time: the machine's two cores
+            faults = [fault for done in pool.map(lambda item: _faults_in_flight(forks, item[1], path, original,
+                                                                                  tmp_path / f"r{item[0]}"),
+                                                 enumerate(groups)) for fault in done]
+    finally:
+        forks.close()
+    results, resumed = [], []
+    for fault in faults:
+        started = time.process_time()
+        results.append(_recover(fault, path))
+        resumed.append(time.process_time() - started)
+    for fault, took, (name, outcome, problems) in zip(faults, resumed, results):
+        print(f"  {name}: {outcome} (its process {fault.get('cpu') or 0:.1f} CPU-s, the resume {took:.1f}) "
+              f"{problems if problems else ''}")
     table: dict = {}
     for _, outcome, _ in results:
         table[outcome] = table.get(outcome, 0) + 1

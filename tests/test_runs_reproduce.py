@@ -3,9 +3,12 @@ and an honest "within seed noise" comparison for trainings logged with `train.de
 
 The trainings are long enough to matter: without deterministic ops, TensorFlow's thread-timing-dependent
 reductions (~1e-7 per step) are amplified once the loss starts to fall. With this experiment's seeds and
-`deterministic: false`, a fresh-process `--reproduce 0` differed by 1.3e-2 at epoch 29 (5.3e-5 at epoch 24);
-with other seeds the drift can stay near 1e-6, which is why the exact check needs deterministic ops rather
-than luck.
+`deterministic: false`, a fresh-process `--reproduce 0` differed by 4.8e-7 at epoch 19 (0-based), 5.3e-5 at
+epoch 24 and 1.3e-2 at epoch 29 (bench/RESULTS.md); with deterministic ops it matched to 0 in every epoch. With
+other seeds the drift can stay near 1e-6, which is why the exact check needs deterministic ops rather than luck.
+The exact test trains 20 epochs (the learning rate is constant: its curves are the first 20 epochs of that
+30-epoch measurement) and holds the retrained curves to what the command can print (1e-8), not only to the
+1e-5 contract: the 4.8e-7 drift a non-deterministic retraining showed by epoch 19 is 48x that bound.
 
 The oracle is the logged curves as MLflow's own client downloads them (each run's `history.csv`), not the
 command's verdict: the test computes each |new - logged| and the seed noise itself.
@@ -25,14 +28,14 @@ from mlflow import MlflowClient
 from augsweep.experiment import load_experiment
 from tests.helpers import ROOT, ablate, read_stores, reproduce, run_in_process, sweep
 
-EPOCHS = 30
+EPOCHS = 20  # see the module's docstring: enough for non-deterministic drift to exceed PRINTED 48-fold
 EXACT = 1e-5  # the contract for a training logged with deterministic ops: retrained, it matches to 1e-5
 PRINTED = 1e-8  # the command prints val_loss with 8 decimals
 TAMPERED_EPOCH = 7
 
 
 def digits_experiment(**train) -> dict:
-    """150 real digits at 16x16, depth 2, rotation and translation in the space: one trial, 30 epochs."""
+    """150 real digits at 16x16, depth 2, rotation and translation in the space: one trial, EPOCHS epochs."""
     return {
         "name": "reproduce-digits",
         "dataset": {"source": "digits", "image_size": [16, 16], "train_samples": 150},
@@ -115,9 +118,10 @@ def sections(stdout: str) -> dict[str, tuple[int, list[str]]]:
 @pytest.mark.slow
 def test_reproduce_is_exact_in_a_fresh_process_for_a_sweep_trial_and_an_ablation_variant(write_experiment,
                                                                                          tmp_path):
-    """Over 60 s on two cores because the claim needs it: 30-epoch trainings (where non-deterministic drift
-    shows, see the module's docstring), two seeds of the sweep's trial, the ablation's base variant, and both
-    retrained in a fresh interpreter."""
+    """20-epoch trainings (where non-deterministic drift shows beyond what the command prints, see the module's
+    docstring), two seeds of the sweep's trial, the ablation's base variant, and both retrained in a fresh
+    interpreter. Every retrained epoch equals the logged one to the printed 8 decimals (PRINTED), beyond the 1e-5
+    contract (EXACT) the command's verdict uses."""
     exp = digits_experiment()
     exp["repeats"] = 2  # repeat 2 trains the compiled model reused from repeat 1, in the sweep and when reproduced
     path = write_experiment(exp)
@@ -135,7 +139,7 @@ def test_reproduce_is_exact_in_a_fresh_process_for_a_sweep_trial_and_an_ablation
 
     # A logged value of the base variant changed behind MLflow's back (one epoch, by 0.01) must be caught: exit 1,
     # and the only epoch printed beyond the tolerance is the tampered one; every epoch, the tampered one
-    # included, is retrained to within EXACT of what the training logged.
+    # included, is retrained to within PRINTED of what the training logged.
     (run_id,) = originals["base"]
     with sqlite3.connect(mlruns / "mlflow.db") as db:
         changed = db.execute("UPDATE metrics SET value = value + 0.01 WHERE run_uuid = ? AND key LIKE "
@@ -152,14 +156,14 @@ def test_reproduce_is_exact_in_a_fresh_process_for_a_sweep_trial_and_an_ablation
     code, lines = found["0"]
     assert code == 0, "\n".join(lines)[-1500:]
     diffs = retrained_diffs(lines, curves["0"])
-    assert max(diffs.values()) <= EXACT, max(diffs.items(), key=lambda kv: kv[1])
+    assert max(diffs.values()) <= PRINTED, max(diffs.items(), key=lambda kv: kv[1])
     assert "the original ran deterministically): match" in "\n".join(lines)
 
     code, lines = found["base"]
     assert code == 1, "\n".join(lines)[-1500:]
     assert "the original ran deterministically): DIFFER" in "\n".join(lines)
     diffs = retrained_diffs(lines, curves["base"], tampered={(0, TAMPERED_EPOCH): 0.01})
-    assert max(diffs.values()) <= EXACT, max(diffs.items(), key=lambda kv: kv[1])
+    assert max(diffs.values()) <= PRINTED, max(diffs.items(), key=lambda kv: kv[1])
     shown = printed(lines)
     beyond = [epoch for (_, epoch), (logged, new) in shown.items() if abs(logged - new) > EXACT]
     assert beyond == [TAMPERED_EPOCH], beyond
