@@ -53,8 +53,8 @@ sweep: install  ## run (or resume, to TRIALS in total) the experiment EXP into M
 	AUGSWEEP_UI_URL=http://127.0.0.1:$(PORT) $(AUGSWEEP) sweep $(EXP) --mlruns $(MLRUNS) --workers $(WORKERS) $(if $(filter-out 1,$(MEMBERS)),--members $(MEMBERS)) $(if $(TRIALS),--trials $(TRIALS))
 	$(AUGSWEEP) report $(EXP) --mlruns $(MLRUNS)
 
-ablate: install  ## paired-seed ablation of EXP around its best trial or ablation.base (REPEATS=R seeds), then the report
-	$(AUGSWEEP) ablate $(EXP) --mlruns $(MLRUNS) $(if $(REPEATS),--repeats $(REPEATS))
+ablate: install  ## paired-seed ablation of EXP around its best trial or ablation.base (REPEATS=R seeds; MEMBERS=auto|N trainings per program, 1: one at a time), then the report
+	$(AUGSWEEP) ablate $(EXP) --mlruns $(MLRUNS) $(if $(REPEATS),--repeats $(REPEATS)) $(if $(filter-out 1,$(MEMBERS)),--members $(MEMBERS))
 	$(AUGSWEEP) report $(EXP) --mlruns $(MLRUNS)
 
 report: install  ## write reports/<study>/ from the stores (never retrains)

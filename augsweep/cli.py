@@ -41,6 +41,11 @@ MEMBERS_HELP = ("trainings per compiled program: N (branches, each bit for bit i
                 "as one stacked program of up to 64, about 3x less CPU per training, within rounding of training "
                 "alone and reproduced exactly; else a trial's repeats). Default 1 (one at a time, the reference "
                 "path)")
+ABLATE_MEMBERS_HELP = ("trainings per compiled program: auto (on TensorFlow the (variant, seed) trainings as stacked "
+                       "programs of up to 64, about 3x less CPU per training, within rounding of one at a time and "
+                       "reproduced exactly; the others as branches of a variant's seeds), or N (branches of at most "
+                       "N, each bit for bit its training alone). Default 1 (one at a time, the reference path; "
+                       "`make ablate` uses auto)")
 # Every `sweep.py`-style namespace has every attribute, whichever verb parsed it (`_sweep` reads them all).
 SWEEP_DEFAULTS = {"trials": None, "workers": "1", "members": "1", "worker": False, "repair": False,
                   "ablation": False, "reproduce": None, "repeats": None}
@@ -149,6 +154,7 @@ def verb_parser(verb: str) -> argparse.ArgumentParser:
         p.add_argument("--members", default="1", help=MEMBERS_HELP)
     if verb == "ablate":
         p.add_argument("--repeats", help="seeds per variant (default: ablation.repeats, 5)")
+        p.add_argument("--members", default="1", help=ABLATE_MEMBERS_HELP)
     p.set_defaults(**{"ablation": verb == "ablate", "repair": verb == "repair", "worker": verb == "worker"})
     return p
 
@@ -309,7 +315,8 @@ def _sweep_stores(args) -> int:
     if args.reproduce is not None:
         return 0 if verbs.reproduce(args.experiment, args.reproduce, **_verb_arguments(args)).ok else 1
     if args.ablation:
-        exp, stores, outcome = verbs.ablate(args.experiment, repeats=args.repeats, **_verb_arguments(args))
+        exp, stores, outcome = verbs.ablate(args.experiment, repeats=args.repeats, members=args.members,
+                                            **_verb_arguments(args))
         print("\n".join(_ablation_done(outcome, exp, stores, args.mlruns)), flush=True)
         if outcome.failed:  # an ablation with failed trainings is not a success, even if the rest ran
             shown = "; ".join(outcome.failures[:5]) + (f"; and {len(outcome.failures) - 5} more"
@@ -407,9 +414,9 @@ def sweep_arguments(argv, verb: str | None = None):
         parser.error("--trials is only used by a sweep (an ablation trains its variants x --repeats)")
     if args.workers != 1 and (args.ablation or args.reproduce is not None):
         parser.error("--workers is only used by a sweep (an ablation trains in one process)")
-    if args.members != 1 and (args.ablation or args.reproduce is not None or args.repair):
-        parser.error("--members is only used by a sweep (--reproduce retrains one member alone: its numbers are "
-                     "the same)")
+    if args.members != 1 and (args.reproduce is not None or args.repair):
+        parser.error("--members is only used by a sweep or an ablation (--reproduce retrains one member alone: its "
+                     "numbers are the same)")
     if args.worker:
         if args.ablation or args.reproduce is not None or args.repair or args.workers != 1:
             parser.error("--worker runs one sweep process; start it N times instead of --workers N "

@@ -161,9 +161,11 @@ def sweep(experiment, *, trials=None, workers: int | str = 1, mlruns="mlruns", s
 
 
 def ablate(experiment, *, repeats=None, mlruns="mlruns", storage=None, tracking_uri=None, study_name=None,
-           echo: Callable[[str], None] = print, names: Names = API):
-    """Paired-seed ablation around the base configuration; returns (exp, stores, `AblationOutcome`)."""
+           members: int | str = 1, echo: Callable[[str], None] = print, names: Names = API):
+    """Paired-seed ablation around the base configuration; returns (exp, stores, `AblationOutcome`). `members`:
+    trainings per compiled program (`runs.ablation.ablation_members`: auto, N, or 1 one at a time)."""
     repeats = arguments.repeats(repeats, names.repeats)
+    members = arguments.members(members, names.members)
     exp, stores = experiment_and_stores(experiment, mlruns, storage, tracking_uri, study_name, training=True,
                                         names=names)
     from .stores.run_files import repoint_moved_store
@@ -171,7 +173,7 @@ def ablate(experiment, *, repeats=None, mlruns="mlruns", storage=None, tracking_
     repoint_moved_store(stores, echo)
     from .runs.ablation import run_ablation
 
-    return exp, stores, run_ablation(exp, stores, repeats=repeats, echo=echo)
+    return exp, stores, run_ablation(exp, stores, repeats=repeats, echo=echo, members=members)
 
 
 def reproduce(experiment, target, *, mlruns="mlruns", storage=None, tracking_uri=None, study_name=None,

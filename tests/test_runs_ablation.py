@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import optuna
 import pandas as pd
 import pytest
@@ -36,24 +38,47 @@ def children(client, parent_id):
     return client.search_runs(exp_ids, f"tags.mlflow.parentRunId = '{parent_id}'", max_results=1000)
 
 
-class Interrupt(Exception):
-    pass
+def ablate_members(path_or_exp, mlruns, members="auto", echo=lambda line: None, repeats=None):
+    """`run_ablation` on the embedded stores under `mlruns`, `members` trainings per program (`--members`)."""
+    from augsweep.runs.ablation import run_ablation
+    from augsweep.stores.study import resolve_stores
+
+    exp = path_or_exp if not isinstance(path_or_exp, (str, Path)) else load_experiment(path_or_exp)
+    return run_ablation(exp, resolve_stores(exp, mlruns), repeats=repeats, echo=echo, members=members)
+
+
+def interrupted_after(n: int, members, exp, mlruns) -> list[str]:
+    """Run the ablation with `members`, Ctrl-C after its n-th training's line; its lines."""
+    lines = []
+
+    def stop(line):
+        lines.append(line)
+        if sum(x.startswith("[") for x in lines) == n:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ablate_members(exp, mlruns, members, echo=stop)
+    return lines
+
+
+def by_pair(runs) -> dict:
+    return {(r.data.tags["variant_key"], r.data.tags["seed_index"]): r for r in runs}
 
 
 def test_ablation_end_to_end_resume_report_and_reproduce(write_experiment, tmp_path):
+    """Two ablations of the same file, each interrupted by Ctrl-C and resumed with another `--members`: A trains one
+    at a time (`1`) until Ctrl-C after its third training, then resumes with `auto` (the 9 missing pairs as one
+    stacked program); B trains `auto` (all 12 as one stacked program, Ctrl-C while the ninth run ends), then resumes
+    with `1` (the 3 missing). So 6 of the 12 (variant, seed) pairs (base's, a leave-one-out's, both baselines')
+    are trained once stacked and once one at a time, and agree within the stacked engine's stated tolerance (1e-5,
+    training.stacked) on every logged number; the other 6 trained stacked in programs of 9 and of 12 and agree bit
+    for bit (a member's numbers do not depend on the program it trains in). The ablation's id ignores `members`.
+    Then A's report, and `--reproduce` of a variant with a seed of each engine, exact."""
     path = write_experiment(ablation_experiment())
     exp = load_experiment(path)
-    mlruns = tmp_path / "mlruns"
-    lines = []
-
-    def stop_after_three(line):
-        lines.append(line)
-        if sum(line.startswith("[") for line in lines) == 3:
-            raise KeyboardInterrupt  # Ctrl-C after the third training
-
-    with pytest.raises(KeyboardInterrupt):
-        ablate(exp, mlruns, echo=stop_after_three)
-    client = MlflowClient(tracking_uri_for(mlruns))
+    a, b = tmp_path / "a", tmp_path / "b"
+    interrupted_after(3, 1, exp, a)
+    client = MlflowClient(tracking_uri_for(a))
     parent = client.search_runs([client.get_experiment_by_name("tiny-ablation").experiment_id],
                                 f"tags.kind = '{KIND_PARENT}'")[0]
     assert parent.info.status == "KILLED"
@@ -62,29 +87,61 @@ def test_ablation_end_to_end_resume_report_and_reproduce(write_experiment, tmp_p
         "mlflow.parentRunId": parent.info.run_id, "kind": KIND_RUN, "variants": "none", "variant_key": "x",
         "seed_index": "0"}).info.run_id
 
-    outcome = ablate(exp, mlruns, echo=lines.append)
-    assert outcome.parent_run_id == parent.info.run_id  # the same ablation continued
+    lines = []
+    outcome = ablate_members(exp, a, "auto", echo=lines.append)
+    assert outcome.parent_run_id == parent.info.run_id  # the same ablation continued, whatever `members` is now
+    assert "1 stacked program of 9" in lines[0] and "--members auto" in lines[0]
     distinct = 6  # 8 variants; base-flip == none+contrast and base-contrast == none+flip
     assert outcome.trained_now == distinct * 2 - 3 and outcome.failed == 0
     assert client.get_run(stale).info.status == "KILLED"
     runs = [r for r in children(client, parent.info.run_id) if r.info.run_id != stale]
     assert len(runs) == distinct * 2 and {r.info.status for r in runs} == {"FINISHED"}
     assert client.get_run(parent.info.run_id).info.status == "FINISHED"
+    # Each run says which engine computed it: three one at a time (no tag), nine stacked.
+    assert sorted(r.data.tags.get("engine", "keras") for r in runs) == ["keras"] * 3 + ["stacked"] * 9
+    assert {r.data.tags["members"] for r in runs} == {"1", "9"}
     # Same seeds for every variant (common random numbers), the same metric names as sweep trials.
     for seed in ("0", "1"):
         assert len({r.data.params[f"seeds_r{seed}"] for r in runs if r.data.tags["seed_index"] == seed}) == 1
-    one = runs[0]
-    assert {"val_loss", "loss", "best_val_loss", "final_loss", "class_val_loss/bus", "class_val_accuracy/car"} \
-        <= set(one.data.metrics)
-    assert {a.path for a in client.list_artifacts(one.info.run_id)} >= {"history.csv", "per_class.csv",
-                                                                        "learning_curves.png"}
+    for one in runs:  # alone and stacked alike: curves, evaluation, artifacts
+        assert {"val_loss", "loss", "best_val_loss", "final_loss", "class_val_loss/bus", "class_val_accuracy/car"} \
+            <= set(one.data.metrics)
+    one = next(r for r in runs if r.data.tags.get("engine") == "stacked" and r.data.tags["variant"] != "none")
+    assert {a.path for a in client.list_artifacts(one.info.run_id)} >= {
+        "history.csv", "per_class.csv", "learning_curves.png", "augmentation_preview.png"}
     none = [r for r in runs if r.data.tags["variant"] == "none"]
-    assert {"affinity/flip", "affinity/contrast"} <= set(none[0].data.metrics)
+    assert all({"affinity/flip", "affinity/contrast"} <= set(r.data.metrics) for r in none)
 
-    # Rerunning trains nothing.
-    assert ablate(exp, mlruns, echo=lines.append).trained_now == 0
+    # Rerunning trains nothing, with either `members`.
+    assert ablate_members(exp, a, 1).trained_now == 0
 
-    out, analysis = report(exp, mlruns, tmp_path / "report")
+    # B: Ctrl-C while the stacked program's runs end leaves none RUNNING; `--members 1` resumes it.
+    interrupted_after(9, "auto", exp, b)
+    client_b = MlflowClient(tracking_uri_for(b))
+    parent_b = client_b.search_runs([client_b.get_experiment_by_name("tiny-ablation").experiment_id],
+                                    f"tags.kind = '{KIND_PARENT}'")[0]
+    killed = children(client_b, parent_b.info.run_id)
+    assert sorted(r.info.status for r in killed) == ["FINISHED"] * 9 + ["KILLED"] * 3
+    assert parent_b.info.status == "KILLED" and parent_b.data.tags["ablation_id"] == parent.data.tags["ablation_id"]
+    assert ablate_members(exp, b, 1).trained_now == 3
+    finished_b = [r for r in children(client_b, parent_b.info.run_id) if r.info.status == "FINISHED"]
+    assert sorted(r.data.tags.get("engine", "keras") for r in finished_b) == ["keras"] * 3 + ["stacked"] * 9
+    mine, theirs = by_pair(runs), by_pair(finished_b)
+    assert mine.keys() == theirs.keys()
+    engines = sorted((run.data.tags.get("engine", "keras"), theirs[pair].data.tags.get("engine", "keras"))
+                     for pair, run in mine.items())
+    assert engines == [("keras", "stacked")] * 3 + [("stacked", "keras")] * 3 + [("stacked", "stacked")] * 6
+    for pair, run in mine.items():
+        other = theirs[pair]
+        assert run.data.params == other.data.params
+        assert run.data.metrics.keys() == other.data.metrics.keys()
+        both = run.data.tags.get("engine") == other.data.tags.get("engine") == "stacked"
+        for key, value in run.data.metrics.items():
+            if key != "trial_seconds":  # stacked in both: bit for bit; else within the engine's tolerance
+                assert abs(value - other.data.metrics[key]) <= (0 if both else 1e-5), (pair, key, value,
+                                                                                     other.data.metrics[key])
+
+    out, analysis = report(exp, a, tmp_path / "report")
     assert analysis is None  # no sweep in these stores: the report is the ablation's alone
     effects = pd.read_csv(out / "effects.csv")
     assert list(effects.columns) == EFFECT_COLUMNS
@@ -102,13 +159,19 @@ def test_ablation_end_to_end_resume_report_and_reproduce(write_experiment, tmp_p
     assert "most hurt" in md and "| bus " in md and "| truck " in md
     assert (out / "affinity_diversity.png").stat().st_size > 0 and (out / "ablation_curves.png").exists()
 
-    # --reproduce a variant: retrains with the logged seeds and matches the logged curve.
-    lines.clear()
-    found = reproduce(exp, mlruns, "base-contrast", echo=lines.append)
-    assert found.verdict == "match" and found.worst <= 1e-5
-    assert sum(line.startswith("    r") for line in lines) == 2  # two seeds x one epoch, side by side
+    # `augsweep reproduce` of the variant whose r0 trained one at a time and r1 stacked: each seed retrained
+    # through its own engine with its logged seeds, exactly.
+    engines = {}
+    for r in runs:
+        engines.setdefault(r.data.tags["variant"], {})[r.data.tags["seed_index"]] = r.data.tags.get("engine", "keras")
+    mixed = [v for v, e in engines.items() if e == {"0": "keras", "1": "stacked"}]
+    assert len(mixed) == 1
+    result = run_in_process("reproduce", path, mixed[0], "--mlruns", a)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith("    r")]
+    assert len(rows) == 2 and all(float(diff) == 0.0 for *_, diff in rows), result.stdout  # 2 seeds x 1 epoch
     with pytest.raises(ConfigError, match="no finished ablation run of variant 'base-rotation'"):
-        reproduce(exp, mlruns, "base-rotation")
+        reproduce(exp, a, "base-rotation")
 
 
 def test_ablation_without_a_sweep_or_a_base_is_a_clear_error(write_experiment, tmp_path):
@@ -121,11 +184,26 @@ def test_ablation_without_a_sweep_or_a_base_is_a_clear_error(write_experiment, t
 
 
 def test_ablation_cli_flags_are_checked(write_experiment, tmp_path):
+    from augsweep.cli import sweep_arguments
+
     path = write_experiment(ablation_experiment())
     result = run_in_process("sweep.py", path, "--repeats", "3")
     assert result.returncode == 2 and "--repeats is only used with --ablation" in result.stderr
     result = run_in_process("sweep.py", path, "--ablation", "--reproduce", "base")
     assert result.returncode == 2 and "not allowed with" in result.stderr
+    # `--members` of an ablation: auto or a count, as the sweep's; anything else exits 2 with one line, before any
+    # store is written.
+    assert sweep_arguments([str(path), "--members", "auto"], "ablate").members == "auto"
+    assert sweep_arguments([str(path), "--ablation", "--members", "4"]).members == 4
+    for bad, said in (("0", "--members must be an integer in [1, 1024] or auto. Received: '0'"),
+                      ("many", "--members must be an integer in [1, 1024] or auto. Received: 'many'"),
+                      ("2.5", "--members must be an integer in [1, 1024] or auto. Received: '2.5'")):
+        result = run_in_process("ablate", path, "--members", bad, "--mlruns", tmp_path / "m")
+        assert result.returncode == 2 and said in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    result = run_in_process("sweep.py", path, "--reproduce", "base", "--members", "2")
+    assert result.returncode == 2 and "--members is only used by a sweep or an ablation" in result.stderr
+    assert not (tmp_path / "m").exists()
 
 
 @pytest.mark.parametrize("base, message", [
@@ -154,7 +232,7 @@ def test_ablation_base_best_uses_the_sweeps_best_trial(write_experiment, tmp_pat
     mlruns = tmp_path / "mlruns"
     sweep(load_experiment(path), mlruns, echo=lambda line: None)
     study = optuna.load_study(study_name="tiny-ablation", storage=f"sqlite:///{mlruns / 'optuna.db'}")
-    outcome = ablate(load_experiment(path), mlruns, echo=lambda line: None)
+    outcome = ablate_members(load_experiment(path), mlruns, "auto")
     assert outcome.base_source.startswith(f"best completed trial t{study.best_trial.number:02d}")
     assert outcome.variants[0].config.flat(["flip", "contrast"]) == study.best_trial.user_attrs["config"]
     assert [v.name for v in outcome.variants][-1].startswith("none+")  # no baselines when switched off
@@ -180,14 +258,15 @@ def test_a_one_augmentation_base_shares_trainings_and_still_measures_affinity(wr
     exp = ablation_experiment()
     exp["ablation"] = {"repeats": 1, "baselines": False, "base": {"depth": 1, "augmentations": {"flip": None}}}
     mlruns = tmp_path / "mlruns"
-    outcome = ablate(load_experiment(write_experiment(exp)), mlruns, echo=lambda line: None)
-    # base-flip is `none` and none+flip is `base`: 5 variants, 3 trainings.
+    outcome = ablate_members(load_experiment(write_experiment(exp)), mlruns, "auto")
+    # base-flip is `none` and none+flip is `base`: 5 variants, 3 trainings (one stacked program).
     assert [v.name for v in outcome.variants] == ["base", "base-flip", "none", "none+flip", "none+contrast"]
     assert outcome.trained_now == 3
     runs = children(MlflowClient(tracking_uri_for(mlruns)), outcome.parent_run_id)
     plain = [r for r in runs if "none" in r.data.tags["variants"].split(",")]
     assert len(plain) == 1 and plain[0].data.tags["variants"] == "base-flip,none"
     assert {"affinity/flip", "affinity/contrast"} <= set(plain[0].data.metrics)
+    assert {r.data.tags.get("engine") for r in runs} == {"stacked"}
 
 
 DIGITS = {
@@ -205,19 +284,23 @@ DIGITS = {
 
 @pytest.mark.slow
 def test_ablation_finds_that_rotating_and_flipping_digits_hurts(write_experiment, tmp_path):
-    """The known answer on fresh seeds, with its margin measured (4 distinct variants x 6 seeds, 24 trainings of
-    6 epochs on 16x16 digits, over 60 s): rotation add-one-in +0.88 val_loss, interval [0.39, 1.36] at the
-    report's level; flip add-one-in +0.31 and rotation leave-one-out +0.55, each positive on every one of the 6
-    seeds. The size is what the margin needs: on 8x8 images flip add-one-in shrinks to +0.15 [-0.04, 0.34] and
-    rotation to +0.43; on the first 4 of these seeds rotation add-one-in keeps about 1.1 half-widths and
-    leave-one-out is no longer decided; 5 seeds save under a tenth of the time for a thinner margin."""
+    """The known answer on fresh seeds, on `make ablate`'s path (`--members auto`: the 4 distinct variants x 6 seeds
+    as one stacked program of 24 trainings of 6 epochs on 16x16 digits; 26 CPU-s of training against 41 one at a
+    time), with its margin measured: rotation add-one-in +0.877 val_loss, interval [0.395, 1.359] at the report's
+    level; flip add-one-in +0.312 [0.049, 0.575] and rotation leave-one-out +0.554 [0.148, 0.960], each positive
+    on every one of the 6 seeds (smallest: +0.14, +0.28; rotation add-one-in +0.44). One at a time gives the same
+    effects to 2e-4 (every seed's best val_loss within 1.2e-3: the engine's rounding, not its answer), so the
+    margins are those the one-at-a-time test had. The size is what the margin needs: on 8x8 images flip add-one-in
+    shrinks to +0.15 [-0.04, 0.34] and rotation to +0.43; on the first 4 of these seeds rotation add-one-in keeps
+    about 1.1 half-widths and leave-one-out is no longer decided; 5 seeds save under a tenth of the time for a
+    thinner margin."""
     path = write_experiment(DIGITS)
-    ablate(load_experiment(path), tmp_path / "mlruns", echo=lambda line: None)
+    ablate_members(load_experiment(path), tmp_path / "mlruns", "auto")
     out, _ = report(load_experiment(path), tmp_path / "mlruns", tmp_path / "report")
     effects = pd.read_csv(out / "effects.csv").set_index(["augmentation", "comparison"])
     # What is known on fresh seeds: each alone hurts (rotation by up to a half turn clearly); nothing helps.
     # (Leave-one-out flip is not known: with digits already rotated by up to 180 degrees, a mirror adds little;
-    # measured -0.008 [-0.12, +0.10].)
+    # measured -0.011 [-0.064, +0.042].)
     assert effects.loc[("rotation", "add-one-in"), "verdict"] == "hurts", effects
     assert effects.loc[("flip", "add-one-in"), "effect"] > 0
     assert effects.loc[("rotation", "leave-one-out"), "effect"] > 0
@@ -228,7 +311,10 @@ def test_a_failed_ablation_exits_1_naming_failures_and_the_report_shows_them(tmp
     """A failing ablation: `--ablation` once exited 0 with 6 of 8 trainings FAILED, the report then crashed with a
     TypeError (None - None for a variant with no finished seed), and a class folder whose name is not UTF-8
     failed every training. An augmentation whose layer raises fails every variant that holds it (a diverged
-    training is scored, not failed, so divergence no longer serves here)."""
+    training is scored, not failed, so divergence no longer serves here). With `--members auto` those members'
+    runs fail alone, each with its reason, before the program; the others train as one stacked program, and of
+    those the plain network's runs fail in their own evaluation (its affinity builds every candidate, explode
+    too) while the rest finish."""
     import os
 
     import numpy as np
@@ -263,12 +349,22 @@ def _failed_ablation(tmp_path, write_experiment, capsys, report_main, sweep_main
         ablation={"base": {"depth": 1, "augmentations": {"flip": {"mode": "horizontal"}, "explode": {}}},
                   "repeats": 2, "baselines": False}))
     mlruns = tmp_path / "m"
-    code = sweep_main([str(path), "--mlruns", str(mlruns), "--ablation"])
+    code = sweep_main([str(path), "--mlruns", str(mlruns), "--ablation", "--members", "auto"])
     err = capsys.readouterr().err
     assert code == 1, err
     line = [x for x in err.splitlines() if x.startswith("error: ")][0]
-    assert "ablation trainings failed" in line and "planted failure" in line
+    assert "6 of 8 ablation trainings failed" in line and "planted failure" in line
     assert "encode" not in err and "surrogate" not in err  # the class name is not what failed
+    client = MlflowClient(tracking_uri_for(mlruns))
+    runs = client.search_runs([client.get_experiment_by_name("abfail").experiment_id], f"tags.kind = '{KIND_RUN}'")
+    for run in runs:  # explode's variants and `none` FAILED, each with its reason; the others FINISHED, stacked
+        fails = run.data.params.get("aug_explode") == "True" or run.data.tags["variant"] == "none"
+        assert run.info.status == ("FAILED" if fails else "FINISHED"), run.data.tags
+        if fails:
+            assert "planted failure" in run.data.tags["failure_reason"]
+        else:
+            assert run.data.tags["engine"] == "stacked" and run.data.tags["members"] == "4"
+    assert len(runs) == 8 and sum(r.info.status == "FINISHED" for r in runs) == 2
     out = tmp_path / "report"
     assert report_main([str(path), "--mlruns", str(mlruns), "--out", str(out)]) == 0, capsys.readouterr().err
     md = (out / "report.md").read_text()

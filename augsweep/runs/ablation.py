@@ -3,6 +3,16 @@
 MLflow is the ablation's store: one parent run (tag `kind=ablation`, `ablation_id` = hash of the
 experiment, the base and R) and one nested run per configuration x seed. Rerunning continues:
 finished runs are kept, runs left RUNNING by a killed process are marked KILLED and retrained.
+
+`members` (`--members`): how the trainings still to do are grouped into compiled programs, as the sweep's
+(`runs.members`). `auto` trains those the stacked engine accepts (`training.stacked`: one network shape, the same
+image counts, every augmentation in the model, float32, TensorFlow) as stacked programs of up to `AUTO_STACKED`
+members, the rest as branches of up to R (`repeat.group_engine`'s fallback); an explicit N trains branches of at
+most N (`training.group`: each member bit for bit its training alone); 1 trains one at a time (the reference
+path). Every member keeps its own nested run, opened (RUNNING) before its program starts, its epochs logged by its
+own callback, its own end, evaluation and artifacts, and the engine that computed it (tag `engine=stacked`, which
+`--reproduce` retrains through). The ablation's id ignores `members`: a resumed ablation continues whatever
+trained its finished runs, and retrains only the missing (variant, seed) pairs.
 """
 
 from __future__ import annotations
@@ -36,8 +46,11 @@ from ..training.checks import chance_loss, failure_reason
 from ..training.data import Dataset, load_dataset
 from ..training.model import check_model
 from ..training.resample import replicate_data, split_param
+from .cotrain import PROGRAM_DATA_BYTES
 from .lifecycle import TrainingRun
-from .repeat import preview_images, train_repeat
+from .members import AUTO, AUTO_STACKED, describe
+from .repeat import RepeatOutcome, group_engine, preview_images, train_members, train_repeat
+from .reproduce import TAG_ENGINE
 from .sweep import model_tags
 
 
@@ -105,12 +118,16 @@ def _spec(exp: Experiment, base: TrialConfig, base_source: str, variants: Sequen
 
 
 def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
-                 echo: Callable[[str], None] = print, env: RunEnv | None = None) -> AblationOutcome:
+                 echo: Callable[[str], None] = print, env: RunEnv | None = None,
+                 members: int | str = 1) -> AblationOutcome:
     """Train every variant with the same `repeats` seeds (resuming), logged under one MLflow parent run.
-    `env`: how this process trains, as its entry point set it up; set up from the experiment when None."""
+    `env`: how this process trains, as its entry point set it up; set up from the experiment when None.
+    `members`: trainings per compiled program (`ablation_members`: auto, N, or 1 one at a time)."""
     R = repeats if repeats is not None else exp.ablation.repeats
     if R < 1:
         raise ConfigError(f"--repeats must be >= 1. Received: repeats={R}")
+    if members != AUTO and (isinstance(members, bool) or not isinstance(members, int) or members < 1):
+        raise ConfigError(f"--members must be an integer >= 1 or auto. Received: members={members!r}")
     # Everything that can be wrong with the input is found before any store is written.
     dataset = load_dataset(exp.dataset, exp.seed, exp.path)
     for note in dataset.warnings:
@@ -129,6 +146,7 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
     if stores.embedded_tracking:
         stores.mlruns.mkdir(parents=True, exist_ok=True)
     env = env or runtime.setup(exp.train.deterministic, exp.train.mixed_precision)
+    per_program, rule = ablation_members(members, exp)
     tracker = Tracker(stores.tracking_uri, exp.name, stores.artifact_location)
     client = tracker.client
     found = client.search_runs(
@@ -141,7 +159,7 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
               "repeats": R, rec.TAG_GIT_COMMIT: runtime.git_commit(), **rec.env_tags(env),
               rec.TAG_DATASET_FINGERPRINT: dataset.fingerprint,
               "data_pipeline": dataset.pipeline, **model_tags(exp),
-              rec.TAG_STUDY: stores.study_name},
+              rec.TAG_STUDY: stores.study_name, "members": per_program, "members_rule": rule or "--members N"},
         params={"dataset": exp.dataset.source, "image_size": "x".join(map(str, exp.dataset.image_size)),
                 rec.PARAM_DATA_SPLIT: rec.data_split(dataset.pool is not None),
                 "epochs": exp.train.epochs, "batch_size": exp.train.batch_size, "repeats": R,
@@ -167,26 +185,33 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
     by_key: dict[str, list[Variant]] = {}
     for v in variants:
         by_key.setdefault(v.key, []).append(v)
-    todo = [(vs[0], s) for vs in by_key.values() for s in seeds if (vs[0].key, s.repeat) not in done]
+    todo = [_Training(vs[0], ",".join(x.name for x in vs), s, any(x.kind == "none" for x in vs))
+            for vs in by_key.values() for s in seeds if (vs[0].key, s.repeat) not in done]
+    # (`none` may share its trainings with a leave-one-out variant listed before it: its affinity is measured.)
     total = len(by_key) * R
+    trainer = _VariantTrainer(tracker, exp, dataset, aid, env, {name: dict(params) for name, params in extra})
+    programs = plan_programs(todo, trainer, per_program, members == AUTO, R)
     echo(f"augsweep ablation: base {base.label()} ({base_source}); {len(variants)} variants "
          f"({len(by_key)} distinct) x {R} seeds on {dataset.describe()}; device {env.device}; "
-         f"{total - len(todo)}/{total} trainings done, {len(todo)} to go")
-    trainer = _VariantTrainer(tracker, exp, dataset, aid, env, {name: dict(params) for name, params in extra})
+         f"{describe(per_program, rule)}; {total - len(todo)}/{total} trainings done, {len(todo)} to go"
+         + (f" ({describe_plan(programs)})" if per_program > 1 and todo else ""))
     failed = 0
     failures: list[str] = []
     started_all = time.perf_counter()
+    i = total - len(todo)
+
+    def report(t: _Training, ok: bool, line: str) -> None:
+        nonlocal i, failed
+        i += 1
+        failed += 0 if ok else 1
+        if not ok:
+            failures.append(f"{t.names} r{t.seeds.repeat}: {line.removeprefix('FAILED (').removesuffix(')')}")
+        echo(f"[{i:>3}/{total}] {t.names:<28} r{t.seeds.repeat}  {line}"
+             f"  elapsed {time.perf_counter() - started_all:5.0f}s")
+
     try:
-        for i, (v, s) in enumerate(todo, start=1):
-            names = ",".join(x.name for x in by_key[v.key])
-            # `none` may share its trainings with a leave-one-out variant listed before it.
-            plain = any(x.kind == "none" for x in by_key[v.key])
-            ok, line = trainer.train(v, names, s, affinity=plain)
-            failed += 0 if ok else 1
-            if not ok:
-                failures.append(f"{names} r{s.repeat}: {line.removeprefix('FAILED (').removesuffix(')')}")
-            echo(f"[{total - len(todo) + i:>3}/{total}] {names:<28} r{s.repeat}  {line}"
-                 f"  elapsed {time.perf_counter() - started_all:5.0f}s")
+        for program in programs:
+            trainer.train_program(program, report)
     except BaseException:
         tracker.end_parent(KILLED)
         raise
@@ -195,10 +220,109 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
     return AblationOutcome(parent, variants, R, len(todo), failed, base_source, failures)
 
 
+def ablation_members(members, exp: Experiment) -> tuple[int, str]:
+    """`--members` of an ablation: (trainings per program at most, the rule in words; "" for an explicit count).
+    `auto`: stacked programs of up to `AUTO_STACKED` on TensorFlow (the stacked engine), else one at a time; an
+    explicit N: branches of N on TensorFlow. Elsewhere a grouped member's batches are not its lone training's
+    (`training.group`), and `--reproduce` retrains alone: one at a time there, as the sweep does."""
+    from .. import runtime as rt
+
+    if members == AUTO:
+        if exp.model.uses_base:
+            return 1, "one per program: a pretrained base trains one member per program"
+        if exp.dataset.source == "folder" and exp.dataset.stream == "true":
+            return 1, "one per program: streamed image folders train one member per program"
+        if rt.backend() != "tensorflow":
+            return 1, f"one per program: on {rt.backend()} a grouped member's batches are not its lone training's"
+        if exp.train.mixed_precision:
+            return 1, "one per program: the stacked engine computes in float32 (train.mixed_precision is on)"
+        return AUTO_STACKED, (f"stacked programs of up to {AUTO_STACKED} trainings of one network shape, about 3x "
+                              "less CPU per training than one at a time, within rounding of it, reproduced exactly; "
+                              "what cannot stack as branches of a variant's seeds")
+    n = int(members)
+    if n > 1 and rt.backend() != "tensorflow":
+        return 1, f"one per program: on {rt.backend()} a grouped member's batches are not its lone training's"
+    return n, ""
+
+
+@dataclass(frozen=True)
+class _Training:
+    """One (variant, seed) training still to do: the first variant of its key, the names of every variant that
+    shares it, its seeds, and whether it is the plain network's (whose affinity is measured)."""
+
+    variant: Variant
+    names: str
+    seeds: RepeatSeeds
+    affinity: bool
+
+
+ALONE, BRANCHES = "alone", "branches"  # a program's engine: `train_repeat`, `training.group`; or stacked.ENGINE
+
+
+def plan_programs(todo: Sequence[_Training], trainer: "_VariantTrainer", per_program: int, auto: bool,
+                  repeats: int) -> list[tuple[str, list[_Training]]]:
+    """The trainings to do as programs, (engine, trainings) in the order they first appear: one at a time for
+    `per_program` 1; else, with `auto`, the trainings `repeat.group_engine` lets stack in stacked programs of up
+    to `per_program` (those that stack together: one network shape, the same image counts), and the others as
+    branches of up to `repeats`; without `auto`, branches of up to `per_program`. A program holds at most as
+    many members as `cotrain.PROGRAM_DATA_BYTES` of their data copies allow; a program of one trains alone."""
+    from ..training import group, stacked
+
+    if per_program <= 1:
+        return [(ALONE, [t]) for t in todo]
+    exp = trainer.exp
+    programs: list[tuple[str, list[_Training], list]] = []
+    for t in todo:
+        data = trainer.data(t.seeds)
+        member = group.Member(t.variant.config, data, t.seeds)
+        engine = BRANCHES
+        if auto:
+            engine, _ = group_engine(t.variant.config, [data], exp.train, [t.seeds], exp.model, "auto")
+        limit = per_program if engine == stacked.ENGINE or not auto else repeats
+        fits = stacked.stackable if engine == stacked.ENGINE else group.groupable
+        nbytes = sum(int(getattr(a, "nbytes", 0)) for a in (data.x_train, data.y_train, data.x_val, data.y_val))
+        limit = max(1, min(limit, PROGRAM_DATA_BYTES // max(nbytes, 1)))
+        for chosen, trainings, members in programs:
+            if chosen == engine and len(members) < limit and not fits([*members, member], exp.train, exp.model):
+                trainings.append(t)
+                members.append(member)
+                break
+        else:
+            programs.append((engine, [t], [member]))
+    return [(engine if len(trainings) > 1 else ALONE, trainings) for engine, trainings, _ in programs]
+
+
+def describe_plan(programs: Sequence[tuple[str, Sequence]]) -> str:
+    """The programs in words, e.g. `1 stacked program of 24, 2 trained alone`."""
+    from ..training import stacked
+
+    parts = []
+    for engine, what in ((stacked.ENGINE, "stacked"), (BRANCHES, "branches")):
+        sizes = [len(ts) for e, ts in programs if e == engine]
+        if sizes:
+            parts.append(f"{len(sizes)} {what} program{'s' if len(sizes) > 1 else ''} of "
+                         + "/".join(str(n) for n in sizes))
+    alone = sum(1 for e, _ in programs if e == ALONE)
+    if alone:
+        parts.append(f"{alone} trained alone")
+    return ", ".join(parts)
+
+
+def _end_with(run: TrainingRun, exc: BaseException) -> None:
+    """End an open member run as `TrainingRun` ends one whose training raised `exc`: FAILED with its reason and
+    traceback, KILLED for Ctrl-C and SIGTERM (left RUNNING for a tracking server that stopped answering)."""
+    try:
+        with run:
+            raise exc
+    except BaseException as e:  # noqa: BLE001 - `exc` itself, re-raised by the block; anything else is new
+        if e is not exc:
+            raise
+
+
 @dataclass(frozen=True)
 class _VariantTrainer:
-    """Trains one variant with one seed into its own nested MLflow run (`TrainingRun`: one failure policy with
-    the sweep's trials); what every training of one ablation shares."""
+    """Trains (variant, seed) trainings, each into its own nested MLflow run (`TrainingRun`: one failure policy
+    with the sweep's trials), one program at a time; what every training of one ablation shares."""
 
     tracker: Tracker
     exp: Experiment
@@ -207,35 +331,106 @@ class _VariantTrainer:
     env: RunEnv
     affinity_augs: Mapping  # the augmentations whose affinity the plain network's trainings measure
 
-    def train(self, v: Variant, names: str, s: RepeatSeeds, affinity: bool) -> tuple[bool, str]:
-        """(trained, the line to print); a failed training is recorded and reported, never raised (Ctrl-C,
-        SIGTERM and a tracking server that stopped answering are)."""
-        exp = self.exp
-        # Fresh splits as well as fresh seeds: the base was chosen on the sweep's replicates (their splits included).
-        dataset = replicate_data(self.dataset, exp, ablation_index(s.repeat))
+    def data(self, s: RepeatSeeds) -> Dataset:
+        """Fresh splits as well as fresh seeds: the base was chosen on the sweep's replicates (their splits
+        included)."""
+        return replicate_data(self.dataset, self.exp, ablation_index(s.repeat))
+
+    def _open(self, t: _Training) -> TrainingRun:
+        """The training's nested run, started (RUNNING)."""
+        exp, v, s = self.exp, t.variant, t.seeds
         params = {**v.config.flat(), "seed": exp.seed, "repeat": s.repeat, **s.as_param(),
                   **split_param(self.dataset, exp, ablation_index(s.repeat), s.repeat)}
-        tags = {rec.TAG_KIND: KIND_RUN, rec.TAG_ABLATION_ID: self.aid, "variant": v.name, rec.TAG_VARIANTS: names,
+        tags = {rec.TAG_KIND: KIND_RUN, rec.TAG_ABLATION_ID: self.aid, "variant": v.name, rec.TAG_VARIANTS: t.names,
                 "variant_kind": v.kind, rec.TAG_VARIANT_KEY: v.key, rec.TAG_SEED_INDEX: s.repeat,
                 **rec.env_tags(self.env)}
+        return TrainingRun(self.tracker, f"{v.name} r{s.repeat}", params, tags, f"{v.name} r{s.repeat}")
+
+    def train_program(self, program: tuple[str, Sequence[_Training]],
+                      report: Callable[[_Training, bool, str], None]) -> None:
+        """Train one program's trainings; `report(training, trained, the line to print)` as each run ends. Every run
+        is opened before the program starts; a failure of the program fails each of its runs with the reason (a
+        training whose augmentation layers cannot be built fails alone, before the program), and the ablation goes
+        on; Ctrl-C, SIGTERM (also raised by `report`) and a tracking server that stopped answering end every run
+        still open, then propagate."""
+        from ..training import group
+        from .objective import interrupt_check
+
+        engine, trainings = program
+        opened: list[TrainingRun] = []
         try:
-            with TrainingRun(self.tracker, f"{v.name} r{s.repeat}", params, tags, f"{v.name} r{s.repeat}") as run:
-                runtime.freeze_long_lived_objects()
-                done = train_repeat(v.config, dataset, exp.train, s, [self.tracker.epoch_logger(run.run_id, s.repeat)],
-                                    model=exp.model)
+            for t in trainings:
+                opened.append(self._open(t))
+            runtime.freeze_long_lived_objects()
+            ready = []
+            for t, run in zip(trainings, list(opened)):
+                try:
+                    if engine != ALONE:  # what each member's own augmentation layers need, built alone first
+                        group.placement_layers(t.variant.config.enabled, list(t.variant.config.enabled), t.seeds.aug)
+                    ready.append((t, run))
+                except Exception as e:  # noqa: BLE001 - this training fails alone; the program trains the others
+                    opened.remove(run)
+                    _end_with(run, e)
+                    report(t, False, f"FAILED ({failure_reason(e)})")
+            if not ready:
+                return
+            try:
+                outcomes = self._train(engine, ready, [[interrupt_check()] for _ in ready])
+            except TrackingUnavailable:
+                raise
+            except Exception as e:  # noqa: BLE001 - recorded in each member's run; the ablation goes on
+                for t, run in ready:
+                    opened.remove(run)
+                    _end_with(run, e)
+                    report(t, False, f"FAILED ({failure_reason(e)})")
+                return
+            for (t, run), done in zip(ready, outcomes):
+                opened.remove(run)
+                report(t, *self._finish(t, run, done, len(ready)))
+        except BaseException as e:  # Ctrl-C, SIGTERM, the tracking server gone: no run is left RUNNING by them
+            for run in opened:
+                _end_with(run, e)
+            raise
+
+    def _train(self, engine: str, ready: Sequence[tuple[_Training, TrainingRun]],
+               live: Sequence[Sequence]) -> list[RepeatOutcome]:
+        """Train the program: alone (`train_repeat`) or as one program of branches or stacked members, each with
+        its own run's epoch logger (and `live`) and the non-finite stop (its own: a diverged member ends alone)."""
+        from ..training import group
+        from ..training.checks import stop_on_non_finite
+
+        exp = self.exp
+        loggers = [self.tracker.epoch_logger(run.run_id, t.seeds.repeat) for t, run in ready]
+        if engine == ALONE:
+            (t, _), = ready
+            return [train_repeat(t.variant.config, self.data(t.seeds), exp.train, t.seeds,
+                                 [loggers[0], *live[0]], model=exp.model)]
+        members = [group.Member(t.variant.config, self.data(t.seeds), t.seeds, [stop_on_non_finite(), logger, *cbs])
+                   for (t, _), logger, cbs in zip(ready, loggers, live)]
+        return train_members(members, exp.train, exp.model, engine)
+
+    def _finish(self, t: _Training, run: TrainingRun, done: RepeatOutcome, size: int) -> tuple[bool, str]:
+        """Summarise, evaluate and end one trained member's run; (trained, the line to print). A failure here
+        fails this run only (Ctrl-C, SIGTERM and a tracking server that stopped answering are raised)."""
+        try:
+            with run:
+                dataset = self.data(t.seeds)
                 run.histories.append(done.history)
                 summary = done.check(chance_loss(dataset.num_classes))
                 run.metrics.update({
                     "best_val_loss": summary["best_val_loss"],
-                    repeat_metric("best_val_loss", s.repeat): summary["best_val_loss"],
+                    repeat_metric("best_val_loss", t.seeds.repeat): summary["best_val_loss"],
                     "final_loss": summary["final_loss"], "final_val_loss": summary["final_val_loss"],
                     "gap": summary["gap"], "best_epoch": summary["best_epoch"]})
                 if "best_val_accuracy" in summary:
                     run.metrics["best_val_accuracy"] = summary["best_val_accuracy"]
-                self._evaluate(run, done, s, affinity, dataset)
+                self._evaluate(run, done, t.seeds, t.affinity, dataset)
                 done.model = None
-                run.images = preview_images(v.config, dataset, s.aug)
+                run.images = preview_images(t.variant.config, dataset, t.seeds.aug)
                 run.tags["aug_placement"] = done.placement
+                run.tags["members"] = size
+                if done.engine != "keras":  # `--reproduce` retrains through the engine that computed it
+                    run.tags[TAG_ENGINE] = done.engine
                 run.end(FINISHED, "COMPLETE")
                 return True, f"best_val_loss {summary['best_val_loss']:.4f}  {run.seconds():5.1f}s"
         except TrackingUnavailable:
