@@ -89,20 +89,23 @@ def main(argv=None) -> int:
         "trials": 1000, "repeats": 1, "sampler": "random", "pruner": "median", "seed": 0,
     }
     rows, per_epoch, per_epoch_cpu = [], [], []
-    with objective_on_temp_stores(exp_dict, TimedTracker) as (ds, study, objective):
-        if not args.tiny:  # the smoke run states no figure: its one trial is also the first
-            study.optimize(objective, n_trials=1)  # warm-up: store creation, first imports and graphs
-        for _ in range(args.trials):
-            clock.update(dict.fromkeys(keys, 0.0), epochs=0)
-            t, c = time.perf_counter(), time.process_time()
-            study.optimize(objective, n_trials=1)
-            wall, cpu = time.perf_counter() - t, time.process_time() - c
-            fit = clock["train"] - clock["callbacks"] - clock["train_end"]
-            fit_cpu = clock["train_cpu"] - clock["callbacks_cpu"] - clock["train_end_cpu"]
-            rows.append((wall, fit, wall - fit - clock["callbacks"], clock["callbacks"], clock["epochs"],
-                         cpu, fit_cpu, cpu - fit_cpu - clock["callbacks_cpu"]))
-            per_epoch.append(clock["callbacks"] / max(1, clock["epochs"]))
-            per_epoch_cpu.append(clock["callbacks_cpu"] / max(1, clock["epochs"]))
+    try:
+        with objective_on_temp_stores(exp_dict, TimedTracker) as (ds, study, objective):
+            if not args.tiny:  # the smoke run states no figure: its one trial is also the first
+                study.optimize(objective, n_trials=1)  # warm-up: store creation, first imports and graphs
+            for _ in range(args.trials):
+                clock.update(dict.fromkeys(keys, 0.0), epochs=0)
+                t, c = time.perf_counter(), time.process_time()
+                study.optimize(objective, n_trials=1)
+                wall, cpu = time.perf_counter() - t, time.process_time() - c
+                fit = clock["train"] - clock["callbacks"] - clock["train_end"]
+                fit_cpu = clock["train_cpu"] - clock["callbacks_cpu"] - clock["train_end_cpu"]
+                rows.append((wall, fit, wall - fit - clock["callbacks"], clock["callbacks"], clock["epochs"],
+                             cpu, fit_cpu, cpu - fit_cpu - clock["callbacks_cpu"]))
+                per_epoch.append(clock["callbacks"] / max(1, clock["epochs"]))
+                per_epoch_cpu.append(clock["callbacks_cpu"] / max(1, clock["epochs"]))
+    finally:  # the timing wrappers out again: whatever runs next in this process trains unwrapped
+        train.run, objective_mod.pruning_callback, repeat_mod.stop_on_non_finite = real_run, real_prune, real_nonfinite
 
     walls, fits, fixed, cbs, epochs, cpus, fit_cpus, fixed_cpu = zip(*rows)
     e, e_cpu = median(per_epoch), median(per_epoch_cpu)

@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     # Memory: many repeats on one reused model (rss from bench/memory.py), after the timed rounds.
     from memory import MB, rss_bytes
 
-    n = 3 if args.tiny else 50
+    n = 2 if args.tiny else 50  # the smoke run: the fewest in which growth from one repeat to the next shows
     rss = []
     for i in range(n):
         repeat("true", 1, 1000 + i)
