@@ -13,7 +13,16 @@ import yaml
 from augsweep.runs.sweep import run_sweep
 from augsweep.stores.study import resolve_stores
 from augsweep.training import group, train
-from tests.helpers import ROOT, experiment, failing_augmentation, learning_experiment, read_stores, report, reproduce
+from tests.helpers import (
+    ROOT,
+    experiment,
+    failing_augmentation,
+    learning_experiment,
+    read_stores,
+    report,
+    reproduce,
+    tiny_experiment,
+)
 
 pytestmark = pytest.mark.slow  # real trainings or stores: make test and CI run them, make test-fast does not
 
@@ -104,11 +113,14 @@ def test_cotrained_sweep_equals_one_at_a_time_trains_each_point_once_and_reprodu
 
 
 def test_a_failure_while_cotraining_fails_only_the_trial_and_leaves_no_run_open(write_experiment, tmp_path):
-    # The second network built with it fails: inside the first trial's program.
+    # The second network built with it fails: inside the first trial's program. What is checked is which trials
+    # and runs end how, not what they learned: the smallest data and one epoch.
     with failing_augmentation("flaky", "planted failure while co-training"):
         space = {"depth": 1, "augmentations": {"flip": {"mode": ["horizontal"]}, "flaky": None}}  # 4 runs
-        path = write_experiment(_factorial(name="flakyco", search_space=space, trials=4,
-                                           max_consecutive_failures=5))
+        path = write_experiment(tiny_experiment(
+            name="flakyco", search_space=space, trials=4, repeats=2, sampler="factorial", stop="budget",
+            max_consecutive_failures=5, train={"epochs": 1},
+            dataset={"source": "synthetic", "image_size": [8, 8], "samples": 32}))
         exp = experiment(path)
         run_sweep(exp, resolve_stores(exp, tmp_path / "m"), members=8, echo=lambda line: None)
     view = read_stores(exp, tmp_path / "m")
@@ -121,6 +133,8 @@ def test_a_failure_while_cotraining_fails_only_the_trial_and_leaves_no_run_open(
 
 
 def test_members_of_different_configurations_and_depths_equal_their_trainings_alone():
+    """One program of three members, each of another configuration (depth 1 and 2, other augmentations) and its
+    own seeds; members of one configuration side by side: tests/test_group_training.py."""
     from augsweep import runtime
     from augsweep.experiment import DatasetConfig, TrainConfig
     from augsweep.experiment.seeding import sweep_seeds
@@ -134,7 +148,7 @@ def test_members_of_different_configurations_and_depths_equal_their_trainings_al
     configs = [TrialConfig(1, filters=8, dense_units=16, learning_rate=0.01),
                TrialConfig(2, filters=8, dense_units=16, learning_rate=0.01, augmentations=(flip, contrast)),
                TrialConfig(1, filters=8, dense_units=16, learning_rate=0.01, augmentations=(contrast,))]
-    members = [group.Member(c, digits, sweep_seeds(0, r)) for c in configs for r in range(2)]
+    members = [group.Member(c, digits, sweep_seeds(0, r)) for r, c in enumerate(configs)]
     alone = []
     for m in members:
         result = train.run(m.config, m.dataset, settings, m.seeds)
@@ -266,7 +280,6 @@ def test_a_helper_process_trains_queued_points_exactly_as_this_process_would(wri
 HELPER_HOST = r'''
 import sys
 
-from augsweep import runtime
 from augsweep.experiment import DatasetConfig, load_experiment
 from augsweep.experiment.seeding import point_seeds
 from augsweep.experiment.space import TrialConfig
@@ -275,7 +288,8 @@ from augsweep.runs.sidecar import Sidecar
 from augsweep.training.data import load_dataset
 
 if __name__ == "__main__":  # the helper starts a fresh interpreter (spawn), which imports this file again
-    runtime.setup(True, False)
+    # The sweep process's stand-in submits and waits; it never trains, so it needs no TensorFlow of its own (the
+    # helper sets itself up as a sweep process would).
     digits = load_dataset(DatasetConfig("digits", (8, 8), train_samples=64, val_samples=64), 0)
     exp = load_experiment(sys.argv[1])
     points = [cotrain.Point(n, TrialConfig(2, filters=8, dense_units=16, learning_rate=0.01),
