@@ -32,19 +32,20 @@ def write_experiment(tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_report(tmp_path_factory):
-    """One tiny sweep and two reports of it through the API (3 trials x 2 seeds on 8x8 digits, a network that
-    learns),
-    shared by the tests that need a real report and registered model: (folder, experiment, study, report,
-    the second report). The stores are `folder / "mlruns"`."""
+    """One tiny sweep and two reports of it through the API (the 4-run factorial of two switches at depth 1 x 2
+    seeds on 8x8 digits, a network that learns, trained as `make sweep` trains it: one stacked program of its 8
+    trainings), shared by the tests that need a real report and registered model: (folder, experiment, study,
+    report, the second report). The stores are `folder / "mlruns"`."""
     import augsweep
     from tests.helpers import learning_experiment
 
     folder = tmp_path_factory.mktemp("api")
-    exp_dict = learning_experiment(name="api-tiny", repeats=2)
+    exp_dict = learning_experiment(name="api-tiny", repeats=2, trials=4, sampler="factorial", search_space={
+        "depth": 1, "augmentations": {"flip": {"mode": ["horizontal"]}, "contrast": {"factor": [0.1, 0.5]}}})
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(folder)
         exp = augsweep.load_experiment(exp_dict)
-        study = augsweep.sweep(exp, mlruns=folder / "mlruns", progress=False)
+        study = augsweep.sweep(exp, mlruns=folder / "mlruns", progress=False, members="auto")
         rep = augsweep.report(exp, mlruns=folder / "mlruns", out=folder / "report")
         again = augsweep.report(exp, mlruns=folder / "mlruns", out=folder / "report2")
     return folder, exp, study, rep, again

@@ -83,7 +83,7 @@ def test_an_experiment_of_the_wrong_type_is_a_user_error(exp):
 
 def test_sweep_returns_the_study(done):
     _, exp, study, _, _ = done
-    assert (study.name, study.finished, study.budget, study.ran_now) == ("api-tiny", 3, 3, 3)
+    assert (study.name, study.finished, study.budget, study.ran_now) == ("api-tiny", 4, 4, 4)
     assert study.best and study.best[0][1] <= study.best[-1][1]
     assert "api-tiny" in study._repr_html_()
 

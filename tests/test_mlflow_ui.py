@@ -39,17 +39,19 @@ def chromium():
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    """A tiny sweep (two switches, two depths, two seeds per trial) and its report, as the CLI prints them."""
+    """A tiny sweep (two switches, two depths, two seeds per trial: the 8-run full factorial of depth and the
+    switches) and its report, as the CLI prints them."""
     import yaml
 
     tmp = tmp_path_factory.mktemp("ui")
     path = tmp / "exp.yaml"
-    path.write_text(yaml.safe_dump(learning_experiment(name="ui-check", trials=6, repeats=2)))
+    path.write_text(yaml.safe_dump(learning_experiment(name="ui-check", trials=8, repeats=2, sampler="factorial")))
     # In-process through the CLI's own entry points (the printed lines are the same; the subprocess path of
     # sweep.py and report.py is tested by test_printed_commands.py), so the module pays no interpreter start-up.
+    # `make sweep`'s `--members auto`: each depth's design points as one stacked program (16 trainings in 2).
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        assert sweep_main([str(path), "--mlruns", str(tmp / "mlruns")]) == 0
+        assert sweep_main([str(path), "--mlruns", str(tmp / "mlruns"), "--members", "auto"]) == 0
         assert report_main([str(path), "--mlruns", str(tmp / "mlruns"), "--out", str(tmp / "report")]) == 0
     return path, tmp / "mlruns", printed.getvalue(), tmp / "report"
 
@@ -77,7 +79,7 @@ def test_printed_links_land_on_a_usable_view_at_1600x1000(swept, ui):
     view = read_stores(path, mlruns)
     trials = sorted((r for r in view.runs if r.data.tags.get("kind") == "trial"),
                     key=lambda r: r.data.metrics["best_val_loss"])
-    assert len(trials) == 6
+    assert len(trials) == 8
     # Every trial logs the same per-repeat names (repeat0/…, repeat1/…): curves and bests share the index.
     for run in trials:
         per_repeat = {k for k in run.data.metrics if "/" in k}

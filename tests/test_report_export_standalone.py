@@ -39,10 +39,13 @@ GEOMETRIC = _rec(("flip", (("mode", "horizontal"),)), ("contrast", (("factor", 0
                  ("rotation", (("factor", 0.2),)), ("warp", (("kind", "translation"), ("factor", 0.2))))
 CROP = _rec(("flip", (("mode", "horizontal"),)), ("crop", (("factor", 0.25),)))
 
-# Runs in a fresh `python -I` in the block's folder. An editable install of augsweep is found even with -I, so
-# the script makes it unimportable first: anything in augmentation.py that needed augsweep would fail.
+# Runs in one fresh `python -I` for every block, each written to a folder of its own (FOLDERS, in order). An
+# editable install of augsweep is found even with -I, so the script makes it unimportable first: anything in
+# augmentation.py that needed augsweep would fail. Every block's `augmentation.keras` is first loaded with Keras
+# alone, before any augmentation.py is imported (importing one registers its own layers with Keras); then each
+# folder's augmentation.py is imported afresh, as `augmentation`, from its folder.
 FRESH = textwrap.dedent("""
-    import json, sys
+    import json, os, sys
     sys.modules["augsweep"] = None
     try:
         import augsweep
@@ -52,32 +55,40 @@ FRESH = textwrap.dedent("""
         raise SystemExit("augsweep is importable")
     import numpy as np, keras
 
-    result = {}
-    try:  # before anything registers augmentation.py's own layers
-        keras.saving.load_model("augmentation.keras")
-        result["keras_alone"] = True
-    except Exception:
-        result["keras_alone"] = False
-    sys.path.insert(0, ".")
-    from augmentation import augmentation_block
+    results = {}
+    for folder in FOLDERS:  # before anything registers augmentation.py's own layers
+        try:
+            keras.saving.load_model(os.path.join(folder, "augmentation.keras"))
+            results[folder] = {"keras_alone": True}
+        except Exception:
+            results[folder] = {"keras_alone": False}
+    for folder in FOLDERS:
+        os.chdir(folder)
+        sys.path.insert(0, folder)
+        sys.modules.pop("augmentation", None)
+        from augmentation import augmentation_block
 
-    block = augmentation_block()
-    result["configs"] = [[type(layer).__name__, layer.get_config()] for layer in block.layers]
-    for i, shape in enumerate(SHAPES):
-        x = np.load(f"x{i}.npy")
-        fresh, loaded = augmentation_block(), keras.saving.load_model("augmentation.keras")
-        np.save(f"py{i}.npy", keras.ops.convert_to_numpy(fresh(x, training=True)))
-        np.save(f"keras{i}.npy", keras.ops.convert_to_numpy(loaded(x, training=True)))
-        np.save(f"fixed{i}.npy", keras.ops.convert_to_numpy(augmentation_block(shape)(x, training=True)))
-        assert np.array_equal(keras.ops.convert_to_numpy(fresh(x, training=False)), x)
-        assert np.array_equal(keras.ops.convert_to_numpy(loaded(x, training=False)), x)
-    once = keras.saving.load_model("augmentation.keras")  # one block, images of both shapes in turn
-    assert [once(np.load(f"x{i}.npy"), training=True).shape for i in range(2)] == [(4, *s) for s in SHAPES]
-    model = keras.Sequential([keras.saving.load_model("augmentation.keras"), keras.layers.Conv2D(4, 3),
-                              keras.layers.Flatten(), keras.layers.Dense(1)])  # no keras.Input needed
-    assert model(np.load("x0.npy"), training=True).shape == (4, 1)
-    result["augsweep_loaded"] = sorted(m for m, v in sys.modules.items() if m.startswith("augsweep") and v)
-    print(json.dumps(result))
+        assert os.path.dirname(sys.modules["augmentation"].__file__) == folder  # this folder's file, imported afresh
+        result = results[folder]
+        block = augmentation_block()
+        result["configs"] = [[type(layer).__name__, layer.get_config()] for layer in block.layers]
+        for i, shape in enumerate(SHAPES):
+            x = np.load(f"x{i}.npy")
+            fresh, loaded = augmentation_block(), keras.saving.load_model("augmentation.keras")
+            np.save(f"py{i}.npy", keras.ops.convert_to_numpy(fresh(x, training=True)))
+            np.save(f"keras{i}.npy", keras.ops.convert_to_numpy(loaded(x, training=True)))
+            np.save(f"fixed{i}.npy", keras.ops.convert_to_numpy(augmentation_block(shape)(x, training=True)))
+            assert np.array_equal(keras.ops.convert_to_numpy(fresh(x, training=False)), x)
+            assert np.array_equal(keras.ops.convert_to_numpy(loaded(x, training=False)), x)
+        once = keras.saving.load_model("augmentation.keras")  # one block, images of both shapes in turn
+        assert [once(np.load(f"x{i}.npy"), training=True).shape for i in range(2)] == [(4, *s) for s in SHAPES]
+        model = keras.Sequential([keras.saving.load_model("augmentation.keras"), keras.layers.Conv2D(4, 3),
+                                  keras.layers.Flatten(), keras.layers.Dense(1)])  # no keras.Input needed
+        assert model(np.load("x0.npy"), training=True).shape == (4, 1)
+        sys.path.remove(folder)
+    for result in results.values():
+        result["augsweep_loaded"] = sorted(m for m, v in sys.modules.items() if m.startswith("augsweep") and v)
+    print(json.dumps(results))
 """)
 
 
@@ -94,36 +105,47 @@ def _registry_outputs(rec, x):
     return np.asarray(out)
 
 
-@pytest.mark.parametrize("rec", [GEOMETRIC, CROP], ids=["flip-contrast-rotation-translation", "flip-crop"])
-def test_exported_block_runs_without_augsweep_on_any_shape_and_is_the_registrys(rec, tmp_path):
-    files = write_block(rec, SEED, (16, 16, 1), "planted", tmp_path,
-                        model_input_text(DatasetConfig(source="digits", image_size=(16, 16))))
-    source = files[0].read_text()
-    nodes = list(ast.walk(ast.parse(source)))
-    imported = {a.name for n in nodes if isinstance(n, ast.Import) for a in n.names}
-    assert imported | {n.module for n in nodes if isinstance(n, ast.ImportFrom)} == {"zlib", "keras"}
-    assert "pixel values / 16" in source  # what the registered model takes
+@pytest.mark.slow
+def test_exported_blocks_run_without_augsweep_on_any_shape_and_are_the_registrys(tmp_path):
+    """Two blocks, each exported as a report writes it: flip, contrast, rotation and translation (Keras's own
+    layers: its `augmentation.keras` loads with Keras alone) and flip with the crop (augsweep's own layer: it
+    needs its `augmentation.py` imported). Both are checked in one fresh interpreter without augsweep, each
+    `augmentation.keras` loaded before any `augmentation.py` is imported."""
     rng = np.random.default_rng(0)
     xs = [rng.random((4, *shape), dtype=np.float32) for shape in SHAPES]
-    for i, x in enumerate(xs):
-        np.save(tmp_path / f"x{i}.npy", x)
-    script = f"SHAPES = {SHAPES!r}\n{FRESH}"
+    recs = {"geometric": GEOMETRIC, "crop": CROP}
+    for name, rec in recs.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        files = write_block(rec, SEED, (16, 16, 1), "planted", folder,
+                            model_input_text(DatasetConfig(source="digits", image_size=(16, 16))))
+        source = files[0].read_text()
+        nodes = list(ast.walk(ast.parse(source)))
+        imported = {a.name for n in nodes if isinstance(n, ast.Import) for a in n.names}
+        assert imported | {n.module for n in nodes if isinstance(n, ast.ImportFrom)} == {"zlib", "keras"}
+        assert "pixel values / 16" in source  # what the registered model takes
+        for i, x in enumerate(xs):
+            np.save(folder / f"x{i}.npy", x)
+    folders = [str(tmp_path / name) for name in recs]
+    script = f"SHAPES = {SHAPES!r}\nFOLDERS = {folders!r}\n{FRESH}"
     done = subprocess.run([sys.executable, "-I", "-c", script], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["augsweep_loaded"] == []
-    # A block of Keras's own layers loads with Keras alone; one holding the crop needs augmentation.py imported.
-    assert result["keras_alone"] is (rec is GEOMETRIC)
-    registry = [[type(layer).__name__, _json(layer.get_config())]
-                for layer in augment.build_layers(rec.config.enabled, SEED)]
-    assert result["configs"] == registry
-    for i, x in enumerate(xs):
-        want = _registry_outputs(rec, x)
-        assert want.shape == x.shape and not np.allclose(want, x)
-        for kind in ("py", "keras", "fixed"):
-            np.testing.assert_allclose(np.load(tmp_path / f"{kind}{i}.npy"), want, rtol=1e-6, atol=1e-6,
-                                       err_msg=f"{kind} on {x.shape}")
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    for name, rec in recs.items():
+        result = results[str(tmp_path / name)]
+        assert result["augsweep_loaded"] == []
+        # A block of Keras's own layers loads with Keras alone; one holding the crop needs augmentation.py imported.
+        assert result["keras_alone"] is (rec is GEOMETRIC), name
+        registry = [[type(layer).__name__, _json(layer.get_config())]
+                    for layer in augment.build_layers(rec.config.enabled, SEED)]
+        assert result["configs"] == registry, name
+        for i, x in enumerate(xs):
+            want = _registry_outputs(rec, x)
+            assert want.shape == x.shape and not np.allclose(want, x)
+            for kind in ("py", "keras", "fixed"):
+                np.testing.assert_allclose(np.load(tmp_path / name / f"{kind}{i}.npy"), want, rtol=1e-6, atol=1e-6,
+                                           err_msg=f"{name}: {kind} on {x.shape}")
 
 
 def _every_registry_layer():

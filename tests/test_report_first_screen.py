@@ -25,8 +25,10 @@ def test_first_screen_fits_and_the_new_files_are_written(tmp_path):
                           train={"epochs": 4})
     path = tmp_path / "exp.yaml"
     path.write_text(yaml.safe_dump(exp))
-    # In-process through the CLI's entry points: the subprocess path is test_printed_commands.py's.
-    assert sweep_main([str(path), "--mlruns", str(tmp_path / "m")]) == 0
+    # In-process through the CLI's entry points: the subprocess path is test_printed_commands.py's. `make sweep`'s
+    # `--members auto`: each block's design points as one stacked program (16 trainings in 2 programs); that it
+    # trains what one training at a time trains is tests/test_stacked_training.py's claim.
+    assert sweep_main([str(path), "--mlruns", str(tmp_path / "m"), "--members", "auto"]) == 0
     assert report_main([str(path), "--mlruns", str(tmp_path / "m"), "--out", str(tmp_path / "r")]) == 0
     by = pd.read_csv(tmp_path / "r" / "effects_by_budget.csv")
     assert list(by.columns) == ["augmentation", "epochs", "effect", "ci_low", "ci_high", "n_seeds"]

@@ -12,7 +12,7 @@ from augsweep.experiment.space import TrialConfig
 from augsweep.training import train
 from augsweep.training.data import Dataset
 from augsweep.training.model import build_model, convnet_base, weighted_layers
-from tests.helpers import read_stores, run_cli, run_in_process, sweep, tiny_experiment
+from tests.helpers import read_stores, run_in_process, sweep, tiny_experiment
 
 SHAPE = (16, 16, 1)
 
@@ -116,8 +116,10 @@ def test_mismatched_file_exits_2_before_any_trial_in_either_store(tmp_path, writ
 def test_imagenet_without_network_fails_in_the_preflight_naming_the_alternative(tmp_path, write_experiment):
     exp = tiny_experiment(model={"base": "vgg16", "weights": "imagenet"}, dataset={"image_size": [32, 32]})
     exp["search_space"].pop("depth")
-    result = run_cli("sweep.py", write_experiment(exp), "--mlruns", tmp_path / "mlruns",
-                     env={"AUGSWEEP_IMAGENET_HOST": "127.0.0.1:9", "KERAS_HOME": str(tmp_path / "keras")})
+    # What the tool answers, through sweep.py's entry function in this process (the preflight reads both variables
+    # when it runs): no second interpreter start-up.
+    result = run_in_process("sweep.py", write_experiment(exp), "--mlruns", tmp_path / "mlruns",
+                            env={"AUGSWEEP_IMAGENET_HOST": "127.0.0.1:9", "KERAS_HOME": str(tmp_path / "keras")})
     assert result.returncode == 2, result.stderr[-2000:]
     line = error_line(result.stderr)
     assert "weights: PATH" in line and "vgg16" in line
