@@ -1,6 +1,7 @@
 """Real servers for the distributed-mode tests and bench: a PostgreSQL in a temporary folder and an
 `mlflow server` on it (both on 127.0.0.1, free ports), `--worker` processes, and the storage-only
-load harness (many workers on one study, an objective that only sleeps)."""
+load harness (many workers on one study, an objective that only sleeps). `worker_here` runs a worker in the
+test's own process, where the claim is about a second worker rather than a second interpreter."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from augsweep.serve.process import Service, free_port
 from augsweep.serve.servers import MLFLOW_DATABASE, Postgres, mlflow_server, pg_bin
-from tests.helpers import cli_command
+from tests.helpers import cli_command, run_in_process
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,20 +84,33 @@ def postgres_available() -> bool:
     return pg_bin("initdb") is not None
 
 
+# A worker's settings (`start_worker`, `worker_here`): heartbeats every second, stale after three.
+WORKER_ENV = {"AUGSWEEP_HEARTBEAT_INTERVAL": "1", "AUGSWEEP_HEARTBEAT_GRACE": "3"}
+
+
 def start_worker(experiment: Path, cwd: Path, storage: str, tracking_uri: str, host: str | None = None,
                  extra: tuple = ()) -> subprocess.Popen:
     """`python sweep.py EXPERIMENT --storage URL --tracking-uri URI --worker` in its own folder (no shared
     `mlruns/`); `host` makes it look like another machine (dead workers then found by heartbeat only)."""
     cwd.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PGPASSFILE": os.environ.get("PGPASSFILE", ""), "TF_CPP_MIN_LOG_LEVEL": "2",
-           "AUGSWEEP_HEARTBEAT_INTERVAL": "1",
-           "AUGSWEEP_HEARTBEAT_GRACE": "3", "CUDA_VISIBLE_DEVICES": ""}
+    env = {**os.environ, "PGPASSFILE": os.environ.get("PGPASSFILE", ""), "TF_CPP_MIN_LOG_LEVEL": "2", **WORKER_ENV,
+           "CUDA_VISIBLE_DEVICES": ""}
     if host:
         env["AUGSWEEP_HOST"] = host
     command, extra_env = cli_command("worker")
     return subprocess.Popen([*command, str(experiment), "--storage", storage, "--tracking-uri", tracking_uri, *extra],
                             cwd=cwd, env={**env, **extra_env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
+
+
+def worker_here(experiment: Path, cwd: Path, storage: str, tracking_uri: str) -> subprocess.CompletedProcess:
+    """`augsweep worker EXPERIMENT --storage URL --tracking-uri URI` run by this process in its own folder: the
+    entry function the command calls (`run_in_process`), with `start_worker`'s heartbeat settings, on this machine's
+    host name (so a worker of `start_worker(host=...)` is another machine to it). Blocks until the worker ends; call
+    it from the main thread (the entry function installs the signal handlers)."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    return run_in_process("worker", experiment, "--storage", storage, "--tracking-uri", tracking_uri, cwd=cwd,
+                          env=WORKER_ENV)
 
 
 def finish(procs: list[subprocess.Popen], timeout: float = 240) -> list[tuple[int, str]]:

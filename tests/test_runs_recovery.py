@@ -18,7 +18,7 @@ import pytest
 
 from augsweep.runs.workers import gpu_assignments
 from augsweep.stores.liveness import process_alive
-from tests.helpers import ROOT, read_stores, run_in_process, tiny_experiment
+from tests.helpers import ROOT, read_stores, run_in_process, stores, tiny_experiment, wait_for_study
 
 SPACE = {"depth": {"low": 1, "high": 2}, "augmentations": {"flip": None, "contrast": None}}
 
@@ -41,14 +41,19 @@ def _sweep_process(path, mlruns, *args):
 
 @pytest.mark.slow
 def test_workers_and_an_independent_process_share_one_study_within_the_budget(tmp_path, write_experiment):
-    """`--workers 2` and a plain `sweep.py` started at the same moment on one study: exactly
-    `trials` trials, each once, one parent run, no "database is locked"."""
+    """`--workers 2` (a launcher and its two spawned worker processes) and an independent plain sweep on one
+    study: exactly `trials` trials, each once, one parent run, no "database is locked". The independent sweep is
+    this test's process, through the entry function `sweep.py` calls; it joins once a worker is inside a trial
+    (what the study shows), so three processes train on the one SQLite study at once and race for the last
+    places of the budget."""
     path = write_experiment(tiny_experiment(name="workers", trials=4, search_space=SPACE, train={"epochs": 3}))
     mlruns = tmp_path / "m"
-    procs = [_sweep_process(path, mlruns, "--workers", "2"), _sweep_process(path, mlruns)]
-    outs = [p.communicate(timeout=900) for p in procs]
-    for p, (out, err) in zip(procs, outs):
-        assert p.returncode == 0, (out + err)[-3000:]
+    launcher = _sweep_process(path, mlruns, "--workers", "2")
+    wait_for_study(launcher, stores(path, mlruns).study_db, "SELECT COUNT(*) FROM trials WHERE state = 'RUNNING'")
+    here = run_in_process("sweep.py", path, "--mlruns", mlruns)
+    outs = [launcher.communicate(timeout=900), (here.stdout, here.stderr)]
+    for code, (out, err) in zip((launcher.returncode, here.returncode), outs):
+        assert code == 0, (out + err)[-3000:]
         assert "locked" not in (out + err).lower() and "Traceback" not in out + err
     assert "2 workers" in outs[0][0] and "4/4 trials finished" in outs[0][0]
     study, trials, runs = _stores(path, mlruns)

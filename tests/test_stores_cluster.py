@@ -1,14 +1,18 @@
 """The distributed mode on real servers: PostgreSQL (Optuna RDB storage with heartbeat) and an `mlflow
 server` with proxied artifacts, `--worker` processes in separate folders (no shared filesystem), a worker
 killed with -9, the tracking server killed and restarted, 32 workers on one study, bad URLs,
-`make cluster-up`/`cluster-down`."""
+`make cluster-up`/`cluster-down`. A worker whose claim is about what it does rather than about its own process (its
+exit under kill -9, its heartbeats, its output on a terminal) is this test's process (`worker_here`), through the
+entry function `augsweep worker` calls."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -20,8 +24,8 @@ from mlflow import MlflowClient
 
 from augsweep.serve.process import free_port, port_open
 from augsweep.stores.urls import mask
-from tests.cluster import ROOT, finish, start_worker, storage_load
-from tests.helpers import LEARNS, run_cli, tiny_experiment
+from tests.cluster import ROOT, finish, start_worker, storage_load, worker_here
+from tests.helpers import LEARNS, run_cli, run_in_process, tiny_experiment
 
 
 def write_exp(tmp_path: Path, name: str, **overrides) -> Path:
@@ -76,16 +80,20 @@ def wait_for(predicate, timeout: float, what: str, step: float = 0.2):
 @pytest.mark.slow
 def test_two_workers_in_separate_folders_share_one_study_and_one_tracking_server(servers, tmp_path):
     """Two is the fewest workers that share a study: both start at once, count the one budget under its start
-    lock and write into one parent run. (Many more clients racing for the budget: the 32-worker storage load.)"""
+    lock and write into one parent run. One is a real `augsweep worker` process in its own folder; the other is
+    this test's process in another folder, through the entry function the command calls: two processes, two
+    folders, one study, one tracking server. (Many more clients racing for the budget: the 32-worker storage load.
+    A worker's own process, its exit under kill -9 and its heartbeats: the SIGKILL test.)"""
     storage = servers.database()
     exp = write_exp(tmp_path, "two", trials=5, **LEARNS)  # a network that learns: the report publishes
-    procs = [start_worker(exp, tmp_path / f"machine{i}", storage, servers.tracking_uri) for i in range(2)]
-    results = finish(procs)
+    proc = start_worker(exp, tmp_path / "machine0", storage, servers.tracking_uri)
+    here = worker_here(exp, tmp_path / "machine1", storage, servers.tracking_uri)  # meanwhile, the second worker
+    results = [*finish([proc]), (here.returncode, here.stdout + here.stderr)]
     for code, text in results:
         assert code == 0, text[-3000:]
     study, trial_runs, parent = read_back(storage, servers.tracking_uri, "two")
     assert states(study) == {"COMPLETE": 5}, "exactly the budget, across two workers"
-    assert {t.user_attrs["worker"]["pid"] for t in study.trials} <= {p.pid for p in procs}
+    assert {t.user_attrs["worker"]["pid"] for t in study.trials} <= {proc.pid, os.getpid()}
     assert sorted(r.info.status for r in trial_runs) == ["FINISHED"] * 5, "MLflow agrees with Optuna"
     assert sorted(int(r.data.tags["trial"]) for r in trial_runs) == sorted(t.number for t in study.trials)
     assert parent.info.status == "FINISHED"
@@ -94,7 +102,7 @@ def test_two_workers_in_separate_folders_share_one_study_and_one_tracking_server
     # The password is never shown: not in output, not in MLflow, not in the study, not on a command line.
     secret = servers.pg.password
     assert secret and all(secret not in text for _, text in results)
-    assert all(secret not in " ".join(p.args) for p in procs)
+    assert secret not in " ".join(proc.args) + " ".join(here.args)
     assert parent.data.tags["optuna_storage"] == mask(storage)
     assert secret not in repr(parent.data.tags) + repr(parent.data.params) + repr(study.user_attrs)
     # optuna-dashboard's view of a trial: its configuration and a link to its run.
@@ -105,10 +113,10 @@ def test_two_workers_in_separate_folders_share_one_study_and_one_tracking_server
     assert study.metric_names == ["val_loss"]
     history = MlflowClient(servers.tracking_uri).get_metric_history(t.user_attrs["mlflow_run_id"], "val_loss")
     assert len(history) == LEARNS["train"]["epochs"]  # one point per epoch
-    # The report reads the same servers, and shows no password either.
+    # The report reads the same servers, and shows no password either (what it answers: its entry function here).
     out = tmp_path / "report"
-    rep = run_cli("report.py", exp, "--storage", storage, "--tracking-uri", servers.tracking_uri, "--out", out,
-                  cwd=tmp_path / "machine0")
+    rep = run_in_process("report.py", exp, "--storage", storage, "--tracking-uri", servers.tracking_uri, "--out",
+                         out, cwd=tmp_path / "machine0")
     assert rep.returncode == 0, rep.stderr[-3000:]
     assert (out / "effects.csv").exists() and secret not in rep.stdout + rep.stderr
     assert not any(secret in f.read_text(errors="ignore") for f in out.rglob("*") if f.is_file())
@@ -152,12 +160,14 @@ def _check_published_on_server(tracking_uri: str, name: str, parent, secret: str
 
 
 def test_a_worker_killed_with_sigkill_is_failed_by_heartbeat_retried_and_its_run_killed(servers, tmp_path):
+    """A real worker process on "machine-a" is killed with -9 inside a trial; the worker that then takes over is
+    this test's process (its own host name: another machine to the victim), so it can find the dead worker only by
+    its missing heartbeats. It fails that trial, closes its run KILLED, retries its configuration once and finishes
+    the budget."""
     storage = servers.database()
     exp = write_exp(tmp_path, "killed", trials=4, train={"epochs": 2},
                     dataset={"source": "synthetic", "image_size": [16, 16], "samples": 400})
-    # Two "machines": a dead worker on another host can only be found by its missing heartbeats.
     victim = start_worker(exp, tmp_path / "a", storage, servers.tracking_uri, host="machine-a")
-    survivor = start_worker(exp, tmp_path / "b", storage, servers.tracking_uri, host="machine-b")
 
     read = study_reader(storage)
 
@@ -173,12 +183,15 @@ def test_a_worker_killed_with_sigkill_is_failed_by_heartbeat_retried_and_its_run
     trial = wait_for(victim_trial, 120, "the victim to be inside a trial")
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=10)
-    (code, text), = finish([survivor])
-    assert code == 0, text[-3000:]
+    assert victim.returncode == -signal.SIGKILL
+    survivor = worker_here(exp, tmp_path / "b", storage, servers.tracking_uri)
+    text = survivor.stdout + survivor.stderr
+    assert survivor.returncode == 0, text[-3000:]
     study = optuna.load_study(study_name="killed", storage=storage)
     dead = study.trials[trial.number]
     assert dead.state == optuna.trial.TrialState.FAIL
     assert "heartbeat" in dead.user_attrs.get("failure_reason", "") or "heartbeat" in text
+    assert dead.user_attrs["worker"]["host"] == "machine-a" != study.trials[-1].user_attrs["worker"]["host"]
     retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == trial.number]
     assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.COMPLETE, "retried once"
     assert retries[0].params == dead.params
@@ -190,29 +203,66 @@ def test_a_worker_killed_with_sigkill_is_failed_by_heartbeat_retried_and_its_run
     assert "RUNNING" not in {r.info.status for r in trial_runs}
 
 
+class _Retries(logging.Handler):
+    """The retries of HTTP calls made by this process (urllib3 logs each one as a warning), kept once `armed`."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.seen: list[str] = []
+        self.armed = threading.Event()
+
+    def emit(self, record) -> None:
+        if self.armed.is_set() and record.getMessage().startswith("Retrying"):
+            self.seen.append(record.getMessage())
+
+
 @pytest.mark.slow
 def test_tracking_server_killed_and_restarted_mid_sweep_loses_no_metric_or_artifact(servers, tmp_path):
+    """The worker (this test's process, through the entry function `augsweep worker` calls) trains while the
+    tracking server is killed with -9 once a first trial has finished, and restarted as soon as the worker has
+    had to retry a call to it (the retry urllib3 logs: a write that found the server gone); every trial then
+    holds every metric of every epoch and its artifacts."""
     storage = servers.database()
     epochs = 2
     exp = write_exp(tmp_path, "restart", trials=5, train={"epochs": epochs},
                     dataset={"source": "synthetic", "image_size": [16, 16], "samples": 200})
-    procs = [start_worker(exp, tmp_path / "m0", storage, servers.tracking_uri)]
-
     read = study_reader(storage)
 
     def one_complete():
         s = read("restart")
         return 0 if s is None else states(s).get("COMPLETE", 0)
 
-    wait_for(one_complete, 180, "a first finished trial")
-    servers.kill_mlflow()
-    down_at = one_complete()
-    time.sleep(3)  # trials keep training and try to log meanwhile
-    servers.start_mlflow()
-    results = finish(procs)
-    for code, text in results:
-        assert code == 0, text[-3000:]
-    assert down_at < 5, "the server was down while trials still had to log"
+    retries, errors, down_at = _Retries(), [], []
+    urllib3_log = logging.getLogger("urllib3.connectionpool")
+    saved_level = urllib3_log.level
+
+    def kill_then_restart():
+        try:
+            wait_for(one_complete, 180, "a first finished trial")
+            servers.kill_mlflow()
+            retries.armed.set()
+            down_at.append(one_complete())
+            wait_for(lambda: retries.seen, 180, "the worker to find the tracking server gone")
+        except BaseException as e:  # noqa: BLE001 - raised by the test below
+            errors.append(e)
+        finally:
+            if servers.mlflow.proc is None:
+                servers.start_mlflow()
+
+    urllib3_log.addHandler(retries)
+    urllib3_log.setLevel(logging.WARNING)
+    watcher = threading.Thread(target=kill_then_restart, daemon=True)
+    watcher.start()
+    try:
+        result = worker_here(exp, tmp_path / "m0", storage, servers.tracking_uri)
+    finally:
+        watcher.join(timeout=300)
+        urllib3_log.removeHandler(retries)
+        urllib3_log.setLevel(saved_level)
+    assert not errors, errors
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert down_at[0] < 5, "the server was down while trials still had to log"
+    assert "/api/2.0/mlflow" in retries.seen[0], retries.seen  # a call to the tracking server's REST API
     study, trial_runs, parent = read_back(storage, servers.tracking_uri, "restart")
     assert states(study) == {"COMPLETE": 5}
     client = MlflowClient(servers.tracking_uri)
@@ -231,11 +281,13 @@ def test_tracking_server_killed_and_restarted_mid_sweep_loses_no_metric_or_artif
 
 
 @pytest.mark.slow
-def test_storage_only_load_32_workers_200_trials_exact_budget_no_lock_errors(servers, caplog):
-    """32 database clients on one study: every trial start waits on the start lock with 31 others (about six
-    starts each), and at the end all 32 race for the last slots of the budget, where a count-then-start race
-    would start one too many. (`bench/storage.py` runs the same harness at 500 trials for throughput.)"""
-    trials = 200
+def test_storage_only_load_32_workers_exact_budget_no_lock_errors(servers, caplog):
+    """32 database clients on one study: every trial start waits on the start lock with 31 others, and at the end
+    all 32 race for the last slots of the budget, where a count-then-start race would start one too many. The budget
+    is two starts per worker: the end race is the same 32-way race at any budget (each worker counts finished and
+    running trials under the lock before it starts one), and 64 trials cost 9 CPU-s where 200 cost 19.
+    (`bench/storage.py` runs the same harness at 500 trials for throughput.)"""
+    trials = 64
     storage = servers.database("load")
     seconds, errors, study = storage_load(storage, workers=32, trials=trials)
     assert errors == []
