@@ -1,10 +1,11 @@
 """Parallel trainings: the same sweep with one worker and with `--workers auto`, side by side.
 
-Each side is the real `sweep.py` on fresh embedded stores, then `report.py`. Columns: the sweep's wall time,
-the CPU time of the whole process tree (launcher and workers: `RUSAGE_CHILDREN`), the CPU utilisation
-(CPU / wall: 100% is one busy core), the speed-up of wall time over one worker, and whether `effects.csv` is
-byte-identical to one worker's (deterministic ops and one thread per training make it so). Sides run one
-after the other, alternating over `--rounds`.
+Each side is the real `sweep.py` on fresh embedded stores, then its report (`report.py`'s entry function, in this
+process: only its effects.csv is read, and one process loads the report's libraries once for every side). Columns:
+the sweep's wall time, the CPU time of the whole process tree (launcher and workers: `RUSAGE_CHILDREN`), the CPU
+utilisation (CPU / wall: 100% is one busy core), the speed-up of wall time over one worker, and whether
+`effects.csv` is byte-identical to one worker's (deterministic ops and one thread per training make it so). Sides
+run one after the other, alternating over `--rounds`.
 
     python bench/parallel.py                       # first block of experiments/default.yaml (16 trials), ~11 min
     python bench/parallel.py --trials 32           # the whole default sweep (both blocks), ~22 min
@@ -43,6 +44,29 @@ def children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def write_report(experiment: Path, mlruns: Path, out: Path) -> None:
+    """`report.py EXPERIMENT --mlruns MLRUNS --out OUT` through its entry function, in this process, from the
+    repository root as the sweep ran; what it prints (but TensorFlow's load-time chatter) is kept for a failure's
+    message."""
+    import contextlib
+    import io
+    import os
+
+    from augsweep.cli import report_main
+    from augsweep.runtime.native import filtered_native_stderr, no_gpu_noise
+
+    said, here = io.StringIO(), Path.cwd()
+    try:
+        os.chdir(ROOT)
+        with contextlib.redirect_stdout(said), contextlib.redirect_stderr(said), \
+                filtered_native_stderr(no_gpu_noise()):
+            code = report_main([str(experiment), "--mlruns", str(mlruns), "--out", str(out)])
+    finally:
+        os.chdir(here)
+    if code != 0:
+        raise SystemExit(f"report failed ({code}):\n{said.getvalue()[-3000:]}")
+
+
 def run_side(experiment: Path, workers: str, trials: int | None, tmp: Path, label: str) -> dict:
     """One sweep and its report on fresh stores: wall, CPU, effects.csv's hash, trainings and images trained."""
     mlruns, out = tmp / f"mlruns-{label}", tmp / f"report-{label}"
@@ -54,10 +78,7 @@ def run_side(experiment: Path, workers: str, trials: int | None, tmp: Path, labe
     wall, cpu = time.perf_counter() - wall0, children_cpu() - cpu0
     if run.returncode != 0:
         raise SystemExit(f"sweep with --workers {workers} failed ({run.returncode}):\n{run.stderr[-3000:]}")
-    rep = subprocess.run([sys.executable, str(ROOT / "report.py"), str(experiment), "--mlruns", str(mlruns),
-                          "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
-    if rep.returncode != 0:
-        raise SystemExit(f"report failed:\n{rep.stderr[-3000:]}")
+    write_report(experiment, mlruns, out)
     n_workers = re.search(r"(\d+) workers on", run.stdout)
     finished = re.findall(r"\[\s*(\d+)/\s*\d+\]", run.stdout)
     return {"wall": wall, "cpu": cpu, "workers": int(n_workers.group(1)) if n_workers else 1,

@@ -1,5 +1,7 @@
 """The `augsweep` command: one verb per task, each with its own --help; `sweep.py`'s old mode flags still work
-with a one-line note naming the verb; printed follow-up commands use the verbs."""
+with a one-line note naming the verb; printed follow-up commands use the verbs. (The sweep and report verbs run end
+to end from a folder outside the repository, printing the verbs' commands and never `sweep.py` or `report.py`:
+tests/test_printed_commands.py, as real processes in a new login's environment.)"""
 
 from __future__ import annotations
 
@@ -101,23 +103,6 @@ def test_follow_up_commands_are_verbs(monkeypatch, tmp_path):
         f"{command} worker e.yaml --storage S --tracking-uri T"
 
 
-@pytest.mark.slow
-def test_sweep_and_report_verbs_run_end_to_end_outside_the_repository(monkeypatch, tmp_path, capsys):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("AUGSWEEP_NO_BROWSER", "1")
-    Path("exp.yaml").write_text(yaml.safe_dump(learning_experiment(name="verbs", trials=2)))
-    assert cli.main(["sweep", "exp.yaml", "--mlruns", "m"]) == 0
-    out = capsys.readouterr().out
-    assert "2/2 trials finished" in out
-    command = runtime.augsweep_command()
-    assert f"{command} report exp.yaml --mlruns m" in out and f"{command} ablate exp.yaml --mlruns m" in out
-    assert "sweep.py" not in out and "report.py" not in out
-    assert cli.main(["report", "exp.yaml", "--mlruns", "m", "--out", "rep"]) == 0
-    out = capsys.readouterr().out
-    assert (tmp_path / "rep" / "report.html").is_file() and "report: rep/report.html" in out
-    assert "sweep.py" not in out
-
-
 def test_the_resume_command_after_a_full_disk_repeats_the_verb(monkeypatch, capsys):
     def fails(args):
         raise RuntimeError("finishing the trial failed") from OSError(28, "No space left on device")
@@ -134,7 +119,9 @@ def test_the_resume_command_after_a_full_disk_repeats_the_verb(monkeypatch, caps
 def test_the_api_and_the_command_line_take_the_same_dispatch(monkeypatch, tmp_path, capsys):
     """`augsweep.sweep(workers=2)` and `augsweep sweep --workers 2` reach the same launcher with the same plan
     (one function, `verbs.sweep`, chooses for both); the launcher is replaced by an in-process sweep that records
-    its call, so the test stays fast while the stores, the experiment and the checks are real."""
+    its call, so the test stays fast while the stores, the experiment and the checks are real. Every call is on the
+    same stores: the dispatch is chosen from the experiment and the arguments, never from the study, so the calls
+    after the first take the same path and resume it with nothing left to train."""
     import augsweep
     from augsweep.runs import sweep as sweeps
     from augsweep.runs import workers
@@ -152,10 +139,10 @@ def test_the_api_and_the_command_line_take_the_same_dispatch(monkeypatch, tmp_pa
                                                                    train={"epochs": 1})))
     assert cli.main(["sweep", "exp.yaml", "--mlruns", "cli", "--workers", "2", "--members", "auto"]) == 0
     printed = capsys.readouterr().out
-    study = augsweep.sweep("exp.yaml", mlruns="api", workers=2, members="auto", progress=False)
+    study = augsweep.sweep("exp.yaml", mlruns="cli", workers=2, members="auto", progress=False)
     assert calls == [(2, None, "", "auto", "dispatch"), (2, None, "", "auto", "dispatch")]
     assert study.finished == 1 and "1/1 trials finished" in printed
     # one process (workers=1) never reaches the launcher, from either entry point
-    assert cli.main(["sweep", "exp.yaml", "--mlruns", "cli1"]) == 0
-    augsweep.sweep("exp.yaml", mlruns="api1", progress=False)
+    assert cli.main(["sweep", "exp.yaml", "--mlruns", "cli"]) == 0
+    augsweep.sweep("exp.yaml", mlruns="cli", progress=False)
     assert len(calls) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -14,16 +15,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import ROOT, run_in_process, tiny_experiment
+from tests.helpers import ROOT, tiny_experiment
 
 pytestmark = pytest.mark.slow
 
 
 # The commands printed are the same whatever the experiment's size (`make ui`, `make report`, `make ablate`, and
-# the report's `Next:`), so the experiments are the smallest that print them all: two trials of one seed, one
-# augmentation, whose ablation (base and no augmentation, one seed) is two trainings.
-ONE_SWITCH = {"search_space": {"augmentations": {"flip": {"mode": ["horizontal"]}}},
-              "ablation": {"repeats": 1, "baselines": False}}
+# the report's `Next:`), so the experiments are the smallest that print them all: one block of a factorial design
+# of one augmentation at one depth (two trials of one seed), whose ablation (base and no augmentation, one seed) is
+# two trainings. The network does not learn in them, so the report's `Next:` is the sweep's own command (run it
+# again after a change). On a factorial design `make sweep`'s defaults (WORKERS=auto, MEMBERS=auto) train in one
+# process, and a design of one depth never starts its helper: the printed `make sweep` runs as printed without
+# spawning worker processes, whose claims are tests/test_runs_workers.py's.
+ONE_SWITCH = {"search_space": {"depth": [1], "augmentations": {"flip": {"mode": ["horizontal"]}}},
+              "sampler": "factorial", "ablation": {"repeats": 1, "baselines": False}}
 
 
 def fresh_shell_env() -> dict:
@@ -77,24 +82,32 @@ def serves(command: str, env: dict, url: str, cwd: Path = ROOT) -> int:
 
 
 def test_every_printed_command_runs_in_a_fresh_shell(tmp_path):
-    """Over 60 s on two cores because each printed command (`make ui`, `make report`, `make ablate` and the
-    report's own next steps) is run as printed in a fresh shell, each a new interpreter that trains or reports."""
-    path = tmp_path / "exp.yaml"
+    """Each printed command (`make ui`, `make report`, `make ablate` and the reports' own next steps) is run as
+    printed in a fresh shell from the repository root, each a new interpreter that trains or reports. The first is
+    `make sweep EXP=… MLRUNS=…` on fresh stores: the sweep that prints the commands, then its report, whose `Next:`
+    prints that very command (to run again after a change), so it is checked to be printed as it ran. A next step
+    is run only when it is not a command run before on the same stores. Near or over 60 s on two shared cores
+    because each of the four commands is a real process that loads TensorFlow or the MLflow server (`make sweep`
+    and `make ablate` each train, then start a report process): about 50 CPU-s in all."""
+    path, mlruns = tmp_path / "exp.yaml", tmp_path / "mlruns"
     path.write_text(yaml.safe_dump(tiny_experiment(name="printed", trials=2, train={"epochs": 1}, **ONE_SWITCH)))
     env = fresh_shell_env()
     assert ".venv" not in env["PATH"] and "VIRTUAL_ENV" not in env
 
-    # The sweep that prints the commands runs in-process through sweep.py's entry function (from the repository
-    # root, as a real one would): the claim is about the printed commands, each of which runs in a fresh shell.
-    sweep = run_in_process("sweep.py", path, "--mlruns", tmp_path / "mlruns", env={"AUGSWEEP_NO_BROWSER": "1"})
-    assert sweep.returncode == 0, sweep.stderr[-3000:]
+    swept = f"make sweep EXP={path} MLRUNS={mlruns}"
+    sweep = run_printed(swept, env)
+    assert sweep.returncode == 0, (sweep.stdout[-3000:], sweep.stderr[-3000:])
+    assert "2/2 trials finished" in sweep.stdout, sweep.stdout
     printed = commands(sweep.stdout)
+    assert swept in printed, (swept, printed)  # the report's next step: the command that just ran, as printed
     assert any(c.startswith("make ui") for c in printed), sweep.stdout
     assert any(c.startswith("make report ") for c in printed) and any(c.startswith("make ablate ") for c in printed)
     assert not [c for c in printed if c.startswith("python ")], printed  # never a bare python
 
-    ran = []
+    ran = [swept]
     for command in printed:
+        if command in ran:
+            continue
         if command.startswith("make ui"):
             assert serves(f"{command} PORT=5077", env, "http://127.0.0.1:5077/health") == 200
             ran.append(command)
@@ -104,7 +117,7 @@ def test_every_printed_command_runs_in_a_fresh_shell(tmp_path):
         ran.append(command)
         if "report" in command or "ablate" in command:  # the report prints its own next step: run that too
             for follow in commands(result.stdout):
-                if follow.startswith("make sweep") or follow.startswith("make ablate"):
+                if (follow.startswith("make sweep") or follow.startswith("make ablate")) and follow not in ran:
                     again = run_printed(follow, env)
                     assert again.returncode == 0, (follow, again.stdout[-2000:], again.stderr[-2000:])
                     ran.append(follow)
@@ -127,37 +140,49 @@ def test_printed_commands_run_from_a_folder_outside_the_repository(tmp_path):
     """An experiment and its stores in the user's own folder, the tool run from there: every printed command
     (the UI, the report, the ablation, the report's next steps) runs as printed from that folder. The sweep, a
     fresh process in a new login's environment, starts with its own line and shows none of TensorFlow's
-    start-up chatter (`runtime.filtered_native_stderr`)."""
+    start-up chatter (`runtime.filtered_native_stderr`); the commands it and the report print are the installed
+    command's verbs, never `sweep.py` or `report.py`. The report's next step here is the very command that
+    swept (`augsweep sweep exp.yaml --mlruns mlruns`, to run again after a change), which ran as printed from this
+    folder already: a next step is run only when it is not a command run before on the same stores."""
     away = tmp_path / "my-project"
     away.mkdir()
     assert ROOT not in away.parents
     (away / "exp.yaml").write_text(yaml.safe_dump(tiny_experiment(name="away", trials=2, train={"epochs": 1},
                                                                   **ONE_SWITCH)))
     script = Path(sys.executable).with_name("augsweep")
-    installed = str(script) if script.is_file() else f"{sys.executable} -m augsweep"
+    installed = shlex.quote(str(script)) if script.is_file() else f"{shlex.quote(sys.executable)} -m augsweep"
     env = minimal_env()
-    sweep = run_printed(f"{installed} sweep exp.yaml --mlruns mlruns", env, cwd=away)
+    swept = f"{installed} sweep exp.yaml --mlruns mlruns"
+    sweep = run_printed(swept, env, cwd=away)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     # The sweep starts with its own line, not TensorFlow's, and none of TensorFlow's start-up chatter shows.
     assert sweep.stdout.startswith("augsweep: study 'away'") and "no GPU found" in sweep.stdout.splitlines()[0]
     for noise in ("absl::InitializeLog", "oneDNN", "cudart_stub", "cuInit", "cpu_feature_guard"):
         assert noise not in sweep.stderr, sweep.stderr
+    assert "2/2 trials finished" in sweep.stdout and "sweep.py" not in sweep.stdout and "report.py" not in sweep.stdout
     printed = commands(sweep.stdout)
     assert printed and not [c for c in printed if c.startswith("make ")], sweep.stdout  # no Makefile here
-    assert any(" ui --mlruns mlruns" in c for c in printed) and any(" report exp.yaml" in c for c in printed)
+    # the installed command's verbs, by its absolute path, on the user's relative paths
+    assert f"{installed} report exp.yaml --mlruns mlruns" in printed, printed
+    assert f"{installed} ablate exp.yaml --mlruns mlruns" in printed and f"{installed} ui --mlruns mlruns" in printed
 
-    ran = []
+    ran, follows = [swept], []
     for command in printed:
         if " ui " in command:
             assert serves(f"{command} --port 5078", env, "http://127.0.0.1:5078/health", cwd=away) == 200
         else:
             result = run_printed(command, env, cwd=away)
             assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-2000:])
-            for follow in commands(result.stdout) if " report " in command else ():
-                if " ablate " in follow or " sweep " in follow:
+            if " report " in command:
+                assert "report: reports/away/report.html" in result.stdout and "sweep.py" not in result.stdout
+            nexts = commands(result.stdout) if " report " in command else []
+            follows += nexts
+            for follow in nexts:
+                if (" ablate " in follow or " sweep " in follow) and follow not in ran:
                     again = run_printed(follow, env, cwd=away)
                     assert again.returncode == 0, (follow, again.stdout[-2000:], again.stderr[-2000:])
                     ran.append(follow)
         ran.append(command)
-    assert len(ran) >= 3, ran
+    steps = [c for c in follows if " ablate " in c or " sweep " in c]
+    assert steps and all(c in ran for c in steps) and len(ran) >= 4 and any(" ablate " in c for c in ran), (ran, steps)
     assert (away / "reports" / "away" / "report.html").is_file()
