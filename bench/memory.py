@@ -5,6 +5,8 @@ Each side runs in its own fresh process (memory is per process); the script runs
 after the other, in one invocation. augsweep's side is the real objective on real stores
 (Optuna + MLflow on SQLite, artifacts), a random sampler over depth and flip/contrast/rotation/
 warp, so models of different shapes and both augmentation placements follow each other.
+`--tiny` is a smoke run of the code, not a measurement: both sides in one worker process, one
+after the other (the second side's RSS includes the first's), one epoch per trial.
 
     python bench/memory.py               # 50 trials per side, ~2-3 minutes on 2 CPU cores
     python bench/memory.py --tiny        # smoke setting used by the tests
@@ -58,6 +60,10 @@ def device_bytes() -> int | None:
     return None
 
 
+def epochs(tiny: bool) -> int:
+    return 1 if tiny else 2
+
+
 def experiment(tiny: bool, repeats: int = 1) -> dict:
     return {
         "name": "bench-memory",
@@ -66,7 +72,7 @@ def experiment(tiny: bool, repeats: int = 1) -> dict:
         "search_space": {"depth": {"low": 1, "high": 2}, "augmentations": {
             "flip": {"mode": ["horizontal"]}, "contrast": {"factor": [0.1, 0.5]},
             "rotation": {"factor": [0.02, 0.2]}, "warp": {"kind": ["translation"], "factor": [0.05, 0.2]}}},
-        "train": {"epochs": 2, "batch_size": 32, "learning_rate": 0.003},
+        "train": {"epochs": epochs(tiny), "batch_size": 32, "learning_rate": 0.003},
         "trials": 100_000, "repeats": repeats, "sampler": "random", "pruner": "none", "seed": 0,
     }
 
@@ -78,7 +84,8 @@ def worker_ours(trials: int, tiny: bool, repeats: int = 1) -> None:
     with objective_on_temp_stores(experiment(tiny, repeats)) as (_, study, objective):
         for i in range(trials):
             study.optimize(objective, n_trials=1)
-            print(json.dumps({"trial": i + 1, "rss": rss_bytes(), "device": device_bytes()}), flush=True)
+            print(json.dumps({"side": "ours", "trial": i + 1, "rss": rss_bytes(), "device": device_bytes()}),
+                  flush=True)
 
 
 def worker_plain(trials: int, tiny: bool) -> None:
@@ -105,40 +112,50 @@ def worker_plain(trials: int, tiny: bool) -> None:
         ])
         model.compile(optimizer=keras.optimizers.Adam(0.003, epsilon=0.01), loss="binary_crossentropy",
                       metrics=["binary_accuracy"])
-        model.fit(ds.x_train, ds.y_train, validation_data=(ds.x_val, ds.y_val), epochs=2, batch_size=32,
-                  verbose=0)
-        print(json.dumps({"trial": i + 1, "rss": rss_bytes(), "device": device_bytes()}), flush=True)
+        model.fit(ds.x_train, ds.y_train, validation_data=(ds.x_val, ds.y_val), epochs=epochs(tiny),
+                  batch_size=32, verbose=0)
+        print(json.dumps({"side": "plain", "trial": i + 1, "rss": rss_bytes(), "device": device_bytes()}),
+              flush=True)
 
 
-def run_worker(kind: str, trials: int, tiny: bool, repeats: int = 1) -> list[dict]:
-    cmd = [sys.executable, __file__, "--worker", kind, "--trials", str(trials), "--repeats", str(repeats)]
+def run_worker(kinds: list[str], trials: int, tiny: bool, repeats: int = 1) -> dict[str, list[dict]]:
+    """The sides `kinds`, one after the other in one fresh worker process: side -> its points per trial."""
+    cmd = [sys.executable, __file__, "--worker", ",".join(kinds), "--trials", str(trials), "--repeats", str(repeats)]
     cmd += ["--tiny"] if tiny else []
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, cwd=_common.ROOT)
     if out.returncode != 0:
-        raise SystemExit(f"{kind} worker failed:\n{out.stderr[-3000:]}")
-    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+        raise SystemExit(f"{'+'.join(kinds)} worker failed:\n{out.stderr[-3000:]}")
+    points = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    return {kind: [pt for pt in points if pt["side"] == kind] for kind in kinds}
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=50)
-    p.add_argument("--worker", choices=["ours", "plain"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", help=argparse.SUPPRESS)  # the sides this worker runs, in order: ours,plain
     p.add_argument("--tiny", action="store_true", help="seconds-long smoke run (tests)")
     p.add_argument("--repeats", type=int, default=1,
                    help="augsweep's repeats per trial (repeats 2..R reuse the compiled model: training.reuse)")
     args = p.parse_args(argv)
     if args.tiny and not args.worker:
         args.trials = 2  # the fewest in which growth from one trial to the next is measured
-    if args.worker == "ours":
-        worker_ours(args.trials, args.tiny, args.repeats)
-        return 0
-    if args.worker == "plain":
-        worker_plain(args.trials, args.tiny)
+    if args.worker:
+        for kind in args.worker.split(","):
+            if kind == "ours":
+                worker_ours(args.trials, args.tiny, args.repeats)
+            elif kind == "plain":
+                worker_plain(args.trials, args.tiny)
+            else:
+                p.error(f"unknown worker side {kind!r}")
         return 0
 
-    sides = {"augsweep objective": run_worker("ours", args.trials, args.tiny, args.repeats),
-             "plain Keras loop": run_worker("plain", args.trials, args.tiny)}
+    if args.tiny:  # both sides in one process: the smoke run pays one TensorFlow import, not two
+        points = run_worker(["ours", "plain"], args.trials, args.tiny, args.repeats)
+    else:
+        points = {**run_worker(["ours"], args.trials, args.tiny, args.repeats),
+                  **run_worker(["plain"], args.trials, args.tiny)}
+    sides = {"augsweep objective": points["ours"], "plain Keras loop": points["plain"]}
     n = args.trials
     marks = sorted({1, min(5, n), min(10, n), min(25, n), n})
     rows = []

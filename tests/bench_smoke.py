@@ -10,7 +10,9 @@ reset before the next: the Keras session and dtype policy, the cached compiled m
 MLflow run left active, the working folder, the environment. Two switches stay process-wide: TensorFlow's CPU
 thread pools, fixed at its first op (set here first, to what `runtime.setup` sets: `one_thread_per_op`), and its
 deterministic ops, part of which stays on once turned on: the order of the scripts passed decides what each one
-meets, so the scripts that turn them on (through `runtime.setup`) come after the ones that never do.
+meets, so the scripts that turn them on (through `runtime.setup`) come after the ones that never do. The scripts of
+`OWN_PROCESSES` measure only processes they start and train nothing here: a runner of only those never sets
+TensorFlow's thread pools, so it never imports TensorFlow.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# What these measure is the fresh processes they start (workers, commands, report.py); their own part trains nothing.
+OWN_PROCESSES = frozenset({"memory.py", "determinism.py", "startup.py", "report_scale.py"})
 
 
 def reset_process_state() -> None:
@@ -103,7 +107,8 @@ def one_thread_per_op() -> None:
 
 def main(results: Path, scripts: list[str]) -> int:
     sys.path[0] = str(ROOT / "bench")  # `python bench/X.py` puts its folder first (`import _common`), not tests/
-    one_thread_per_op()
+    if set(scripts) - OWN_PROCESSES:
+        one_thread_per_op()
     for name in scripts:
         result = run_script(name)
         with results.open("a") as f:  # a file, not stdout: servers a script starts may write to inherited stdout
@@ -115,6 +120,25 @@ def read_results(results: Path) -> dict[str, dict]:
     """What `main` wrote: script -> its result."""
     lines = results.read_text().splitlines() if results.exists() else []
     return {r["script"]: r for r in map(json.loads, lines)}
+
+
+def run_tiny(results: Path, scripts: list[str]) -> dict[str, dict]:
+    """`scripts` run by this runner in a fresh interpreter: script -> its result. A script the runner never
+    reported (it died on the way) gets the runner's own exit status and output instead."""
+    from tests.helpers import run_cli
+
+    done = run_cli("tests/bench_smoke.py", results, *scripts, timeout=1800)
+    runs = read_results(results)
+    for script in scripts:
+        runs.setdefault(script, {"script": script, "code": f"none: the runner exited {done.returncode} first",
+                                 "stdout": done.stdout[-3000:], "stderr": done.stderr})
+    return runs
+
+
+def assert_ran(run: dict, expected: str) -> None:
+    """The script exited 0 and printed `expected` (its table line)."""
+    assert run["code"] == 0, f"{run['script']} exited {run['code']}:\n{run['stderr'][-3000:]}"
+    assert expected in run["stdout"], run["stdout"][-3000:]
 
 
 if __name__ == "__main__":

@@ -91,13 +91,13 @@ MEASURED_SLOW = frozenset({
     'tests/test_api.py::test_sweep_returns_the_study',
     'tests/test_augment_ranges.py::test_each_augmentation_draws_its_stated_range[flip-horizontal]',
     'tests/test_bench.py::test_benchmark_runs_tiny[bookkeeping.py-share of a 10 s trial]',
-    'tests/test_bench.py::test_benchmark_runs_tiny[determinism.py-| deterministic ops (default) |]',
+    'tests/test_bench_processes.py::test_benchmark_runs_tiny[determinism.py-| deterministic ops (default) |]',
     'tests/test_bench.py::test_benchmark_runs_tiny[gpu.py-GFLOP per training image]',
     'tests/test_bench.py::test_benchmark_runs_tiny[group.py-| branches | 2 |]',
     'tests/test_bench.py::test_benchmark_runs_tiny[overhead.py-ratio augsweep / plain Keras:]',
-    'tests/test_bench.py::test_benchmark_runs_tiny[report_scale.py-files byte-identical across rounds]',
+    'tests/test_bench_processes.py::test_benchmark_runs_tiny[report_scale.py-files byte-identical across rounds]',
     'tests/test_bench.py::test_benchmark_runs_tiny[reuse.py-fixed cost per repeat:]',
-    'tests/test_bench.py::test_benchmark_runs_tiny[startup.py-sweep.py --help median:]',
+    'tests/test_bench_processes.py::test_benchmark_runs_tiny[startup.py-sweep.py --help median:]',
     'tests/test_bench.py::test_benchmark_runs_tiny[streaming.py-| streamed + cache |]',
     'tests/test_bench.py::test_benchmark_runs_tiny[throughput.py-| none |]',
     'tests/test_bench.py::test_storage_benchmark_runs_tiny',
@@ -164,10 +164,10 @@ MEASURED_SLOW = frozenset({
 # The longest files, longest first (test-seconds in the same run). `-n 2 --dist loadfile` hands out files in
 # collection order, so these start first and the short files fill in the end: no worker is left alone with a
 # long file while the other one idles.
-LONGEST_FIRST = ["test_report_sweep.py", "test_bench.py", "test_fault_campaign.py", "test_stores_cluster.py",
-                 "test_runs_ablation.py", "test_runs_factorial.py", "test_printed_commands.py", "test_runs_workers.py",
-                 "test_cotrain.py", "test_runs_reproduce.py", "test_mlflow_ui.py", "test_group_training.py",
-                 "test_stacked_training.py", "test_runs_sweep.py"]
+LONGEST_FIRST = ["test_bench.py", "test_printed_commands.py", "test_fault_campaign.py", "test_stores_cluster.py",
+                 "test_bench_processes.py", "test_runs_ablation.py", "test_runs_workers.py", "test_report_sweep.py",
+                 "test_runs_reproduce.py", "test_runs_factorial.py", "test_cotrain.py", "test_mlflow_ui.py",
+                 "test_group_training.py", "test_stacked_training.py", "test_runs_sweep.py"]
 
 
 def _shared_fixtures(item) -> set:
