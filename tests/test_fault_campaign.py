@@ -14,10 +14,10 @@ by the user's next command in this process. The report is killed as it uploads i
 second upload), and the faults of a trial's end are killed at each store write by wrapping the real client, so every
 kill lands at the write it names, not at a moment a clock guessed. The signals mid-trial (Ctrl-C, SIGTERM, kill -9)
 start a sweep of their own whose trials report every epoch, so that "mid-training" is seen in the study, not guessed
-from a clock: the process completes its first trial, is signalled once the second has reported an epoch, and each
-fault also checks what the stores hold between the fault and the resume (the trial failed in both stores with its
-reason and queued again, or, after kill -9, left RUNNING until the resume fails it as its dead worker's and retries
-it once).
+from a clock: the process completes its first trial, is frozen once the second has reported an epoch, seen still
+RUNNING with epochs left to train, signalled and let go, and each fault also checks what the stores hold between the
+fault and the resume (the trial failed in both stores with its reason and queued again, or, after kill -9, left
+RUNNING until the resume fails it as its dead worker's and retries it once).
 """
 
 from __future__ import annotations
@@ -406,39 +406,55 @@ SIGNALS = {"Ctrl-C mid-trial": (signal.SIGINT, 130, "interrupted (Ctrl-C)"),
            "SIGTERM mid-trial": (signal.SIGTERM, 143, "interrupted (SIGTERM)"),
            "kill -9 mid-trial": (signal.SIGKILL, -signal.SIGKILL, None)}
 SIGNALLED = 1  # the trial the signal interrupts: the process completed trial 0 before it (kept, not lost)
-# The signalled trial is mid-training once it has reported an epoch (a median pruner makes a trial report every
-# epoch; with none, a repeat's reports come in one batch at its end), and over 12 epochs it stays there.
-MID_TRAINING = ("SELECT count(*) FROM trial_intermediate_values v JOIN trials t ON v.trial_id = t.trial_id "
-                f"WHERE t.number = {SIGNALLED} AND t.state = 'RUNNING'")
+# Each signal lands mid-training as the study shows it: once trial SIGNALLED has reported an epoch (a median pruner
+# makes a trial report every epoch; with none, a repeat's reports come in one batch at its end), the process is
+# frozen (SIGSTOP), seen RUNNING with fewer epochs reported than it trains, signalled, and let go (SIGCONT): the
+# signal is pending from before its next epoch's report, so it cannot land after the training. Four epochs leave
+# three epochs' time to freeze it in; the process, frozen, cannot use them up while it is looked at.
+SIGNAL_EPOCHS = 4
+REPORTED = ("SELECT t.state, count(v.trial_id) FROM trials t LEFT JOIN trial_intermediate_values v "
+            f"ON v.trial_id = t.trial_id WHERE t.number = {SIGNALLED} GROUP BY t.trial_id")
 
 
 def _signal_experiment(root: Path) -> Path:
-    """Two 12-epoch trials that report every epoch (no pruning before a median pruner's 4 startup trials). The
-    interrupted trial is the budget's last: its retry, queued, is what a sweep that trained on would run."""
+    """Two trials of SIGNAL_EPOCHS epochs on the swept store's data size (8x8, 48 images), reporting every epoch
+    (no pruning before a median pruner's 4 startup trials). The interrupted trial is the budget's last: its retry,
+    queued, is what a sweep that trained on would run."""
     path = root / "signal.yaml"
-    path.write_text(yaml.safe_dump(tiny_experiment(name="signal", trials=2, train={"epochs": 12},
+    path.write_text(yaml.safe_dump(tiny_experiment(name="signal", trials=2, train={"epochs": SIGNAL_EPOCHS},
+                                                   dataset={"image_size": [8, 8], "samples": 48},
                                                    pruner="median")))
     return path
 
 
-def _trial_state(m: Path, number: int) -> str | None:
-    with sqlite3.connect(m / "optuna.db", timeout=30) as db:
-        row = db.execute("select state from trials where number = ?", (number,)).fetchone()
-    return row[0] if row else None
+def _reported(m: Path) -> tuple[str, int] | None:
+    """(state, epochs reported) of trial SIGNALLED, or None before it starts."""
+    try:
+        with contextlib.closing(sqlite3.connect(m / "optuna.db", timeout=30)) as db:
+            return db.execute(REPORTED).fetchone()
+    except sqlite3.OperationalError:  # tables not created yet
+        return None
 
 
 def _signal_mid_trial(forks: _Forks, path: Path, m: Path, sig: int) -> tuple[subprocess.CompletedProcess, list,
                                                                                 int]:
-    """`sweep.py` on fresh stores, `sig` once trial SIGNALLED has reported an epoch (kill -9 after freezing the
-    process with SIGSTOP and seeing the trial still RUNNING: it cannot finish the trial before the kill)."""
+    """`sweep.py` on fresh stores, `sig` once trial SIGNALLED has reported an epoch and, the process frozen, is
+    seen RUNNING with fewer than SIGNAL_EPOCHS reported (mid-training; polled every few milliseconds from its
+    start, so the freeze lands within an epoch or two of the first report)."""
     proc = forks.start([str(ROOT / "sweep.py"), str(path), "--mlruns", str(m)])
     problems = []
-    wait_for_study(proc, m / "optuna.db", MID_TRAINING)
-    if sig == signal.SIGKILL:
-        proc.send_signal(signal.SIGSTOP)
-        if _trial_state(m, SIGNALLED) != "RUNNING":
-            problems.append(("not frozen mid-trial", _trial_state(m, SIGNALLED)))
+    wait_for_study(proc, m / "optuna.db", f"SELECT count(*) FROM trials WHERE number = {SIGNALLED}")
+    end = time.monotonic() + 300  # only turns a hang into a failure
+    while (seen := _reported(m)) is None or seen[1] < 1:
+        assert proc.poll() is None and time.monotonic() < end, (seen, proc.poll())
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGSTOP)
+    seen = _reported(m)
+    if seen is None or seen[0] != "RUNNING" or not 1 <= seen[1] < SIGNAL_EPOCHS:
+        problems.append(("not frozen mid-training", seen))
     proc.send_signal(sig)
+    if sig != signal.SIGKILL:
+        proc.send_signal(signal.SIGCONT)
     out, err = proc.communicate(timeout=300)
     done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     done.pid = proc.pid

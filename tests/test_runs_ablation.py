@@ -20,10 +20,11 @@ BASE = {"depth": 1, "augmentations": {"flip": {"mode": "horizontal"}, "contrast"
 
 
 def ablation_experiment(**overrides) -> dict:
-    """3-class synthetic, 2 seeds x 1 epoch, base flip+contrast (the search space's two augmentations)."""
+    """3-class synthetic at 8x8 (48 images), 2 seeds x 1 epoch, base flip+contrast (the search space's two
+    augmentations)."""
     exp = tiny_experiment(
         name="tiny-ablation",
-        dataset={"source": "synthetic", "image_size": [16, 16], "samples": 90, "classes": 3},
+        dataset={"source": "synthetic", "image_size": [8, 8], "samples": 48, "classes": 3},
         search_space={"depth": {"low": 1, "high": 2}, "augmentations": {
             "flip": {"mode": ["horizontal"]}, "contrast": {"factor": [0.1, 0.5]}}},
         train={"epochs": 1, "batch_size": 32, "learning_rate": 0.003},
@@ -207,7 +208,7 @@ def test_ablation_cli_flags_are_checked(write_experiment, tmp_path):
 
 
 @pytest.mark.parametrize("base, message", [
-    ({"depth": 9}, "ablation.base.depth must be in [1, 4]"),
+    ({"depth": 9}, "ablation.base.depth must be in [1, 3]"),  # 8x8 images: at most 3 halvings
     ({"depth": 1, "augmentations": {"rotation": {"factor": [0.1, 0.2]}}}, "must be a single value"),
     ({"depth": 1, "augmentations": {"blur": {}}}, "ablation.base.augmentations.blur is not a known augmentation"),
     ({"augmentations": {}}, "ablation.base.depth is required"),
