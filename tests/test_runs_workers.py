@@ -6,16 +6,48 @@ training), so the comparison covers what a user gets from `make sweep` with WORK
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import runpy
+import subprocess
+import sys
+
 import pytest
 
 from augsweep.runs.workers import auto_workers, usable_cores
-from tests.helpers import learning_experiment, read_stores, run_cli, run_in_process
+from tests.helpers import ROOT, learning_experiment, read_stores, run_in_process
 
 # One switch at one depth: a factorial block of two design points, so `auto` starts exactly two workers on any
 # machine of two cores or more (no more than a block's trials can run at once), and two blocks of fresh seeds
 # (four trials): two workers share four trials, so a worker trains a trial after another in the same process.
+# A factorial sweep runs whole blocks (a budget of three trials runs the first block only), so four is the least.
 SPACE = {"depth": [1], "augmentations": {"flip": {"mode": "horizontal"}}}
+TRIALS = 4
 PROCESS_TAGS = ("device", "dtype_policy", "deterministic", "backend", "training_threads")
+
+
+def bench_in_process(script: str, *args) -> subprocess.CompletedProcess:
+    """`python bench/SCRIPT ARGS` as `__main__` in this process (its folder first on the path for `import _common`,
+    from the repository root): its exit status, stdout and stderr. The processes it starts are still fresh ones."""
+    path = ROOT / "bench" / script
+    out, err = io.StringIO(), io.StringIO()
+    saved_argv, saved_path, saved_cwd = sys.argv, list(sys.path), os.getcwd()
+    code = 0
+    try:
+        sys.argv, sys.path[:0] = [str(path), *map(str, args)], [str(path.parent)]
+        os.chdir(ROOT)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                runpy.run_path(str(path), run_name="__main__")
+            except SystemExit as stop:  # `sys.exit(1)`, or `SystemExit("message")` on a failure
+                code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+                if not isinstance(stop.code, int) and stop.code is not None:
+                    print(stop.code, file=err)
+    finally:
+        sys.argv, sys.path[:] = saved_argv, saved_path
+        os.chdir(saved_cwd)
+    return subprocess.CompletedProcess([str(path), *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
 def test_auto_is_one_worker_per_core_plus_one_on_cpu_capped_by_memory_and_what_can_run_at_once():
@@ -53,22 +85,23 @@ def test_workers_rejects_anything_but_a_count_or_auto(tmp_path):
 
 @pytest.mark.slow
 def test_effects_csv_is_byte_identical_between_one_worker_and_auto(tmp_path, write_experiment):
-    """The claim is about real processes: driven through bench/parallel.py, which runs both sides as real
-    sweep.py processes (`auto` spawns a fresh interpreter per worker), writes each side's report through
-    report.py's entry function and compares their effects.csv; this test is also that benchmark's smoke run.
+    """The claim is about real processes: driven through bench/parallel.py (run as `__main__` in this process
+    rather than in an interpreter of its own), which runs both sides as real sweep.py processes (`auto` spawns a fresh
+    interpreter per worker), writes each side's report through report.py's entry function and compares their
+    effects.csv; this test is also that benchmark's smoke run.
     Two blocks of the 2-point plan (one switch, one depth, a fresh seed per block) give `auto` two workers sharing
     four trials, so some worker trains a trial after another in one process. What a worker could change shows at
     full precision: every trial's loss is compared exactly (float equality) between the sides, a stronger test
     than effects.csv's six decimals (each augmentation's effect is computed from every trial's loss, so one trial
-    trained differently changes it there too). A worker's trial is then reproduced exactly. Near 60 s on two
-    cores because it starts four interpreters that load TensorFlow (one worker's sweep, auto's two workers, the
-    benchmark's reports) besides auto's launcher."""
+    trained differently changes it there too). A worker's trial is then reproduced exactly. 45-60 s on two
+    shared cores because it starts three interpreters that load TensorFlow (one worker's sweep, auto's two workers)
+    besides auto's launcher, and trains nine times (four trials a side, then the reproduced one)."""
     path = write_experiment(learning_experiment(
-        name="parallel", search_space=SPACE, sampler="factorial", trials=4, repeats=1, stop="budget"))
+        name="parallel", search_space=SPACE, sampler="factorial", trials=TRIALS, repeats=1, stop="budget"))
     workers = "auto" if usable_cores() >= 2 else "2"  # auto on a 1-core machine is one worker: force two
     sides = tmp_path / "sides"
-    out = run_cli("bench/parallel.py", "--experiment", path, "--trials", "4", "--workers", f"1,{workers}",
-                  "--keep", sides)
+    out = bench_in_process("parallel.py", "--experiment", path, "--trials", TRIALS, "--workers", f"1,{workers}",
+                           "--keep", sides)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "effects.csv byte-identical across sides: yes" in out.stdout
     one, auto = ((sides / f"report-0-{x}" / "effects.csv").read_bytes() for x in ("1", workers))
@@ -83,11 +116,11 @@ def test_effects_csv_is_byte_identical_between_one_worker_and_auto(tmp_path, wri
         trial_tags = {(r.data.tags["deterministic"], r.data.tags["device"], r.data.tags["training_threads"])
                       for r in view.trial_runs}
         assert trial_tags == {("true", tags[label]["device"], "1")}
-        assert len(view.trial_runs) == 4
+        assert len(view.trial_runs) == TRIALS
         losses[label] = {(t.user_attrs["block"], t.user_attrs["design_point"], tuple(sorted(t.params.items()))):
                          t.value for t in view.trials}
         trainers[label] = [(w["pid"], w["start"]) for w in (t.user_attrs["worker"] for t in view.trials)]
-    assert len(losses["one"]) == 4 and losses["one"] == losses["auto"]  # every trial's loss, bit for bit
+    assert len(losses["one"]) == TRIALS and losses["one"] == losses["auto"]  # every trial's loss, bit for bit
     assert len(set(trainers["one"])) == 1 and len(set(trainers["auto"])) <= 2
     assert max(trainers["auto"].count(w) for w in trainers["auto"]) >= 2  # a worker trained after another trial
     assert {k: tags["one"][k] for k in PROCESS_TAGS} == {k: tags["auto"][k] for k in PROCESS_TAGS}
