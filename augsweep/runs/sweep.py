@@ -269,13 +269,26 @@ class _NoTrialFailureEcho:
         return not (isinstance(record.msg, str) and record.msg.startswith("Trial ") and " failed with " in record.msg)
 
 
+class _NoFallbackQueryEcho:
+    """Logging filter: Optuna's "Caught an error from sqlalchemy: … Falling back to a slower alternative." warning
+    is dropped. Optuna reads any OperationalError of its trials query as too many SQL variables and retries the
+    query without them; when the database is gone (a lost PostgreSQL: "server closed the connection") the retry
+    fails too, and the sweep says so in its own one line. When the retry succeeds there is nothing to say."""
+
+    def filter(self, record) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith("Caught an error from sqlalchemy"))
+
+
 def quiet_optuna_failures() -> None:
-    """Install `_NoTrialFailureEcho` once on the logger of Optuna's optimize loop."""
+    """Install `_NoTrialFailureEcho` once on the logger of Optuna's optimize loop, and `_NoFallbackQueryEcho` on
+    its storage's."""
     import logging
 
-    logger = logging.getLogger("optuna.study._optimize")
-    if not any(isinstance(f, _NoTrialFailureEcho) for f in logger.filters):
-        logger.addFilter(_NoTrialFailureEcho())
+    for name, kind in (("optuna.study._optimize", _NoTrialFailureEcho),
+                       ("optuna.storages._rdb.storage", _NoFallbackQueryEcho)):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in logger.filters):
+            logger.addFilter(kind())
 
 
 def prepare(exp: Experiment, stores: Stores, echo: Callable[[str], None]):
