@@ -48,7 +48,7 @@ from ..training.model import check_model
 from ..training.resample import replicate_data, split_param
 from .cotrain import PROGRAM_DATA_BYTES
 from .lifecycle import TrainingRun
-from .members import AUTO, AUTO_STACKED, describe
+from .members import AUTO, AUTO_STACKED, describe, one_per_program
 from .repeat import RepeatOutcome, group_engine, preview_images, train_members, train_repeat
 from .reproduce import TAG_ENGINE
 from .sweep import model_tags
@@ -122,12 +122,11 @@ def run_ablation(exp: Experiment, stores: Stores, repeats: int | None = None,
                  members: int | str = 1) -> AblationOutcome:
     """Train every variant with the same `repeats` seeds (resuming), logged under one MLflow parent run.
     `env`: how this process trains, as its entry point set it up; set up from the experiment when None.
-    `members`: trainings per compiled program (`ablation_members`: auto, N, or 1 one at a time)."""
+    `members`: trainings per compiled program, as the entry point checked it (`arguments.members`; `ablation_members`:
+    auto, N, or 1 one at a time)."""
     R = repeats if repeats is not None else exp.ablation.repeats
     if R < 1:
         raise ConfigError(f"--repeats must be >= 1. Received: repeats={R}")
-    if members != AUTO and (isinstance(members, bool) or not isinstance(members, int) or members < 1):
-        raise ConfigError(f"--members must be an integer >= 1 or auto. Received: members={members!r}")
     # Everything that can be wrong with the input is found before any store is written.
     dataset = load_dataset(exp.dataset, exp.seed, exp.path)
     for note in dataset.warnings:
@@ -228,10 +227,9 @@ def ablation_members(members, exp: Experiment) -> tuple[int, str]:
     from .. import runtime as rt
 
     if members == AUTO:
-        if exp.model.uses_base:
-            return 1, "one per program: a pretrained base trains one member per program"
-        if exp.dataset.source == "folder" and exp.dataset.stream == "true":
-            return 1, "one per program: streamed image folders train one member per program"
+        alone = one_per_program(exp)
+        if alone:
+            return 1, alone
         if rt.backend() != "tensorflow":
             return 1, f"one per program: on {rt.backend()} a grouped member's batches are not its lone training's"
         if exp.train.mixed_precision:

@@ -20,12 +20,21 @@ AUTO = "auto"
 AUTO_STACKED = 64
 
 
+def one_per_program(exp: Experiment) -> str:
+    """Why `exp`'s trainings train one per program whatever `--members auto` would group ("" when nothing stops
+    grouping them): a pretrained base, streamed image folders."""
+    if exp.model.uses_base:
+        return "one per program: a pretrained base trains one member per program"
+    if exp.dataset.source == "folder" and exp.dataset.stream == "true":
+        return "one per program: streamed image folders train one member per program"
+    return ""
+
+
 def auto_members(exp: Experiment) -> tuple[int, str]:
     """`--members auto`: (members per program, the rule in words)."""
-    if exp.model.uses_base:
-        return 1, "one per program: a pretrained base trains one member per program"
-    if exp.dataset.source == "folder" and exp.dataset.stream == "true":
-        return 1, "one per program: streamed image folders train one member per program"
+    alone = one_per_program(exp)
+    if alone:
+        return 1, alone
     from .. import runtime
 
     if runtime.backend() == "tensorflow" and exp.sampler == "factorial" and not exp.train.mixed_precision:
