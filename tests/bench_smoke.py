@@ -50,15 +50,18 @@ def reset_process_state() -> None:
     gc.collect()
 
 
-def run_script(name: str) -> dict:
-    """`python bench/NAME --tiny` in this process: its exit status, stdout and stderr."""
+def run_bench(name: str, *args) -> dict:
+    """`python bench/NAME ARGS` in this process, from the repository root with the bench folder first on the path
+    (`import _common`): its exit status, stdout and stderr, and the CPU seconds it took; the working folder, argv,
+    path and environment put back afterwards."""
     path = ROOT / "bench" / name
     out, err = io.StringIO(), io.StringIO()
-    saved_argv, saved_cwd, saved_env = sys.argv, Path.cwd(), dict(os.environ)
+    saved_argv, saved_path, saved_cwd, saved_env = sys.argv, list(sys.path), Path.cwd(), dict(os.environ)
     code = 0
     cpu = _cpu_seconds()
     try:
-        sys.argv = [str(path), "--tiny"]
+        sys.argv, sys.path[:0] = [str(path), *map(str, args)], [str(path.parent)]
+        os.chdir(ROOT)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 runpy.run_path(str(path), run_name="__main__")
@@ -72,16 +75,23 @@ def run_script(name: str) -> dict:
                 traceback.print_exc()
                 code = 1
     finally:
-        sys.argv = saved_argv
+        sys.argv, sys.path[:] = saved_argv, saved_path
         os.chdir(saved_cwd)
         for key in set(os.environ) - set(saved_env):
             del os.environ[key]
         for key, value in saved_env.items():
             if os.environ.get(key) != value:
                 os.environ[key] = value
-        reset_process_state()
     return {"script": name, "code": code, "stdout": out.getvalue(), "stderr": err.getvalue(),
             "cpu_s": round(_cpu_seconds() - cpu, 2)}
+
+
+def run_script(name: str) -> dict:
+    """`python bench/NAME --tiny` in this process (`run_bench`), then what it left in the process reset."""
+    try:
+        return run_bench(name, "--tiny")
+    finally:
+        reset_process_state()
 
 
 def _cpu_seconds() -> float:

@@ -6,17 +6,11 @@ training), so the comparison covers what a user gets from `make sweep` with WORK
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
-import runpy
-import subprocess
-import sys
-
 import pytest
 
 from augsweep.runs.workers import auto_workers, usable_cores
-from tests.helpers import ROOT, learning_experiment, read_stores, run_in_process
+from tests.bench_smoke import run_bench
+from tests.helpers import learning_experiment, read_stores, run_in_process
 
 # One switch at one depth: a factorial block of two design points, so `auto` starts exactly two workers on any
 # machine of two cores or more (no more than a block's trials can run at once), and two blocks of fresh seeds
@@ -25,29 +19,6 @@ from tests.helpers import ROOT, learning_experiment, read_stores, run_in_process
 SPACE = {"depth": [1], "augmentations": {"flip": {"mode": "horizontal"}}}
 TRIALS = 4
 PROCESS_TAGS = ("device", "dtype_policy", "deterministic", "backend", "training_threads")
-
-
-def bench_in_process(script: str, *args) -> subprocess.CompletedProcess:
-    """`python bench/SCRIPT ARGS` as `__main__` in this process (its folder first on the path for `import _common`,
-    from the repository root): its exit status, stdout and stderr. The processes it starts are still fresh ones."""
-    path = ROOT / "bench" / script
-    out, err = io.StringIO(), io.StringIO()
-    saved_argv, saved_path, saved_cwd = sys.argv, list(sys.path), os.getcwd()
-    code = 0
-    try:
-        sys.argv, sys.path[:0] = [str(path), *map(str, args)], [str(path.parent)]
-        os.chdir(ROOT)
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                runpy.run_path(str(path), run_name="__main__")
-            except SystemExit as stop:  # `sys.exit(1)`, or `SystemExit("message")` on a failure
-                code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-                if not isinstance(stop.code, int) and stop.code is not None:
-                    print(stop.code, file=err)
-    finally:
-        sys.argv, sys.path[:] = saved_argv, saved_path
-        os.chdir(saved_cwd)
-    return subprocess.CompletedProcess([str(path), *map(str, args)], code, out.getvalue(), err.getvalue())
 
 
 def test_auto_is_one_worker_per_core_plus_one_on_cpu_capped_by_memory_and_what_can_run_at_once():
@@ -100,10 +71,10 @@ def test_effects_csv_is_byte_identical_between_one_worker_and_auto(tmp_path, wri
         name="parallel", search_space=SPACE, sampler="factorial", trials=TRIALS, repeats=1, stop="budget"))
     workers = "auto" if usable_cores() >= 2 else "2"  # auto on a 1-core machine is one worker: force two
     sides = tmp_path / "sides"
-    out = bench_in_process("parallel.py", "--experiment", path, "--trials", TRIALS, "--workers", f"1,{workers}",
-                           "--keep", sides)
-    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    assert "effects.csv byte-identical across sides: yes" in out.stdout
+    out = run_bench("parallel.py", "--experiment", path, "--trials", TRIALS, "--workers", f"1,{workers}",
+                    "--keep", sides)
+    assert out["code"] == 0, out["stdout"][-2000:] + out["stderr"][-2000:]
+    assert "effects.csv byte-identical across sides: yes" in out["stdout"]
     one, auto = ((sides / f"report-0-{x}" / "effects.csv").read_bytes() for x in ("1", workers))
     assert one == auto
     assert len(one.splitlines()) >= 2  # a header and the augmentation's row: not two empty files
