@@ -41,6 +41,7 @@ import pytest
 import yaml
 
 from augsweep.cli import report_main, sweep_main
+from augsweep.stores.run_files import forget_artifact_repositories
 from tests.helpers import ROOT, read_stores, sweep, tiny_experiment, wait_for_study
 from tests.test_runs_complete_means_stored import _KILL_AT, _KILL_REAPING, POINTS, assert_stores_agree
 from tests.test_stores_integrity import _content
@@ -69,15 +70,6 @@ def copy_stores(src: Path, dst: Path) -> None:
     with contextlib.closing(sqlite3.connect(dst / "mlflow.db")) as db, db:
         db.execute("update experiments set artifact_location = replace(artifact_location, ?, ?)", (old, new))
         db.execute("update runs set artifact_uri = replace(artifact_uri, ?, ?)", (old, new))
-
-
-def forget_artifact_folders() -> None:
-    """Empty MLflow's per-process cache of each run's artifact folder, keyed by run id alone: the copies of one
-    store share their run ids, so without this a copy's files would be listed and uploaded where the first copy
-    this process touched keeps them."""
-    from mlflow.tracking._tracking_service import utils
-
-    utils._artifact_repos_cache.clear()
 
 
 def lost_complete(path, mlruns) -> list[int]:
@@ -218,7 +210,7 @@ def test_store_faults_are_refused_in_one_line_or_reported_and_never_written(swep
         else:
             damage(m)
         before = state(m)
-        forget_artifact_folders()
+        forget_artifact_repositories()
         out = tmp_path / f"f{i}" / "out"
         argv = [str(path), "--mlruns", str(m)] + (["--out", str(out)] if verb == "report" else ["--trials", "3"])
         code = (report_main if verb == "report" else sweep_main)(argv)
@@ -537,7 +529,7 @@ sys.exit(report_main([sys.argv[1], "--mlruns", sys.argv[2], "--out", sys.argv[3]
 def _uploaded(path: Path, m: Path) -> list[str]:
     """The report files uploaded to the sweep's parent run."""
     view = read_stores(path, m)
-    forget_artifact_folders()
+    forget_artifact_repositories()
     return [f.path for f in view.client.list_artifacts(view.study.user_attrs["mlflow_parent_run_id"], "report")]
 
 
@@ -622,7 +614,7 @@ def _recover(fault: dict, path: Path) -> tuple[str, str, list]:
     """The user's next command after the fault, in this process through the CLI's entry points (the fault itself
     ran in a real process; the resume needs no interpreter of its own), then the stores checked."""
     name, problems, m = fault["name"], list(fault["problems"]), fault["m"]
-    forget_artifact_folders()
+    forget_artifact_repositories()
     if m is None:
         return name, "failed", problems
     path = fault["path"]  # the campaign's experiment, or the signal faults' own

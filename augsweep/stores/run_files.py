@@ -170,14 +170,21 @@ def repoint_moved_store(stores, echo: Callable[[str], None] = print) -> Path | N
         db.execute("update experiments set artifact_location = ? where artifact_location = ?", (new, recorded))
         db.execute("update runs set artifact_uri = ? || substr(artifact_uri, ?) where artifact_uri like ? escape '\\'",
                    (new, len(recorded) + 1, _like_prefix(recorded)))
-    try:  # MLflow caches each run's artifact repository by run id: one this process opened still names the old path
+    forget_artifact_repositories()  # one this process opened still names the old path
+    echo(f"note: these stores moved from {old.parent}; their runs now name where they are ({here.parent})")
+    return old
+
+
+def forget_artifact_repositories() -> None:
+    """Empty MLflow's per-process cache of each run's artifact repository, keyed by run id alone: after the runs'
+    recorded folders change (a moved store, a copy of one), a repository opened before would still name the old
+    folder."""
+    try:
         from mlflow.tracking._tracking_service import utils
 
         utils._artifact_repos_cache.clear()
     except (ImportError, AttributeError):
         pass
-    echo(f"note: these stores moved from {old.parent}; their runs now name where they are ({here.parent})")
-    return old
 
 
 def _like_prefix(text: str) -> str:
