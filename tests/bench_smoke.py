@@ -52,11 +52,11 @@ def reset_process_state() -> None:
 
 def run_bench(name: str, *args) -> dict:
     """`python bench/NAME ARGS` in this process, from the repository root with the bench folder first on the path
-    (`import _common`): its exit status, stdout and stderr, and the CPU seconds it took; the working folder, argv,
-    path and environment put back afterwards."""
+    (`import _common`): its exit status, stdout and stderr, and the CPU seconds it took; the working folder, argv
+    and environment put back afterwards, and the bench folder taken off the path."""
     path = ROOT / "bench" / name
     out, err = io.StringIO(), io.StringIO()
-    saved_argv, saved_path, saved_cwd, saved_env = sys.argv, list(sys.path), Path.cwd(), dict(os.environ)
+    saved_argv, saved_cwd, saved_env = sys.argv, Path.cwd(), dict(os.environ)
     code = 0
     cpu = _cpu_seconds()
     try:
@@ -75,7 +75,10 @@ def run_bench(name: str, *args) -> dict:
                 traceback.print_exc()
                 code = 1
     finally:
-        sys.argv, sys.path[:] = saved_argv, saved_path
+        # The bench folder comes off the path; what the script put there stays, as the modules it imported stay
+        # cached (`_common` puts the repository root first once, on its first import, for `import tests`).
+        sys.argv = saved_argv
+        sys.path.remove(str(path.parent))
         os.chdir(saved_cwd)
         for key in set(os.environ) - set(saved_env):
             del os.environ[key]
