@@ -280,6 +280,89 @@ def test_tracking_server_killed_and_restarted_mid_sweep_loses_no_metric_or_artif
     assert parent.info.status == "FINISHED"
 
 
+class _LosingProxy:
+    """A reverse proxy in front of the real tracking server that loses the answer of run creates as told:
+    `after` forwards the create and then drops the connection unanswered (the server made the run); `before`
+    answers 503 without forwarding it (the server never saw it), as a server restarting under a call does."""
+
+    def __init__(self, upstream: str, faults: list[str]):
+        import http.client
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        host, port = upstream.split("//", 1)[1].rsplit(":", 1)
+        self.faults, self.creates = list(faults), []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def forward(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                create = self.path.endswith("/mlflow/runs/create")
+                fault = proxy.faults.pop(0) if create and proxy.faults else None
+                if create:
+                    proxy.creates.append(fault)
+                if fault == "before":
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                conn = http.client.HTTPConnection(host, int(port), timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                conn.request(self.command, self.path, body=body, headers=headers)
+                answer = conn.getresponse()
+                data = answer.read()
+                conn.close()
+                if fault == "after":
+                    self.close_connection = True
+                    self.connection.shutdown(2)  # the run is made; its answer never arrives
+                    return
+                self.send_response(answer.status)
+                for key, value in answer.getheaders():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = forward
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["after", "before"])
+def test_a_run_create_whose_answer_is_lost_makes_exactly_one_run(servers, fault):
+    """A trial's run create that reached the tracking server but lost its answer (connection dropped) is found,
+    not made twice; one the server never saw (a 503 from a restarting server) is sent again. MLflow itself
+    resends a create only after a refused connection, so without this a restart under the call fails the
+    trial."""
+    from augsweep.stores.tracking import Tracker
+
+    proxy = _LosingProxy(servers.tracking_uri, [fault])
+    try:
+        tracker = Tracker(proxy.url, f"lost-answer-{fault}")
+        run_id = tracker.start_trial("trial 0", {"lr": 0.01}, {"trial": 0})
+    finally:
+        proxy.close()
+    assert proxy.creates == [fault] + ([None] if fault == "before" else [])
+    client = MlflowClient(servers.tracking_uri)
+    runs = client.search_runs([tracker.experiment_id])
+    assert [r.info.run_id for r in runs] == [run_id]
+    run = runs[0]
+    assert run.info.status == "RUNNING" and run.info.run_name == "trial 0"
+    assert run.data.params == {"lr": "0.01"} and run.data.tags["trial"] == "0"
+
+
 @pytest.mark.slow
 def test_storage_only_load_32_workers_exact_budget_no_lock_errors(servers, caplog):
     """32 database clients on one study: every trial start waits on the start lock with 31 others, and at the end

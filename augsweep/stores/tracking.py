@@ -8,7 +8,8 @@ tracking server (`http://…`) with proxied artifacts, shared by workers on many
 Every tag and param value is sent as a string: the REST store rejects anything else.
 A tracking server that goes away mid-sweep (restart, network) is retried with backoff by
 MLflow's HTTP session for a bounded time (`HTTP_RETRY`, about a minute by default); after that
-the call fails with a `TrackingUnavailable` naming the server, which fails the trial.
+the call fails with a `TrackingUnavailable` naming the server, which fails the trial. A run create whose
+answer was lost is looked up before it is sent again (`create_run`), so a restart makes no second run.
 """
 
 from __future__ import annotations
@@ -130,6 +131,47 @@ def _unreachable(e: BaseException) -> bool:
     text = str(e)
     return ("Max retries exceeded" in text or "ConnectionError" in type(e).__name__
             or "Connection refused" in text or "timed out" in text.lower())
+
+
+# Answers that say a tracking server may have done the call but its answer was lost: a dropped connection, or a
+# 5xx from a server that is restarting. (A refused connection is retried by MLflow's session itself.)
+_LOST_ANSWER = ("Connection aborted", "RemoteDisconnected", "Connection reset", "failed with error code 5")
+CREATE_TRIES = 4  # calls of one run create at most, 2, 4, 8 s apart: a restart of the server fits in between
+
+
+def create_run(client, experiment_id: str, tags: Mapping[str, str], run_name: str, remote: bool):
+    """`client.create_run`, exactly one run even when a tracking server's answer is lost.
+
+    MLflow sends a create again only when it surely did not arrive (a second send after the server made the run
+    would make a second run, left RUNNING), so a server restarted mid-call would fail the trial. Here the run's
+    start time is fixed before the first call: after a lost answer the run is looked up by its name and that start
+    time, and the call is sent again only if the server never made it.
+    """
+    start_time = _now_ms()
+    for attempt in range(CREATE_TRIES if remote else 1):
+        try:
+            return client.create_run(experiment_id, start_time=start_time, tags=tags, run_name=run_name)
+        except Exception as e:
+            if attempt == CREATE_TRIES - 1 or not any(word in str(e) for word in _LOST_ANSWER):
+                raise
+            time.sleep(2 ** (attempt + 1))
+            made = _made_run(client, experiment_id, run_name, start_time)
+            if made is not None:
+                return made
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def _made_run(client, experiment_id: str, run_name: str, start_time: int):
+    """The run of `experiment_id` named `run_name` that started at `start_time` (ms), or None; a lookup that
+    finds the server still down counts as none found (the create is then sent again)."""
+    quoted = run_name.replace("'", "\\'")
+    try:
+        found = client.search_runs([experiment_id], max_results=1,
+                                   filter_string=f"attributes.run_name = '{quoted}' "
+                                                 f"and attributes.start_time = {start_time}")
+    except Exception:  # noqa: BLE001 - still down: the next create attempt says so, or succeeds
+        return None
+    return found[0] if found else None
 
 
 class answering:
@@ -255,7 +297,7 @@ class Tracker:
             except Exception:  # the tracking store was deleted or replaced: start a new parent
                 run_id = None
         if run_id is None:
-            run_id = self.client.create_run(self.experiment_id, tags=str_values(tags), run_name=run_name).info.run_id
+            run_id = create_run(self.client, self.experiment_id, str_values(tags), run_name, self.remote).info.run_id
             self.client.log_batch(run_id, params=_params(params))
         else:
             self.client.log_batch(run_id, tags=_tags(tags))
@@ -295,7 +337,7 @@ class Tracker:
         """Nested run for one trial, with its flat params and seeds."""
         all_tags = {"mlflow.parentRunId": self.parent_run_id, **tags} if self.parent_run_id else dict(tags)
         with store_write(), answering(self.tracking_uri):
-            run = self.client.create_run(self.experiment_id, tags=str_values(all_tags), run_name=run_name)
+            run = create_run(self.client, self.experiment_id, str_values(all_tags), run_name, self.remote)
             run_id = run.info.run_id
             # `best_val_loss` first (NaN until the trial ends, then its value at a later timestamp): MLflow's
             # compare page plots the runs' first shared metric, in the order each key was first logged, so
