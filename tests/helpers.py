@@ -79,6 +79,16 @@ def run_cli(script: str, *args, cwd: Path | None = None, timeout: float = 600, e
     )
 
 
+def jax_without_tensorflow(folder: Path) -> dict:
+    """The environment of a process on Keras's JAX backend where TensorFlow cannot be imported, as on a GPU machine
+    that has JAX only: a `tensorflow` package first on the path whose import fails."""
+    hidden = folder / "no-tensorflow" / "tensorflow"
+    hidden.mkdir(parents=True, exist_ok=True)
+    (hidden / "__init__.py").write_text('raise ImportError("TensorFlow is not installed here")\n')
+    path = os.pathsep.join(p for p in (str(hidden.parent), os.environ.get("PYTHONPATH", "")) if p)
+    return {"KERAS_BACKEND": "jax", "PYTHONPATH": path}
+
+
 def run_in_process(script: str, *args, cwd: Path | None = None, env=None) -> subprocess.CompletedProcess:
     """`run_cli` without a new interpreter: the same entry function the script or verb calls (`sweep_main`,
     `report_main`, `augsweep.cli.main`), its exit code and what it printed to stdout and stderr. For claims about

@@ -14,7 +14,7 @@ import importlib.util
 import pytest
 
 from tests.bench_smoke import assert_ran, run_tiny
-from tests.helpers import run_cli
+from tests.helpers import jax_without_tensorflow, run_cli
 
 # Those that never turn on deterministic ops first, then those that do (through `runtime.setup`, as a sweep
 # does: TensorFlow keeps part of that switch on for the life of a process).
@@ -68,8 +68,9 @@ def test_storage_benchmark_runs_tiny(request):
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="JAX is not installed")
-def test_gpu_benchmark_runs_under_jax_without_tensorflow():
-    """Its own process: Keras picks its backend once, when it is first imported."""
-    result = run_cli("bench/gpu.py", "--tiny", env={"KERAS_BACKEND": "jax"})
+def test_gpu_benchmark_runs_under_jax_without_tensorflow(tmp_path):
+    """Its own process (Keras picks its backend once, when it is first imported), where TensorFlow cannot be
+    imported, as on a GPU machine with JAX only."""
+    result = run_cli("bench/gpu.py", "--tiny", env=jax_without_tensorflow(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "backend jax" in result.stdout

@@ -218,7 +218,24 @@ def acquire_model(config: TrialConfig, dataset: Dataset, settings: TrainConfig, 
 
 
 def set_global_seed(seed: int) -> None:
-    """Seed Python, NumPy and the backend (Keras `set_random_seed`)."""
+    """Seed Python, NumPy and the backend: Keras's `set_random_seed`, which also seeds TensorFlow (its `tf.data`
+    shuffles). Under another backend nothing here uses TensorFlow, and that call would import it wherever it is
+    installed (about 6 CPU-s a process): the same seeds are set without it."""
     import keras
 
-    keras.utils.set_random_seed(seed)
+    if runtime.backend() == "tensorflow":
+        keras.utils.set_random_seed(seed)
+        return
+    import random
+
+    try:  # what `set_random_seed` sets besides TensorFlow's seed: Keras's global seed, its seed generator reset
+        from keras.src.backend.common import global_state
+        from keras.src.random import seed_generator
+        from keras.src.utils.rng_utils import GLOBAL_RANDOM_SEED
+    except ImportError:  # a Keras laid out otherwise: its public call, TensorFlow import and all
+        keras.utils.set_random_seed(seed)
+        return
+    global_state.set_global_attribute(GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)
