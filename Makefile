@@ -50,15 +50,13 @@ pretrain: install data  ## train the convnet of Kaggle's computer-vision course 
 	$(AUGSWEEP) pretrain --out $(PRETRAINED)
 
 sweep: install  ## run (or resume, to TRIALS in total) the experiment EXP into MLRUNS on every core (WORKERS=auto|N; MEMBERS=auto|N trainings per program, 1: one at a time), then its report
-	AUGSWEEP_UI_URL=http://127.0.0.1:$(PORT) $(AUGSWEEP) sweep $(EXP) --mlruns $(MLRUNS) --workers $(WORKERS) $(if $(filter-out 1,$(MEMBERS)),--members $(MEMBERS)) $(if $(TRIALS),--trials $(TRIALS))
-	$(AUGSWEEP) report $(EXP) --mlruns $(MLRUNS)
+	AUGSWEEP_UI_URL=http://127.0.0.1:$(PORT) $(AUGSWEEP) sweep $(EXP) --mlruns $(MLRUNS) --workers $(WORKERS) $(if $(filter-out 1,$(MEMBERS)),--members $(MEMBERS)) $(if $(TRIALS),--trials $(TRIALS)) --report
 
 ablate: install  ## paired-seed ablation of EXP around its best trial or ablation.base (REPEATS=R seeds; MEMBERS=auto|N trainings per program, 1: one at a time), then the report
-	$(AUGSWEEP) ablate $(EXP) --mlruns $(MLRUNS) $(if $(REPEATS),--repeats $(REPEATS)) $(if $(filter-out 1,$(MEMBERS)),--members $(MEMBERS))
-	$(AUGSWEEP) report $(EXP) --mlruns $(MLRUNS)
+	AUGSWEEP_UI_URL=http://127.0.0.1:$(PORT) $(AUGSWEEP) ablate $(EXP) --mlruns $(MLRUNS) $(if $(REPEATS),--repeats $(REPEATS)) $(if $(filter-out 1,$(MEMBERS)),--members $(MEMBERS)) --report
 
 report: install  ## write reports/<study>/ from the stores (never retrains)
-	$(AUGSWEEP) report $(EXP) --mlruns $(MLRUNS)
+	AUGSWEEP_UI_URL=http://127.0.0.1:$(PORT) $(AUGSWEEP) report $(EXP) --mlruns $(MLRUNS)
 
 ui: install  ## MLflow UI on http://127.0.0.1:$(PORT) over MLRUNS; prints (and opens) the link to each study's trials
 	$(AUGSWEEP) ui --mlruns $(MLRUNS) --port $(PORT)

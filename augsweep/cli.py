@@ -48,7 +48,9 @@ ABLATE_MEMBERS_HELP = ("trainings per compiled program: auto (on TensorFlow the 
                        "`make ablate` uses auto)")
 # Every `sweep.py`-style namespace has every attribute, whichever verb parsed it (`_sweep` reads them all).
 SWEEP_DEFAULTS = {"trials": None, "workers": "1", "members": "1", "worker": False, "repair": False,
-                  "ablation": False, "reproduce": None, "repeats": None}
+                  "ablation": False, "reproduce": None, "repeats": None, "report": False}
+REPORT_HELP = ("then write the report from the stores, as `augsweep report` would, in this process (saves starting "
+               "another; what `make sweep` and `make ablate` run)")
 
 
 def _experiment_argument(p: argparse.ArgumentParser) -> None:
@@ -155,6 +157,8 @@ def verb_parser(verb: str) -> argparse.ArgumentParser:
     if verb == "ablate":
         p.add_argument("--repeats", help="seeds per variant (default: ablation.repeats, 5)")
         p.add_argument("--members", default="1", help=ABLATE_MEMBERS_HELP)
+    if verb in ("sweep", "ablate"):
+        p.add_argument("--report", action="store_true", help=REPORT_HELP)
     p.set_defaults(**{"ablation": verb == "ablate", "repair": verb == "repair", "worker": verb == "worker"})
     return p
 
@@ -399,7 +403,13 @@ def _sweep_command(argv, verb: str | None = None) -> int:
             print(note, file=sys.stderr, flush=True)
     args = sweep_arguments(argv, verb)
     runtime.quiet_backends()
-    return _sweep(args)
+    code = _sweep(args)
+    if code == 0 and getattr(args, "report", False):  # `sweep.py` has no --report: its report is report.py
+        sys.stdout.flush()
+        code = _report(argparse.Namespace(experiment=args.experiment, out=None, mlruns=args.mlruns,
+                                          storage=args.storage, tracking_uri=args.tracking_uri,
+                                          study_name=args.study_name))
+    return code
 
 
 def sweep_arguments(argv, verb: str | None = None):

@@ -31,6 +31,9 @@ ONE_SWITCH = {"search_space": {"depth": [1], "augmentations": {"flip": {"mode": 
               "sampler": "factorial", "ablation": {"repeats": 1, "baselines": False}}
 
 
+REPORT_FILES = ("report.md", "report.html", "effects.csv", "configurations.csv")
+
+
 def fresh_shell_env() -> dict:
     """What a new terminal has: no VIRTUAL_ENV, PATH without the venv's bin folder."""
     venv_bin = str(Path(ROOT / ".venv" / "bin"))
@@ -86,9 +89,10 @@ def test_every_printed_command_runs_in_a_fresh_shell(tmp_path):
     printed in a fresh shell from the repository root, each a new interpreter that trains or reports. The first is
     `make sweep EXP=… MLRUNS=…` on fresh stores: the sweep that prints the commands, then its report, whose `Next:`
     prints that very command (to run again after a change), so it is checked to be printed as it ran. A next step
-    is run only when it is not a command run before on the same stores. Near or over 60 s on two shared cores
-    because each of the four commands is a real process that loads TensorFlow or the MLflow server (`make sweep`
-    and `make ablate` each train, then start a report process): about 50 CPU-s in all."""
+    is run only when it is not a command run before on the same stores. `make sweep` writes its report in its
+    own process (`--report`): the printed `make report`, a process of its own, rewrites those files byte for byte.
+    Near or over 60 s on two shared cores because each of the four commands is a real process that loads
+    TensorFlow or the MLflow server (`make sweep` and `make ablate` each train, then report): about 40 CPU-s."""
     path, mlruns = tmp_path / "exp.yaml", tmp_path / "mlruns"
     path.write_text(yaml.safe_dump(tiny_experiment(name="printed", trials=2, train={"epochs": 1}, **ONE_SWITCH)))
     env = fresh_shell_env()
@@ -103,8 +107,10 @@ def test_every_printed_command_runs_in_a_fresh_shell(tmp_path):
     assert any(c.startswith("make ui") for c in printed), sweep.stdout
     assert any(c.startswith("make report ") for c in printed) and any(c.startswith("make ablate ") for c in printed)
     assert not [c for c in printed if c.startswith("python ")], printed  # never a bare python
+    reports = ROOT / "reports" / "printed"
+    written = {name: (reports / name).read_bytes() for name in REPORT_FILES}
 
-    ran = [swept]
+    ran, compared = [swept], False
     for command in printed:
         if command in ran:
             continue
@@ -114,6 +120,10 @@ def test_every_printed_command_runs_in_a_fresh_shell(tmp_path):
             continue
         result = run_printed(command, env)
         assert result.returncode == 0, (command, result.stdout[-2000:], result.stderr[-2000:])
+        if command.startswith("make report ") and not any(c.startswith("make ablate") for c in ran):
+            for name, data in written.items():  # the sweep's own report is the one a report process writes
+                assert (reports / name).read_bytes() == data, name
+            compared = True
         ran.append(command)
         if "report" in command or "ablate" in command:  # the report prints its own next step: run that too
             for follow in commands(result.stdout):
@@ -122,6 +132,7 @@ def test_every_printed_command_runs_in_a_fresh_shell(tmp_path):
                     assert again.returncode == 0, (follow, again.stdout[-2000:], again.stderr[-2000:])
                     ran.append(follow)
     assert len(ran) >= 4, ran
+    assert compared, ran  # `make report` ran on the sweep's stores before the ablation changed them
 
 
 def minimal_env() -> dict:
