@@ -62,7 +62,8 @@ def _content(folder):
 
 
 def test_report_uploads_only_its_own_files_never_the_rest_of_out(copy, tmp_path, capsys):
-    """Item 1: a `pgpass` (or anything else) in --out stayed out of the run's `report/` artifacts."""
+    """A `pgpass` (or anything else) in --out stays out of the run's `report/` artifacts: only the report's own
+    files are uploaded."""
     path, mlruns = copy
     out = tmp_path / "out"
     out.mkdir()
@@ -80,7 +81,8 @@ def test_report_uploads_only_its_own_files_never_the_rest_of_out(copy, tmp_path,
 
 @pytest.mark.parametrize("where", ["equal", "contains", "inside"])
 def test_report_refuses_an_out_that_is_contains_or_lies_in_the_stores(copy, capsys, monkeypatch, where):
-    """Item 1: `--out .` next to mlruns/ copied the stores into themselves (5.5 MB -> 347 MB) and exited 0."""
+    """An --out that is, contains or lies in the stores is refused (exit 2) and nothing in them changes: `--out .`
+    beside mlruns/ would otherwise copy the stores into themselves."""
     path, mlruns = copy
     before = _content(mlruns)
     out = {"equal": mlruns, "contains": mlruns.parent, "inside": mlruns / "report"}[where]
@@ -92,7 +94,7 @@ def test_report_refuses_an_out_that_is_contains_or_lies_in_the_stores(copy, caps
 
 @pytest.mark.parametrize("option", ["--out", "--mlruns"])
 def test_out_or_mlruns_naming_a_file_exits_2(copy, tmp_path, capsys, option):
-    """Item 7: `--out FILE` / `--mlruns FILE` crashed with a traceback."""
+    """`--out FILE` / `--mlruns FILE` exits 2 with one line, not a traceback."""
     path, mlruns = copy
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
@@ -107,7 +109,8 @@ def test_out_or_mlruns_naming_a_file_exits_2(copy, tmp_path, capsys, option):
 
 @pytest.mark.parametrize("main", [report_main, sweep_main], ids=["report", "sweep"])
 def test_a_0_byte_optuna_db_is_refused_and_never_written(copy, capsys, main):
-    """Item 5: report.py recreated an empty schema in a 0-byte optuna.db; the sweep restarted at 0 trials."""
+    """A 0-byte optuna.db is refused by the report and the sweep, and never written: no empty schema is created in
+    it and no sweep starts again at 0 trials."""
     path, mlruns = copy
     (mlruns / "optuna.db").write_bytes(b"")
     for extra in ("-wal", "-shm"):
@@ -118,7 +121,8 @@ def test_a_0_byte_optuna_db_is_refused_and_never_written(copy, capsys, main):
 
 
 def test_a_lost_study_store_is_not_restarted_while_mlflow_holds_its_runs(copy, capsys):
-    """Item 5: a missing optuna.db beside an MLflow store with the study's runs started the study again."""
+    """A missing optuna.db beside an MLflow store that holds the study's runs is refused: the study is not started
+    again."""
     path, mlruns = copy
     for f in mlruns.glob("optuna.db*"):
         f.unlink()
@@ -164,8 +168,8 @@ def _real_database_lost_error():
 
 
 def test_disk_full_and_database_lost_end_in_one_line_with_the_resume_command(tmp_path, monkeypatch, capsys):
-    """Item 7: a full disk (88-line traceback) and PostgreSQL stopped mid-sweep (315 lines) showed library
-    frames; now one line names the cause and the command that resumes, the traceback goes to a log file."""
+    """A full disk and a PostgreSQL stopped mid-sweep each end in one line naming the cause and the command that
+    resumes, with no library frames; the traceback goes to a log file."""
     from augsweep import cli
 
     assert cli.stopped_by_environment(_real_disk_full_error(tmp_path)) == "disk full"
@@ -192,7 +196,7 @@ def test_disk_full_and_database_lost_end_in_one_line_with_the_resume_command(tmp
 @pytest.mark.parametrize("main", [report_main, sweep_main], ids=["report", "sweep"])
 def test_a_lost_mlflow_store_beside_a_live_study_is_refused_and_never_written(copy, tmp_path, capsys, main, damage):
     """The mirror of the lost optuna.db: a deleted, 0-byte or unrelated MLflow store beside a study with finished
-    trials went unnoticed (exit 0; finished trials without runs, new trials added beside them)."""
+    trials is refused (exit 2) and never written: no finished trials left without runs, no new trials beside them."""
     path, mlruns = copy
     for f in mlruns.glob("mlflow.db*"):
         f.unlink()
