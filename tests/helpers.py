@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -77,6 +78,17 @@ def run_cli(script: str, *args, cwd: Path | None = None, timeout: float = 600, e
         [*command, *map(str, args)],
         cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout, env=full_env,
     )
+
+
+def copy_stores(src: Path, dst: Path) -> None:
+    """`src`'s stores copied to `dst`, their artifacts included, as stores of their own: MLflow records absolute
+    artifact paths, so a plain copy's runs would still read and write `src`'s files (which still exist, so the
+    copy is not a moved store); the copy's experiment and runs are pointed at its own artifact folder."""
+    shutil.copytree(src, dst)
+    old, new = (src / "artifacts").resolve().as_uri(), (dst / "artifacts").resolve().as_uri()
+    with contextlib.closing(sqlite3.connect(dst / "mlflow.db")) as db, db:
+        db.execute("update experiments set artifact_location = replace(artifact_location, ?, ?)", (old, new))
+        db.execute("update runs set artifact_uri = replace(artifact_uri, ?, ?)", (old, new))
 
 
 def jax_without_tensorflow(folder: Path) -> dict:

@@ -42,7 +42,7 @@ import yaml
 
 from augsweep.cli import report_main, sweep_main
 from augsweep.stores.run_files import forget_artifact_repositories
-from tests.helpers import ROOT, read_stores, sweep, tiny_experiment, wait_for_study
+from tests.helpers import ROOT, copy_stores, read_stores, sweep, tiny_experiment, wait_for_study
 from tests.test_runs_complete_means_stored import _KILL_AT, _KILL_REAPING, POINTS, assert_stores_agree
 from tests.test_stores_integrity import _content
 
@@ -59,17 +59,6 @@ def swept(tmp_path_factory):
                                                    dataset={"image_size": [8, 8], "samples": 48})))
     sweep(path, root / "mlruns")
     return path, root / "mlruns"
-
-
-def copy_stores(src: Path, dst: Path) -> None:
-    """`src`'s stores copied to `dst`, their artifacts included, as stores of their own: MLflow records absolute
-    artifact paths, so a plain copy's runs would still read and write `src`'s files (which still exist, so the
-    copy is not a moved store); the copy's experiment and runs are pointed at its own artifact folder."""
-    shutil.copytree(src, dst)
-    old, new = (src / "artifacts").resolve().as_uri(), (dst / "artifacts").resolve().as_uri()
-    with contextlib.closing(sqlite3.connect(dst / "mlflow.db")) as db, db:
-        db.execute("update experiments set artifact_location = replace(artifact_location, ?, ?)", (old, new))
-        db.execute("update runs set artifact_uri = replace(artifact_uri, ?, ?)", (old, new))
 
 
 def lost_complete(path, mlruns) -> list[int]:

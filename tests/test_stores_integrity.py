@@ -6,14 +6,14 @@ commands run in-process through the real CLI entry points (`report_main`, `sweep
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
 from augsweep.cli import report_main, sweep_main
-from tests.helpers import read_stores, sweep, tiny_experiment
+from augsweep.stores.run_files import forget_artifact_repositories
+from tests.helpers import copy_stores, read_stores, sweep, tiny_experiment
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +31,11 @@ def swept(tmp_path_factory):
 
 @pytest.fixture
 def copy(swept, tmp_path):
+    """A copy of `swept`'s stores that are stores of their own (its runs read and write its own artifacts), and
+    MLflow's per-process cache of artifact folders by run id emptied (the copy's runs have the original's ids)."""
     path, mlruns = swept
-    shutil.copytree(mlruns, tmp_path / "mlruns")
+    copy_stores(mlruns, tmp_path / "mlruns")
+    forget_artifact_repositories()
     return path, tmp_path / "mlruns"
 
 
