@@ -136,7 +136,8 @@ def _unreachable(e: BaseException) -> bool:
 # Answers that say a tracking server may have done the call but its answer was lost: a dropped connection, or a
 # 5xx from a server that is restarting. (A refused connection is retried by MLflow's session itself.)
 _LOST_ANSWER = ("Connection aborted", "RemoteDisconnected", "Connection reset", "failed with error code 5")
-CREATE_TRIES = 4  # calls of one run create at most, 2, 4, 8 s apart: a restart of the server fits in between
+CREATE_TRIES = 4  # calls of one run create at most, 0.5, 1, 2 s apart and each with MLflow's own retries of a
+# refused connection (about a minute): a restart of the server fits in between
 
 
 def create_run(client, experiment_id: str, tags: Mapping[str, str], run_name: str, remote: bool):
@@ -154,7 +155,7 @@ def create_run(client, experiment_id: str, tags: Mapping[str, str], run_name: st
         except Exception as e:
             if attempt == CREATE_TRIES - 1 or not any(word in str(e) for word in _LOST_ANSWER):
                 raise
-            time.sleep(2 ** (attempt + 1))
+            time.sleep(0.5 * 2 ** attempt)
             made = _made_run(client, experiment_id, run_name, start_time)
             if made is not None:
                 return made
@@ -162,15 +163,12 @@ def create_run(client, experiment_id: str, tags: Mapping[str, str], run_name: st
 
 
 def _made_run(client, experiment_id: str, run_name: str, start_time: int):
-    """The run of `experiment_id` named `run_name` that started at `start_time` (ms), or None; a lookup that
-    finds the server still down counts as none found (the create is then sent again)."""
+    """The run of `experiment_id` named `run_name` that started at `start_time` (ms), or None. A lookup is safe to
+    send again, so MLflow retries it while the server restarts; one that still fails raises, and the create is not
+    sent again: a second run beside one the server may have made would be left RUNNING."""
     quoted = run_name.replace("'", "\\'")
-    try:
-        found = client.search_runs([experiment_id], max_results=1,
-                                   filter_string=f"attributes.run_name = '{quoted}' "
-                                                 f"and attributes.start_time = {start_time}")
-    except Exception:  # noqa: BLE001 - still down: the next create attempt says so, or succeeds
-        return None
+    match = f"attributes.run_name = '{quoted}' and attributes.start_time = {start_time}"
+    found = client.search_runs([experiment_id], filter_string=match, max_results=1)
     return found[0] if found else None
 
 
