@@ -148,12 +148,12 @@ def create_run(client, experiment_id: str, tags: Mapping[str, str], run_name: st
     start time is fixed before the first call: after a lost answer the run is looked up by its name and that start
     time, and the call is sent again only if the server never made it.
     """
-    start_time = _now_ms()
-    for attempt in range(CREATE_TRIES if remote else 1):
+    start_time, tries = _now_ms(), CREATE_TRIES if remote else 1  # an embedded store answers or raises: no retry
+    for attempt in range(tries):
         try:
             return client.create_run(experiment_id, start_time=start_time, tags=tags, run_name=run_name)
         except Exception as e:
-            if attempt == CREATE_TRIES - 1 or not any(word in str(e) for word in _LOST_ANSWER):
+            if attempt == tries - 1 or not any(word in str(e) for word in _LOST_ANSWER):
                 raise
             time.sleep(0.5 * 2 ** attempt)
             made = _made_run(client, experiment_id, run_name, start_time)
