@@ -58,3 +58,32 @@ def test_augmentations_sit_inside_the_model_and_only_train():
 def test_too_deep_for_the_image_is_rejected():
     with pytest.raises(ValueError, match=r"depth must be in \[1, 3\] for 8x8 images"):
         build_convnet((8, 8, 1), 2, 4)
+
+
+def test_seeds_set_under_another_backend_are_the_ones_keras_sets(monkeypatch):
+    """Under a backend other than TensorFlow, `set_global_seed` leaves Keras's `set_random_seed` out (it would
+    import TensorFlow to seed it) and sets the rest itself: Python's and NumPy's generators, Keras's global seed
+    and a fresh global seed generator, so every draw after it is the one after `set_random_seed`."""
+    import random
+
+    import keras
+
+    from augsweep import runtime
+    from augsweep.training import train
+
+    def draws() -> tuple:
+        return (random.random(), float(np.random.rand()),
+                np.asarray(keras.random.uniform((4,))).tolist(), np.asarray(keras.random.normal((2,))).tolist())
+
+    keras.utils.set_random_seed(123)
+    keras.random.uniform((1,))  # the global generator advanced: the next call must make a fresh one
+    keras.utils.set_random_seed(123)
+    expected = draws()
+    monkeypatch.setattr(runtime, "backend", lambda: "jax")
+    random.seed(9)  # other state, as a training leaves it
+    np.random.seed(9)
+    keras.random.uniform((1,))
+    train.set_global_seed(123)
+    assert draws() == expected
+    train.set_global_seed(124)
+    assert draws() != expected  # the seed is what decides them

@@ -220,7 +220,7 @@ def acquire_model(config: TrialConfig, dataset: Dataset, settings: TrainConfig, 
 def set_global_seed(seed: int) -> None:
     """Seed Python, NumPy and the backend: Keras's `set_random_seed`, which also seeds TensorFlow (its `tf.data`
     shuffles). Under another backend nothing here uses TensorFlow, and that call would import it wherever it is
-    installed (about 6 CPU-s a process): the same seeds are set without it."""
+    installed (about 4 CPU-s a process, measured on `bench/gpu.py --tiny`): the same seeds are set without it."""
     import keras
 
     if runtime.backend() == "tensorflow":
